@@ -1,0 +1,144 @@
+//! Reading the TOML configuration files of both sides.
+//!
+//! Each side has one file whose every key has a default, so an empty file is
+//! a valid one. Unknown keys are rejected (a typo must not silently fall back
+//! to a default), and every error names the file, the line and the key.
+
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+
+use jiff::SignedDuration;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
+
+use crate::error::{Error, Result};
+
+/// A span of time written the friendly way in config files: `10m`, `6h`, `1 day`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Duration(pub SignedDuration);
+
+impl Duration {
+    /// A duration of whole seconds.
+    pub const fn from_secs(secs: i64) -> Self {
+        Duration(SignedDuration::from_secs(secs))
+    }
+
+    /// As a std duration (negative values become zero).
+    pub fn to_std(self) -> std::time::Duration {
+        std::time::Duration::try_from(self.0).unwrap_or_default()
+    }
+
+    /// Whole seconds, at least 0.
+    pub fn as_secs(self) -> u64 {
+        self.0.as_secs().max(0) as u64
+    }
+}
+
+impl FromStr for Duration {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let d: SignedDuration = s
+            .parse()
+            .map_err(|_| format!("{s:?} is not a duration; write e.g. \"90s\", \"10m\", \"6h\", \"1 day\""))?;
+        if d.is_negative() {
+            return Err(format!("{s:?} is negative"));
+        }
+        Ok(Duration(d))
+    }
+}
+
+impl fmt::Display for Duration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#}", self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Duration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Reads and parses a config file. `Ok(None)` if it does not exist.
+pub fn load<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(Error::Config(format!("cannot read config {}: {e}", path.display())));
+        }
+    };
+    parse(path, &text).map(Some)
+}
+
+/// Parses config `text` read from `path` (named in errors).
+pub fn parse<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T> {
+    toml::from_str(text).map_err(|e| {
+        let mut location = String::new();
+        if let Some(span) = e.span() {
+            let line_no = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            location = format!(" line {line_no}");
+            let line = text.lines().nth(line_no - 1).unwrap_or("");
+            if let Some((key, _)) = line.split_once('=') {
+                location.push_str(&format!(", key {}", key.trim()));
+            }
+        }
+        let message = e.message().replace('\n', " ");
+        Error::Config(format!(
+            "invalid config {}{location}: {message}; fix or remove it (see the README's configuration reference)",
+            path.display()
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields, default)]
+    struct Sample {
+        attempts: u32,
+        pause: Duration,
+    }
+
+    impl Default for Sample {
+        fn default() -> Self {
+            Sample { attempts: 5, pause: Duration::from_secs(600) }
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!("10m".parse::<Duration>().unwrap(), Duration::from_secs(600));
+        assert_eq!("6h".parse::<Duration>().unwrap(), Duration::from_secs(6 * 3600));
+        assert_eq!("1s".parse::<Duration>().unwrap().to_std(), std::time::Duration::from_secs(1));
+        assert!("ten minutes".parse::<Duration>().is_err());
+        assert!("-5m".parse::<Duration>().is_err());
+        let d: Duration = "6h".parse().unwrap();
+        assert_eq!(d.to_string().parse::<Duration>().unwrap(), d);
+    }
+
+    #[test]
+    fn defaults_fill_in() {
+        let p = Path::new("/x.toml");
+        assert_eq!(parse::<Sample>(p, "").unwrap(), Sample::default());
+        assert_eq!(parse::<Sample>(p, "pause = \"1s\"\n").unwrap().pause, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn errors_name_file_line_and_key() {
+        let p = Path::new("/etc/byteback/config.toml");
+        let e = parse::<Sample>(p, "# c\nattempts = 3\nbogus = 1\n").unwrap_err().to_string();
+        assert!(e.contains("/etc/byteback/config.toml line 3, key bogus"), "{e}");
+        assert!(e.contains("unknown field"), "{e}");
+        let e = parse::<Sample>(p, "attempts = \"three\"\n").unwrap_err().to_string();
+        assert!(e.contains("line 1, key attempts"), "{e}");
+        let e = parse::<Sample>(p, "\npause = \"soon\"\n").unwrap_err().to_string();
+        assert!(e.contains("line 2, key pause") && e.contains("not a duration"), "{e}");
+        assert!(!e.contains('\n'));
+    }
+}

@@ -1,0 +1,10 @@
+//! byteback: maintenance-free client & server backups over rsync, OpenSSH and btrfs.
+//!
+//! The library holds all logic; the two binaries (`byteback`, `byteback-server`)
+//! only parse arguments, call a command and map its error to an exit status.
+
+pub mod config;
+pub mod destination;
+pub mod error;
+pub mod names;
+pub mod protocol;

@@ -1,0 +1,209 @@
+//! Validated names: clients and snapshots.
+//!
+//! Both end up as directory names in the store, so they are checked once,
+//! here, and carried around as types that cannot hold anything else.
+//! Snapshot names encode their UTC time; the original byteback's format
+//! (`YYYY-MM-DDTHH:MM+ZZZZ`) is recognised too, so an old store stays usable.
+
+use std::fmt;
+
+use jiff::Timestamp;
+use jiff::fmt::strtime;
+
+use crate::error::{Error, Result};
+
+/// A client's name: DNS-like, safe as a single path component and in argv.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ClientName(String);
+
+impl ClientName {
+    /// Checks `name`: letters, digits, `.`, `-`, `_`; no `..`; not starting
+    /// with `.` or `-`; at most 253 bytes.
+    pub fn new(name: &str) -> Result<Self> {
+        let bad = |why: &str| {
+            Err(Error::Usage(format!(
+                "invalid client name {name:?}: {why}; use a DNS-like name such as host.example.net"
+            )))
+        };
+        if name.is_empty() {
+            return bad("it is empty");
+        }
+        if name.len() > 253 {
+            return bad("it is longer than 253 characters");
+        }
+        if let Some(c) = name
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')))
+        {
+            return bad(&format!("{c:?} is not allowed (only letters, digits, '.', '-', '_')"));
+        }
+        if name.starts_with(['.', '-']) {
+            return bad("it must not start with '.' or '-'");
+        }
+        if name.contains("..") {
+            return bad("it must not contain '..'");
+        }
+        Ok(ClientName(name.to_owned()))
+    }
+
+    /// The name as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ClientName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The two spellings of a snapshot's time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameFormat {
+    /// `YYYY-MM-DDTHH:MM:SSZ`, always UTC: what byteback writes.
+    Utc,
+    /// `YYYY-MM-DDTHH:MM+ZZZZ`: what the original Ruby byteback wrote.
+    Legacy,
+}
+
+const UTC_FORMAT: &str = "%Y-%m-%dT%H:%M:%SZ";
+const LEGACY_FORMAT: &str = "%Y-%m-%dT%H:%M%z";
+
+/// A snapshot's directory name and the time it stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotName {
+    name: String,
+    time: Timestamp,
+    format: NameFormat,
+}
+
+impl SnapshotName {
+    /// The name byteback gives a snapshot taken at `time` (seconds precision).
+    pub fn for_time(time: Timestamp) -> Self {
+        let time = Timestamp::from_second(time.as_second()).unwrap_or(time);
+        SnapshotName {
+            name: time.strftime(UTC_FORMAT).to_string(),
+            time,
+            format: NameFormat::Utc,
+        }
+    }
+
+    /// Recognises a snapshot directory name in either format; `None` for
+    /// anything else (such as `current`, or a stranger's directory).
+    pub fn parse(name: &str) -> Option<Self> {
+        // Shape first: strtime alone is lenient about widths and spaces, and a
+        // name must round-trip exactly to be ours.
+        let shape_ok = |pattern: &str| {
+            name.len() == pattern.len()
+                && name.bytes().zip(pattern.bytes()).all(|(c, p)| match p {
+                    b'9' => c.is_ascii_digit(),
+                    b'S' => c == b'+' || c == b'-',
+                    _ => c == p,
+                })
+        };
+        let format = if shape_ok("9999-99-99T99:99:99Z") {
+            NameFormat::Utc
+        } else if shape_ok("9999-99-99T99:99S9999") {
+            NameFormat::Legacy
+        } else {
+            return None;
+        };
+        // The UTC form is parsed as an offset of +0000 so both go through one path.
+        let text = match format {
+            NameFormat::Utc => name.replace('Z', "+0000"),
+            NameFormat::Legacy => name.to_owned(),
+        };
+        let pattern = match format {
+            NameFormat::Utc => "%Y-%m-%dT%H:%M:%S%z",
+            NameFormat::Legacy => LEGACY_FORMAT,
+        };
+        let time = strtime::parse(pattern, text).ok()?.to_timestamp().ok()?;
+        Some(SnapshotName {
+            name: name.to_owned(),
+            time,
+            format,
+        })
+    }
+
+    /// The directory name.
+    pub fn as_str(&self) -> &str {
+        &self.name
+    }
+
+    /// When the snapshot was taken.
+    pub fn time(&self) -> Timestamp {
+        self.time
+    }
+
+    /// Which spelling the name uses.
+    pub fn format(&self) -> NameFormat {
+        self.format
+    }
+}
+
+impl fmt::Display for SnapshotName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_names() {
+        for good in ["host", "host.example.net", "a_b-c.d", "9lives", "x"] {
+            assert_eq!(ClientName::new(good).unwrap().as_str(), good);
+        }
+        for bad in [
+            "", ".hidden", "-flag", "a/b", "..", "a..b", "a b", "a\nb", "ä", "a:b", "current/../x",
+        ] {
+            let err = ClientName::new(bad).unwrap_err().to_string();
+            assert!(err.starts_with("invalid client name"), "{bad:?}: {err}");
+        }
+        assert!(ClientName::new(&"a".repeat(254)).is_err());
+    }
+
+    #[test]
+    fn utc_names_round_trip() {
+        let t: Timestamp = "2026-11-26T05:07:09Z".parse().unwrap();
+        let n = SnapshotName::for_time(t);
+        assert_eq!(n.as_str(), "2026-11-26T05:07:09Z");
+        assert_eq!(SnapshotName::parse(n.as_str()), Some(n.clone()));
+        assert_eq!(n.format(), NameFormat::Utc);
+    }
+
+    #[test]
+    fn sub_second_times_are_truncated() {
+        let t: Timestamp = "2026-11-26T05:07:09.999Z".parse().unwrap();
+        assert_eq!(SnapshotName::for_time(t).as_str(), "2026-11-26T05:07:09Z");
+    }
+
+    #[test]
+    fn legacy_names_parse_with_their_offset() {
+        let n = SnapshotName::parse("2014-03-02T23:10+0100").unwrap();
+        assert_eq!(n.format(), NameFormat::Legacy);
+        assert_eq!(n.time(), "2014-03-02T22:10:00Z".parse::<Timestamp>().unwrap());
+        let n = SnapshotName::parse("2014-03-02T23:10-0130").unwrap();
+        assert_eq!(n.time(), "2014-03-03T00:40:00Z".parse::<Timestamp>().unwrap());
+    }
+
+    #[test]
+    fn strangers_are_not_snapshots() {
+        for s in [
+            "current",
+            "2026-11-26",
+            "2026-11-26T05:07:09",
+            "2026-11-26T05:07:09+00:00",
+            "2026-13-26T05:07:09Z",
+            "2026-11-26T25:07:09Z",
+            " 026-11-26T05:07:09Z",
+            "2026-11-26T05:07+000",
+            "2026-11-26T05:07:09Z.partial",
+        ] {
+            assert_eq!(SnapshotName::parse(s), None, "{s}");
+        }
+    }
+}

@@ -1,0 +1,356 @@
+//! The forced-command language: what a client may ask the server to do.
+//!
+//! This is the trust boundary. sshd hands the server whatever the client
+//! typed, in `SSH_ORIGINAL_COMMAND`; [`parse`] accepts only the few requests
+//! byteback's own client sends and turns them into a small enum. Nothing the
+//! client says ever becomes a path or a program on the server: the receiver's
+//! destination is always the client's own `current`, fixed by the
+//! administrator in authorized_keys, and its rsync options pass through a
+//! strict allow-list. The client renders its requests with the functions
+//! here too, so both sides share one definition.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Version of this language; sent in every ping reply.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Longest command line accepted from a client, in bytes.
+const MAX_COMMAND_LEN: usize = 4096;
+
+/// A request a client may make.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// Check the connection and report the client's space.
+    Ping,
+    /// Run rsync's receiver into the client's `current`, with these
+    /// (already allowed) server options.
+    Receive { options: Vec<String> },
+    /// The transfer finished: take the snapshot. `partial` marks one whose
+    /// transfer left some files out; their names follow on standard input.
+    Complete { partial: bool },
+}
+
+impl Request {
+    /// The command line the client sends for this request. (For `Receive`,
+    /// rsync writes the command line itself; this is for tests and logs.)
+    pub fn render(&self) -> String {
+        match self {
+            Request::Ping => "byteback ping".to_owned(),
+            Request::Complete { partial: false } => "byteback complete".to_owned(),
+            Request::Complete { partial: true } => "byteback complete --partial".to_owned(),
+            Request::Receive { options } => {
+                format!("rsync --server {} . current/", options.join(" "))
+            }
+        }
+    }
+}
+
+/// Why a command was refused; shown to the client and logged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal(pub String);
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn refuse<T>(why: impl Into<String>) -> Result<T, Refusal> {
+    Err(Refusal(why.into()))
+}
+
+/// Parses what the client asked for. `None` means no command at all (an
+/// interactive login), which is refused too.
+pub fn parse(command: Option<&str>) -> Result<Request, Refusal> {
+    let Some(command) = command else {
+        return refuse("no command given: this key may only run byteback backups, not a shell");
+    };
+    if command.len() > MAX_COMMAND_LEN {
+        return refuse(format!("command longer than {MAX_COMMAND_LEN} bytes"));
+    }
+    if let Some(c) = command
+        .chars()
+        .find(|c| !(c.is_ascii_graphic() || *c == ' '))
+    {
+        return refuse(format!("command contains the character {c:?}, which byteback never sends"));
+    }
+    let words: Vec<&str> = command.split(' ').collect();
+    match words.as_slice() {
+        ["byteback", "ping"] => Ok(Request::Ping),
+        ["byteback", "complete"] => Ok(Request::Complete { partial: false }),
+        ["byteback", "complete", "--partial"] => Ok(Request::Complete { partial: true }),
+        ["rsync", "--server", rest @ ..] => parse_receiver(rest),
+        _ => refuse(format!(
+            "command not allowed: {:?}; this key may only run byteback backups",
+            truncate(command)
+        )),
+    }
+}
+
+fn truncate(s: &str) -> &str {
+    match s.char_indices().nth(80) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// Short options (letters in one cluster, as rsync sends them) that a
+/// receiver may get. Deliberately absent: `s` (protect-args would move the
+/// real arguments into the data stream, past this check), `L`/`k`/`K`
+/// (following symlinks on the server), `b` (backups elsewhere), `T` and
+/// every other option that names a path.
+const SHORT_ALLOWED: &str = "vqlHogDtpAXrRSxczWnIJNOUdu";
+
+/// Long options without a value that a receiver may get.
+const LONG_FLAGS: &[&str] = &[
+    "delete",
+    "delete-before",
+    "delete-during",
+    "delete-delay",
+    "delete-after",
+    "delete-excluded",
+    "numeric-ids",
+    "inplace",
+    "partial",
+    "sparse",
+    "stats",
+    "fake-super",
+    "munge-links",
+    "force",
+    "ignore-errors",
+    "fsync",
+    "no-W",
+    "size-only",
+];
+
+/// Long options with a value that must be a plain number (or a size like `1m`).
+const LONG_NUMBERS: &[&str] = &[
+    "timeout",
+    "bwlimit",
+    "max-delete",
+    "block-size",
+    "checksum-seed",
+    "compress-level",
+    "modify-window",
+    "max-alloc",
+];
+
+/// Long options with a value of plain words: what the server reports back.
+const LONG_WORDS: &[&str] = &["log-format", "out-format", "info", "checksum-choice", "compress-choice"];
+
+fn parse_receiver(words: &[&str]) -> Result<Request, Refusal> {
+    let mut options = Vec::new();
+    let mut rest = words.iter();
+    for &word in rest.by_ref() {
+        if word == "." {
+            break;
+        }
+        check_option(word)?;
+        options.push(word.to_owned());
+    }
+    // After "." rsync names the destination; whatever it is, data lands in
+    // the client's own `current`, so it is only checked for shape.
+    match rest.as_slice() {
+        [_destination] => {}
+        [] => return refuse("rsync command without a destination"),
+        _ => return refuse("rsync receiver with more than one destination"),
+    }
+    if options.is_empty() {
+        return refuse("rsync command without options");
+    }
+    Ok(Request::Receive { options })
+}
+
+fn check_option(word: &str) -> Result<(), Refusal> {
+    if let Some(long) = word.strip_prefix("--") {
+        let (name, value) = match long.split_once('=') {
+            Some((n, v)) => (n, Some(v)),
+            None => (long, None),
+        };
+        let allowed = match value {
+            None => LONG_FLAGS.contains(&name),
+            Some(v) if LONG_NUMBERS.contains(&name) => {
+                !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '.')
+            }
+            Some(v) if LONG_WORDS.contains(&name) => {
+                !v.is_empty()
+                    && v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '%' | ',' | '-'))
+            }
+            Some(_) => false,
+        };
+        if name == "sender" {
+            return refuse("rsync --sender is not allowed when backing up");
+        }
+        return if allowed {
+            Ok(())
+        } else {
+            refuse(format!("rsync option --{name} is not allowed on the server"))
+        };
+    }
+    let Some(cluster) = word.strip_prefix('-') else {
+        return refuse(format!("unexpected rsync argument {:?}", truncate(word)));
+    };
+    // rsync appends its capabilities as `e<version>.<flags>` to the cluster.
+    let letters = match cluster.find('e') {
+        Some(at) => {
+            let caps = &cluster[at + 1..];
+            let ok = caps
+                .split_once('.')
+                .is_some_and(|(v, f)| v.bytes().all(|b| b.is_ascii_digit()) && f.bytes().all(|b| b.is_ascii_alphabetic()));
+            if !ok {
+                return refuse(format!("malformed rsync capability string in {word:?}"));
+            }
+            &cluster[..at]
+        }
+        None => cluster,
+    };
+    if let Some(digits) = letters.strip_prefix('B') {
+        if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Ok(());
+        }
+    }
+    if cluster.is_empty() {
+        return refuse("empty rsync option");
+    }
+    match letters.chars().find(|c| !SHORT_ALLOWED.contains(*c)) {
+        Some(c) => refuse(format!("rsync option -{c} is not allowed on the server")),
+        None => Ok(()),
+    }
+}
+
+/// What the server tells a client about its space, in answer to a ping.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PingReply {
+    /// The protocol version the server speaks.
+    pub protocol: u32,
+    /// The client's name as the server knows it.
+    pub client: String,
+    /// Bytes the store can still take.
+    pub free_bytes: u64,
+    /// Size of the store's filesystem.
+    pub total_bytes: u64,
+    /// How many snapshots this client has.
+    pub snapshots: u64,
+    /// This client's newest snapshot, if any.
+    pub newest: Option<String>,
+}
+
+impl PingReply {
+    /// `key=value` lines; unknown keys are ignored by older clients.
+    pub fn render(&self) -> String {
+        format!(
+            "protocol={}\nclient={}\nfree_bytes={}\ntotal_bytes={}\nsnapshots={}\nnewest={}\n",
+            self.protocol,
+            self.client,
+            self.free_bytes,
+            self.total_bytes,
+            self.snapshots,
+            self.newest.as_deref().unwrap_or("none"),
+        )
+    }
+
+    /// Reads a reply; `None` if it is not one (e.g. a login banner or an old server).
+    pub fn parse(text: &str) -> Option<Self> {
+        let fields: BTreeMap<&str, &str> = text.lines().filter_map(|l| l.split_once('=')).collect();
+        let number = |k: &str| fields.get(k)?.parse::<u64>().ok();
+        Some(PingReply {
+            protocol: fields.get("protocol")?.parse().ok()?,
+            client: fields.get("client")?.to_string(),
+            free_bytes: number("free_bytes")?,
+            total_bytes: number("total_bytes")?,
+            snapshots: number("snapshots")?,
+            newest: fields.get("newest").filter(|n| **n != "none").map(|n| n.to_string()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What rsync 3.2–3.4 clients send for byteback's own options.
+    const REAL: &str = "rsync --server -lHogDtpAXrRSe.iLsfxCIvu --timeout=300 --delete-excluded --numeric-ids --inplace . current/";
+
+    #[test]
+    fn accepts_what_the_client_sends() {
+        assert_eq!(parse(Some("byteback ping")), Ok(Request::Ping));
+        assert_eq!(parse(Some("byteback complete")), Ok(Request::Complete { partial: false }));
+        assert_eq!(parse(Some("byteback complete --partial")), Ok(Request::Complete { partial: true }));
+        let Ok(Request::Receive { options }) = parse(Some(REAL)) else { panic!() };
+        assert_eq!(options[0], "-lHogDtpAXrRSe.iLsfxCIvu");
+        assert_eq!(options.len(), 5);
+        // Verbose, itemised and --stats runs too.
+        assert!(parse(Some("rsync --server -vlHogDtpAXrRSe.iLsfxCIvu --log-format=%i --delete-excluded --stats --numeric-ids --inplace . current/")).is_ok());
+    }
+
+    #[test]
+    fn renders_what_it_parses() {
+        for r in [Request::Ping, Request::Complete { partial: true }, Request::Complete { partial: false }] {
+            assert_eq!(parse(Some(&r.render())), Ok(r));
+        }
+    }
+
+    #[test]
+    fn refuses_everything_else() {
+        let cases = [
+            (None, "no command"),
+            (Some(""), "not allowed"),
+            (Some("sh"), "not allowed"),
+            (Some("/bin/sh -c id"), "not allowed"),
+            (Some("byteback ping; rm -rf ~"), "not allowed"),
+            (Some("byteback  ping"), "not allowed"),
+            (Some("byteback ping\nid"), "character"),
+            (Some("byteback snapshot --at 2020-01-01T00:00:00Z"), "not allowed"),
+            (Some("rsync --server --sender -logDtpre.iLsfxCIvu . current/"), "--sender"),
+            (Some("rsync --server -logDtpre.iLsfxCIvu --log-file=/tmp/x . current/"), "--log-file"),
+            (Some("rsync --server -logDtpre.iLsfxCIvu --temp-dir=/tmp . current/"), "--temp-dir"),
+            (Some("rsync --server -logDtpre.iLsfxCIvu --partial-dir=../x . current/"), "--partial-dir"),
+            (Some("rsync --server -logDtpre.iLsfxCIvu --backup-dir=../x . current/"), "--backup-dir"),
+            (Some("rsync --server -logDtpre.iLsfxCIvu --link-dest=../other . current/"), "--link-dest"),
+            (Some("rsync --server -logDtpre.iLsfxCIvu --compare-dest=/ . current/"), "--compare-dest"),
+            (Some("rsync --server -logDtpre.iLsfxCIvu --copy-dest=/ . current/"), "--copy-dest"),
+            (Some("rsync --server -logDtpre.iLsfxCIvu --files-from=/etc/passwd . current/"), "--files-from"),
+            (Some("rsync --server -logDtpre.iLsfxCIvu --write-batch=x . current/"), "--write-batch"),
+            (Some("rsync --server -logDtpre.iLsfxCIvu --read-batch=x . current/"), "--read-batch"),
+            (Some("rsync --server -logDtpre.iLsfxCIvu --rsync-path=/bin/sh . current/"), "--rsync-path"),
+            (Some("rsync --server -logDtpre.iLsfxCIvu --remove-source-files . current/"), "--remove-source-files"),
+            (Some("rsync --server -logDtpre.iLsfxCIvu --super . current/"), "--super"),
+            (Some("rsync --server -logDtpre.iLsfxCIvu --no-munge-links . current/"), "--no-munge-links"),
+            (Some("rsync --server -slogDtpre.iLsfxCIvu . current/"), "-s"),
+            (Some("rsync --server -Llogtpre.iLsfxCIvu . current/"), "-L"),
+            (Some("rsync --server -klogtpre.iLsfxCIvu . current/"), "-k"),
+            (Some("rsync --server -blogtpre.iLsfxCIvu . current/"), "-b"),
+            (Some("rsync --server -Tx . current/"), "-T"),
+            (Some("rsync --server -logtpre.iLsfxCIvu"), "without a destination"),
+            (Some("rsync --server -logtpre.iLsfxCIvu . a b"), "more than one"),
+            (Some("rsync --server -logtpre.i/../ . a"), "capability"),
+            (Some("rsync --server -logtpr --timeout=$(id) . a"), "--timeout"),
+            (Some("rsync --server -logtpr --log-format=%i/x . a"), "--log-format"),
+            (Some("rsync --server /etc/passwd . a"), "unexpected"),
+            (Some("rsync --server . current/"), "without options"),
+        ];
+        for (cmd, why) in cases {
+            let err = parse(cmd).expect_err(&format!("{cmd:?} must be refused")).0;
+            assert!(err.contains(why), "{cmd:?}: {err}");
+        }
+        let long = format!("byteback ping {}", "x".repeat(5000));
+        assert!(parse(Some(&long)).is_err());
+    }
+
+    #[test]
+    fn ping_reply_round_trips() {
+        let r = PingReply {
+            protocol: 1,
+            client: "host.example".into(),
+            free_bytes: 10,
+            total_bytes: 20,
+            snapshots: 3,
+            newest: Some("2026-11-26T05:07:09Z".into()),
+        };
+        assert_eq!(PingReply::parse(&r.render()), Some(r.clone()));
+        let none = PingReply { newest: None, ..r };
+        assert_eq!(PingReply::parse(&none.render()), Some(none));
+        assert_eq!(PingReply::parse("Welcome to the server\n"), None);
+    }
+}
