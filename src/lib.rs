@@ -8,3 +8,5 @@ pub mod destination;
 pub mod error;
 pub mod names;
 pub mod protocol;
+pub mod exec;
+pub mod sys;

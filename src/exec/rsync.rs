@@ -1,0 +1,245 @@
+//! rsync: the argv of a backup, and what its exit status means.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+/// What an rsync (or ssh) exit status means for the backup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Everything transferred.
+    Ok,
+    /// Files vanished while being sent (exit 24): normal on a live system.
+    Vanished,
+    /// Some files could not be transferred (exit 23); a retry may cure it,
+    /// and if not, the snapshot is kept and marked partial.
+    SomeFilesFailed,
+    /// The network, a timeout, the protocol or the server's disk: a later
+    /// attempt, resuming from what was sent, can cure it.
+    Retryable,
+    /// Usage, configuration or permissions: retrying would not help.
+    Fatal,
+}
+
+impl Outcome {
+    /// Classifies rsync's exit status (`None`: killed by a signal).
+    pub fn of_exit(code: Option<i32>) -> Outcome {
+        match code {
+            Some(0) => Outcome::Ok,
+            Some(24) => Outcome::Vanished,
+            Some(23) => Outcome::SomeFilesFailed,
+            // 10 socket I/O, 11 file I/O (e.g. server disk full), 12 protocol
+            // data stream, 20 signal, 21 waitpid, 22 memory, 30 timeout,
+            // 35 daemon timeout, 255 ssh (connection failed or dropped).
+            Some(10 | 11 | 12 | 20 | 21 | 22 | 30 | 35 | 255) => Outcome::Retryable,
+            // Killed by a signal: as interrupted as it gets.
+            None => Outcome::Retryable,
+            // 1 syntax/usage, 2 protocol incompatibility, 3 selecting files,
+            // 4 unsupported action, 5 starting the client-server protocol
+            // (here: the server refused the command), 6 log file, 13 program
+            // diagnostics, 14 IPC, 25 --max-delete, anything else.
+            Some(_) => Outcome::Fatal,
+        }
+    }
+
+    /// Whether the transfer counts as a complete backup.
+    pub fn is_success(self) -> bool {
+        matches!(self, Outcome::Ok | Outcome::Vanished)
+    }
+}
+
+/// rsync's human description of its exit codes, for messages.
+pub fn describe_exit(code: Option<i32>) -> String {
+    let what = match code {
+        None => return "rsync was killed by a signal".into(),
+        Some(1) => "syntax or usage error",
+        Some(2) => "protocol incompatibility",
+        Some(3) => "errors selecting input/output files",
+        Some(4) => "requested action not supported",
+        Some(5) => "error starting client-server protocol (did the server refuse?)",
+        Some(10) => "error in socket I/O",
+        Some(11) => "error in file I/O (is the server's disk full?)",
+        Some(12) => "error in rsync protocol data stream (connection lost?)",
+        Some(20) => "received a signal",
+        Some(23) => "some files could not be transferred",
+        Some(24) => "some files vanished before they could be transferred",
+        Some(30) => "timeout in data send/receive",
+        Some(35) => "timeout waiting for daemon connection",
+        Some(255) => "ssh connection failed",
+        Some(_) => "unexpected error",
+    };
+    format!("rsync exit {}: {what}", code.unwrap_or(-1))
+}
+
+/// Everything that decides one backup transfer.
+#[derive(Debug, Clone)]
+pub struct BackupTransfer {
+    /// Program to run (normally `rsync`).
+    pub rsync: PathBuf,
+    /// The `--rsh` string (see [`super::ssh::Ssh::rsh_string`]).
+    pub rsh: String,
+    /// Absolute paths to back up.
+    pub sources: Vec<PathBuf>,
+    /// rsync exclude patterns.
+    pub excludes: Vec<String>,
+    /// `user@host` of the server.
+    pub remote: String,
+    /// Seconds without I/O before rsync gives up.
+    pub io_timeout_secs: u64,
+    /// List every file as it goes.
+    pub verbose: bool,
+}
+
+impl BackupTransfer {
+    /// The rsync argv (without the program).
+    pub fn args(&self) -> Vec<OsString> {
+        let mut args: Vec<OsString> = [
+            // Recursion, symlinks, permissions, times, group, owner, devices
+            // and special files: everything that makes a faithful copy.
+            "--archive",
+            // Owners by number: the server has none of the client's users.
+            "--numeric-ids",
+            // Keep hard links as hard links instead of duplicating data.
+            "--hard-links",
+            "--acls",
+            "--xattrs",
+            // Store holes as holes (VM images, databases).
+            "--sparse",
+            // `current` mirrors the source: deleted and excluded files go,
+            // while the snapshots keep history.
+            "--delete",
+            "--delete-excluded",
+            // Update files in place: unchanged blocks stay shared with the
+            // snapshots on btrfs, and an interrupted transfer resumes.
+            "--inplace",
+            // Keep full paths, so several sources land side by side.
+            "--relative",
+        ]
+        .into_iter()
+        .map(OsString::from)
+        .collect();
+        args.push(format!("--timeout={}", self.io_timeout_secs).into());
+        if self.verbose {
+            args.push("--itemize-changes".into());
+            args.push("--stats".into());
+        }
+        args.push("--rsh".into());
+        args.push(self.rsh.clone().into());
+        for pattern in &self.excludes {
+            let mut a = OsString::from("--exclude=");
+            a.push(pattern);
+            args.push(a);
+        }
+        // `--` so no source can be taken for an option.
+        args.push("--".into());
+        for source in &self.sources {
+            args.push(source.clone().into_os_string());
+        }
+        args.push(format!("{}:current/", self.remote).into());
+        args
+    }
+}
+
+/// The exclude pattern that leaves out everything below `mount_point` but
+/// keeps the directory itself, anchored at the transfer root.
+pub fn exclude_contents_of(mount_point: &Path) -> String {
+    let mut pattern = String::new();
+    for c in mount_point.to_string_lossy().chars() {
+        // Wildcards in a pattern make rsync honour backslash escapes.
+        if matches!(c, '*' | '?' | '[' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    let trimmed = pattern.trim_end_matches('/');
+    format!("{trimmed}/*")
+}
+
+/// Names of files rsync reported as failed, from its stderr lines.
+pub fn failed_file(line: &str) -> Option<&str> {
+    // e.g. rsync: [sender] send_files failed to open "/x/y": Permission denied (13)
+    //      rsync: [sender] readlink_stat("/x") failed: ...
+    if !line.starts_with("rsync: ") && !line.starts_with("rsync error: ") {
+        return None;
+    }
+    let start = line.find('"')? + 1;
+    let end = start + line[start..].rfind('"')?;
+    Some(&line[start..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_table() {
+        use Outcome::*;
+        let table = [
+            (Some(0), Ok),
+            (Some(24), Vanished),
+            (Some(23), SomeFilesFailed),
+            (Some(10), Retryable),
+            (Some(11), Retryable),
+            (Some(12), Retryable),
+            (Some(20), Retryable),
+            (Some(21), Retryable),
+            (Some(22), Retryable),
+            (Some(30), Retryable),
+            (Some(35), Retryable),
+            (Some(255), Retryable),
+            (None, Retryable),
+            (Some(1), Fatal),
+            (Some(2), Fatal),
+            (Some(3), Fatal),
+            (Some(5), Fatal),
+            (Some(13), Fatal),
+            (Some(25), Fatal),
+        ];
+        for (code, want) in table {
+            assert_eq!(Outcome::of_exit(code), want, "{code:?}");
+        }
+        assert!(Ok.is_success() && Vanished.is_success() && !SomeFilesFailed.is_success());
+        assert!(describe_exit(Some(11)).contains("disk full"));
+    }
+
+    #[test]
+    fn argv() {
+        let t = BackupTransfer {
+            rsync: "rsync".into(),
+            rsh: "ssh -p 2222".into(),
+            sources: vec!["/".into(), "/-weird".into()],
+            excludes: vec!["/proc/*".into()],
+            remote: "bb@host".into(),
+            io_timeout_secs: 300,
+            verbose: false,
+        };
+        let args: Vec<String> = t.args().iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        let tail = &args[args.len() - 8..];
+        let want = [
+            "--timeout=300",
+            "--rsh",
+            "ssh -p 2222",
+            "--exclude=/proc/*",
+            "--",
+            "/",
+            "/-weird",
+            "bb@host:current/",
+        ];
+        assert_eq!(tail, want);
+        assert!(args.contains(&"--inplace".to_string()) && args.contains(&"--delete-excluded".to_string()));
+    }
+
+    #[test]
+    fn mount_excludes_escape_wildcards() {
+        assert_eq!(exclude_contents_of(Path::new("/proc")), "/proc/*");
+        assert_eq!(exclude_contents_of(Path::new("/mnt/a*b?[c]")), r"/mnt/a\*b\?\[c]/*");
+    }
+
+    #[test]
+    fn failed_files_from_stderr() {
+        assert_eq!(
+            failed_file(r#"rsync: [sender] send_files failed to open "/x/y z": Permission denied (13)"#),
+            Some("/x/y z")
+        );
+        assert_eq!(failed_file("sent 10 bytes"), None);
+    }
+}

@@ -1,0 +1,214 @@
+//! ssh as the client runs it: one place that builds its argv, and one that
+//! turns its failures into messages.
+//!
+//! byteback never reads the user's or the system's ssh configuration
+//! (`-F none`): the key, the known_hosts file and every option come from
+//! byteback's own config directory, so a backup behaves the same from a
+//! timer as from a shell.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::destination::Destination;
+use crate::error::Error;
+
+/// What to do about a server whose host key is not yet known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostKeyPolicy {
+    /// Refuse unknown and changed keys (unattended runs).
+    Strict,
+    /// Ask on the terminal, as ssh does.
+    Ask,
+    /// Trust a key seen for the first time; still refuse a changed one.
+    AcceptNew,
+}
+
+/// How to reach the server.
+#[derive(Debug, Clone)]
+pub struct Ssh {
+    /// The ssh program.
+    pub program: PathBuf,
+    /// Server user, host and port.
+    pub destination: Destination,
+    /// This client's private key.
+    pub identity: PathBuf,
+    /// byteback's own known_hosts file.
+    pub known_hosts: PathBuf,
+    /// Unknown host keys.
+    pub host_keys: HostKeyPolicy,
+    /// Seconds between keep-alives; the connection is declared dead after 4 missed.
+    pub keepalive_secs: u64,
+    /// Seconds to wait for the TCP connection.
+    pub connect_timeout_secs: u64,
+}
+
+impl Ssh {
+    /// Options common to every connection (everything before the host).
+    fn options(&self) -> Vec<OsString> {
+        let mut opts: Vec<OsString> = vec!["-F".into(), "none".into(), "-i".into(), self.identity.clone().into()];
+        let strict = match self.host_keys {
+            HostKeyPolicy::Strict => "yes",
+            HostKeyPolicy::Ask => "ask",
+            HostKeyPolicy::AcceptNew => "accept-new",
+        };
+        let batch = if self.host_keys == HostKeyPolicy::Ask { "no" } else { "yes" };
+        let mut known_hosts = OsString::from("UserKnownHostsFile=");
+        known_hosts.push(&self.known_hosts);
+        for o in [
+            "IdentitiesOnly=yes".into(),
+            "IdentityAgent=none".into(),
+            "PasswordAuthentication=no".into(),
+            "KbdInteractiveAuthentication=no".into(),
+            format!("BatchMode={batch}").into(),
+            known_hosts,
+            "GlobalKnownHostsFile=/dev/null".into(),
+            format!("StrictHostKeyChecking={strict}").into(),
+            "UpdateHostKeys=no".into(),
+            format!("ServerAliveInterval={}", self.keepalive_secs.max(1)).into(),
+            "ServerAliveCountMax=4".into(),
+            format!("ConnectTimeout={}", self.connect_timeout_secs.max(1)).into(),
+            "LogLevel=ERROR".into(),
+        ] {
+            opts.push("-o".into());
+            opts.push(o);
+        }
+        if let Some(port) = self.destination.port {
+            opts.push("-p".into());
+            opts.push(port.to_string().into());
+        }
+        opts
+    }
+
+    /// A command that runs `remote_command` on the server.
+    pub fn command(&self, remote_command: &str) -> Command {
+        let mut cmd = Command::new(&self.program);
+        cmd.args(self.options())
+            .arg("-l")
+            .arg(&self.destination.user)
+            .arg("--")
+            .arg(&self.destination.host)
+            .arg(remote_command);
+        cmd
+    }
+
+    /// The string for rsync's `--rsh`: rsync splits it on spaces and honours
+    /// quotes, then appends `-l USER HOST` and its own command.
+    pub fn rsh_string(&self) -> String {
+        let mut words = vec![rsh_quote(&self.program.to_string_lossy())];
+        words.extend(self.options().iter().map(|o| rsh_quote(&o.to_string_lossy())));
+        words.join(" ")
+    }
+
+    /// `user@host` as rsync wants it in a remote path.
+    pub fn rsync_remote(&self) -> String {
+        let host = if self.destination.host.contains(':') {
+            format!("[{}]", self.destination.host)
+        } else {
+            self.destination.host.clone()
+        };
+        format!("{}@{host}", self.destination.user)
+    }
+}
+
+/// Quotes a word for rsync's `--rsh` splitter (single quotes; a literal
+/// single quote goes in double quotes).
+fn rsh_quote(word: &str) -> String {
+    if !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c)) {
+        return word.to_owned();
+    }
+    format!("'{}'", word.replace('\'', "'\"'\"'"))
+}
+
+/// Turns a failed ssh run (exit 255, or the server's refusal) into one line.
+pub fn explain_failure(dest: &Destination, known_hosts: &std::path::Path, stderr: &str) -> Error {
+    let words: Vec<&str> = stderr.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let said = words.join(" / ");
+    let has = |needle: &str| stderr.contains(needle);
+    let server = dest.host_and_port();
+    if has("REMOTE HOST IDENTIFICATION HAS CHANGED") || has("Host key for") && has("has changed") {
+        Error::Connection(format!(
+            "the host key of {server} has CHANGED since it was trusted: if the server was reinstalled, delete its line from {} and run `byteback test`; otherwise someone may be intercepting the connection",
+            known_hosts.display()
+        ))
+    } else if has("Host key verification failed") || has("No ED25519 host key is known") || has("No RSA host key is known") {
+        Error::Connection(format!(
+            "the host key of {server} is not trusted yet: run `byteback test` on a terminal to check and accept it, or `byteback test --accept-new-host-key`"
+        ))
+    } else if has("Permission denied") {
+        Error::Refused(format!(
+            "{server} refused this machine's key for user {}: on the server, run `byteback-server new-client` with the key printed by `byteback setup`",
+            dest.user
+        ))
+    } else if has("Could not resolve hostname")
+        || has("Connection refused")
+        || has("Connection timed out")
+        || has("No route to host")
+        || has("Network is unreachable")
+        || has("Connection closed by")
+        || has("Connection reset")
+        || has("Broken pipe")
+        || has("timed out")
+    {
+        Error::Connection(format!("cannot reach the backup server {server}: {said}"))
+    } else if said.is_empty() {
+        Error::Connection(format!("the connection to {server} failed without a message"))
+    } else {
+        Error::Connection(format!("ssh to {server} failed: {said}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn ssh() -> Ssh {
+        Ssh {
+            program: "ssh".into(),
+            destination: "bb@127.0.0.1:2222".parse().unwrap(),
+            identity: "/etc/my byteback/key".into(),
+            known_hosts: "/etc/byteback/known_hosts".into(),
+            host_keys: HostKeyPolicy::Strict,
+            keepalive_secs: 15,
+            connect_timeout_secs: 30,
+        }
+    }
+
+    #[test]
+    fn command_argv() {
+        let cmd = ssh().command("byteback ping");
+        let args: Vec<String> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        assert_eq!(&args[..4], ["-F", "none", "-i", "/etc/my byteback/key"]);
+        assert!(args.contains(&"StrictHostKeyChecking=yes".to_string()));
+        assert!(args.contains(&"BatchMode=yes".to_string()));
+        assert_eq!(&args[args.len() - 7..], ["-p", "2222", "-l", "bb", "--", "127.0.0.1", "byteback ping"]);
+    }
+
+    #[test]
+    fn rsh_string_quotes_for_rsync() {
+        let s = ssh().rsh_string();
+        assert!(s.starts_with("ssh -F none -i '/etc/my byteback/key' -o "), "{s}");
+        assert_eq!(rsh_quote("it's"), r#"'it'"'"'s'"#);
+        assert_eq!(ssh().rsync_remote(), "bb@127.0.0.1");
+    }
+
+    #[test]
+    fn failures() {
+        let d: Destination = "bb@h:2222".parse().unwrap();
+        let kh = Path::new("/etc/byteback/known_hosts");
+        let cases = [
+            ("@@@@@@@@@@@\n@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\n", "CHANGED"),
+            ("Host key verification failed.\n", "not trusted yet"),
+            ("bb@h: Permission denied (publickey).\n", "refused this machine's key"),
+            ("ssh: connect to host h port 2222: Connection refused\n", "cannot reach"),
+            ("ssh: Could not resolve hostname h: Name or service not known\n", "cannot reach"),
+            ("", "without a message"),
+        ];
+        for (stderr, want) in cases {
+            let e = explain_failure(&d, kh, stderr).to_string();
+            assert!(e.contains(want), "{stderr:?}: {e}");
+            assert!(!e.contains('\n'));
+        }
+    }
+}

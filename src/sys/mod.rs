@@ -1,0 +1,6 @@
+//! Thin wrappers over the operating system: locks, filesystem facts, mounts,
+//! atomic files.
+
+pub mod fs;
+pub mod lock;
+pub mod mountinfo;
