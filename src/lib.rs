@@ -10,3 +10,6 @@ pub mod names;
 pub mod protocol;
 pub mod exec;
 pub mod sys;
+pub mod store;
+pub mod server;
+pub mod client;

@@ -35,22 +35,11 @@ pub fn is_btrfs(path: &Path) -> Result<bool> {
     Ok(st.f_type as i64 == BTRFS_SUPER_MAGIC)
 }
 
-/// The filesystem type name of the mount holding `path` (from mountinfo),
-/// for messages.
-pub fn fs_type_name(path: &Path) -> String {
-    let Ok(canonical) = std::fs::canonicalize(path) else {
-        return "unknown".into();
-    };
-    crate::sys::mountinfo::read()
-        .ok()
-        .and_then(|mounts| {
-            mounts
-                .into_iter()
-                .filter(|m| canonical.starts_with(&m.mount_point))
-                .max_by_key(|m| m.mount_point.as_os_str().len())
-        })
-        .map(|m| m.fs_type)
-        .unwrap_or_else(|| "unknown".into())
+/// The mount holding `path` (canonicalised), if the mount table says.
+pub fn mount_of(path: &Path) -> Option<crate::sys::mountinfo::Mount> {
+    let canonical = std::fs::canonicalize(path).ok()?;
+    let mounts = crate::sys::mountinfo::read().ok()?;
+    crate::sys::mountinfo::mount_of(&mounts, &canonical).cloned()
 }
 
 /// Writes `contents` to `path` atomically: a temporary file in the same

@@ -4,3 +4,4 @@
 pub mod fs;
 pub mod lock;
 pub mod mountinfo;
+pub mod user;

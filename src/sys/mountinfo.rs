@@ -20,6 +20,8 @@ pub struct Mount {
     pub fs_type: String,
     /// The mount source, e.g. `/dev/sda1`, `server:/export`, `tmpfs`.
     pub source: String,
+    /// The filesystem's own options, e.g. `rw,user_subvol_rm_allowed`.
+    pub super_options: String,
 }
 
 /// Reads this process's mount table.
@@ -42,6 +44,10 @@ pub fn parse(text: &[u8]) -> Vec<Mount> {
                 mount_point: PathBuf::from(OsString::from_vec(unescape(fields[4]))),
                 fs_type: String::from_utf8_lossy(&unescape(fields[dash + 1])).into_owned(),
                 source: String::from_utf8_lossy(&unescape(fields[dash + 2])).into_owned(),
+                super_options: fields
+                    .get(dash + 3)
+                    .map(|f| String::from_utf8_lossy(f).into_owned())
+                    .unwrap_or_default(),
             })
         })
         .collect()
@@ -105,6 +111,17 @@ pub fn exclusion_reason(mount: &Mount) -> Option<String> {
         return None;
     };
     Some(format!("{kind} {t} from {}", mount.source))
+}
+
+/// The mount that holds `path` (the longest mount point that is a prefix of it).
+pub fn mount_of<'a>(mounts: &'a [Mount], path: &Path) -> Option<&'a Mount> {
+    // The last matching line wins: a later mount hides an earlier one.
+    mounts
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| path.starts_with(&m.mount_point))
+        .max_by_key(|(i, m)| (m.mount_point.as_os_str().len(), *i))
+        .map(|(_, m)| m)
 }
 
 /// A mount left out of a backup, and why.
@@ -202,7 +219,12 @@ mod tests {
 
     #[test]
     fn the_root_is_never_excluded() {
-        let m = Mount { mount_point: "/".into(), fs_type: "overlay".into(), source: "overlay".into() };
+        let m = Mount {
+            mount_point: "/".into(),
+            fs_type: "overlay".into(),
+            source: "overlay".into(),
+            super_options: "rw".into(),
+        };
         assert_eq!(exclusion_reason(&m), None);
     }
 }

@@ -1,0 +1,16 @@
+//! `byteback`: parse the command line, run, map errors to exit codes.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = byteback::client::Cli::parse();
+    match byteback::client::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("byteback: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}

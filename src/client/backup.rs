@@ -1,0 +1,186 @@
+//! `byteback backup`: push this machine's files, then ask for a snapshot.
+//!
+//! One backup at a time (flock). Each attempt pings the server, runs rsync
+//! into `current`, and on success asks the server to snapshot it. Failures a
+//! later attempt can cure are retried after a pause, resuming from what was
+//! already sent; anything else stops at once with the reason.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::client::config::{ConfigDir, check_source};
+use crate::client::remote;
+use crate::error::{Error, Result};
+use crate::exec::rsync::{BackupTransfer, Outcome, describe_exit, exclude_contents_of, failed_file};
+use crate::exec::ssh::HostKeyPolicy;
+use crate::exec::{self};
+use crate::sys::lock::Lock;
+use crate::sys::mountinfo;
+
+/// The most failed file names reported to the server for a partial snapshot.
+const MAX_FAILED_FILES: usize = 1000;
+
+/// What the user asked for on the command line.
+#[derive(Debug, Clone, Default)]
+pub struct BackupArgs {
+    /// Replace the configured sources.
+    pub sources: Vec<PathBuf>,
+    /// Add exclude patterns.
+    pub excludes: Vec<String>,
+    /// List files as they are sent.
+    pub verbose: bool,
+    /// Print what would be backed up and stop.
+    pub dry_run: bool,
+}
+
+/// The sources and exclusions of one backup.
+#[derive(Debug, Clone)]
+struct Plan {
+    sources: Vec<PathBuf>,
+    /// rsync patterns, each with why.
+    excludes: Vec<(String, String)>,
+}
+
+fn plan(dir: &ConfigDir, configured: &[PathBuf], configured_excludes: &[String], args: &BackupArgs) -> Result<Plan> {
+    let requested = if args.sources.is_empty() { configured } else { &args.sources };
+    let sources = requested.iter().map(|s| check_source(s)).collect::<Result<Vec<_>>>()?;
+    let mut excludes = Vec::new();
+    for e in mountinfo::exclusions(&mountinfo::read()?, &sources) {
+        excludes.push((exclude_contents_of(&e.mount_point), e.reason));
+    }
+    for p in configured_excludes {
+        excludes.push((p.clone(), "config.toml".to_owned()));
+    }
+    for p in dir.file_excludes()? {
+        excludes.push((p, dir.excludes_file().display().to_string()));
+    }
+    for p in &args.excludes {
+        excludes.push((p.clone(), "--exclude".to_owned()));
+    }
+    Ok(Plan { sources, excludes })
+}
+
+/// Runs a backup; prints the snapshot's name on success.
+pub fn run(dir: &ConfigDir, args: &BackupArgs) -> Result<()> {
+    let config = dir.load()?;
+    let plan = plan(dir, &config.sources, &config.excludes, args)?;
+    if args.dry_run {
+        for s in &plan.sources {
+            println!("source  {}", s.display());
+        }
+        for (pattern, why) in &plan.excludes {
+            println!("exclude {pattern}  ({why})");
+        }
+        return Ok(());
+    }
+    let _lock = Lock::acquire(&dir.lock_file(), Duration::ZERO)?.ok_or_else(|| {
+        Error::Locked(format!(
+            "another byteback backup is running on this machine (it holds {}); wait for it to finish",
+            dir.lock_file().display()
+        ))
+    })?;
+    let ssh = dir.ssh(&config, HostKeyPolicy::Strict)?;
+    for (pattern, why) in plan.excludes.iter().filter(|(_, why)| !why.contains(".toml") && !why.starts_with('-')) {
+        eprintln!("byteback: excluding {pattern} ({why})");
+    }
+    let transfer = BackupTransfer {
+        rsync: PathBuf::from("rsync"),
+        rsh: ssh.rsh_string(),
+        sources: plan.sources.clone(),
+        excludes: plan.excludes.iter().map(|(p, _)| p.clone()).collect(),
+        remote: ssh.rsync_remote(),
+        io_timeout_secs: config.io_timeout.as_secs(),
+        verbose: args.verbose,
+    };
+    let attempts = config.retry_attempts.max(1);
+    let mut attempt = 1;
+    loop {
+        let last = attempt == attempts;
+        match try_once(&ssh, &transfer, last) {
+            Ok(snapshot) => {
+                println!("Backup complete: snapshot {snapshot}");
+                return Ok(());
+            }
+            Err(e @ Error::Partial(_)) => return Err(e),
+            Err(e) if last || !retryable(&e) => {
+                return Err(if attempts > 1 && retryable(&e) {
+                    with_attempts(e, attempts)
+                } else {
+                    e
+                });
+            }
+            Err(e) => {
+                eprintln!(
+                    "byteback: attempt {attempt} of {attempts} failed: {e}; trying again in {}",
+                    config.retry_pause
+                );
+                std::thread::sleep(config.retry_pause.to_std());
+                attempt += 1;
+            }
+        }
+    }
+}
+
+fn retryable(e: &Error) -> bool {
+    matches!(e, Error::Connection(_) | Error::Locked(_))
+}
+
+fn with_attempts(e: Error, attempts: u32) -> Error {
+    let msg = format!("backup failed after {attempts} attempts: {e}");
+    match e {
+        Error::Locked(_) => Error::Locked(msg),
+        _ => Error::Connection(msg),
+    }
+}
+
+/// One attempt: ping, transfer, snapshot.
+fn try_once(ssh: &crate::exec::ssh::Ssh, transfer: &BackupTransfer, last: bool) -> Result<String> {
+    remote::ping(ssh)?;
+    let (outcome, code, failed) = transfer_files(transfer)?;
+    match outcome {
+        Outcome::Ok | Outcome::Vanished => remote::complete(ssh, None),
+        Outcome::SomeFilesFailed if last => {
+            let note = if failed.is_empty() { "(rsync named no files)\n".to_owned() } else { failed.join("\n") + "\n" };
+            let snapshot = remote::complete(ssh, Some(&note))?;
+            let shown: Vec<&str> = failed.iter().take(5).map(String::as_str).collect();
+            let more = failed.len().saturating_sub(shown.len());
+            let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+            Err(Error::Partial(format!(
+                "backup incomplete: snapshot {snapshot} was taken and marked partial, but {} file(s) could not be transferred: {}{more}",
+                failed.len(),
+                shown.join(", ")
+            )))
+        }
+        // Exit 23 may be a transient I/O problem: try again first.
+        Outcome::SomeFilesFailed | Outcome::Retryable => Err(Error::Connection(describe_exit(code))),
+        Outcome::Fatal => Err(Error::Command(format!(
+            "{}; see rsync's messages above",
+            describe_exit(code)
+        ))),
+    }
+}
+
+/// Runs rsync, passing its output through and collecting failed file names.
+fn transfer_files(transfer: &BackupTransfer) -> Result<(Outcome, Option<i32>, Vec<String>)> {
+    let mut cmd = Command::new(&transfer.rsync);
+    cmd.args(transfer.args()).stdin(Stdio::null()).stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| Error::Command(format!("cannot run {}: {e}", exec::display(&cmd))))?;
+    let mut failed = Vec::new();
+    if let Some(stderr) = child.stderr.take() {
+        for line in BufReader::new(stderr).split(b'\n').map_while(|l| l.ok()) {
+            let line = String::from_utf8_lossy(&line);
+            eprintln!("{line}");
+            if let Some(name) = failed_file(&line) {
+                if failed.len() < MAX_FAILED_FILES {
+                    failed.push(name.to_owned());
+                }
+            }
+        }
+    }
+    let status = child.wait().map_err(|e| Error::Command(format!("rsync: {e}")))?;
+    Ok((Outcome::of_exit(status.code()), status.code(), failed))
+}

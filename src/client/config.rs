@@ -1,0 +1,232 @@
+//! The client's configuration directory and file.
+//!
+//! ```text
+//! /etc/byteback/config.toml   settings (documented in the README)
+//! /etc/byteback/key, key.pub  this machine's SSH key for the server
+//! /etc/byteback/known_hosts   the server's host key, trusted by `byteback test`
+//! /etc/byteback/excludes      extra exclude patterns, one per line
+//! /etc/byteback/lock          one backup at a time
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Deserializer};
+
+use crate::config::{self, Duration};
+use crate::destination::Destination;
+use crate::error::{Error, IoContext, Result};
+use crate::exec::ssh::{HostKeyPolicy, Ssh};
+
+/// Where the client keeps its files unless told otherwise.
+pub const DEFAULT_CONFIG_DIR: &str = "/etc/byteback";
+
+/// `config.toml` of the client.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClientConfig {
+    /// The server, `[USER@]HOST[:PORT]`.
+    #[serde(deserialize_with = "destination")]
+    pub destination: Option<Destination>,
+    /// This machine's name on the server (informational; the server decides).
+    pub name: Option<String>,
+    /// What to back up.
+    pub sources: Vec<PathBuf>,
+    /// Extra rsync exclude patterns.
+    pub excludes: Vec<String>,
+    /// How many times a backup is tried before giving up.
+    pub retry_attempts: u32,
+    /// The pause between attempts.
+    pub retry_pause: Duration,
+    /// rsync gives up after this long without I/O.
+    pub io_timeout: Duration,
+    /// ssh gives up connecting after this long.
+    pub connect_timeout: Duration,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            destination: None,
+            name: None,
+            sources: vec![PathBuf::from("/")],
+            excludes: Vec::new(),
+            retry_attempts: 5,
+            retry_pause: Duration::from_secs(600),
+            io_timeout: Duration::from_secs(600),
+            connect_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+fn destination<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Destination>, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse().map(Some).map_err(serde::de::Error::custom)
+}
+
+/// The documented config file `byteback setup` writes.
+pub fn template(destination: &Destination, name: &str) -> String {
+    format!(
+        r#"# byteback client configuration. Keys that are commented out show
+# their defaults; durations are written like "90s", "10m", "6h".
+
+# The backup server: [USER@]HOST[:PORT] (USER defaults to byteback).
+destination = "{destination}"
+
+# This machine's name on the server; also the comment of its key (root@NAME).
+name = "{name}"
+
+# What to back up. Mounts inside these that are not local disks (proc, sysfs,
+# tmpfs, NFS, SMB, FUSE, loop devices, ...) are left out automatically.
+# sources = ["/"]
+
+# Extra rsync exclude patterns (see also the file "excludes" in this directory).
+# excludes = []
+
+# A failed backup is tried again, resuming where it stopped.
+# retry_attempts = 5
+# retry_pause = "10m"
+
+# rsync gives up after this long without any data moving.
+# io_timeout = "10m"
+
+# ssh gives up connecting to the server after this long.
+# connect_timeout = "30s"
+"#
+    )
+}
+
+/// The client's configuration directory and what is in it.
+#[derive(Debug, Clone)]
+pub struct ConfigDir {
+    /// The directory.
+    pub dir: PathBuf,
+}
+
+impl ConfigDir {
+    /// `--config-dir`, else `$BYTEBACK_CONFIG_DIR`, else `/etc/byteback`.
+    pub fn resolve(flag: Option<PathBuf>) -> Result<ConfigDir> {
+        let dir = flag
+            .or_else(|| std::env::var_os("BYTEBACK_CONFIG_DIR").filter(|d| !d.is_empty()).map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_DIR));
+        let dir = std::path::absolute(&dir).on("cannot resolve", &dir)?;
+        Ok(ConfigDir { dir })
+    }
+
+    /// `config.toml`.
+    pub fn config_file(&self) -> PathBuf {
+        self.dir.join("config.toml")
+    }
+
+    /// The private key.
+    pub fn key(&self) -> PathBuf {
+        self.dir.join("key")
+    }
+
+    /// The public key.
+    pub fn public_key(&self) -> PathBuf {
+        self.dir.join("key.pub")
+    }
+
+    /// byteback's own known_hosts.
+    pub fn known_hosts(&self) -> PathBuf {
+        self.dir.join("known_hosts")
+    }
+
+    /// Extra exclude patterns.
+    pub fn excludes_file(&self) -> PathBuf {
+        self.dir.join("excludes")
+    }
+
+    /// The backup lock.
+    pub fn lock_file(&self) -> PathBuf {
+        self.dir.join("lock")
+    }
+
+    /// Reads the config; a missing file means `byteback setup` has not run.
+    pub fn load(&self) -> Result<ClientConfig> {
+        let path = self.config_file();
+        config::load::<ClientConfig>(&path)?.ok_or_else(|| {
+            Error::Config(format!(
+                "no configuration at {}: run `byteback setup [USER@]HOST` first (or pass --config-dir)",
+                path.display()
+            ))
+        })
+    }
+
+    /// The patterns of the excludes file (blank lines and `#` comments skipped).
+    pub fn file_excludes(&self) -> Result<Vec<String>> {
+        let path = self.excludes_file();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok(text
+                .lines()
+                .map(str::trim_end)
+                .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+                .map(str::to_owned)
+                .collect()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(Error::io("cannot read", &path, e)),
+        }
+    }
+
+    /// How to reach the configured server.
+    pub fn ssh(&self, config: &ClientConfig, host_keys: HostKeyPolicy) -> Result<Ssh> {
+        let destination = config.destination.clone().ok_or_else(|| {
+            Error::Config(format!(
+                "{} names no destination: run `byteback setup [USER@]HOST`",
+                self.config_file().display()
+            ))
+        })?;
+        let identity = self.key();
+        if !identity.exists() {
+            return Err(Error::Config(format!(
+                "this machine's backup key {} is missing: run `byteback setup {destination}` to make one",
+                identity.display()
+            )));
+        }
+        Ok(Ssh {
+            program: PathBuf::from("ssh"),
+            destination,
+            identity,
+            known_hosts: self.known_hosts(),
+            host_keys,
+            keepalive_secs: 15,
+            connect_timeout_secs: config.connect_timeout.as_secs(),
+        })
+    }
+}
+
+/// Checks that a path given as a source is absolute and exists.
+pub fn check_source(path: &Path) -> Result<PathBuf> {
+    if !path.is_absolute() {
+        return Err(Error::Usage(format!("source {} is not an absolute path", path.display())));
+    }
+    std::fs::symlink_metadata(path).on("cannot back up source", path)?;
+    Ok(path.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn template_parses_to_the_defaults_plus_destination() {
+        let d: Destination = "bb@backup.example:2222".parse().unwrap();
+        let c: ClientConfig = config::parse(Path::new("config.toml"), &template(&d, "host.example")).unwrap();
+        assert_eq!(
+            c,
+            ClientConfig {
+                destination: Some(d),
+                name: Some("host.example".into()),
+                ..ClientConfig::default()
+            }
+        );
+    }
+
+    #[test]
+    fn bad_destination_is_named() {
+        let e = config::parse::<ClientConfig>(Path::new("/etc/byteback/config.toml"), "destination = \"a b\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 1, key destination") && e.contains("invalid destination"), "{e}");
+    }
+}

@@ -1,0 +1,70 @@
+//! `byteback`: the client's commands, run as root on the machine to back up.
+
+pub mod backup;
+pub mod config;
+pub mod remote;
+pub mod setup;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::error::Result;
+use config::ConfigDir;
+
+/// Maintenance-free backups of this machine to a byteback server.
+#[derive(Debug, Parser)]
+#[command(name = "byteback", version, about)]
+pub struct Cli {
+    /// The configuration directory [default: $BYTEBACK_CONFIG_DIR, else /etc/byteback].
+    #[arg(long, global = true, value_name = "DIR")]
+    config_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Make this machine's key and config for a server: [USER@]HOST[:PORT].
+    Setup {
+        /// The server, e.g. byteback@backup.example.net.
+        destination: String,
+        /// This machine's backup name [default: its FQDN].
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Connect to the server and check this machine's backup space.
+    Test {
+        /// Trust a server seen for the first time without asking (a changed key is never accepted).
+        #[arg(long)]
+        accept_new_host_key: bool,
+    },
+    /// Back up now.
+    Backup {
+        /// Back up this path instead of the configured sources (repeatable).
+        #[arg(long = "source", value_name = "PATH")]
+        sources: Vec<PathBuf>,
+        /// Also exclude this rsync pattern (repeatable).
+        #[arg(long = "exclude", value_name = "PATTERN")]
+        excludes: Vec<String>,
+        /// List every file as it is sent.
+        #[arg(long, short)]
+        verbose: bool,
+        /// Print the sources and exclusions, and stop.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    let dir = ConfigDir::resolve(cli.config_dir)?;
+    match cli.command {
+        Command::Setup { destination, name } => setup::setup(&dir, &destination, name.as_deref()),
+        Command::Test { accept_new_host_key } => setup::test(&dir, accept_new_host_key),
+        Command::Backup { sources, excludes, verbose, dry_run } => backup::run(
+            &dir,
+            &backup::BackupArgs { sources, excludes, verbose, dry_run },
+        ),
+    }
+}

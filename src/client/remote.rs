@@ -1,0 +1,72 @@
+//! The client's side of the forced-command protocol: ping and complete.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use crate::error::{Error, Result};
+use crate::exec::{self, ssh::{Ssh, explain_failure}};
+use crate::protocol::{PingReply, Request};
+
+/// Runs one request on the server; stdout on success.
+fn call(ssh: &Ssh, request: &Request, stdin: Option<&str>) -> Result<String> {
+    let mut cmd: Command = ssh.command(&request.render());
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| Error::Command(format!("cannot run {}: {e}", exec::display(&cmd))))?;
+    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        // A server that refuses early closes the pipe; its answer says why.
+        let _ = pipe.write_all(text.as_bytes());
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| Error::Command(format!("ssh: {e}")))?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    match out.status.code() {
+        Some(0) => Ok(stdout),
+        Some(255) | None => Err(explain_failure(&ssh.destination, &ssh.known_hosts, &stderr)),
+        Some(code) => Err(server_error(code, &stderr)),
+    }
+}
+
+/// The server's own words, when it refused or failed a request.
+pub fn server_error(code: i32, stderr: &str) -> Error {
+    let said: Vec<&str> = stderr
+        .lines()
+        .map(|l| l.trim().trim_start_matches("byteback-server: "))
+        .filter(|l| !l.is_empty() && !l.starts_with("warning: "))
+        .collect();
+    let said = if said.is_empty() {
+        format!("the server failed (exit {code}) without a message")
+    } else {
+        format!("server: {}", said.join(" / "))
+    };
+    match code {
+        4 => Error::Locked(said),
+        5 => Error::Connection(said),
+        _ => Error::Refused(said),
+    }
+}
+
+/// Checks the connection and the client's backup space.
+pub fn ping(ssh: &Ssh) -> Result<PingReply> {
+    let out = call(ssh, &Request::Ping, None)?;
+    PingReply::parse(&out).ok_or_else(|| {
+        Error::Refused(format!(
+            "the server at {} answered, but not like byteback-server: is the key's forced command set up with `byteback-server new-client`?",
+            ssh.destination.host_and_port()
+        ))
+    })
+}
+
+/// Asks the server to snapshot `current`; returns the snapshot's name.
+pub fn complete(ssh: &Ssh, failed_files: Option<&str>) -> Result<String> {
+    let request = Request::Complete { partial: failed_files.is_some() };
+    let out = call(ssh, &request, failed_files)?;
+    out.lines()
+        .find_map(|l| l.strip_prefix("snapshot="))
+        .map(str::to_owned)
+        .ok_or_else(|| Error::Refused("the server did not name the snapshot it took".into()))
+}

@@ -1,0 +1,160 @@
+//! `byteback setup` and `byteback test`: the client's one-time set-up.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::client::config::{ClientConfig, ConfigDir, template};
+use crate::client::remote;
+use crate::config;
+use crate::destination::Destination;
+use crate::error::{Error, IoContext, Result};
+use crate::exec::{self, ssh::HostKeyPolicy};
+use crate::sys::fs::{ensure_dir, write_atomic};
+
+/// Creates the config directory, key and config for `destination`.
+pub fn setup(dir: &ConfigDir, destination: &str, name: Option<&str>) -> Result<()> {
+    let destination: Destination = destination.parse()?;
+    let name = match name {
+        Some(n) => n.to_owned(),
+        None => this_machines_name(),
+    };
+    crate::names::ClientName::new(&name).map_err(|e| Error::Usage(format!("{e} (pass --name NAME)")))?;
+    if !dir.dir.exists() {
+        ensure_dir(&dir.dir, 0o700)?;
+    }
+    let key = dir.key();
+    if !key.exists() {
+        exec::run(
+            Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-C"])
+                .arg(format!("root@{name}"))
+                .arg("-f")
+                .arg(&key),
+        )?;
+    } else if !dir.public_key().exists() {
+        let public = exec::run(Command::new("ssh-keygen").arg("-y").arg("-f").arg(&key))?;
+        write_atomic(&dir.public_key(), public.as_bytes(), 0o644)?;
+    }
+    write_config(dir, &destination, &name)?;
+    let public = std::fs::read_to_string(dir.public_key()).on("cannot read", &dir.public_key())?;
+    let public = public.trim();
+    println!("Your backup key is {public}");
+    println!("On the server {}, as its backup user, run:", destination.host);
+    println!("  byteback-server new-client {public}");
+    println!("then run `byteback test` here.");
+    Ok(())
+}
+
+/// Writes the config, keeping an existing file's other settings.
+fn write_config(dir: &ConfigDir, destination: &Destination, name: &str) -> Result<()> {
+    let path = dir.config_file();
+    let text = match std::fs::read_to_string(&path) {
+        Ok(old) => {
+            // Check the old file first: never silently rewrite a broken one.
+            config::parse::<ClientConfig>(&path, &old)?;
+            set_key(&set_key(&old, "destination", &destination.to_string()), "name", name)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => template(destination, name),
+        Err(e) => return Err(Error::io("cannot read", &path, e)),
+    };
+    write_atomic(&path, text.as_bytes(), 0o644)
+}
+
+/// Replaces (or adds) a top-level `key = "value"` line.
+fn set_key(text: &str, key: &str, value: &str) -> String {
+    let line = format!("{key} = \"{value}\"");
+    let mut found = false;
+    let mut out: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let is_key = l.split_once('=').is_some_and(|(k, _)| k.trim() == key);
+            if is_key && !found {
+                found = true;
+                line.clone()
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect();
+    if !found {
+        out.insert(0, line);
+    }
+    out.join("\n") + "\n"
+}
+
+/// This machine's fully qualified name, as well as it can be told.
+pub fn this_machines_name() -> String {
+    let short = rustix::system::uname().nodename().to_string_lossy().into_owned();
+    if short.contains('.') {
+        return short;
+    }
+    let fqdn = Command::new("hostname")
+        .arg("--fqdn")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .filter(|n| crate::names::ClientName::new(n).is_ok());
+    fqdn.unwrap_or(short)
+}
+
+/// Connects, trusts the server's host key as told, and pings.
+pub fn test(dir: &ConfigDir, accept_new_host_key: bool) -> Result<()> {
+    let config = dir.load()?;
+    let policy = if accept_new_host_key {
+        HostKeyPolicy::AcceptNew
+    } else if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        HostKeyPolicy::Ask
+    } else {
+        HostKeyPolicy::Strict
+    };
+    let ssh = dir.ssh(&config, policy)?;
+    println!("Connecting to server {}...", ssh.destination.host_and_port());
+    let known_before = host_key_fingerprint(&dir.known_hosts(), &ssh.destination)?;
+    let reply = remote::ping(&ssh)?;
+    if known_before.is_none() {
+        if let Some(fp) = host_key_fingerprint(&dir.known_hosts(), &ssh.destination)? {
+            println!("Trusted the server's host key: {fp}");
+        }
+    }
+    println!(
+        "Backup space for {}: {} snapshots, newest {}; {} free on the server.",
+        reply.client,
+        reply.snapshots,
+        reply.newest.as_deref().unwrap_or("none"),
+        crate::server::setup::human_bytes(reply.free_bytes)
+    );
+    println!("Successfully connected and found backup space, ready to go.");
+    Ok(())
+}
+
+/// The fingerprint of the host key recorded for `dest`, if any.
+fn host_key_fingerprint(known_hosts: &Path, dest: &Destination) -> Result<Option<String>> {
+    if !known_hosts.exists() {
+        return Ok(None);
+    }
+    let out = exec::output(
+        Command::new("ssh-keygen")
+            .arg("-l")
+            .arg("-F")
+            .arg(dest.known_hosts_name())
+            .arg("-f")
+            .arg(known_hosts),
+    )?;
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(str::to_owned))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_key_replaces_or_adds() {
+        let t = "# c\ndestination = \"a@b\"\nretry_attempts = 3\n";
+        assert_eq!(set_key(t, "destination", "x@y"), "# c\ndestination = \"x@y\"\nretry_attempts = 3\n");
+        assert_eq!(set_key(t, "name", "n"), "name = \"n\"\n# c\ndestination = \"a@b\"\nretry_attempts = 3\n");
+    }
+}

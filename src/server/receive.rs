@@ -1,0 +1,166 @@
+//! `byteback-server receive`: the forced command behind every client key.
+//!
+//! It serves one client, named by the administrator in authorized_keys.
+//! Whatever the client asked for arrives in `SSH_ORIGINAL_COMMAND` and is
+//! parsed by [`crate::protocol`]; anything else is refused with one line on
+//! stderr, a log line and a non-zero exit, and changes nothing. Standard
+//! output belongs to the client (rsync's data stream), so messages go to
+//! stderr only.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::Command;
+
+use jiff::{SignedDuration, Timestamp};
+use rustix::fs::{Mode, OFlags, openat};
+
+use crate::error::{Error, Result};
+use crate::names::ClientName;
+use crate::protocol::{self, PROTOCOL_VERSION, PingReply, Request};
+use crate::store::{self, Store};
+use crate::sys::fs::space;
+
+/// Serves one request; returns the exit status for sshd to pass back.
+pub fn run(store_root: &Path, client: &str, command: Option<&str>) -> u8 {
+    let store = match Store::open(store_root) {
+        Ok(store) => store,
+        Err(e) => {
+            eprintln!("byteback-server: {e}");
+            return e.exit_code();
+        }
+    };
+    let client = match ClientName::new(client) {
+        Ok(c) => c,
+        Err(e) => {
+            store.log(&format!("receive: bad --client in authorized_keys: {e}"));
+            eprintln!("byteback-server: server misconfigured: {e}");
+            return e.exit_code();
+        }
+    };
+    let result = protocol::parse(command)
+        .map_err(|refusal| Error::Refused(format!("refused: {refusal}")))
+        .and_then(|request| serve(&store, &client, request));
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            store.log(&format!("{client}: {e} (command {:?})", command.unwrap_or("")));
+            eprintln!("byteback-server: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+fn serve(store: &Store, client: &ClientName, request: Request) -> Result<u8> {
+    if !store.has_client(client) {
+        return Err(store::no_space(client));
+    }
+    match request {
+        Request::Ping => {
+            let snapshots = store.snapshots(client)?;
+            let room = space(store.root())?;
+            let reply = PingReply {
+                protocol: PROTOCOL_VERSION,
+                client: client.to_string(),
+                free_bytes: room.free_bytes,
+                total_bytes: room.total_bytes,
+                snapshots: snapshots.len() as u64,
+                newest: snapshots.last().map(|s| s.name.to_string()),
+            };
+            print!("{}", reply.render());
+            Ok(0)
+        }
+        Request::Complete { partial } => complete(store, client, partial, Timestamp::now()),
+        Request::Receive { options } => receive(store, client, &options),
+    }
+}
+
+/// Takes the snapshot that ends a backup, unless one was taken too recently.
+fn complete(store: &Store, client: &ClientName, partial: bool, now: Timestamp) -> Result<u8> {
+    let note = if partial {
+        let mut text = String::new();
+        std::io::stdin()
+            .take(64 * 1024)
+            .read_to_string(&mut text)
+            .map_err(|e| Error::Refused(format!("cannot read the list of failed files: {e}")))?;
+        Some(text)
+    } else {
+        None
+    };
+    let _lock = store.lock_client(client, store.config.lock_wait.to_std())?;
+    let interval = store.config.min_snapshot_interval;
+    if let Some(newest) = store.snapshots(client)?.last() {
+        let age = now.duration_since(newest.name.time());
+        if age < interval.0 {
+            let next = newest.name.time().checked_add(interval.0).unwrap_or(newest.name.time());
+            return Err(Error::Refused(format!(
+                "not taking a snapshot of {client}: the last one ({}) is only {} old and the server allows one every {interval} (min_snapshot_interval); the data is safe in current and the first backup after {} will be snapshotted",
+                newest.name,
+                round(age),
+                next.strftime("%Y-%m-%dT%H:%M:%SZ")
+            )));
+        }
+    }
+    let name = store.take_snapshot(client, now, note.as_deref())?;
+    let what = if partial { "partial snapshot" } else { "snapshot" };
+    store.log(&format!("{client}: {what} {name} taken"));
+    println!("snapshot={name}");
+    if partial {
+        println!("partial=yes");
+    }
+    Ok(0)
+}
+
+fn round(d: SignedDuration) -> String {
+    format!("{:#}", SignedDuration::from_secs(d.as_secs()))
+}
+
+/// Runs rsync's receiver inside the client's `current` and nowhere else.
+fn receive(store: &Store, client: &ClientName, options: &[String]) -> Result<u8> {
+    let lock = store.lock_client(client, store.config.lock_wait.to_std())?;
+    // The rsync child inherits the lock: if this process is killed, the
+    // receiver it started still holds it until it ends.
+    lock.share_with_children()?;
+    enter_current(store, client)?;
+    let mut args: Vec<String> = vec!["--server".into()];
+    args.extend(options.iter().cloned());
+    // Ownership, modes, devices and specials survive as xattrs on files the
+    // unprivileged user owns.
+    args.push("--fake-super".into());
+    // Symlinks the client sends are stored defanged, so no later receiver or
+    // sender can follow one out of the client's directory.
+    args.push("--munge-links".into());
+    if !options.iter().any(|o| o.starts_with("--timeout=")) {
+        args.push(format!("--timeout={}", store.config.io_timeout.as_secs()));
+    }
+    // The destination is the pinned working directory, whatever the client named.
+    args.push(".".into());
+    args.push(".".into());
+    store.log(&format!("{client}: receiving backup"));
+    let status = Command::new("rsync")
+        .args(&args)
+        .status()
+        .map_err(|e| Error::Command(format!("cannot run rsync on the server: {e}")))?;
+    let code = status.code().unwrap_or(20);
+    store.log(&format!("{client}: receiver ended ({status})"));
+    drop(lock);
+    Ok(u8::try_from(code).unwrap_or(1))
+}
+
+/// Changes into the client's `current` through directory handles opened
+/// without following symlinks, so the receiver is pinned to that directory
+/// even if names change under it.
+fn enter_current(store: &Store, client: &ClientName) -> Result<()> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let pin = || -> rustix::io::Result<()> {
+        let root = rustix::fs::open(store.root(), OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+        let dir = openat(&root, client.as_str(), flags, Mode::empty())?;
+        let current = openat(&dir, "current", flags, Mode::empty())?;
+        rustix::process::fchdir(&current)
+    };
+    pin().map_err(|e| {
+        Error::Refused(format!(
+            "cannot enter the backup space of {client} ({}): {e}",
+            store.current(client).display()
+        ))
+    })
+}

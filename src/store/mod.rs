@@ -1,0 +1,307 @@
+//! The server's store: one directory per client, each holding `current`
+//! (what the client writes into) and its snapshots, named by UTC time.
+//!
+//! ```text
+//! <store>/.byteback/server.toml     configuration
+//! <store>/.byteback/server.log      what happened, one line per event
+//! <store>/.byteback/locks/<client>  one receive or snapshot per client at a time
+//! <store>/<client>/current          subvolume the client's rsync writes into
+//! <store>/<client>/<time>           read-only snapshots
+//! <store>/<client>/<time>.partial   marker: that snapshot's transfer left files out
+//! ```
+//!
+//! The layout is the original byteback's, plus the `.byteback` directory
+//! (which no client name can collide with, since names never start with `.`).
+
+pub mod btrfs;
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde::Deserialize;
+
+use crate::config;
+use crate::error::{Error, IoContext, Result};
+use crate::names::{ClientName, SnapshotName};
+use crate::sys::fs::write_atomic;
+use crate::sys::lock::Lock;
+
+/// The most a partial marker keeps of the list of failed files.
+const MAX_PARTIAL_NOTE: usize = 64 * 1024;
+
+/// How snapshots are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// `current` is a subvolume; snapshots are read-only btrfs snapshots.
+    Btrfs,
+}
+
+/// The server configuration, `<store>/.byteback/server.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// How snapshots are made.
+    pub backend: Backend,
+    /// Refuse a client's snapshot sooner than this after its newest one.
+    pub min_snapshot_interval: config::Duration,
+    /// The server's rsync gives up after this long without I/O.
+    pub io_timeout: config::Duration,
+    /// How long a backup waits for a previous one of the same client to end.
+    pub lock_wait: config::Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            backend: Backend::Btrfs,
+            min_snapshot_interval: config::Duration::from_secs(6 * 3600),
+            io_timeout: config::Duration::from_secs(600),
+            lock_wait: config::Duration::from_secs(120),
+        }
+    }
+}
+
+/// The documented configuration file `byteback-server setup` writes.
+pub const SERVER_CONFIG_TEMPLATE: &str = r#"# byteback server configuration. Every key is shown with its default;
+# durations are written like "90s", "10m", "6h" or "1 day".
+
+# How snapshots are made: "btrfs" (current is a subvolume, snapshots are
+# read-only btrfs snapshots).
+backend = "btrfs"
+
+# A client cannot snapshot more often than this, so it cannot flood the disk.
+min_snapshot_interval = "6h"
+
+# The server's rsync gives up after this long without any data moving, so a
+# dropped connection frees the client's backup space.
+io_timeout = "10m"
+
+# How long a new backup waits for an earlier one of the same client that is
+# still running (e.g. left behind by a dropped connection) before refusing.
+lock_wait = "2m"
+"#;
+
+/// One snapshot of a client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Its name and time.
+    pub name: SnapshotName,
+    /// Whether its transfer left some files out.
+    pub partial: bool,
+}
+
+/// An opened store.
+#[derive(Debug)]
+pub struct Store {
+    root: PathBuf,
+    /// The store's configuration.
+    pub config: ServerConfig,
+}
+
+impl Store {
+    /// Where the store keeps its own files.
+    pub fn state_dir_of(root: &Path) -> PathBuf {
+        root.join(".byteback")
+    }
+
+    /// The config file of the store at `root`.
+    pub fn config_path_of(root: &Path) -> PathBuf {
+        Self::state_dir_of(root).join("server.toml")
+    }
+
+    /// Opens a store that `byteback-server setup` has prepared.
+    pub fn open(root: &Path) -> Result<Store> {
+        let path = Self::config_path_of(root);
+        let config = config::load::<ServerConfig>(&path)?.ok_or_else(|| {
+            Error::Config(format!(
+                "{} is not a byteback store ({} is missing): run `byteback-server setup --store {}` as the backup user",
+                root.display(),
+                path.display(),
+                root.display()
+            ))
+        })?;
+        Ok(Store {
+            root: root.to_owned(),
+            config,
+        })
+    }
+
+    /// The store's root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The directory of one client.
+    pub fn client_dir(&self, client: &ClientName) -> PathBuf {
+        self.root.join(client.as_str())
+    }
+
+    /// Where a client's rsync writes.
+    pub fn current(&self, client: &ClientName) -> PathBuf {
+        self.client_dir(client).join("current")
+    }
+
+    /// Whether the client has backup space here.
+    pub fn has_client(&self, client: &ClientName) -> bool {
+        std::fs::symlink_metadata(self.current(client)).is_ok_and(|m| m.is_dir())
+    }
+
+    /// Creates the client's directory and `current`, if missing.
+    pub fn add_client(&self, client: &ClientName) -> Result<()> {
+        let dir = self.client_dir(client);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(Error::io("cannot create", &dir, e)),
+        }
+        let current = self.current(client);
+        if std::fs::symlink_metadata(&current).is_err() {
+            match self.config.backend {
+                Backend::Btrfs => btrfs::create_subvolume(&current)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// The client's snapshots, oldest first. Reads only the client's
+    /// directory listing: nothing inside a snapshot is touched.
+    pub fn snapshots(&self, client: &ClientName) -> Result<Vec<Snapshot>> {
+        let dir = self.client_dir(client);
+        let mut snapshots = Vec::new();
+        let mut partial_markers = Vec::new();
+        for entry in std::fs::read_dir(&dir).on("cannot list", &dir)? {
+            let entry = entry.on("cannot list", &dir)?;
+            let file_name = entry.file_name();
+            let Some(name) = file_name.to_str() else {
+                self.warn_stranger(&dir, &file_name.to_string_lossy());
+                continue;
+            };
+            if name == "current" || name.starts_with('.') {
+                continue;
+            }
+            if let Some(snapshot) = name.strip_suffix(".partial").and_then(SnapshotName::parse) {
+                partial_markers.push(snapshot);
+                continue;
+            }
+            match SnapshotName::parse(name) {
+                Some(snapshot) if entry.file_type().is_ok_and(|t| t.is_dir()) => snapshots.push(Snapshot {
+                    name: snapshot,
+                    partial: false,
+                }),
+                _ => self.warn_stranger(&dir, name),
+            }
+        }
+        for s in &mut snapshots {
+            s.partial = partial_markers.contains(&s.name);
+        }
+        snapshots.sort_by_key(|s| s.name.time());
+        Ok(snapshots)
+    }
+
+    fn warn_stranger(&self, dir: &Path, name: &str) {
+        eprintln!(
+            "byteback-server: warning: ignoring {} in {}: not a snapshot name",
+            name.escape_debug(),
+            dir.display()
+        );
+    }
+
+    /// Every client with backup space in the store, by name.
+    pub fn clients(&self) -> Result<Vec<ClientName>> {
+        let mut clients = Vec::new();
+        for entry in std::fs::read_dir(&self.root).on("cannot list", &self.root)? {
+            let entry = entry.on("cannot list", &self.root)?;
+            let Some(name) = entry.file_name().to_str().and_then(|n| ClientName::new(n).ok()) else {
+                continue;
+            };
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                clients.push(name);
+            }
+        }
+        clients.sort();
+        Ok(clients)
+    }
+
+    /// Takes the per-client lock, waiting up to `wait`.
+    pub fn lock_client(&self, client: &ClientName, wait: Duration) -> Result<Lock> {
+        let dir = Self::state_dir_of(&self.root).join("locks");
+        std::fs::create_dir_all(&dir).on("cannot create", &dir)?;
+        Lock::acquire(&dir.join(client.as_str()), wait)?.ok_or_else(|| {
+            Error::Locked(format!(
+                "a backup of {client} is already in progress on the server (waited {}s); try again when it has finished",
+                wait.as_secs()
+            ))
+        })
+    }
+
+    /// Takes a read-only snapshot of the client's `current` named for `at`.
+    /// `partial` is the list of files the transfer left out, if it did.
+    /// The caller holds the client's lock.
+    pub fn take_snapshot(&self, client: &ClientName, at: Timestamp, partial: Option<&str>) -> Result<SnapshotName> {
+        let current = self.current(client);
+        if !self.has_client(client) {
+            return Err(no_space(client));
+        }
+        let name = SnapshotName::for_time(at);
+        let dest = self.client_dir(client).join(name.as_str());
+        if std::fs::symlink_metadata(&dest).is_ok() {
+            return Err(Error::Refused(format!(
+                "snapshot {name} of {client} already exists; snapshots are at least a second apart"
+            )));
+        }
+        // The marker goes first: a crash in between leaves a marker without a
+        // snapshot (ignored), never a partial snapshot that looks complete.
+        let marker = self.client_dir(client).join(format!("{name}.partial"));
+        if let Some(note) = partial {
+            let mut note = note.as_bytes();
+            if note.len() > MAX_PARTIAL_NOTE {
+                note = &note[..MAX_PARTIAL_NOTE];
+            }
+            write_atomic(&marker, note, 0o600)?;
+        }
+        let result = match self.config.backend {
+            Backend::Btrfs => btrfs::snapshot_readonly(&current, &dest),
+        };
+        if result.is_err() && partial.is_some() {
+            let _ = std::fs::remove_file(&marker);
+        }
+        result.map(|()| name)
+    }
+
+    /// Appends one line to the server log (and never fails the caller: a
+    /// log that cannot be written is reported on stderr instead).
+    pub fn log(&self, line: &str) {
+        let path = Self::state_dir_of(&self.root).join("server.log");
+        let text = format!("{} {}\n", Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ"), line.escape_debug());
+        let written = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(text.as_bytes()));
+        if let Err(e) = written {
+            eprintln!("byteback-server: cannot write log {}: {e}", path.display());
+        }
+    }
+}
+
+/// The error for a client without space in this store.
+pub fn no_space(client: &ClientName) -> Error {
+    Error::Refused(format!(
+        "no backup space for client {client} on this server: ask its administrator to run `byteback-server new-client` for this machine's key"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn template_documents_the_defaults() {
+        let parsed: ServerConfig = config::parse(Path::new("server.toml"), SERVER_CONFIG_TEMPLATE).unwrap();
+        assert_eq!(parsed, ServerConfig::default());
+    }
+}
