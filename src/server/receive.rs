@@ -126,9 +126,9 @@ fn receive(store: &Store, client: &ClientName, options: &[String]) -> Result<u8>
     // Ownership, modes, devices and specials survive as xattrs on files the
     // unprivileged user owns.
     args.push("--fake-super".into());
-    // Symlinks the client sends are stored defanged, so no later receiver or
-    // sender can follow one out of the client's directory.
-    args.push("--munge-links".into());
+    // No --munge-links: with --fake-super on Linux, rsync stores a symlink
+    // as a regular file holding its target (user xattrs cannot sit on
+    // symlinks), so nothing in `current` can ever be followed on the server.
     if !options.iter().any(|o| o.starts_with("--timeout=")) {
         args.push(format!("--timeout={}", store.config.io_timeout.as_secs()));
     }
