@@ -26,9 +26,23 @@ fn call(ssh: &Ssh, request: &Request, stdin: Option<&str>) -> Result<String> {
     let stderr = String::from_utf8_lossy(&out.stderr);
     match out.status.code() {
         Some(0) => Ok(stdout),
-        Some(255) | None => Err(explain_failure(&ssh.destination, &ssh.known_hosts, &stderr)),
+        Some(255) | None => Err(match explain_failure(&ssh.destination, &ssh.known_hosts, &stderr) {
+            // ssh says no more than "Permission denied" when it could not
+            // load the key at all: tell those apart.
+            Error::Refused(_) if !key_is_usable(ssh) => Error::Config(format!(
+                "ssh cannot use this machine's backup key {}: run `byteback setup` again to make a new one (and give the server its new public key)",
+                ssh.identity.display()
+            )),
+            e => e,
+        }),
         Some(code) => Err(server_error(code, &stderr)),
     }
+}
+
+fn key_is_usable(ssh: &Ssh) -> bool {
+    let mut cmd = Command::new("ssh-keygen");
+    cmd.args(["-y", "-P", "", "-f"]).arg(&ssh.identity);
+    exec::output(&mut cmd).is_ok_and(|o| o.status.success())
 }
 
 /// The server's own words, when it refused or failed a request.

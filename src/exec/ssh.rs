@@ -126,7 +126,11 @@ pub fn explain_failure(dest: &Destination, known_hosts: &std::path::Path, stderr
     let said = words.join(" / ");
     let has = |needle: &str| stderr.contains(needle);
     let server = dest.host_and_port();
-    if has("REMOTE HOST IDENTIFICATION HAS CHANGED") || has("Host key for") && has("has changed") {
+    if has("Load key") || has("invalid format") || has("bad permissions") {
+        Error::Config(format!(
+            "ssh cannot use this machine's backup key: {said}; run `byteback setup` again to make a new one (and give the server its new public key)"
+        ))
+    } else if has("REMOTE HOST IDENTIFICATION HAS CHANGED") || has("Host key for") && has("has changed") {
         Error::Connection(format!(
             "the host key of {server} has CHANGED since it was trusted: if the server was reinstalled, delete its line from {} and run `byteback test`; otherwise someone may be intercepting the connection",
             known_hosts.display()
@@ -204,6 +208,7 @@ mod tests {
             ("ssh: connect to host h port 2222: Connection refused\n", "cannot reach"),
             ("ssh: Could not resolve hostname h: Name or service not known\n", "cannot reach"),
             ("", "without a message"),
+            ("Load key \"/etc/byteback/key\": invalid format\nbb@h: Permission denied (publickey).\n", "cannot use this machine's backup key"),
         ];
         for (stderr, want) in cases {
             let e = explain_failure(&d, kh, stderr).to_string();

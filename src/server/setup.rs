@@ -39,6 +39,7 @@ pub fn run(store: &Path) -> Result<()> {
     }
     let state = Store::state_dir_of(store);
     ensure_dir(&state, 0o700)?;
+    ensure_dir(&state.join("locks"), 0o700)?;
     check_subvolumes(&state)?;
     let config_path = Store::config_path_of(store);
     let config_note = if config_path.exists() {

@@ -1,0 +1,227 @@
+//! A byteback installation for end-to-end tests: a server user with a btrfs
+//! store behind a real sshd on 127.0.0.1, and a client configuration
+//! directory, wired together by the product's own commands.
+#![allow(dead_code)] // each test crate uses part of this
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use super::{FsKind, LoopFs, Sshd, TestArea, TestUser, require_root};
+
+/// Everything one scenario needs. Fields drop top to bottom: sshd first, the
+/// area last.
+pub struct World {
+    pub sshd: Sshd,
+    pub user: TestUser,
+    pub fs: LoopFs,
+    pub area: TestArea,
+    /// The server binary, copied where the server user can run it.
+    pub server_bin: PathBuf,
+    /// The client's --config-dir.
+    pub client_dir: PathBuf,
+    /// A directory for the test's source trees.
+    pub src: PathBuf,
+}
+
+/// Prints a command's output for a failing assertion.
+pub fn show(out: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// stderr as text.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// stdout as text.
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+impl World {
+    /// A server with a btrfs store (`user_subvol_rm_allowed`) and an sshd,
+    /// or `None` when end-to-end tests cannot run here (said loudly).
+    pub fn new(label: &str) -> Option<World> {
+        Self::with_fs(label, FsKind::Btrfs, &["user_subvol_rm_allowed"])
+    }
+
+    /// Like [`World::new`] with another store filesystem.
+    pub fn with_fs(label: &str, kind: FsKind, options: &[&str]) -> Option<World> {
+        if !require_root() {
+            return None;
+        }
+        let area = TestArea::new(label);
+        let fs = LoopFs::new(&area, kind, 512, options);
+        let user = TestUser::new("bbt", &fs.mount_point);
+        let sshd = Sshd::start(&area, &[&user.name]);
+        let bin_dir = area.path.join("bin");
+        fs::create_dir(&bin_dir).unwrap();
+        fs::set_permissions(&bin_dir, fs::Permissions::from_mode(0o755)).unwrap();
+        let server_bin = bin_dir.join("byteback-server");
+        fs::copy(env!("CARGO_BIN_EXE_byteback-server"), &server_bin).unwrap();
+        fs::set_permissions(&server_bin, fs::Permissions::from_mode(0o755)).unwrap();
+        let src = area.path.join("src");
+        fs::create_dir(&src).unwrap();
+        let client_dir = area.path.join("client");
+        Some(World { sshd, user, fs, area, server_bin, client_dir, src })
+    }
+
+    /// The store: the server user's home.
+    pub fn store(&self) -> &Path {
+        &self.user.home
+    }
+
+    /// Runs byteback-server as the server user.
+    pub fn server(&self, args: &[&str]) -> Output {
+        let bin = self.server_bin.to_string_lossy().into_owned();
+        let mut argv = vec![bin.as_str()];
+        argv.extend_from_slice(args);
+        self.user.run_as(&argv)
+    }
+
+    /// Runs the client as root with this world's config dir and a clean environment.
+    pub fn client(&self, args: &[&str]) -> Output {
+        self.client_command(args).output().expect("run byteback")
+    }
+
+    /// The client command, for tests that spawn it.
+    pub fn client_command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_byteback"));
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("BYTEBACK_CONFIG_DIR", &self.client_dir)
+            .stdin(std::process::Stdio::null());
+        cmd
+    }
+
+    /// The client's destination string.
+    pub fn destination(&self) -> String {
+        format!("{}@127.0.0.1:{}", self.user.name, self.sshd.port)
+    }
+
+    /// The whole walkthrough: server setup, client setup, new-client, test.
+    /// Returns the client's name.
+    pub fn enroll(&self, name: &str) -> String {
+        let out = self.server(&["setup"]);
+        assert!(out.status.success(), "server setup: {}", show(&out));
+        let out = self.client(&["setup", &self.destination(), "--name", name]);
+        assert!(out.status.success(), "client setup: {}", show(&out));
+        let printed = stdout(&out);
+        let key_line = printed
+            .lines()
+            .find_map(|l| l.strip_prefix("Your backup key is "))
+            .expect("setup prints the key")
+            .to_owned();
+        let new_client = printed
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("byteback-server new-client "))
+            .expect("setup prints the new-client line")
+            .to_owned();
+        assert_eq!(new_client, key_line);
+        // Unquoted words, exactly as an administrator would paste them.
+        let mut args = vec!["new-client"];
+        args.extend(key_line.split(' '));
+        let out = self.server(&args);
+        assert!(out.status.success(), "new-client: {}", show(&out));
+        assert!(stdout(&out).contains(&format!("Client setup for {name} done!")), "{}", show(&out));
+        let out = self.client(&["test", "--accept-new-host-key"]);
+        assert!(out.status.success(), "test: {}", show(&out));
+        assert!(
+            stdout(&out).contains("Successfully connected and found backup space, ready to go."),
+            "{}",
+            show(&out)
+        );
+        name.to_owned()
+    }
+
+    /// Replaces the server's config file.
+    pub fn server_config(&self, toml: &str) {
+        let path = self.store().join(".byteback/server.toml");
+        fs::write(&path, toml).unwrap();
+    }
+
+    /// Appends settings to the client's config file.
+    pub fn client_config(&self, toml: &str) {
+        let path = self.client_dir.join("config.toml");
+        let mut text = fs::read_to_string(&path).unwrap();
+        text.push_str(toml);
+        fs::write(&path, text).unwrap();
+    }
+
+    /// The client's snapshot directories, oldest first.
+    pub fn snapshots(&self, client: &str) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(self.store().join(client))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with('Z'))
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Runs a backup of `src` and asserts it succeeded; returns stdout.
+    pub fn backup_ok(&self) -> String {
+        let src = self.src.to_string_lossy().into_owned();
+        let out = self.client(&["backup", "--source", &src]);
+        assert!(out.status.success(), "backup: {}", show(&out));
+        stdout(&out)
+    }
+}
+
+impl World {
+    /// ssh as the client, with its key and known_hosts, running `command`
+    /// (or none) — what a hostile client could type by hand.
+    pub fn raw_ssh(&self, command: Option<&str>) -> Output {
+        let mut cmd = Command::new("ssh");
+        cmd.args(self.raw_ssh_options());
+        cmd.arg(format!("{}@127.0.0.1", self.user.name));
+        if let Some(c) = command {
+            cmd.arg(c);
+        }
+        cmd.stdin(std::process::Stdio::null()).output().expect("run ssh")
+    }
+
+    /// ssh options that log in as the client.
+    pub fn raw_ssh_options(&self) -> Vec<String> {
+        let dir = self.client_dir.display();
+        vec![
+            "-F".into(),
+            "none".into(),
+            "-T".into(),
+            "-i".into(),
+            format!("{dir}/key"),
+            "-o".into(),
+            "IdentitiesOnly=yes".into(),
+            "-o".into(),
+            "BatchMode=yes".into(),
+            "-o".into(),
+            format!("UserKnownHostsFile={dir}/known_hosts"),
+            "-o".into(),
+            "StrictHostKeyChecking=yes".into(),
+            "-p".into(),
+            self.sshd.port.to_string(),
+        ]
+    }
+
+    /// rsync as the client would run it by hand, with `args` before the
+    /// `--rsh` option and the remote path.
+    pub fn raw_rsync(&self, args: &[&str], remote_path: &str) -> Output {
+        let rsh = format!("ssh {}", self.raw_ssh_options().join(" "));
+        Command::new("rsync")
+            .args(args)
+            .arg("--rsh")
+            .arg(rsh)
+            .arg(format!("{}@127.0.0.1:{remote_path}", self.user.name))
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run rsync")
+    }
+}
