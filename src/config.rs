@@ -39,9 +39,9 @@ impl FromStr for Duration {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let d: SignedDuration = s
-            .parse()
-            .map_err(|_| format!("{s:?} is not a duration; write e.g. \"90s\", \"10m\", \"6h\", \"1 day\""))?;
+        let d: SignedDuration = s.parse().map_err(|_| {
+            format!("{s:?} is not a duration; write e.g. \"90s\", \"10m\", \"6h\", \"1 day\"")
+        })?;
         if d.is_negative() {
             return Err(format!("{s:?} is negative"));
         }
@@ -68,7 +68,10 @@ pub fn load<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => {
-            return Err(Error::Config(format!("cannot read config {}: {e}", path.display())));
+            return Err(Error::Config(format!(
+                "cannot read config {}: {e}",
+                path.display()
+            )));
         }
     };
     parse(path, &text).map(Some)
@@ -107,15 +110,24 @@ mod tests {
 
     impl Default for Sample {
         fn default() -> Self {
-            Sample { attempts: 5, pause: Duration::from_secs(600) }
+            Sample {
+                attempts: 5,
+                pause: Duration::from_secs(600),
+            }
         }
     }
 
     #[test]
     fn durations() {
         assert_eq!("10m".parse::<Duration>().unwrap(), Duration::from_secs(600));
-        assert_eq!("6h".parse::<Duration>().unwrap(), Duration::from_secs(6 * 3600));
-        assert_eq!("1s".parse::<Duration>().unwrap().to_std(), std::time::Duration::from_secs(1));
+        assert_eq!(
+            "6h".parse::<Duration>().unwrap(),
+            Duration::from_secs(6 * 3600)
+        );
+        assert_eq!(
+            "1s".parse::<Duration>().unwrap().to_std(),
+            std::time::Duration::from_secs(1)
+        );
         assert!("ten minutes".parse::<Duration>().is_err());
         assert!("-5m".parse::<Duration>().is_err());
         let d: Duration = "6h".parse().unwrap();
@@ -126,19 +138,34 @@ mod tests {
     fn defaults_fill_in() {
         let p = Path::new("/x.toml");
         assert_eq!(parse::<Sample>(p, "").unwrap(), Sample::default());
-        assert_eq!(parse::<Sample>(p, "pause = \"1s\"\n").unwrap().pause, Duration::from_secs(1));
+        assert_eq!(
+            parse::<Sample>(p, "pause = \"1s\"\n").unwrap().pause,
+            Duration::from_secs(1)
+        );
     }
 
     #[test]
     fn errors_name_file_line_and_key() {
         let p = Path::new("/etc/byteback/config.toml");
-        let e = parse::<Sample>(p, "# c\nattempts = 3\nbogus = 1\n").unwrap_err().to_string();
-        assert!(e.contains("/etc/byteback/config.toml line 3, key bogus"), "{e}");
+        let e = parse::<Sample>(p, "# c\nattempts = 3\nbogus = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("/etc/byteback/config.toml line 3, key bogus"),
+            "{e}"
+        );
         assert!(e.contains("unknown field"), "{e}");
-        let e = parse::<Sample>(p, "attempts = \"three\"\n").unwrap_err().to_string();
+        let e = parse::<Sample>(p, "attempts = \"three\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("line 1, key attempts"), "{e}");
-        let e = parse::<Sample>(p, "\npause = \"soon\"\n").unwrap_err().to_string();
-        assert!(e.contains("line 2, key pause") && e.contains("not a duration"), "{e}");
+        let e = parse::<Sample>(p, "\npause = \"soon\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("line 2, key pause") && e.contains("not a duration"),
+            "{e}"
+        );
         assert!(!e.contains('\n'));
     }
 }

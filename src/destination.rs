@@ -81,7 +81,9 @@ impl FromStr for Destination {
         };
         let (host, port) = if let Some(bracketed) = rest.strip_prefix('[') {
             let (host, after) = bracketed.split_once(']').ok_or_else(|| {
-                Error::Usage(format!("invalid destination {input:?}: unclosed '[' around the host"))
+                Error::Usage(format!(
+                    "invalid destination {input:?}: unclosed '[' around the host"
+                ))
             })?;
             match after {
                 "" => (host, None),
@@ -140,7 +142,10 @@ mod tests {
     #[test]
     fn defaults_and_round_trips() {
         let d = parse("backup.example.net");
-        assert_eq!((d.user.as_str(), d.host.as_str(), d.port), ("byteback", "backup.example.net", None));
+        assert_eq!(
+            (d.user.as_str(), d.host.as_str(), d.port),
+            ("byteback", "backup.example.net", None)
+        );
         for s in [
             "byteback@backup.example.net",
             "bb@host:2222",

@@ -3,13 +3,13 @@
 //! The library holds all logic; the two binaries (`byteback`, `byteback-server`)
 //! only parse arguments, call a command and map its error to an exit status.
 
+pub mod client;
 pub mod config;
 pub mod destination;
 pub mod error;
+pub mod exec;
 pub mod names;
 pub mod protocol;
-pub mod exec;
-pub mod sys;
-pub mod store;
 pub mod server;
-pub mod client;
+pub mod store;
+pub mod sys;

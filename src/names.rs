@@ -35,7 +35,9 @@ impl ClientName {
             .chars()
             .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')))
         {
-            return bad(&format!("{c:?} is not allowed (only letters, digits, '.', '-', '_')"));
+            return bad(&format!(
+                "{c:?} is not allowed (only letters, digits, '.', '-', '_')"
+            ));
         }
         if name.starts_with(['.', '-']) {
             return bad("it must not start with '.' or '-'");
@@ -158,7 +160,17 @@ mod tests {
             assert_eq!(ClientName::new(good).unwrap().as_str(), good);
         }
         for bad in [
-            "", ".hidden", "-flag", "a/b", "..", "a..b", "a b", "a\nb", "ä", "a:b", "current/../x",
+            "",
+            ".hidden",
+            "-flag",
+            "a/b",
+            "..",
+            "a..b",
+            "a b",
+            "a\nb",
+            "ä",
+            "a:b",
+            "current/../x",
         ] {
             let err = ClientName::new(bad).unwrap_err().to_string();
             assert!(err.starts_with("invalid client name"), "{bad:?}: {err}");
@@ -185,9 +197,15 @@ mod tests {
     fn legacy_names_parse_with_their_offset() {
         let n = SnapshotName::parse("2014-03-02T23:10+0100").unwrap();
         assert_eq!(n.format(), NameFormat::Legacy);
-        assert_eq!(n.time(), "2014-03-02T22:10:00Z".parse::<Timestamp>().unwrap());
+        assert_eq!(
+            n.time(),
+            "2014-03-02T22:10:00Z".parse::<Timestamp>().unwrap()
+        );
         let n = SnapshotName::parse("2014-03-02T23:10-0130").unwrap();
-        assert_eq!(n.time(), "2014-03-03T00:40:00Z".parse::<Timestamp>().unwrap());
+        assert_eq!(
+            n.time(),
+            "2014-03-03T00:40:00Z".parse::<Timestamp>().unwrap()
+        );
     }
 
     #[test]

@@ -73,7 +73,9 @@ pub fn parse(command: Option<&str>) -> Result<Request, Refusal> {
         .chars()
         .find(|c| !(c.is_ascii_graphic() || *c == ' '))
     {
-        return refuse(format!("command contains the character {c:?}, which byteback never sends"));
+        return refuse(format!(
+            "command contains the character {c:?}, which byteback never sends"
+        ));
     }
     let words: Vec<&str> = command.split(' ').collect();
     match words.as_slice() {
@@ -137,7 +139,13 @@ const LONG_NUMBERS: &[&str] = &[
 ];
 
 /// Long options with a value of plain words: what the server reports back.
-const LONG_WORDS: &[&str] = &["log-format", "out-format", "info", "checksum-choice", "compress-choice"];
+const LONG_WORDS: &[&str] = &[
+    "log-format",
+    "out-format",
+    "info",
+    "checksum-choice",
+    "compress-choice",
+];
 
 fn parse_receiver(words: &[&str]) -> Result<Request, Refusal> {
     let mut options = Vec::new();
@@ -175,7 +183,8 @@ fn check_option(word: &str) -> Result<(), Refusal> {
             }
             Some(v) if LONG_WORDS.contains(&name) => {
                 !v.is_empty()
-                    && v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '%' | ',' | '-'))
+                    && v.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '%' | ',' | '-'))
             }
             Some(_) => false,
         };
@@ -185,7 +194,9 @@ fn check_option(word: &str) -> Result<(), Refusal> {
         return if allowed {
             Ok(())
         } else {
-            refuse(format!("rsync option --{name} is not allowed on the server"))
+            refuse(format!(
+                "rsync option --{name} is not allowed on the server"
+            ))
         };
     }
     let Some(cluster) = word.strip_prefix('-') else {
@@ -195,9 +206,9 @@ fn check_option(word: &str) -> Result<(), Refusal> {
     let letters = match cluster.find('e') {
         Some(at) => {
             let caps = &cluster[at + 1..];
-            let ok = caps
-                .split_once('.')
-                .is_some_and(|(v, f)| v.bytes().all(|b| b.is_ascii_digit()) && f.bytes().all(|b| b.is_ascii_alphabetic()));
+            let ok = caps.split_once('.').is_some_and(|(v, f)| {
+                v.bytes().all(|b| b.is_ascii_digit()) && f.bytes().all(|b| b.is_ascii_alphabetic())
+            });
             if !ok {
                 return refuse(format!("malformed rsync capability string in {word:?}"));
             }
@@ -260,7 +271,10 @@ impl PingReply {
             free_bytes: number("free_bytes")?,
             total_bytes: number("total_bytes")?,
             snapshots: number("snapshots")?,
-            newest: fields.get("newest").filter(|n| **n != "none").map(|n| n.to_string()),
+            newest: fields
+                .get("newest")
+                .filter(|n| **n != "none")
+                .map(|n| n.to_string()),
         })
     }
 }
@@ -275,9 +289,17 @@ mod tests {
     #[test]
     fn accepts_what_the_client_sends() {
         assert_eq!(parse(Some("byteback ping")), Ok(Request::Ping));
-        assert_eq!(parse(Some("byteback complete")), Ok(Request::Complete { partial: false }));
-        assert_eq!(parse(Some("byteback complete --partial")), Ok(Request::Complete { partial: true }));
-        let Ok(Request::Receive { options }) = parse(Some(REAL)) else { panic!() };
+        assert_eq!(
+            parse(Some("byteback complete")),
+            Ok(Request::Complete { partial: false })
+        );
+        assert_eq!(
+            parse(Some("byteback complete --partial")),
+            Ok(Request::Complete { partial: true })
+        );
+        let Ok(Request::Receive { options }) = parse(Some(REAL)) else {
+            panic!()
+        };
         assert_eq!(options[0], "-lHogDtpAXrRSe.iLsfxCIvu");
         assert_eq!(options.len(), 5);
         // Verbose, itemised and --stats runs too.
@@ -286,7 +308,11 @@ mod tests {
 
     #[test]
     fn renders_what_it_parses() {
-        for r in [Request::Ping, Request::Complete { partial: true }, Request::Complete { partial: false }] {
+        for r in [
+            Request::Ping,
+            Request::Complete { partial: true },
+            Request::Complete { partial: false },
+        ] {
             assert_eq!(parse(Some(&r.render())), Ok(r));
         }
     }
@@ -301,32 +327,92 @@ mod tests {
             (Some("byteback ping; rm -rf ~"), "not allowed"),
             (Some("byteback  ping"), "not allowed"),
             (Some("byteback ping\nid"), "character"),
-            (Some("byteback snapshot --at 2020-01-01T00:00:00Z"), "not allowed"),
-            (Some("rsync --server --sender -logDtpre.iLsfxCIvu . current/"), "--sender"),
-            (Some("rsync --server -logDtpre.iLsfxCIvu --log-file=/tmp/x . current/"), "--log-file"),
-            (Some("rsync --server -logDtpre.iLsfxCIvu --temp-dir=/tmp . current/"), "--temp-dir"),
-            (Some("rsync --server -logDtpre.iLsfxCIvu --partial-dir=../x . current/"), "--partial-dir"),
-            (Some("rsync --server -logDtpre.iLsfxCIvu --backup-dir=../x . current/"), "--backup-dir"),
-            (Some("rsync --server -logDtpre.iLsfxCIvu --link-dest=../other . current/"), "--link-dest"),
-            (Some("rsync --server -logDtpre.iLsfxCIvu --compare-dest=/ . current/"), "--compare-dest"),
-            (Some("rsync --server -logDtpre.iLsfxCIvu --copy-dest=/ . current/"), "--copy-dest"),
-            (Some("rsync --server -logDtpre.iLsfxCIvu --files-from=/etc/passwd . current/"), "--files-from"),
-            (Some("rsync --server -logDtpre.iLsfxCIvu --write-batch=x . current/"), "--write-batch"),
-            (Some("rsync --server -logDtpre.iLsfxCIvu --read-batch=x . current/"), "--read-batch"),
-            (Some("rsync --server -logDtpre.iLsfxCIvu --rsync-path=/bin/sh . current/"), "--rsync-path"),
-            (Some("rsync --server -logDtpre.iLsfxCIvu --remove-source-files . current/"), "--remove-source-files"),
-            (Some("rsync --server -logDtpre.iLsfxCIvu --super . current/"), "--super"),
-            (Some("rsync --server -logDtpre.iLsfxCIvu --no-munge-links . current/"), "--no-munge-links"),
+            (
+                Some("byteback snapshot --at 2020-01-01T00:00:00Z"),
+                "not allowed",
+            ),
+            (
+                Some("rsync --server --sender -logDtpre.iLsfxCIvu . current/"),
+                "--sender",
+            ),
+            (
+                Some("rsync --server -logDtpre.iLsfxCIvu --log-file=/tmp/x . current/"),
+                "--log-file",
+            ),
+            (
+                Some("rsync --server -logDtpre.iLsfxCIvu --temp-dir=/tmp . current/"),
+                "--temp-dir",
+            ),
+            (
+                Some("rsync --server -logDtpre.iLsfxCIvu --partial-dir=../x . current/"),
+                "--partial-dir",
+            ),
+            (
+                Some("rsync --server -logDtpre.iLsfxCIvu --backup-dir=../x . current/"),
+                "--backup-dir",
+            ),
+            (
+                Some("rsync --server -logDtpre.iLsfxCIvu --link-dest=../other . current/"),
+                "--link-dest",
+            ),
+            (
+                Some("rsync --server -logDtpre.iLsfxCIvu --compare-dest=/ . current/"),
+                "--compare-dest",
+            ),
+            (
+                Some("rsync --server -logDtpre.iLsfxCIvu --copy-dest=/ . current/"),
+                "--copy-dest",
+            ),
+            (
+                Some("rsync --server -logDtpre.iLsfxCIvu --files-from=/etc/passwd . current/"),
+                "--files-from",
+            ),
+            (
+                Some("rsync --server -logDtpre.iLsfxCIvu --write-batch=x . current/"),
+                "--write-batch",
+            ),
+            (
+                Some("rsync --server -logDtpre.iLsfxCIvu --read-batch=x . current/"),
+                "--read-batch",
+            ),
+            (
+                Some("rsync --server -logDtpre.iLsfxCIvu --rsync-path=/bin/sh . current/"),
+                "--rsync-path",
+            ),
+            (
+                Some("rsync --server -logDtpre.iLsfxCIvu --remove-source-files . current/"),
+                "--remove-source-files",
+            ),
+            (
+                Some("rsync --server -logDtpre.iLsfxCIvu --super . current/"),
+                "--super",
+            ),
+            (
+                Some("rsync --server -logDtpre.iLsfxCIvu --no-munge-links . current/"),
+                "--no-munge-links",
+            ),
             (Some("rsync --server -slogDtpre.iLsfxCIvu . current/"), "-s"),
             (Some("rsync --server -Llogtpre.iLsfxCIvu . current/"), "-L"),
             (Some("rsync --server -klogtpre.iLsfxCIvu . current/"), "-k"),
             (Some("rsync --server -blogtpre.iLsfxCIvu . current/"), "-b"),
             (Some("rsync --server -Tx . current/"), "-T"),
-            (Some("rsync --server -logtpre.iLsfxCIvu"), "without a destination"),
-            (Some("rsync --server -logtpre.iLsfxCIvu . a b"), "more than one"),
+            (
+                Some("rsync --server -logtpre.iLsfxCIvu"),
+                "without a destination",
+            ),
+            (
+                Some("rsync --server -logtpre.iLsfxCIvu . a b"),
+                "more than one",
+            ),
             (Some("rsync --server -logtpre.i/../ . a"), "capability"),
-            (Some("rsync --server -logtpr --timeout=$(id) . a"), "--timeout"),
-            (Some("rsync --server -logtpr --log-format=%i/x . a"), "--log-format"),
+            (
+                Some("rsync --server -logtpr --timeout=$(id) . a"),
+                "--timeout",
+            ),
+            (
+                Some("rsync --server -logtpr --log-format=%i/x . a"),
+                "--log-format",
+            ),
             (Some("rsync --server /etc/passwd . a"), "unexpected"),
             (Some("rsync --server . current/"), "without options"),
         ];

@@ -19,13 +19,22 @@ fn snapshot_path(w: &World, client: &str, snapshot: &str) -> std::path::PathBuf 
 }
 
 fn is_readonly(path: &Path) -> bool {
-    let out = support::run_ok(&["btrfs", "property", "get", "-ts", &path.to_string_lossy(), "ro"]);
+    let out = support::run_ok(&[
+        "btrfs",
+        "property",
+        "get",
+        "-ts",
+        &path.to_string_lossy(),
+        "ro",
+    ]);
     out.trim() == "ro=true"
 }
 
 #[test]
 fn walkthrough_then_a_second_backup() {
-    let Some(w) = World::new("walkthrough") else { return };
+    let Some(w) = World::new("walkthrough") else {
+        return;
+    };
     let client = w.enroll("client.example");
     w.server_config(NO_INTERVAL);
     support::tree::populate(&w.src);
@@ -34,16 +43,33 @@ fn walkthrough_then_a_second_backup() {
     let out = w.backup_ok();
     let snaps = w.snapshots(&client);
     assert_eq!(snaps.len(), 1, "{out}");
-    assert!(out.contains(&format!("Backup complete: snapshot {}", snaps[0])), "{out}");
+    assert!(
+        out.contains(&format!("Backup complete: snapshot {}", snaps[0])),
+        "{out}"
+    );
     let first = w.store().join(&client).join(&snaps[0]);
     assert!(is_readonly(&first), "snapshot must be read-only");
     let first_tree = snapshot_path(&w, &client, &snaps[0]);
-    manifest::assert_same("first snapshot", &source, &manifest::read(&first_tree, Reading::FakeSuper));
+    manifest::assert_same(
+        "first snapshot",
+        &source,
+        &manifest::read(&first_tree, Reading::FakeSuper),
+    );
     // The sparse file kept its holes on the server.
-    let blocks = std::fs::metadata(first_tree.join("disk.img")).unwrap().blocks();
-    assert!(blocks * 512 < 1 << 20, "sparse file takes {} bytes", blocks * 512);
+    let blocks = std::fs::metadata(first_tree.join("disk.img"))
+        .unwrap()
+        .blocks();
+    assert!(
+        blocks * 512 < 1 << 20,
+        "sparse file takes {} bytes",
+        blocks * 512
+    );
     // Snapshot names are UTC times.
-    assert!(snaps[0].len() == 20 && snaps[0].ends_with('Z'), "{}", snaps[0]);
+    assert!(
+        snaps[0].len() == 20 && snaps[0].ends_with('Z'),
+        "{}",
+        snaps[0]
+    );
 
     // Change things and back up again.
     std::thread::sleep(Duration::from_millis(1100)); // names are per second
@@ -55,20 +81,33 @@ fn walkthrough_then_a_second_backup() {
     w.backup_ok();
     let snaps = w.snapshots(&client);
     assert_eq!(snaps.len(), 2);
-    manifest::assert_same("second snapshot", &changed, &manifest::read(&snapshot_path(&w, &client, &snaps[1]), Reading::FakeSuper));
-    manifest::assert_same("first snapshot after the second backup", &source, &manifest::read(&first_tree, Reading::FakeSuper));
+    manifest::assert_same(
+        "second snapshot",
+        &changed,
+        &manifest::read(&snapshot_path(&w, &client, &snaps[1]), Reading::FakeSuper),
+    );
+    manifest::assert_same(
+        "first snapshot after the second backup",
+        &source,
+        &manifest::read(&first_tree, Reading::FakeSuper),
+    );
 
     // The server lists both, and logged the work.
     let out = w.server(&["snapshots"]);
     assert!(out.status.success(), "{}", show(&out));
     assert_eq!(stdout(&out).lines().count(), 2, "{}", show(&out));
     let log = std::fs::read_to_string(w.store().join(".byteback/server.log")).unwrap();
-    assert!(log.contains(&format!("{client}: snapshot {} taken", snaps[1])), "{log}");
+    assert!(
+        log.contains(&format!("{client}: snapshot {} taken", snaps[1])),
+        "{log}"
+    );
 }
 
 #[test]
 fn a_snapshot_inside_the_interval_is_refused() {
-    let Some(w) = World::new("interval") else { return };
+    let Some(w) = World::new("interval") else {
+        return;
+    };
     let client = w.enroll("interval.example");
     std::fs::write(w.src.join("file"), "one\n").unwrap();
     w.backup_ok();
@@ -76,19 +115,29 @@ fn a_snapshot_inside_the_interval_is_refused() {
     let out = w.client(&["backup", "--source", &w.src.to_string_lossy()]);
     assert_eq!(out.status.code(), Some(6), "{}", show(&out));
     let err = stderr(&out);
-    assert!(err.contains("min_snapshot_interval") && err.contains("safe in current"), "{err}");
+    assert!(
+        err.contains("min_snapshot_interval") && err.contains("safe in current"),
+        "{err}"
+    );
     assert_eq!(w.snapshots(&client).len(), 1);
     // The data itself arrived in current.
     let current = inside(&w.store().join(&client).join("current"), &w.src);
-    assert_eq!(std::fs::read_to_string(current.join("file")).unwrap(), "two\n");
+    assert_eq!(
+        std::fs::read_to_string(current.join("file")).unwrap(),
+        "two\n"
+    );
 }
 
 /// The pid of a child of `parent` running `program`, if any.
 fn child_named(parent: u32, program: &str) -> Option<u32> {
-    let children = std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children")).ok()?;
-    children.split_whitespace().filter_map(|p| p.parse().ok()).find(|pid: &u32| {
-        std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == program)
-    })
+    let children =
+        std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children")).ok()?;
+    children
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .find(|pid: &u32| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == program)
+        })
 }
 
 fn dir_bytes(path: &Path) -> u64 {
@@ -96,7 +145,11 @@ fn dir_bytes(path: &Path) -> u64 {
     if let Ok(entries) = std::fs::read_dir(path) {
         for e in entries.flatten() {
             let m = e.metadata().unwrap();
-            total += if m.is_dir() { dir_bytes(&e.path()) } else { m.len() };
+            total += if m.is_dir() {
+                dir_bytes(&e.path())
+            } else {
+                m.len()
+            };
         }
     }
     total
@@ -104,7 +157,9 @@ fn dir_bytes(path: &Path) -> u64 {
 
 #[test]
 fn a_killed_backup_resumes_and_completes() {
-    let Some(w) = World::new("killed") else { return };
+    let Some(w) = World::new("killed") else {
+        return;
+    };
     let client = w.enroll("killed.example");
     w.client_config("retry_attempts = 1\n");
     // ~160 MiB of incompressible data, so the transfer takes a while.
@@ -135,7 +190,11 @@ fn a_killed_backup_resumes_and_completes() {
         assert!(Instant::now() < deadline, "the transfer never started");
         if let Some(rsync) = child_named(child.id(), "rsync") {
             if dir_bytes(&current) > 8 << 20 {
-                rustix::process::kill_process(rustix::process::Pid::from_raw(rsync as i32).unwrap(), rustix::process::Signal::KILL).unwrap();
+                rustix::process::kill_process(
+                    rustix::process::Pid::from_raw(rsync as i32).unwrap(),
+                    rustix::process::Signal::KILL,
+                )
+                .unwrap();
                 break true;
             }
         } else if child.try_wait().unwrap().is_some() {
@@ -144,11 +203,21 @@ fn a_killed_backup_resumes_and_completes() {
         std::thread::sleep(Duration::from_millis(2));
     };
     let out = child.wait_with_output().unwrap();
-    assert!(killed, "the backup finished before it could be killed: {}", show(&out));
+    assert!(
+        killed,
+        "the backup finished before it could be killed: {}",
+        show(&out)
+    );
     assert!(!out.status.success(), "{}", show(&out));
-    assert!(w.snapshots(&client).is_empty(), "no snapshot after an interrupted backup");
+    assert!(
+        w.snapshots(&client).is_empty(),
+        "no snapshot after an interrupted backup"
+    );
     let partial = dir_bytes(&current);
-    assert!(partial < 160 << 20, "{partial} bytes arrived before the kill");
+    assert!(
+        partial < 160 << 20,
+        "{partial} bytes arrived before the kill"
+    );
 
     // Run again: it resumes (the server's receiver may still be ending) and completes.
     w.client_config("retry_pause = \"1s\"\n");
@@ -156,12 +225,18 @@ fn a_killed_backup_resumes_and_completes() {
     assert!(out.status.success(), "{}", show(&out));
     let snaps = w.snapshots(&client);
     assert_eq!(snaps.len(), 1);
-    manifest::assert_same("resumed backup", &source, &manifest::read(&snapshot_path(&w, &client, &snaps[0]), Reading::FakeSuper));
+    manifest::assert_same(
+        "resumed backup",
+        &source,
+        &manifest::read(&snapshot_path(&w, &client, &snaps[0]), Reading::FakeSuper),
+    );
 }
 
 #[test]
 fn retries_until_the_server_is_back() {
-    let Some(mut w) = World::new("retries") else { return };
+    let Some(mut w) = World::new("retries") else {
+        return;
+    };
     let client = w.enroll("retry.example");
     w.server_config(NO_INTERVAL);
     std::fs::write(w.src.join("file"), "data\n").unwrap();
@@ -178,19 +253,34 @@ fn retries_until_the_server_is_back() {
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", show(&out));
     let err = stderr(&out);
-    assert!(err.contains("attempt 1 of 5 failed") && err.contains("cannot reach"), "{err}");
+    assert!(
+        err.contains("attempt 1 of 5 failed") && err.contains("cannot reach"),
+        "{err}"
+    );
     assert_eq!(w.snapshots(&client).len(), 1);
 
     // And when it stays down, a clear failure after the last attempt.
     w.sshd.stop();
     let mut config = std::fs::read_to_string(w.client_dir.join("config.toml")).unwrap();
-    config = config.replace("retry_attempts = 5", "retry_attempts = 2").replace("retry_pause = \"2s\"", "retry_pause = \"1s\"");
+    config = config
+        .replace("retry_attempts = 5", "retry_attempts = 2")
+        .replace("retry_pause = \"2s\"", "retry_pause = \"1s\"");
     std::fs::write(w.client_dir.join("config.toml"), config).unwrap();
     let out = w.client(&["backup", "--source", &w.src.to_string_lossy()]);
     assert_eq!(out.status.code(), Some(5), "{}", show(&out));
     let err = stderr(&out);
-    assert!(err.contains("backup failed after 2 attempts") && err.contains("cannot reach the backup server"), "{err}");
-    assert_eq!(err.lines().filter(|l| l.starts_with("byteback: backup failed")).count(), 1, "{err}");
+    assert!(
+        err.contains("backup failed after 2 attempts")
+            && err.contains("cannot reach the backup server"),
+        "{err}"
+    );
+    assert_eq!(
+        err.lines()
+            .filter(|l| l.starts_with("byteback: backup failed"))
+            .count(),
+        1,
+        "{err}"
+    );
 }
 
 #[test]
@@ -206,7 +296,11 @@ fn one_backup_at_a_time_on_client_and_server() {
     rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).unwrap();
     let out = w.client(&["backup", "--source", &src]);
     assert_eq!(out.status.code(), Some(4), "{}", show(&out));
-    assert!(stderr(&out).contains("another byteback backup is running"), "{}", show(&out));
+    assert!(
+        stderr(&out).contains("another byteback backup is running"),
+        "{}",
+        show(&out)
+    );
     drop(lock);
 
     // Server side: a receiver of this client is still running.
@@ -217,7 +311,11 @@ fn one_backup_at_a_time_on_client_and_server() {
     rustix::fs::flock(&server_lock, rustix::fs::FlockOperation::LockExclusive).unwrap();
     let out = w.client(&["backup", "--source", &src]);
     assert!(!out.status.success(), "{}", show(&out));
-    assert!(stderr(&out).contains("already in progress"), "{}", show(&out));
+    assert!(
+        stderr(&out).contains("already in progress"),
+        "{}",
+        show(&out)
+    );
     assert!(w.snapshots(&client).is_empty());
     drop(server_lock);
     w.backup_ok();
@@ -226,7 +324,9 @@ fn one_backup_at_a_time_on_client_and_server() {
 
 #[test]
 fn unreadable_files_make_a_partial_snapshot() {
-    let Some(w) = World::new("partial") else { return };
+    let Some(w) = World::new("partial") else {
+        return;
+    };
     let client = w.enroll("partial.example");
     w.server_config(NO_INTERVAL);
     std::fs::write(w.src.join("readable"), "fine\n").unwrap();
@@ -239,9 +339,26 @@ fn unreadable_files_make_a_partial_snapshot() {
     std::fs::create_dir(&home).unwrap();
     let runner = support::TestUser::new("bbc", &home);
     let dir = home.join("config");
-    support::run_ok(&["cp", "-r", &w.client_dir.to_string_lossy(), &dir.to_string_lossy()]);
-    support::run_ok(&["chown", "-R", &format!("{}:{}", runner.uid, runner.gid), &dir.to_string_lossy()]);
-    std::fs::write(dir.join("config.toml"), format!("destination = \"{}\"\nretry_attempts = 2\nretry_pause = \"1s\"\n", w.destination())).unwrap();
+    support::run_ok(&[
+        "cp",
+        "-r",
+        &w.client_dir.to_string_lossy(),
+        &dir.to_string_lossy(),
+    ]);
+    support::run_ok(&[
+        "chown",
+        "-R",
+        &format!("{}:{}", runner.uid, runner.gid),
+        &dir.to_string_lossy(),
+    ]);
+    std::fs::write(
+        dir.join("config.toml"),
+        format!(
+            "destination = \"{}\"\nretry_attempts = 2\nretry_pause = \"1s\"\n",
+            w.destination()
+        ),
+    )
+    .unwrap();
     let bin = w.area.path.join("bin/byteback");
     std::fs::copy(env!("CARGO_BIN_EXE_byteback"), &bin).unwrap();
     let out = runner.run_as(&[
@@ -254,17 +371,29 @@ fn unreadable_files_make_a_partial_snapshot() {
     ]);
     assert_eq!(out.status.code(), Some(3), "{}", show(&out));
     let err = stderr(&out);
-    assert!(err.contains("attempt 1 of 2 failed") && err.contains("rsync exit 23"), "{err}");
+    assert!(
+        err.contains("attempt 1 of 2 failed") && err.contains("rsync exit 23"),
+        "{err}"
+    );
     let last = err.lines().last().unwrap();
-    assert!(last.contains("marked partial") && last.contains(&secret.to_string_lossy().into_owned()), "{last}");
+    assert!(
+        last.contains("marked partial") && last.contains(&secret.to_string_lossy().into_owned()),
+        "{last}"
+    );
 
     let snaps = w.snapshots(&client);
     assert_eq!(snaps.len(), 1);
-    let marker = w.store().join(&client).join(format!("{}.partial", snaps[0]));
+    let marker = w
+        .store()
+        .join(&client)
+        .join(format!("{}.partial", snaps[0]));
     let note = std::fs::read_to_string(&marker).unwrap();
     assert!(note.contains(&*secret.to_string_lossy()), "{note}");
     let listed = stdout(&w.server(&["snapshots", "--client", &client]));
     assert_eq!(listed.trim(), format!("{client} {} partial", snaps[0]));
     let tree = snapshot_path(&w, &client, &snaps[0]);
-    assert_eq!(std::fs::read_to_string(tree.join("readable")).unwrap(), "fine\n");
+    assert_eq!(
+        std::fs::read_to_string(tree.join("readable")).unwrap(),
+        "fine\n"
+    );
 }

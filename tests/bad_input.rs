@@ -44,10 +44,22 @@ fn client_setup_rejects_bad_destinations_and_names() {
         ("/var/backups", "local directory"),
         ("-oProxyCommand=sh", "must not start with '-'"),
     ] {
-        one_line(&byteback(&dir, &["setup", "--", dest]), 2, &["invalid destination", needle]);
+        one_line(
+            &byteback(&dir, &["setup", "--", dest]),
+            2,
+            &["invalid destination", needle],
+        );
     }
-    one_line(&byteback(&dir, &["setup", "backup.example", "--name", "a/b"]), 2, &["invalid client name", "'/'"]);
-    one_line(&byteback(&dir, &["setup", "backup.example", "--name", "a..b"]), 2, &["'..'"]);
+    one_line(
+        &byteback(&dir, &["setup", "backup.example", "--name", "a/b"]),
+        2,
+        &["invalid client name", "'/'"],
+    );
+    one_line(
+        &byteback(&dir, &["setup", "backup.example", "--name", "a..b"]),
+        2,
+        &["'..'"],
+    );
     assert!(!dir.exists(), "nothing may be created for bad input");
     // A wrong flag: clap's usage error, exit 2.
     let out = byteback(&dir, &["backup", "--bogus"]);
@@ -57,18 +69,49 @@ fn client_setup_rejects_bad_destinations_and_names() {
 #[test]
 fn broken_client_config_names_file_line_and_key() {
     let dir = scratch("badconfig");
-    one_line(&byteback(&dir, &["backup"]), 7, &["no configuration", "byteback setup"]);
+    one_line(
+        &byteback(&dir, &["backup"]),
+        7,
+        &["no configuration", "byteback setup"],
+    );
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("config.toml");
     std::fs::write(&config, "destination = \"bb@host\"\nretry_atempts = 3\n").unwrap();
-    one_line(&byteback(&dir, &["backup", "--dry-run"]), 7, &[&format!("{} line 2, key retry_atempts", config.display()), "unknown field"]);
-    std::fs::write(&config, "destination = \"bb@host\"\nretry_attempts = \"many\"\n").unwrap();
-    one_line(&byteback(&dir, &["backup", "--dry-run"]), 7, &["line 2, key retry_attempts", "invalid type"]);
-    std::fs::write(&config, "destination = \"bb@host\"\nretry_pause = \"soon\"\n").unwrap();
-    one_line(&byteback(&dir, &["backup", "--dry-run"]), 7, &["line 2, key retry_pause", "not a duration"]);
+    one_line(
+        &byteback(&dir, &["backup", "--dry-run"]),
+        7,
+        &[
+            &format!("{} line 2, key retry_atempts", config.display()),
+            "unknown field",
+        ],
+    );
+    std::fs::write(
+        &config,
+        "destination = \"bb@host\"\nretry_attempts = \"many\"\n",
+    )
+    .unwrap();
+    one_line(
+        &byteback(&dir, &["backup", "--dry-run"]),
+        7,
+        &["line 2, key retry_attempts", "invalid type"],
+    );
+    std::fs::write(
+        &config,
+        "destination = \"bb@host\"\nretry_pause = \"soon\"\n",
+    )
+    .unwrap();
+    one_line(
+        &byteback(&dir, &["backup", "--dry-run"]),
+        7,
+        &["line 2, key retry_pause", "not a duration"],
+    );
     // Setup refuses to rewrite a broken config.
     let before = std::fs::read_to_string(&config).unwrap();
-    one_line(&byteback(&dir, &["setup", "other.example", "--name", "x.example"]), 7, &["retry_pause"]);
+    one_line(
+        &byteback(&dir, &["setup", "other.example", "--name", "x.example"]),
+        7,
+        &["retry_pause"],
+    );
     assert_eq!(std::fs::read_to_string(&config).unwrap(), before);
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -83,8 +126,14 @@ fn dry_run_lists_sources_and_automatic_exclusions() {
     assert!(out.status.success(), "{}", show(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("source  /\n"), "{text}");
-    assert!(text.contains("exclude /proc/*  (virtual filesystem proc"), "{text}");
-    assert!(text.contains("exclude /sys/*  (virtual filesystem sysfs"), "{text}");
+    assert!(
+        text.contains("exclude /proc/*  (virtual filesystem proc"),
+        "{text}"
+    );
+    assert!(
+        text.contains("exclude /sys/*  (virtual filesystem sysfs"),
+        "{text}"
+    );
     assert!(text.contains("exclude /var/cache/*"), "{text}");
     assert!(text.contains("exclude *.tmp  (--exclude)"), "{text}");
     std::fs::remove_dir_all(&dir).unwrap();
@@ -92,25 +141,83 @@ fn dry_run_lists_sources_and_automatic_exclusions() {
 
 #[test]
 fn server_rejects_bad_keys_and_names_changing_nothing() {
-    let Some(w) = World::new("badkeys") else { return };
+    let Some(w) = World::new("badkeys") else {
+        return;
+    };
     let out = w.server(&["setup"]);
     assert!(out.status.success(), "{}", show(&out));
     let authorized = w.store().join(".ssh/authorized_keys");
     let key = support::ssh_keygen(&w.area.path.join("k"));
     let cases: Vec<(Vec<&str>, i32, &str)> = vec![
         (vec!["new-client", "not-a-key"], 2, "not an SSH public key"),
-        (vec!["new-client", "ssh-ed25519", "AAAAnotbase64!!", "root@h"], 2, "not base64"),
-        (vec!["new-client", "ssh-ed25519", "AAAAC3NzaC1lZDI1NTE5AAAAIGarbage", "root@h"], 2, "not an SSH public key"),
-        (vec!["new-client", "--name", "a/b", "ssh-ed25519", key.split(' ').nth(1).unwrap()], 2, "invalid client name"),
-        (vec!["new-client", "--name", "..", "ssh-ed25519", key.split(' ').nth(1).unwrap()], 2, "invalid client name"),
-        (vec!["new-client", "ssh-ed25519", key.split(' ').nth(1).unwrap()], 2, "pass --name"),
-        (vec!["new-client", "--name", "ok.example", "--from", "1.2.3.4\" evil", "ssh-ed25519", key.split(' ').nth(1).unwrap()], 2, "invalid --from"),
+        (
+            vec!["new-client", "ssh-ed25519", "AAAAnotbase64!!", "root@h"],
+            2,
+            "not base64",
+        ),
+        (
+            vec![
+                "new-client",
+                "ssh-ed25519",
+                "AAAAC3NzaC1lZDI1NTE5AAAAIGarbage",
+                "root@h",
+            ],
+            2,
+            "not an SSH public key",
+        ),
+        (
+            vec![
+                "new-client",
+                "--name",
+                "a/b",
+                "ssh-ed25519",
+                key.split(' ').nth(1).unwrap(),
+            ],
+            2,
+            "invalid client name",
+        ),
+        (
+            vec![
+                "new-client",
+                "--name",
+                "..",
+                "ssh-ed25519",
+                key.split(' ').nth(1).unwrap(),
+            ],
+            2,
+            "invalid client name",
+        ),
+        (
+            vec!["new-client", "ssh-ed25519", key.split(' ').nth(1).unwrap()],
+            2,
+            "pass --name",
+        ),
+        (
+            vec![
+                "new-client",
+                "--name",
+                "ok.example",
+                "--from",
+                "1.2.3.4\" evil",
+                "ssh-ed25519",
+                key.split(' ').nth(1).unwrap(),
+            ],
+            2,
+            "invalid --from",
+        ),
     ];
     for (args, code, needle) in cases {
         one_line(&w.server(&args), code, &[needle]);
     }
-    assert!(!authorized.exists(), "authorized_keys must not be created by refused requests");
-    let clients: Vec<_> = std::fs::read_dir(w.store()).unwrap().map(|e| e.unwrap().file_name()).filter(|n| !n.to_string_lossy().starts_with('.')).collect();
+    assert!(
+        !authorized.exists(),
+        "authorized_keys must not be created by refused requests"
+    );
+    let clients: Vec<_> = std::fs::read_dir(w.store())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| !n.to_string_lossy().starts_with('.'))
+        .collect();
     assert!(clients.is_empty(), "{clients:?}");
 
     // The same key for another name, or another key for a taken name: refused.
@@ -118,49 +225,93 @@ fn server_rejects_bad_keys_and_names_changing_nothing() {
     args.extend(key.split(' '));
     assert!(w.server(&args).status.success());
     let again = w.server(&args);
-    assert!(again.status.success() && String::from_utf8_lossy(&again.stdout).contains("already has this key"), "{}", show(&again));
+    assert!(
+        again.status.success()
+            && String::from_utf8_lossy(&again.stdout).contains("already has this key"),
+        "{}",
+        show(&again)
+    );
     let mut args = vec!["new-client", "--name", "two.example"];
     args.extend(key.split(' '));
-    one_line(&w.server(&args), 6, &["already authorised for client one.example"]);
+    one_line(
+        &w.server(&args),
+        6,
+        &["already authorised for client one.example"],
+    );
     let other = support::ssh_keygen(&w.area.path.join("k2"));
     let mut args = vec!["new-client", "--name", "one.example"];
     args.extend(other.split(' '));
     one_line(&w.server(&args), 6, &["already taken by another key"]);
-    assert_eq!(std::fs::read_to_string(&authorized).unwrap().lines().count(), 1);
+    assert_eq!(
+        std::fs::read_to_string(&authorized)
+            .unwrap()
+            .lines()
+            .count(),
+        1
+    );
     assert!(!w.store().join("two.example").exists());
     let meta = std::fs::metadata(&authorized).unwrap();
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
-    assert_eq!(std::fs::metadata(w.store().join(".ssh")).unwrap().permissions().mode() & 0o777, 0o700);
+    assert_eq!(
+        std::fs::metadata(w.store().join(".ssh"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o700
+    );
 }
 
 #[test]
 fn store_must_be_btrfs_with_user_subvol_rm_allowed() {
-    let Some(w) = World::with_fs("ext4store", FsKind::Ext4, &[]) else { return };
+    let Some(w) = World::with_fs("ext4store", FsKind::Ext4, &[]) else {
+        return;
+    };
     one_line(&w.server(&["setup"]), 8, &["is on ext4, not btrfs"]);
     assert!(!w.store().join(".byteback").exists());
     drop(w);
-    let Some(w) = World::with_fs("normopt", FsKind::Btrfs, &[]) else { return };
-    one_line(&w.server(&["setup"]), 8, &["user_subvol_rm_allowed", "/etc/fstab"]);
+    let Some(w) = World::with_fs("normopt", FsKind::Btrfs, &[]) else {
+        return;
+    };
+    one_line(
+        &w.server(&["setup"]),
+        8,
+        &["user_subvol_rm_allowed", "/etc/fstab"],
+    );
     assert!(!w.store().join(".byteback").exists());
     // Root is told to use the backup user.
-    let out = Command::new(&w.server_bin).args(["setup", "--store"]).arg(w.store()).output().unwrap();
+    let out = Command::new(&w.server_bin)
+        .args(["setup", "--store"])
+        .arg(w.store())
+        .output()
+        .unwrap();
     one_line(&out, 2, &["run this as the backup user"]);
 }
 
 #[test]
 fn connection_problems_are_named() {
-    let Some(w) = World::new("connfail") else { return };
+    let Some(w) = World::new("connfail") else {
+        return;
+    };
     let client = w.enroll("conn.example");
     let known_hosts = w.client_dir.join("known_hosts");
     let trusted = std::fs::read_to_string(&known_hosts).unwrap();
 
     // Unknown host key, unattended.
     std::fs::write(&known_hosts, "").unwrap();
-    one_line(&w.client(&["test"]), 5, &["not trusted yet", "--accept-new-host-key"]);
+    one_line(
+        &w.client(&["test"]),
+        5,
+        &["not trusted yet", "--accept-new-host-key"],
+    );
     // Changed host key: never accepted, even with --accept-new-host-key.
     let impostor = support::ssh_keygen(&w.area.path.join("impostor"));
-    std::fs::write(&known_hosts, format!("[127.0.0.1]:{} {impostor}\n", w.sshd.port)).unwrap();
+    std::fs::write(
+        &known_hosts,
+        format!("[127.0.0.1]:{} {impostor}\n", w.sshd.port),
+    )
+    .unwrap();
     for args in [&["test"][..], &["test", "--accept-new-host-key"][..]] {
         one_line(&w.client(args), 5, &["CHANGED"]);
     }
@@ -168,21 +319,39 @@ fn connection_problems_are_named() {
 
     // No backup space for this client any more.
     let current = w.store().join(&client).join("current");
-    let out = w.user.run_as(&["btrfs", "subvolume", "delete", &current.to_string_lossy()]);
+    let out = w
+        .user
+        .run_as(&["btrfs", "subvolume", "delete", &current.to_string_lossy()]);
     assert!(out.status.success(), "{}", show(&out));
-    one_line(&w.client(&["test"]), 6, &["no backup space for client conn.example"]);
+    one_line(
+        &w.client(&["test"]),
+        6,
+        &["no backup space for client conn.example"],
+    );
 
     // A key the server does not know.
     let key = w.client_dir.join("key");
     std::fs::rename(&key, w.area.path.join("saved-key")).unwrap();
     support::ssh_keygen(&key);
-    one_line(&w.client(&["test"]), 6, &["refused this machine's key", "byteback-server new-client"]);
+    one_line(
+        &w.client(&["test"]),
+        6,
+        &["refused this machine's key", "byteback-server new-client"],
+    );
     // An unreadable key.
     std::fs::write(&key, "garbage\n").unwrap();
-    one_line(&w.client(&["test"]), 7, &["cannot use this machine's backup key"]);
+    one_line(
+        &w.client(&["test"]),
+        7,
+        &["cannot use this machine's backup key"],
+    );
     // Nothing listening.
     std::fs::rename(w.area.path.join("saved-key"), &key).unwrap();
     let mut w = w;
     w.sshd.stop();
-    one_line(&w.client(&["test"]), 5, &["cannot reach the backup server 127.0.0.1"]);
+    one_line(
+        &w.client(&["test"]),
+        5,
+        &["cannot reach the backup server 127.0.0.1"],
+    );
 }

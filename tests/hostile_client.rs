@@ -21,7 +21,9 @@ fn guarded(w: &World, attacker: &str) -> BTreeMap<PathBuf, Entry> {
 
 #[test]
 fn hostile_client_is_confined() {
-    let Some(w) = World::new("hostile") else { return };
+    let Some(w) = World::new("hostile") else {
+        return;
+    };
     let attacker = w.enroll("attacker.example");
     let src = w.src.to_string_lossy().into_owned();
     std::fs::write(w.src.join("mine"), "attacker data\n").unwrap();
@@ -34,14 +36,25 @@ fn hostile_client_is_confined() {
     let out = w.server(&args);
     assert!(out.status.success(), "{}", show(&out));
     let victim_current = w.store().join("victim.example/current");
-    let out = w.user.run_as(&["sh", "-c", &format!("echo secret > '{}/secret'", victim_current.display())]);
+    let out = w.user.run_as(&[
+        "sh",
+        "-c",
+        &format!("echo secret > '{}/secret'", victim_current.display()),
+    ]);
     assert!(out.status.success(), "{}", show(&out));
-    let out = w.server(&["snapshot", "--client", "victim.example", "--at", "2026-01-01T12:00:00Z"]);
+    let out = w.server(&[
+        "snapshot",
+        "--client",
+        "victim.example",
+        "--at",
+        "2026-01-01T12:00:00Z",
+    ]);
     assert!(out.status.success(), "{}", show(&out));
     let attacker_snapshot = w.snapshots(&attacker)[0].clone();
 
     let before = guarded(&w, &attacker);
-    let check_unchanged = |what: &str| manifest::assert_same(what, &before, &guarded(&w, &attacker));
+    let check_unchanged =
+        |what: &str| manifest::assert_same(what, &before, &guarded(&w, &attacker));
 
     // 1. No shell, no other program, nothing but byteback's requests.
     let refused_commands: [Option<&str>; 11] = [
@@ -59,8 +72,17 @@ fn hostile_client_is_confined() {
     ];
     for command in refused_commands {
         let out = w.raw_ssh(command);
-        assert_eq!(out.status.code(), Some(6), "{command:?} must be refused: {}", show(&out));
-        assert!(stderr(&out).contains("refused"), "{command:?}: {}", show(&out));
+        assert_eq!(
+            out.status.code(),
+            Some(6),
+            "{command:?} must be refused: {}",
+            show(&out)
+        );
+        assert!(
+            stderr(&out).contains("refused"),
+            "{command:?}: {}",
+            show(&out)
+        );
         check_unchanged(&format!("after {command:?}"));
     }
     assert!(!Path::new("/tmp/byteback-pwned").exists());
@@ -95,18 +117,28 @@ fn hostile_client_is_confined() {
         "--copy-dest=/",
         "-M--write-batch=/tmp/batch",
         "-M--super",
-        "--copy-links",
+        "-M--copy-links",
+        "-M-L",
+        "-M--keep-dirlinks",
+        "-M--sender",
         "-s",
     ] {
         let out = w.raw_rsync(&["-r", option, &payload_arg], "current/");
-        assert!(!out.status.success(), "{option} must be refused: {}", show(&out));
+        assert!(
+            !out.status.success(),
+            "{option} must be refused: {}",
+            show(&out)
+        );
         check_unchanged(&format!("after rsync {option}"));
     }
 
     // 4. Reading: the sender is not available to a backing-up client.
     let loot = w.area.path.join("loot");
     let out = support::run(&[
-        "rsync", "-r", "--rsh", &format!("ssh {}", w.raw_ssh_options().join(" ")),
+        "rsync",
+        "-r",
+        "--rsh",
+        &format!("ssh {}", w.raw_ssh_options().join(" ")),
         &format!("{}@127.0.0.1:../victim.example/current/", w.user.name),
         &loot.to_string_lossy(),
     ]);
@@ -125,12 +157,19 @@ fn hostile_client_is_confined() {
     std::fs::write(through.join("link/secret"), "overwritten\n").unwrap();
     let _ = w.raw_rsync(&["-r", &format!("{}/", through.display())], "current/");
     check_unchanged("after writing through a symlink");
-    assert_eq!(std::fs::read_to_string(victim_current.join("secret")).unwrap(), "secret\n");
+    assert_eq!(
+        std::fs::read_to_string(victim_current.join("secret")).unwrap(),
+        "secret\n"
+    );
 
     // 6. No second snapshot inside the interval, however asked for.
     let out = w.raw_ssh(Some("byteback complete"));
     assert_eq!(out.status.code(), Some(6), "{}", show(&out));
-    assert!(stderr(&out).contains("min_snapshot_interval"), "{}", show(&out));
+    assert!(
+        stderr(&out).contains("min_snapshot_interval"),
+        "{}",
+        show(&out)
+    );
     let out = w.client(&["backup", "--source", &src]);
     assert!(!out.status.success(), "{}", show(&out));
     assert_eq!(w.snapshots(&attacker).len(), 1);
@@ -138,5 +177,8 @@ fn hostile_client_is_confined() {
 
     // Every refusal was logged.
     let log = std::fs::read_to_string(w.store().join(".byteback/server.log")).unwrap();
-    assert!(log.lines().filter(|l| l.contains("refused")).count() >= 11, "{log}");
+    assert!(
+        log.lines().filter(|l| l.contains("refused")).count() >= 11,
+        "{log}"
+    );
 }

@@ -13,7 +13,9 @@ use std::time::Duration;
 use crate::client::config::{ConfigDir, check_source};
 use crate::client::remote;
 use crate::error::{Error, Result};
-use crate::exec::rsync::{BackupTransfer, Outcome, describe_exit, exclude_contents_of, failed_file};
+use crate::exec::rsync::{
+    BackupTransfer, Outcome, describe_exit, exclude_contents_of, failed_file,
+};
 use crate::exec::ssh::HostKeyPolicy;
 use crate::exec::{self};
 use crate::sys::lock::Lock;
@@ -43,9 +45,21 @@ struct Plan {
     excludes: Vec<(String, String)>,
 }
 
-fn plan(dir: &ConfigDir, configured: &[PathBuf], configured_excludes: &[String], args: &BackupArgs) -> Result<Plan> {
-    let requested = if args.sources.is_empty() { configured } else { &args.sources };
-    let sources = requested.iter().map(|s| check_source(s)).collect::<Result<Vec<_>>>()?;
+fn plan(
+    dir: &ConfigDir,
+    configured: &[PathBuf],
+    configured_excludes: &[String],
+    args: &BackupArgs,
+) -> Result<Plan> {
+    let requested = if args.sources.is_empty() {
+        configured
+    } else {
+        &args.sources
+    };
+    let sources = requested
+        .iter()
+        .map(|s| check_source(s))
+        .collect::<Result<Vec<_>>>()?;
     let mut excludes = Vec::new();
     for e in mountinfo::exclusions(&mountinfo::read()?, &sources) {
         excludes.push((exclude_contents_of(&e.mount_point), e.reason));
@@ -82,7 +96,11 @@ pub fn run(dir: &ConfigDir, args: &BackupArgs) -> Result<()> {
         ))
     })?;
     let ssh = dir.ssh(&config, HostKeyPolicy::Strict)?;
-    for (pattern, why) in plan.excludes.iter().filter(|(_, why)| !why.contains(".toml") && !why.starts_with('-')) {
+    for (pattern, why) in plan
+        .excludes
+        .iter()
+        .filter(|(_, why)| !why.contains(".toml") && !why.starts_with('-'))
+    {
         eprintln!("byteback: excluding {pattern} ({why})");
     }
     let transfer = BackupTransfer {
@@ -142,11 +160,19 @@ fn try_once(ssh: &crate::exec::ssh::Ssh, transfer: &BackupTransfer, last: bool) 
     match outcome {
         Outcome::Ok | Outcome::Vanished => remote::complete(ssh, None),
         Outcome::SomeFilesFailed if last => {
-            let note = if failed.is_empty() { "(rsync named no files)\n".to_owned() } else { failed.join("\n") + "\n" };
+            let note = if failed.is_empty() {
+                "(rsync named no files)\n".to_owned()
+            } else {
+                failed.join("\n") + "\n"
+            };
             let snapshot = remote::complete(ssh, Some(&note))?;
             let shown: Vec<&str> = failed.iter().take(5).map(String::as_str).collect();
             let more = failed.len().saturating_sub(shown.len());
-            let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+            let more = if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            };
             Err(Error::Partial(format!(
                 "backup incomplete: snapshot {snapshot} was taken and marked partial, but {} file(s) could not be transferred: {}{more}",
                 failed.len(),
@@ -154,7 +180,9 @@ fn try_once(ssh: &crate::exec::ssh::Ssh, transfer: &BackupTransfer, last: bool) 
             )))
         }
         // Exit 23 may be a transient I/O problem: try again first.
-        Outcome::SomeFilesFailed | Outcome::Retryable => Err(Error::Connection(describe_exit(code))),
+        Outcome::SomeFilesFailed | Outcome::Retryable => {
+            Err(Error::Connection(describe_exit(code)))
+        }
         Outcome::Fatal => Err(Error::Command(format!(
             "{}; see rsync's messages above",
             describe_exit(code)
@@ -165,7 +193,9 @@ fn try_once(ssh: &crate::exec::ssh::Ssh, transfer: &BackupTransfer, last: bool) 
 /// Runs rsync, passing its output through and collecting failed file names.
 fn transfer_files(transfer: &BackupTransfer) -> Result<(Outcome, Option<i32>, Vec<String>)> {
     let mut cmd = Command::new(&transfer.rsync);
-    cmd.args(transfer.args()).stdin(Stdio::null()).stderr(Stdio::piped());
+    cmd.args(transfer.args())
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped());
     let mut child = cmd
         .spawn()
         .map_err(|e| Error::Command(format!("cannot run {}: {e}", exec::display(&cmd))))?;
@@ -181,6 +211,8 @@ fn transfer_files(transfer: &BackupTransfer) -> Result<(Outcome, Option<i32>, Ve
             }
         }
     }
-    let status = child.wait().map_err(|e| Error::Command(format!("rsync: {e}")))?;
+    let status = child
+        .wait()
+        .map_err(|e| Error::Command(format!("rsync: {e}")))?;
     Ok((Outcome::of_exit(status.code()), status.code(), failed))
 }

@@ -106,7 +106,11 @@ impl ConfigDir {
     /// `--config-dir`, else `$BYTEBACK_CONFIG_DIR`, else `/etc/byteback`.
     pub fn resolve(flag: Option<PathBuf>) -> Result<ConfigDir> {
         let dir = flag
-            .or_else(|| std::env::var_os("BYTEBACK_CONFIG_DIR").filter(|d| !d.is_empty()).map(PathBuf::from))
+            .or_else(|| {
+                std::env::var_os("BYTEBACK_CONFIG_DIR")
+                    .filter(|d| !d.is_empty())
+                    .map(PathBuf::from)
+            })
             .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_DIR));
         let dir = std::path::absolute(&dir).on("cannot resolve", &dir)?;
         Ok(ConfigDir { dir })
@@ -198,7 +202,10 @@ impl ConfigDir {
 /// Checks that a path given as a source is absolute and exists.
 pub fn check_source(path: &Path) -> Result<PathBuf> {
     if !path.is_absolute() {
-        return Err(Error::Usage(format!("source {} is not an absolute path", path.display())));
+        return Err(Error::Usage(format!(
+            "source {} is not an absolute path",
+            path.display()
+        )));
     }
     std::fs::symlink_metadata(path).on("cannot back up source", path)?;
     Ok(path.to_owned())
@@ -211,7 +218,8 @@ mod tests {
     #[test]
     fn template_parses_to_the_defaults_plus_destination() {
         let d: Destination = "bb@backup.example:2222".parse().unwrap();
-        let c: ClientConfig = config::parse(Path::new("config.toml"), &template(&d, "host.example")).unwrap();
+        let c: ClientConfig =
+            config::parse(Path::new("config.toml"), &template(&d, "host.example")).unwrap();
         assert_eq!(
             c,
             ClientConfig {
@@ -224,9 +232,15 @@ mod tests {
 
     #[test]
     fn bad_destination_is_named() {
-        let e = config::parse::<ClientConfig>(Path::new("/etc/byteback/config.toml"), "destination = \"a b\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("line 1, key destination") && e.contains("invalid destination"), "{e}");
+        let e = config::parse::<ClientConfig>(
+            Path::new("/etc/byteback/config.toml"),
+            "destination = \"a b\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("line 1, key destination") && e.contains("invalid destination"),
+            "{e}"
+        );
     }
 }

@@ -61,10 +61,22 @@ pub fn run(cli: Cli) -> Result<()> {
     let dir = ConfigDir::resolve(cli.config_dir)?;
     match cli.command {
         Command::Setup { destination, name } => setup::setup(&dir, &destination, name.as_deref()),
-        Command::Test { accept_new_host_key } => setup::test(&dir, accept_new_host_key),
-        Command::Backup { sources, excludes, verbose, dry_run } => backup::run(
+        Command::Test {
+            accept_new_host_key,
+        } => setup::test(&dir, accept_new_host_key),
+        Command::Backup {
+            sources,
+            excludes,
+            verbose,
+            dry_run,
+        } => backup::run(
             &dir,
-            &backup::BackupArgs { sources, excludes, verbose, dry_run },
+            &backup::BackupArgs {
+                sources,
+                excludes,
+                verbose,
+                dry_run,
+            },
         ),
     }
 }

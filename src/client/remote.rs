@@ -4,14 +4,21 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use crate::error::{Error, Result};
-use crate::exec::{self, ssh::{Ssh, explain_failure}};
+use crate::exec::{
+    self,
+    ssh::{Ssh, explain_failure},
+};
 use crate::protocol::{PingReply, Request};
 
 /// Runs one request on the server; stdout on success.
 fn call(ssh: &Ssh, request: &Request, stdin: Option<&str>) -> Result<String> {
     let mut cmd: Command = ssh.command(&request.render());
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
     let mut child = cmd
         .spawn()
         .map_err(|e| Error::Command(format!("cannot run {}: {e}", exec::display(&cmd))))?;
@@ -26,15 +33,17 @@ fn call(ssh: &Ssh, request: &Request, stdin: Option<&str>) -> Result<String> {
     let stderr = String::from_utf8_lossy(&out.stderr);
     match out.status.code() {
         Some(0) => Ok(stdout),
-        Some(255) | None => Err(match explain_failure(&ssh.destination, &ssh.known_hosts, &stderr) {
-            // ssh says no more than "Permission denied" when it could not
-            // load the key at all: tell those apart.
-            Error::Refused(_) if !key_is_usable(ssh) => Error::Config(format!(
-                "ssh cannot use this machine's backup key {}: run `byteback setup` again to make a new one (and give the server its new public key)",
-                ssh.identity.display()
-            )),
-            e => e,
-        }),
+        Some(255) | None => Err(
+            match explain_failure(&ssh.destination, &ssh.known_hosts, &stderr) {
+                // ssh says no more than "Permission denied" when it could not
+                // load the key at all: tell those apart.
+                Error::Refused(_) if !key_is_usable(ssh) => Error::Config(format!(
+                    "ssh cannot use this machine's backup key {}: run `byteback setup` again to make a new one (and give the server its new public key)",
+                    ssh.identity.display()
+                )),
+                e => e,
+            },
+        ),
         Some(code) => Err(server_error(code, &stderr)),
     }
 }
@@ -77,7 +86,9 @@ pub fn ping(ssh: &Ssh) -> Result<PingReply> {
 
 /// Asks the server to snapshot `current`; returns the snapshot's name.
 pub fn complete(ssh: &Ssh, failed_files: Option<&str>) -> Result<String> {
-    let request = Request::Complete { partial: failed_files.is_some() };
+    let request = Request::Complete {
+        partial: failed_files.is_some(),
+    };
     let out = call(ssh, &request, failed_files)?;
     out.lines()
         .find_map(|l| l.strip_prefix("snapshot="))

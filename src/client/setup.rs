@@ -18,7 +18,8 @@ pub fn setup(dir: &ConfigDir, destination: &str, name: Option<&str>) -> Result<(
         Some(n) => n.to_owned(),
         None => this_machines_name(),
     };
-    crate::names::ClientName::new(&name).map_err(|e| Error::Usage(format!("{e} (pass --name NAME)")))?;
+    crate::names::ClientName::new(&name)
+        .map_err(|e| Error::Usage(format!("{e} (pass --name NAME)")))?;
     if !dir.dir.exists() {
         ensure_dir(&dir.dir, 0o700)?;
     }
@@ -39,7 +40,10 @@ pub fn setup(dir: &ConfigDir, destination: &str, name: Option<&str>) -> Result<(
     let public = std::fs::read_to_string(dir.public_key()).on("cannot read", &dir.public_key())?;
     let public = public.trim();
     println!("Your backup key is {public}");
-    println!("On the server {}, as its backup user, run:", destination.host);
+    println!(
+        "On the server {}, as its backup user, run:",
+        destination.host
+    );
     println!("  byteback-server new-client {public}");
     println!("then run `byteback test` here.");
     Ok(())
@@ -52,7 +56,11 @@ fn write_config(dir: &ConfigDir, destination: &Destination, name: &str) -> Resul
         Ok(old) => {
             // Check the old file first: never silently rewrite a broken one.
             config::parse::<ClientConfig>(&path, &old)?;
-            set_key(&set_key(&old, "destination", &destination.to_string()), "name", name)
+            set_key(
+                &set_key(&old, "destination", &destination.to_string()),
+                "name",
+                name,
+            )
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => template(destination, name),
         Err(e) => return Err(Error::io("cannot read", &path, e)),
@@ -84,7 +92,10 @@ fn set_key(text: &str, key: &str, value: &str) -> String {
 
 /// This machine's fully qualified name, as well as it can be told.
 pub fn this_machines_name() -> String {
-    let short = rustix::system::uname().nodename().to_string_lossy().into_owned();
+    let short = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned();
     if short.contains('.') {
         return short;
     }
@@ -109,7 +120,10 @@ pub fn test(dir: &ConfigDir, accept_new_host_key: bool) -> Result<()> {
         HostKeyPolicy::Strict
     };
     let ssh = dir.ssh(&config, policy)?;
-    println!("Connecting to server {}...", ssh.destination.host_and_port());
+    println!(
+        "Connecting to server {}...",
+        ssh.destination.host_and_port()
+    );
     let known_before = host_key_fingerprint(&dir.known_hosts(), &ssh.destination)?;
     let reply = remote::ping(&ssh)?;
     if known_before.is_none() {
@@ -154,7 +168,13 @@ mod tests {
     #[test]
     fn set_key_replaces_or_adds() {
         let t = "# c\ndestination = \"a@b\"\nretry_attempts = 3\n";
-        assert_eq!(set_key(t, "destination", "x@y"), "# c\ndestination = \"x@y\"\nretry_attempts = 3\n");
-        assert_eq!(set_key(t, "name", "n"), "name = \"n\"\n# c\ndestination = \"a@b\"\nretry_attempts = 3\n");
+        assert_eq!(
+            set_key(t, "destination", "x@y"),
+            "# c\ndestination = \"x@y\"\nretry_attempts = 3\n"
+        );
+        assert_eq!(
+            set_key(t, "name", "n"),
+            "name = \"n\"\n# c\ndestination = \"a@b\"\nretry_attempts = 3\n"
+        );
     }
 }

@@ -26,7 +26,8 @@ pub fn display(cmd: &Command) -> String {
 pub fn shell_quote(word: &OsStr) -> String {
     let s = word.to_string_lossy();
     if !s.is_empty()
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c))
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c))
     {
         return s.into_owned();
     }
@@ -56,7 +57,11 @@ pub fn run(cmd: &mut Command) -> Result<String> {
 pub fn failure(cmd: &Command, out: &Output) -> String {
     let mut msg = format!("{} failed ({})", display(cmd), out.status);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let words: Vec<&str> = stderr.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let words: Vec<&str> = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
     if !words.is_empty() {
         let _ = write!(msg, ": {}", words.join(" / "));
     }
@@ -70,8 +75,17 @@ mod tests {
     #[test]
     fn quoting() {
         let mut c = Command::new("btrfs");
-        c.args(["subvolume", "snapshot", "-r", "/srv/my store/current", "it's"]);
-        assert_eq!(display(&c), r"btrfs subvolume snapshot -r '/srv/my store/current' 'it'\''s'");
+        c.args([
+            "subvolume",
+            "snapshot",
+            "-r",
+            "/srv/my store/current",
+            "it's",
+        ]);
+        assert_eq!(
+            display(&c),
+            r"btrfs subvolume snapshot -r '/srv/my store/current' 'it'\''s'"
+        );
         assert_eq!(shell_quote(OsStr::new("")), "''");
     }
 
@@ -81,6 +95,11 @@ mod tests {
         c.args(["-c", "echo oops >&2; exit 3"]);
         let e = run(&mut c).unwrap_err().to_string();
         assert!(e.contains("exit status: 3") && e.ends_with(": oops"), "{e}");
-        assert!(run(&mut Command::new("/nonexistent/program")).unwrap_err().to_string().starts_with("cannot run"));
+        assert!(
+            run(&mut Command::new("/nonexistent/program"))
+                .unwrap_err()
+                .to_string()
+                .starts_with("cannot run")
+        );
     }
 }

@@ -212,7 +212,11 @@ mod tests {
             io_timeout_secs: 300,
             verbose: false,
         };
-        let args: Vec<String> = t.args().iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        let args: Vec<String> = t
+            .args()
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
         let tail = &args[args.len() - 8..];
         let want = [
             "--timeout=300",
@@ -225,19 +229,27 @@ mod tests {
             "bb@host:current/",
         ];
         assert_eq!(tail, want);
-        assert!(args.contains(&"--inplace".to_string()) && args.contains(&"--delete-excluded".to_string()));
+        assert!(
+            args.contains(&"--inplace".to_string())
+                && args.contains(&"--delete-excluded".to_string())
+        );
     }
 
     #[test]
     fn mount_excludes_escape_wildcards() {
         assert_eq!(exclude_contents_of(Path::new("/proc")), "/proc/*");
-        assert_eq!(exclude_contents_of(Path::new("/mnt/a*b?[c]")), r"/mnt/a\*b\?\[c]/*");
+        assert_eq!(
+            exclude_contents_of(Path::new("/mnt/a*b?[c]")),
+            r"/mnt/a\*b\?\[c]/*"
+        );
     }
 
     #[test]
     fn failed_files_from_stderr() {
         assert_eq!(
-            failed_file(r#"rsync: [sender] send_files failed to open "/x/y z": Permission denied (13)"#),
+            failed_file(
+                r#"rsync: [sender] send_files failed to open "/x/y z": Permission denied (13)"#
+            ),
             Some("/x/y z")
         );
         assert_eq!(failed_file("sent 10 bytes"), None);

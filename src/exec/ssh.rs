@@ -46,13 +46,22 @@ pub struct Ssh {
 impl Ssh {
     /// Options common to every connection (everything before the host).
     fn options(&self) -> Vec<OsString> {
-        let mut opts: Vec<OsString> = vec!["-F".into(), "none".into(), "-i".into(), self.identity.clone().into()];
+        let mut opts: Vec<OsString> = vec![
+            "-F".into(),
+            "none".into(),
+            "-i".into(),
+            self.identity.clone().into(),
+        ];
         let strict = match self.host_keys {
             HostKeyPolicy::Strict => "yes",
             HostKeyPolicy::Ask => "ask",
             HostKeyPolicy::AcceptNew => "accept-new",
         };
-        let batch = if self.host_keys == HostKeyPolicy::Ask { "no" } else { "yes" };
+        let batch = if self.host_keys == HostKeyPolicy::Ask {
+            "no"
+        } else {
+            "yes"
+        };
         let mut known_hosts = OsString::from("UserKnownHostsFile=");
         known_hosts.push(&self.known_hosts);
         for o in [
@@ -96,7 +105,11 @@ impl Ssh {
     /// quotes, then appends `-l USER HOST` and its own command.
     pub fn rsh_string(&self) -> String {
         let mut words = vec![rsh_quote(&self.program.to_string_lossy())];
-        words.extend(self.options().iter().map(|o| rsh_quote(&o.to_string_lossy())));
+        words.extend(
+            self.options()
+                .iter()
+                .map(|o| rsh_quote(&o.to_string_lossy())),
+        );
         words.join(" ")
     }
 
@@ -114,7 +127,11 @@ impl Ssh {
 /// Quotes a word for rsync's `--rsh` splitter (single quotes; a literal
 /// single quote goes in double quotes).
 fn rsh_quote(word: &str) -> String {
-    if !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c)) {
+    if !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c))
+    {
         return word.to_owned();
     }
     format!("'{}'", word.replace('\'', "'\"'\"'"))
@@ -122,7 +139,11 @@ fn rsh_quote(word: &str) -> String {
 
 /// Turns a failed ssh run (exit 255, or the server's refusal) into one line.
 pub fn explain_failure(dest: &Destination, known_hosts: &std::path::Path, stderr: &str) -> Error {
-    let words: Vec<&str> = stderr.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let words: Vec<&str> = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
     let said = words.join(" / ");
     let has = |needle: &str| stderr.contains(needle);
     let server = dest.host_and_port();
@@ -130,12 +151,17 @@ pub fn explain_failure(dest: &Destination, known_hosts: &std::path::Path, stderr
         Error::Config(format!(
             "ssh cannot use this machine's backup key: {said}; run `byteback setup` again to make a new one (and give the server its new public key)"
         ))
-    } else if has("REMOTE HOST IDENTIFICATION HAS CHANGED") || has("Host key for") && has("has changed") {
+    } else if has("REMOTE HOST IDENTIFICATION HAS CHANGED")
+        || has("Host key for") && has("has changed")
+    {
         Error::Connection(format!(
             "the host key of {server} has CHANGED since it was trusted: if the server was reinstalled, delete its line from {} and run `byteback test`; otherwise someone may be intercepting the connection",
             known_hosts.display()
         ))
-    } else if has("Host key verification failed") || has("No ED25519 host key is known") || has("No RSA host key is known") {
+    } else if has("Host key verification failed")
+        || has("No ED25519 host key is known")
+        || has("No RSA host key is known")
+    {
         Error::Connection(format!(
             "the host key of {server} is not trusted yet: run `byteback test` on a terminal to check and accept it, or `byteback test --accept-new-host-key`"
         ))
@@ -156,7 +182,9 @@ pub fn explain_failure(dest: &Destination, known_hosts: &std::path::Path, stderr
     {
         Error::Connection(format!("cannot reach the backup server {server}: {said}"))
     } else if said.is_empty() {
-        Error::Connection(format!("the connection to {server} failed without a message"))
+        Error::Connection(format!(
+            "the connection to {server} failed without a message"
+        ))
     } else {
         Error::Connection(format!("ssh to {server} failed: {said}"))
     }
@@ -182,17 +210,26 @@ mod tests {
     #[test]
     fn command_argv() {
         let cmd = ssh().command("byteback ping");
-        let args: Vec<String> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        let args: Vec<String> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
         assert_eq!(&args[..4], ["-F", "none", "-i", "/etc/my byteback/key"]);
         assert!(args.contains(&"StrictHostKeyChecking=yes".to_string()));
         assert!(args.contains(&"BatchMode=yes".to_string()));
-        assert_eq!(&args[args.len() - 7..], ["-p", "2222", "-l", "bb", "--", "127.0.0.1", "byteback ping"]);
+        assert_eq!(
+            &args[args.len() - 7..],
+            ["-p", "2222", "-l", "bb", "--", "127.0.0.1", "byteback ping"]
+        );
     }
 
     #[test]
     fn rsh_string_quotes_for_rsync() {
         let s = ssh().rsh_string();
-        assert!(s.starts_with("ssh -F none -i '/etc/my byteback/key' -o "), "{s}");
+        assert!(
+            s.starts_with("ssh -F none -i '/etc/my byteback/key' -o "),
+            "{s}"
+        );
         assert_eq!(rsh_quote("it's"), r#"'it'"'"'s'"#);
         assert_eq!(ssh().rsync_remote(), "bb@127.0.0.1");
     }
@@ -202,13 +239,28 @@ mod tests {
         let d: Destination = "bb@h:2222".parse().unwrap();
         let kh = Path::new("/etc/byteback/known_hosts");
         let cases = [
-            ("@@@@@@@@@@@\n@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\n", "CHANGED"),
+            (
+                "@@@@@@@@@@@\n@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\n",
+                "CHANGED",
+            ),
             ("Host key verification failed.\n", "not trusted yet"),
-            ("bb@h: Permission denied (publickey).\n", "refused this machine's key"),
-            ("ssh: connect to host h port 2222: Connection refused\n", "cannot reach"),
-            ("ssh: Could not resolve hostname h: Name or service not known\n", "cannot reach"),
+            (
+                "bb@h: Permission denied (publickey).\n",
+                "refused this machine's key",
+            ),
+            (
+                "ssh: connect to host h port 2222: Connection refused\n",
+                "cannot reach",
+            ),
+            (
+                "ssh: Could not resolve hostname h: Name or service not known\n",
+                "cannot reach",
+            ),
             ("", "without a message"),
-            ("Load key \"/etc/byteback/key\": invalid format\nbb@h: Permission denied (publickey).\n", "cannot use this machine's backup key"),
+            (
+                "Load key \"/etc/byteback/key\": invalid format\nbb@h: Permission denied (publickey).\n",
+                "cannot use this machine's backup key",
+            ),
         ];
         for (stderr, want) in cases {
             let e = explain_failure(&d, kh, stderr).to_string();

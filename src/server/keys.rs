@@ -54,7 +54,10 @@ impl PublicKey {
         if !KEY_TYPES.contains(&kind) {
             return bad(&format!("unknown key type {kind:?}"));
         }
-        if !blob.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=')) {
+        if !blob
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
+        {
             return bad("the key is not base64");
         }
         let key = PublicKey {
@@ -81,7 +84,9 @@ impl PublicKey {
         if let Some(mut stdin) = child.stdin.take() {
             let _ = stdin.write_all(format!("{} {}\n", self.kind, self.blob).as_bytes());
         }
-        let out = child.wait_with_output().map_err(|e| Error::Command(format!("ssh-keygen: {e}")))?;
+        let out = child
+            .wait_with_output()
+            .map_err(|e| Error::Command(format!("ssh-keygen: {e}")))?;
         if !out.status.success() {
             return Err(Error::Usage("ssh-keygen cannot read the key".into()));
         }
@@ -102,7 +107,10 @@ fn quote_for_forced_command(word: &str) -> Result<String> {
             "{word:?} cannot be used in authorized_keys: it contains a quote, backslash or newline"
         )));
     }
-    if word.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c)) {
+    if word
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c))
+    {
         Ok(word.to_owned())
     } else {
         Ok(format!("'{word}'"))
@@ -110,7 +118,13 @@ fn quote_for_forced_command(word: &str) -> Result<String> {
 }
 
 /// The authorized_keys line that confines `key` to `client`.
-pub fn authorized_line(server_exe: &Path, store: &Path, client: &ClientName, from: Option<&str>, key: &PublicKey) -> Result<String> {
+pub fn authorized_line(
+    server_exe: &Path,
+    store: &Path,
+    client: &ClientName,
+    from: Option<&str>,
+    key: &PublicKey,
+) -> Result<String> {
     let command = format!(
         "{} receive --store {} --client {}",
         quote_for_forced_command(&server_exe.to_string_lossy())?,
@@ -119,7 +133,11 @@ pub fn authorized_line(server_exe: &Path, store: &Path, client: &ClientName, fro
     );
     let mut line = format!("restrict,command=\"{command}\"");
     if let Some(pattern) = from {
-        if pattern.is_empty() || !pattern.chars().all(|c| c.is_ascii_alphanumeric() || ".*?:,/!_-".contains(c)) {
+        if pattern.is_empty()
+            || !pattern
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".*?:,/!_-".contains(c))
+        {
             return Err(Error::Usage(format!(
                 "invalid --from pattern {pattern:?}: use host names or addresses, with * ? and ! as in ssh's from=\"...\" (e.g. 192.0.2.0/24,backup.example.net)"
             )));
@@ -162,7 +180,9 @@ fn read_entry(line: &str) -> Entry<'_> {
         (&line[..end], line[end..].trim_start())
     };
     let blob = rest.split_whitespace().nth(1);
-    let client = options.split_once("--client ").and_then(|(_, after)| after.split(['"', ' ']).next());
+    let client = options
+        .split_once("--client ")
+        .and_then(|(_, after)| after.split(['"', ' ']).next());
     Entry { blob, client }
 }
 
@@ -245,31 +265,80 @@ mod tests {
     #[test]
     fn line_shape() {
         let c = ClientName::new("host.example").unwrap();
-        let line = authorized_line(Path::new("/usr/bin/byteback-server"), Path::new("/home/byteback"), &c, None, &key("AAAA", "root@host.example")).unwrap();
+        let line = authorized_line(
+            Path::new("/usr/bin/byteback-server"),
+            Path::new("/home/byteback"),
+            &c,
+            None,
+            &key("AAAA", "root@host.example"),
+        )
+        .unwrap();
         assert_eq!(
             line,
             r#"restrict,command="/usr/bin/byteback-server receive --store /home/byteback --client host.example" ssh-ed25519 AAAA root@host.example"#
         );
-        let line = authorized_line(Path::new("/usr/bin/byteback-server"), Path::new("/srv/my store"), &c, Some("192.0.2.0/24"), &key("AAAA", "")).unwrap();
+        let line = authorized_line(
+            Path::new("/usr/bin/byteback-server"),
+            Path::new("/srv/my store"),
+            &c,
+            Some("192.0.2.0/24"),
+            &key("AAAA", ""),
+        )
+        .unwrap();
         assert_eq!(
             line,
             r#"restrict,command="/usr/bin/byteback-server receive --store '/srv/my store' --client host.example",from="192.0.2.0/24" ssh-ed25519 AAAA"#
         );
-        assert!(authorized_line(Path::new("/x"), Path::new("/a\"b"), &c, None, &key("AAAA", "")).is_err());
-        assert!(authorized_line(Path::new("/x"), Path::new("/s"), &c, Some("a\" b"), &key("AAAA", "")).is_err());
+        assert!(
+            authorized_line(
+                Path::new("/x"),
+                Path::new("/a\"b"),
+                &c,
+                None,
+                &key("AAAA", "")
+            )
+            .is_err()
+        );
+        assert!(
+            authorized_line(
+                Path::new("/x"),
+                Path::new("/s"),
+                &c,
+                Some("a\" b"),
+                &key("AAAA", "")
+            )
+            .is_err()
+        );
     }
 
     #[test]
     fn reads_existing_entries() {
-        let e = read_entry(r#"restrict,command="/x receive --store '/s t' --client h1",from="a b" ssh-ed25519 BBBB root@h1"#);
-        assert_eq!(e, Entry { blob: Some("BBBB"), client: Some("h1") });
+        let e = read_entry(
+            r#"restrict,command="/x receive --store '/s t' --client h1",from="a b" ssh-ed25519 BBBB root@h1"#,
+        );
+        assert_eq!(
+            e,
+            Entry {
+                blob: Some("BBBB"),
+                client: Some("h1")
+            }
+        );
         let e = read_entry("ssh-rsa CCCC admin@laptop");
-        assert_eq!(e, Entry { blob: Some("CCCC"), client: None });
+        assert_eq!(
+            e,
+            Entry {
+                blob: Some("CCCC"),
+                client: None
+            }
+        );
     }
 
     #[test]
     fn suggested_names() {
-        assert_eq!(key("A", "root@host.to.back.up").suggested_name(), Some("host.to.back.up"));
+        assert_eq!(
+            key("A", "root@host.to.back.up").suggested_name(),
+            Some("host.to.back.up")
+        );
         assert_eq!(key("A", "laptop").suggested_name(), Some("laptop"));
         assert_eq!(key("A", "").suggested_name(), None);
     }

@@ -74,9 +74,18 @@ enum Command {
 pub fn run(cli: Cli) -> Result<u8> {
     match cli.command {
         Command::Setup { store } => setup::run(&store_or_home(store)?).map(|()| 0),
-        Command::NewClient { store, name, from, key } => {
-            setup::new_client(&store_or_home(store)?, name.as_deref(), from.as_deref(), &key).map(|()| 0)
-        }
+        Command::NewClient {
+            store,
+            name,
+            from,
+            key,
+        } => setup::new_client(
+            &store_or_home(store)?,
+            name.as_deref(),
+            from.as_deref(),
+            &key,
+        )
+        .map(|()| 0),
         Command::Receive { store, client } => {
             let command = std::env::var("SSH_ORIGINAL_COMMAND").ok();
             Ok(receive::run(&store, &client, command.as_deref()))
@@ -112,9 +121,9 @@ pub fn run(cli: Cli) -> Result<u8> {
 fn store_or_home(store: Option<PathBuf>) -> Result<PathBuf> {
     let store = match store {
         Some(s) => s,
-        None => crate::sys::user::current()
-            .home
-            .ok_or_else(|| Error::Usage("cannot tell the backup user's home: pass --store DIR".into()))?,
+        None => crate::sys::user::current().home.ok_or_else(|| {
+            Error::Usage("cannot tell the backup user's home: pass --store DIR".into())
+        })?,
     };
     absolute(&store)
 }

@@ -43,7 +43,10 @@ pub fn run(store_root: &Path, client: &str, command: Option<&str>) -> u8 {
     match result {
         Ok(code) => code,
         Err(e) => {
-            store.log(&format!("{client}: {e} (command {:?})", command.unwrap_or("")));
+            store.log(&format!(
+                "{client}: {e} (command {:?})",
+                command.unwrap_or("")
+            ));
             eprintln!("byteback-server: {e}");
             e.exit_code()
         }
@@ -91,7 +94,11 @@ fn complete(store: &Store, client: &ClientName, partial: bool, now: Timestamp) -
     if let Some(newest) = store.snapshots(client)?.last() {
         let age = now.duration_since(newest.name.time());
         if age < interval.0 {
-            let next = newest.name.time().checked_add(interval.0).unwrap_or(newest.name.time());
+            let next = newest
+                .name
+                .time()
+                .checked_add(interval.0)
+                .unwrap_or(newest.name.time());
             return Err(Error::Refused(format!(
                 "not taking a snapshot of {client}: the last one ({}) is only {} old and the server allows one every {interval} (min_snapshot_interval); the data is safe in current and the first backup after {} will be snapshotted",
                 newest.name,
@@ -101,7 +108,11 @@ fn complete(store: &Store, client: &ClientName, partial: bool, now: Timestamp) -
         }
     }
     let name = store.take_snapshot(client, now, note.as_deref())?;
-    let what = if partial { "partial snapshot" } else { "snapshot" };
+    let what = if partial {
+        "partial snapshot"
+    } else {
+        "snapshot"
+    };
     store.log(&format!("{client}: {what} {name} taken"));
     println!("snapshot={name}");
     if partial {
@@ -152,7 +163,11 @@ fn receive(store: &Store, client: &ClientName, options: &[String]) -> Result<u8>
 fn enter_current(store: &Store, client: &ClientName) -> Result<()> {
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let pin = || -> rustix::io::Result<()> {
-        let root = rustix::fs::open(store.root(), OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+        let root = rustix::fs::open(
+            store.root(),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
         let dir = openat(&root, client.as_str(), flags, Mode::empty())?;
         let current = openat(&dir, "current", flags, Mode::empty())?;
         rustix::process::fchdir(&current)

@@ -15,7 +15,10 @@ pub fn run(store: &Path) -> Result<()> {
     super::refuse_root()?;
     let meta = std::fs::metadata(store).on("cannot use store", store)?;
     if !meta.is_dir() {
-        return Err(Error::Usage(format!("store {} is not a directory", store.display())));
+        return Err(Error::Usage(format!(
+            "store {} is not a directory",
+            store.display()
+        )));
     }
     let mount = fs::mount_of(store);
     if !fs::is_btrfs(store)? {
@@ -25,9 +28,11 @@ pub fn run(store: &Path) -> Result<()> {
             store.display()
         )));
     }
-    let rm_allowed = mount
-        .as_ref()
-        .is_some_and(|m| m.super_options.split(',').any(|o| o == "user_subvol_rm_allowed"));
+    let rm_allowed = mount.as_ref().is_some_and(|m| {
+        m.super_options
+            .split(',')
+            .any(|o| o == "user_subvol_rm_allowed")
+    });
     if !rm_allowed {
         let at = mount.as_ref().map_or(store, |m| m.mount_point.as_path());
         return Err(Error::Unsupported(format!(
@@ -52,8 +57,16 @@ pub fn run(store: &Path) -> Result<()> {
     };
     let space = fs::space(store)?;
     let account = user::current();
-    println!("Store: {} (btrfs, {} free of {})", store.display(), human_bytes(space.free_bytes), human_bytes(space.total_bytes));
-    println!("Subvolumes: the user {} can create and delete them", account.name);
+    println!(
+        "Store: {} (btrfs, {} free of {})",
+        store.display(),
+        human_bytes(space.free_bytes),
+        human_bytes(space.total_bytes)
+    );
+    println!(
+        "Subvolumes: the user {} can create and delete them",
+        account.name
+    );
     println!("Config: {} ({config_note})", config_path.display());
     match account.shell.as_deref() {
         Some("/bin/sh") | Some("/usr/bin/sh") | Some("/bin/dash") | None => {}
@@ -62,7 +75,9 @@ pub fn run(store: &Path) -> Result<()> {
             account.name, account.name
         ),
     }
-    println!("Ready: add each client with `byteback-server new-client <the key its byteback setup printed>`.");
+    println!(
+        "Ready: add each client with `byteback-server new-client <the key its byteback setup printed>`."
+    );
     Ok(())
 }
 
@@ -70,7 +85,10 @@ pub fn run(store: &Path) -> Result<()> {
 fn check_subvolumes(state: &Path) -> Result<()> {
     let probe = state.join(format!("setup-check-{}", std::process::id()));
     btrfs::create_subvolume(&probe).map_err(|e| {
-        Error::Unsupported(format!("cannot create btrfs subvolumes in {}: {e}; the backup user must own the store", state.display()))
+        Error::Unsupported(format!(
+            "cannot create btrfs subvolumes in {}: {e}; the backup user must own the store",
+            state.display()
+        ))
     })?;
     btrfs::delete_subvolume(&probe).map_err(|e| {
         Error::Unsupported(format!(
@@ -81,23 +99,34 @@ fn check_subvolumes(state: &Path) -> Result<()> {
 }
 
 /// Admits a client: backup space plus a confined key.
-pub fn new_client(store_root: &Path, name: Option<&str>, from: Option<&str>, key_words: &[String]) -> Result<()> {
+pub fn new_client(
+    store_root: &Path,
+    name: Option<&str>,
+    from: Option<&str>,
+    key_words: &[String],
+) -> Result<()> {
     super::refuse_root()?;
     let key = PublicKey::from_words(key_words)?;
     let name = match name {
         Some(n) => n,
         None => key.suggested_name().ok_or_else(|| {
-            Error::Usage("the key has no comment to take the client's name from: pass --name NAME".into())
+            Error::Usage(
+                "the key has no comment to take the client's name from: pass --name NAME".into(),
+            )
         })?,
     };
     let client = ClientName::new(name)?;
     let store = Store::open(store_root)?;
-    let home = user::current()
-        .home
-        .ok_or_else(|| Error::Usage("cannot tell the backup user's home (for ~/.ssh/authorized_keys)".into()))?;
+    let home = user::current().home.ok_or_else(|| {
+        Error::Usage("cannot tell the backup user's home (for ~/.ssh/authorized_keys)".into())
+    })?;
     let exe = std::env::current_exe()
         .and_then(std::fs::canonicalize)
-        .map_err(|e| Error::Command(format!("cannot tell where byteback-server is installed: {e}")))?;
+        .map_err(|e| {
+            Error::Command(format!(
+                "cannot tell where byteback-server is installed: {e}"
+            ))
+        })?;
     let line = keys::authorized_line(&exe, store.root(), &client, from, &key)?;
     let authorized_keys = home.join(".ssh").join("authorized_keys");
     match keys::plan(&authorized_keys, &key, &client)? {
@@ -110,7 +139,10 @@ pub fn new_client(store_root: &Path, name: Option<&str>, from: Option<&str>, key
             // only produce errors.
             store.add_client(&client)?;
             keys::append(&authorized_keys, &existing, &line)?;
-            store.log(&format!("{client}: new client, key {}", key.fingerprint().unwrap_or_default()));
+            store.log(&format!(
+                "{client}: new client, key {}",
+                key.fingerprint().unwrap_or_default()
+            ));
         }
     }
     println!("Client setup for {client} done!");
@@ -126,5 +158,9 @@ pub fn human_bytes(bytes: u64) -> String {
         value /= 1024.0;
         unit += 1;
     }
-    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", units[unit]) }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", units[unit])
+    }
 }

@@ -22,7 +22,13 @@ pub fn create_subvolume(path: &Path) -> Result<()> {
 
 /// Takes a read-only snapshot of `source` at `dest`, atomically.
 pub fn snapshot_readonly(source: &Path, dest: &Path) -> Result<()> {
-    exec::run(btrfs().args(["subvolume", "snapshot", "-r"]).arg(source).arg(dest)).map(drop)
+    exec::run(
+        btrfs()
+            .args(["subvolume", "snapshot", "-r"])
+            .arg(source)
+            .arg(dest),
+    )
+    .map(drop)
 }
 
 /// Deletes the subvolume at `path` (its read-only flag must be cleared first).
@@ -32,7 +38,13 @@ pub fn delete_subvolume(path: &Path) -> Result<()> {
 
 /// Clears the read-only flag of a snapshot, so its owner may delete it.
 pub fn make_writable(path: &Path) -> Result<()> {
-    exec::run(btrfs().args(["property", "set", "-ts"]).arg(path).args(["ro", "false"])).map(drop)
+    exec::run(
+        btrfs()
+            .args(["property", "set", "-ts"])
+            .arg(path)
+            .args(["ro", "false"]),
+    )
+    .map(drop)
 }
 
 /// Whether the snapshot at `path` is read-only.

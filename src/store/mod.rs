@@ -188,10 +188,12 @@ impl Store {
                 continue;
             }
             match SnapshotName::parse(name) {
-                Some(snapshot) if entry.file_type().is_ok_and(|t| t.is_dir()) => snapshots.push(Snapshot {
-                    name: snapshot,
-                    partial: false,
-                }),
+                Some(snapshot) if entry.file_type().is_ok_and(|t| t.is_dir()) => {
+                    snapshots.push(Snapshot {
+                        name: snapshot,
+                        partial: false,
+                    })
+                }
                 _ => self.warn_stranger(&dir, name),
             }
         }
@@ -215,7 +217,11 @@ impl Store {
         let mut clients = Vec::new();
         for entry in std::fs::read_dir(&self.root).on("cannot list", &self.root)? {
             let entry = entry.on("cannot list", &self.root)?;
-            let Some(name) = entry.file_name().to_str().and_then(|n| ClientName::new(n).ok()) else {
+            let Some(name) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| ClientName::new(n).ok())
+            else {
                 continue;
             };
             if entry.file_type().is_ok_and(|t| t.is_dir()) {
@@ -241,7 +247,12 @@ impl Store {
     /// Takes a read-only snapshot of the client's `current` named for `at`.
     /// `partial` is the list of files the transfer left out, if it did.
     /// The caller holds the client's lock.
-    pub fn take_snapshot(&self, client: &ClientName, at: Timestamp, partial: Option<&str>) -> Result<SnapshotName> {
+    pub fn take_snapshot(
+        &self,
+        client: &ClientName,
+        at: Timestamp,
+        partial: Option<&str>,
+    ) -> Result<SnapshotName> {
         let current = self.current(client);
         if !self.has_client(client) {
             return Err(no_space(client));
@@ -276,7 +287,11 @@ impl Store {
     /// log that cannot be written is reported on stderr instead).
     pub fn log(&self, line: &str) {
         let path = Self::state_dir_of(&self.root).join("server.log");
-        let text = format!("{} {}\n", Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ"), line.escape_debug());
+        let text = format!(
+            "{} {}\n",
+            Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ"),
+            line.escape_debug()
+        );
         let written = OpenOptions::new()
             .create(true)
             .append(true)
@@ -301,7 +316,8 @@ mod tests {
 
     #[test]
     fn template_documents_the_defaults() {
-        let parsed: ServerConfig = config::parse(Path::new("server.toml"), SERVER_CONFIG_TEMPLATE).unwrap();
+        let parsed: ServerConfig =
+            config::parse(Path::new("server.toml"), SERVER_CONFIG_TEMPLATE).unwrap();
         assert_eq!(parsed, ServerConfig::default());
     }
 }

@@ -47,7 +47,10 @@ pub fn mount_of(path: &Path) -> Option<crate::sys::mountinfo::Mount> {
 /// file or the new one, never a torn one.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let result = (|| {
         let mut file = std::fs::OpenOptions::new()
@@ -57,11 +60,14 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
             .mode(mode)
             .open(&tmp)
             .on("cannot create", &tmp)?;
-        file.set_permissions(std::fs::Permissions::from_mode(mode)).on("cannot chmod", &tmp)?;
+        file.set_permissions(std::fs::Permissions::from_mode(mode))
+            .on("cannot chmod", &tmp)?;
         file.write_all(contents).on("cannot write", &tmp)?;
         file.sync_all().on("cannot fsync", &tmp)?;
         std::fs::rename(&tmp, path).on("cannot rename into place", path)?;
-        File::open(dir).and_then(|d| d.sync_all()).on("cannot fsync", dir)
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .on("cannot fsync", dir)
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use rustix::fs::{FlockOperation, flock};
-use rustix::io::{FdFlags, Errno, fcntl_getfd, fcntl_setfd};
+use rustix::io::{Errno, FdFlags, fcntl_getfd, fcntl_setfd};
 
 use crate::error::{Error, IoContext, Result};
 
@@ -54,7 +54,8 @@ impl Lock {
     /// Lets child processes inherit the lock, so it stays held for as long
     /// as any of them runs (e.g. an rsync that outlives its parent).
     pub fn share_with_children(&self) -> Result<()> {
-        let flags = fcntl_getfd(&self.file).map_err(|e| Error::io("cannot share lock", &self.path, e.into()))?;
+        let flags = fcntl_getfd(&self.file)
+            .map_err(|e| Error::io("cannot share lock", &self.path, e.into()))?;
         fcntl_setfd(&self.file, flags - FdFlags::CLOEXEC)
             .map_err(|e| Error::io("cannot share lock", &self.path, e.into()))
     }
@@ -74,9 +75,15 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("byteback-lock-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("lock");
-        let first = Lock::acquire(&path, Duration::ZERO).unwrap().expect("free lock");
+        let first = Lock::acquire(&path, Duration::ZERO)
+            .unwrap()
+            .expect("free lock");
         let start = Instant::now();
-        assert!(Lock::acquire(&path, Duration::from_millis(300)).unwrap().is_none());
+        assert!(
+            Lock::acquire(&path, Duration::from_millis(300))
+                .unwrap()
+                .is_none()
+        );
         assert!(start.elapsed() >= Duration::from_millis(300));
         drop(first);
         assert!(Lock::acquire(&path, Duration::ZERO).unwrap().is_some());

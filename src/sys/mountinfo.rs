@@ -60,9 +60,13 @@ fn unescape(field: &[u8]) -> Vec<u8> {
     while i < field.len() {
         if field[i] == b'\\'
             && i + 3 < field.len()
-            && field[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b))
+            && field[i + 1..i + 4]
+                .iter()
+                .all(|b| (b'0'..=b'7').contains(b))
         {
-            let v = field[i + 1..i + 4].iter().fold(0u32, |acc, b| acc * 8 + u32::from(b - b'0'));
+            let v = field[i + 1..i + 4]
+                .iter()
+                .fold(0u32, |acc, b| acc * 8 + u32::from(b - b'0'));
             out.push(v as u8);
             i += 4;
         } else {
@@ -75,10 +79,34 @@ fn unescape(field: &[u8]) -> Vec<u8> {
 
 /// Kernel and virtual filesystems: no user data lives there.
 const VIRTUAL: &[&str] = &[
-    "proc", "sysfs", "devtmpfs", "devpts", "cgroup", "cgroup2", "debugfs", "tracefs", "securityfs",
-    "pstore", "bpf", "configfs", "fusectl", "mqueue", "hugetlbfs", "autofs", "binfmt_misc",
-    "efivarfs", "rpc_pipefs", "nsfs", "selinuxfs", "nfsd", "overlay", "squashfs", "iso9660",
-    "udf", "ecryptfs", "zonefs",
+    "proc",
+    "sysfs",
+    "devtmpfs",
+    "devpts",
+    "cgroup",
+    "cgroup2",
+    "debugfs",
+    "tracefs",
+    "securityfs",
+    "pstore",
+    "bpf",
+    "configfs",
+    "fusectl",
+    "mqueue",
+    "hugetlbfs",
+    "autofs",
+    "binfmt_misc",
+    "efivarfs",
+    "rpc_pipefs",
+    "nsfs",
+    "selinuxfs",
+    "nfsd",
+    "overlay",
+    "squashfs",
+    "iso9660",
+    "udf",
+    "ecryptfs",
+    "zonefs",
 ];
 
 /// Memory filesystems: emptied at every boot.
@@ -86,8 +114,24 @@ const MEMORY: &[&str] = &["tmpfs", "ramfs"];
 
 /// Network and cluster filesystems: backed up where they are served from.
 const NETWORK: &[&str] = &[
-    "nfs", "nfs4", "cifs", "smb3", "smbfs", "ceph", "glusterfs", "9p", "afs", "virtiofs", "lustre",
-    "gpfs", "ncpfs", "coda", "davfs", "sshfs", "beegfs", "orangefs",
+    "nfs",
+    "nfs4",
+    "cifs",
+    "smb3",
+    "smbfs",
+    "ceph",
+    "glusterfs",
+    "9p",
+    "afs",
+    "virtiofs",
+    "lustre",
+    "gpfs",
+    "ncpfs",
+    "coda",
+    "davfs",
+    "sshfs",
+    "beegfs",
+    "orangefs",
 ];
 
 /// Why a mount is left out of the backup, or `None` to back it up.
@@ -140,8 +184,12 @@ pub fn exclusions(mounts: &[Mount], sources: &[PathBuf]) -> Vec<Excluded> {
     let mut sorted: Vec<&Mount> = mounts.iter().collect();
     sorted.sort_by(|a, b| a.mount_point.cmp(&b.mount_point));
     for mount in sorted {
-        let inside = sources.iter().any(|s| mount.mount_point.starts_with(s) && mount.mount_point != *s);
-        let under_excluded = excluded.iter().any(|e| mount.mount_point.starts_with(&e.mount_point));
+        let inside = sources
+            .iter()
+            .any(|s| mount.mount_point.starts_with(s) && mount.mount_point != *s);
+        let under_excluded = excluded
+            .iter()
+            .any(|e| mount.mount_point.starts_with(&e.mount_point));
         if !inside || under_excluded {
             continue;
         }
@@ -199,7 +247,16 @@ mod tests {
         let points: Vec<&str> = ex.iter().map(|e| e.mount_point.to_str().unwrap()).collect();
         assert_eq!(
             points,
-            ["/dev", "/mnt/my files", "/mnt/nas", "/proc", "/run", "/snap/core/1", "/srv/store", "/sys"]
+            [
+                "/dev",
+                "/mnt/my files",
+                "/mnt/nas",
+                "/proc",
+                "/run",
+                "/snap/core/1",
+                "/srv/store",
+                "/sys"
+            ]
         );
         assert!(ex[0].reason.contains("virtual filesystem devtmpfs"));
         assert!(ex[2].reason.contains("network"));
@@ -214,7 +271,11 @@ mod tests {
         let points: Vec<&str> = ex.iter().map(|e| e.mount_point.to_str().unwrap()).collect();
         assert_eq!(points, ["/srv/store"]);
         // A source that is itself a mount point is backed up as asked.
-        assert!(exclusions(&mounts, &[PathBuf::from("/run")]).iter().all(|e| e.mount_point != Path::new("/run")));
+        assert!(
+            exclusions(&mounts, &[PathBuf::from("/run")])
+                .iter()
+                .all(|e| e.mount_point != Path::new("/run"))
+        );
     }
 
     #[test]

@@ -21,9 +21,12 @@ pub fn current() -> Account {
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
     let entry = passwd.lines().find_map(|line| {
         let f: Vec<&str> = line.split(':').collect();
-        (f.len() >= 7 && f[2].parse::<u32>().ok() == Some(uid)).then(|| (f[0].to_owned(), f[5].to_owned(), f[6].to_owned()))
+        (f.len() >= 7 && f[2].parse::<u32>().ok() == Some(uid))
+            .then(|| (f[0].to_owned(), f[5].to_owned(), f[6].to_owned()))
     });
-    let env_home = std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from);
+    let env_home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from);
     match entry {
         Some((name, home, shell)) => Account {
             name,

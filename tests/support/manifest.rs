@@ -96,7 +96,8 @@ fn walk(
     inodes: &mut HashMap<(u64, u64), Vec<PathBuf>>,
 ) {
     let path = root.join(rel);
-    let meta = std::fs::symlink_metadata(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let meta =
+        std::fs::symlink_metadata(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut all_xattrs = xattrs(&path);
     let mut mode = meta.mode();
     let (mut uid, mut gid) = (meta.uid(), meta.gid());
@@ -125,11 +126,16 @@ fn walk(
     let content = match kind {
         S_IFREG => Some(hash(&std::fs::read(&path).unwrap())),
         S_IFLNK if real_file => Some(hash(&std::fs::read(&path).unwrap())),
-        S_IFLNK => Some(hash(std::fs::read_link(&path).unwrap().as_os_str().as_bytes())),
+        S_IFLNK => Some(hash(
+            std::fs::read_link(&path).unwrap().as_os_str().as_bytes(),
+        )),
         _ => None,
     };
     if kind == S_IFREG && meta.nlink() > 1 {
-        inodes.entry((meta.dev(), meta.ino())).or_default().push(rel.to_owned());
+        inodes
+            .entry((meta.dev(), meta.ino()))
+            .or_default()
+            .push(rel.to_owned());
     }
     out.insert(
         rel.to_owned(),
@@ -137,7 +143,7 @@ fn walk(
             mode,
             uid,
             gid,
-            size: (kind == S_IFREG).then(|| meta.len()),
+            size: (kind == S_IFREG).then_some(meta.len()),
             mtime: matches!(kind, S_IFREG | S_IFDIR).then(|| meta.mtime()),
             content,
             rdev,
@@ -146,7 +152,10 @@ fn walk(
         },
     );
     if kind == S_IFDIR && meta.is_dir() {
-        let mut names: Vec<_> = std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let mut names: Vec<_> = std::fs::read_dir(&path)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         names.sort();
         for name in names {
             walk(root, &rel.join(name), reading, out, inodes);
@@ -160,14 +169,22 @@ pub fn assert_same(what: &str, want: &BTreeMap<PathBuf, Entry>, got: &BTreeMap<P
     for (path, w) in want {
         match got.get(path) {
             None => problems.push(format!("missing {}", path.display())),
-            Some(g) if g != w => problems.push(format!("differs {}:\n  want {w:?}\n  got  {g:?}", path.display())),
+            Some(g) if g != w => problems.push(format!(
+                "differs {}:\n  want {w:?}\n  got  {g:?}",
+                path.display()
+            )),
             Some(_) => {}
         }
     }
     for path in got.keys().filter(|p| !want.contains_key(*p)) {
         problems.push(format!("unexpected {}", path.display()));
     }
-    assert!(problems.is_empty(), "{what}: {} differences:\n{}", problems.len(), problems[..problems.len().min(10)].join("\n"));
+    assert!(
+        problems.is_empty(),
+        "{what}: {} differences:\n{}",
+        problems.len(),
+        problems[..problems.len().min(10)].join("\n")
+    );
 }
 
 /// The path of `source` (absolute) inside a snapshot or `current` at `backup`.

@@ -11,12 +11,11 @@
 //! reverse order: sshd stops, then the user is deleted, then the file system is unmounted.
 //! `LoopFs` and `Sshd` keep their area alive, so the area directory is removed only after
 //! the last of them is gone, whatever the order.
-#![allow(dead_code)]
+#![allow(dead_code)] // each integration-test crate uses only part of this module
 
 pub mod manifest;
 pub mod tree;
 pub mod world;
- // each integration-test crate uses only part of this module
 
 use std::fs::{self, File};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};

@@ -5,7 +5,7 @@ use std::fs;
 use std::os::unix::fs::{PermissionsExt, chown, symlink};
 use std::path::Path;
 
-use rustix::fs::{FileType, Mode, XattrFlags, lsetxattr, makedev, mknodat, CWD};
+use rustix::fs::{CWD, FileType, Mode, XattrFlags, lsetxattr, makedev, mknodat};
 
 use super::manifest::os;
 
@@ -15,7 +15,12 @@ fn set_mode(path: &Path, mode: u32) {
 
 fn set_mtime(path: &Path, secs: i64) {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs as u64);
-    fs::File::options().write(true).open(path).unwrap().set_modified(t).unwrap();
+    fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(t)
+        .unwrap();
 }
 
 /// Fills `root` with: nested directories with their own modes and owners,
@@ -59,13 +64,31 @@ pub fn populate(root: &Path) {
     fs::write(root.join(os(b"latin1-\xe9t\xe9")), "bytes\n").unwrap();
     fs::write(root.join("empty"), "").unwrap();
     // Specials.
-    mknodat(CWD, root.join("fifo"), FileType::Fifo, Mode::from_raw_mode(0o620), 0).unwrap();
-    mknodat(CWD, root.join("null-device"), FileType::CharacterDevice, Mode::from_raw_mode(0o666), makedev(1, 3)).unwrap();
+    mknodat(
+        CWD,
+        root.join("fifo"),
+        FileType::Fifo,
+        Mode::from_raw_mode(0o620),
+        0,
+    )
+    .unwrap();
+    mknodat(
+        CWD,
+        root.join("null-device"),
+        FileType::CharacterDevice,
+        Mode::from_raw_mode(0o666),
+        makedev(1, 3),
+    )
+    .unwrap();
     // Some bulk, so the transfer is more than a handful of packets.
     let bulk = root.join("var/lib/data");
     fs::create_dir_all(&bulk).unwrap();
     for i in 0..200 {
-        fs::write(bulk.join(format!("f{i:03}")), format!("{i}\n").repeat(i * 10)).unwrap();
+        fs::write(
+            bulk.join(format!("f{i:03}")),
+            format!("{i}\n").repeat(i * 10),
+        )
+        .unwrap();
     }
     set_mode(&root.join("var"), 0o711);
 }

@@ -70,7 +70,15 @@ impl World {
         let src = area.path.join("src");
         fs::create_dir(&src).unwrap();
         let client_dir = area.path.join("client");
-        Some(World { sshd, user, fs, area, server_bin, client_dir, src })
+        Some(World {
+            sshd,
+            user,
+            fs,
+            area,
+            server_bin,
+            client_dir,
+            src,
+        })
     }
 
     /// The store: the server user's home.
@@ -96,7 +104,10 @@ impl World {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_byteback"));
         cmd.args(args)
             .env_clear()
-            .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
             .env("BYTEBACK_CONFIG_DIR", &self.client_dir)
             .stdin(std::process::Stdio::null());
         cmd
@@ -131,7 +142,11 @@ impl World {
         args.extend(key_line.split(' '));
         let out = self.server(&args);
         assert!(out.status.success(), "new-client: {}", show(&out));
-        assert!(stdout(&out).contains(&format!("Client setup for {name} done!")), "{}", show(&out));
+        assert!(
+            stdout(&out).contains(&format!("Client setup for {name} done!")),
+            "{}",
+            show(&out)
+        );
         let out = self.client(&["test", "--accept-new-host-key"]);
         assert!(out.status.success(), "test: {}", show(&out));
         assert!(
@@ -186,7 +201,9 @@ impl World {
         if let Some(c) = command {
             cmd.arg(c);
         }
-        cmd.stdin(std::process::Stdio::null()).output().expect("run ssh")
+        cmd.stdin(std::process::Stdio::null())
+            .output()
+            .expect("run ssh")
     }
 
     /// ssh options that log in as the client.
