@@ -39,9 +39,12 @@ impl FromStr for Duration {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let d: SignedDuration = s.parse().map_err(|_| {
-            format!("{s:?} is not a duration; write e.g. \"90s\", \"10m\", \"6h\", \"1 day\"")
-        })?;
+        let bad = || format!("{s:?} is not a duration; write e.g. \"90s\", \"10m\", \"6h\", \"7 days\"");
+        // Days count as 24 hours: these are spans of elapsed time, not dates.
+        let span: jiff::Span = s.parse().map_err(|_| bad())?;
+        let d = span
+            .to_duration(jiff::SpanRelativeTo::days_are_24_hours())
+            .map_err(|_| bad())?;
         if d.is_negative() {
             return Err(format!("{s:?} is negative"));
         }

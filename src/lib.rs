@@ -10,6 +10,7 @@ pub mod error;
 pub mod exec;
 pub mod names;
 pub mod protocol;
+pub mod prune;
 pub mod server;
 pub mod store;
 pub mod sys;

@@ -245,19 +245,22 @@ pub struct PingReply {
     pub snapshots: u64,
     /// This client's newest snapshot, if any.
     pub newest: Option<String>,
+    /// A space problem on the server that needs a person, if any.
+    pub alert: Option<String>,
 }
 
 impl PingReply {
     /// `key=value` lines; unknown keys are ignored by older clients.
     pub fn render(&self) -> String {
         format!(
-            "protocol={}\nclient={}\nfree_bytes={}\ntotal_bytes={}\nsnapshots={}\nnewest={}\n",
+            "protocol={}\nclient={}\nfree_bytes={}\ntotal_bytes={}\nsnapshots={}\nnewest={}\n{}",
             self.protocol,
             self.client,
             self.free_bytes,
             self.total_bytes,
             self.snapshots,
             self.newest.as_deref().unwrap_or("none"),
+            self.alert.as_ref().map(|a| format!("alert={}\n", a.replace('\n', " "))).unwrap_or_default(),
         )
     }
 
@@ -275,6 +278,7 @@ impl PingReply {
                 .get("newest")
                 .filter(|n| **n != "none")
                 .map(|n| n.to_string()),
+            alert: fields.get("alert").map(|a| a.to_string()),
         })
     }
 }
@@ -433,9 +437,10 @@ mod tests {
             total_bytes: 20,
             snapshots: 3,
             newest: Some("2026-11-26T05:07:09Z".into()),
+            alert: Some("short of space: add disk".into()),
         };
         assert_eq!(PingReply::parse(&r.render()), Some(r.clone()));
-        let none = PingReply { newest: None, ..r };
+        let none = PingReply { newest: None, alert: None, ..r };
         assert_eq!(PingReply::parse(&none.render()), Some(none));
         assert_eq!(PingReply::parse("Welcome to the server\n"), None);
     }

@@ -138,6 +138,9 @@ pub fn test(dir: &ConfigDir, accept_new_host_key: bool) -> Result<()> {
         reply.newest.as_deref().unwrap_or("none"),
         crate::server::setup::human_bytes(reply.free_bytes)
     );
+    if let Some(alert) = &reply.alert {
+        println!("Warning from the server: {alert}");
+    }
     println!("Successfully connected and found backup space, ready to go.");
     Ok(())
 }

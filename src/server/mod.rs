@@ -12,6 +12,7 @@ use jiff::Timestamp;
 
 use crate::error::{Error, Result};
 use crate::names::ClientName;
+use crate::prune;
 use crate::store::Store;
 
 /// byteback's server side: the store, its clients and their snapshots.
@@ -61,6 +62,29 @@ enum Command {
         #[arg(long, value_name = "TIME")]
         at: Option<Timestamp>,
     },
+    /// Delete the least important snapshots if free space is short.
+    Prune {
+        #[arg(long)]
+        store: Option<PathBuf>,
+        /// Say what would be deleted and why; delete nothing.
+        #[arg(long, conflicts_with_all = ["force", "list"])]
+        dry_run: bool,
+        /// Delete the least important snapshot now, whatever the free space.
+        #[arg(long, conflicts_with = "list")]
+        force: bool,
+        /// Print every snapshot, most important first, as `INDEX CLIENT SNAPSHOT`; delete nothing.
+        #[arg(long)]
+        list: bool,
+        /// With --list: a JSON array of {client, snapshot, time}.
+        #[arg(long, requires = "list")]
+        json: bool,
+        /// The order of --list.
+        #[arg(long, value_enum, default_value = "importance")]
+        order: crate::prune::OrderKind,
+        /// Decide as if it were this time (RFC 3339), for reproducible listings.
+        #[arg(long, value_name = "TIME")]
+        now: Option<Timestamp>,
+    },
     /// List the snapshots of every client (or one).
     Snapshots {
         #[arg(long)]
@@ -100,6 +124,23 @@ pub fn run(cli: Cli) -> Result<u8> {
             println!("{name}");
             Ok(0)
         }
+        Command::Prune { store, dry_run, force, list, json, order, now } => {
+            let store = Store::open(&store_or_home(store)?)?;
+            let now = now.unwrap_or_else(Timestamp::now);
+            if list {
+                prune_list(&store, now, order, json)
+            } else {
+                if !dry_run {
+                    refuse_root()?;
+                }
+                let mode = match (dry_run, force) {
+                    (true, _) => prune::Mode::DryRun,
+                    (_, true) => prune::Mode::Force,
+                    _ => prune::Mode::IfNeeded,
+                };
+                prune_run(&store, now, mode)
+            }
+        }
         Command::Snapshots { store, client } => {
             let store = Store::open(&store_or_home(store)?)?;
             let clients = match client {
@@ -115,6 +156,52 @@ pub fn run(cli: Cli) -> Result<u8> {
             Ok(0)
         }
     }
+}
+
+fn prune_list(store: &Store, now: Timestamp, order: prune::OrderKind, json: bool) -> Result<u8> {
+    let placed = prune::ordered(&prune::all_snapshots(store)?, now, order);
+    if json {
+        let text = serde_json::to_string_pretty(&prune::json_entries(&placed))
+            .map_err(|e| Error::Command(format!("cannot write JSON: {e}")))?;
+        println!("{text}");
+    } else {
+        for line in prune::list_lines(&placed) {
+            println!("{line}");
+        }
+    }
+    Ok(0)
+}
+
+fn prune_run(store: &Store, now: Timestamp, mode: prune::Mode) -> Result<u8> {
+    let c = &store.config;
+    let outcome = prune::run(store, now, mode, None)?;
+    let free = |s: &Option<crate::sys::fs::Space>| s.map_or("?".to_owned(), |s| format!("{:.1}%", s.free_percent()));
+    match mode {
+        prune::Mode::DryRun if outcome.deleted.is_empty() => {
+            println!("Nothing to delete: {} free (pruning starts below {}%).", free(&outcome.before), c.min_free_percent);
+        }
+        prune::Mode::DryRun => {
+            println!(
+                "{} free, below {}%: would delete, in this order, until {}% is free:",
+                free(&outcome.before),
+                c.min_free_percent,
+                c.target_free_percent
+            );
+            for d in &outcome.deleted {
+                println!("  {d}");
+            }
+        }
+        _ if outcome.deleted.is_empty() => {
+            println!("Nothing to delete: {} free (pruning starts below {}%).", free(&outcome.before), c.min_free_percent);
+        }
+        _ => {
+            for d in &outcome.deleted {
+                println!("deleted {d}");
+            }
+            println!("Free space: {} before, {} now.", free(&outcome.before), free(&outcome.after));
+        }
+    }
+    Ok(0)
 }
 
 /// `--store`, or the running user's home.

@@ -17,6 +17,7 @@ use rustix::fs::{Mode, OFlags, openat};
 use crate::error::{Error, Result};
 use crate::names::ClientName;
 use crate::protocol::{self, PROTOCOL_VERSION, PingReply, Request};
+use crate::prune::{self, growth};
 use crate::store::{self, Store};
 use crate::sys::fs::space;
 
@@ -60,7 +61,11 @@ fn serve(store: &Store, client: &ClientName, request: Request) -> Result<u8> {
     match request {
         Request::Ping => {
             let snapshots = store.snapshots(client)?;
-            let room = space(store.root())?;
+            // What btrfs can really still take; statvfs if that cannot be read.
+            let room = match crate::store::space::measure(store.root()) {
+                Ok(room) => room,
+                Err(_) => space(store.root())?,
+            };
             let reply = PingReply {
                 protocol: PROTOCOL_VERSION,
                 client: client.to_string(),
@@ -68,6 +73,7 @@ fn serve(store: &Store, client: &ClientName, request: Request) -> Result<u8> {
                 total_bytes: room.total_bytes,
                 snapshots: snapshots.len() as u64,
                 newest: snapshots.last().map(|s| s.name.to_string()),
+                alert: store.space_alert(),
             };
             print!("{}", reply.render());
             Ok(0)
@@ -131,6 +137,22 @@ fn receive(store: &Store, client: &ClientName, options: &[String]) -> Result<u8>
     // The rsync child inherits the lock: if this process is killed, the
     // receiver it started still holds it until it ends.
     lock.share_with_children()?;
+    // Make room before the client writes: a backup that failed for lack of
+    // space succeeds on its next attempt without anyone acting.
+    match prune::run(store, Timestamp::now(), prune::Mode::IfNeeded, Some(client)) {
+        Ok(_) => {}
+        Err(e @ Error::Refused(_)) => return Err(e),
+        Err(e) => {
+            store.log(&format!("{client}: prune before receiving: {e}"));
+            eprintln!("byteback-server: warning: {e}");
+        }
+    }
+    // rsync's log goes into a pipe, read while it runs (see prune::growth).
+    let (log_reader, log_writer) = std::io::pipe().map_err(|e| Error::Command(format!("cannot make a pipe: {e}")))?;
+    let flags = rustix::io::fcntl_getfd(&log_writer).map_err(|e| Error::Command(format!("pipe: {e}")))?;
+    rustix::io::fcntl_setfd(&log_writer, flags - rustix::io::FdFlags::CLOEXEC)
+        .map_err(|e| Error::Command(format!("pipe: {e}")))?;
+    let log_fd = std::os::fd::AsRawFd::as_raw_fd(&log_writer);
     enter_current(store, client)?;
     let mut args: Vec<String> = vec!["--server".into()];
     args.extend(options.iter().cloned());
@@ -143,16 +165,28 @@ fn receive(store: &Store, client: &ClientName, options: &[String]) -> Result<u8>
     if !options.iter().any(|o| o.starts_with("--timeout=")) {
         args.push(format!("--timeout={}", store.config.io_timeout.as_secs()));
     }
+    // What arrived, for the growth check: bytes per file and the total size.
+    args.push(format!("--log-file=/proc/self/fd/{log_fd}"));
+    args.push("--log-file-format=%b".into());
     // The destination is the pinned working directory, whatever the client named.
     args.push(".".into());
     args.push(".".into());
     store.log(&format!("{client}: receiving backup"));
-    let status = Command::new("rsync")
+    let mut child = Command::new("rsync")
         .args(&args)
-        .status()
+        .spawn()
         .map_err(|e| Error::Command(format!("cannot run rsync on the server: {e}")))?;
+    drop(log_writer);
+    let log_thread = std::thread::spawn(move || growth::Tally::read(log_reader));
+    let status = child
+        .wait()
+        .map_err(|e| Error::Command(format!("rsync on the server: {e}")))?;
+    let transfer_log = log_thread.join().unwrap_or_default();
     let code = status.code().unwrap_or(20);
     store.log(&format!("{client}: receiver ended ({status})"));
+    if let Err(e) = growth::record_transfer(store, client, transfer_log, code == 0 || code == 24) {
+        store.log(&format!("{client}: cannot record the transfer's size: {e}"));
+    }
     drop(lock);
     Ok(u8::try_from(code).unwrap_or(1))
 }

@@ -14,6 +14,7 @@
 //! (which no client name can collide with, since names never start with `.`).
 
 pub mod btrfs;
+pub mod space;
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -41,7 +42,7 @@ pub enum Backend {
 }
 
 /// The server configuration, `<store>/.byteback/server.toml`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// How snapshots are made.
@@ -52,6 +53,15 @@ pub struct ServerConfig {
     pub io_timeout: config::Duration,
     /// How long a backup waits for a previous one of the same client to end.
     pub lock_wait: config::Duration,
+    /// Pruning starts when free space falls below this percentage.
+    pub min_free_percent: f64,
+    /// Pruning goes on until free space reaches this percentage.
+    pub target_free_percent: f64,
+    /// Nothing is pruned automatically unless a snapshot is at least this old.
+    pub min_age: config::Duration,
+    /// No room is made for a backup that grew by this much (percent of its
+    /// previous size) since its last snapshot.
+    pub max_growth_percent: u64,
 }
 
 impl Default for ServerConfig {
@@ -61,13 +71,17 @@ impl Default for ServerConfig {
             min_snapshot_interval: config::Duration::from_secs(6 * 3600),
             io_timeout: config::Duration::from_secs(600),
             lock_wait: config::Duration::from_secs(120),
+            min_free_percent: 5.0,
+            target_free_percent: 10.0,
+            min_age: config::Duration::from_secs(7 * 86400),
+            max_growth_percent: 100,
         }
     }
 }
 
 /// The documented configuration file `byteback-server setup` writes.
 pub const SERVER_CONFIG_TEMPLATE: &str = r#"# byteback server configuration. Every key is shown with its default;
-# durations are written like "90s", "10m", "6h" or "1 day".
+# durations are written like "90s", "10m", "6h" or "7 days".
 
 # How snapshots are made: "btrfs" (current is a subvolume, snapshots are
 # read-only btrfs snapshots).
@@ -83,6 +97,21 @@ io_timeout = "10m"
 # How long a new backup waits for an earlier one of the same client that is
 # still running (e.g. left behind by a dropped connection) before refusing.
 lock_wait = "2m"
+
+# Pruning: when the store's really writable space (btrfs's own figures, with
+# headroom for metadata) falls below min_free_percent, the least important
+# snapshots are deleted one by one until it reaches target_free_percent.
+# A client's newest snapshot is never deleted.
+min_free_percent = 5.0
+target_free_percent = 10.0
+
+# Nothing is pruned automatically until some snapshot is at least this old.
+min_age = "7 days"
+
+# No other client's history is deleted to make room for a backup that grew,
+# since its client's last snapshot, by this percentage of its previous size
+# or more (100 = it doubled).
+max_growth_percent = 100
 "#;
 
 /// One snapshot of a client.
@@ -115,6 +144,20 @@ impl Store {
 
     /// Opens a store that `byteback-server setup` has prepared.
     pub fn open(root: &Path) -> Result<Store> {
+        let store = Self::open_unchecked(root)?;
+        let c = &store.config;
+        if !(0.0..=100.0).contains(&c.min_free_percent) || !(c.min_free_percent..=100.0).contains(&c.target_free_percent) {
+            return Err(Error::Config(format!(
+                "invalid config {}: need 0 <= min_free_percent <= target_free_percent <= 100 (now {} and {})",
+                Self::config_path_of(root).display(),
+                c.min_free_percent,
+                c.target_free_percent
+            )));
+        }
+        Ok(store)
+    }
+
+    fn open_unchecked(root: &Path) -> Result<Store> {
         let path = Self::config_path_of(root);
         let config = config::load::<ServerConfig>(&path)?.ok_or_else(|| {
             Error::Config(format!(
@@ -281,6 +324,47 @@ impl Store {
             let _ = std::fs::remove_file(&marker);
         }
         result.map(|()| name)
+    }
+
+    /// Deletes a snapshot: clears its read-only flag (the owner may only
+    /// delete writable subvolumes), deletes it, and drops its partial marker.
+    pub fn delete_snapshot(&self, client: &ClientName, name: &SnapshotName) -> Result<()> {
+        let dir = self.client_dir(client);
+        let path = dir.join(name.as_str());
+        match self.config.backend {
+            Backend::Btrfs => {
+                if btrfs::is_readonly(&path)? {
+                    btrfs::make_writable(&path)?;
+                }
+                btrfs::delete_subvolume(&path)?;
+            }
+        }
+        let marker = dir.join(format!("{name}.partial"));
+        match std::fs::remove_file(&marker) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io("cannot remove", &marker, e)),
+            _ => Ok(()),
+        }
+    }
+
+    fn alert_path(&self) -> PathBuf {
+        Self::state_dir_of(&self.root).join("space-alert")
+    }
+
+    /// Notes that the store is short of space and a person must act: logged,
+    /// and shown to clients and in status until pruning succeeds again.
+    pub fn record_space_alert(&self, message: &str) {
+        self.log(&format!("ALERT: {message}"));
+        let _ = write_atomic(&self.alert_path(), format!("{message}\n").as_bytes(), 0o644);
+    }
+
+    /// The space problem last recorded, if it is still current.
+    pub fn space_alert(&self) -> Option<String> {
+        std::fs::read_to_string(self.alert_path()).ok().map(|s| s.trim().to_owned())
+    }
+
+    /// Pruning made room again.
+    pub fn clear_space_alert(&self) {
+        let _ = std::fs::remove_file(self.alert_path());
     }
 
     /// Appends one line to the server log (and never fails the caller: a

@@ -1,0 +1,1 @@
+//! Stub: the benchmark reuses only the fixtures in tests/support/mod.rs.

@@ -1,0 +1,320 @@
+//! Automatic pruning: when the store runs short of space, delete the least
+//! important snapshots, one at a time, until there is room again.
+//!
+//! The decisions are pure ([`plan`] over the importance [`order`]); the
+//! executor ([`run`]) only measures, deletes and waits. Guards: a client's
+//! newest snapshot is never deleted; nothing is deleted automatically
+//! unless some snapshot is older than `min_age`; and a client whose backup
+//! suddenly grew past `max_growth_percent` gets no room made for it.
+
+pub mod growth;
+pub mod order;
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::names::{ClientName, SnapshotName};
+use crate::store::{Store, btrfs, space};
+use crate::sys::fs::Space;
+use crate::sys::lock::Lock;
+use order::{Candidate, Reason};
+
+/// One snapshot in the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSnapshot {
+    pub client: ClientName,
+    pub name: SnapshotName,
+}
+
+/// A snapshot's place in an ordering, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placed {
+    pub snapshot: StoredSnapshot,
+    pub reason: Reason,
+}
+
+/// How `--list` and the planner order snapshots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OrderKind {
+    /// The importance order: what keeps the most useful history.
+    Importance,
+    /// Newest first.
+    Age,
+}
+
+/// Every snapshot, most important first (the last is deleted first).
+pub fn ordered(snapshots: &[StoredSnapshot], now: Timestamp, kind: OrderKind) -> Vec<Placed> {
+    match kind {
+        OrderKind::Importance => {
+            let candidates: Vec<Candidate<'_>> = snapshots
+                .iter()
+                .map(|s| Candidate {
+                    client: s.client.as_str(),
+                    time: s.name.time(),
+                })
+                .collect();
+            order::importance_order(&candidates, now)
+                .into_iter()
+                .map(|r| Placed {
+                    snapshot: snapshots[r.index].clone(),
+                    reason: r.reason,
+                })
+                .collect()
+        }
+        OrderKind::Age => {
+            let mut all: Vec<Placed> = snapshots
+                .iter()
+                .map(|s| Placed {
+                    snapshot: s.clone(),
+                    reason: Reason::Remaining,
+                })
+                .collect();
+            all.sort_by(|a, b| {
+                (b.snapshot.name.time(), &a.snapshot.client).cmp(&(a.snapshot.name.time(), &b.snapshot.client))
+            });
+            all
+        }
+    }
+}
+
+/// A planned deletion and its reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deletion {
+    pub snapshot: StoredSnapshot,
+    pub why: String,
+}
+
+impl fmt::Display for Deletion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {} ({})", self.snapshot.client, self.snapshot.name, self.why)
+    }
+}
+
+/// The snapshots that may be deleted, first to delete first: the
+/// importance order read backwards, skipping each client's newest.
+pub fn plan(snapshots: &[StoredSnapshot], now: Timestamp) -> Vec<Deletion> {
+    let placed = ordered(snapshots, now, OrderKind::Importance);
+    let total = placed.len();
+    placed
+        .into_iter()
+        .enumerate()
+        .rev()
+        .filter(|(_, p)| !is_newest_of_client(snapshots, &p.snapshot))
+        .map(|(i, p)| Deletion {
+            why: format!("least important left: {} of {total}, {}", i + 1, p.reason),
+            snapshot: p.snapshot,
+        })
+        .collect()
+}
+
+fn is_newest_of_client(all: &[StoredSnapshot], s: &StoredSnapshot) -> bool {
+    !all.iter().any(|o| o.client == s.client && o.name.time() > s.name.time())
+}
+
+/// Whether automatic pruning may run at all: only once some snapshot is
+/// older than `min_age`, so a young store is never thinned out.
+pub fn old_enough(snapshots: &[StoredSnapshot], now: Timestamp, min_age: jiff::SignedDuration) -> bool {
+    snapshots.iter().any(|s| now.duration_since(s.name.time()) >= min_age)
+}
+
+/// Every snapshot of every client.
+pub fn all_snapshots(store: &Store) -> Result<Vec<StoredSnapshot>> {
+    let mut all = Vec::new();
+    for client in store.clients()? {
+        for s in store.snapshots(&client)? {
+            all.push(StoredSnapshot {
+                client: client.clone(),
+                name: s.name,
+            });
+        }
+    }
+    Ok(all)
+}
+
+/// What [`run`] should do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Prune only if free space is below the minimum, up to the target.
+    IfNeeded,
+    /// Delete the least important deletable snapshot now.
+    Force,
+    /// Say what `IfNeeded` would delete, deleting nothing.
+    DryRun,
+}
+
+/// What a prune run did.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub deleted: Vec<Deletion>,
+    pub before: Option<Space>,
+    pub after: Option<Space>,
+}
+
+/// The line for an [`Outcome`] in logs and on the terminal.
+fn space_words(s: &Space) -> String {
+    format!("{:.1}% free ({} bytes)", s.free_percent(), s.free_bytes)
+}
+
+/// Prunes the store per `mode`. `on_behalf` is the client whose backup
+/// wants the room (checked against `max_growth_percent`). One prune runs at
+/// a time; others wait for it.
+pub fn run(store: &Store, now: Timestamp, mode: Mode, on_behalf: Option<&ClientName>) -> Result<Outcome> {
+    let lock_path = Store::state_dir_of(store.root()).join("prune.lock");
+    let _lock = Lock::acquire(&lock_path, Duration::from_secs(600))?
+        .ok_or_else(|| Error::Locked("another prune has been running for 10 minutes; try again later".into()))?;
+    let config = &store.config;
+    let mut outcome = Outcome::default();
+    let mut free = space::measure(store.root())?;
+    outcome.before = Some(free);
+    let min = config.min_free_percent;
+    let target = config.target_free_percent;
+    if mode != Mode::Force && free.free_percent() >= min {
+        outcome.after = Some(free);
+        return Ok(outcome);
+    }
+    let snapshots = all_snapshots(store)?;
+    if mode != Mode::Force && !old_enough(&snapshots, now, config.min_age.0) {
+        let msg = format!(
+            "store {} is short of space ({}, minimum {min}%) but no snapshot is older than min_age ({}), so none is deleted: add disk space",
+            store.root().display(),
+            space_words(&free),
+            config.min_age
+        );
+        store.record_space_alert(&msg);
+        return Err(Error::Unsupported(msg));
+    }
+    if let (Some(client), Mode::IfNeeded) = (on_behalf, mode) {
+        if let Some(refusal) = growth::refusal(store, client)? {
+            store.record_space_alert(&refusal);
+            return Err(Error::Refused(refusal));
+        }
+    }
+    let candidates = plan(&snapshots, now);
+    if mode == Mode::DryRun {
+        outcome.deleted = candidates;
+        outcome.after = Some(free);
+        return Ok(outcome);
+    }
+    let mut remaining = snapshots;
+    loop {
+        let Some(next) = plan(&remaining, now).into_iter().next() else {
+            let msg = format!(
+                "store {} is short of space ({}, minimum {min}%) and every snapshot left is a client's newest: add disk space",
+                store.root().display(),
+                space_words(&free)
+            );
+            store.record_space_alert(&msg);
+            if mode == Mode::Force && outcome.deleted.is_empty() {
+                return Err(Error::Refused("nothing may be deleted: every snapshot is its client's newest".into()));
+            }
+            return Err(Error::Unsupported(msg));
+        };
+        store.delete_snapshot(&next.snapshot.client, &next.snapshot.name)?;
+        store.log(&format!("prune: deleted {next}"));
+        remaining.retain(|s| s != &next.snapshot);
+        outcome.deleted.push(next);
+        free = wait_for_space(store)?;
+        if mode == Mode::Force || free.free_percent() >= target {
+            break;
+        }
+    }
+    store.clear_space_alert();
+    outcome.after = Some(free);
+    Ok(outcome)
+}
+
+/// After a deletion, waits until btrfs has released the space, then measures.
+fn wait_for_space(store: &Store) -> Result<Space> {
+    if btrfs::wait_for_deletions(store.root())? {
+        return space::measure(store.root());
+    }
+    // Older kernels: poll until the figure stops changing (bounded).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = space::measure(store.root())?;
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = space::measure(store.root())?;
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    Ok(last)
+}
+
+/// One line per snapshot for `--list`: `INDEX CLIENT SNAPSHOT`.
+pub fn list_lines(placed: &[Placed]) -> Vec<String> {
+    placed
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("{} {} {}", i + 1, p.snapshot.client, p.snapshot.name))
+        .collect()
+}
+
+/// One entry of `--list --json`.
+#[derive(Debug, Serialize)]
+pub struct JsonEntry {
+    pub client: String,
+    pub snapshot: String,
+    pub time: String,
+}
+
+/// `--list --json` entries.
+pub fn json_entries(placed: &[Placed]) -> Vec<JsonEntry> {
+    placed
+        .iter()
+        .map(|p| JsonEntry {
+            client: p.snapshot.client.to_string(),
+            snapshot: p.snapshot.name.to_string(),
+            time: p.snapshot.name.time().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(client: &str, time: &str) -> StoredSnapshot {
+        StoredSnapshot {
+            client: ClientName::new(client).unwrap(),
+            name: SnapshotName::parse(time).unwrap(),
+        }
+    }
+
+    #[test]
+    fn plan_never_offers_a_clients_newest() {
+        let now: Timestamp = "2026-11-26T12:00:00Z".parse().unwrap();
+        let all = vec![
+            snap("a", "2026-11-26T01:00:00Z"),
+            snap("a", "2026-11-20T01:00:00Z"),
+            snap("a", "2026-11-25T23:00:00Z"),
+            snap("b", "2014-03-02T23:10+0100"),
+        ];
+        let plan = plan(&all, now);
+        let names: Vec<String> = plan.iter().map(|d| format!("{} {}", d.snapshot.client, d.snapshot.name)).collect();
+        assert!(!names.iter().any(|n| n == "a 2026-11-26T01:00:00Z" || n.starts_with("b ")), "{names:?}");
+        assert_eq!(names.len(), 2);
+        assert!(plan[0].why.starts_with("least important left"), "{}", plan[0].why);
+    }
+
+    #[test]
+    fn min_age_guard() {
+        let now: Timestamp = "2026-11-26T12:00:00Z".parse().unwrap();
+        let week = jiff::SignedDuration::from_hours(24 * 7);
+        assert!(!old_enough(&[snap("a", "2026-11-20T12:00:00Z")], now, week));
+        assert!(old_enough(&[snap("a", "2026-11-19T12:00:00Z")], now, week));
+    }
+
+    #[test]
+    fn age_order_is_newest_first() {
+        let now: Timestamp = "2026-11-26T12:00:00Z".parse().unwrap();
+        let all = vec![snap("a", "2026-11-20T01:00:00Z"), snap("b", "2026-11-21T01:00:00Z"), snap("a", "2026-11-22T01:00:00Z")];
+        let lines = list_lines(&ordered(&all, now, OrderKind::Age));
+        assert_eq!(lines, ["1 a 2026-11-22T01:00:00Z", "2 b 2026-11-21T01:00:00Z", "3 a 2026-11-20T01:00:00Z"]);
+    }
+}

@@ -1,0 +1,204 @@
+//! How much a btrfs store can really still take.
+//!
+//! `statvfs` can show plenty free while btrfs has no unallocated space left
+//! and its metadata is full, at which point every write (and even deleting
+//! a snapshot) fails. So the free figure combines statvfs with btrfs's own
+//! accounting — data and metadata allocated and used, unallocated space,
+//! the global reserve — and keeps headroom for metadata. The figures come
+//! from `btrfs filesystem usage -b`, which works for the unprivileged owner.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::error::{Error, Result};
+use crate::exec;
+use crate::sys::fs::Space;
+
+/// btrfs's own accounting of a filesystem, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct BtrfsUsage {
+    /// Raw size of all devices.
+    pub device_size: u64,
+    /// Raw space not yet allocated to any chunk.
+    pub unallocated: u64,
+    /// Data chunks: allocated and used (logical bytes).
+    pub data_size: u64,
+    pub data_used: u64,
+    /// Metadata chunks: allocated and used (logical bytes).
+    pub metadata_size: u64,
+    pub metadata_used: u64,
+    /// Raw bytes per logical byte (2 for DUP or RAID1).
+    pub data_ratio: f64,
+    pub metadata_ratio: f64,
+    /// Metadata kept back for emergencies (e.g. deleting).
+    pub global_reserve: u64,
+}
+
+/// Reads btrfs's accounting for the filesystem holding `path`.
+pub fn usage(path: &Path) -> Result<BtrfsUsage> {
+    let out = exec::run(Command::new("btrfs").args(["filesystem", "usage", "-b"]).arg(path))?;
+    parse_usage(&out).ok_or_else(|| {
+        Error::Command(format!("cannot understand `btrfs filesystem usage -b {}`", path.display()))
+    })
+}
+
+/// Parses the output of `btrfs filesystem usage -b`.
+pub fn parse_usage(text: &str) -> Option<BtrfsUsage> {
+    let mut u = BtrfsUsage::default();
+    let number = |s: &str| s.split_whitespace().next()?.parse::<f64>().ok();
+    let (mut seen_size, mut seen_unalloc) = (false, false);
+    for line in text.lines().map(str::trim) {
+        if let Some((key, value)) = line.split_once(':') {
+            match key {
+                "Device size" => {
+                    u.device_size = number(value)? as u64;
+                    seen_size = true;
+                }
+                "Device unallocated" => {
+                    u.unallocated = number(value)? as u64;
+                    seen_unalloc = true;
+                }
+                "Data ratio" => u.data_ratio = number(value)?,
+                "Metadata ratio" => u.metadata_ratio = number(value)?,
+                "Global reserve" => u.global_reserve = number(value)? as u64,
+                _ => {}
+            }
+        }
+        // "Data,single: Size:8388608, Used:0 (0.00%)"
+        let chunk = |prefix: &str| -> Option<(u64, u64)> {
+            let rest = line.strip_prefix(prefix)?;
+            let size = rest.split("Size:").nth(1)?.split(',').next()?.trim().parse().ok()?;
+            let used = rest.split("Used:").nth(1)?.split_whitespace().next()?.parse().ok()?;
+            Some((size, used))
+        };
+        if let Some((size, used)) = chunk("Data,") {
+            u.data_size += size;
+            u.data_used += used;
+        }
+        if let Some((size, used)) = chunk("Metadata,") {
+            u.metadata_size += size;
+            u.metadata_used += used;
+        }
+    }
+    if u.data_ratio <= 0.0 {
+        u.data_ratio = 1.0;
+    }
+    if u.metadata_ratio <= 0.0 {
+        u.metadata_ratio = 1.0;
+    }
+    (seen_size && seen_unalloc).then_some(u)
+}
+
+/// Metadata to keep free beyond the global reserve: 0.5% of the device, at
+/// least 4 MiB, so writes and snapshot deletion never starve.
+pub fn metadata_headroom(u: &BtrfsUsage) -> u64 {
+    (u.device_size / 200).max(4 << 20)
+}
+
+/// What the store can really still take, as a [`Space`]: the smaller of
+/// statvfs's figure and btrfs's data room, and nothing at all when metadata
+/// has less than its headroom left.
+pub fn writable(u: &BtrfsUsage, statvfs: Space) -> Space {
+    let headroom = metadata_headroom(u);
+    let meta_free = u.metadata_size.saturating_sub(u.metadata_used).saturating_sub(u.global_reserve);
+    let meta_room = meta_free + (u.unallocated as f64 / u.metadata_ratio) as u64;
+    let total = ((u.device_size as f64 / u.data_ratio) as u64).max(1);
+    if meta_room < headroom {
+        return Space { free_bytes: 0, total_bytes: total };
+    }
+    // Unallocated space also has to provide the metadata headroom not yet allocated.
+    let meta_to_allocate = headroom.saturating_sub(meta_free);
+    let unalloc_for_data = u.unallocated.saturating_sub((meta_to_allocate as f64 * u.metadata_ratio) as u64);
+    let data_room = u.data_size.saturating_sub(u.data_used) + (unalloc_for_data as f64 / u.data_ratio) as u64;
+    Space {
+        free_bytes: data_room.min(statvfs.free_bytes),
+        total_bytes: total,
+    }
+}
+
+/// The store's really writable space.
+pub fn measure(path: &Path) -> Result<Space> {
+    let statvfs = crate::sys::fs::space(path)?;
+    Ok(writable(&usage(path)?, statvfs))
+}
+
+impl Space {
+    /// Free space as a percentage of the total.
+    pub fn free_percent(&self) -> f64 {
+        self.free_bytes as f64 * 100.0 / self.total_bytes.max(1) as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = "WARNING: cannot read detailed chunk info, per-device usage will not be shown, run as root
+Overall:
+    Device size:\t\t         536870912
+    Device allocated:\t\t          92274688
+    Device unallocated:\t\t         444596224
+    Device missing:\t\t                 0
+    Used:\t\t\t            360448
+    Free (estimated):\t\t         452984832\t(min: 230686720)
+    Data ratio:\t\t\t              1.00
+    Metadata ratio:\t\t              2.00
+    Global reserve:\t\t           5767168\t(used: 0)
+    Multiple profiles:\t\t                no
+
+Data,single: Size:8388608, Used:1048576 (12.50%)
+
+Metadata,DUP: Size:33554432, Used:163840 (0.49%)
+
+System,DUP: Size:8388608, Used:16384 (0.20%)
+";
+
+    fn statvfs(free: u64) -> Space {
+        Space { free_bytes: free, total_bytes: 536870912 }
+    }
+
+    #[test]
+    fn parses_unprivileged_output() {
+        let u = parse_usage(SAMPLE).unwrap();
+        assert_eq!(u.device_size, 536870912);
+        assert_eq!(u.unallocated, 444596224);
+        assert_eq!((u.data_size, u.data_used), (8388608, 1048576));
+        assert_eq!((u.metadata_size, u.metadata_used), (33554432, 163840));
+        assert_eq!((u.data_ratio, u.metadata_ratio), (1.0, 2.0));
+        assert_eq!(u.global_reserve, 5767168);
+        assert_eq!(parse_usage("garbage"), None);
+    }
+
+    #[test]
+    fn statvfs_caps_the_estimate() {
+        let u = parse_usage(SAMPLE).unwrap();
+        let s = writable(&u, statvfs(100 << 20));
+        assert_eq!(s.free_bytes, 100 << 20);
+        let s = writable(&u, statvfs(u64::MAX));
+        // Allocated-but-unused data plus unallocated space.
+        assert_eq!(s.free_bytes, 7340032 + 444596224);
+    }
+
+    #[test]
+    fn full_metadata_means_nothing_is_writable() {
+        // No unallocated space, metadata used up to the reserve: statvfs may
+        // still claim room in data chunks, but nothing can be written.
+        let u = BtrfsUsage {
+            device_size: 1 << 30,
+            unallocated: 0,
+            data_size: 900 << 20,
+            data_used: 700 << 20,
+            metadata_size: 100 << 20,
+            metadata_used: 95 << 20,
+            data_ratio: 1.0,
+            metadata_ratio: 2.0,
+            global_reserve: 4 << 20,
+        };
+        assert_eq!(writable(&u, statvfs(200 << 20)).free_bytes, 0);
+        // With some unallocated space metadata can grow again, and data gets the rest.
+        let u = BtrfsUsage { unallocated: 64 << 20, ..u };
+        let s = writable(&u, statvfs(u64::MAX));
+        assert!(s.free_bytes > 200 << 20 && s.free_bytes < (200 + 64) << 20, "{s:?}");
+        assert!((s.free_percent() - s.free_bytes as f64 * 100.0 / (1u64 << 30) as f64).abs() < 1e-9);
+    }
+}
