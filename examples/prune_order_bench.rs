@@ -35,7 +35,7 @@ fn case(clients: usize, now: Timestamp, names: &[String]) {
     let mut candidates = Vec::with_capacity(clients * DAYS as usize);
     for name in &names[..clients] {
         for back in 0..DAYS {
-            if rng.next().is_multiple_of(32) {
+            if rng.next() % 32 == 0 {
                 continue; // a missed day
             }
             let secs = today - back * 86_400 + (rng.next() % 7_200) as i64;

@@ -39,7 +39,8 @@ impl FromStr for Duration {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("{s:?} is not a duration; write e.g. \"90s\", \"10m\", \"6h\", \"7 days\"");
+        let bad =
+            || format!("{s:?} is not a duration; write e.g. \"90s\", \"10m\", \"6h\", \"7 days\"");
         // Days count as 24 hours: these are spans of elapsed time, not dates.
         let span: jiff::Span = s.parse().map_err(|_| bad())?;
         let d = span

@@ -260,7 +260,10 @@ impl PingReply {
             self.total_bytes,
             self.snapshots,
             self.newest.as_deref().unwrap_or("none"),
-            self.alert.as_ref().map(|a| format!("alert={}\n", a.replace('\n', " "))).unwrap_or_default(),
+            self.alert
+                .as_ref()
+                .map(|a| format!("alert={}\n", a.replace('\n', " ")))
+                .unwrap_or_default(),
         )
     }
 
@@ -440,7 +443,11 @@ mod tests {
             alert: Some("short of space: add disk".into()),
         };
         assert_eq!(PingReply::parse(&r.render()), Some(r.clone()));
-        let none = PingReply { newest: None, alert: None, ..r };
+        let none = PingReply {
+            newest: None,
+            alert: None,
+            ..r
+        };
         assert_eq!(PingReply::parse(&none.render()), Some(none));
         assert_eq!(PingReply::parse("Welcome to the server\n"), None);
     }

@@ -156,7 +156,17 @@ fn with_attempts(e: Error, attempts: u32) -> Error {
 /// One attempt: ping, transfer, snapshot.
 fn try_once(ssh: &crate::exec::ssh::Ssh, transfer: &BackupTransfer, last: bool) -> Result<String> {
     remote::ping(ssh)?;
-    let (outcome, code, failed) = transfer_files(transfer)?;
+    let Transferred {
+        outcome,
+        code,
+        failed,
+        server_said,
+    } = transfer_files(transfer)?;
+    if let (false, Some(said)) = (outcome.is_success(), server_said) {
+        // The server refused the transfer (its words came through rsync's
+        // stderr); rsync only knows the connection closed.
+        return Err(remote::server_error(6, &said));
+    }
     match outcome {
         Outcome::Ok | Outcome::Vanished => remote::complete(ssh, None),
         Outcome::SomeFilesFailed if last => {
@@ -190,8 +200,9 @@ fn try_once(ssh: &crate::exec::ssh::Ssh, transfer: &BackupTransfer, last: bool) 
     }
 }
 
-/// Runs rsync, passing its output through and collecting failed file names.
-fn transfer_files(transfer: &BackupTransfer) -> Result<(Outcome, Option<i32>, Vec<String>)> {
+/// Runs rsync, passing its output through and collecting failed file names
+/// and the server's own error, if it gave one.
+fn transfer_files(transfer: &BackupTransfer) -> Result<Transferred> {
     let mut cmd = Command::new(&transfer.rsync);
     cmd.args(transfer.args())
         .stdin(Stdio::null())
@@ -200,10 +211,16 @@ fn transfer_files(transfer: &BackupTransfer) -> Result<(Outcome, Option<i32>, Ve
         .spawn()
         .map_err(|e| Error::Command(format!("cannot run {}: {e}", exec::display(&cmd))))?;
     let mut failed = Vec::new();
+    let mut server_said = None;
     if let Some(stderr) = child.stderr.take() {
         for line in BufReader::new(stderr).split(b'\n').map_while(|l| l.ok()) {
             let line = String::from_utf8_lossy(&line);
             eprintln!("{line}");
+            if line.starts_with("byteback-server: ")
+                && !line.starts_with("byteback-server: warning: ")
+            {
+                server_said = Some(line.to_string());
+            }
             if let Some(name) = failed_file(&line) {
                 if failed.len() < MAX_FAILED_FILES {
                     failed.push(name.to_owned());
@@ -214,5 +231,21 @@ fn transfer_files(transfer: &BackupTransfer) -> Result<(Outcome, Option<i32>, Ve
     let status = child
         .wait()
         .map_err(|e| Error::Command(format!("rsync: {e}")))?;
-    Ok((Outcome::of_exit(status.code()), status.code(), failed))
+    Ok(Transferred {
+        outcome: Outcome::of_exit(status.code()),
+        code: status.code(),
+        failed,
+        server_said,
+    })
+}
+
+/// How one rsync run ended.
+struct Transferred {
+    outcome: Outcome,
+    /// rsync's exit status (`None`: killed by a signal).
+    code: Option<i32>,
+    /// Files rsync named as failed.
+    failed: Vec<String>,
+    /// The server's own error line, if it refused.
+    server_said: Option<String>,
 }

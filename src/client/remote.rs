@@ -68,6 +68,7 @@ pub fn server_error(code: i32, stderr: &str) -> Error {
     };
     match code {
         4 => Error::Locked(said),
+        _ if said.contains("already in progress") => Error::Locked(said),
         5 => Error::Connection(said),
         _ => Error::Refused(said),
     }

@@ -74,7 +74,8 @@ pub fn ordered(snapshots: &[StoredSnapshot], now: Timestamp, kind: OrderKind) ->
                 })
                 .collect();
             all.sort_by(|a, b| {
-                (b.snapshot.name.time(), &a.snapshot.client).cmp(&(a.snapshot.name.time(), &b.snapshot.client))
+                (b.snapshot.name.time(), &a.snapshot.client)
+                    .cmp(&(a.snapshot.name.time(), &b.snapshot.client))
             });
             all
         }
@@ -90,7 +91,11 @@ pub struct Deletion {
 
 impl fmt::Display for Deletion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {} ({})", self.snapshot.client, self.snapshot.name, self.why)
+        write!(
+            f,
+            "{} {} ({})",
+            self.snapshot.client, self.snapshot.name, self.why
+        )
     }
 }
 
@@ -112,13 +117,20 @@ pub fn plan(snapshots: &[StoredSnapshot], now: Timestamp) -> Vec<Deletion> {
 }
 
 fn is_newest_of_client(all: &[StoredSnapshot], s: &StoredSnapshot) -> bool {
-    !all.iter().any(|o| o.client == s.client && o.name.time() > s.name.time())
+    !all.iter()
+        .any(|o| o.client == s.client && o.name.time() > s.name.time())
 }
 
 /// Whether automatic pruning may run at all: only once some snapshot is
 /// older than `min_age`, so a young store is never thinned out.
-pub fn old_enough(snapshots: &[StoredSnapshot], now: Timestamp, min_age: jiff::SignedDuration) -> bool {
-    snapshots.iter().any(|s| now.duration_since(s.name.time()) >= min_age)
+pub fn old_enough(
+    snapshots: &[StoredSnapshot],
+    now: Timestamp,
+    min_age: jiff::SignedDuration,
+) -> bool {
+    snapshots
+        .iter()
+        .any(|s| now.duration_since(s.name.time()) >= min_age)
 }
 
 /// Every snapshot of every client.
@@ -162,10 +174,16 @@ fn space_words(s: &Space) -> String {
 /// Prunes the store per `mode`. `on_behalf` is the client whose backup
 /// wants the room (checked against `max_growth_percent`). One prune runs at
 /// a time; others wait for it.
-pub fn run(store: &Store, now: Timestamp, mode: Mode, on_behalf: Option<&ClientName>) -> Result<Outcome> {
+pub fn run(
+    store: &Store,
+    now: Timestamp,
+    mode: Mode,
+    on_behalf: Option<&ClientName>,
+) -> Result<Outcome> {
     let lock_path = Store::state_dir_of(store.root()).join("prune.lock");
-    let _lock = Lock::acquire(&lock_path, Duration::from_secs(600))?
-        .ok_or_else(|| Error::Locked("another prune has been running for 10 minutes; try again later".into()))?;
+    let _lock = Lock::acquire(&lock_path, Duration::from_secs(600))?.ok_or_else(|| {
+        Error::Locked("another prune has been running for 10 minutes; try again later".into())
+    })?;
     let config = &store.config;
     let mut outcome = Outcome::default();
     let mut free = space::measure(store.root())?;
@@ -209,7 +227,9 @@ pub fn run(store: &Store, now: Timestamp, mode: Mode, on_behalf: Option<&ClientN
             );
             store.record_space_alert(&msg);
             if mode == Mode::Force && outcome.deleted.is_empty() {
-                return Err(Error::Refused("nothing may be deleted: every snapshot is its client's newest".into()));
+                return Err(Error::Refused(
+                    "nothing may be deleted: every snapshot is its client's newest".into(),
+                ));
             }
             return Err(Error::Unsupported(msg));
         };
@@ -270,7 +290,12 @@ pub fn json_entries(placed: &[Placed]) -> Vec<JsonEntry> {
         .map(|p| JsonEntry {
             client: p.snapshot.client.to_string(),
             snapshot: p.snapshot.name.to_string(),
-            time: p.snapshot.name.time().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            time: p
+                .snapshot
+                .name
+                .time()
+                .strftime("%Y-%m-%dT%H:%M:%SZ")
+                .to_string(),
         })
         .collect()
 }
@@ -296,10 +321,22 @@ mod tests {
             snap("b", "2014-03-02T23:10+0100"),
         ];
         let plan = plan(&all, now);
-        let names: Vec<String> = plan.iter().map(|d| format!("{} {}", d.snapshot.client, d.snapshot.name)).collect();
-        assert!(!names.iter().any(|n| n == "a 2026-11-26T01:00:00Z" || n.starts_with("b ")), "{names:?}");
+        let names: Vec<String> = plan
+            .iter()
+            .map(|d| format!("{} {}", d.snapshot.client, d.snapshot.name))
+            .collect();
+        assert!(
+            !names
+                .iter()
+                .any(|n| n == "a 2026-11-26T01:00:00Z" || n.starts_with("b ")),
+            "{names:?}"
+        );
         assert_eq!(names.len(), 2);
-        assert!(plan[0].why.starts_with("least important left"), "{}", plan[0].why);
+        assert!(
+            plan[0].why.starts_with("least important left"),
+            "{}",
+            plan[0].why
+        );
     }
 
     #[test]
@@ -313,8 +350,19 @@ mod tests {
     #[test]
     fn age_order_is_newest_first() {
         let now: Timestamp = "2026-11-26T12:00:00Z".parse().unwrap();
-        let all = vec![snap("a", "2026-11-20T01:00:00Z"), snap("b", "2026-11-21T01:00:00Z"), snap("a", "2026-11-22T01:00:00Z")];
+        let all = vec![
+            snap("a", "2026-11-20T01:00:00Z"),
+            snap("b", "2026-11-21T01:00:00Z"),
+            snap("a", "2026-11-22T01:00:00Z"),
+        ];
         let lines = list_lines(&ordered(&all, now, OrderKind::Age));
-        assert_eq!(lines, ["1 a 2026-11-22T01:00:00Z", "2 b 2026-11-21T01:00:00Z", "3 a 2026-11-20T01:00:00Z"]);
+        assert_eq!(
+            lines,
+            [
+                "1 a 2026-11-22T01:00:00Z",
+                "2 b 2026-11-21T01:00:00Z",
+                "3 a 2026-11-20T01:00:00Z"
+            ]
+        );
     }
 }

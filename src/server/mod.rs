@@ -124,7 +124,15 @@ pub fn run(cli: Cli) -> Result<u8> {
             println!("{name}");
             Ok(0)
         }
-        Command::Prune { store, dry_run, force, list, json, order, now } => {
+        Command::Prune {
+            store,
+            dry_run,
+            force,
+            list,
+            json,
+            order,
+            now,
+        } => {
             let store = Store::open(&store_or_home(store)?)?;
             let now = now.unwrap_or_else(Timestamp::now);
             if list {
@@ -175,10 +183,16 @@ fn prune_list(store: &Store, now: Timestamp, order: prune::OrderKind, json: bool
 fn prune_run(store: &Store, now: Timestamp, mode: prune::Mode) -> Result<u8> {
     let c = &store.config;
     let outcome = prune::run(store, now, mode, None)?;
-    let free = |s: &Option<crate::sys::fs::Space>| s.map_or("?".to_owned(), |s| format!("{:.1}%", s.free_percent()));
+    let free = |s: &Option<crate::sys::fs::Space>| {
+        s.map_or("?".to_owned(), |s| format!("{:.1}%", s.free_percent()))
+    };
     match mode {
         prune::Mode::DryRun if outcome.deleted.is_empty() => {
-            println!("Nothing to delete: {} free (pruning starts below {}%).", free(&outcome.before), c.min_free_percent);
+            println!(
+                "Nothing to delete: {} free (pruning starts below {}%).",
+                free(&outcome.before),
+                c.min_free_percent
+            );
         }
         prune::Mode::DryRun => {
             println!(
@@ -192,13 +206,21 @@ fn prune_run(store: &Store, now: Timestamp, mode: prune::Mode) -> Result<u8> {
             }
         }
         _ if outcome.deleted.is_empty() => {
-            println!("Nothing to delete: {} free (pruning starts below {}%).", free(&outcome.before), c.min_free_percent);
+            println!(
+                "Nothing to delete: {} free (pruning starts below {}%).",
+                free(&outcome.before),
+                c.min_free_percent
+            );
         }
         _ => {
             for d in &outcome.deleted {
                 println!("deleted {d}");
             }
-            println!("Free space: {} before, {} now.", free(&outcome.before), free(&outcome.after));
+            println!(
+                "Free space: {} before, {} now.",
+                free(&outcome.before),
+                free(&outcome.after)
+            );
         }
     }
     Ok(0)

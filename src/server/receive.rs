@@ -120,6 +120,12 @@ fn complete(store: &Store, client: &ClientName, partial: bool, now: Timestamp) -
         "snapshot"
     };
     store.log(&format!("{client}: {what} {name} taken"));
+    // Make room for the next backups now, while nobody is waiting on a
+    // transfer; no room is made on behalf of a client that grew too much.
+    if let Err(e) = prune::run(store, now, prune::Mode::IfNeeded, Some(client)) {
+        store.log(&format!("{client}: prune after snapshot: {e}"));
+    }
+    growth::record_snapshot(store, client)?;
     println!("snapshot={name}");
     if partial {
         println!("partial=yes");
@@ -148,10 +154,13 @@ fn receive(store: &Store, client: &ClientName, options: &[String]) -> Result<u8>
         }
     }
     // rsync's log goes into a pipe, read while it runs (see prune::growth).
-    let (log_reader, log_writer) = std::io::pipe().map_err(|e| Error::Command(format!("cannot make a pipe: {e}")))?;
-    let flags = rustix::io::fcntl_getfd(&log_writer).map_err(|e| Error::Command(format!("pipe: {e}")))?;
-    rustix::io::fcntl_setfd(&log_writer, flags - rustix::io::FdFlags::CLOEXEC)
+    // rsync's log goes into a pipe, read while it runs (see prune::growth);
+    // the write end is inherited by rsync, the read end is not.
+    let (log_reader, log_writer) =
+        rustix::pipe::pipe().map_err(|e| Error::Command(format!("cannot make a pipe: {e}")))?;
+    rustix::io::fcntl_setfd(&log_reader, rustix::io::FdFlags::CLOEXEC)
         .map_err(|e| Error::Command(format!("pipe: {e}")))?;
+    let log_reader = std::fs::File::from(log_reader);
     let log_fd = std::os::fd::AsRawFd::as_raw_fd(&log_writer);
     enter_current(store, client)?;
     let mut args: Vec<String> = vec!["--server".into()];

@@ -70,7 +70,8 @@ struct SubvolWait {
 /// `BTRFS_SUBVOL_SYNC_WAIT_FOR_QUEUED`: wait for every deletion queued now.
 const WAIT_FOR_QUEUED: u32 = 1;
 const BTRFS_IOC_SYNC: rustix::ioctl::Opcode = rustix::ioctl::opcode::none(0x94, 8);
-const SUBVOL_SYNC_WAIT: rustix::ioctl::Opcode = rustix::ioctl::opcode::write::<SubvolWait>(0x94, 65);
+const SUBVOL_SYNC_WAIT: rustix::ioctl::Opcode =
+    rustix::ioctl::opcode::write::<SubvolWait>(0x94, 65);
 
 /// Waits until btrfs has cleaned up every deleted subvolume of the
 /// filesystem holding `dir`, so their space is really free. `Ok(false)` if
@@ -78,15 +79,24 @@ const SUBVOL_SYNC_WAIT: rustix::ioctl::Opcode = rustix::ioctl::opcode::write::<S
 /// then polls free space instead.
 pub fn wait_for_deletions(dir: &Path) -> Result<bool> {
     use rustix::fs::{Mode, OFlags};
-    let fd = rustix::fs::open(dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|e| crate::error::Error::io("cannot open", dir, e.into()))?;
+    let fd = rustix::fs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| crate::error::Error::io("cannot open", dir, e.into()))?;
     // btrfs's cleaner thread drops deleted subvolumes after a transaction
     // commit, by default every 30 seconds. BTRFS_IOC_SYNC (no privilege
     // needed) commits now and wakes the cleaner, so the wait is short.
     // SAFETY: BTRFS_IOC_SYNC takes no argument.
-    let synced = unsafe { rustix::ioctl::ioctl(&fd, rustix::ioctl::NoArg::<BTRFS_IOC_SYNC>::new()) };
+    let synced =
+        unsafe { rustix::ioctl::ioctl(&fd, rustix::ioctl::NoArg::<BTRFS_IOC_SYNC>::new()) };
     if let Err(e) = synced {
-        return Err(crate::error::Error::io("cannot sync btrfs at", dir, e.into()));
+        return Err(crate::error::Error::io(
+            "cannot sync btrfs at",
+            dir,
+            e.into(),
+        ));
     }
     let args = SubvolWait {
         subvolid: 0,
@@ -95,12 +105,26 @@ pub fn wait_for_deletions(dir: &Path) -> Result<bool> {
     };
     // SAFETY: the opcode is BTRFS_IOC_SUBVOL_SYNC_WAIT, whose argument is
     // exactly `struct btrfs_ioctl_subvol_wait`, mirrored by `SubvolWait`.
-    let result = unsafe { rustix::ioctl::ioctl(&fd, rustix::ioctl::Setter::<SUBVOL_SYNC_WAIT, SubvolWait>::new(args)) };
+    let result = unsafe {
+        rustix::ioctl::ioctl(
+            &fd,
+            rustix::ioctl::Setter::<SUBVOL_SYNC_WAIT, SubvolWait>::new(args),
+        )
+    };
     match result {
         Ok(()) => Ok(true),
-        Err(rustix::io::Errno::NOTTY | rustix::io::Errno::INVAL | rustix::io::Errno::PERM | rustix::io::Errno::OPNOTSUPP) => Ok(false),
+        Err(
+            rustix::io::Errno::NOTTY
+            | rustix::io::Errno::INVAL
+            | rustix::io::Errno::PERM
+            | rustix::io::Errno::OPNOTSUPP,
+        ) => Ok(false),
         // Nothing queued any more is success too.
         Err(rustix::io::Errno::NOENT) => Ok(true),
-        Err(e) => Err(crate::error::Error::io("cannot wait for btrfs cleanup in", dir, e.into())),
+        Err(e) => Err(crate::error::Error::io(
+            "cannot wait for btrfs cleanup in",
+            dir,
+            e.into(),
+        )),
     }
 }

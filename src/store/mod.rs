@@ -30,6 +30,9 @@ use crate::names::{ClientName, SnapshotName};
 use crate::sys::fs::write_atomic;
 use crate::sys::lock::Lock;
 
+/// The xattr of the state directory holding the current space alert.
+const ALERT_XATTR: &str = "user.byteback.alert";
+
 /// The most a partial marker keeps of the list of failed files.
 const MAX_PARTIAL_NOTE: usize = 64 * 1024;
 
@@ -146,7 +149,9 @@ impl Store {
     pub fn open(root: &Path) -> Result<Store> {
         let store = Self::open_unchecked(root)?;
         let c = &store.config;
-        if !(0.0..=100.0).contains(&c.min_free_percent) || !(c.min_free_percent..=100.0).contains(&c.target_free_percent) {
+        if !(0.0..=100.0).contains(&c.min_free_percent)
+            || !(c.min_free_percent..=100.0).contains(&c.target_free_percent)
+        {
             return Err(Error::Config(format!(
                 "invalid config {}: need 0 <= min_free_percent <= target_free_percent <= 100 (now {} and {})",
                 Self::config_path_of(root).display(),
@@ -341,30 +346,45 @@ impl Store {
         }
         let marker = dir.join(format!("{name}.partial"));
         match std::fs::remove_file(&marker) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io("cannot remove", &marker, e)),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(Error::io("cannot remove", &marker, e))
+            }
             _ => Ok(()),
         }
     }
 
-    fn alert_path(&self) -> PathBuf {
-        Self::state_dir_of(&self.root).join("space-alert")
-    }
-
     /// Notes that the store is short of space and a person must act: logged,
-    /// and shown to clients and in status until pruning succeeds again.
+    /// and shown to clients and in status until pruning succeeds again. Kept
+    /// in an xattr of the state directory, which needs no data space, so it
+    /// is recorded even on a full disk.
     pub fn record_space_alert(&self, message: &str) {
         self.log(&format!("ALERT: {message}"));
-        let _ = write_atomic(&self.alert_path(), format!("{message}\n").as_bytes(), 0o644);
+        let state = Self::state_dir_of(&self.root);
+        let mut text = message.as_bytes();
+        if text.len() > 2048 {
+            text = &text[..2048];
+        }
+        if let Err(e) =
+            rustix::fs::setxattr(&state, ALERT_XATTR, text, rustix::fs::XattrFlags::empty())
+        {
+            eprintln!(
+                "byteback-server: cannot record the alert on {}: {e}",
+                state.display()
+            );
+        }
     }
 
     /// The space problem last recorded, if it is still current.
     pub fn space_alert(&self) -> Option<String> {
-        std::fs::read_to_string(self.alert_path()).ok().map(|s| s.trim().to_owned())
+        let mut buf = vec![0u8; 4096];
+        let len =
+            rustix::fs::getxattr(Self::state_dir_of(&self.root), ALERT_XATTR, &mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf[..len]).into_owned())
     }
 
     /// Pruning made room again.
     pub fn clear_space_alert(&self) {
-        let _ = std::fs::remove_file(self.alert_path());
+        let _ = rustix::fs::removexattr(Self::state_dir_of(&self.root), ALERT_XATTR);
     }
 
     /// Appends one line to the server log (and never fails the caller: a
@@ -382,7 +402,10 @@ impl Store {
             .open(&path)
             .and_then(|mut f| f.write_all(text.as_bytes()));
         if let Err(e) = written {
-            eprintln!("byteback-server: cannot write log {}: {e}", path.display());
+            eprintln!(
+                "byteback-server: warning: cannot write log {}: {e}",
+                path.display()
+            );
         }
     }
 }

@@ -36,9 +36,16 @@ pub struct BtrfsUsage {
 
 /// Reads btrfs's accounting for the filesystem holding `path`.
 pub fn usage(path: &Path) -> Result<BtrfsUsage> {
-    let out = exec::run(Command::new("btrfs").args(["filesystem", "usage", "-b"]).arg(path))?;
+    let out = exec::run(
+        Command::new("btrfs")
+            .args(["filesystem", "usage", "-b"])
+            .arg(path),
+    )?;
     parse_usage(&out).ok_or_else(|| {
-        Error::Command(format!("cannot understand `btrfs filesystem usage -b {}`", path.display()))
+        Error::Command(format!(
+            "cannot understand `btrfs filesystem usage -b {}`",
+            path.display()
+        ))
     })
 }
 
@@ -67,8 +74,21 @@ pub fn parse_usage(text: &str) -> Option<BtrfsUsage> {
         // "Data,single: Size:8388608, Used:0 (0.00%)"
         let chunk = |prefix: &str| -> Option<(u64, u64)> {
             let rest = line.strip_prefix(prefix)?;
-            let size = rest.split("Size:").nth(1)?.split(',').next()?.trim().parse().ok()?;
-            let used = rest.split("Used:").nth(1)?.split_whitespace().next()?.parse().ok()?;
+            let size = rest
+                .split("Size:")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .trim()
+                .parse()
+                .ok()?;
+            let used = rest
+                .split("Used:")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()?;
             Some((size, used))
         };
         if let Some((size, used)) = chunk("Data,") {
@@ -100,16 +120,25 @@ pub fn metadata_headroom(u: &BtrfsUsage) -> u64 {
 /// has less than its headroom left.
 pub fn writable(u: &BtrfsUsage, statvfs: Space) -> Space {
     let headroom = metadata_headroom(u);
-    let meta_free = u.metadata_size.saturating_sub(u.metadata_used).saturating_sub(u.global_reserve);
+    let meta_free = u
+        .metadata_size
+        .saturating_sub(u.metadata_used)
+        .saturating_sub(u.global_reserve);
     let meta_room = meta_free + (u.unallocated as f64 / u.metadata_ratio) as u64;
     let total = ((u.device_size as f64 / u.data_ratio) as u64).max(1);
     if meta_room < headroom {
-        return Space { free_bytes: 0, total_bytes: total };
+        return Space {
+            free_bytes: 0,
+            total_bytes: total,
+        };
     }
     // Unallocated space also has to provide the metadata headroom not yet allocated.
     let meta_to_allocate = headroom.saturating_sub(meta_free);
-    let unalloc_for_data = u.unallocated.saturating_sub((meta_to_allocate as f64 * u.metadata_ratio) as u64);
-    let data_room = u.data_size.saturating_sub(u.data_used) + (unalloc_for_data as f64 / u.data_ratio) as u64;
+    let unalloc_for_data = u
+        .unallocated
+        .saturating_sub((meta_to_allocate as f64 * u.metadata_ratio) as u64);
+    let data_room =
+        u.data_size.saturating_sub(u.data_used) + (unalloc_for_data as f64 / u.data_ratio) as u64;
     Space {
         free_bytes: data_room.min(statvfs.free_bytes),
         total_bytes: total,
@@ -133,7 +162,8 @@ impl Space {
 mod tests {
     use super::*;
 
-    const SAMPLE: &str = "WARNING: cannot read detailed chunk info, per-device usage will not be shown, run as root
+    const SAMPLE: &str =
+        "WARNING: cannot read detailed chunk info, per-device usage will not be shown, run as root
 Overall:
     Device size:\t\t         536870912
     Device allocated:\t\t          92274688
@@ -154,7 +184,10 @@ System,DUP: Size:8388608, Used:16384 (0.20%)
 ";
 
     fn statvfs(free: u64) -> Space {
-        Space { free_bytes: free, total_bytes: 536870912 }
+        Space {
+            free_bytes: free,
+            total_bytes: 536870912,
+        }
     }
 
     #[test]
@@ -196,9 +229,17 @@ System,DUP: Size:8388608, Used:16384 (0.20%)
         };
         assert_eq!(writable(&u, statvfs(200 << 20)).free_bytes, 0);
         // With some unallocated space metadata can grow again, and data gets the rest.
-        let u = BtrfsUsage { unallocated: 64 << 20, ..u };
+        let u = BtrfsUsage {
+            unallocated: 64 << 20,
+            ..u
+        };
         let s = writable(&u, statvfs(u64::MAX));
-        assert!(s.free_bytes > 200 << 20 && s.free_bytes < (200 + 64) << 20, "{s:?}");
-        assert!((s.free_percent() - s.free_bytes as f64 * 100.0 / (1u64 << 30) as f64).abs() < 1e-9);
+        assert!(
+            s.free_bytes > 200 << 20 && s.free_bytes < (200 + 64) << 20,
+            "{s:?}"
+        );
+        assert!(
+            (s.free_percent() - s.free_bytes as f64 * 100.0 / (1u64 << 30) as f64).abs() < 1e-9
+        );
     }
 }
