@@ -36,6 +36,9 @@ pub enum Error {
     /// The server could not be reached or the connection failed.
     #[error("{0}")]
     Connection(String),
+    /// Nothing matched what was asked for.
+    #[error("{0}")]
+    NotFound(String),
     /// The environment cannot do what was asked (wrong filesystem, missing mount option, ...).
     #[error("{0}")]
     Unsupported(String),
@@ -63,7 +66,7 @@ impl Error {
             Error::Refused(_) => 6,
             Error::Config(_) => 7,
             Error::Unsupported(_) => 8,
-            Error::Io { .. } | Error::Command(_) => 1,
+            Error::Io { .. } | Error::Command(_) | Error::NotFound(_) => 1,
         }
     }
 }

@@ -12,6 +12,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use crate::listing::{decode_arg, encode_arg};
+
 /// Version of this language; sent in every ping reply.
 pub const PROTOCOL_VERSION: u32 = 1;
 
@@ -29,6 +31,22 @@ pub enum Request {
     /// The transfer finished: take the snapshot. `partial` marks one whose
     /// transfer left some files out; their names follow on standard input.
     Complete { partial: bool },
+    /// List this client's snapshots.
+    Snapshots,
+    /// Find files matching `patterns` (absolute glob patterns) in the
+    /// snapshots whose names match `snapshots` (a glob; `current` is the
+    /// live copy); `all` lists every distinct version, not just the newest.
+    List {
+        all: bool,
+        snapshots: Vec<u8>,
+        patterns: Vec<Vec<u8>>,
+    },
+    /// Run rsync's sender for a restore, with these (allowed) options, on
+    /// these paths, each `<snapshot or current>/<path inside it>`.
+    Send {
+        options: Vec<String>,
+        paths: Vec<Vec<u8>>,
+    },
 }
 
 impl Request {
@@ -39,6 +57,28 @@ impl Request {
             Request::Ping => "byteback ping".to_owned(),
             Request::Complete { partial: false } => "byteback complete".to_owned(),
             Request::Complete { partial: true } => "byteback complete --partial".to_owned(),
+            Request::Snapshots => "byteback snapshots".to_owned(),
+            Request::List {
+                all,
+                snapshots,
+                patterns,
+            } => {
+                let mut words = vec!["byteback".to_owned(), "list".to_owned()];
+                if *all {
+                    words.push("--all".to_owned());
+                }
+                words.push(encode_arg(snapshots));
+                words.extend(patterns.iter().map(|p| encode_arg(p)));
+                words.join(" ")
+            }
+            Request::Send { options, paths } => {
+                let paths: Vec<String> = paths.iter().map(|p| encode_arg(p)).collect();
+                format!(
+                    "rsync --server --sender {} . {}",
+                    options.join(" "),
+                    paths.join(" ")
+                )
+            }
             Request::Receive { options } => {
                 format!("rsync --server {} . current/", options.join(" "))
             }
@@ -82,6 +122,9 @@ pub fn parse(command: Option<&str>) -> Result<Request, Refusal> {
         ["byteback", "ping"] => Ok(Request::Ping),
         ["byteback", "complete"] => Ok(Request::Complete { partial: false }),
         ["byteback", "complete", "--partial"] => Ok(Request::Complete { partial: true }),
+        ["byteback", "snapshots"] => Ok(Request::Snapshots),
+        ["byteback", "list", rest @ ..] => parse_list(rest),
+        ["rsync", "--server", "--sender", rest @ ..] => parse_sender(rest),
         ["rsync", "--server", rest @ ..] => parse_receiver(rest),
         _ => refuse(format!(
             "command not allowed: {:?}; this key may only run byteback backups",
@@ -146,6 +189,56 @@ const LONG_WORDS: &[&str] = &[
     "checksum-choice",
     "compress-choice",
 ];
+
+/// Arguments that carry client data (patterns, paths) travel encoded with
+/// [`encode_arg`]: only `[A-Za-z0-9._/-]` and `%XX` escapes for every other
+/// byte, so spaces, newlines, quotes and non-UTF-8 names survive ssh's
+/// command line intact and can never be read as options.
+fn decode(word: &str) -> Result<Vec<u8>, Refusal> {
+    decode_arg(word)
+        .map_err(|e| Refusal(format!("badly encoded argument {:?}: {e}", truncate(word))))
+}
+
+fn parse_list(words: &[&str]) -> Result<Request, Refusal> {
+    let (all, rest) = match words {
+        ["--all", rest @ ..] => (true, rest),
+        rest => (false, rest),
+    };
+    let [snapshots, patterns @ ..] = rest else {
+        return refuse("list needs a snapshot selection and at least one pattern");
+    };
+    if patterns.is_empty() {
+        return refuse("list needs at least one pattern");
+    }
+    Ok(Request::List {
+        all,
+        snapshots: decode(snapshots)?,
+        patterns: patterns
+            .iter()
+            .map(|p| decode(p))
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+fn parse_sender(words: &[&str]) -> Result<Request, Refusal> {
+    let mut options = Vec::new();
+    let mut rest = words.iter();
+    for &word in rest.by_ref() {
+        if word == "." {
+            break;
+        }
+        check_option(word)?;
+        options.push(word.to_owned());
+    }
+    let paths: Vec<Vec<u8>> = rest.map(|p| decode(p)).collect::<Result<_, _>>()?;
+    if paths.is_empty() {
+        return refuse("rsync sender without anything to send");
+    }
+    if options.is_empty() {
+        return refuse("rsync command without options");
+    }
+    Ok(Request::Send { options, paths })
+}
 
 fn parse_receiver(words: &[&str]) -> Result<Request, Refusal> {
     let mut options = Vec::new();
@@ -315,10 +408,26 @@ mod tests {
 
     #[test]
     fn renders_what_it_parses() {
+        let odd = b"/home/a b/new\nline/\xff'\"%*".to_vec();
         for r in [
             Request::Ping,
             Request::Complete { partial: true },
             Request::Complete { partial: false },
+            Request::Snapshots,
+            Request::List {
+                all: true,
+                snapshots: b"*".to_vec(),
+                patterns: vec![odd.clone(), b"/etc/**".to_vec()],
+            },
+            Request::List {
+                all: false,
+                snapshots: b"current".to_vec(),
+                patterns: vec![b"/-x".to_vec()],
+            },
+            Request::Send {
+                options: vec!["-logDtpre.iLsfxCIvu".into()],
+                paths: vec![odd.clone()],
+            },
         ] {
             assert_eq!(parse(Some(&r.render())), Ok(r));
         }
@@ -339,9 +448,33 @@ mod tests {
                 "not allowed",
             ),
             (
-                Some("rsync --server --sender -logDtpre.iLsfxCIvu . current/"),
+                Some("rsync --server --sender -vlogDtpre.iLsfxCIvu --log-file=/tmp/x . current/a"),
+                "--log-file",
+            ),
+            (
+                Some(
+                    "rsync --server --sender -vlogDtpre.iLsfxCIvu --remove-source-files . current/a",
+                ),
+                "--remove-source-files",
+            ),
+            (
+                Some("rsync --server --sender -Lvlogtpre.iLsfxCIvu . current/a"),
+                "-L",
+            ),
+            (
+                Some("rsync --server --sender -vlogDtpre.iLsfxCIvu ."),
+                "without anything",
+            ),
+            (
+                Some("rsync --server --sender -vlogDtpre.iLsfxCIvu . a%zz"),
+                "badly encoded",
+            ),
+            (
+                Some("rsync --server -logDtpre.iLsfxCIvu --sender . current/"),
                 "--sender",
             ),
+            (Some("byteback list"), "needs a snapshot"),
+            (Some("byteback list %2A"), "at least one pattern"),
             (
                 Some("rsync --server -logDtpre.iLsfxCIvu --log-file=/tmp/x . current/"),
                 "--log-file",

@@ -3,8 +3,10 @@
 pub mod backup;
 pub mod config;
 pub mod remote;
+pub mod restore;
 pub mod setup;
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
@@ -39,6 +41,43 @@ enum Command {
         #[arg(long)]
         accept_new_host_key: bool,
     },
+    /// Find files in this machine's backups: PATTERN is a glob (*, **, ?, [set], {a,b}).
+    List {
+        #[arg(required = true, value_name = "PATTERN")]
+        patterns: Vec<OsString>,
+        /// Only these snapshots: a name or a glob of names (`current` is the live copy).
+        #[arg(long, value_name = "NAME")]
+        snapshot: Option<String>,
+        /// Every distinct version of each path, not only the newest.
+        #[arg(long)]
+        all: bool,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore what `list` with the same arguments shows, into DIR/<snapshot>/<path>.
+    Restore {
+        #[arg(required = true, value_name = "PATTERN")]
+        patterns: Vec<OsString>,
+        #[arg(long, value_name = "NAME")]
+        snapshot: Option<String>,
+        #[arg(long)]
+        all: bool,
+        /// Where to restore to [default: the current directory].
+        #[arg(long, value_name = "DIR")]
+        into: Option<PathBuf>,
+        /// Show what would be restored; restore nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Replace files that already exist in DIR.
+        #[arg(long)]
+        overwrite: bool,
+    },
+    /// This machine's snapshots on the server.
+    Snapshots {
+        #[arg(long)]
+        json: bool,
+    },
     /// Back up now.
     Backup {
         /// Back up this path instead of the configured sources (repeatable).
@@ -64,6 +103,41 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Test {
             accept_new_host_key,
         } => setup::test(&dir, accept_new_host_key),
+        Command::List {
+            patterns,
+            snapshot,
+            all,
+            json,
+        } => restore::list(
+            &dir,
+            &restore::Query {
+                patterns,
+                snapshot,
+                all,
+            },
+            json,
+        ),
+        Command::Restore {
+            patterns,
+            snapshot,
+            all,
+            into,
+            dry_run,
+            overwrite,
+        } => restore::restore(
+            &dir,
+            &restore::RestoreArgs {
+                query: restore::Query {
+                    patterns,
+                    snapshot,
+                    all,
+                },
+                into: into.unwrap_or_else(|| PathBuf::from(".")),
+                dry_run,
+                overwrite,
+            },
+        ),
+        Command::Snapshots { json } => restore::snapshots(&dir, json),
         Command::Backup {
             sources,
             excludes,

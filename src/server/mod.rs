@@ -85,6 +85,25 @@ enum Command {
         #[arg(long, value_name = "TIME")]
         now: Option<Timestamp>,
     },
+    /// Find files in a client's backups (as `byteback list` does on the client).
+    List {
+        #[arg(long)]
+        store: Option<PathBuf>,
+        #[arg(long)]
+        client: String,
+        /// Only these snapshots: a name or a glob of names (`current` is the live copy).
+        #[arg(long, value_name = "NAME")]
+        snapshot: Option<String>,
+        /// Every distinct version of each path, not only the newest.
+        #[arg(long)]
+        all: bool,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+        /// Absolute glob patterns of paths on the client.
+        #[arg(required = true, value_name = "PATTERN")]
+        patterns: Vec<std::ffi::OsString>,
+    },
     /// List the snapshots of every client (or one).
     Snapshots {
         #[arg(long)]
@@ -148,6 +167,46 @@ pub fn run(cli: Cli) -> Result<u8> {
                 };
                 prune_run(&store, now, mode)
             }
+        }
+        Command::List {
+            store,
+            client,
+            snapshot,
+            all,
+            json,
+            patterns,
+        } => {
+            use std::io::Write;
+            use std::os::unix::ffi::OsStrExt;
+            let store = Store::open(&store_or_home(store)?)?;
+            let client = ClientName::new(&client)?;
+            if !store.has_client(&client) {
+                return Err(crate::store::no_space(&client));
+            }
+            let patterns: Vec<Vec<u8>> = patterns.iter().map(|p| p.as_bytes().to_vec()).collect();
+            let snapshots = snapshot.unwrap_or_else(|| "*".into()).into_bytes();
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let mut count = 0u64;
+            if !json {
+                writeln!(out, "{}", crate::catalog::table_header()).ok();
+            }
+            receive::list(&store, &client, all, &snapshots, &patterns, &mut |row| {
+                count += 1;
+                let line = if json {
+                    crate::catalog::json_line(&row)
+                } else {
+                    crate::catalog::table_line(&row)
+                };
+                writeln!(out, "{line}").map_err(|e| Error::Io {
+                    what: "cannot write the listing".into(),
+                    source: e,
+                })
+            })?;
+            out.flush().ok();
+            if count == 0 {
+                return Err(Error::NotFound("nothing in the backups matches".into()));
+            }
+            Ok(0)
         }
         Command::Snapshots { store, client } => {
             let store = Store::open(&store_or_home(store)?)?;

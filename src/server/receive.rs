@@ -7,14 +7,17 @@
 //! output belongs to the client (rsync's data stream), so messages go to
 //! stderr only.
 
-use std::io::Read;
+use std::io::{Read, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::process::Command;
 
 use jiff::{SignedDuration, Timestamp};
 use rustix::fs::{Mode, OFlags, openat};
 
+use crate::catalog;
 use crate::error::{Error, Result};
+use crate::listing::Pattern;
 use crate::names::ClientName;
 use crate::protocol::{self, PROTOCOL_VERSION, PingReply, Request};
 use crate::prune::{self, growth};
@@ -80,7 +83,126 @@ fn serve(store: &Store, client: &ClientName, request: Request) -> Result<u8> {
         }
         Request::Complete { partial } => complete(store, client, partial, Timestamp::now()),
         Request::Receive { options } => receive(store, client, &options),
+        Request::Snapshots => {
+            for s in store.snapshots(client)? {
+                println!(
+                    "{}\t{}",
+                    s.name,
+                    if s.partial { "partial" } else { "complete" }
+                );
+            }
+            Ok(0)
+        }
+        Request::List {
+            all,
+            snapshots,
+            patterns,
+        } => {
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            list(store, client, all, &snapshots, &patterns, &mut |row| {
+                writeln!(out, "{}", catalog::encode_row(&row))
+                    .map_err(|e| Error::Connection(format!("the client went away: {e}")))
+            })?;
+            out.flush()
+                .map_err(|e| Error::Connection(format!("the client went away: {e}")))?;
+            Ok(0)
+        }
+        Request::Send { options, paths } => send(store, client, &options, &paths),
     }
+}
+
+/// Finds files in the client's snapshots for `byteback list` and restore.
+pub fn list(
+    store: &Store,
+    client: &ClientName,
+    all: bool,
+    snapshots: &[u8],
+    patterns: &[Vec<u8>],
+    emit: &mut dyn FnMut(catalog::Row) -> Result<()>,
+) -> Result<()> {
+    let patterns = patterns
+        .iter()
+        .map(|p| {
+            Pattern::parse(p).map_err(|e| {
+                Error::Usage(format!("invalid pattern {}: {e}", catalog::display_path(p)))
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let sources = catalog::sources(store, client, snapshots)?;
+    // One open directory per level per snapshot: allow as many as we may.
+    if let Ok(limit) = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .maximum
+        .ok_or(())
+    {
+        let _ = rustix::process::setrlimit(
+            rustix::process::Resource::Nofile,
+            rustix::process::Rlimit {
+                current: Some(limit),
+                maximum: Some(limit),
+            },
+        );
+    }
+    catalog::search(
+        &sources,
+        &patterns,
+        all,
+        |source, warning| eprintln!("byteback-server: warning: {}: {warning}", source.name),
+        emit,
+    )
+}
+
+/// Runs rsync's sender for a restore, on paths inside the client's own
+/// snapshots or `current` only.
+fn send(store: &Store, client: &ClientName, options: &[String], paths: &[Vec<u8>]) -> Result<u8> {
+    let dir = store.client_dir(client);
+    let mut checked = Vec::with_capacity(paths.len());
+    for path in paths {
+        checked.push(check_send_path(&dir, path)?);
+    }
+    enter_dir(store, client, false)?;
+    let mut cmd = Command::new("rsync");
+    cmd.arg("--server").arg("--sender").args(options);
+    // The sender presents the ownership and modes kept in fake-super xattrs.
+    cmd.arg("--fake-super").arg(".");
+    cmd.args(checked.iter().map(|p| std::ffi::OsStr::from_bytes(p)));
+    store.log(&format!("{client}: restore of {} path(s)", paths.len()));
+    let status = cmd
+        .status()
+        .map_err(|e| Error::Command(format!("cannot run rsync on the server: {e}")))?;
+    Ok(u8::try_from(status.code().unwrap_or(20)).unwrap_or(1))
+}
+
+/// A restore path is `<snapshot or current>[/<path inside>]`, with no `.`,
+/// `..` or empty components, and no symlink on the way.
+fn check_send_path(client_dir: &std::path::Path, path: &[u8]) -> Result<Vec<u8>> {
+    let refuse = |why: &str| {
+        Err(Error::Refused(format!(
+            "refused restore path {}: {why}",
+            catalog::display_path(path)
+        )))
+    };
+    let trimmed = path.strip_suffix(b"/").unwrap_or(path);
+    let components: Vec<&[u8]> = trimmed.split(|&b| b == b'/').collect();
+    if components
+        .iter()
+        .any(|c| c.is_empty() || *c == b"." || *c == b"..")
+    {
+        return refuse("empty, '.' or '..' components are not allowed");
+    }
+    let top = std::str::from_utf8(components[0]).unwrap_or("");
+    if top != "current" && crate::names::SnapshotName::parse(top).is_none() {
+        return refuse("it must start with a snapshot name or current");
+    }
+    let mut at = client_dir.to_path_buf();
+    for c in &components {
+        at.push(std::ffi::OsStr::from_bytes(c));
+        match std::fs::symlink_metadata(&at) {
+            Ok(m) if m.file_type().is_symlink() => return refuse("it goes through a symlink"),
+            Ok(_) => {}
+            Err(_) => return refuse("no such file in the backup"),
+        }
+    }
+    Ok(trimmed.to_vec())
 }
 
 /// Takes the snapshot that ends a backup, unless one was taken too recently.
@@ -204,6 +326,11 @@ fn receive(store: &Store, client: &ClientName, options: &[String]) -> Result<u8>
 /// without following symlinks, so the receiver is pinned to that directory
 /// even if names change under it.
 fn enter_current(store: &Store, client: &ClientName) -> Result<()> {
+    enter_dir(store, client, true)
+}
+
+/// Changes into the client's directory (or its `current`), pinned as above.
+fn enter_dir(store: &Store, client: &ClientName, current: bool) -> Result<()> {
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let pin = || -> rustix::io::Result<()> {
         let root = rustix::fs::open(
@@ -212,8 +339,12 @@ fn enter_current(store: &Store, client: &ClientName) -> Result<()> {
             Mode::empty(),
         )?;
         let dir = openat(&root, client.as_str(), flags, Mode::empty())?;
-        let current = openat(&dir, "current", flags, Mode::empty())?;
-        rustix::process::fchdir(&current)
+        if current {
+            let current = openat(&dir, "current", flags, Mode::empty())?;
+            rustix::process::fchdir(&current)
+        } else {
+            rustix::process::fchdir(&dir)
+        }
     };
     pin().map_err(|e| {
         Error::Refused(format!(

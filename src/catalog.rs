@@ -1,0 +1,302 @@
+//! Finding files across a client's snapshots.
+//!
+//! The server walks every selected snapshot at once (one [`Walk`] each,
+//! all in byte-wise path order) and merges them, so each path's versions
+//! come together, newest snapshot first, and memory holds only the walks'
+//! current positions — never the list of matches. The client receives one
+//! line per row and prints it as a table or JSON, again row by row.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::path::PathBuf;
+
+use jiff::Timestamp;
+
+use crate::error::{Error, Result};
+use crate::listing::{self, DecodeError, Found, Pattern, Walk, Warning};
+use crate::names::ClientName;
+use crate::store::Store;
+
+/// Where versions of files come from: a snapshot, or `current`.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// The snapshot's name, or `current`.
+    pub name: String,
+    /// The snapshot's time (`None` for `current`).
+    pub time: Option<Timestamp>,
+    /// Its directory on the server: the client's `/`.
+    pub root: PathBuf,
+}
+
+/// The client's snapshots (and `current`) whose names match `glob`, newest
+/// first (`current` is newer than every snapshot).
+pub fn sources(store: &Store, client: &ClientName, glob: &[u8]) -> Result<Vec<Source>> {
+    let mut pattern = b"/".to_vec();
+    pattern.extend_from_slice(glob);
+    let pattern = Pattern::parse(&pattern).map_err(|e| {
+        Error::Usage(format!(
+            "invalid snapshot selection {:?}: {e}",
+            String::from_utf8_lossy(glob)
+        ))
+    })?;
+    let matches = |name: &str| pattern.matches(format!("/{name}").as_bytes());
+    let mut out = Vec::new();
+    if matches("current") && store.has_client(client) {
+        out.push(Source {
+            name: "current".into(),
+            time: None,
+            root: store.current(client),
+        });
+    }
+    for s in store.snapshots(client)?.into_iter().rev() {
+        if matches(s.name.as_str()) {
+            out.push(Source {
+                name: s.name.to_string(),
+                time: Some(s.name.time()),
+                root: store.client_dir(client).join(s.name.as_str()),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// One row of a listing: a version of a path, and where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    pub snapshot: String,
+    pub time: Option<Timestamp>,
+    pub found: Found,
+}
+
+/// Walks `sources` (newest first) for `patterns` and emits, per path in
+/// byte-wise order, its newest version — or with `all`, each distinct
+/// version (size or mtime differ) from the newest snapshot holding it.
+pub fn search(
+    sources: &[Source],
+    patterns: &[Pattern],
+    all: bool,
+    mut on_warning: impl FnMut(&Source, Warning),
+    mut emit: impl FnMut(Row) -> Result<()>,
+) -> Result<()> {
+    let mut walks = Vec::with_capacity(sources.len());
+    for s in sources {
+        let walk = Walk::new(&s.root, patterns)
+            .map_err(|e| Error::io("cannot read snapshot", &s.root, e))?;
+        walks.push(walk);
+    }
+    // Heads of every walk, smallest path first, then newest source first.
+    let mut heads: BinaryHeap<Reverse<(Vec<u8>, usize, HeadMeta)>> = BinaryHeap::new();
+    let mut advance =
+        |i: usize,
+         walks: &mut Vec<Walk<'_>>,
+         heads: &mut BinaryHeap<Reverse<(Vec<u8>, usize, HeadMeta)>>| {
+            for item in walks[i].by_ref() {
+                match item {
+                    Ok(found) => {
+                        heads.push(Reverse((found.path, i, HeadMeta(found.meta))));
+                        return;
+                    }
+                    Err(w) => on_warning(&sources[i], w),
+                }
+            }
+        };
+    for i in 0..walks.len() {
+        advance(i, &mut walks, &mut heads);
+    }
+    while let Some(Reverse((path, i, HeadMeta(meta)))) = heads.pop() {
+        let mut versions = vec![(i, meta)];
+        while heads.peek().is_some_and(|Reverse((p, _, _))| *p == path) {
+            let Some(Reverse((_, j, HeadMeta(m)))) = heads.pop() else {
+                break;
+            };
+            versions.push((j, m));
+        }
+        for (j, _) in &versions {
+            advance(*j, &mut walks, &mut heads);
+        }
+        let keep = if all {
+            listing::distinct_versions(versions)
+        } else {
+            versions.into_iter().take(1).collect()
+        };
+        for (j, meta) in keep {
+            emit(Row {
+                snapshot: sources[j].name.clone(),
+                time: sources[j].time,
+                found: Found {
+                    path: path.clone(),
+                    meta,
+                },
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// `Meta` in the heap, compared by nothing (the path and source decide).
+#[derive(Debug)]
+struct HeadMeta(listing::Meta);
+
+impl PartialEq for HeadMeta {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+impl Eq for HeadMeta {}
+impl PartialOrd for HeadMeta {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for HeadMeta {
+    fn cmp(&self, _: &Self) -> std::cmp::Ordering {
+        std::cmp::Ordering::Equal
+    }
+}
+
+const UTC: &str = "%Y-%m-%dT%H:%M:%SZ";
+
+/// The wire form of a row: `snapshot TAB time-or-"-" TAB` + [`listing::encode_found`].
+pub fn encode_row(row: &Row) -> String {
+    let time = row
+        .time
+        .map_or("-".to_owned(), |t| t.strftime(UTC).to_string());
+    format!(
+        "{}\t{time}\t{}",
+        row.snapshot,
+        listing::encode_found(&row.found)
+    )
+}
+
+/// Reads a row made by [`encode_row`].
+pub fn decode_row(line: &str) -> Result<Row, DecodeError> {
+    let mut parts = line.splitn(3, '\t');
+    let (Some(snapshot), Some(time), Some(found)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return Err(DecodeError::new(format!(
+            "not a listing row: {:?}",
+            line.escape_debug().to_string()
+        )));
+    };
+    let time = match time {
+        "-" => None,
+        t => Some(
+            t.parse()
+                .map_err(|_| DecodeError::new(format!("invalid snapshot time {t:?}")))?,
+        ),
+    };
+    Ok(Row {
+        snapshot: snapshot.to_owned(),
+        time,
+        found: listing::decode_found(found)?,
+    })
+}
+
+/// Shows a client path on one line: invalid UTF-8 lossily, control
+/// characters (newlines!) escaped, so a name cannot forge table rows.
+pub fn display_path(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes)
+        .chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
+/// The table's header line.
+pub fn table_header() -> String {
+    format!(
+        "{:<20}  {:<10}  {:>12}  {:>6}  {:>6}  {:<20}  path",
+        "snapshot", "mode", "size", "uid", "gid", "mtime"
+    )
+}
+
+fn mtime_text(secs: i64) -> String {
+    Timestamp::from_second(secs).map_or(secs.to_string(), |t| t.strftime(UTC).to_string())
+}
+
+/// One table line for a row.
+pub fn table_line(row: &Row) -> String {
+    let m = &row.found.meta;
+    let mut line = format!(
+        "{:<20}  {:<10}  {:>12}  {:>6}  {:>6}  {:<20}  {}",
+        row.snapshot,
+        listing::mode_string(m.mode),
+        m.size,
+        m.uid,
+        m.gid,
+        mtime_text(m.mtime),
+        display_path(&row.found.path)
+    );
+    if let Some(target) = &m.symlink_target {
+        line.push_str(" -> ");
+        line.push_str(&display_path(target));
+    }
+    line
+}
+
+/// One JSON object (one line) for a row.
+pub fn json_line(row: &Row) -> String {
+    let m = &row.found.meta;
+    let value = serde_json::json!({
+        "snapshot": row.snapshot,
+        "time": row.time.map(|t| t.strftime(UTC).to_string()),
+        "mode": listing::mode_string(m.mode),
+        "size": m.size,
+        "uid": m.uid,
+        "gid": m.gid,
+        "mtime": mtime_text(m.mtime),
+        "path": String::from_utf8_lossy(&row.found.path),
+        "target": m.symlink_target.as_deref().map(String::from_utf8_lossy),
+    });
+    value.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_round_trip_and_print_on_one_line() {
+        let row = Row {
+            snapshot: "2026-11-26T05:07:09Z".into(),
+            time: Some("2026-11-26T05:07:09Z".parse().unwrap()),
+            found: Found {
+                path: b"/home/a b/new\nline\xff".to_vec(),
+                meta: listing::Meta {
+                    mode: 0o120777,
+                    uid: 1000,
+                    gid: 100,
+                    size: 11,
+                    mtime: 1_500_000_000,
+                    rdev: None,
+                    symlink_target: Some(b"../etc/x".to_vec()),
+                },
+            },
+        };
+        let line = encode_row(&row);
+        assert!(!line.contains('\n'));
+        assert_eq!(decode_row(&line).unwrap(), row);
+        let current = Row {
+            snapshot: "current".into(),
+            time: None,
+            ..row.clone()
+        };
+        assert_eq!(decode_row(&encode_row(&current)).unwrap(), current);
+        let t = table_line(&row);
+        assert!(
+            t.starts_with("2026-11-26T05:07:09Z  lrwxrwxrwx")
+                && t.ends_with("/home/a b/new\\nline\u{fffd} -> ../etc/x"),
+            "{t}"
+        );
+        let j: serde_json::Value = serde_json::from_str(&json_line(&row)).unwrap();
+        assert_eq!(j["mode"], "lrwxrwxrwx");
+        assert_eq!(j["time"], "2026-11-26T05:07:09Z");
+        assert_eq!(j["mtime"], "2017-07-14T02:40:00Z");
+        assert!(decode_row("garbage").is_err());
+    }
+}

@@ -1,0 +1,370 @@
+//! `byteback list`, `restore` and `snapshots`: finding and getting back
+//! files from this machine's backups.
+
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use jiff::Timestamp;
+
+use crate::catalog::{self, Row};
+use crate::client::config::ConfigDir;
+use crate::client::remote::server_error;
+use crate::error::{Error, Result};
+use crate::exec::{self, ssh::HostKeyPolicy, ssh::Ssh, ssh::explain_failure};
+use crate::listing::encode_arg;
+use crate::protocol::Request;
+
+/// Which files, in which snapshots.
+#[derive(Debug, Clone)]
+pub struct Query {
+    /// Glob patterns as typed (relative ones are taken from the current directory).
+    pub patterns: Vec<OsString>,
+    /// A snapshot name or glob of names (`current` is the live copy).
+    pub snapshot: Option<String>,
+    /// Every distinct version, not only the newest.
+    pub all: bool,
+}
+
+impl Query {
+    fn request(&self) -> Result<Request> {
+        let cwd = std::env::current_dir()
+            .map_err(|e| Error::Usage(format!("cannot tell the current directory: {e}")))?;
+        let patterns = self
+            .patterns
+            .iter()
+            .map(|p| {
+                let bytes = p.as_bytes();
+                if bytes.starts_with(b"/") {
+                    bytes.to_vec()
+                } else {
+                    let mut full = cwd.as_os_str().as_bytes().to_vec();
+                    full.push(b'/');
+                    full.extend_from_slice(bytes);
+                    full
+                }
+            })
+            .collect();
+        Ok(Request::List {
+            all: self.all,
+            snapshots: self
+                .snapshot
+                .clone()
+                .unwrap_or_else(|| "*".into())
+                .into_bytes(),
+            patterns,
+        })
+    }
+
+    fn no_match(&self) -> Error {
+        let shown: Vec<String> = self
+            .patterns
+            .iter()
+            .map(|p| catalog::display_path(p.as_bytes()))
+            .collect();
+        Error::NotFound(format!(
+            "nothing in the backups matches {}{}",
+            shown.join(" "),
+            self.snapshot
+                .as_ref()
+                .map(|s| format!(" in snapshots {s}"))
+                .unwrap_or_default()
+        ))
+    }
+}
+
+/// Runs a request whose answer streams back line by line.
+fn stream(
+    ssh: &Ssh,
+    request: &Request,
+    mut each_line: impl FnMut(&str) -> Result<()>,
+) -> Result<()> {
+    let mut cmd = ssh.command(&request.render());
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| Error::Command(format!("cannot run {}: {e}", exec::display(&cmd))))?;
+    let stderr = child.stderr.take();
+    let err_thread = std::thread::spawn(move || {
+        let mut text = String::new();
+        if let Some(mut e) = stderr {
+            let _ = e.read_to_string(&mut text);
+        }
+        text
+    });
+    let mut result = Ok(());
+    if let Some(out) = child.stdout.take() {
+        for line in BufReader::new(out).lines() {
+            let line =
+                line.map_err(|e| Error::Connection(format!("reading the server's answer: {e}")))?;
+            if let Err(e) = each_line(&line) {
+                result = Err(e);
+                break;
+            }
+        }
+    }
+    let status = child
+        .wait()
+        .map_err(|e| Error::Command(format!("ssh: {e}")))?;
+    let stderr = err_thread.join().unwrap_or_default();
+    for warning in stderr
+        .lines()
+        .filter(|l| l.starts_with("byteback-server: warning: "))
+    {
+        eprintln!(
+            "byteback: {}",
+            warning.trim_start_matches("byteback-server: ")
+        );
+    }
+    result?;
+    match status.code() {
+        Some(0) => Ok(()),
+        Some(255) | None => Err(explain_failure(&ssh.destination, &ssh.known_hosts, &stderr)),
+        Some(code) => Err(server_error(code, &stderr)),
+    }
+}
+
+/// Asks the server for the rows of `query`, handing each to `each`.
+fn query_rows(ssh: &Ssh, query: &Query, mut each: impl FnMut(Row) -> Result<()>) -> Result<u64> {
+    let mut count = 0;
+    stream(ssh, &query.request()?, |line| {
+        let row = catalog::decode_row(line)
+            .map_err(|e| Error::Refused(format!("the server sent a bad listing line: {e}")))?;
+        count += 1;
+        each(row)
+    })?;
+    Ok(count)
+}
+
+fn connect(dir: &ConfigDir) -> Result<Ssh> {
+    dir.ssh(&dir.load()?, HostKeyPolicy::Strict)
+}
+
+/// `byteback list`.
+pub fn list(dir: &ConfigDir, query: &Query, json: bool) -> Result<()> {
+    let ssh = connect(dir)?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut header = !json;
+    let count = query_rows(&ssh, query, |row| {
+        if std::mem::take(&mut header) {
+            writeln!(out, "{}", catalog::table_header()).ok();
+        }
+        let line = if json {
+            catalog::json_line(&row)
+        } else {
+            catalog::table_line(&row)
+        };
+        writeln!(out, "{line}").map_err(|e| Error::Io {
+            what: "cannot write the listing".into(),
+            source: e,
+        })
+    })?;
+    out.flush().ok();
+    if count == 0 {
+        return Err(query.no_match());
+    }
+    Ok(())
+}
+
+/// What to restore, and how.
+#[derive(Debug, Clone)]
+pub struct RestoreArgs {
+    pub query: Query,
+    /// Where to restore into (as `DIR/<snapshot>/<original path>`).
+    pub into: PathBuf,
+    pub dry_run: bool,
+    pub overwrite: bool,
+}
+
+/// The longest restore command line sent in one go (the server takes 4 KiB).
+const MAX_BATCH: usize = 3000;
+
+/// `byteback restore`.
+pub fn restore(dir: &ConfigDir, args: &RestoreArgs) -> Result<()> {
+    let ssh = connect(dir)?;
+    let into =
+        std::path::absolute(&args.into).map_err(|e| Error::io("cannot resolve", &args.into, e))?;
+    let mut rows = Vec::new();
+    println!("{}", catalog::table_header());
+    query_rows(&ssh, &args.query, |row| {
+        println!("{}", catalog::table_line(&row));
+        rows.push(row);
+        Ok(())
+    })?;
+    if rows.is_empty() {
+        return Err(args.query.no_match());
+    }
+    let targets: Vec<(PathBuf, Vec<u8>)> = rows
+        .iter()
+        .map(|r| remote_and_target(&into, r))
+        .collect::<Result<_>>()?;
+    if !args.overwrite {
+        let existing: Vec<&PathBuf> = targets
+            .iter()
+            .map(|(t, _)| t)
+            .filter(|t| std::fs::symlink_metadata(t).is_ok_and(|m| !m.is_dir()))
+            .collect();
+        if let Some(first) = existing.first() {
+            return Err(Error::Usage(format!(
+                "restoring would overwrite {} existing file(s) in {}, e.g. {}: restore into another --into DIR, or pass --overwrite",
+                existing.len(),
+                into.display(),
+                first.display()
+            )));
+        }
+    }
+    if args.dry_run {
+        println!(
+            "Would restore {} item(s) into {}.",
+            rows.len(),
+            into.display()
+        );
+        return Ok(());
+    }
+    std::fs::create_dir_all(&into).map_err(|e| Error::io("cannot create", &into, e))?;
+    let mut batch: Vec<&[u8]> = Vec::new();
+    let mut size = 0;
+    for (_, remote) in &targets {
+        if size + remote.len() * 3 > MAX_BATCH && !batch.is_empty() {
+            fetch(&ssh, &batch, &into, args.overwrite)?;
+            batch.clear();
+            size = 0;
+        }
+        size += remote.len() * 3 + 1;
+        batch.push(remote);
+    }
+    fetch(&ssh, &batch, &into, args.overwrite)?;
+    println!("Restored {} item(s) into {}.", rows.len(), into.display());
+    Ok(())
+}
+
+/// Where a row lands (`DIR/<snapshot>/<path>`) and its path on the server
+/// (`<snapshot>/<path>`), checked to stay inside DIR.
+fn remote_and_target(into: &Path, row: &Row) -> Result<(PathBuf, Vec<u8>)> {
+    let path = &row.found.path;
+    let relative = path.strip_prefix(b"/").unwrap_or(path);
+    if !path.starts_with(b"/")
+        || relative
+            .split(|&b| b == b'/')
+            .any(|c| c == b".." || c == b".")
+        || row.snapshot.contains('/')
+    {
+        return Err(Error::Refused(format!(
+            "the server sent an unsafe path {}",
+            catalog::display_path(path)
+        )));
+    }
+    let mut remote = row.snapshot.as_bytes().to_vec();
+    if !relative.is_empty() {
+        remote.push(b'/');
+        remote.extend_from_slice(relative);
+    }
+    let target = into
+        .join(&row.snapshot)
+        .join(std::ffi::OsStr::from_bytes(relative));
+    Ok((target, remote))
+}
+
+/// One rsync run fetching `paths` from the server into `into`.
+fn fetch(ssh: &Ssh, paths: &[&[u8]], into: &Path, overwrite: bool) -> Result<()> {
+    let mut cmd = Command::new("rsync");
+    cmd.args([
+        "--archive",
+        "--hard-links",
+        "--acls",
+        "--xattrs",
+        "--numeric-ids",
+        "--sparse",
+        "--relative",
+        // Names arrive decoded, not as the encoded words we asked for.
+        "--trust-sender",
+    ]);
+    if !overwrite {
+        cmd.arg("--ignore-existing");
+    }
+    cmd.arg("--rsh").arg(ssh.rsh_string()).arg("--");
+    for (i, p) in paths.iter().enumerate() {
+        let word = encode_arg(p);
+        let arg = if i == 0 {
+            format!("{}:{word}", ssh.rsync_remote())
+        } else {
+            format!(":{word}")
+        };
+        cmd.arg(arg);
+    }
+    let mut dest = into.as_os_str().to_owned().into_vec();
+    dest.push(b'/');
+    cmd.arg(OsString::from_vec(dest));
+    let status = cmd
+        .stdin(Stdio::null())
+        .status()
+        .map_err(|e| Error::Command(format!("cannot run rsync: {e}")))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(Error::Command(format!(
+            "restore failed: {}; see rsync's messages above",
+            crate::exec::rsync::describe_exit(status.code())
+        )))
+    }
+}
+
+/// `byteback snapshots`.
+pub fn snapshots(dir: &ConfigDir, json: bool) -> Result<()> {
+    let ssh = connect(dir)?;
+    let now = Timestamp::now();
+    let mut rows = Vec::new();
+    stream(&ssh, &Request::Snapshots, |line| {
+        let (name, state) = line.split_once('\t').unwrap_or((line, "complete"));
+        if let Some(s) = crate::names::SnapshotName::parse(name) {
+            rows.push((s, state == "partial"));
+        }
+        Ok(())
+    })?;
+    if json {
+        let values: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(s, partial)| {
+                serde_json::json!({
+                    "name": s.as_str(),
+                    "time": s.time().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                    "age_seconds": now.duration_since(s.time()).as_secs(),
+                    "partial": partial,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(values));
+        return Ok(());
+    }
+    println!("{:<24}  {:<20}  {:>10}", "snapshot", "time", "age");
+    for (s, partial) in rows {
+        let age = now.duration_since(s.time());
+        let flag = if partial { "  partial" } else { "" };
+        println!(
+            "{:<24}  {:<20}  {:>10}{flag}",
+            s.as_str(),
+            s.time().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            human_age(age)
+        );
+    }
+    Ok(())
+}
+
+/// `3d 4h`, `5h 2m`, `40s`.
+fn human_age(d: jiff::SignedDuration) -> String {
+    let s = d.as_secs().max(0);
+    let (days, hours, minutes) = (s / 86400, s % 86400 / 3600, s % 3600 / 60);
+    if days > 0 {
+        format!("{days}d {hours}h")
+    } else if hours > 0 {
+        format!("{hours}h {minutes}m")
+    } else if minutes > 0 {
+        format!("{minutes}m")
+    } else {
+        format!("{s}s")
+    }
+}
