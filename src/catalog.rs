@@ -71,6 +71,7 @@ pub struct Row {
 /// Walks `sources` (newest first) for `patterns` and emits, per path in
 /// byte-wise order, its newest version — or with `all`, each distinct
 /// version (size or mtime differ) from the newest snapshot holding it.
+/// `current` counts only for a version no snapshot holds.
 pub fn search(
     sources: &[Source],
     patterns: &[Pattern],
@@ -113,6 +114,17 @@ pub fn search(
         }
         for (j, _) in &versions {
             advance(*j, &mut walks, &mut heads);
+        }
+        // `current` is the live copy: a version it shares with a snapshot
+        // is shown from the snapshot, so it only appears when not yet snapshotted.
+        if versions.len() > 1 && sources[versions[0].0].time.is_none() {
+            let live = &versions[0].1;
+            if versions[1..]
+                .iter()
+                .any(|(_, m)| (m.size, m.mtime) == (live.size, live.mtime))
+            {
+                versions.remove(0);
+            }
         }
         let keep = if all {
             listing::distinct_versions(versions)
