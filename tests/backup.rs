@@ -78,7 +78,16 @@ fn walkthrough_then_a_second_backup() {
     std::fs::write(w.src.join("new file"), "new\n").unwrap();
     std::os::unix::fs::chown(w.src.join("empty"), Some(4242), Some(4242)).unwrap();
     let changed = manifest::read(&w.src, Reading::Plain);
+    let logins = |w: &World| w.sshd.log().matches("Accepted publickey").count();
+    let before = logins(&w);
     w.backup_ok();
+    // ping, rsync and complete share one connection.
+    assert_eq!(
+        logins(&w) - before,
+        1,
+        "one SSH login per backup:\n{}",
+        w.sshd.log()
+    );
     let snaps = w.snapshots(&client);
     assert_eq!(snaps.len(), 2);
     manifest::assert_same(

@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::exec::rsync::{
     BackupTransfer, Outcome, describe_exit, exclude_contents_of, failed_file,
 };
-use crate::exec::ssh::HostKeyPolicy;
+use crate::exec::ssh::{HostKeyPolicy, Master, Ssh};
 use crate::exec::{self};
 use crate::sys::lock::Lock;
 use crate::sys::mountinfo;
@@ -116,7 +116,7 @@ pub fn run(dir: &ConfigDir, args: &BackupArgs) -> Result<()> {
     let mut attempt = 1;
     loop {
         let last = attempt == attempts;
-        match try_once(&ssh, &transfer, last) {
+        match try_once(dir, &ssh, &transfer, last) {
             Ok(snapshot) => {
                 println!("Backup complete: snapshot {snapshot}");
                 return Ok(());
@@ -153,8 +153,14 @@ fn with_attempts(e: Error, attempts: u32) -> Error {
     }
 }
 
-/// One attempt: ping, transfer, snapshot.
-fn try_once(ssh: &crate::exec::ssh::Ssh, transfer: &BackupTransfer, last: bool) -> Result<String> {
+/// One attempt: ping, transfer, snapshot — over one shared connection.
+fn try_once(dir: &ConfigDir, plain: &Ssh, transfer: &BackupTransfer, last: bool) -> Result<String> {
+    let master = Master::open(plain, control_socket(dir))?;
+    let ssh = &master.share(plain);
+    let transfer = &BackupTransfer {
+        rsh: ssh.rsh_string(),
+        ..transfer.clone()
+    };
     remote::ping(ssh)?;
     let Transferred {
         outcome,
@@ -197,6 +203,18 @@ fn try_once(ssh: &crate::exec::ssh::Ssh, transfer: &BackupTransfer, last: bool) 
             "{}; see rsync's messages above",
             describe_exit(code)
         ))),
+    }
+}
+
+/// Where the shared connection's socket lives: in the config directory
+/// (root's own), unless that path is too long for a Unix socket.
+fn control_socket(dir: &ConfigDir) -> std::path::PathBuf {
+    let name = format!("ssh-{}", std::process::id());
+    let path = dir.dir.join(&name);
+    if path.as_os_str().len() < 100 {
+        path
+    } else {
+        std::env::temp_dir().join(format!("byteback-{name}"))
     }
 }
 

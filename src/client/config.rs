@@ -195,6 +195,7 @@ impl ConfigDir {
             host_keys,
             keepalive_secs: 15,
             connect_timeout_secs: config.connect_timeout.as_secs(),
+            control_path: None,
         })
     }
 }

@@ -41,6 +41,8 @@ pub struct Ssh {
     pub keepalive_secs: u64,
     /// Seconds to wait for the TCP connection.
     pub connect_timeout_secs: u64,
+    /// A master connection's socket to share, if one is open (see [`Master`]).
+    pub control_path: Option<PathBuf>,
 }
 
 impl Ssh {
@@ -82,6 +84,11 @@ impl Ssh {
             opts.push("-o".into());
             opts.push(o);
         }
+        if let Some(path) = &self.control_path {
+            let mut o = OsString::from("ControlPath=");
+            o.push(path);
+            opts.extend(["-o".into(), o, "-o".into(), "ControlMaster=no".into()]);
+        }
         if let Some(port) = self.destination.port {
             opts.push("-p".into());
             opts.push(port.to_string().into());
@@ -121,6 +128,83 @@ impl Ssh {
             self.destination.host.clone()
         };
         format!("{}@{host}", self.destination.user)
+    }
+}
+
+/// One SSH connection shared by every step of a backup (ping, rsync,
+/// complete), so a run pays for one handshake instead of three. The master
+/// is a child of this process; dropping it closes the connection.
+#[derive(Debug)]
+pub struct Master {
+    child: std::process::Child,
+    socket: PathBuf,
+}
+
+impl Master {
+    /// Opens the master connection and waits until it is authenticated.
+    /// Fails with the same one-line explanations as any ssh failure.
+    pub fn open(ssh: &Ssh, socket: PathBuf) -> Result<Master, Error> {
+        use std::process::Stdio;
+        let _ = std::fs::remove_file(&socket);
+        let mut plain = ssh.clone();
+        plain.control_path = None;
+        let mut cmd = Command::new(&plain.program);
+        let mut path = OsString::from("ControlPath=");
+        path.push(&socket);
+        cmd.args(plain.options())
+            .args(["-M", "-N", "-o", "ControlPersist=no", "-o"])
+            .arg(path)
+            .arg("-l")
+            .arg(&plain.destination.user)
+            .arg("--")
+            .arg(&plain.destination.host)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|e| {
+            Error::Command(format!("cannot run {}: {e}", crate::exec::display(&cmd)))
+        })?;
+        // ssh creates the socket once it has logged in.
+        let deadline = std::time::Instant::now()
+            + std::time::Duration::from_secs(ssh.connect_timeout_secs.max(1) + 30);
+        loop {
+            if socket.exists() {
+                return Ok(Master { child, socket });
+            }
+            if let Ok(Some(_)) = child.try_wait() {
+                let mut stderr = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
+                }
+                return Err(explain_failure(&ssh.destination, &ssh.known_hosts, &stderr));
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(Error::Connection(format!(
+                    "timed out connecting to {}",
+                    ssh.destination.host_and_port()
+                )));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    }
+
+    /// The same connection settings, sharing this master.
+    pub fn share(&self, ssh: &Ssh) -> Ssh {
+        Ssh {
+            control_path: Some(self.socket.clone()),
+            ..ssh.clone()
+        }
+    }
+}
+
+impl Drop for Master {
+    fn drop(&mut self) {
+        // The master is our own child: end it by PID and reap it.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.socket);
     }
 }
 
@@ -204,6 +288,7 @@ mod tests {
             host_keys: HostKeyPolicy::Strict,
             keepalive_secs: 15,
             connect_timeout_secs: 30,
+            control_path: None,
         }
     }
 
