@@ -16,6 +16,10 @@ fn guarded(w: &World, attacker: &str) -> BTreeMap<PathBuf, Entry> {
     let own = Path::new(".").join(attacker).join("current");
     let mut m = manifest::read(w.store(), Reading::Plain);
     m.retain(|p, _| !p.starts_with(&own) && !p.starts_with("./.byteback"));
+    // The server's record of the attacker's own transfers changes with them.
+    if let Some(dir) = m.get_mut(&Path::new(".").join(attacker)) {
+        dir.xattrs.retain(|k, _| !k.starts_with("user.byteback."));
+    }
     m
 }
 
