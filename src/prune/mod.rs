@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::names::{ClientName, SnapshotName};
-use crate::store::{Store, btrfs, space};
+use crate::store::{Backend, Store, btrfs};
 use crate::sys::fs::Space;
 use crate::sys::lock::Lock;
 use order::{Candidate, Reason};
@@ -186,7 +186,7 @@ pub fn run(
     })?;
     let config = &store.config;
     let mut outcome = Outcome::default();
-    let mut free = space::measure(store.root())?;
+    let mut free = store.space()?;
     outcome.before = Some(free);
     let min = config.min_free_percent;
     let target = config.target_free_percent;
@@ -249,15 +249,16 @@ pub fn run(
 
 /// After a deletion, waits until btrfs has released the space, then measures.
 fn wait_for_space(store: &Store) -> Result<Space> {
-    if btrfs::wait_for_deletions(store.root())? {
-        return space::measure(store.root());
+    // Plain deletions free their space at once; btrfs cleans up later.
+    if store.config.backend == Backend::Plain || btrfs::wait_for_deletions(store.root())? {
+        return store.space();
     }
     // Older kernels: poll until the figure stops changing (bounded).
     let deadline = Instant::now() + Duration::from_secs(60);
-    let mut last = space::measure(store.root())?;
+    let mut last = store.space()?;
     while Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(500));
-        let now = space::measure(store.root())?;
+        let now = store.space()?;
         if now == last {
             break;
         }

@@ -30,6 +30,9 @@ enum Command {
         /// The store directory [default: the backup user's home].
         #[arg(long)]
         store: Option<PathBuf>,
+        /// How snapshots are made [default: btrfs on btrfs, plain elsewhere].
+        #[arg(long, value_enum)]
+        backend: Option<crate::store::Backend>,
     },
     /// Give a client backup space and authorise its key.
     NewClient {
@@ -116,7 +119,9 @@ enum Command {
 /// Runs the parsed command line; the exit status on success.
 pub fn run(cli: Cli) -> Result<u8> {
     match cli.command {
-        Command::Setup { store } => setup::run(&store_or_home(store)?).map(|()| 0),
+        Command::Setup { store, backend } => {
+            setup::run(&store_or_home(store)?, backend).map(|()| 0)
+        }
         Command::NewClient {
             store,
             name,

@@ -21,7 +21,7 @@ use crate::listing::Pattern;
 use crate::names::ClientName;
 use crate::protocol::{self, PROTOCOL_VERSION, PingReply, Request};
 use crate::prune::{self, growth};
-use crate::store::{self, Store};
+use crate::store::{self, Backend, Store, plain};
 use crate::sys::fs::space;
 
 /// Serves one request; returns the exit status for sshd to pass back.
@@ -65,7 +65,7 @@ fn serve(store: &Store, client: &ClientName, request: Request) -> Result<u8> {
         Request::Ping => {
             let snapshots = store.snapshots(client)?;
             // What btrfs can really still take; statvfs if that cannot be read.
-            let room = match crate::store::space::measure(store.root()) {
+            let room = match store.space() {
                 Ok(room) => room,
                 Err(_) => space(store.root())?,
             };
@@ -284,9 +284,20 @@ fn receive(store: &Store, client: &ClientName, options: &[String]) -> Result<u8>
         .map_err(|e| Error::Command(format!("pipe: {e}")))?;
     let log_reader = std::fs::File::from(log_reader);
     let log_fd = std::os::fd::AsRawFd::as_raw_fd(&log_writer);
-    enter_current(store, client)?;
     let mut args: Vec<String> = vec!["--server".into()];
-    args.extend(options.iter().cloned());
+    match store.config.backend {
+        Backend::Btrfs => args.extend(options.iter().cloned()),
+        Backend::Plain => {
+            // Files in a plain `current` may be hard links into snapshots:
+            // never write into them in place; link from the snapshot instead.
+            args.extend(options.iter().filter(|o| *o != "--inplace").cloned());
+            let newest = store.snapshots(client)?.last().map(|s| s.name.to_string());
+            for dir in plain::prepare_current(&store.client_dir(client), newest.as_deref())? {
+                args.push(format!("--link-dest={dir}"));
+            }
+        }
+    }
+    enter_current(store, client)?;
     // Ownership, modes, devices and specials survive as xattrs on files the
     // unprivileged user owns.
     args.push("--fake-super".into());

@@ -6,13 +6,23 @@ use std::path::Path;
 use crate::error::{Error, IoContext, Result};
 use crate::names::ClientName;
 use crate::server::keys::{self, Plan, PublicKey};
-use crate::store::{SERVER_CONFIG_TEMPLATE, Store, btrfs};
+use crate::store::{Backend, Store, btrfs, plain, server_config_template};
 use crate::sys::fs::{self, ensure_dir, write_atomic};
 use crate::sys::user;
 
-/// Checks the store and writes its configuration; safe to run again.
-pub fn run(store: &Path) -> Result<()> {
-    super::refuse_root()?;
+/// What [`prepare`] found and did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prepared {
+    /// The store's backend.
+    pub backend: Backend,
+    /// Whether the config file was written now (or kept).
+    pub config_written: bool,
+}
+
+/// Checks a store directory and writes its configuration if missing: the
+/// backend is `requested`, else the one already configured, else btrfs on
+/// btrfs and plain directories anywhere else. Safe to run again.
+pub fn prepare(store: &Path, requested: Option<Backend>) -> Result<Prepared> {
     let meta = std::fs::metadata(store).on("cannot use store", store)?;
     if !meta.is_dir() {
         return Err(Error::Usage(format!(
@@ -20,11 +30,59 @@ pub fn run(store: &Path) -> Result<()> {
             store.display()
         )));
     }
+    let config_path = Store::config_path_of(store);
+    let configured = if config_path.exists() {
+        Some(Store::open(store)?.config.backend)
+    } else {
+        None
+    };
+    let backend = match (configured, requested) {
+        (Some(have), Some(want)) if have != want => {
+            return Err(Error::Usage(format!(
+                "store {} already uses the {} backend; change `backend` in {} only for an empty store",
+                store.display(),
+                have.as_str(),
+                config_path.display()
+            )));
+        }
+        (Some(have), _) => have,
+        (None, Some(want)) => want,
+        (None, None) if fs::is_btrfs(store)? => Backend::Btrfs,
+        (None, None) => Backend::Plain,
+    };
+    let state = Store::state_dir_of(store);
+    match backend {
+        Backend::Btrfs => check_btrfs(store)?,
+        Backend::Plain => {}
+    }
+    ensure_dir(&state, 0o700)?;
+    ensure_dir(&state.join("locks"), 0o700)?;
+    match backend {
+        Backend::Btrfs => check_subvolumes(&state)?,
+        Backend::Plain => plain::check_filesystem(&state)?,
+    }
+    let config_written = configured.is_none();
+    if config_written {
+        write_atomic(
+            &config_path,
+            server_config_template(backend).as_bytes(),
+            0o644,
+        )?;
+    }
+    Ok(Prepared {
+        backend,
+        config_written,
+    })
+}
+
+/// A btrfs store must be btrfs, and (for an unprivileged owner) mounted so
+/// that its owner may delete subvolumes.
+fn check_btrfs(store: &Path) -> Result<()> {
     let mount = fs::mount_of(store);
     if !fs::is_btrfs(store)? {
         let kind = mount.as_ref().map_or("unknown", |m| m.fs_type.as_str());
         return Err(Error::Unsupported(format!(
-            "store {} is on {kind}, not btrfs: byteback needs btrfs for its snapshots; mount a btrfs filesystem there (mkfs.btrfs, then mount it with -o user_subvol_rm_allowed)",
+            "store {} is on {kind}, not btrfs: mount a btrfs filesystem there (mkfs.btrfs, then mount it with -o user_subvol_rm_allowed), or use the plain backend",
             store.display()
         )));
     }
@@ -33,7 +91,7 @@ pub fn run(store: &Path) -> Result<()> {
             .split(',')
             .any(|o| o == "user_subvol_rm_allowed")
     });
-    if !rm_allowed {
+    if !rm_allowed && !rustix::process::geteuid().is_root() {
         let at = mount.as_ref().map_or(store, |m| m.mount_point.as_path());
         return Err(Error::Unsupported(format!(
             "the btrfs at {} is mounted without user_subvol_rm_allowed, so the backup user could never delete old snapshots: add user_subvol_rm_allowed to its options in /etc/fstab (e.g. `UUID=... {} btrfs defaults,user_subvol_rm_allowed 0 0`) and run `mount -o remount {}`",
@@ -42,31 +100,37 @@ pub fn run(store: &Path) -> Result<()> {
             at.display()
         )));
     }
-    let state = Store::state_dir_of(store);
-    ensure_dir(&state, 0o700)?;
-    ensure_dir(&state.join("locks"), 0o700)?;
-    check_subvolumes(&state)?;
+    Ok(())
+}
+
+/// Checks the store and writes its configuration; safe to run again.
+pub fn run(store: &Path, backend: Option<Backend>) -> Result<()> {
+    super::refuse_root()?;
+    let prepared = prepare(store, backend)?;
     let config_path = Store::config_path_of(store);
-    let config_note = if config_path.exists() {
-        // Re-running keeps the administrator's settings, but they must parse.
-        Store::open(store)?;
-        "kept"
-    } else {
-        write_atomic(&config_path, SERVER_CONFIG_TEMPLATE.as_bytes(), 0o644)?;
+    let config_note = if prepared.config_written {
         "written"
+    } else {
+        "kept"
     };
+    let fs_type = fs::mount_of(store).map_or("unknown".to_owned(), |m| m.fs_type);
     let space = fs::space(store)?;
     let account = user::current();
     println!(
-        "Store: {} (btrfs, {} free of {})",
+        "Store: {} ({fs_type}, {} free of {})",
         store.display(),
         human_bytes(space.free_bytes),
         human_bytes(space.total_bytes)
     );
-    println!(
-        "Subvolumes: the user {} can create and delete them",
-        account.name
-    );
+    match prepared.backend {
+        Backend::Btrfs => println!(
+            "Backend: btrfs; the user {} can create and delete subvolumes",
+            account.name
+        ),
+        Backend::Plain => println!(
+            "Backend: plain directories; unchanged files are hard links between snapshots (on btrfs, snapshots would be instant and read-only)"
+        ),
+    }
     println!("Config: {} ({config_note})", config_path.display());
     match account.shell.as_deref() {
         Some("/bin/sh") | Some("/usr/bin/sh") | Some("/bin/dash") | None => {}

@@ -14,6 +14,7 @@
 //! (which no client name can collide with, since names never start with `.`).
 
 pub mod btrfs;
+pub mod plain;
 pub mod space;
 
 use std::fs::OpenOptions;
@@ -37,11 +38,24 @@ const ALERT_XATTR: &str = "user.byteback.alert";
 const MAX_PARTIAL_NOTE: usize = 64 * 1024;
 
 /// How snapshots are made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
     /// `current` is a subvolume; snapshots are read-only btrfs snapshots.
     Btrfs,
+    /// Plain directories on any filesystem; unchanged files are hard links
+    /// to the previous snapshot (see [`plain`]).
+    Plain,
+}
+
+impl Backend {
+    /// The name used in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Btrfs => "btrfs",
+            Backend::Plain => "plain",
+        }
+    }
 }
 
 /// The server configuration, `<store>/.byteback/server.toml`.
@@ -83,11 +97,20 @@ impl Default for ServerConfig {
 }
 
 /// The documented configuration file `byteback-server setup` writes.
-pub const SERVER_CONFIG_TEMPLATE: &str = r#"# byteback server configuration. Every key is shown with its default;
+pub fn server_config_template(backend: Backend) -> String {
+    SERVER_CONFIG_TEMPLATE.replace(
+        "backend = \"btrfs\"",
+        &format!("backend = \"{}\"", backend.as_str()),
+    )
+}
+
+const SERVER_CONFIG_TEMPLATE: &str = r#"# byteback server configuration. Every key is shown with its default;
 # durations are written like "90s", "10m", "6h" or "7 days".
 
-# How snapshots are made: "btrfs" (current is a subvolume, snapshots are
-# read-only btrfs snapshots).
+# How snapshots are made, chosen by setup from the filesystem: "btrfs"
+# (current is a subvolume, snapshots are read-only btrfs snapshots) or
+# "plain" (any filesystem: snapshots are directories whose unchanged files
+# are hard links to the previous snapshot's).
 backend = "btrfs"
 
 # A client cannot snapshot more often than this, so it cannot flood the disk.
@@ -210,6 +233,7 @@ impl Store {
         if std::fs::symlink_metadata(&current).is_err() {
             match self.config.backend {
                 Backend::Btrfs => btrfs::create_subvolume(&current)?,
+                Backend::Plain => std::fs::create_dir(&current).on("cannot create", &current)?,
             }
         }
         Ok(())
@@ -324,6 +348,7 @@ impl Store {
         }
         let result = match self.config.backend {
             Backend::Btrfs => btrfs::snapshot_readonly(&current, &dest),
+            Backend::Plain => plain::snapshot(&self.client_dir(client), &dest),
         };
         if result.is_err() && partial.is_some() {
             let _ = std::fs::remove_file(&marker);
@@ -343,6 +368,7 @@ impl Store {
                 }
                 btrfs::delete_subvolume(&path)?;
             }
+            Backend::Plain => plain::delete(&dir, name.as_str())?,
         }
         let marker = dir.join(format!("{name}.partial"));
         match std::fs::remove_file(&marker) {
@@ -380,6 +406,14 @@ impl Store {
         let len =
             rustix::fs::getxattr(Self::state_dir_of(&self.root), ALERT_XATTR, &mut buf).ok()?;
         Some(String::from_utf8_lossy(&buf[..len]).into_owned())
+    }
+
+    /// What the store can really still take (see [`space`]).
+    pub fn space(&self) -> Result<crate::sys::fs::Space> {
+        match self.config.backend {
+            Backend::Btrfs => space::measure(&self.root),
+            Backend::Plain => crate::sys::fs::space(&self.root),
+        }
     }
 
     /// Pruning made room again.
@@ -426,5 +460,11 @@ mod tests {
         let parsed: ServerConfig =
             config::parse(Path::new("server.toml"), SERVER_CONFIG_TEMPLATE).unwrap();
         assert_eq!(parsed, ServerConfig::default());
+        let plain: ServerConfig = config::parse(
+            Path::new("server.toml"),
+            &server_config_template(Backend::Plain),
+        )
+        .unwrap();
+        assert_eq!(plain.backend, Backend::Plain);
     }
 }

@@ -52,6 +52,15 @@ impl World {
         Self::with_fs(label, FsKind::Btrfs, &["user_subvol_rm_allowed"])
     }
 
+    /// A world whose store is on `kind`: btrfs (mounted with
+    /// `user_subvol_rm_allowed`) or ext4 (the plain backend).
+    pub fn on(label: &str, kind: FsKind) -> Option<World> {
+        match kind {
+            FsKind::Btrfs => Self::with_fs(label, kind, &["user_subvol_rm_allowed"]),
+            FsKind::Ext4 => Self::with_fs(label, kind, &[]),
+        }
+    }
+
     /// Like [`World::new`] with another store filesystem.
     pub fn with_fs(label: &str, kind: FsKind, options: &[&str]) -> Option<World> {
         if !require_root() {
@@ -157,10 +166,13 @@ impl World {
         name.to_owned()
     }
 
-    /// Replaces the server's config file.
+    /// Replaces the server's settings with `toml`, keeping the backend
+    /// that setup chose.
     pub fn server_config(&self, toml: &str) {
         let path = self.store().join(".byteback/server.toml");
-        fs::write(&path, toml).unwrap();
+        let old = fs::read_to_string(&path).unwrap();
+        let backend = old.lines().find(|l| l.starts_with("backend")).unwrap_or("");
+        fs::write(&path, format!("{backend}\n{toml}")).unwrap();
     }
 
     /// Appends settings to the client's config file.

@@ -1,0 +1,149 @@
+//! The plain-directory backend, for stores on any POSIX filesystem.
+//!
+//! Each backup is received into a fresh `current` with rsync's
+//! `--link-dest` pointing at the newest snapshot (and at what an interrupted
+//! attempt already transferred): unchanged files — same content *and*
+//! metadata — become hard links to the snapshot's, everything else is a new
+//! file. rsync never writes into a link-dest file, and nothing is ever
+//! written in place, so no byte and no metadata of a snapshot can change.
+//! A snapshot is taken by renaming `current` (atomic); a deletion first
+//! renames the snapshot to a hidden `.deleting-*` name (atomic, so it is
+//! never listed half-deleted) and then removes the tree; leftovers of a
+//! crash are finished on the next run.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, IoContext, Result};
+
+/// Prefix of an interrupted attempt's tree, kept as a `--link-dest` so the
+/// next attempt resumes from what it transferred.
+const PARTIAL_PREFIX: &str = ".partial-";
+/// Prefix of a snapshot being deleted.
+const DELETING_PREFIX: &str = ".deleting-";
+/// How many interrupted attempts are kept to resume from.
+const KEEP_PARTIALS: usize = 3;
+
+fn hidden_dirs(client_dir: &Path, prefix: &str) -> Result<Vec<PathBuf>> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(client_dir)
+        .on("cannot list", client_dir)?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+        .map(|e| e.path())
+        .collect();
+    found.sort();
+    Ok(found)
+}
+
+/// Readies `current` for a new attempt and returns the `--link-dest`
+/// directories (relative to `current`), most useful first. A non-empty
+/// `current` is an interrupted attempt (or a backup whose snapshot was
+/// refused): it is set aside and linked from, never written into again.
+pub fn prepare_current(client_dir: &Path, newest_snapshot: Option<&str>) -> Result<Vec<String>> {
+    finish_deletions(client_dir)?;
+    let current = client_dir.join("current");
+    let used = std::fs::read_dir(&current)
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false);
+    if used {
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        let aside = client_dir.join(format!("{PARTIAL_PREFIX}{stamp:032}"));
+        std::fs::rename(&current, &aside).on("cannot set aside", &current)?;
+    }
+    if std::fs::symlink_metadata(&current).is_err() {
+        std::fs::create_dir(&current).on("cannot create", &current)?;
+    }
+    let mut partials = hidden_dirs(client_dir, PARTIAL_PREFIX)?;
+    while partials.len() > KEEP_PARTIALS {
+        remove_tree(&partials.remove(0))?;
+    }
+    let mut link_dests: Vec<String> = partials
+        .iter()
+        .rev()
+        .filter_map(|p| p.file_name().map(|n| format!("../{}", n.to_string_lossy())))
+        .collect();
+    if let Some(newest) = newest_snapshot {
+        link_dests.push(format!("../{newest}"));
+    }
+    Ok(link_dests)
+}
+
+/// Takes the snapshot: `current` becomes `dest` in one rename, and an empty
+/// `current` takes its place. The attempts it resumed from are dropped.
+pub fn snapshot(client_dir: &Path, dest: &Path) -> Result<()> {
+    let current = client_dir.join("current");
+    std::fs::rename(&current, dest).on("cannot snapshot", &current)?;
+    std::fs::create_dir(&current).on("cannot create", &current)?;
+    for partial in hidden_dirs(client_dir, PARTIAL_PREFIX)? {
+        remove_tree(&partial)?;
+    }
+    Ok(())
+}
+
+/// Deletes a snapshot: hidden first, so it is never seen half-deleted.
+pub fn delete(client_dir: &Path, name: &str) -> Result<()> {
+    let path = client_dir.join(name);
+    let doomed = client_dir.join(format!("{DELETING_PREFIX}{name}"));
+    std::fs::rename(&path, &doomed).on("cannot delete", &path)?;
+    remove_tree(&doomed)
+}
+
+/// Finishes deletions a crash interrupted.
+pub fn finish_deletions(client_dir: &Path) -> Result<()> {
+    for doomed in hidden_dirs(client_dir, DELETING_PREFIX)? {
+        remove_tree(&doomed)?;
+    }
+    Ok(())
+}
+
+/// Removes a tree, first giving its owner write access to directories that
+/// rsync stored read-only.
+fn remove_tree(path: &Path) -> Result<()> {
+    if std::fs::remove_dir_all(path).is_ok() {
+        return Ok(());
+    }
+    make_dirs_writable(path);
+    std::fs::remove_dir_all(path).map_err(|e| Error::io("cannot remove", path, e))
+}
+
+fn make_dirs_writable(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return;
+    };
+    if !meta.is_dir() {
+        return;
+    }
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700));
+    if let Ok(entries) = std::fs::read_dir(path) {
+        for entry in entries.flatten() {
+            make_dirs_writable(&entry.path());
+        }
+    }
+}
+
+/// Whether hard links and user xattrs (for rsync's `--fake-super`) work in `dir`.
+pub fn check_filesystem(dir: &Path) -> Result<()> {
+    let probe = dir.join(format!("setup-check-{}", std::process::id()));
+    let link = dir.join(format!("setup-check-{}-link", std::process::id()));
+    let result = (|| {
+        std::fs::write(&probe, b"").on("cannot write", &probe)?;
+        std::fs::hard_link(&probe, &link).map_err(|e| {
+            Error::Unsupported(format!(
+                "the filesystem at {} cannot make hard links ({e}), which unchanged files in snapshots need",
+                dir.display()
+            ))
+        })?;
+        rustix::fs::setxattr(&probe, "user.byteback.check", b"1", rustix::fs::XattrFlags::empty()).map_err(|e| {
+            Error::Unsupported(format!(
+                "the filesystem at {} does not store user xattrs ({e}), which keep the clients' owners and modes: mount it with user_xattr",
+                dir.display()
+            ))
+        })
+    })();
+    let _ = std::fs::remove_file(&link);
+    let _ = std::fs::remove_file(&probe);
+    result
+}
