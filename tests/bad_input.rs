@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use support::FsKind;
-use support::world::{World, show, stderr};
+use support::world::{World, show, stderr, stdout};
 
 fn byteback(config_dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_byteback"))
@@ -264,12 +264,21 @@ fn server_rejects_bad_keys_and_names_changing_nothing() {
 }
 
 #[test]
-fn store_must_be_btrfs_with_user_subvol_rm_allowed() {
+fn store_backend_follows_the_filesystem() {
     let Some(w) = World::with_fs("ext4store", FsKind::Ext4, &[]) else {
         return;
     };
-    one_line(&w.server(&["setup"]), 8, &["is on ext4, not btrfs"]);
+    // btrfs asked for on ext4: refused, nothing written.
+    one_line(&w.server(&["setup", "--backend", "btrfs"]), 8, &["is on ext4, not btrfs"]);
     assert!(!w.store().join(".byteback").exists());
+    // By default ext4 gets plain directories, recorded in the config.
+    let out = w.server(&["setup"]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(stdout(&out).contains("Backend: plain directories"), "{}", show(&out));
+    let config = std::fs::read_to_string(w.store().join(".byteback/server.toml")).unwrap();
+    assert!(config.contains("\nbackend = \"plain\"\n"), "{config}");
+    // And it sticks: asking for another backend later is refused.
+    one_line(&w.server(&["setup", "--backend", "btrfs"]), 2, &["already uses the plain backend"]);
     drop(w);
     let Some(w) = World::with_fs("normopt", FsKind::Btrfs, &[]) else {
         return;
