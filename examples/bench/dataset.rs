@@ -339,7 +339,8 @@ impl Dataset {
                 continue;
             }
             rng.fill(&mut buf);
-            file.write_all_at(&buf, r * IMAGE_REGION).expect("write image");
+            file.write_all_at(&buf, r * IMAGE_REGION)
+                .expect("write image");
         }
         drop(file);
         set_mtime(&image, BASE_MTIME - 2);
@@ -389,14 +390,20 @@ impl Dataset {
         // Append to the log.
         let text = log_lines(&mut rng, self.profile.log_append);
         let log = self.root.join(&self.log);
-        let mut f = OpenOptions::new().append(true).open(&log).expect("open log");
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(&log)
+            .expect("open log");
         f.write_all(&text).expect("append log");
         drop(f);
         set_mtime(&log, mtime);
         st.appended_bytes = text.len() as u64;
         // Rewrite 1% of the image's blocks in place.
         let image = self.root.join(&self.image);
-        let f = OpenOptions::new().write(true).open(&image).expect("open image");
+        let f = OpenOptions::new()
+            .write(true)
+            .open(&image)
+            .expect("open image");
         let blocks = self.profile.image_bytes / BLOCK;
         let mut chosen = std::collections::BTreeSet::new();
         while (chosen.len() as u64) < blocks / 100 {
@@ -404,7 +411,8 @@ impl Dataset {
         }
         for b in &chosen {
             rng.fill(&mut buf[..BLOCK as usize]);
-            f.write_all_at(&buf[..BLOCK as usize], b * BLOCK).expect("write image block");
+            f.write_all_at(&buf[..BLOCK as usize], b * BLOCK)
+                .expect("write image block");
         }
         drop(f);
         set_mtime(&image, mtime);
@@ -448,13 +456,13 @@ fn tiny_size(rng: &mut Rng) -> u64 {
 
 /// Log-uniform-ish over 4–256 KiB: one of six octaves, uniform inside it.
 fn medium_size(rng: &mut Rng) -> u64 {
-    let low = 4 * KIB << rng.below(6);
+    let low = (4 * KIB) << rng.below(6);
     low + 1 + rng.below(low)
 }
 
 /// 4–8, 8–16 or 16–32 MiB.
 fn large_size(rng: &mut Rng) -> u64 {
-    let low = 4 * MIB << rng.below(3);
+    let low = (4 * MIB) << rng.below(3);
     low + rng.below(low)
 }
 
@@ -473,13 +481,23 @@ fn write_file(path: &Path, size: u64, rng: &mut Rng, buf: &mut [u8], mtime: u64)
 
 fn set_mtime(path: &Path, secs: u64) {
     let t = UNIX_EPOCH + Duration::from_secs(secs);
-    let f = File::options().write(true).open(path).expect("open for mtime");
+    let f = File::options()
+        .write(true)
+        .open(path)
+        .expect("open for mtime");
     f.set_modified(t).expect("set mtime");
 }
 
 /// Syslog-like text of exactly `bytes` bytes.
 fn log_lines(rng: &mut Rng, bytes: u64) -> Vec<u8> {
-    const PROCS: &[&str] = &["sshd", "cron", "kernel", "systemd", "postfix/smtpd", "nginx"];
+    const PROCS: &[&str] = &[
+        "sshd",
+        "cron",
+        "kernel",
+        "systemd",
+        "postfix/smtpd",
+        "nginx",
+    ];
     let mut out = Vec::with_capacity(bytes as usize + 200);
     while (out.len() as u64) < bytes {
         let secs = rng.below(86_400);
@@ -498,4 +516,3 @@ fn log_lines(rng: &mut Rng, bytes: u64) -> Vec<u8> {
     out.truncate(bytes as usize);
     out
 }
-

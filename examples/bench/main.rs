@@ -16,7 +16,6 @@ mod report;
 // modules (world.rs needs CARGO_BIN_EXE_*, which cargo sets only for tests)
 // are replaced by the empty stubs next to the link.
 #[path = "support/mod.rs"]
-#[allow(dead_code)]
 mod support;
 
 use std::fs;
@@ -113,13 +112,19 @@ fn binaries(args: &Args) -> (PathBuf, PathBuf) {
             assert!(status.success(), "cargo build --release --bins failed");
             // This example runs from <target>/release/examples/bench.
             let exe = std::env::current_exe().expect("current_exe");
-            exe.parent().and_then(Path::parent).expect("target dir").to_owned()
+            exe.parent()
+                .and_then(Path::parent)
+                .expect("target dir")
+                .to_owned()
         }
     };
     let client = dir.join("byteback");
     let server = dir.join("byteback-server");
     for b in [&client, &server] {
-        assert!(b.is_file(), "missing {b:?} (build with `cargo build --release --bins`)");
+        assert!(
+            b.is_file(),
+            "missing {b:?} (build with `cargo build --release --bins`)"
+        );
     }
     (client, server)
 }
@@ -165,12 +170,21 @@ fn main() {
     let area = TestArea::new("bench");
     let src = area.path.join("src");
     fs::create_dir(&src).expect("create src");
-    eprintln!("bench: generating the {} dataset in {}", profile.name, src.display());
+    eprintln!(
+        "bench: generating the {} dataset in {}",
+        profile.name,
+        src.display()
+    );
     let t = Instant::now();
     let mut data = Dataset::generate(&src, &profile, args.seed, &interrupted);
     report.generate_secs = t.elapsed().as_secs_f64();
     report.tree = data.stats.clone();
-    let fs = LoopFs::new(&area, FsKind::Btrfs, profile.fs_mib, &["user_subvol_rm_allowed"]);
+    let fs = LoopFs::new(
+        &area,
+        FsKind::Btrfs,
+        profile.fs_mib,
+        &["user_subvol_rm_allowed"],
+    );
     let user = TestUser::new("bbbench", &fs.mount_point);
     let sshd = Sshd::start(&area, &[&user.name]);
 
@@ -234,7 +248,10 @@ fn text(out: &std::process::Output) -> String {
 }
 
 fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 impl Bench<'_> {
@@ -349,7 +366,14 @@ exec rsync --server --fake-super "$@"
     }
 
     fn du(&self, path: &Path) -> Du {
-        let out = support::run_ok(&["btrfs", "filesystem", "du", "-s", "--raw", &path.to_string_lossy()]);
+        let out = support::run_ok(&[
+            "btrfs",
+            "filesystem",
+            "du",
+            "-s",
+            "--raw",
+            &path.to_string_lossy(),
+        ]);
         let line = out.lines().last().unwrap_or_default();
         let n: Vec<u64> = line
             .split_whitespace()
@@ -394,7 +418,10 @@ exec rsync --server --fake-super "$@"
         // floor's command. Further pairs back up into fresh destinations
         // (another client, another floor directory).
         for i in 1..=args.initial {
-            eprintln!("bench: (a) initial full backup, sample {i}/{}", args.initial);
+            eprintln!(
+                "bench: (a) initial full backup, sample {i}/{}",
+                args.initial
+            );
             self.pair(Phase::Initial, i);
         }
         let initial = self.space_point(0, 0);
@@ -405,7 +432,10 @@ exec rsync --server --fake-super "$@"
         }
         let mut changed = 0;
         for g in 1..=args.generations {
-            eprintln!("bench: (c) mutate + backup, generation {g}/{}", args.generations);
+            eprintln!(
+                "bench: (c) mutate + backup, generation {g}/{}",
+                args.generations
+            );
             let st: MutateStats = data.mutate();
             changed += st.changed_bytes();
             self.report.mutations.push(st);
@@ -441,7 +471,11 @@ exec rsync --server --fake-super "$@"
             }
         }
         // (a) sample k backs up into destination k-1; all else into 0.
-        let target = if phase == Phase::Initial { index - 1 } else { 0 };
+        let target = if phase == Phase::Initial {
+            index - 1
+        } else {
+            0
+        };
         self.runs += 1;
         let label = format!("{:02}-{}-{}-{}", self.runs, phase.key(), index, tool.key());
         let load1 = report::loadavg().0;
@@ -465,9 +499,7 @@ exec rsync --server --fake-super "$@"
                     *last = format!("{base}initial{}/", target + 1);
                 }
                 let mut cmd = Command::new("rsync");
-                cmd.args(&argv[1..])
-                    .env_clear()
-                    .env("PATH", STD_PATH);
+                cmd.args(&argv[1..]).env_clear().env("PATH", STD_PATH);
                 measure(&mut cmd, &self.logs, &label, &["rsync", "ssh"])
             }
         };
@@ -490,7 +522,17 @@ exec rsync --server --fake-super "$@"
         }
         let post_sync = self.settle();
         let used_after = self.used_bytes();
-        let sample = Sample::new(phase, index, tool, position, &run, post_sync, load1, used_before, used_after);
+        let sample = Sample::new(
+            phase,
+            index,
+            tool,
+            position,
+            &run,
+            post_sync,
+            load1,
+            used_before,
+            used_after,
+        );
         eprintln!(
             "bench:   {:<8} {:>8.3} s  (post-run sync {:.3} s, own peak RSS {} KiB)",
             tool.key(),
@@ -510,7 +552,10 @@ exec rsync --server --fake-super "$@"
             .find(|p| p.depth == 1 && p.name == "rsync")
             .expect("saw byteback's rsync");
         let mut argv = rsync.cmdline.clone();
-        assert!(argv.len() > 3, "byteback's rsync argv not captured: {argv:?}");
+        assert!(
+            argv.len() > 3,
+            "byteback's rsync argv not captured: {argv:?}"
+        );
         let key = self.client_dir.join("key").to_string_lossy().into_owned();
         let floor_key = self.floor_key.to_string_lossy().into_owned();
         let rsh = argv
@@ -520,29 +565,57 @@ exec rsync --server --fake-super "$@"
             .or_else(|| argv.iter().position(|a| a.starts_with("--rsh=")))
             .expect("--rsh in byteback's rsync argv");
         let before = argv[rsh].clone();
-        argv[rsh] = before.replace(&format!(" -i {key} "), &format!(" -i {floor_key} "));
-        assert_ne!(argv[rsh], before, "could not swap the key in --rsh {before:?}");
+        let swapped = before.replace(&format!(" -i {key} "), &format!(" -i {floor_key} "));
+        assert_ne!(
+            swapped, before,
+            "could not swap the key in --rsh {before:?}"
+        );
+        // The floor is plain ssh: drop any shared-connection options
+        // (`-o ControlPath=…`, `-o ControlMaster=…`, `-o ControlPersist=…`, `-S …`).
+        let control = |w: &str| {
+            let w = w.trim_matches('\'');
+            ["ControlPath=", "ControlMaster=", "ControlPersist="]
+                .iter()
+                .any(|p| w.starts_with(p))
+        };
+        let words: Vec<&str> = swapped.split(' ').collect();
+        let mut kept: Vec<&str> = Vec::new();
+        let mut i = 0;
+        while i < words.len() {
+            if words[i] == "-o" && words.get(i + 1).is_some_and(|w| control(w)) || words[i] == "-S"
+            {
+                i += 2;
+            } else {
+                kept.push(words[i]);
+                i += 1;
+            }
+        }
+        argv[rsh] = kept.join(" ");
         argv
     }
 
     /// Small measurements that say where byteback's time goes.
     fn micro(&mut self) {
         eprintln!("bench: micro-measurements");
-        let floor_rsh = self.floor_argv[self
-            .floor_argv
-            .iter()
-            .position(|a| a == "--rsh")
-            .unwrap()
-            + 1]
-        .clone();
+        let floor_rsh =
+            self.floor_argv[self.floor_argv.iter().position(|a| a == "--rsh").unwrap() + 1].clone();
         // rsync's --rsh words: plain here (no quoting needed for our paths).
-        assert!(!floor_rsh.contains(['\'', '"']), "quoted --rsh words: {floor_rsh}");
+        assert!(
+            !floor_rsh.contains(['\'', '"']),
+            "quoted --rsh words: {floor_rsh}"
+        );
         let floor_ssh: Vec<String> = floor_rsh.split(' ').map(str::to_owned).collect();
         let key = self.client_dir.join("key").to_string_lossy().into_owned();
         let floor_key = self.floor_key.to_string_lossy().into_owned();
         let client_ssh: Vec<String> = floor_ssh
             .iter()
-            .map(|w| if *w == floor_key { key.clone() } else { w.clone() })
+            .map(|w| {
+                if *w == floor_key {
+                    key.clone()
+                } else {
+                    w.clone()
+                }
+            })
             .collect();
         let host = ["-l", &self.user.name, "--", "127.0.0.1"];
         let ssh = |base: &[String], cmd: &str| -> f64 {
@@ -557,12 +630,22 @@ exec rsync --server --fake-super "$@"
             m.ssh_noop.push(ssh(&floor_ssh, "true"));
             m.ssh_ping.push(ssh(&client_ssh, "byteback ping"));
             let t = Instant::now();
-            let out = self.client(&["backup", "--dry-run", "--source", &self.src.to_string_lossy()]).output().unwrap();
+            let out = self
+                .client(&[
+                    "backup",
+                    "--dry-run",
+                    "--source",
+                    &self.src.to_string_lossy(),
+                ])
+                .output()
+                .unwrap();
             m.client_dry_run.push(t.elapsed().as_secs_f64());
             assert!(out.status.success(), "dry run: {}", text(&out));
             let t = Instant::now();
             let store = self.store().to_string_lossy().into_owned();
-            let out = self.user.run_as(&["btrfs", "filesystem", "usage", "-b", &store]);
+            let out = self
+                .user
+                .run_as(&["btrfs", "filesystem", "usage", "-b", &store]);
             m.btrfs_usage.push(t.elapsed().as_secs_f64());
             assert!(out.status.success(), "btrfs usage: {}", text(&out));
         }
@@ -595,7 +678,10 @@ exec rsync --server --fake-super "$@"
         let control = self.logs.join("cm.sock").to_string_lossy().into_owned();
         let mut master: Vec<String> = floor_ssh.clone();
         let path = format!("ControlPath={control}");
-        for w in ["-o", "ControlMaster=yes", "-o", &path, "-N", "-f"].into_iter().rev() {
+        for w in ["-o", "ControlMaster=yes", "-o", &path, "-N", "-f"]
+            .into_iter()
+            .rev()
+        {
             master.insert(1, w.to_owned());
         }
         // -f keeps stdout and stderr open in the background master: no pipes.

@@ -23,7 +23,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 /// Poll interval for /proc.
-const POLL: Duration = Duration::from_millis(2);
+const POLL: Duration = Duration::from_millis(5);
 
 #[repr(C)]
 #[derive(Default, Clone, Copy)]
@@ -97,6 +97,9 @@ pub struct Run {
     pub procs: Vec<Proc>,
     pub stdout: String,
     pub stderr: String,
+    /// CPU seconds the polling thread itself used (the benchmark's own
+    /// disturbance, on the same cores).
+    pub poll_cpu: f64,
 }
 
 impl Run {
@@ -165,7 +168,7 @@ pub fn measure(cmd: &mut Command, log_dir: &Path, label: &str, expect: &[&str]) 
     }
     let wall = t0.elapsed().as_secs_f64();
     stop.store(true, Ordering::SeqCst);
-    let procs = poller.join().expect("poller thread");
+    let (procs, poll_cpu) = poller.join().expect("poller thread");
     // std's Child would wait again on drop? No: dropping a Child neither
     // waits nor kills; it only closes our ends of its pipes (none here).
     drop(child);
@@ -184,10 +187,11 @@ pub fn measure(cmd: &mut Command, log_dir: &Path, label: &str, expect: &[&str]) 
         procs,
         stdout: fs::read_to_string(&out_path).unwrap_or_default(),
         stderr: fs::read_to_string(&err_path).unwrap_or_default(),
+        poll_cpu,
     }
 }
 
-fn poll_tree(root: u32, t0: Instant, stop: &AtomicBool, expect: &[String]) -> Vec<Proc> {
+fn poll_tree(root: u32, t0: Instant, stop: &AtomicBool, expect: &[String]) -> (Vec<Proc>, f64) {
     let mut seen: BTreeMap<(u32, String), Proc> = BTreeMap::new();
     let mut order: Vec<(u32, String)> = Vec::new();
     loop {
@@ -196,7 +200,7 @@ fn poll_tree(root: u32, t0: Instant, stop: &AtomicBool, expect: &[String]) -> Ve
         let mut stack = vec![(root, 0u32)];
         while let Some((pid, depth)) = stack.pop() {
             if let Some((name, hwm)) = read_status(pid) {
-                if expect.iter().any(|e| *e == name) {
+                if expect.contains(&name) {
                     let key = (pid, name.clone());
                     let p = seen.entry(key.clone()).or_insert_with(|| {
                         order.push(key);
@@ -225,7 +229,21 @@ fn poll_tree(root: u32, t0: Instant, stop: &AtomicBool, expect: &[String]) -> Ve
         }
         thread::sleep(POLL);
     }
-    order.into_iter().filter_map(|k| seen.remove(&k)).collect()
+    let procs = order.into_iter().filter_map(|k| seen.remove(&k)).collect();
+    (procs, thread_cpu())
+}
+
+/// CPU seconds (user + sys) of the calling thread, from /proc/thread-self/stat.
+fn thread_cpu() -> f64 {
+    let stat = fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
+    // Fields after the parenthesised name: state is field 3, utime 14, stime 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|w| w.parse().unwrap_or(0))
+        .collect();
+    let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
+    ticks as f64 / 100.0 // USER_HZ is 100 on Linux
 }
 
 fn read_cmdline(pid: u32) -> Vec<String> {

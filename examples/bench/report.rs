@@ -75,13 +75,15 @@ pub struct Sample {
     pub position: usize,
     pub wall: f64,
     pub code: i32,
-    /// byteback only, from /proc polling (each ± the 2 ms poll interval):
+    /// byteback only, from /proc polling (each ± the 5 ms poll interval):
     /// start to ping's ssh, ping's ssh, rsync, complete's ssh, the rest.
     pub startup: Option<f64>,
     pub ping: Option<f64>,
     pub rsync: Option<f64>,
     pub complete: Option<f64>,
     pub other: Option<f64>,
+    /// With a shared ssh connection: from the master's start to the ping.
+    pub connect: Option<f64>,
     pub post_sync: f64,
     /// The measured process's own peak (byteback; rsync for the floor).
     pub self_hwm_kib: u64,
@@ -91,6 +93,7 @@ pub struct Sample {
     pub cpu_user: f64,
     pub cpu_sys: f64,
     pub load1: f64,
+    pub poll_cpu: f64,
     pub used_before: u64,
     pub used_after: u64,
     pub snapshot: String,
@@ -121,6 +124,7 @@ impl Sample {
             rsync: None,
             complete: None,
             other: None,
+            connect: None,
             post_sync,
             self_hwm_kib: run.self_hwm_kib(),
             rsync_hwm_kib: run.hwm_of("rsync"),
@@ -129,6 +133,7 @@ impl Sample {
             cpu_user: run.cpu_user,
             cpu_sys: run.cpu_sys,
             load1,
+            poll_cpu: run.poll_cpu,
             used_before,
             used_after,
             snapshot: run
@@ -148,14 +153,26 @@ impl Sample {
                 let rsync = run.children("rsync");
                 let ssh = run.children("ssh");
                 if let Some(r) = rsync.first() {
-                    let ping = ssh.iter().find(|p| p.first < r.first);
-                    let complete = ssh.iter().find(|p| p.first > r.last);
+                    // An ssh alive from before rsync until after it is a
+                    // shared connection (ControlMaster), not a request.
+                    let master = ssh.iter().find(|p| p.first < r.first && p.last > r.last);
+                    let ping = ssh.iter().find(|p| p.last <= r.first);
+                    let complete = ssh.iter().find(|p| p.first >= r.last);
                     if let (Some(p), Some(c)) = (ping, complete) {
-                        s.startup = Some(p.first);
+                        let first = ssh.iter().map(|p| p.first).fold(f64::INFINITY, f64::min);
+                        s.startup = Some(first);
+                        s.connect = master.map(|m| p.first - m.first);
                         s.ping = Some(p.last - p.first);
                         s.rsync = Some(r.last - r.first);
                         s.complete = Some(c.last - c.first);
-                        s.other = Some(run.wall - p.first - (p.last - p.first) - (r.last - r.first) - (c.last - c.first));
+                        s.other = Some(
+                            run.wall
+                                - first
+                                - s.connect.unwrap_or(0.0)
+                                - (p.last - p.first)
+                                - (r.last - r.first)
+                                - (c.last - c.first),
+                        );
                     }
                 }
             }
@@ -213,6 +230,8 @@ pub struct Machine {
     pub ssh: String,
     pub btrfs: String,
     pub rootfs: String,
+    /// The checkout's commit, and whether src/ had uncommitted changes.
+    pub source: String,
     pub load_start: (f64, f64, f64),
     pub load_end: (f64, f64, f64),
 }
@@ -258,8 +277,38 @@ impl Machine {
         self.rsync = cmd_text(&["rsync", "--version"]);
         self.ssh = cmd_text(&["ssh", "-V"]);
         self.btrfs = cmd_text(&["btrfs", "--version"]);
-        self.rootfs = cmd_text(&["findmnt", "-n", "-o", "SOURCE,FSTYPE", "--target", crate::support::BASE_DIR]);
+        self.rootfs = cmd_text(&[
+            "findmnt",
+            "-n",
+            "-o",
+            "SOURCE,FSTYPE",
+            "--target",
+            crate::support::BASE_DIR,
+        ]);
         self.load_start = loadavg();
+        let dir = env!("CARGO_MANIFEST_DIR");
+        let commit = cmd_text(&["git", "-C", dir, "log", "-1", "--format=%h %s"]);
+        let dirty = Command::new("git")
+            .args([
+                "-C",
+                dir,
+                "status",
+                "--porcelain",
+                "--",
+                "src",
+                "Cargo.toml",
+                "Cargo.lock",
+            ])
+            .output()
+            .map(|o| !o.stdout.is_empty())
+            .unwrap_or(false);
+        self.source = if commit.is_empty() || commit.starts_with("fatal") {
+            "unknown (not a git checkout)".into()
+        } else if dirty {
+            format!("commit {commit}, **plus uncommitted changes in src/ or Cargo.***")
+        } else {
+            format!("commit {commit} (src/ clean)")
+        };
     }
 }
 
@@ -391,15 +440,15 @@ impl Report {
 
     fn csv(&self) -> String {
         let mut out = String::from(
-            "run,phase,index,tool,position,wall_s,exit,startup_s,ping_s,rsync_s,complete_s,other_s,\
+            "run,phase,index,tool,position,wall_s,exit,startup_s,connect_s,ping_s,rsync_s,complete_s,other_s,\
              post_run_sync_s,self_peak_rss_kib,rsync_peak_rss_kib,ssh_peak_rss_kib,wait4_maxrss_kib,\
-             cpu_user_s,cpu_sys_s,load1,fs_used_before,fs_used_after,snapshot\n",
+             cpu_user_s,cpu_sys_s,load1,poller_cpu_s,fs_used_before,fs_used_after,snapshot\n",
         );
         let o = |x: Option<f64>| x.map_or(String::new(), |v| format!("{v:.4}"));
         for (i, s) in self.samples.iter().enumerate() {
             let _ = writeln!(
                 out,
-                "{},{},{},{},{},{:.4},{},{},{},{},{},{},{:.4},{},{},{},{},{:.3},{:.3},{:.2},{},{},{}",
+                "{},{},{},{},{},{:.4},{},{},{},{},{},{},{},{:.4},{},{},{},{},{:.3},{:.3},{:.2},{:.2},{},{},{}",
                 i + 1,
                 s.phase.key(),
                 s.index,
@@ -408,6 +457,7 @@ impl Report {
                 s.wall,
                 s.code,
                 o(s.startup),
+                o(s.connect),
                 o(s.ping),
                 o(s.rsync),
                 o(s.complete),
@@ -420,6 +470,7 @@ impl Report {
                 s.cpu_user,
                 s.cpu_sys,
                 s.load1,
+                s.poll_cpu,
                 s.used_before,
                 s.used_after,
                 s.snapshot
@@ -436,8 +487,8 @@ impl Report {
         let _ = writeln!(o, "# byteback benchmark results\n");
         let _ = writeln!(
             o,
-            "Profile **{}**, seed {:#x}, run {now}; the whole run (dataset, set-up, every \
-             sample, clean-up excluded) took **{:.0} s**. Command:\n\n```\ncargo run --release \
+            "Profile **{}**, seed {:#x}, run {now}; the whole run (dataset, set-up, every sample and \
+             the micro-measurements; not the clean-up) took **{:.0} s**. Command:\n\n```\ncargo run --release \
              --example bench -- --profile {}\n```\n\nHow to read this: [README.md](README.md). \
              Raw samples: [results.csv](results.csv).\n",
             self.profile.name, self.seed, self.total_secs, self.profile.name
@@ -527,15 +578,24 @@ impl Report {
             ("rsync", m.rsync.clone()),
             ("ssh", m.ssh.clone()),
             ("btrfs-progs", m.btrfs.clone()),
-            ("filesystem holding the source and the loop image", m.rootfs.clone()),
+            (
+                "filesystem holding the source and the loop image",
+                m.rootfs.clone(),
+            ),
             (
                 "load average at start / end (1, 5, 15 min)",
                 format!(
                     "{:.2} {:.2} {:.2} / {:.2} {:.2} {:.2}",
-                    m.load_start.0, m.load_start.1, m.load_start.2, m.load_end.0, m.load_end.1, m.load_end.2
+                    m.load_start.0,
+                    m.load_start.1,
+                    m.load_start.2,
+                    m.load_end.0,
+                    m.load_end.1,
+                    m.load_end.2
                 ),
             ),
             ("binaries", self.binaries.clone()),
+            ("source", m.source.clone()),
         ];
         for (k, v) in rows {
             let _ = writeln!(o, "| {k} | {v} |");
@@ -548,6 +608,19 @@ impl Report {
              both sides).\n",
             median(&loads),
             max(&loads)
+        );
+        let share = |tool: Tool| -> f64 {
+            let ss = self.of_tool(tool);
+            let cpu: f64 = ss.iter().map(|s| s.poll_cpu).sum();
+            let wall: f64 = ss.iter().map(|s| s.wall).sum();
+            100.0 * cpu / wall.max(1e-9)
+        };
+        let _ = writeln!(
+            o,
+            "The benchmark's own /proc polling thread used {:.1}% of one CPU during byteback \
+             runs and {:.1}% during floor runs (100 Hz tick accounting, so coarse).\n",
+            share(Tool::Byteback),
+            share(Tool::Floor)
         );
 
         // ---- Dataset --------------------------------------------------------
@@ -601,11 +674,17 @@ impl Report {
              backup ran), the same ssh options, the same sshd and server user, into the plain \
              directory `<store>/floor/current` on the same btrfs. Only the key differs: the \
              floor's key has a forced command that `cd`s there and `exec`s `rsync --server \
-             --fake-super <rsync's own options>` — no ping, no snapshot, no byteback-server. \
-             Its argv:\n\n```\n{}\n```\n",
+             --fake-super <rsync's own options>` — no ping, no snapshot, no byteback-server — \
+             and any connection-sharing options (`ControlPath`, `ControlMaster`, \
+             `ControlPersist`) are dropped from `--rsh`, so the floor makes one plain ssh \
+             connection. Its argv:\n\n```\n{}\n```\n",
             self.floor_argv
                 .iter()
-                .map(|a| if a.contains(' ') { format!("'{a}'") } else { a.clone() })
+                .map(|a| if a.contains(' ') {
+                    format!("'{a}'")
+                } else {
+                    a.clone()
+                })
                 .collect::<Vec<_>>()
                 .join(" ")
         );
@@ -651,7 +730,13 @@ impl Report {
                         .iter()
                         .map(|p| (p.1.wall + p.1.post_sync) / (p.2.wall + p.2.post_sync))
                         .collect();
-                    format!("{} {:.3} ({:.3}–{:.3})", ph.key(), median(&r), min(&r), max(&r))
+                    format!(
+                        "{} {:.3} ({:.3}–{:.3})",
+                        ph.key(),
+                        median(&r),
+                        min(&r),
+                        max(&r)
+                    )
                 })
                 .collect::<Vec<_>>()
                 .join("; ")
@@ -661,28 +746,37 @@ impl Report {
         let _ = writeln!(o, "\n## Where byteback's time goes\n");
         let _ = writeln!(
             o,
-            "From polling byteback's process tree every 2 ms: *start* is spawn until the \
-             ping's ssh is seen, *ping* and *complete* are the lifetimes of those two ssh \
-             processes (each a full ssh connection: handshake, sshd, forced command, \
-             byteback-server), *rsync* is byteback's rsync, *other* the gaps and exit. Each \
-             ± a few ms. Milliseconds, median (min–max).\n"
+            "From polling byteback's process tree every 5 ms: *start* is spawn until its \
+             first ssh is seen (config, mountinfo, lock); *connect*, only when byteback \
+             shares one ssh connection (ControlMaster), is from that master ssh's start to \
+             the ping; *ping* and *complete* are the lifetimes of those two ssh processes \
+             (without a shared connection each is a whole ssh connection: handshake, sshd, \
+             forced command, byteback-server); *rsync* is byteback's rsync; *other* the \
+             gaps and exit. Each ± a few ms. Milliseconds, median (min–max).\n"
         );
         let _ = writeln!(
             o,
-            "| phase | start | ping | rsync (byteback) | rsync (floor, whole run) | complete | other | byteback − floor |\n|---|---|---|---|---|---|---|---|"
+            "| phase | start | connect | ping | rsync (byteback) | rsync (floor, whole run) | complete | other | byteback − floor |\n|---|---|---|---|---|---|---|---|---|"
         );
         for phase in [Phase::Initial, Phase::NoChange, Phase::Mutate] {
             let bb = self.of(phase, Tool::Byteback);
             if bb.is_empty() {
                 continue;
             }
-            let pick = |f: fn(&Sample) -> Option<f64>| -> Vec<f64> { bb.iter().filter_map(|s| f(s)).collect() };
-            let diff: Vec<f64> = self.pairs(phase).iter().map(|p| p.1.wall - p.2.wall).collect();
+            let pick = |f: fn(&Sample) -> Option<f64>| -> Vec<f64> {
+                bb.iter().filter_map(|s| f(s)).collect()
+            };
+            let diff: Vec<f64> = self
+                .pairs(phase)
+                .iter()
+                .map(|p| p.1.wall - p.2.wall)
+                .collect();
             let _ = writeln!(
                 o,
-                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 phase.key(),
                 ms_spread(&pick(|s| s.startup)),
+                ms_spread(&pick(|s| s.connect)),
                 ms_spread(&pick(|s| s.ping)),
                 ms_spread(&pick(|s| s.rsync)),
                 ms_spread(&self.walls(phase, Tool::Floor)),
@@ -699,14 +793,38 @@ impl Report {
         );
         let _ = writeln!(o, "| what | ms |\n|---|---|");
         let rows = [
-            ("ssh round trip, floor key, forced command does nothing (`true`)", &mi.ssh_noop),
-            ("ssh round trip `byteback ping` with the client key (what byteback's ping does)", &mi.ssh_ping),
-            ("`byteback backup --dry-run` (client start-up: config, mountinfo, exclusions)", &mi.client_dry_run),
-            ("`btrfs filesystem usage -b <store>` as the server user", &mi.btrfs_usage),
-            ("`byteback-server snapshot --at …` by hand, nothing dirty (no ssh)", &mi.snapshot_by_hand),
-            ("`byteback-server receive` serving `byteback ping` locally as the server user (no ssh)", &mi.server_ping_local),
-            ("ssh round trip as the first row, but `-o KexAlgorithms=curve25519-sha256` (not post-quantum)", &mi.ssh_noop_curve25519),
-            ("ssh round trip as the first row, over an open `ControlMaster` connection (`-o ControlPath`)", &mi.ssh_noop_multiplexed),
+            (
+                "ssh round trip, floor key, forced command does nothing (`true`)",
+                &mi.ssh_noop,
+            ),
+            (
+                "ssh round trip `byteback ping` with the client key (what byteback's ping does)",
+                &mi.ssh_ping,
+            ),
+            (
+                "`byteback backup --dry-run` (client start-up: config, mountinfo, exclusions)",
+                &mi.client_dry_run,
+            ),
+            (
+                "`btrfs filesystem usage -b <store>` as the server user",
+                &mi.btrfs_usage,
+            ),
+            (
+                "`byteback-server snapshot --at …` by hand, nothing dirty (no ssh)",
+                &mi.snapshot_by_hand,
+            ),
+            (
+                "`byteback-server receive` serving `byteback ping` locally as the server user (no ssh)",
+                &mi.server_ping_local,
+            ),
+            (
+                "ssh round trip as the first row, but `-o KexAlgorithms=curve25519-sha256` (not post-quantum)",
+                &mi.ssh_noop_curve25519,
+            ),
+            (
+                "ssh round trip as the first row, over an open `ControlMaster` connection (`-o ControlPath`)",
+                &mi.ssh_noop_multiplexed,
+            ),
         ];
         for (k, v) in rows {
             let _ = writeln!(o, "| {k} | {} |", ms_spread(v));
@@ -716,13 +834,12 @@ impl Report {
         let _ = writeln!(o, "\n## Space on the server\n");
         let _ = writeln!(
             o,
-            "*stored* is `btrfs filesystem du -s` of `<store>/{0}` (current and every \
+            "*stored* is `btrfs filesystem du -s` of `<store>/benchclient` (current and every \
              snapshot): Exclusive + Set shared, i.e. each data extent once; it leaves out \
              metadata. *statvfs growth* is the sum, over byteback's runs only, of the change \
              in the filesystem's used blocks (f_blocks − f_bfree) across the run, after a \
              sync: data and metadata. The floor's figures are the same for \
-             `<store>/floor/current` (a plain directory without history). No qgroups.\n",
-            "benchclient"
+             `<store>/floor/current` (a plain directory without history). No qgroups.\n"
         );
         let _ = writeln!(
             o,
@@ -732,7 +849,11 @@ impl Report {
             let _ = writeln!(
                 o,
                 "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                if p.generation == 0 { "initial backup".to_owned() } else { format!("{} generations", p.generation) },
+                if p.generation == 0 {
+                    "initial backup".to_owned()
+                } else {
+                    format!("{} generations", p.generation)
+                },
                 p.snapshots,
                 mib(p.byteback.stored() as f64),
                 mib(p.byteback.total as f64),
@@ -765,7 +886,7 @@ impl Report {
         let _ = writeln!(
             o,
             "Peak resident set (VmHWM) in MiB, max over the phase's samples. *byteback* is \
-             the byteback process alone (polled from /proc/PID/status every 2 ms until it \
+             the byteback process alone (polled from /proc/PID/status every 5 ms until it \
              exits); *rsync* and *ssh* are its children (the ssh max over ping, rsync's \
              transport and complete). *wait4* is ru_maxrss that wait4 returns for byteback: \
              on Linux that is RUSAGE_BOTH of the child, i.e. the max over byteback and every \
@@ -782,7 +903,9 @@ impl Report {
                 if ss.is_empty() {
                     continue;
                 }
-                let mx = |f: fn(&Sample) -> u64| ss.iter().map(|s| f(s)).max().unwrap_or(0) as f64 / 1024.0;
+                let mx = |f: fn(&Sample) -> u64| {
+                    ss.iter().map(|s| f(s)).max().unwrap_or(0) as f64 / 1024.0
+                };
                 let cpu: Vec<f64> = ss.iter().map(|s| s.cpu_user + s.cpu_sys).collect();
                 let _ = writeln!(
                     o,
@@ -806,7 +929,7 @@ impl Report {
         let _ = writeln!(
             o,
             "- (d) restore of one large file and (e) listing one glob across all snapshots: \
-             byteback has no such commands yet (TODO rows above).\n\
+             not yet implemented in this benchmark (TODO rows above).\n\
              - Server-side CPU and memory (sshd, byteback-server, the receiving rsync).\n\
              - A cold page cache: every run reads a source that is in memory (the dataset is \
              written just before), so the figures are CPU, ssh and btrfs bound, not disk bound.\n\
