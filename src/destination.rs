@@ -125,6 +125,48 @@ impl FromStr for Destination {
     }
 }
 
+/// Where a client's backups go: a server, or a store on this machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A byteback server, over SSH.
+    Remote(Destination),
+    /// A store directory on this machine (an absolute path).
+    Local(std::path::PathBuf),
+}
+
+impl FromStr for Target {
+    type Err = Error;
+
+    fn from_str(input: &str) -> Result<Self, Error> {
+        if input.starts_with('/') {
+            if input.contains('\0') {
+                return Err(Error::Usage(format!(
+                    "invalid destination {input:?}: a path cannot contain NUL"
+                )));
+            }
+            let trimmed = input.trim_end_matches('/');
+            let path = if trimmed.is_empty() { "/" } else { trimmed };
+            return Ok(Target::Local(path.into()));
+        }
+        input.parse().map(Target::Remote).map_err(|e| match e {
+            Error::Usage(msg) => Error::Usage(msg.replace(
+                "expected [USER@]HOST[:PORT]",
+                "expected [USER@]HOST[:PORT] or an absolute directory",
+            )),
+            other => other,
+        })
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Remote(d) => d.fmt(f),
+            Target::Local(p) => p.display().fmt(f),
+        }
+    }
+}
+
 impl fmt::Display for Destination {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}@{}", self.user, self.host_and_port())
@@ -157,6 +199,22 @@ mod tests {
         }
         assert_eq!(parse("bb@::1").host, "::1");
         assert_eq!(parse("bb@[::1]").to_string(), "bb@[::1]");
+    }
+
+    #[test]
+    fn targets() {
+        assert_eq!(
+            "/var/backups/".parse::<Target>().unwrap(),
+            Target::Local("/var/backups".into())
+        );
+        assert_eq!("/".parse::<Target>().unwrap(), Target::Local("/".into()));
+        assert_eq!(
+            "bb@h".parse::<Target>().unwrap(),
+            Target::Remote(parse("bb@h"))
+        );
+        let e = "relative/dir".parse::<Target>().unwrap_err().to_string();
+        assert!(e.contains("or an absolute directory"), "{e}");
+        assert_eq!("/srv/b".parse::<Target>().unwrap().to_string(), "/srv/b");
     }
 
     #[test]

@@ -10,14 +10,18 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::client::config::{ConfigDir, check_source};
+use crate::client::config::{ClientConfig, ConfigDir, check_source};
+use crate::client::local;
 use crate::client::remote;
+use crate::destination::Target;
 use crate::error::{Error, Result};
 use crate::exec::rsync::{
-    BackupTransfer, Outcome, describe_exit, exclude_contents_of, failed_file,
+    BackupTransfer, Outcome, TransferTo, describe_exit, exclude_contents_of, failed_file,
 };
 use crate::exec::ssh::{HostKeyPolicy, Master, Ssh};
 use crate::exec::{self};
+use crate::server::receive;
+use crate::store::Backend;
 use crate::sys::lock::Lock;
 use crate::sys::mountinfo;
 
@@ -35,6 +39,8 @@ pub struct BackupArgs {
     pub verbose: bool,
     /// Print what would be backed up and stop.
     pub dry_run: bool,
+    /// Back up here instead of the configured destination.
+    pub destination: Option<String>,
 }
 
 /// The sources and exclusions of one backup.
@@ -76,11 +82,49 @@ fn plan(
     Ok(Plan { sources, excludes })
 }
 
+/// The configuration to back up with, and where to: `--destination`
+/// wins over the config file, and makes the file optional.
+pub fn resolve(dir: &ConfigDir, flag: Option<&str>) -> Result<(ClientConfig, Target)> {
+    let config = match dir.load() {
+        Ok(config) => config,
+        Err(_) if flag.is_some() && !dir.config_file().exists() => ClientConfig::default(),
+        Err(e) => return Err(e),
+    };
+    let target = match flag {
+        Some(text) => text.parse()?,
+        None => config.destination.clone().ok_or_else(|| {
+            Error::Config(format!(
+                "{} names no destination: run `byteback setup [USER@]HOST` (or pass --destination)",
+                dir.config_file().display()
+            ))
+        })?,
+    };
+    Ok((config, target))
+}
+
+/// This machine's name in the store.
+pub fn machine_name(config: &ClientConfig) -> String {
+    config
+        .name
+        .clone()
+        .unwrap_or_else(crate::client::setup::this_machines_name)
+}
+
 /// Runs a backup; prints the snapshot's name on success.
 pub fn run(dir: &ConfigDir, args: &BackupArgs) -> Result<()> {
-    let config = dir.load()?;
-    let plan = plan(dir, &config.sources, &config.excludes, args)?;
+    let (mut config, target) = resolve(dir, args.destination.as_deref())?;
+    let mut plan = plan(dir, &config.sources, &config.excludes, args)?;
+    if let Target::Local(store) = &target {
+        // Never back the store up into itself.
+        if plan.sources.iter().any(|s| store.starts_with(s)) {
+            plan.excludes.push((
+                exclude_contents_of(store),
+                "the backup store itself".to_owned(),
+            ));
+        }
+    }
     if args.dry_run {
+        println!("destination {target}");
         for s in &plan.sources {
             println!("source  {}", s.display());
         }
@@ -89,13 +133,18 @@ pub fn run(dir: &ConfigDir, args: &BackupArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let _lock = Lock::acquire(&dir.lock_file(), Duration::ZERO)?.ok_or_else(|| {
-        Error::Locked(format!(
-            "another byteback backup is running on this machine (it holds {}); wait for it to finish",
-            dir.lock_file().display()
-        ))
-    })?;
-    let ssh = dir.ssh(&config, HostKeyPolicy::Strict)?;
+    // One backup at a time on this machine (the config directory may not
+    // exist for a one-off local backup; the store's own lock covers that).
+    let _lock = if dir.dir.is_dir() {
+        Some(Lock::acquire(&dir.lock_file(), Duration::ZERO)?.ok_or_else(|| {
+            Error::Locked(format!(
+                "another byteback backup is running on this machine (it holds {}); wait for it to finish",
+                dir.lock_file().display()
+            ))
+        })?)
+    } else {
+        None
+    };
     for (pattern, why) in plan
         .excludes
         .iter()
@@ -103,12 +152,24 @@ pub fn run(dir: &ConfigDir, args: &BackupArgs) -> Result<()> {
     {
         eprintln!("byteback: excluding {pattern} ({why})");
     }
+    let root = match target {
+        Target::Local(root) => {
+            let snapshot = local_backup(&config, &plan, &root, args.verbose)?;
+            println!("Backup complete: snapshot {snapshot} in {}", root.display());
+            return Ok(());
+        }
+        Target::Remote(d) => d,
+    };
+    config.destination = Some(Target::Remote(root));
+    let ssh = dir.ssh(&config, HostKeyPolicy::Strict)?;
     let transfer = BackupTransfer {
         rsync: PathBuf::from("rsync"),
-        rsh: ssh.rsh_string(),
+        to: TransferTo::Remote {
+            rsh: ssh.rsh_string(),
+            remote: ssh.rsync_remote(),
+        },
         sources: plan.sources.clone(),
         excludes: plan.excludes.iter().map(|(p, _)| p.clone()).collect(),
-        remote: ssh.rsync_remote(),
         io_timeout_secs: config.io_timeout.as_secs(),
         verbose: args.verbose,
     };
@@ -141,6 +202,67 @@ pub fn run(dir: &ConfigDir, args: &BackupArgs) -> Result<()> {
     }
 }
 
+/// A backup into a store on this machine: the server's steps, in process.
+fn local_backup(
+    config: &ClientConfig,
+    plan: &Plan,
+    root: &std::path::Path,
+    verbose: bool,
+) -> Result<String> {
+    let local = local::open(root, &machine_name(config), true)?;
+    let (store, client) = (&local.store, &local.client);
+    let _lock = store.lock_client(client, Duration::ZERO).map_err(|_| {
+        Error::Locked(format!(
+            "another backup into {} is running; wait for it to finish",
+            root.display()
+        ))
+    })?;
+    let link_dests = receive::before_receive(store, client)?;
+    let transfer = BackupTransfer {
+        rsync: PathBuf::from("rsync"),
+        to: TransferTo::Local {
+            current: store.current(client),
+            inplace: store.config.backend == Backend::Btrfs,
+            link_dests,
+        },
+        sources: plan.sources.clone(),
+        excludes: plan.excludes.iter().map(|(p, _)| p.clone()).collect(),
+        io_timeout_secs: config.io_timeout.as_secs(),
+        verbose,
+    };
+    let t = transfer_files(&transfer)?;
+    let now = jiff::Timestamp::now();
+    match t.outcome {
+        Outcome::Ok | Outcome::Vanished => {
+            Ok(receive::finish_backup(store, client, now, None)?.to_string())
+        }
+        Outcome::SomeFilesFailed => {
+            let note = t.failed.join("\n") + "\n";
+            let snapshot = receive::finish_backup(store, client, now, Some(&note))?;
+            Err(partial_error(&snapshot.to_string(), &t.failed))
+        }
+        _ => Err(Error::Command(format!(
+            "{}; see rsync's messages above",
+            describe_exit(t.code)
+        ))),
+    }
+}
+
+fn partial_error(snapshot: &str, failed: &[String]) -> Error {
+    let shown: Vec<&str> = failed.iter().take(5).map(String::as_str).collect();
+    let more = failed.len().saturating_sub(shown.len());
+    let more = if more > 0 {
+        format!(" and {more} more")
+    } else {
+        String::new()
+    };
+    Error::Partial(format!(
+        "backup incomplete: snapshot {snapshot} was taken and marked partial, but {} file(s) could not be transferred: {}{more}",
+        failed.len(),
+        shown.join(", ")
+    ))
+}
+
 fn retryable(e: &Error) -> bool {
     matches!(e, Error::Connection(_) | Error::Locked(_))
 }
@@ -158,7 +280,10 @@ fn try_once(dir: &ConfigDir, plain: &Ssh, transfer: &BackupTransfer, last: bool)
     let master = Master::open(plain, control_socket(dir))?;
     let ssh = &master.share(plain);
     let transfer = &BackupTransfer {
-        rsh: ssh.rsh_string(),
+        to: TransferTo::Remote {
+            rsh: ssh.rsh_string(),
+            remote: ssh.rsync_remote(),
+        },
         ..transfer.clone()
     };
     remote::ping(ssh)?;
@@ -182,18 +307,7 @@ fn try_once(dir: &ConfigDir, plain: &Ssh, transfer: &BackupTransfer, last: bool)
                 failed.join("\n") + "\n"
             };
             let snapshot = remote::complete(ssh, Some(&note))?;
-            let shown: Vec<&str> = failed.iter().take(5).map(String::as_str).collect();
-            let more = failed.len().saturating_sub(shown.len());
-            let more = if more > 0 {
-                format!(" and {more} more")
-            } else {
-                String::new()
-            };
-            Err(Error::Partial(format!(
-                "backup incomplete: snapshot {snapshot} was taken and marked partial, but {} file(s) could not be transferred: {}{more}",
-                failed.len(),
-                shown.join(", ")
-            )))
+            Err(partial_error(&snapshot, &failed))
         }
         // Exit 23 may be a transient I/O problem: try again first.
         Outcome::SomeFilesFailed | Outcome::Retryable => {

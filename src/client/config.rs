@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Deserializer};
 
 use crate::config::{self, Duration};
-use crate::destination::Destination;
+use crate::destination::Target;
 use crate::error::{Error, IoContext, Result};
 use crate::exec::ssh::{HostKeyPolicy, Ssh};
 
@@ -24,9 +24,9 @@ pub const DEFAULT_CONFIG_DIR: &str = "/etc/byteback";
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClientConfig {
-    /// The server, `[USER@]HOST[:PORT]`.
+    /// The server, `[USER@]HOST[:PORT]`, or a store directory on this machine.
     #[serde(deserialize_with = "destination")]
-    pub destination: Option<Destination>,
+    pub destination: Option<Target>,
     /// This machine's name on the server (informational; the server decides).
     pub name: Option<String>,
     /// What to back up.
@@ -58,18 +58,19 @@ impl Default for ClientConfig {
     }
 }
 
-fn destination<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Destination>, D::Error> {
+fn destination<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Target>, D::Error> {
     let s = String::deserialize(d)?;
     s.parse().map(Some).map_err(serde::de::Error::custom)
 }
 
 /// The documented config file `byteback setup` writes.
-pub fn template(destination: &Destination, name: &str) -> String {
+pub fn template(destination: &Target, name: &str) -> String {
     format!(
         r#"# byteback client configuration. Keys that are commented out show
 # their defaults; durations are written like "90s", "10m", "6h".
 
-# The backup server: [USER@]HOST[:PORT] (USER defaults to byteback).
+# Where backups go: a server, [USER@]HOST[:PORT] (USER defaults to
+# byteback), or a store directory on this machine, /absolute/path.
 destination = "{destination}"
 
 # This machine's name on the server; also the comment of its key (root@NAME).
@@ -174,12 +175,21 @@ impl ConfigDir {
 
     /// How to reach the configured server.
     pub fn ssh(&self, config: &ClientConfig, host_keys: HostKeyPolicy) -> Result<Ssh> {
-        let destination = config.destination.clone().ok_or_else(|| {
-            Error::Config(format!(
-                "{} names no destination: run `byteback setup [USER@]HOST`",
-                self.config_file().display()
-            ))
-        })?;
+        let destination = match config.destination.clone() {
+            Some(Target::Remote(d)) => d,
+            Some(Target::Local(path)) => {
+                return Err(Error::Usage(format!(
+                    "the destination {} is a directory on this machine, not a server",
+                    path.display()
+                )));
+            }
+            None => {
+                return Err(Error::Config(format!(
+                    "{} names no destination: run `byteback setup [USER@]HOST` (or pass --destination)",
+                    self.config_file().display()
+                )));
+            }
+        };
         let identity = self.key();
         if !identity.exists() {
             return Err(Error::Config(format!(
@@ -218,7 +228,7 @@ mod tests {
 
     #[test]
     fn template_parses_to_the_defaults_plus_destination() {
-        let d: Destination = "bb@backup.example:2222".parse().unwrap();
+        let d: Target = "bb@backup.example:2222".parse().unwrap();
         let c: ClientConfig =
             config::parse(Path::new("config.toml"), &template(&d, "host.example")).unwrap();
         assert_eq!(

@@ -2,6 +2,7 @@
 
 pub mod backup;
 pub mod config;
+pub mod local;
 pub mod remote;
 pub mod restore;
 pub mod setup;
@@ -21,6 +22,9 @@ pub struct Cli {
     /// The configuration directory [default: $BYTEBACK_CONFIG_DIR, else /etc/byteback].
     #[arg(long, global = true, value_name = "DIR")]
     config_dir: Option<PathBuf>,
+    /// Use this server ([USER@]HOST[:PORT]) or local store directory instead of the configured one.
+    #[arg(long, global = true, value_name = "DEST")]
+    destination: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -98,11 +102,12 @@ enum Command {
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     let dir = ConfigDir::resolve(cli.config_dir)?;
+    let dest = cli.destination.as_deref();
     match cli.command {
         Command::Setup { destination, name } => setup::setup(&dir, &destination, name.as_deref()),
         Command::Test {
             accept_new_host_key,
-        } => setup::test(&dir, accept_new_host_key),
+        } => setup::test(&dir, accept_new_host_key, dest),
         Command::List {
             patterns,
             snapshot,
@@ -116,6 +121,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 all,
             },
             json,
+            dest,
         ),
         Command::Restore {
             patterns,
@@ -136,8 +142,9 @@ pub fn run(cli: Cli) -> Result<()> {
                 dry_run,
                 overwrite,
             },
+            dest,
         ),
-        Command::Snapshots { json } => restore::snapshots(&dir, json),
+        Command::Snapshots { json } => restore::snapshots(&dir, json, dest),
         Command::Backup {
             sources,
             excludes,
@@ -150,6 +157,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 excludes,
                 verbose,
                 dry_run,
+                destination: cli.destination.clone(),
             },
         ),
     }

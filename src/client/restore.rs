@@ -10,12 +10,16 @@ use std::process::{Command, Stdio};
 use jiff::Timestamp;
 
 use crate::catalog::{self, Row};
+use crate::client::backup;
 use crate::client::config::ConfigDir;
+use crate::client::local::{self, Local};
 use crate::client::remote::server_error;
+use crate::destination::Target;
 use crate::error::{Error, Result};
 use crate::exec::{self, ssh::HostKeyPolicy, ssh::Ssh, ssh::explain_failure};
 use crate::listing::encode_arg;
 use crate::protocol::Request;
+use crate::server::receive;
 
 /// Which files, in which snapshots.
 #[derive(Debug, Clone)]
@@ -128,28 +132,73 @@ fn stream(
     }
 }
 
-/// Asks the server for the rows of `query`, handing each to `each`.
-fn query_rows(ssh: &Ssh, query: &Query, mut each: impl FnMut(Row) -> Result<()>) -> Result<u64> {
+/// Where the backups are: a server, or a store on this machine.
+enum Backups {
+    Remote(Ssh),
+    Local(Local),
+}
+
+/// Asks for the rows of `query`, handing each to `each`.
+fn query_rows(
+    backups: &Backups,
+    query: &Query,
+    mut each: impl FnMut(Row) -> Result<()>,
+) -> Result<u64> {
     let mut count = 0;
-    stream(ssh, &query.request()?, |line| {
-        let row = catalog::decode_row(line)
-            .map_err(|e| Error::Refused(format!("the server sent a bad listing line: {e}")))?;
-        count += 1;
-        each(row)
-    })?;
+    let request = query.request()?;
+    match backups {
+        Backups::Remote(ssh) => stream(ssh, &request, |line| {
+            let row = catalog::decode_row(line)
+                .map_err(|e| Error::Refused(format!("the server sent a bad listing line: {e}")))?;
+            count += 1;
+            each(row)
+        })?,
+        Backups::Local(local) => {
+            let Request::List {
+                all,
+                snapshots,
+                patterns,
+            } = request
+            else {
+                unreachable!("Query::request makes a List")
+            };
+            receive::list(
+                &local.store,
+                &local.client,
+                all,
+                &snapshots,
+                &patterns,
+                &mut |row| {
+                    count += 1;
+                    each(row)
+                },
+            )?;
+        }
+    }
     Ok(count)
 }
 
-fn connect(dir: &ConfigDir) -> Result<Ssh> {
-    dir.ssh(&dir.load()?, HostKeyPolicy::Strict)
+fn connect(dir: &ConfigDir, destination: Option<&str>) -> Result<Backups> {
+    let (mut config, target) = backup::resolve(dir, destination)?;
+    match target {
+        Target::Local(root) => Ok(Backups::Local(local::open(
+            &root,
+            &backup::machine_name(&config),
+            false,
+        )?)),
+        Target::Remote(d) => {
+            config.destination = Some(Target::Remote(d));
+            Ok(Backups::Remote(dir.ssh(&config, HostKeyPolicy::Strict)?))
+        }
+    }
 }
 
 /// `byteback list`.
-pub fn list(dir: &ConfigDir, query: &Query, json: bool) -> Result<()> {
-    let ssh = connect(dir)?;
+pub fn list(dir: &ConfigDir, query: &Query, json: bool, destination: Option<&str>) -> Result<()> {
+    let backups = connect(dir, destination)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut header = !json;
-    let count = query_rows(&ssh, query, |row| {
+    let count = query_rows(&backups, query, |row| {
         if std::mem::take(&mut header) {
             writeln!(out, "{}", catalog::table_header()).ok();
         }
@@ -184,13 +233,13 @@ pub struct RestoreArgs {
 const MAX_BATCH: usize = 3000;
 
 /// `byteback restore`.
-pub fn restore(dir: &ConfigDir, args: &RestoreArgs) -> Result<()> {
-    let ssh = connect(dir)?;
+pub fn restore(dir: &ConfigDir, args: &RestoreArgs, destination: Option<&str>) -> Result<()> {
+    let backups = connect(dir, destination)?;
     let into =
         std::path::absolute(&args.into).map_err(|e| Error::io("cannot resolve", &args.into, e))?;
     let mut rows = Vec::new();
     println!("{}", catalog::table_header());
-    query_rows(&ssh, &args.query, |row| {
+    query_rows(&backups, &args.query, |row| {
         println!("{}", catalog::table_line(&row));
         rows.push(row);
         Ok(())
@@ -230,14 +279,14 @@ pub fn restore(dir: &ConfigDir, args: &RestoreArgs) -> Result<()> {
     let mut size = 0;
     for (_, remote) in &targets {
         if size + remote.len() * 3 > MAX_BATCH && !batch.is_empty() {
-            fetch(&ssh, &batch, &into, args.overwrite)?;
+            fetch(&backups, &batch, &into, args.overwrite)?;
             batch.clear();
             size = 0;
         }
         size += remote.len() * 3 + 1;
         batch.push(remote);
     }
-    fetch(&ssh, &batch, &into, args.overwrite)?;
+    fetch(&backups, &batch, &into, args.overwrite)?;
     println!("Restored {} item(s) into {}.", rows.len(), into.display());
     Ok(())
 }
@@ -269,8 +318,8 @@ fn remote_and_target(into: &Path, row: &Row) -> Result<(PathBuf, Vec<u8>)> {
     Ok((target, remote))
 }
 
-/// One rsync run fetching `paths` from the server into `into`.
-fn fetch(ssh: &Ssh, paths: &[&[u8]], into: &Path, overwrite: bool) -> Result<()> {
+/// One rsync run fetching `paths` (`<snapshot>/<path>`) into `into`.
+fn fetch(backups: &Backups, paths: &[&[u8]], into: &Path, overwrite: bool) -> Result<()> {
     let mut cmd = Command::new("rsync");
     cmd.args([
         "--archive",
@@ -286,15 +335,30 @@ fn fetch(ssh: &Ssh, paths: &[&[u8]], into: &Path, overwrite: bool) -> Result<()>
     if !overwrite {
         cmd.arg("--ignore-existing");
     }
-    cmd.arg("--rsh").arg(ssh.rsh_string()).arg("--");
-    for (i, p) in paths.iter().enumerate() {
-        let word = encode_arg(p);
-        let arg = if i == 0 {
-            format!("{}:{word}", ssh.rsync_remote())
-        } else {
-            format!(":{word}")
-        };
-        cmd.arg(arg);
+    match backups {
+        Backups::Remote(ssh) => {
+            cmd.arg("--rsh").arg(ssh.rsh_string()).arg("--");
+            for (i, p) in paths.iter().enumerate() {
+                let word = encode_arg(p);
+                let arg = if i == 0 {
+                    format!("{}:{word}", ssh.rsync_remote())
+                } else {
+                    format!(":{word}")
+                };
+                cmd.arg(arg);
+            }
+        }
+        Backups::Local(local) => {
+            cmd.arg("--");
+            // `/./` marks where the path rsync recreates under DIR begins.
+            let base = local.store.client_dir(&local.client);
+            for p in paths {
+                let mut arg = base.as_os_str().as_bytes().to_vec();
+                arg.extend_from_slice(b"/./");
+                arg.extend_from_slice(p);
+                cmd.arg(OsString::from_vec(arg));
+            }
+        }
     }
     let mut dest = into.as_os_str().to_owned().into_vec();
     dest.push(b'/');
@@ -314,17 +378,37 @@ fn fetch(ssh: &Ssh, paths: &[&[u8]], into: &Path, overwrite: bool) -> Result<()>
 }
 
 /// `byteback snapshots`.
-pub fn snapshots(dir: &ConfigDir, json: bool) -> Result<()> {
-    let ssh = connect(dir)?;
+pub fn snapshots(dir: &ConfigDir, json: bool, destination: Option<&str>) -> Result<()> {
+    let backups = connect(dir, destination)?;
     let now = Timestamp::now();
     let mut rows = Vec::new();
-    stream(&ssh, &Request::Snapshots, |line| {
+    let ssh = match &backups {
+        Backups::Remote(ssh) => ssh,
+        Backups::Local(local) => {
+            rows = local
+                .store
+                .snapshots(&local.client)?
+                .into_iter()
+                .map(|s| (s.name, s.partial))
+                .collect();
+            return print_snapshots(&rows, now, json);
+        }
+    };
+    stream(ssh, &Request::Snapshots, |line| {
         let (name, state) = line.split_once('\t').unwrap_or((line, "complete"));
         if let Some(s) = crate::names::SnapshotName::parse(name) {
             rows.push((s, state == "partial"));
         }
         Ok(())
     })?;
+    print_snapshots(&rows, now, json)
+}
+
+fn print_snapshots(
+    rows: &[(crate::names::SnapshotName, bool)],
+    now: Timestamp,
+    json: bool,
+) -> Result<()> {
     if json {
         let values: Vec<serde_json::Value> = rows
             .iter()
@@ -343,7 +427,7 @@ pub fn snapshots(dir: &ConfigDir, json: bool) -> Result<()> {
     println!("{:<24}  {:<20}  {:>10}", "snapshot", "time", "age");
     for (s, partial) in rows {
         let age = now.duration_since(s.time());
-        let flag = if partial { "  partial" } else { "" };
+        let flag = if *partial { "  partial" } else { "" };
         println!(
             "{:<24}  {:<20}  {:>10}{flag}",
             s.as_str(),

@@ -6,20 +6,35 @@ use std::process::Command;
 use crate::client::config::{ClientConfig, ConfigDir, template};
 use crate::client::remote;
 use crate::config;
-use crate::destination::Destination;
+use crate::destination::{Destination, Target};
 use crate::error::{Error, IoContext, Result};
 use crate::exec::{self, ssh::HostKeyPolicy};
 use crate::sys::fs::{ensure_dir, write_atomic};
 
 /// Creates the config directory, key and config for `destination`.
 pub fn setup(dir: &ConfigDir, destination: &str, name: Option<&str>) -> Result<()> {
-    let destination: Destination = destination.parse()?;
+    let target: Target = destination.parse()?;
     let name = match name {
         Some(n) => n.to_owned(),
         None => this_machines_name(),
     };
     crate::names::ClientName::new(&name)
         .map_err(|e| Error::Usage(format!("{e} (pass --name NAME)")))?;
+    let destination = match &target {
+        Target::Remote(d) => d.clone(),
+        Target::Local(path) => {
+            if !dir.dir.exists() {
+                ensure_dir(&dir.dir, 0o700)?;
+            }
+            write_config(dir, &target, &name)?;
+            println!(
+                "Backups of {name} will go to {} on this machine; the store is made on the first backup.",
+                path.display()
+            );
+            println!("Run `byteback backup` (daily, from a timer).");
+            return Ok(());
+        }
+    };
     if !dir.dir.exists() {
         ensure_dir(&dir.dir, 0o700)?;
     }
@@ -36,7 +51,7 @@ pub fn setup(dir: &ConfigDir, destination: &str, name: Option<&str>) -> Result<(
         let public = exec::run(Command::new("ssh-keygen").arg("-y").arg("-f").arg(&key))?;
         write_atomic(&dir.public_key(), public.as_bytes(), 0o644)?;
     }
-    write_config(dir, &destination, &name)?;
+    write_config(dir, &target, &name)?;
     let public = std::fs::read_to_string(dir.public_key()).on("cannot read", &dir.public_key())?;
     let public = public.trim();
     println!("Your backup key is {public}");
@@ -50,7 +65,7 @@ pub fn setup(dir: &ConfigDir, destination: &str, name: Option<&str>) -> Result<(
 }
 
 /// Writes the config, keeping an existing file's other settings.
-fn write_config(dir: &ConfigDir, destination: &Destination, name: &str) -> Result<()> {
+fn write_config(dir: &ConfigDir, destination: &Target, name: &str) -> Result<()> {
     let path = dir.config_file();
     let text = match std::fs::read_to_string(&path) {
         Ok(old) => {
@@ -110,8 +125,30 @@ pub fn this_machines_name() -> String {
 }
 
 /// Connects, trusts the server's host key as told, and pings.
-pub fn test(dir: &ConfigDir, accept_new_host_key: bool) -> Result<()> {
-    let config = dir.load()?;
+pub fn test(dir: &ConfigDir, accept_new_host_key: bool, destination: Option<&str>) -> Result<()> {
+    let (mut config, target) = crate::client::backup::resolve(dir, destination)?;
+    let d = match target {
+        Target::Local(root) => {
+            let local = crate::client::local::open(
+                &root,
+                &crate::client::backup::machine_name(&config),
+                true,
+            )?;
+            let snapshots = local.store.snapshots(&local.client)?;
+            println!(
+                "Local store {} ({} backend): {} snapshots of {}, {} free.",
+                root.display(),
+                local.store.config.backend.as_str(),
+                snapshots.len(),
+                local.client,
+                crate::server::setup::human_bytes(local.store.space()?.free_bytes)
+            );
+            println!("Found backup space, ready to go.");
+            return Ok(());
+        }
+        Target::Remote(d) => d,
+    };
+    config.destination = Some(Target::Remote(d));
     let policy = if accept_new_host_key {
         HostKeyPolicy::AcceptNew
     } else if std::io::IsTerminal::is_terminal(&std::io::stdin()) {

@@ -75,18 +75,38 @@ pub fn describe_exit(code: Option<i32>) -> String {
 pub struct BackupTransfer {
     /// Program to run (normally `rsync`).
     pub rsync: PathBuf,
-    /// The `--rsh` string (see [`super::ssh::Ssh::rsh_string`]).
-    pub rsh: String,
+    /// Where the files go.
+    pub to: TransferTo,
     /// Absolute paths to back up.
     pub sources: Vec<PathBuf>,
     /// rsync exclude patterns.
     pub excludes: Vec<String>,
-    /// `user@host` of the server.
-    pub remote: String,
     /// Seconds without I/O before rsync gives up.
     pub io_timeout_secs: u64,
     /// List every file as it goes.
     pub verbose: bool,
+}
+
+/// The receiving end of a backup transfer.
+#[derive(Debug, Clone)]
+pub enum TransferTo {
+    /// A byteback server: `current` of this client, over ssh.
+    Remote {
+        /// The `--rsh` string (see [`super::ssh::Ssh::rsh_string`]).
+        rsh: String,
+        /// `user@host` of the server.
+        remote: String,
+    },
+    /// A store on this machine.
+    Local {
+        /// The client's `current` directory.
+        current: PathBuf,
+        /// Whether files may be updated in place (btrfs: yes; plain
+        /// directories, whose files may be hard links into snapshots: no).
+        inplace: bool,
+        /// `--link-dest` directories, relative to `current`.
+        link_dests: Vec<String>,
+    },
 }
 
 impl BackupTransfer {
@@ -108,22 +128,32 @@ impl BackupTransfer {
             // while the snapshots keep history.
             "--delete",
             "--delete-excluded",
-            // Update files in place: unchanged blocks stay shared with the
-            // snapshots on btrfs, and an interrupted transfer resumes.
-            "--inplace",
             // Keep full paths, so several sources land side by side.
             "--relative",
         ]
         .into_iter()
         .map(OsString::from)
         .collect();
+        // Update files in place: unchanged blocks stay shared with the
+        // snapshots on btrfs, and an interrupted transfer resumes. (A
+        // server with plain directories drops it on its side.)
+        if !matches!(self.to, TransferTo::Local { inplace: false, .. }) {
+            args.push("--inplace".into());
+        }
         args.push(format!("--timeout={}", self.io_timeout_secs).into());
         if self.verbose {
             args.push("--itemize-changes".into());
             args.push("--stats".into());
         }
-        args.push("--rsh".into());
-        args.push(self.rsh.clone().into());
+        match &self.to {
+            TransferTo::Remote { rsh, .. } => {
+                args.push("--rsh".into());
+                args.push(rsh.into());
+            }
+            TransferTo::Local { link_dests, .. } => {
+                args.extend(link_dests.iter().map(|d| format!("--link-dest={d}").into()));
+            }
+        }
         for pattern in &self.excludes {
             let mut a = OsString::from("--exclude=");
             a.push(pattern);
@@ -134,7 +164,14 @@ impl BackupTransfer {
         for source in &self.sources {
             args.push(source.clone().into_os_string());
         }
-        args.push(format!("{}:current/", self.remote).into());
+        match &self.to {
+            TransferTo::Remote { remote, .. } => args.push(format!("{remote}:current/").into()),
+            TransferTo::Local { current, .. } => {
+                let mut dest = current.clone().into_os_string();
+                dest.push("/");
+                args.push(dest);
+            }
+        }
         args
     }
 }
@@ -205,10 +242,12 @@ mod tests {
     fn argv() {
         let t = BackupTransfer {
             rsync: "rsync".into(),
-            rsh: "ssh -p 2222".into(),
+            to: TransferTo::Remote {
+                rsh: "ssh -p 2222".into(),
+                remote: "bb@host".into(),
+            },
             sources: vec!["/".into(), "/-weird".into()],
             excludes: vec!["/proc/*".into()],
-            remote: "bb@host".into(),
             io_timeout_secs: 300,
             verbose: false,
         };
@@ -233,6 +272,30 @@ mod tests {
             args.contains(&"--inplace".to_string())
                 && args.contains(&"--delete-excluded".to_string())
         );
+    }
+
+    #[test]
+    fn local_plain_argv_links_and_never_writes_in_place() {
+        let t = BackupTransfer {
+            rsync: "rsync".into(),
+            to: TransferTo::Local {
+                current: "/var/backups/byteback/host/current".into(),
+                inplace: false,
+                link_dests: vec!["../2026-11-26T03:00:00Z".into()],
+            },
+            sources: vec!["/etc".into()],
+            excludes: vec![],
+            io_timeout_secs: 60,
+            verbose: false,
+        };
+        let args: Vec<String> = t
+            .args()
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert!(!args.contains(&"--inplace".to_string()) && !args.contains(&"--rsh".to_string()));
+        assert!(args.contains(&"--link-dest=../2026-11-26T03:00:00Z".to_string()));
+        assert_eq!(args.last().unwrap(), "/var/backups/byteback/host/current/");
     }
 
     #[test]

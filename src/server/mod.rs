@@ -139,8 +139,8 @@ pub fn run(cli: Cli) -> Result<u8> {
             Ok(receive::run(&store, &client, command.as_deref()))
         }
         Command::Snapshot { store, client, at } => {
-            refuse_root()?;
             let store = Store::open(&store_or_home(store)?)?;
+            run_as_owner(&store)?;
             let client = ClientName::new(&client)?;
             let _lock = store.lock_client(&client, store.config.lock_wait.to_std())?;
             let name = store.take_snapshot(&client, at.unwrap_or_else(Timestamp::now), None)?;
@@ -163,7 +163,7 @@ pub fn run(cli: Cli) -> Result<u8> {
                 prune_list(&store, now, order, json)
             } else {
                 if !dry_run {
-                    refuse_root()?;
+                    run_as_owner(&store)?;
                 }
                 let mode = match (dry_run, force) {
                     (true, _) => prune::Mode::DryRun,
@@ -303,6 +303,22 @@ fn store_or_home(store: Option<PathBuf>) -> Result<PathBuf> {
 
 fn absolute(path: &Path) -> Result<PathBuf> {
     std::path::absolute(path).map_err(|e| Error::io("cannot resolve", path, e))
+}
+
+/// Commands that change a store run as its owner: the backup user for a
+/// server's store, root for a local store that root's backups made.
+fn run_as_owner(store: &Store) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let owner = std::fs::metadata(store.root())
+        .map_err(|e| Error::io("cannot stat", store.root(), e))?
+        .uid();
+    if owner != rustix::process::geteuid().as_raw() {
+        return Err(Error::Usage(format!(
+            "run this as the owner of {} (uid {owner}), e.g. `su -s /bin/sh byteback -c 'byteback-server ...'`",
+            store.root().display()
+        )));
+    }
+    Ok(())
 }
 
 /// Admin commands create files the backup user must own: refuse root.

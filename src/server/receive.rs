@@ -18,7 +18,7 @@ use rustix::fs::{Mode, OFlags, openat};
 use crate::catalog;
 use crate::error::{Error, Result};
 use crate::listing::Pattern;
-use crate::names::ClientName;
+use crate::names::{ClientName, SnapshotName};
 use crate::protocol::{self, PROTOCOL_VERSION, PingReply, Request};
 use crate::prune::{self, growth};
 use crate::store::{self, Backend, Store, plain};
@@ -218,25 +218,74 @@ fn complete(store: &Store, client: &ClientName, partial: bool, now: Timestamp) -
         None
     };
     let _lock = store.lock_client(client, store.config.lock_wait.to_std())?;
-    let interval = store.config.min_snapshot_interval;
-    if let Some(newest) = store.snapshots(client)?.last() {
-        let age = now.duration_since(newest.name.time());
-        if age < interval.0 {
-            let next = newest
-                .name
-                .time()
-                .checked_add(interval.0)
-                .unwrap_or(newest.name.time());
-            return Err(Error::Refused(format!(
-                "not taking a snapshot of {client}: the last one ({}) is only {} old and the server allows one every {interval} (min_snapshot_interval); the data is safe in current and the first backup after {} will be snapshotted",
-                newest.name,
-                round(age),
-                next.strftime("%Y-%m-%dT%H:%M:%SZ")
-            )));
+    check_interval(store, client, now)?;
+    let name = finish_backup(store, client, now, note.as_deref())?;
+    println!("snapshot={name}");
+    if partial {
+        println!("partial=yes");
+    }
+    Ok(0)
+}
+
+/// Readies the client's space for a transfer: makes room first (so a
+/// backup that failed for lack of space succeeds on its next attempt without
+/// anyone acting), then, for plain directories, sets up `current` and
+/// returns the `--link-dest` directories (relative to `current`). A plain
+/// `current` must never be written in place: the caller drops `--inplace`.
+/// The caller holds the client lock.
+pub fn before_receive(store: &Store, client: &ClientName) -> Result<Vec<String>> {
+    match prune::run(store, Timestamp::now(), prune::Mode::IfNeeded, Some(client)) {
+        Ok(_) => {}
+        Err(e @ Error::Refused(_)) => return Err(e),
+        Err(e) => {
+            store.log(&format!("{client}: prune before receiving: {e}"));
+            eprintln!("byteback-server: warning: {e}");
         }
     }
-    let name = store.take_snapshot(client, now, note.as_deref())?;
-    let what = if partial {
+    match store.config.backend {
+        Backend::Btrfs => Ok(Vec::new()),
+        Backend::Plain => {
+            let newest = store.snapshots(client)?.last().map(|s| s.name.to_string());
+            plain::prepare_current(&store.client_dir(client), newest.as_deref())
+        }
+    }
+}
+
+/// Refuses a snapshot sooner than `min_snapshot_interval` after the
+/// client's newest, so a client cannot flood the disk.
+fn check_interval(store: &Store, client: &ClientName, now: Timestamp) -> Result<()> {
+    let interval = store.config.min_snapshot_interval;
+    let Some(newest) = store.snapshots(client)?.pop() else {
+        return Ok(());
+    };
+    let age = now.duration_since(newest.name.time());
+    if age >= interval.0 {
+        return Ok(());
+    }
+    let next = newest
+        .name
+        .time()
+        .checked_add(interval.0)
+        .unwrap_or(newest.name.time());
+    Err(Error::Refused(format!(
+        "not taking a snapshot of {client}: the last one ({}) is only {} old and the server allows one every {interval} (min_snapshot_interval); the data is safe in current and the first backup after {} will be snapshotted",
+        newest.name,
+        round(age),
+        next.strftime("%Y-%m-%dT%H:%M:%SZ")
+    )))
+}
+
+/// Ends a backup whose transfer is in `current`: takes the snapshot (marked
+/// partial with `note`, the files left out), then prunes if space is short
+/// and restarts the client's growth count. The caller holds the client lock.
+pub fn finish_backup(
+    store: &Store,
+    client: &ClientName,
+    now: Timestamp,
+    note: Option<&str>,
+) -> Result<SnapshotName> {
+    let name = store.take_snapshot(client, now, note)?;
+    let what = if note.is_some() {
         "partial snapshot"
     } else {
         "snapshot"
@@ -248,11 +297,7 @@ fn complete(store: &Store, client: &ClientName, partial: bool, now: Timestamp) -
         store.log(&format!("{client}: prune after snapshot: {e}"));
     }
     growth::record_snapshot(store, client)?;
-    println!("snapshot={name}");
-    if partial {
-        println!("partial=yes");
-    }
-    Ok(0)
+    Ok(name)
 }
 
 fn round(d: SignedDuration) -> String {
@@ -265,17 +310,7 @@ fn receive(store: &Store, client: &ClientName, options: &[String]) -> Result<u8>
     // The rsync child inherits the lock: if this process is killed, the
     // receiver it started still holds it until it ends.
     lock.share_with_children()?;
-    // Make room before the client writes: a backup that failed for lack of
-    // space succeeds on its next attempt without anyone acting.
-    match prune::run(store, Timestamp::now(), prune::Mode::IfNeeded, Some(client)) {
-        Ok(_) => {}
-        Err(e @ Error::Refused(_)) => return Err(e),
-        Err(e) => {
-            store.log(&format!("{client}: prune before receiving: {e}"));
-            eprintln!("byteback-server: warning: {e}");
-        }
-    }
-    // rsync's log goes into a pipe, read while it runs (see prune::growth).
+    let link_dests = before_receive(store, client)?;
     // rsync's log goes into a pipe, read while it runs (see prune::growth);
     // the write end is inherited by rsync, the read end is not.
     let (log_reader, log_writer) =
@@ -285,18 +320,13 @@ fn receive(store: &Store, client: &ClientName, options: &[String]) -> Result<u8>
     let log_reader = std::fs::File::from(log_reader);
     let log_fd = std::os::fd::AsRawFd::as_raw_fd(&log_writer);
     let mut args: Vec<String> = vec!["--server".into()];
-    match store.config.backend {
-        Backend::Btrfs => args.extend(options.iter().cloned()),
-        Backend::Plain => {
-            // Files in a plain `current` may be hard links into snapshots:
-            // never write into them in place; link from the snapshot instead.
-            args.extend(options.iter().filter(|o| *o != "--inplace").cloned());
-            let newest = store.snapshots(client)?.last().map(|s| s.name.to_string());
-            for dir in plain::prepare_current(&store.client_dir(client), newest.as_deref())? {
-                args.push(format!("--link-dest={dir}"));
-            }
-        }
-    }
+    args.extend(
+        options
+            .iter()
+            .filter(|o| store.config.backend == Backend::Btrfs || *o != "--inplace")
+            .cloned(),
+    );
+    args.extend(link_dests.iter().map(|d| format!("--link-dest={d}")));
     enter_current(store, client)?;
     // Ownership, modes, devices and specials survive as xattrs on files the
     // unprivileged user owns.
