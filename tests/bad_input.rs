@@ -269,16 +269,28 @@ fn store_backend_follows_the_filesystem() {
         return;
     };
     // btrfs asked for on ext4: refused, nothing written.
-    one_line(&w.server(&["setup", "--backend", "btrfs"]), 8, &["is on ext4, not btrfs"]);
+    one_line(
+        &w.server(&["setup", "--backend", "btrfs"]),
+        8,
+        &["is on ext4, not btrfs"],
+    );
     assert!(!w.store().join(".byteback").exists());
     // By default ext4 gets plain directories, recorded in the config.
     let out = w.server(&["setup"]);
     assert!(out.status.success(), "{}", show(&out));
-    assert!(stdout(&out).contains("Backend: plain directories"), "{}", show(&out));
+    assert!(
+        stdout(&out).contains("Backend: plain directories"),
+        "{}",
+        show(&out)
+    );
     let config = std::fs::read_to_string(w.store().join(".byteback/server.toml")).unwrap();
     assert!(config.contains("\nbackend = \"plain\"\n"), "{config}");
     // And it sticks: asking for another backend later is refused.
-    one_line(&w.server(&["setup", "--backend", "btrfs"]), 2, &["already uses the plain backend"]);
+    one_line(
+        &w.server(&["setup", "--backend", "btrfs"]),
+        2,
+        &["already uses the plain backend"],
+    );
     drop(w);
     let Some(w) = World::with_fs("normopt", FsKind::Btrfs, &[]) else {
         return;
