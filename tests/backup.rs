@@ -12,23 +12,7 @@ use support::FsKind;
 use support::manifest::{self, Reading, inside};
 use support::world::{World, show, stderr, stdout};
 
-/// Runs each scenario on both backends: btrfs, and plain directories on ext4.
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[test]
-            fn btrfs() {
-                super::$name(super::FsKind::Btrfs)
-            }
-            #[test]
-            fn ext4_plain() {
-                super::$name(super::FsKind::Ext4)
-            }
-        }
-    )*};
-}
-
-on_both_backends!(
+support::world::on_both_backends!(
     one_backup_at_a_time_on_client_and_server,
     walkthrough_then_a_second_backup,
     a_snapshot_inside_the_interval_is_refused,
@@ -394,6 +378,7 @@ fn unreadable_files_make_a_partial_snapshot(kind: FsKind) {
     .unwrap();
     let bin = w.area.path.join("bin/byteback");
     std::fs::copy(env!("CARGO_BIN_EXE_byteback"), &bin).unwrap();
+    support::world::wait_until_executable(&bin);
     let out = runner.run_as(&[
         "env",
         &format!("BYTEBACK_CONFIG_DIR={}", dir.display()),

@@ -8,8 +8,14 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::Duration;
 
+use support::FsKind;
 use support::manifest::{self, Reading, inside, os};
 use support::world::{World, show, stderr, stdout};
+
+support::world::on_both_backends!(
+    list_and_restore_with_true_ownership,
+    listing_and_restore_stay_inside_the_clients_backups,
+);
 
 fn json_rows(out: &std::process::Output) -> Vec<serde_json::Value> {
     stdout(out)
@@ -35,9 +41,8 @@ fn three_generations(w: &World, client: &str) -> Vec<String> {
     snaps
 }
 
-#[test]
-fn list_and_restore_with_true_ownership() {
-    let Some(w) = World::new("restore") else {
+fn list_and_restore_with_true_ownership(kind: FsKind) {
+    let Some(w) = World::on("restore", kind) else {
         return;
     };
     let client = w.enroll("restore.example");
@@ -253,9 +258,8 @@ fn list_and_restore_with_true_ownership() {
     assert_eq!(list[0]["name"], snaps[0].as_str());
 }
 
-#[test]
-fn listing_and_restore_stay_inside_the_clients_backups() {
-    let Some(w) = World::new("restorehostile") else {
+fn listing_and_restore_stay_inside_the_clients_backups(kind: FsKind) {
+    let Some(w) = World::on("restorehostile", kind) else {
         return;
     };
     let client = w.enroll("nosy.example");

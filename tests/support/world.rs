@@ -25,6 +25,19 @@ pub struct World {
     pub src: PathBuf,
 }
 
+/// Waits out ETXTBSY: while another test thread forks, its child briefly
+/// holds our just-written copy open for writing, and exec would fail.
+pub fn wait_until_executable(bin: &Path) {
+    for _ in 0..200 {
+        match Command::new(bin).arg("--version").output() {
+            Err(e) if e.raw_os_error() == Some(26) => {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            _ => return,
+        }
+    }
+}
+
 /// Prints a command's output for a failing assertion.
 pub fn show(out: &Output) -> String {
     format!(
@@ -76,6 +89,7 @@ impl World {
         let server_bin = bin_dir.join("byteback-server");
         fs::copy(env!("CARGO_BIN_EXE_byteback-server"), &server_bin).unwrap();
         fs::set_permissions(&server_bin, fs::Permissions::from_mode(0o755)).unwrap();
+        wait_until_executable(&server_bin);
         let src = area.path.join("src");
         fs::create_dir(&src).unwrap();
         let client_dir = area.path.join("client");
@@ -254,3 +268,23 @@ impl World {
             .expect("run rsync")
     }
 }
+
+/// Runs each scenario on both backends: btrfs, and plain directories on ext4.
+#[allow(unused_macros)]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn btrfs() {
+                super::$name($crate::support::FsKind::Btrfs)
+            }
+            #[test]
+            fn ext4_plain() {
+                super::$name($crate::support::FsKind::Ext4)
+            }
+        }
+    )*};
+}
+
+#[allow(unused_imports)]
+pub(crate) use on_both_backends;
