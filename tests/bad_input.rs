@@ -41,7 +41,7 @@ fn client_setup_rejects_bad_destinations_and_names() {
     for (dest, needle) in [
         ("byteback@", "host is missing"),
         ("host:0", "port"),
-        ("/var/backups", "local directory"),
+        ("relative/dir", "or an absolute directory"),
         ("-oProxyCommand=sh", "must not start with '-'"),
     ] {
         one_line(
