@@ -319,6 +319,50 @@ fn connection_problems_are_named() {
     let known_hosts = w.client_dir.join("known_hosts");
     let trusted = std::fs::read_to_string(&known_hosts).unwrap();
 
+    // Unknown host key on a terminal: ssh asks; "no" trusts nothing, "yes"
+    // records the key in byteback's own known_hosts. (`script` gives the
+    // client a terminal; the answer arrives after the question.)
+    let on_terminal = |answer: &str| {
+        let cmd = format!(
+            "BYTEBACK_CONFIG_DIR='{}' '{}' test",
+            w.client_dir.display(),
+            env!("CARGO_BIN_EXE_byteback")
+        );
+        let script = format!("sleep 2; echo {answer}");
+        let feeder = Command::new("sh")
+            .args(["-c", &script])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .stdin(feeder.stdout.unwrap())
+            .output()
+            .unwrap()
+    };
+    std::fs::write(&known_hosts, "").unwrap();
+    let out = on_terminal("no");
+    assert_ne!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("Are you sure you want to continue connecting"),
+        "{}",
+        show(&out)
+    );
+    assert!(std::fs::read_to_string(&known_hosts).unwrap().is_empty());
+    let out = on_terminal("yes");
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("Trusted the server's host key"),
+        "{}",
+        show(&out)
+    );
+    assert!(
+        std::fs::read_to_string(&known_hosts)
+            .unwrap()
+            .contains(&w.sshd.host_public_key)
+    );
+
     // Unknown host key, unattended.
     std::fs::write(&known_hosts, "").unwrap();
     one_line(
