@@ -329,16 +329,18 @@ fn connection_problems_are_named() {
             env!("CARGO_BIN_EXE_byteback")
         );
         let script = format!("sleep 2; echo {answer}");
-        let feeder = Command::new("sh")
+        let mut feeder = Command::new("sh")
             .args(["-c", &script])
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        Command::new("script")
+        let out = Command::new("script")
             .args(["-qec", &cmd, "/dev/null"])
-            .stdin(feeder.stdout.unwrap())
+            .stdin(feeder.stdout.take().unwrap())
             .output()
-            .unwrap()
+            .unwrap();
+        feeder.wait().unwrap();
+        out
     };
     std::fs::write(&known_hosts, "").unwrap();
     let out = on_terminal("no");
