@@ -268,6 +268,52 @@ pub fn json_line(row: &Row) -> String {
     value.to_string()
 }
 
+/// Prints rows as they come: a table (its header before the first row) or
+/// one JSON object per line.
+pub struct Printer {
+    out: std::io::BufWriter<std::io::StdoutLock<'static>>,
+    json: bool,
+    /// Rows printed so far.
+    pub count: u64,
+}
+
+impl Printer {
+    /// A printer to standard output.
+    pub fn new(json: bool) -> Printer {
+        Printer {
+            out: std::io::BufWriter::new(std::io::stdout().lock()),
+            json,
+            count: 0,
+        }
+    }
+
+    /// Prints one row.
+    pub fn row(&mut self, row: &Row) -> Result<()> {
+        use std::io::Write;
+        let failed = |e| Error::Io {
+            what: "cannot write the listing".into(),
+            source: e,
+        };
+        if self.count == 0 && !self.json {
+            writeln!(self.out, "{}", table_header()).map_err(failed)?;
+        }
+        self.count += 1;
+        let line = if self.json {
+            json_line(row)
+        } else {
+            table_line(row)
+        };
+        writeln!(self.out, "{line}").map_err(failed)
+    }
+
+    /// Flushes; the number of rows printed.
+    pub fn finish(mut self) -> u64 {
+        use std::io::Write;
+        let _ = self.out.flush();
+        self.count
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

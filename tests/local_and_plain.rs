@@ -11,7 +11,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use support::manifest::{self, Reading, inside};
-use support::world::{World, show, stdout};
+use support::world::{World, show, snapshot_names, stdout};
 use support::{FsKind, LoopFs, TestArea};
 
 /// The client run as root against a local store, in a clean environment.
@@ -38,16 +38,6 @@ fn server(args: &[&str]) -> Output {
 fn ok(out: Output) -> String {
     assert!(out.status.success(), "{}", show(&out));
     stdout(&out)
-}
-
-fn snapshots_of(client_dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(client_dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with('Z'))
-        .collect();
-    names.sort();
-    names
 }
 
 fn local_destination(kind: FsKind) {
@@ -90,7 +80,7 @@ fn local_destination(kind: FsKind) {
         "{server_toml}"
     );
     let client_dir = store.join("local.example");
-    let first = snapshots_of(&client_dir);
+    let first = snapshot_names(&client_dir);
     assert_eq!(first.len(), 1);
     let source = manifest::read(&src, Reading::Plain);
     manifest::assert_same(
@@ -103,7 +93,7 @@ fn local_destination(kind: FsKind) {
     std::thread::sleep(Duration::from_millis(1100));
     std::fs::write(src.join("etc/hostname"), "changed.example\n").unwrap();
     ok(byteback(&config, &["backup", "--source", &src_s]));
-    let snaps = snapshots_of(&client_dir);
+    let snaps = snapshot_names(&client_dir);
     assert_eq!(snaps.len(), 2);
     manifest::assert_same(
         "first local snapshot after the second",
@@ -140,7 +130,7 @@ fn local_destination(kind: FsKind) {
     // And pruning: the least important deletable snapshot goes.
     let out = server(&["prune", "--force", "--store", &store_s]);
     assert!(out.status.success(), "{}", show(&out));
-    assert_eq!(snapshots_of(&client_dir), [snaps[1].clone()]);
+    assert_eq!(snapshot_names(&client_dir), [snaps[1].clone()]);
 
     // A one-off backup with no configuration at all, as in the Quickstart.
     let fresh = area.path.join("no-config");

@@ -2,7 +2,7 @@
 //! files from this machine's backups.
 
 use std::ffi::OsString;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -196,23 +196,9 @@ fn connect(dir: &ConfigDir, destination: Option<&str>) -> Result<Backups> {
 /// `byteback list`.
 pub fn list(dir: &ConfigDir, query: &Query, json: bool, destination: Option<&str>) -> Result<()> {
     let backups = connect(dir, destination)?;
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let mut header = !json;
-    let count = query_rows(&backups, query, |row| {
-        if std::mem::take(&mut header) {
-            writeln!(out, "{}", catalog::table_header()).ok();
-        }
-        let line = if json {
-            catalog::json_line(&row)
-        } else {
-            catalog::table_line(&row)
-        };
-        writeln!(out, "{line}").map_err(|e| Error::Io {
-            what: "cannot write the listing".into(),
-            source: e,
-        })
-    })?;
-    out.flush().ok();
+    let mut printer = catalog::Printer::new(json);
+    query_rows(&backups, query, |row| printer.row(&row))?;
+    let count = printer.finish();
     if count == 0 {
         return Err(query.no_match());
     }

@@ -181,7 +181,6 @@ pub fn run(cli: Cli) -> Result<u8> {
             json,
             patterns,
         } => {
-            use std::io::Write;
             use std::os::unix::ffi::OsStrExt;
             let store = Store::open(&store_or_home(store)?)?;
             let client = ClientName::new(&client)?;
@@ -190,24 +189,11 @@ pub fn run(cli: Cli) -> Result<u8> {
             }
             let patterns: Vec<Vec<u8>> = patterns.iter().map(|p| p.as_bytes().to_vec()).collect();
             let snapshots = snapshot.unwrap_or_else(|| "*".into()).into_bytes();
-            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            let mut count = 0u64;
-            if !json {
-                writeln!(out, "{}", crate::catalog::table_header()).ok();
-            }
+            let mut printer = crate::catalog::Printer::new(json);
             receive::list(&store, &client, all, &snapshots, &patterns, &mut |row| {
-                count += 1;
-                let line = if json {
-                    crate::catalog::json_line(&row)
-                } else {
-                    crate::catalog::table_line(&row)
-                };
-                writeln!(out, "{line}").map_err(|e| Error::Io {
-                    what: "cannot write the listing".into(),
-                    source: e,
-                })
+                printer.row(&row)
             })?;
-            out.flush().ok();
+            let count = printer.finish();
             if count == 0 {
                 return Err(Error::NotFound("nothing in the backups matches".into()));
             }

@@ -38,6 +38,17 @@ pub fn wait_until_executable(bin: &Path) {
     }
 }
 
+/// The snapshot directories (UTC names) in a client's directory, oldest first.
+pub fn snapshot_names(client_dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(client_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with('Z'))
+        .collect();
+    names.sort();
+    names
+}
+
 /// Prints a command's output for a failing assertion.
 pub fn show(out: &Output) -> String {
     format!(
@@ -199,13 +210,7 @@ impl World {
 
     /// The client's snapshot directories, oldest first.
     pub fn snapshots(&self, client: &str) -> Vec<String> {
-        let mut names: Vec<String> = fs::read_dir(self.store().join(client))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| n.ends_with('Z'))
-            .collect();
-        names.sort();
-        names
+        snapshot_names(&self.store().join(client))
     }
 
     /// Runs a backup of `src` and asserts it succeeded; returns stdout.
