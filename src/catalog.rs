@@ -17,6 +17,69 @@ use crate::listing::{self, DecodeError, Found, Pattern, Walk, Warning};
 use crate::names::ClientName;
 use crate::store::Store;
 
+/// Which files, in which snapshots.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Query {
+    /// Glob patterns of paths (*, **, ?, [set], {a,b}); relative ones start at the current directory.
+    #[arg(required = true, value_name = "PATTERN")]
+    pub patterns: Vec<std::ffi::OsString>,
+    /// Only these snapshots: a name or a glob of names (`current` is the live copy).
+    #[arg(long, value_name = "NAME")]
+    pub snapshot: Option<String>,
+    /// Every distinct version of each path, not only the newest.
+    #[arg(long)]
+    pub all: bool,
+}
+
+impl Query {
+    /// The request for these files, patterns made absolute.
+    pub fn request(&self) -> Result<crate::protocol::Request> {
+        let cwd = std::env::current_dir()
+            .map_err(|e| Error::Usage(format!("cannot tell the current directory: {e}")))?;
+        let patterns = self
+            .patterns
+            .iter()
+            .map(|p| {
+                let bytes = std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str());
+                if bytes.starts_with(b"/") {
+                    bytes.to_vec()
+                } else {
+                    let mut full = std::os::unix::ffi::OsStrExt::as_bytes(cwd.as_os_str()).to_vec();
+                    full.push(b'/');
+                    full.extend_from_slice(bytes);
+                    full
+                }
+            })
+            .collect();
+        Ok(crate::protocol::Request::List {
+            all: self.all,
+            snapshots: self
+                .snapshot
+                .clone()
+                .unwrap_or_else(|| "*".into())
+                .into_bytes(),
+            patterns,
+        })
+    }
+
+    /// The error when nothing matched.
+    pub fn no_match(&self) -> Error {
+        let shown: Vec<String> = self
+            .patterns
+            .iter()
+            .map(|p| display_path(std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str())))
+            .collect();
+        Error::NotFound(format!(
+            "nothing in the backups matches {}{}",
+            shown.join(" "),
+            self.snapshot
+                .as_ref()
+                .map(|s| format!(" in snapshots {s}"))
+                .unwrap_or_default()
+        ))
+    }
+}
+
 /// Where versions of files come from: a snapshot, or `current`.
 #[derive(Debug, Clone)]
 pub struct Source {

@@ -220,45 +220,37 @@ fn parse_list(words: &[&str]) -> Result<Request, Refusal> {
     })
 }
 
-fn parse_sender(words: &[&str]) -> Result<Request, Refusal> {
-    let mut options = Vec::new();
-    let mut rest = words.iter();
-    for &word in rest.by_ref() {
-        if word == "." {
-            break;
-        }
-        check_option(word)?;
-        options.push(word.to_owned());
-    }
-    let paths: Vec<Vec<u8>> = rest.map(|p| decode(p)).collect::<Result<_, _>>()?;
-    if paths.is_empty() {
-        return refuse("rsync sender without anything to send");
+/// Splits an rsync server command into its options (each checked against
+/// the allow-list) and the arguments after the `.` that ends them.
+fn split_rsync<'a>(words: &'a [&'a str]) -> Result<(Vec<String>, &'a [&'a str]), Refusal> {
+    let dot = words.iter().position(|w| *w == ".").unwrap_or(words.len());
+    let options: Vec<String> = words[..dot].iter().map(|w| w.to_string()).collect();
+    for option in &options {
+        check_option(option)?;
     }
     if options.is_empty() {
         return refuse("rsync command without options");
+    }
+    Ok((options, words.get(dot + 1..).unwrap_or(&[])))
+}
+
+fn parse_sender(words: &[&str]) -> Result<Request, Refusal> {
+    let (options, rest) = split_rsync(words)?;
+    let paths: Vec<Vec<u8>> = rest.iter().map(|p| decode(p)).collect::<Result<_, _>>()?;
+    if paths.is_empty() {
+        return refuse("rsync sender without anything to send");
     }
     Ok(Request::Send { options, paths })
 }
 
 fn parse_receiver(words: &[&str]) -> Result<Request, Refusal> {
-    let mut options = Vec::new();
-    let mut rest = words.iter();
-    for &word in rest.by_ref() {
-        if word == "." {
-            break;
-        }
-        check_option(word)?;
-        options.push(word.to_owned());
-    }
+    let (options, rest) = split_rsync(words)?;
     // After "." rsync names the destination; whatever it is, data lands in
     // the client's own `current`, so it is only checked for shape.
-    match rest.as_slice() {
+    match rest {
         [_destination] => {}
         [] => return refuse("rsync command without a destination"),
         _ => return refuse("rsync receiver with more than one destination"),
-    }
-    if options.is_empty() {
-        return refuse("rsync command without options");
     }
     Ok(Request::Receive { options })
 }

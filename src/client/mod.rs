@@ -7,7 +7,6 @@ pub mod remote;
 pub mod restore;
 pub mod setup;
 
-use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
@@ -47,26 +46,16 @@ enum Command {
     },
     /// Find files in this machine's backups: PATTERN is a glob (*, **, ?, [set], {a,b}).
     List {
-        #[arg(required = true, value_name = "PATTERN")]
-        patterns: Vec<OsString>,
-        /// Only these snapshots: a name or a glob of names (`current` is the live copy).
-        #[arg(long, value_name = "NAME")]
-        snapshot: Option<String>,
-        /// Every distinct version of each path, not only the newest.
-        #[arg(long)]
-        all: bool,
+        #[command(flatten)]
+        query: restore::Query,
         /// One JSON object per line.
         #[arg(long)]
         json: bool,
     },
     /// Restore what `list` with the same arguments shows, into DIR/<snapshot>/<path>.
     Restore {
-        #[arg(required = true, value_name = "PATTERN")]
-        patterns: Vec<OsString>,
-        #[arg(long, value_name = "NAME")]
-        snapshot: Option<String>,
-        #[arg(long)]
-        all: bool,
+        #[command(flatten)]
+        query: restore::Query,
         /// Where to restore to [default: the current directory].
         #[arg(long, value_name = "DIR")]
         into: Option<PathBuf>,
@@ -108,36 +97,16 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Test {
             accept_new_host_key,
         } => setup::test(&dir, accept_new_host_key, dest),
-        Command::List {
-            patterns,
-            snapshot,
-            all,
-            json,
-        } => restore::list(
-            &dir,
-            &restore::Query {
-                patterns,
-                snapshot,
-                all,
-            },
-            json,
-            dest,
-        ),
+        Command::List { query, json } => restore::list(&dir, &query, json, dest),
         Command::Restore {
-            patterns,
-            snapshot,
-            all,
+            query,
             into,
             dry_run,
             overwrite,
         } => restore::restore(
             &dir,
             &restore::RestoreArgs {
-                query: restore::Query {
-                    patterns,
-                    snapshot,
-                    all,
-                },
+                query,
                 into: into.unwrap_or_else(|| PathBuf::from(".")),
                 dry_run,
                 overwrite,

@@ -21,63 +21,7 @@ use crate::listing::encode_arg;
 use crate::protocol::Request;
 use crate::server::receive;
 
-/// Which files, in which snapshots.
-#[derive(Debug, Clone)]
-pub struct Query {
-    /// Glob patterns as typed (relative ones are taken from the current directory).
-    pub patterns: Vec<OsString>,
-    /// A snapshot name or glob of names (`current` is the live copy).
-    pub snapshot: Option<String>,
-    /// Every distinct version, not only the newest.
-    pub all: bool,
-}
-
-impl Query {
-    fn request(&self) -> Result<Request> {
-        let cwd = std::env::current_dir()
-            .map_err(|e| Error::Usage(format!("cannot tell the current directory: {e}")))?;
-        let patterns = self
-            .patterns
-            .iter()
-            .map(|p| {
-                let bytes = p.as_bytes();
-                if bytes.starts_with(b"/") {
-                    bytes.to_vec()
-                } else {
-                    let mut full = cwd.as_os_str().as_bytes().to_vec();
-                    full.push(b'/');
-                    full.extend_from_slice(bytes);
-                    full
-                }
-            })
-            .collect();
-        Ok(Request::List {
-            all: self.all,
-            snapshots: self
-                .snapshot
-                .clone()
-                .unwrap_or_else(|| "*".into())
-                .into_bytes(),
-            patterns,
-        })
-    }
-
-    fn no_match(&self) -> Error {
-        let shown: Vec<String> = self
-            .patterns
-            .iter()
-            .map(|p| catalog::display_path(p.as_bytes()))
-            .collect();
-        Error::NotFound(format!(
-            "nothing in the backups matches {}{}",
-            shown.join(" "),
-            self.snapshot
-                .as_ref()
-                .map(|s| format!(" in snapshots {s}"))
-                .unwrap_or_default()
-        ))
-    }
-}
+pub use crate::catalog::Query;
 
 /// Runs a request whose answer streams back line by line.
 fn stream(

@@ -94,18 +94,11 @@ enum Command {
         store: Option<PathBuf>,
         #[arg(long)]
         client: String,
-        /// Only these snapshots: a name or a glob of names (`current` is the live copy).
-        #[arg(long, value_name = "NAME")]
-        snapshot: Option<String>,
-        /// Every distinct version of each path, not only the newest.
-        #[arg(long)]
-        all: bool,
+        #[command(flatten)]
+        query: crate::catalog::Query,
         /// One JSON object per line.
         #[arg(long)]
         json: bool,
-        /// Absolute glob patterns of paths on the client.
-        #[arg(required = true, value_name = "PATTERN")]
-        patterns: Vec<std::ffi::OsString>,
     },
     /// List the snapshots of every client (or one).
     Snapshots {
@@ -176,11 +169,14 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::List {
             store,
             client,
-            snapshot,
-            all,
+            query,
             json,
-            patterns,
         } => {
+            let crate::catalog::Query {
+                patterns,
+                snapshot,
+                all,
+            } = query;
             use std::os::unix::ffi::OsStrExt;
             let store = Store::open(&store_or_home(store)?)?;
             let client = ClientName::new(&client)?;
