@@ -136,6 +136,19 @@ fn dry_run_lists_sources_and_automatic_exclusions() {
     );
     assert!(text.contains("exclude /var/cache/*"), "{text}");
     assert!(text.contains("exclude *.tmp  (--exclude)"), "{text}");
+    // The effective settings: file, defaults and flags together.
+    let out = byteback(&dir, &["show-config", "--destination", "/var/backups/x"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("destination = \"/var/backups/x\"\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("retry_attempts = 5\nretry_pause = \"10m\"\n"),
+        "{text}"
+    );
+    assert!(text.contains("excludes = [\"/var/cache/*\"]"), "{text}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -71,6 +71,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the effective settings (config file, flags and defaults).
+    ShowConfig,
     /// Back up now.
     Backup {
         /// Back up this path instead of the configured sources (repeatable).
@@ -114,6 +116,7 @@ pub fn run(cli: Cli) -> Result<()> {
             dest,
         ),
         Command::Snapshots { json } => restore::snapshots(&dir, json, dest),
+        Command::ShowConfig => show_config(&dir, dest),
         Command::Backup {
             sources,
             excludes,
@@ -130,4 +133,30 @@ pub fn run(cli: Cli) -> Result<()> {
             },
         ),
     }
+}
+
+/// `byteback show-config`: what a backup would use, after defaults and flags.
+fn show_config(dir: &ConfigDir, destination: Option<&str>) -> Result<()> {
+    let (config, target) = backup::resolve(dir, destination)?;
+    let quote = |s: &str| format!("{s:?}");
+    println!("# effective settings; config dir {}", dir.dir.display());
+    println!("destination = {}", quote(&target.to_string()));
+    println!("name = {}", quote(&backup::machine_name(&config)));
+    let sources: Vec<String> = config
+        .sources
+        .iter()
+        .map(|s| quote(&s.to_string_lossy()))
+        .collect();
+    println!("sources = [{}]", sources.join(", "));
+    let mut excludes: Vec<String> = config.excludes.iter().map(|s| quote(s)).collect();
+    excludes.extend(dir.file_excludes()?.iter().map(|s| quote(s)));
+    println!("excludes = [{}]", excludes.join(", "));
+    println!("retry_attempts = {}", config.retry_attempts);
+    println!("retry_pause = {}", quote(&config.retry_pause.to_string()));
+    println!("io_timeout = {}", quote(&config.io_timeout.to_string()));
+    println!(
+        "connect_timeout = {}",
+        quote(&config.connect_timeout.to_string())
+    );
+    Ok(())
 }

@@ -130,8 +130,8 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Receive { store, client } => {
             // Bytes that are not UTF-8 are never byteback's (it encodes its
             // arguments), so they are turned into a refusal by the parser.
-            let command = std::env::var_os("SSH_ORIGINAL_COMMAND")
-                .map(|c| c.to_string_lossy().into_owned());
+            let command =
+                std::env::var_os("SSH_ORIGINAL_COMMAND").map(|c| c.to_string_lossy().into_owned());
             Ok(receive::run(&store, &client, command.as_deref()))
         }
         Command::Snapshot { store, client, at } => {
