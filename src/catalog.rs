@@ -131,10 +131,25 @@ pub struct Row {
     pub found: Found,
 }
 
+/// One path's versions, as (index into the sources, metadata), newest first.
+type Group = (Vec<u8>, Vec<(usize, listing::Meta)>);
+
+/// What a walking thread sends.
+enum Message {
+    Group(Group),
+    Warning(usize, Warning),
+    Failed(Error),
+}
+
 /// Walks `sources` (newest first) for `patterns` and emits, per path in
 /// byte-wise order, its newest version — or with `all`, each distinct
 /// version (size or mtime differ) from the newest snapshot holding it.
 /// `current` counts only for a version no snapshot holds.
+///
+/// The walks are shared out over the machine's cores in contiguous runs of
+/// sources, each thread merging its own run into per-path groups; this
+/// thread merges the groups. Every channel is bounded, so memory follows
+/// the walks' positions, never the number of matches.
 pub fn search(
     sources: &[Source],
     patterns: &[Pattern],
@@ -142,70 +157,161 @@ pub fn search(
     mut on_warning: impl FnMut(&Source, Warning),
     mut emit: impl FnMut(Row) -> Result<()>,
 ) -> Result<()> {
-    let mut walks = Vec::with_capacity(sources.len());
-    for s in sources {
-        let walk = Walk::new(&s.root, patterns)
-            .map_err(|e| Error::io("cannot read snapshot", &s.root, e))?;
-        walks.push(walk);
+    if sources.is_empty() {
+        return Ok(());
+    }
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 4)
+        .min(sources.len());
+    let per_thread = sources.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let mut streams = Vec::new();
+        for (chunk, run) in sources.chunks(per_thread).enumerate() {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Message>(256);
+            let offset = chunk * per_thread;
+            scope.spawn(move || merge_run(run, offset, patterns, &tx));
+            streams.push(rx.into_iter().peekable());
+        }
+        let mut failure = None;
+        loop {
+            // Pass warnings and failures on; find the smallest next path.
+            let mut smallest: Option<Vec<u8>> = None;
+            for stream in &mut streams {
+                while let Some(Message::Warning(..) | Message::Failed(_)) = stream.peek() {
+                    match stream.next() {
+                        Some(Message::Warning(i, w)) => on_warning(&sources[i], w),
+                        Some(Message::Failed(e)) => failure = Some(e),
+                        _ => {}
+                    }
+                }
+                if let Some(Message::Group((path, _))) = stream.peek() {
+                    if smallest.as_ref().is_none_or(|s| path < s) {
+                        smallest = Some(path.clone());
+                    }
+                }
+            }
+            if let Some(e) = failure.take() {
+                return Err(e);
+            }
+            let Some(path) = smallest else { return Ok(()) };
+            let mut versions = Vec::new();
+            for stream in &mut streams {
+                if matches!(stream.peek(), Some(Message::Group((p, _))) if *p == path) {
+                    if let Some(Message::Group((_, v))) = stream.next() {
+                        versions.extend(v);
+                    }
+                }
+            }
+            for row in select(sources, path, versions, all) {
+                // On an error the receivers drop, and the walking threads stop.
+                emit(row)?;
+            }
+        }
+    })
+}
+
+/// Which of one path's versions (newest first) are shown.
+fn select(
+    sources: &[Source],
+    path: Vec<u8>,
+    mut versions: Vec<(usize, listing::Meta)>,
+    all: bool,
+) -> Vec<Row> {
+    // `current` is the live copy: a version it shares with a snapshot is
+    // shown from the snapshot, so it only appears when not yet snapshotted.
+    if versions.len() > 1 && sources[versions[0].0].time.is_none() {
+        let live = &versions[0].1;
+        if versions[1..]
+            .iter()
+            .any(|(_, m)| (m.size, m.mtime) == (live.size, live.mtime))
+        {
+            versions.remove(0);
+        }
+    }
+    let keep = if all {
+        listing::distinct_versions(versions)
+    } else {
+        versions.into_iter().take(1).collect()
+    };
+    keep.into_iter()
+        .map(|(j, meta)| Row {
+            snapshot: sources[j].name.clone(),
+            time: sources[j].time,
+            found: Found {
+                path: path.clone(),
+                meta,
+            },
+        })
+        .collect()
+}
+
+/// Merges the walks of one run of sources into per-path groups, sent in
+/// path order. Stops when the receiver is gone.
+fn merge_run(
+    run: &[Source],
+    offset: usize,
+    patterns: &[Pattern],
+    tx: &std::sync::mpsc::SyncSender<Message>,
+) {
+    let mut walks = Vec::with_capacity(run.len());
+    for s in run {
+        match Walk::new(&s.root, patterns) {
+            Ok(walk) => walks.push(walk),
+            Err(e) => {
+                let _ = tx.send(Message::Failed(Error::io(
+                    "cannot read snapshot",
+                    &s.root,
+                    e,
+                )));
+                return;
+            }
+        }
     }
     // Heads of every walk, smallest path first, then newest source first.
     let mut heads: BinaryHeap<Reverse<(Vec<u8>, usize, HeadMeta)>> = BinaryHeap::new();
-    let mut advance =
-        |i: usize,
-         walks: &mut Vec<Walk<'_>>,
-         heads: &mut BinaryHeap<Reverse<(Vec<u8>, usize, HeadMeta)>>| {
-            for item in walks[i].by_ref() {
-                match item {
-                    Ok(found) => {
-                        heads.push(Reverse((found.path, i, HeadMeta(found.meta))));
-                        return;
+    let advance = |i: usize,
+                   walks: &mut Vec<Walk<'_>>,
+                   heads: &mut BinaryHeap<Reverse<(Vec<u8>, usize, HeadMeta)>>| {
+        for item in walks[i].by_ref() {
+            match item {
+                Ok(found) => {
+                    heads.push(Reverse((found.path, i, HeadMeta(found.meta))));
+                    return true;
+                }
+                Err(w) => {
+                    if tx.send(Message::Warning(offset + i, w)).is_err() {
+                        return false;
                     }
-                    Err(w) => on_warning(&sources[i], w),
                 }
             }
-        };
+        }
+        true
+    };
     for i in 0..walks.len() {
-        advance(i, &mut walks, &mut heads);
+        if !advance(i, &mut walks, &mut heads) {
+            return;
+        }
     }
     while let Some(Reverse((path, i, HeadMeta(meta)))) = heads.pop() {
-        let mut versions = vec![(i, meta)];
+        let mut versions = vec![(offset + i, meta)];
+        let mut advanced = vec![i];
         while heads.peek().is_some_and(|Reverse((p, _, _))| *p == path) {
             let Some(Reverse((_, j, HeadMeta(m)))) = heads.pop() else {
                 break;
             };
-            versions.push((j, m));
+            versions.push((offset + j, m));
+            advanced.push(j);
         }
-        for (j, _) in &versions {
-            advance(*j, &mut walks, &mut heads);
-        }
-        // `current` is the live copy: a version it shares with a snapshot
-        // is shown from the snapshot, so it only appears when not yet snapshotted.
-        if versions.len() > 1 && sources[versions[0].0].time.is_none() {
-            let live = &versions[0].1;
-            if versions[1..]
-                .iter()
-                .any(|(_, m)| (m.size, m.mtime) == (live.size, live.mtime))
-            {
-                versions.remove(0);
+        for j in advanced {
+            if !advance(j, &mut walks, &mut heads) {
+                return;
             }
         }
-        let keep = if all {
-            listing::distinct_versions(versions)
-        } else {
-            versions.into_iter().take(1).collect()
-        };
-        for (j, meta) in keep {
-            emit(Row {
-                snapshot: sources[j].name.clone(),
-                time: sources[j].time,
-                found: Found {
-                    path: path.clone(),
-                    meta,
-                },
-            })?;
+        if tx.send(Message::Group((path, versions))).is_err() {
+            return;
         }
     }
-    Ok(())
 }
 
 /// `Meta` in the heap, compared by nothing (the path and source decide).
