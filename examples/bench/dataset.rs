@@ -351,6 +351,28 @@ impl Dataset {
         ds
     }
 
+    /// The largest regular file (the disk image in both profiles): its
+    /// absolute path and apparent size.
+    pub fn largest_file(&self) -> (PathBuf, u64) {
+        let mut best = (self.image.clone(), self.profile.image_bytes);
+        for e in &self.files {
+            if e.size > best.1 {
+                best = (e.rel.clone(), e.size);
+            }
+        }
+        (self.root.join(best.0), best.1)
+    }
+
+    /// How many of the current regular files (first names only, the log and
+    /// the image included) satisfy `keep(relative path)`.
+    pub fn count_files(&self, keep: impl Fn(&Path) -> bool) -> usize {
+        let named = self.files.iter().map(|e| e.rel.as_path());
+        named
+            .chain([self.log.as_path(), self.image.as_path()])
+            .filter(|p| keep(p))
+            .count()
+    }
+
     /// Directories are picked with a skew towards the first ones, so some
     /// hold many files and most a few.
     fn pick_dir(&self, rng: &mut Rng) -> usize {

@@ -11,6 +11,7 @@
 
 mod dataset;
 mod measure;
+mod ops;
 mod report;
 // The fixtures of tests/support/mod.rs, through a symlink: its sibling
 // modules (world.rs needs CARGO_BIN_EXE_*, which cargo sets only for tests)
@@ -41,13 +42,18 @@ struct Args {
     initial: usize,
     nochange: usize,
     generations: usize,
+    restores: usize,
+    lists: usize,
+    hundred: usize,
+    hundred_runs: usize,
     bin_dir: Option<PathBuf>,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: cargo run --release --example bench -- [--profile default|small] [--out FILE.md] \
-         [--csv FILE.csv] [--seed N] [--initial N] [--nochange N] [--generations N] [--bin-dir DIR]"
+         [--csv FILE.csv] [--seed N] [--initial N] [--nochange N] [--generations N] \
+         [--restores N] [--lists N] [--hundred N] [--hundred-runs N] [--bin-dir DIR]"
     );
     std::process::exit(2);
 }
@@ -61,6 +67,10 @@ fn parse_args() -> Args {
     let mut initial = 3;
     let mut nochange = 5;
     let mut generations = 5;
+    let mut restores = 5;
+    let mut lists = 5;
+    let mut hundred = 100;
+    let mut hundred_runs = 3;
     let mut bin_dir = None;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -73,6 +83,10 @@ fn parse_args() -> Args {
             "--initial" => initial = value().parse().unwrap_or_else(|_| usage()),
             "--nochange" => nochange = value().parse().unwrap_or_else(|_| usage()),
             "--generations" => generations = value().parse().unwrap_or_else(|_| usage()),
+            "--restores" => restores = value().parse().unwrap_or_else(|_| usage()),
+            "--lists" => lists = value().parse().unwrap_or_else(|_| usage()),
+            "--hundred" => hundred = value().parse().unwrap_or_else(|_| usage()),
+            "--hundred-runs" => hundred_runs = value().parse().unwrap_or_else(|_| usage()),
             "--bin-dir" => bin_dir = Some(PathBuf::from(value())),
             "-h" | "--help" => usage(),
             _ => usage(),
@@ -81,8 +95,17 @@ fn parse_args() -> Args {
     let profile = Profile::by_name(&profile).unwrap_or_else(|| usage());
     let out = out.unwrap_or_else(|| root.join("bench/RESULTS.md"));
     let csv = csv.unwrap_or_else(|| out.with_file_name("results.csv"));
-    if initial < 1 || nochange < 5 || generations < 3 {
-        eprintln!("bench: need --initial >= 1, --nochange >= 5 and --generations >= 3");
+    if initial < 1
+        || nochange < 5
+        || generations < 3
+        || restores < 5
+        || lists < 5
+        || hundred_runs < 3
+    {
+        eprintln!(
+            "bench: need --initial >= 1, --nochange >= 5, --generations >= 3, --restores >= 5, \
+             --lists >= 5 and --hundred-runs >= 3"
+        );
         std::process::exit(2);
     }
     Args {
@@ -93,6 +116,10 @@ fn parse_args() -> Args {
         initial,
         nochange,
         generations,
+        restores,
+        lists,
+        hundred,
+        hundred_runs,
         bin_dir,
     }
 }
@@ -162,7 +189,17 @@ fn main() {
     let (client_bin, server_bin_src) = binaries(&args);
     let profile = args.profile.clone();
     let mut report = Report::new(&profile, args.seed);
-    report.machine.collect();
+    // The binaries' source: this checkout, or with --bin-dir the checkout
+    // DIR is the target/release of (if it is one).
+    let checkout = match &args.bin_dir {
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+        Some(d) => d
+            .canonicalize()
+            .ok()
+            .and_then(|d| d.parent()?.parent().map(Path::to_owned))
+            .unwrap_or_else(|| d.clone()),
+    };
+    report.machine.collect(&checkout);
     report.binaries = format!("{} and {}", client_bin.display(), server_bin_src.display());
 
     // Fixtures, declared in the order that makes them drop safely in reverse
@@ -220,8 +257,14 @@ fn main() {
         b.enroll(dir, &format!("{CLIENT_NAME}{}", i + 2), false);
     }
     b.setup_floor(&bin_dir);
+    b.report.src_dir = b.src.to_string_lossy().into_owned();
     b.run_all(&mut data, &args);
+    b.restore_phase(&data, args.restores);
+    b.list_phase(&data, args.lists);
     b.micro();
+    if args.hundred > 0 {
+        b.hundred_phase(&data, args.hundred, args.hundred_runs);
+    }
     b.report.total_secs = started.elapsed().as_secs_f64();
     b.report.machine.load_end = report::loadavg();
     b.report.write(&args.out, &args.csv);
@@ -317,7 +360,8 @@ impl Bench<'_> {
     }
 
     /// A second key whose forced command is the standard rsync receiver
-    /// (with --fake-super, as byteback-server adds) in `<store>/floor`.
+    /// (with --fake-super, as byteback-server adds) in `<store>/floor`, or
+    /// for a restore (`--sender` in the request) the standard sender there.
     fn setup_floor(&mut self, bin_dir: &Path) {
         let mut argv = vec!["mkdir", "-p", "floor/current"];
         let extra: Vec<String> = (0..self.extra_clients.len())
@@ -333,6 +377,11 @@ impl Bench<'_> {
 set -f
 cd '{}' || exit 1
 case "$SSH_ORIGINAL_COMMAND" in
+  "rsync --server --sender "*)
+    # A restore: the standard sender, presenting the fake-super ownership.
+    set -- $SSH_ORIGINAL_COMMAND
+    shift 3
+    exec rsync --server --sender --fake-super "$@" ;;
   "rsync --server "*) ;;
   true) exit 0 ;;
   *) echo "floor: refused: $SSH_ORIGINAL_COMMAND" >&2; exit 1 ;;
@@ -556,15 +605,21 @@ exec rsync --server --fake-super "$@"
             argv.len() > 3,
             "byteback's rsync argv not captured: {argv:?}"
         );
-        let key = self.client_dir.join("key").to_string_lossy().into_owned();
-        let floor_key = self.floor_key.to_string_lossy().into_owned();
         let rsh = argv
             .iter()
             .position(|a| a == "--rsh")
             .map(|i| i + 1)
             .or_else(|| argv.iter().position(|a| a.starts_with("--rsh=")))
             .expect("--rsh in byteback's rsync argv");
-        let before = argv[rsh].clone();
+        argv[rsh] = self.floor_rsh(&argv[rsh]);
+        argv
+    }
+
+    /// byteback's `--rsh` with the floor key in place of the client's and
+    /// without connection sharing: the floor makes one plain ssh connection.
+    fn floor_rsh(&self, before: &str) -> String {
+        let key = self.client_dir.join("key").to_string_lossy().into_owned();
+        let floor_key = self.floor_key.to_string_lossy().into_owned();
         let swapped = before.replace(&format!(" -i {key} "), &format!(" -i {floor_key} "));
         assert_ne!(
             swapped, before,
@@ -590,8 +645,7 @@ exec rsync --server --fake-super "$@"
                 i += 1;
             }
         }
-        argv[rsh] = kept.join(" ");
-        argv
+        kept.join(" ")
     }
 
     /// Small measurements that say where byteback's time goes.

@@ -81,6 +81,8 @@ pub struct Proc {
     pub hwm_kib: u64,
     /// Its argv, read when first seen.
     pub cmdline: Vec<String>,
+    /// Watched processes only: CPU seconds (user + sys) at the last poll.
+    pub cpu: f64,
 }
 
 /// The result of one measured command.
@@ -117,10 +119,30 @@ impl Run {
     pub fn hwm_of(&self, name: &str) -> u64 {
         self.procs
             .iter()
-            .filter(|p| p.depth > 0 && p.name == name)
+            .filter(|p| p.depth > 0 && p.depth != OUTSIDE && p.name == name)
             .map(|p| p.hwm_kib)
             .max()
             .unwrap_or(0)
+    }
+
+    /// Peak VmHWM of the watched processes outside the tree (0 if none seen).
+    pub fn watched_hwm_kib(&self) -> u64 {
+        self.procs
+            .iter()
+            .filter(|p| p.depth == OUTSIDE)
+            .map(|p| p.hwm_kib)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The watched process outside the tree that lived longest: (seconds
+    /// it was seen running, its CPU seconds at the last poll).
+    pub fn watched_life(&self) -> Option<(f64, f64)> {
+        self.procs
+            .iter()
+            .filter(|p| p.depth == OUTSIDE)
+            .map(|p| (p.last - p.first, p.cpu))
+            .max_by(|a, b| a.0.total_cmp(&b.0))
     }
 
     /// Direct children named `name`, in order.
@@ -137,6 +159,21 @@ impl Run {
 /// programs whose memory counts (the measured program and its children after
 /// exec); anything else (such as a forked child not yet exec'd) is ignored.
 pub fn measure(cmd: &mut Command, log_dir: &Path, label: &str, expect: &[&str]) -> Run {
+    measure_watching(cmd, log_dir, label, expect, None)
+}
+
+/// [`measure`], and meanwhile also the processes outside the tree that run
+/// as `watch.0` under the name `watch.1` (such as the `byteback-server` that
+/// sshd starts for a request): recorded with depth [`OUTSIDE`]. Until the
+/// first is seen, each poll scans /proc (one `stat` per process); then only
+/// those found are polled, until they have all gone.
+pub fn measure_watching(
+    cmd: &mut Command,
+    log_dir: &Path,
+    label: &str,
+    expect: &[&str],
+    watch: Option<(u32, &str)>,
+) -> Run {
     let out_path = log_dir.join(format!("{label}.out"));
     let err_path = log_dir.join(format!("{label}.err"));
     cmd.stdin(Stdio::null())
@@ -149,9 +186,10 @@ pub fn measure(cmd: &mut Command, log_dir: &Path, label: &str, expect: &[&str]) 
     let pid = child.id();
     let stop = Arc::new(AtomicBool::new(false));
     let expect: Vec<String> = expect.iter().map(|s| s.to_string()).collect();
+    let watch = watch.map(|(uid, name)| (uid, name.to_owned()));
     let poller = {
         let stop = Arc::clone(&stop);
-        thread::spawn(move || poll_tree(pid, t0, &stop, &expect))
+        thread::spawn(move || poll_tree(pid, t0, &stop, &expect, watch.as_ref()))
     };
     let mut status = 0i32;
     let mut ru = Rusage::default();
@@ -191,12 +229,62 @@ pub fn measure(cmd: &mut Command, log_dir: &Path, label: &str, expect: &[&str]) 
     }
 }
 
-fn poll_tree(root: u32, t0: Instant, stop: &AtomicBool, expect: &[String]) -> (Vec<Proc>, f64) {
+/// Depth given to a watched process outside the measured tree.
+pub const OUTSIDE: u32 = u32::MAX;
+
+fn poll_tree(
+    root: u32,
+    t0: Instant,
+    stop: &AtomicBool,
+    expect: &[String],
+    watch: Option<&(u32, String)>,
+) -> (Vec<Proc>, f64) {
     let mut seen: BTreeMap<(u32, String), Proc> = BTreeMap::new();
     let mut order: Vec<(u32, String)> = Vec::new();
+    // Watched processes found so far: once there are some, only they are
+    // polled (no more /proc scans), until all of them have gone.
+    let mut found: Vec<u32> = Vec::new();
+    let mut watching = watch.is_some();
     loop {
         let done = stop.load(Ordering::SeqCst);
         let now = t0.elapsed().as_secs_f64();
+        if let Some((uid, want)) = watch.filter(|_| watching) {
+            let pids = if found.is_empty() {
+                watched(*uid)
+            } else {
+                found.clone()
+            };
+            let mut alive = false;
+            for pid in pids {
+                if let Some((name, hwm)) = read_status(pid).filter(|(n, _)| n == want) {
+                    alive = true;
+                    if !found.contains(&pid) {
+                        found.push(pid);
+                    }
+                    let key = (pid, name.clone());
+                    let p = seen.entry(key.clone()).or_insert_with(|| {
+                        order.push(key);
+                        Proc {
+                            name,
+                            depth: OUTSIDE,
+                            first: now,
+                            last: now,
+                            hwm_kib: 0,
+                            cmdline: read_cmdline(pid),
+                            cpu: 0.0,
+                        }
+                    });
+                    p.last = now;
+                    p.hwm_kib = p.hwm_kib.max(hwm);
+                    if let Some(cpu) = process_cpu(pid) {
+                        p.cpu = cpu;
+                    }
+                }
+            }
+            if !found.is_empty() && !alive {
+                watching = false;
+            }
+        }
         let mut stack = vec![(root, 0u32)];
         while let Some((pid, depth)) = stack.pop() {
             if let Some((name, hwm)) = read_status(pid) {
@@ -211,6 +299,7 @@ fn poll_tree(root: u32, t0: Instant, stop: &AtomicBool, expect: &[String]) -> (V
                             last: now,
                             hwm_kib: 0,
                             cmdline: read_cmdline(pid),
+                            cpu: 0.0,
                         }
                     });
                     p.last = now;
@@ -233,9 +322,30 @@ fn poll_tree(root: u32, t0: Instant, stop: &AtomicBool, expect: &[String]) -> (V
     (procs, thread_cpu())
 }
 
+/// The processes running as `uid` (the owner of /proc/PID is its euid).
+fn watched(uid: u32) -> Vec<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| fs::metadata(format!("/proc/{pid}")).is_ok_and(|m| m.uid() == uid))
+        .collect()
+}
+
 /// CPU seconds (user + sys) of the calling thread, from /proc/thread-self/stat.
 fn thread_cpu() -> f64 {
-    let stat = fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
+    stat_cpu("/proc/thread-self/stat").unwrap_or(0.0)
+}
+
+/// CPU seconds (user + sys) of a live process so far.
+fn process_cpu(pid: u32) -> Option<f64> {
+    stat_cpu(&format!("/proc/{pid}/stat"))
+}
+
+fn stat_cpu(path: &str) -> Option<f64> {
+    let stat = fs::read_to_string(path).ok()?;
     // Fields after the parenthesised name: state is field 3, utime 14, stime 15.
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
     let f: Vec<u64> = rest
@@ -243,7 +353,7 @@ fn thread_cpu() -> f64 {
         .map(|w| w.parse().unwrap_or(0))
         .collect();
     let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
-    ticks as f64 / 100.0 // USER_HZ is 100 on Linux
+    Some(ticks as f64 / 100.0) // USER_HZ is 100 on Linux
 }
 
 fn read_cmdline(pid: u32) -> Vec<String> {

@@ -258,7 +258,9 @@ pub fn loadavg() -> (f64, f64, f64) {
 }
 
 impl Machine {
-    pub fn collect(&mut self) {
+    /// `checkout`: the source tree the binaries were built from (a git
+    /// checkout, for the commit and whether its src/ is clean).
+    pub fn collect(&mut self, checkout: &Path) {
         self.nproc = cmd_text(&["nproc"]);
         let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         self.cpu = cpuinfo
@@ -286,7 +288,7 @@ impl Machine {
             crate::support::BASE_DIR,
         ]);
         self.load_start = loadavg();
-        let dir = env!("CARGO_MANIFEST_DIR");
+        let dir = &*checkout.to_string_lossy();
         let commit = cmd_text(&["git", "-C", dir, "log", "-1", "--format=%h %s"]);
         let dirty = Command::new("git")
             .args([
@@ -325,9 +327,13 @@ pub struct Report {
     pub space: Vec<SpacePoint>,
     pub micro: Micro,
     pub floor_argv: Vec<String>,
+    /// The source tree's absolute path (shown as `<src>` in patterns).
+    pub src_dir: String,
+    /// (d) and (e).
+    pub ops: crate::ops::Ops,
 }
 
-fn median(v: &[f64]) -> f64 {
+pub(crate) fn median(v: &[f64]) -> f64 {
     if v.is_empty() {
         return f64::NAN;
     }
@@ -341,23 +347,23 @@ fn median(v: &[f64]) -> f64 {
     }
 }
 
-fn min(v: &[f64]) -> f64 {
+pub(crate) fn min(v: &[f64]) -> f64 {
     v.iter().copied().fold(f64::INFINITY, f64::min)
 }
 
-fn max(v: &[f64]) -> f64 {
+pub(crate) fn max(v: &[f64]) -> f64 {
     v.iter().copied().fold(f64::NEG_INFINITY, f64::max)
 }
 
 /// "median (min–max)" in seconds.
-fn spread(v: &[f64]) -> String {
+pub(crate) fn spread(v: &[f64]) -> String {
     if v.len() == 1 {
         return format!("{:.3}", v[0]);
     }
     format!("{:.3} ({:.3}–{:.3})", median(v), min(v), max(v))
 }
 
-fn ms_spread(v: &[f64]) -> String {
+pub(crate) fn ms_spread(v: &[f64]) -> String {
     if v.is_empty() {
         return "n/a".into();
     }
@@ -365,11 +371,11 @@ fn ms_spread(v: &[f64]) -> String {
     format!("{:.1} ({:.1}–{:.1})", median(&ms), min(&ms), max(&ms))
 }
 
-fn mib(b: f64) -> String {
+pub(crate) fn mib(b: f64) -> String {
     format!("{:.1} MiB", b / MIB)
 }
 
-fn verdict(ok: bool) -> &'static str {
+pub(crate) fn verdict(ok: bool) -> &'static str {
     if ok { "**met**" } else { "**MISSED**" }
 }
 
@@ -388,6 +394,8 @@ impl Report {
             space: Vec::new(),
             micro: Micro::default(),
             floor_argv: Vec::new(),
+            src_dir: String::new(),
+            ops: crate::ops::Ops::default(),
         }
     }
 
@@ -442,13 +450,15 @@ impl Report {
         let mut out = String::from(
             "run,phase,index,tool,position,wall_s,exit,startup_s,connect_s,ping_s,rsync_s,complete_s,other_s,\
              post_run_sync_s,self_peak_rss_kib,rsync_peak_rss_kib,ssh_peak_rss_kib,wait4_maxrss_kib,\
-             cpu_user_s,cpu_sys_s,load1,poller_cpu_s,fs_used_before,fs_used_after,snapshot\n",
+             cpu_user_s,cpu_sys_s,load1,poller_cpu_s,fs_used_before,fs_used_after,snapshot,\
+             case,pattern,rows,paths,snapshots,query_s,server_peak_rss_kib,restored_alloc_bytes,\
+             server_life_s,server_cpu_s\n",
         );
         let o = |x: Option<f64>| x.map_or(String::new(), |v| format!("{v:.4}"));
         for (i, s) in self.samples.iter().enumerate() {
             let _ = writeln!(
                 out,
-                "{},{},{},{},{},{:.4},{},{},{},{},{},{},{},{:.4},{},{},{},{},{:.3},{:.3},{:.2},{:.2},{},{},{}",
+                "{},{},{},{},{},{:.4},{},{},{},{},{},{},{},{:.4},{},{},{},{},{:.3},{:.3},{:.2},{:.2},{},{},{},,,,,,,,,,",
                 i + 1,
                 s.phase.key(),
                 s.index,
@@ -476,6 +486,7 @@ impl Report {
                 s.snapshot
             );
         }
+        self.ops_csv(&mut out, self.samples.len() + 1);
         out
     }
 
@@ -487,11 +498,17 @@ impl Report {
         let _ = writeln!(o, "# byteback benchmark results\n");
         let _ = writeln!(
             o,
-            "Profile **{}**, seed {:#x}, run {now}; the whole run (dataset, set-up, every sample and \
-             the micro-measurements; not the clean-up) took **{:.0} s**. Command:\n\n```\ncargo run --release \
-             --example bench -- --profile {}\n```\n\nHow to read this: [README.md](README.md). \
+            "Profile **{}**, seed {:#x}, run {now}; the whole run (dataset, set-up, every sample, \
+             the micro-measurements, (d) and (e); not the clean-up) took **{:.0} s**. Command:\n\n```\ncargo run --release \
+             --example bench --{}\n```\n\nHow to read this: [README.md](README.md). \
              Raw samples: [results.csv](results.csv).\n",
-            self.profile.name, self.seed, self.total_secs, self.profile.name
+            self.profile.name,
+            self.seed,
+            self.total_secs,
+            std::env::args()
+                .skip(1)
+                .map(|a| format!(" {a}"))
+                .collect::<String>()
         );
 
         // ---- Summary ------------------------------------------------------
@@ -522,14 +539,7 @@ impl Report {
                 verdict(med <= phase.target())
             );
         }
-        let _ = writeln!(
-            o,
-            "| (d) restore of one large file | TODO: not yet implemented | — | — | — | not measured |"
-        );
-        let _ = writeln!(
-            o,
-            "| (e) list one glob across all snapshots | TODO: not yet implemented | — | — | — | not measured |"
-        );
+        self.ops_summary_rows(&mut o);
         if let Some((first, last)) = self.space.first().zip(self.space.last()) {
             let base = t.data_bytes as f64;
             let allowed = TARGET_SPACE * (base + last.changed_cumulative as f64);
@@ -600,10 +610,16 @@ impl Report {
         for (k, v) in rows {
             let _ = writeln!(o, "| {k} | {v} |");
         }
-        let loads: Vec<f64> = self.samples.iter().map(|s| s.load1).collect();
+        let loads: Vec<f64> = self
+            .samples
+            .iter()
+            .map(|s| s.load1)
+            .chain(self.ops.samples.iter().map(|s| s.load1))
+            .collect();
         let _ = writeln!(
             o,
-            "\n1-minute load average just before each sample: median {:.2}, max {:.2} \
+            "\n1-minute load average just before each sample (backups, restores, listings): \
+             median {:.2}, max {:.2} \
              (other work on the machine shows up here; alternating the order spreads it over \
              both sides).\n",
             median(&loads),
@@ -673,11 +689,14 @@ impl Report {
             "Bare rsync with byteback's own argv (read from /proc while byteback's first \
              backup ran), the same ssh options, the same sshd and server user, into the plain \
              directory `<store>/floor/current` on the same btrfs. Only the key differs: the \
-             floor's key has a forced command that `cd`s there and `exec`s `rsync --server \
-             --fake-super <rsync's own options>` — no ping, no snapshot, no byteback-server — \
-             and any connection-sharing options (`ControlPath`, `ControlMaster`, \
-             `ControlPersist`) are dropped from `--rsh`, so the floor makes one plain ssh \
-             connection. Its argv:\n\n```\n{}\n```\n",
+             floor's key has a forced command that `cd`s into `<store>/floor` and `exec`s \
+             `rsync --server --fake-super <rsync's own options>` — no ping, no snapshot, no \
+             byteback-server — and any connection-sharing options (`ControlPath`, \
+             `ControlMaster`, `ControlPersist`) are dropped from `--rsh`, so the floor makes \
+             one plain ssh connection. For (d) the same forced command serves a pull: when the \
+             request has `--sender`, it `exec`s `rsync --server --sender --fake-super \
+             <rsync's own options and paths>` there, the standard sender (see (d) below). The \
+             backups' argv:\n\n```\n{}\n```\n",
             self.floor_argv
                 .iter()
                 .map(|a| if a.contains(' ') {
@@ -830,6 +849,9 @@ impl Report {
             let _ = writeln!(o, "| {k} | {} |", ms_spread(v));
         }
 
+        // ---- (d) and (e) ------------------------------------------------------
+        self.ops_sections(&mut o);
+
         // ---- Space ------------------------------------------------------------
         let _ = writeln!(o, "\n## Space on the server\n");
         let _ = writeln!(
@@ -928,11 +950,13 @@ impl Report {
         let _ = writeln!(o, "\n## Not measured\n");
         let _ = writeln!(
             o,
-            "- (d) restore of one large file and (e) listing one glob across all snapshots: \
-             not yet implemented in this benchmark (TODO rows above).\n\
-             - Server-side CPU and memory (sshd, byteback-server, the receiving rsync).\n\
-             - A cold page cache: every run reads a source that is in memory (the dataset is \
-             written just before), so the figures are CPU, ssh and btrfs bound, not disk bound.\n\
+            "- Server-side CPU, and server-side memory other than byteback-server's while \
+             listing (sshd, the receiving and sending rsync, byteback-server during backups).\n\
+             - Restores of many files, or of a directory.\n\
+             - A cold page cache: every backup reads a source that is in memory (the dataset \
+             is written just before), (d) warms both sides up, and in (e) only the first run \
+             of each case reads inodes that are not cached yet (from cached metadata), so the \
+             figures are CPU, ssh and btrfs bound, not disk bound.\n\
              - A real network: ssh runs over 127.0.0.1."
         );
         o
