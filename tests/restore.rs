@@ -197,7 +197,11 @@ fn list_and_restore_with_true_ownership(kind: FsKind) {
     assert!(out.status.success(), "{}", show(&out));
     let old = inside(&into.join(&snaps[0]), &w.src).join("etc/hostname");
     assert_eq!(std::fs::read_to_string(&old).unwrap(), "client.example\n");
+    let logins = |w: &World| w.sshd.log().matches("Accepted publickey").count();
+    let before = logins(&w);
     let out = w.client(&["restore", "--all", "--into", &into_s, &notes]);
+    // The listing and the transfer share one connection.
+    assert_eq!(logins(&w) - before, 1, "{}", show(&out));
     assert!(out.status.success(), "{}", show(&out));
     for (snap, text) in [
         (&snaps[0], "remember the milk\n"),

@@ -322,7 +322,7 @@ fn try_once(dir: &ConfigDir, plain: &Ssh, transfer: &BackupTransfer, last: bool)
 
 /// Where the shared connection's socket lives: in the config directory
 /// (root's own), unless that path is too long for a Unix socket.
-fn control_socket(dir: &ConfigDir) -> std::path::PathBuf {
+pub fn control_socket(dir: &ConfigDir) -> std::path::PathBuf {
     let name = format!("ssh-{}", std::process::id());
     let path = dir.dir.join(&name);
     if path.as_os_str().len() < 100 {

@@ -16,7 +16,7 @@ use crate::client::local::{self, Local};
 use crate::client::remote::server_error;
 use crate::destination::Target;
 use crate::error::{Error, Result};
-use crate::exec::{self, ssh::HostKeyPolicy, ssh::Ssh, ssh::explain_failure};
+use crate::exec::{self, ssh::HostKeyPolicy, ssh::Master, ssh::Ssh, ssh::explain_failure};
 use crate::listing::encode_arg;
 use crate::protocol::Request;
 use crate::server::receive;
@@ -164,7 +164,17 @@ const MAX_BATCH: usize = 3000;
 
 /// `byteback restore`.
 pub fn restore(dir: &ConfigDir, args: &RestoreArgs, destination: Option<&str>) -> Result<()> {
-    let backups = connect(dir, destination)?;
+    // The listing and every rsync share one SSH connection.
+    let mut master = None;
+    let backups = match connect(dir, destination)? {
+        Backups::Remote(ssh) => {
+            let m = Master::open(&ssh, backup::control_socket(dir))?;
+            let shared = m.share(&ssh);
+            master = Some(m);
+            Backups::Remote(shared)
+        }
+        local => local,
+    };
     let into =
         std::path::absolute(&args.into).map_err(|e| Error::io("cannot resolve", &args.into, e))?;
     let mut rows = Vec::new();
@@ -217,6 +227,7 @@ pub fn restore(dir: &ConfigDir, args: &RestoreArgs, destination: Option<&str>) -
         batch.push(remote);
     }
     fetch(&backups, &batch, &into, args.overwrite)?;
+    drop(master);
     println!("Restored {} item(s) into {}.", rows.len(), into.display());
     Ok(())
 }
