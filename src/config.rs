@@ -55,7 +55,14 @@ impl FromStr for Duration {
 
 impl fmt::Display for Duration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:#}", self.0)
+        // Whole days read better as days than as hundreds of hours.
+        let secs = self.0.as_secs();
+        if secs >= 86400 && secs % 86400 == 0 && self.0.subsec_nanos() == 0 {
+            let days = secs / 86400;
+            write!(f, "{days} day{}", if days == 1 { "" } else { "s" })
+        } else {
+            write!(f, "{:#}", self.0)
+        }
     }
 }
 
@@ -134,8 +141,11 @@ mod tests {
         );
         assert!("ten minutes".parse::<Duration>().is_err());
         assert!("-5m".parse::<Duration>().is_err());
-        let d: Duration = "6h".parse().unwrap();
-        assert_eq!(d.to_string().parse::<Duration>().unwrap(), d);
+        for text in ["6h", "90s", "7 days", "1 day", "36h"] {
+            let d: Duration = text.parse().unwrap();
+            assert_eq!(d.to_string().parse::<Duration>().unwrap(), d);
+        }
+        assert_eq!(Duration::from_secs(7 * 86400).to_string(), "7 days");
     }
 
     #[test]

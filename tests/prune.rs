@@ -196,6 +196,41 @@ fn listing_dry_run_and_force(kind: FsKind) {
         before.len() - 1
     );
     assert!(!w.store().join("a.example/2026-10-01T12:00:00Z").exists());
+
+    // Short of space but every snapshot young: nothing deleted, one line, non-zero.
+    w.server_config(
+        "min_free_percent = 99.5\ntarget_free_percent = 99.9\nmin_age = \"3650 days\"\n",
+    );
+    let out = w.server(&["prune"]);
+    assert_eq!(out.status.code(), Some(8), "{}", show(&out));
+    let errors: Vec<String> = stderr(&out)
+        .lines()
+        .filter(|l| !l.contains("warning:"))
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        errors.len() == 1 && errors[0].contains("no snapshot is older than min_age (3650 days)"),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(
+        all_snapshots(&w, &["a.example", "b.example"]).len(),
+        before.len() - 1
+    );
+    // Short of space with old snapshots: they go, down to each client's
+    // newest; then it says a person must add disk, and the clients hear of it.
+    w.server_config("min_free_percent = 99.5\ntarget_free_percent = 99.9\nmin_age = \"1s\"\n");
+    let out = w.server(&["prune"]);
+    assert_eq!(out.status.code(), Some(8), "{}", show(&out));
+    assert!(
+        stderr(&out).contains("every snapshot left is a client's newest: add disk space"),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(w.snapshots("a.example"), ["2026-11-25T12:00:00Z"]);
+    assert_eq!(w.snapshots("b.example").len(), 1);
+    let log = std::fs::read_to_string(w.store().join(".byteback/server.log")).unwrap();
+    assert!(log.contains("ALERT: store"), "{log}");
 }
 
 fn a_backup_makes_room_for_itself_by_pruning(kind: FsKind) {

@@ -108,7 +108,8 @@ fn list_and_restore_with_true_ownership(kind: FsKind) {
     assert!(
         text.contains("/etc/hostname")
             && text.contains("/etc/shadow")
-            && text.contains("-rw-r-----"),
+            // 0640 plus an ACL whose mask (rw) shows as the group bits.
+            && text.contains("-rw-rw----"),
         "{}",
         show(&out)
     );
@@ -231,6 +232,14 @@ fn list_and_restore_with_true_ownership(kind: FsKind) {
         "restored tree",
         &manifest::read(&w.src, Reading::Plain),
         &restored,
+    );
+    // ACLs came back too.
+    let acl = |p: &Path| support::run_ok(&["getfacl", "-n", "--omit-header", &p.to_string_lossy()]);
+    let original = acl(&w.src.join("etc/shadow"));
+    assert!(original.contains("user:1234:r--"), "{original}");
+    assert_eq!(
+        acl(&inside(&whole.join(&snaps[2]), &w.src).join("etc/shadow")),
+        original
     );
 
     // Never overwrites without --overwrite; --dry-run restores nothing.

@@ -46,6 +46,13 @@ pub fn populate(root: &Path) {
     chown(&notes, Some(1000), Some(100)).unwrap();
     lsetxattr(&notes, "user.origin", b"kitchen", XattrFlags::empty()).unwrap();
     lsetxattr(&notes, "user.empty", b"", XattrFlags::empty()).unwrap();
+    // A POSIX ACL (kept by rsync --acls; checked with getfacl where it matters).
+    super::run_ok(&[
+        "setfacl",
+        "-m",
+        "u:1234:r,g:4321:rw",
+        &etc.join("shadow").to_string_lossy(),
+    ]);
     // Links.
     symlink("../../etc/hostname", home.join("relative-link")).unwrap();
     symlink("/etc/hostname", home.join("absolute-link")).unwrap();
