@@ -255,8 +255,12 @@ fn merge_run(
     tx: &std::sync::mpsc::SyncSender<Message>,
 ) {
     let mut walks = Vec::with_capacity(run.len());
+    let cache = listing::DirCache::shared();
     for s in run {
-        match Walk::new(&s.root, patterns) {
+        // Only snapshots share listings: they never change, while `current`
+        // may be written to while it is read.
+        let shared = s.time.is_some().then(|| cache.clone());
+        match Walk::with_cache(&s.root, patterns, shared) {
             Ok(walk) => walks.push(walk),
             Err(e) => {
                 let _ = tx.send(Message::Failed(Error::io(

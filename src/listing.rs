@@ -12,7 +12,8 @@
 //! mode and owner from rsync's `--fake-super` xattr (the store only holds
 //! files owned by the unprivileged server user).
 
-use std::collections::HashSet;
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fmt;
 use std::io::{self, Read};
@@ -21,6 +22,7 @@ use std::ops::ControlFlow;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::rc::Rc;
 
 use rustix::fs::{AtFlags, CWD, FileType, Mode, OFlags, RawDir, Stat};
 use rustix::io::Errno;
@@ -759,9 +761,42 @@ pub struct Walk<'p> {
     buf: Vec<MaybeUninit<u8>>,
     /// The root itself, when it matches (only `/` and `/**` do).
     root: Option<Result<Found, Warning>>,
+    /// Listings shared with the walks of other snapshots, if any.
+    cache: Option<Rc<RefCell<DirCache>>>,
     /// The directories read, for tests to check the pruning.
     #[cfg(test)]
     reads: Vec<Vec<u8>>,
+}
+
+/// Directory listings shared by the walks of several snapshots. On btrfs a
+/// directory that did not change between snapshots keeps its inode number
+/// and its ctime (which any change to its entries moves on), so what it
+/// holds needs reading only once however many snapshots share it. Plain
+/// snapshots get new directories each time and simply never hit. The cache
+/// is cleared when full, so its memory stays bounded.
+#[derive(Default)]
+pub struct DirCache {
+    listings: HashMap<DirKey, Vec<Event>>,
+}
+
+/// A directory's identity and version, and where in the patterns it is.
+#[derive(PartialEq, Eq, Hash)]
+struct DirKey {
+    ino: u64,
+    ctime: (i64, i64),
+    mtime: (i64, i64),
+    size: i64,
+    states: Vec<State>,
+}
+
+/// How many directory listings a cache keeps before starting afresh.
+const MAX_CACHED_DIRS: usize = 4096;
+
+impl DirCache {
+    /// An empty cache, to share between walks in one thread.
+    pub fn shared() -> Rc<RefCell<DirCache>> {
+        Rc::new(RefCell::new(DirCache::default()))
+    }
 }
 
 struct Frame {
@@ -772,6 +807,7 @@ struct Frame {
     events: Vec<Event>,
 }
 
+#[derive(Clone)]
 struct Event {
     name: Vec<u8>,
     /// What readdir said the entry is (`Unknown` for a literal name).
@@ -796,6 +832,16 @@ impl<'p> Walk<'p> {
     /// Starts a walk of the tree at `root`, the client's `/` (which must not
     /// be a symlink). Fails only if `root` cannot be opened or read.
     pub fn new(root: &Path, patterns: &'p [Pattern]) -> io::Result<Walk<'p>> {
+        Self::with_cache(root, patterns, None)
+    }
+
+    /// Like [`Walk::new`], sharing directory listings with other walks
+    /// through `cache` (see [`DirCache`]).
+    pub fn with_cache(
+        root: &Path,
+        patterns: &'p [Pattern],
+        cache: Option<Rc<RefCell<DirCache>>>,
+    ) -> io::Result<Walk<'p>> {
         let dir = rustix::fs::openat(CWD, root, DIR_FLAGS, Mode::empty())?;
         let nfa = Nfa::new(patterns);
         let start = nfa.start();
@@ -814,6 +860,7 @@ impl<'p> Walk<'p> {
             path: b"/".to_vec(),
             buf,
             root,
+            cache,
             #[cfg(test)]
             reads: Vec::new(),
         };
@@ -831,6 +878,8 @@ impl<'p> Walk<'p> {
     /// What to do in `dir`, entered in `states`: from its listing, or from
     /// the literal names that are all the patterns can match there.
     fn list(&mut self, dir: BorrowedFd<'_>, states: &[State]) -> io::Result<Vec<Event>> {
+        // Set when this listing may be shared through the cache.
+        let mut key = None;
         let nfa = &self.nfa;
         let (mut events, mut next) = (Vec::new(), Vec::new());
         let mut add = |name: &[u8], kind: FileType| {
@@ -856,6 +905,24 @@ impl<'p> Walk<'p> {
                 .into_iter()
                 .for_each(|name| add(name, FileType::Unknown));
         } else {
+            key = match &self.cache {
+                Some(_) => {
+                    let st = rustix::fs::fstat(dir)?;
+                    Some(DirKey {
+                        ino: st.st_ino as u64,
+                        ctime: (st.st_ctime as i64, st.st_ctime_nsec as i64),
+                        mtime: (st.st_mtime as i64, st.st_mtime_nsec as i64),
+                        size: st.st_size as i64,
+                        states: states.to_vec(),
+                    })
+                }
+                None => None,
+            };
+            if let (Some(cache), Some(key)) = (&self.cache, &key) {
+                if let Some(events) = cache.borrow().listings.get(key) {
+                    return Ok(events.clone());
+                }
+            }
             #[cfg(test)]
             self.reads.push(self.path.clone());
             let mut entries = RawDir::new(dir, &mut self.buf);
@@ -868,6 +935,13 @@ impl<'p> Walk<'p> {
             }
         }
         events.sort_unstable_by(|a, b| b.key().cmp(a.key()));
+        if let (Some(cache), Some(key)) = (&self.cache, key) {
+            let mut cache = cache.borrow_mut();
+            if cache.listings.len() >= MAX_CACHED_DIRS {
+                cache.listings.clear();
+            }
+            cache.listings.insert(key, events.clone());
+        }
         Ok(events)
     }
 
@@ -1707,6 +1781,29 @@ mod tests {
             .filter(|x| pat("/**/f?").matches(x) || pat("/a/**").matches(x))
             .collect();
         assert_eq!(both.iter().map(|f| &f.path).collect::<Vec<_>>(), want);
+    }
+
+    #[test]
+    fn a_shared_cache_reads_unchanged_directories_once() {
+        let t = sample();
+        let patterns = [Pattern::parse(b"/home/**").unwrap()];
+        let cache = DirCache::shared();
+        let walk_once = || {
+            let mut walk = Walk::with_cache(&t.0, &patterns, Some(cache.clone())).unwrap();
+            let found: Vec<Vec<u8>> = walk.by_ref().map(|r| r.unwrap().path).collect();
+            (found, walk.reads.len())
+        };
+        let (first, first_reads) = walk_once();
+        assert!(first_reads > 1);
+        // Nothing changed: every listing comes from the cache, same result.
+        assert_eq!(walk_once(), (first.clone(), 0));
+        // A directory whose entries change has a new ctime: read again.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        t.file("/home/alice/new-file", b"x");
+        let (again, reads) = walk_once();
+        assert_eq!(reads, 1);
+        assert_eq!(again.len(), first.len() + 1);
+        assert!(again.contains(&b"/home/alice/new-file".to_vec()));
     }
 
     #[test]
