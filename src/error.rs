@@ -39,6 +39,10 @@ pub enum Error {
     /// Nothing matched what was asked for.
     #[error("{0}")]
     NotFound(String),
+    /// The store is short of space and nothing may be deleted to make room:
+    /// a person must add disk space (or wait for a running transfer).
+    #[error("{0}")]
+    SpaceExhausted(String),
     /// The environment cannot do what was asked (wrong filesystem, missing mount option, ...).
     #[error("{0}")]
     Unsupported(String),
@@ -66,6 +70,7 @@ impl Error {
             Error::Refused(_) => 6,
             Error::Config(_) => 7,
             Error::Unsupported(_) => 8,
+            Error::SpaceExhausted(_) => 9,
             Error::Io { .. } | Error::Command(_) | Error::NotFound(_) => 1,
         }
     }

@@ -144,8 +144,10 @@ fn truncate(s: &str) -> &str {
 /// receiver may get. Deliberately absent: `s` (protect-args would move the
 /// real arguments into the data stream, past this check), `L`/`k`/`K`
 /// (following symlinks on the server), `b` (backups elsewhere), `T` and
-/// every other option that names a path.
-const SHORT_ALLOWED: &str = "vqlHogDtpAXrRSxczWnIJNOUdu";
+/// every other option that names a path, and `U`/`N` (access and create
+/// times: on a plain store rsync would set them on a file it has just
+/// hard-linked from a snapshot, changing that snapshot).
+const SHORT_ALLOWED: &str = "vqlHogDtpAXrRSxczWnIJOdu";
 
 /// Long options without a value that a receiver may get.
 const LONG_FLAGS: &[&str] = &[
@@ -178,7 +180,6 @@ const LONG_NUMBERS: &[&str] = &[
     "checksum-seed",
     "compress-level",
     "modify-window",
-    "max-alloc",
 ];
 
 /// Long options with a value of plain words: what the server reports back.
@@ -332,13 +333,15 @@ pub struct PingReply {
     pub newest: Option<String>,
     /// A space problem on the server that needs a person, if any.
     pub alert: Option<String>,
+    /// A message for this client (e.g. why its last transfer was discarded).
+    pub notice: Option<String>,
 }
 
 impl PingReply {
     /// `key=value` lines; unknown keys are ignored by older clients.
     pub fn render(&self) -> String {
         format!(
-            "protocol={}\nclient={}\nfree_bytes={}\ntotal_bytes={}\nsnapshots={}\nnewest={}\n{}",
+            "protocol={}\nclient={}\nfree_bytes={}\ntotal_bytes={}\nsnapshots={}\nnewest={}\n{}{}",
             self.protocol,
             self.client,
             self.free_bytes,
@@ -348,6 +351,10 @@ impl PingReply {
             self.alert
                 .as_ref()
                 .map(|a| format!("alert={}\n", a.replace('\n', " ")))
+                .unwrap_or_default(),
+            self.notice
+                .as_ref()
+                .map(|n| format!("notice={}\n", n.replace('\n', " ")))
                 .unwrap_or_default(),
         )
     }
@@ -367,6 +374,7 @@ impl PingReply {
                 .filter(|n| **n != "none")
                 .map(|n| n.to_string()),
             alert: fields.get("alert").map(|a| a.to_string()),
+            notice: fields.get("notice").map(|n| n.to_string()),
         })
     }
 }
@@ -528,6 +536,34 @@ mod tests {
             (Some("rsync --server -klogtpre.iLsfxCIvu . current/"), "-k"),
             (Some("rsync --server -blogtpre.iLsfxCIvu . current/"), "-b"),
             (Some("rsync --server -Tx . current/"), "-T"),
+            // Access and create times would be set on snapshot inodes.
+            (Some("rsync --server -logDtpUre.iLsfxCIvu . current/"), "-U"),
+            (Some("rsync --server -logDtpNre.iLsfxCIvu . current/"), "-N"),
+            (
+                Some("rsync --server -logDtpre.iLsfxCIvu --atimes . current/"),
+                "--atimes",
+            ),
+            (
+                Some("rsync --server -logDtpre.iLsfxCIvu --open-noatime . current/"),
+                "--open-noatime",
+            ),
+            // rsync takes unique prefixes of long options; only exact names pass.
+            (
+                Some("rsync --server -logDtpre.iLsfxCIvu --log-f=/tmp/x . current/"),
+                "--log-f",
+            ),
+            (
+                Some("rsync --server -logDtpre.iLsfxCIvu --temp=/tmp . current/"),
+                "--temp",
+            ),
+            (
+                Some("rsync --server -logDtpre.iLsfxCIvu --confine-root=/ . current/"),
+                "--confine-root",
+            ),
+            (
+                Some("rsync --server -logDtpre.iLsfxCIvu --max-alloc=100G . current/"),
+                "--max-alloc",
+            ),
             (
                 Some("rsync --server -logtpre.iLsfxCIvu"),
                 "without a destination",
@@ -566,11 +602,13 @@ mod tests {
             snapshots: 3,
             newest: Some("2026-11-26T05:07:09Z".into()),
             alert: Some("short of space: add disk".into()),
+            notice: Some("your data was discarded".into()),
         };
         assert_eq!(PingReply::parse(&r.render()), Some(r.clone()));
         let none = PingReply {
             newest: None,
             alert: None,
+            notice: None,
             ..r
         };
         assert_eq!(PingReply::parse(&none.render()), Some(none));

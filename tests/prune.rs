@@ -202,7 +202,7 @@ fn listing_dry_run_and_force(kind: FsKind) {
         "min_free_percent = 99.5\ntarget_free_percent = 99.9\nmin_age = \"3650 days\"\n",
     );
     let out = w.server(&["prune"]);
-    assert_eq!(out.status.code(), Some(8), "{}", show(&out));
+    assert_eq!(out.status.code(), Some(9), "{}", show(&out));
     let errors: Vec<String> = stderr(&out)
         .lines()
         .filter(|l| !l.contains("warning:"))
@@ -221,7 +221,7 @@ fn listing_dry_run_and_force(kind: FsKind) {
     // newest; then it says a person must add disk, and the clients hear of it.
     w.server_config("min_free_percent = 99.5\ntarget_free_percent = 99.9\nmin_age = \"1s\"\n");
     let out = w.server(&["prune"]);
-    assert_eq!(out.status.code(), Some(8), "{}", show(&out));
+    assert_eq!(out.status.code(), Some(9), "{}", show(&out));
     assert!(
         stderr(&out).contains("every snapshot left is a client's newest: add disk space"),
         "{}",

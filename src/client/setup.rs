@@ -175,6 +175,9 @@ pub fn test(dir: &ConfigDir, accept_new_host_key: bool, destination: Option<&str
         reply.newest.as_deref().unwrap_or("none"),
         crate::server::setup::human_bytes(reply.free_bytes)
     );
+    if let Some(notice) = &reply.notice {
+        println!("Warning from the server: {notice}");
+    }
     if let Some(alert) = &reply.alert {
         println!("Warning from the server: {alert}");
     }

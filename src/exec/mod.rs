@@ -3,6 +3,7 @@
 //! Every child is an argument vector, never a shell string. A failed child's
 //! error carries its own last words (stderr) so the message says why.
 
+pub mod relay;
 pub mod rsync;
 pub mod ssh;
 

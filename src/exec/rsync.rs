@@ -139,6 +139,11 @@ impl BackupTransfer {
         // server with plain directories drops it on its side.)
         if !matches!(self.to, TransferTo::Local { inplace: false, .. }) {
             args.push("--inplace".into());
+        } else {
+            // A plain `current` starts empty: what is there was made by this
+            // transfer, possibly as a hard link into a snapshot, and is
+            // never touched again (see `server_args`).
+            args.push("--ignore-existing".into());
         }
         args.push(format!("--timeout={}", self.io_timeout_secs).into());
         if self.verbose {
@@ -174,6 +179,84 @@ impl BackupTransfer {
         }
         args
     }
+}
+
+/// Which side of a server-side rsync runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerRole {
+    /// A backup: rsync's receiver writes into the client's `current`.
+    Receiver {
+        /// btrfs: `current` may be updated in place. Plain: it must not be,
+        /// since its files may be hard links into snapshots.
+        inplace: bool,
+    },
+    /// A restore: rsync's sender reads the client's snapshots.
+    Sender,
+}
+
+/// The server's own limits and settings, which always win over the client's.
+#[derive(Debug, Clone)]
+pub struct ServerSide {
+    pub role: ServerRole,
+    /// Seconds without I/O before rsync gives up.
+    pub io_timeout_secs: u64,
+    /// `--confine-root` where the installed rsync has it: the client's directory.
+    pub confine_root: Option<PathBuf>,
+}
+
+/// rsync's default allocation limit, restored whatever the client asked for.
+const MAX_ALLOC: &str = "--max-alloc=1G";
+
+/// The argv of a server-side rsync (without the program), from the
+/// client's already allowed `options`. The server's own settings come last,
+/// where rsync's last-one-wins parsing makes them stick, and the client's
+/// copies of them are dropped.
+pub fn server_args(client_options: &[String], side: &ServerSide) -> Vec<OsString> {
+    let mut args: Vec<OsString> = vec!["--server".into()];
+    if side.role == ServerRole::Sender {
+        args.push("--sender".into());
+    }
+    let overridden = |o: &String| {
+        o.starts_with("--timeout=")
+            || o.starts_with("--max-alloc=")
+            || (o == "--inplace" && side.role == (ServerRole::Receiver { inplace: false }))
+    };
+    args.extend(
+        client_options
+            .iter()
+            .filter(|o| !overridden(o))
+            .map(OsString::from),
+    );
+    // Ownership, modes, devices and specials live in xattrs of files the
+    // unprivileged user owns (and are presented from them on a restore).
+    // No --munge-links: with --fake-super on Linux, rsync stores a symlink
+    // as a regular file holding its target, so nothing is ever followed.
+    args.push("--fake-super".into());
+    if side.role == (ServerRole::Receiver { inplace: false }) {
+        // A plain `current` starts empty, so anything already there was
+        // made by this very transfer — possibly a hard link into a snapshot.
+        // Never touch it again, not even its metadata.
+        args.push("--ignore-existing".into());
+    }
+    args.push(format!("--timeout={}", side.io_timeout_secs).into());
+    args.push(MAX_ALLOC.into());
+    if let Some(root) = &side.confine_root {
+        let mut a = OsString::from("--confine-root=");
+        a.push(root);
+        args.push(a);
+    }
+    args
+}
+
+/// Whether the installed rsync has `--confine-root` (3.5.0 and later),
+/// which confines the files its filter rules may open.
+pub fn has_confine_root(rsync: &Path) -> bool {
+    std::process::Command::new(rsync)
+        .arg("--help")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("--confine-root"))
 }
 
 /// The exclude pattern that leaves out everything below `mount_point` but
@@ -296,6 +379,75 @@ mod tests {
         assert!(!args.contains(&"--inplace".to_string()) && !args.contains(&"--rsh".to_string()));
         assert!(args.contains(&"--link-dest=../2026-11-26T03:00:00Z".to_string()));
         assert_eq!(args.last().unwrap(), "/var/backups/byteback/host/current/");
+    }
+
+    #[test]
+    fn the_server_has_the_last_word() {
+        let client: Vec<String> = [
+            "-logDtpre.iLsfxCIvu",
+            "--timeout=0",
+            "--max-alloc=100G",
+            "--inplace",
+            "--delete",
+        ]
+        .map(String::from)
+        .to_vec();
+        let words = |side: &ServerSide| -> Vec<String> {
+            server_args(&client, side)
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect()
+        };
+        let btrfs = ServerSide {
+            role: ServerRole::Receiver { inplace: true },
+            io_timeout_secs: 600,
+            confine_root: Some("/srv/store/host".into()),
+        };
+        assert_eq!(
+            words(&btrfs),
+            [
+                "--server",
+                "-logDtpre.iLsfxCIvu",
+                "--inplace",
+                "--delete",
+                "--fake-super",
+                "--timeout=600",
+                "--max-alloc=1G",
+                "--confine-root=/srv/store/host"
+            ]
+        );
+        let plain = ServerSide {
+            role: ServerRole::Receiver { inplace: false },
+            confine_root: None,
+            ..btrfs.clone()
+        };
+        assert_eq!(
+            words(&plain),
+            [
+                "--server",
+                "-logDtpre.iLsfxCIvu",
+                "--delete",
+                "--fake-super",
+                "--ignore-existing",
+                "--timeout=600",
+                "--max-alloc=1G"
+            ]
+        );
+        let sender = ServerSide {
+            role: ServerRole::Sender,
+            ..btrfs
+        };
+        let w = words(&sender);
+        assert_eq!(&w[..2], ["--server", "--sender"]);
+        assert!(
+            !w.iter()
+                .any(|a| a == "--timeout=0" || a == "--max-alloc=100G")
+        );
+        assert!(w.ends_with(&[
+            "--timeout=600".into(),
+            "--max-alloc=1G".into(),
+            "--confine-root=/srv/store/host".into()
+        ]));
     }
 
     #[test]

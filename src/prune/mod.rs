@@ -4,8 +4,13 @@
 //! The decisions are pure ([`plan`] over the importance [`order`]); the
 //! executor ([`run`]) only measures, deletes and waits. Guards: a client's
 //! newest snapshot is never deleted; nothing is deleted automatically
-//! unless some snapshot is older than `min_age`; and a client whose backup
-//! suddenly grew past `max_growth_percent` gets no room made for it.
+//! unless some snapshot is older than `min_age`.
+//!
+//! Before any history goes, data that no snapshot holds and that is over its
+//! client's limit (see [`growth`]) is reclaimed: that client's `current`
+//! goes back to its newest snapshot and it is told why. Space held that way
+//! is never paid for with anyone's history, and while such data is still
+//! being written (its client's lock is held) nothing is deleted at all.
 
 pub mod growth;
 pub mod order;
@@ -158,9 +163,28 @@ pub enum Mode {
     DryRun,
 }
 
+/// A client whose unsnapshotted data was (or, in a dry run, would be)
+/// discarded, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reclaim {
+    pub client: ClientName,
+    pub why: String,
+}
+
+impl fmt::Display for Reclaim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "data of {} that no snapshot holds ({})",
+            self.client, self.why
+        )
+    }
+}
+
 /// What a prune run did.
 #[derive(Debug, Default)]
 pub struct Outcome {
+    pub reclaimed: Vec<Reclaim>,
     pub deleted: Vec<Deletion>,
     pub before: Option<Space>,
     pub after: Option<Space>,
@@ -172,8 +196,9 @@ fn space_words(s: &Space) -> String {
 }
 
 /// Prunes the store per `mode`. `on_behalf` is the client whose backup
-/// wants the room (checked against `max_growth_percent`). One prune runs at
-/// a time; others wait for it.
+/// wants the room; its caller holds that client's lock. If that client's
+/// own unsnapshotted data had to be reclaimed, the result is a refusal
+/// that says why. One prune runs at a time; others wait for it.
 pub fn run(
     store: &Store,
     now: Timestamp,
@@ -194,6 +219,23 @@ pub fn run(
         outcome.after = Some(free);
         return Ok(outcome);
     }
+    if mode != Mode::Force {
+        free = reclaim_over_limit(store, mode, on_behalf, free, &mut outcome)?;
+        if let Some(own) = on_behalf.and_then(|c| outcome.reclaimed.iter().find(|r| &r.client == c))
+        {
+            if mode == Mode::IfNeeded {
+                return Err(Error::Refused(format!(
+                    "{}: the server discarded it to keep the disk from filling, rather than delete anyone's history; ask the administrator to add space or raise the limit",
+                    own.why
+                )));
+            }
+        }
+        if mode == Mode::IfNeeded && free.free_percent() >= min {
+            store.clear_space_alert();
+            outcome.after = Some(free);
+            return Ok(outcome);
+        }
+    }
     let snapshots = all_snapshots(store)?;
     if mode != Mode::Force && !old_enough(&snapshots, now, config.min_age.0) {
         let msg = format!(
@@ -203,13 +245,7 @@ pub fn run(
             config.min_age
         );
         store.record_space_alert(&msg);
-        return Err(Error::Unsupported(msg));
-    }
-    if let (Some(client), Mode::IfNeeded) = (on_behalf, mode) {
-        if let Some(refusal) = growth::refusal(store, client)? {
-            store.record_space_alert(&refusal);
-            return Err(Error::Refused(refusal));
-        }
+        return Err(Error::SpaceExhausted(msg));
     }
     let candidates = plan(&snapshots, now);
     if mode == Mode::DryRun {
@@ -231,7 +267,7 @@ pub fn run(
                     "nothing may be deleted: every snapshot is its client's newest".into(),
                 ));
             }
-            return Err(Error::Unsupported(msg));
+            return Err(Error::SpaceExhausted(msg));
         };
         store.delete_snapshot(&next.snapshot.client, &next.snapshot.name)?;
         store.log(&format!("prune: deleted {next}"));
@@ -245,6 +281,64 @@ pub fn run(
     store.clear_space_alert();
     outcome.after = Some(free);
     Ok(outcome)
+}
+
+/// Discards the unsnapshotted data of every client over its limit, largest
+/// excess first, until free space reaches the target. Refuses to go on to
+/// deleting history while such data is still being written.
+fn reclaim_over_limit(
+    store: &Store,
+    mode: Mode,
+    on_behalf: Option<&ClientName>,
+    mut free: Space,
+    outcome: &mut Outcome,
+) -> Result<Space> {
+    let mut busy = Vec::new();
+    for client in store.clients()? {
+        let Some(why) = growth::excess(store, &client, free.total_bytes) else {
+            continue;
+        };
+        if mode == Mode::DryRun {
+            outcome.reclaimed.push(Reclaim { client, why });
+            continue;
+        }
+        // The caller holds the lock of the client it prunes for.
+        let _lock = if on_behalf == Some(&client) {
+            None
+        } else {
+            match store.try_lock_client(&client)? {
+                Some(lock) => Some(lock),
+                None => {
+                    busy.push(why);
+                    continue;
+                }
+            }
+        };
+        store.roll_back_current(&client)?;
+        growth::record_rollback(store, &client)?;
+        let notice = format!(
+            "{why}: on {} the server discarded it (current is back at the newest snapshot) to keep the disk from filling, rather than delete anyone's history",
+            Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ")
+        );
+        store.set_client_notice(&client, &notice);
+        store.log(&format!("prune: reclaimed {notice}"));
+        outcome.reclaimed.push(Reclaim { client, why });
+        free = wait_for_space(store)?;
+        if free.free_percent() >= store.config.target_free_percent {
+            break;
+        }
+    }
+    if !busy.is_empty() && free.free_percent() < store.config.min_free_percent {
+        let msg = format!(
+            "store {} is short of space ({}) while a transfer over its limit is still running ({}); no history is deleted for data no snapshot holds: it is discarded once that transfer ends",
+            store.root().display(),
+            space_words(&free),
+            busy.join("; ")
+        );
+        store.record_space_alert(&msg);
+        return Err(Error::SpaceExhausted(msg));
+    }
+    Ok(free)
 }
 
 /// After a deletion, waits until btrfs has released the space, then measures.

@@ -9,20 +9,24 @@
 
 use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use jiff::{SignedDuration, Timestamp};
 use rustix::fs::{Mode, OFlags, openat};
 
 use crate::catalog;
 use crate::error::{Error, Result};
+use crate::exec::relay;
+use crate::exec::rsync::{self, ServerRole};
 use crate::listing::Pattern;
 use crate::names::{ClientName, SnapshotName};
 use crate::protocol::{self, PROTOCOL_VERSION, PingReply, Request};
 use crate::prune::{self, growth};
 use crate::store::{self, Backend, Store, plain};
 use crate::sys::fs::space;
+use crate::sys::sandbox::{Confinement, Enforcement};
 
 /// Serves one request; returns the exit status for sshd to pass back.
 pub fn run(store_root: &Path, client: &str, command: Option<&str>) -> u8 {
@@ -77,6 +81,7 @@ fn serve(store: &Store, client: &ClientName, request: Request) -> Result<u8> {
                 snapshots: snapshots.len() as u64,
                 newest: snapshots.last().map(|s| s.name.to_string()),
                 alert: store.space_alert(),
+                notice: store.client_notice(client),
             };
             print!("{}", reply.render());
             Ok(0)
@@ -159,17 +164,18 @@ fn send(store: &Store, client: &ClientName, options: &[String], paths: &[Vec<u8>
     for path in paths {
         checked.push(check_send_path(&dir, path)?);
     }
+    let _slot = store.restore_slot(client)?;
     enter_dir(store, client, false)?;
-    let mut cmd = Command::new("rsync");
-    cmd.arg("--server").arg("--sender").args(options);
-    // The sender presents the ownership and modes kept in fake-super xattrs.
-    cmd.arg("--fake-super").arg(".");
-    cmd.args(checked.iter().map(|p| std::ffi::OsStr::from_bytes(p)));
+    let mut args = rsync::server_args(options, &server_side(store, client, ServerRole::Sender));
+    args.push(".".into());
+    args.extend(
+        checked
+            .iter()
+            .map(|p| std::ffi::OsStr::from_bytes(p).to_owned()),
+    );
     store.log(&format!("{client}: restore of {} path(s)", paths.len()));
-    let status = cmd
-        .status()
-        .map_err(|e| Error::Command(format!("cannot run rsync on the server: {e}")))?;
-    Ok(u8::try_from(status.code().unwrap_or(20)).unwrap_or(1))
+    let ended = run_confined(store, client, &args, false, |_| None)?;
+    Ok(exit_code(&ended.status))
 }
 
 /// A restore path is `<snapshot or current>[/<path inside>]`, with no `.`,
@@ -291,12 +297,14 @@ pub fn finish_backup(
         "snapshot"
     };
     store.log(&format!("{client}: {what} {name} taken"));
+    // What was written is history now, before pruning weighs it.
+    growth::record_snapshot(store, client)?;
+    store.clear_client_notice(client);
     // Make room for the next backups now, while nobody is waiting on a
-    // transfer; no room is made on behalf of a client that grew too much.
+    // transfer.
     if let Err(e) = prune::run(store, now, prune::Mode::IfNeeded, Some(client)) {
         store.log(&format!("{client}: prune after snapshot: {e}"));
     }
-    growth::record_snapshot(store, client)?;
     Ok(name)
 }
 
@@ -310,6 +318,9 @@ fn receive(store: &Store, client: &ClientName, options: &[String]) -> Result<u8>
     // The rsync child inherits the lock: if this process is killed, the
     // receiver it started still holds it until it ends.
     lock.share_with_children()?;
+    if let Some(notice) = store.client_notice(client) {
+        eprintln!("byteback-server: notice: {notice}");
+    }
     let link_dests = before_receive(store, client)?;
     // rsync's log goes into a pipe, read while it runs (see prune::growth);
     // the write end is inherited by rsync, the read end is not.
@@ -319,48 +330,144 @@ fn receive(store: &Store, client: &ClientName, options: &[String]) -> Result<u8>
         .map_err(|e| Error::Command(format!("pipe: {e}")))?;
     let log_reader = std::fs::File::from(log_reader);
     let log_fd = std::os::fd::AsRawFd::as_raw_fd(&log_writer);
-    let mut args: Vec<String> = vec!["--server".into()];
-    args.extend(
-        options
-            .iter()
-            .filter(|o| store.config.backend == Backend::Btrfs || *o != "--inplace")
-            .cloned(),
+    let inplace = store.config.backend == Backend::Btrfs;
+    let mut args = rsync::server_args(
+        options,
+        &server_side(store, client, ServerRole::Receiver { inplace }),
     );
-    args.extend(link_dests.iter().map(|d| format!("--link-dest={d}")));
-    enter_current(store, client)?;
-    // Ownership, modes, devices and specials survive as xattrs on files the
-    // unprivileged user owns.
-    args.push("--fake-super".into());
-    // No --munge-links: with --fake-super on Linux, rsync stores a symlink
-    // as a regular file holding its target (user xattrs cannot sit on
-    // symlinks), so nothing in `current` can ever be followed on the server.
-    if !options.iter().any(|o| o.starts_with("--timeout=")) {
-        args.push(format!("--timeout={}", store.config.io_timeout.as_secs()));
-    }
-    // What arrived, for the growth check: bytes per file and the total size.
-    args.push(format!("--log-file=/proc/self/fd/{log_fd}"));
+    args.extend(link_dests.iter().map(|d| format!("--link-dest={d}").into()));
+    // What arrived, for the growth record: the total size the sender declares.
+    args.push(format!("--log-file=/proc/self/fd/{log_fd}").into());
     args.push("--log-file-format=%b".into());
     // The destination is the pinned working directory, whatever the client named.
     args.push(".".into());
     args.push(".".into());
+    enter_current(store, client)?;
     store.log(&format!("{client}: receiving backup"));
-    let mut child = Command::new("rsync")
-        .args(&args)
-        .spawn()
-        .map_err(|e| Error::Command(format!("cannot run rsync on the server: {e}")))?;
-    drop(log_writer);
     let log_thread = std::thread::spawn(move || growth::Tally::read(log_reader));
-    let status = child
-        .wait()
-        .map_err(|e| Error::Command(format!("rsync on the server: {e}")))?;
+    let written_before = growth::written_by_children();
+    // A transfer that is over its client's limit while the disk is short
+    // is ended, rather than left to fill the disk for everyone.
+    let record = growth::load(store, client);
+    let mut next_check = std::time::Instant::now();
+    let over_limit = |pid: u32| {
+        if std::time::Instant::now() < next_check {
+            return None;
+        }
+        next_check = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        let written = record
+            .written_since_snapshot
+            .saturating_add(growth::written_by_tree(pid));
+        let room = store.space().ok()?;
+        let limit = growth::limit(
+            &record,
+            store.config.max_growth_percent,
+            growth::store_cap(store, room.total_bytes),
+        );
+        (growth::over_limit(written, limit)
+            && room.free_percent() < store.config.min_free_percent)
+            .then(|| {
+                format!(
+                    "{client}'s transfer wrote {written} bytes without a snapshot, over its limit of {limit} bytes, while the store is short of space"
+                )
+            })
+    };
+    let ended = run_confined(store, client, &args, true, over_limit);
+    drop(log_writer);
+    let ended = ended?;
+    let written = growth::written_by_children().saturating_sub(written_before);
     let transfer_log = log_thread.join().unwrap_or_default();
-    let code = status.code().unwrap_or(20);
-    store.log(&format!("{client}: receiver ended ({status})"));
-    if let Err(e) = growth::record_transfer(store, client, transfer_log, code == 0 || code == 24) {
+    let code = exit_code(&ended.status);
+    store.log(&format!(
+        "{client}: receiver ended ({}{}), {written} bytes written",
+        ended.status,
+        ended
+            .ended_because
+            .as_deref()
+            .map(|why| format!(", stopped: {why}"))
+            .unwrap_or_default()
+    ));
+    if let Some(why) = &ended.ended_because {
+        eprintln!("byteback-server: transfer stopped: {why}");
+    }
+    if let Err(e) = growth::record_transfer(
+        store,
+        client,
+        transfer_log,
+        written,
+        code == 0 || code == 24,
+    ) {
         store.log(&format!("{client}: cannot record the transfer's size: {e}"));
     }
     drop(lock);
-    Ok(u8::try_from(code).unwrap_or(1))
+    Ok(code)
+}
+
+/// The server's side of an rsync for this client.
+fn server_side(store: &Store, client: &ClientName, role: ServerRole) -> rsync::ServerSide {
+    rsync::ServerSide {
+        role,
+        io_timeout_secs: store.config.io_timeout.as_secs(),
+        confine_root: rsync::has_confine_root(Path::new(RSYNC)).then(|| store.client_dir(client)),
+    }
+}
+
+/// The rsync the server runs (found on the backup user's PATH).
+const RSYNC: &str = "rsync";
+
+/// rsync's exit status as ours (a signal counts as rsync's 20).
+fn exit_code(status: &std::process::ExitStatus) -> u8 {
+    u8::try_from(status.code().unwrap_or(20)).unwrap_or(1)
+}
+
+/// Runs the server's rsync with `args` in the current directory, confined
+/// to the client's directory, between the connection and pipes (see
+/// [`relay`]). Refuses to run it unconfined: without Landlock and without
+/// rsync's `--confine-root`, filter rules could open any file the backup
+/// user can read.
+fn run_confined(
+    store: &Store,
+    client: &ClientName,
+    args: &[std::ffi::OsString],
+    writable: bool,
+    mut check: impl FnMut(u32) -> Option<String>,
+) -> Result<relay::Ended> {
+    let confine_root = args
+        .iter()
+        .any(|a| a.to_string_lossy().starts_with("--confine-root="));
+    let mut cmd = Command::new(RSYNC);
+    cmd.args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .process_group(0);
+    let jail = Confinement {
+        dir: store.client_dir(client),
+        writable,
+    };
+    let (child, enforcement) = jail.spawn(&mut cmd)?;
+    if enforcement == Enforcement::None {
+        if !confine_root {
+            let mut child = child;
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(Error::Unsupported(
+                "refusing to run rsync unconfined: this kernel has no Landlock (Linux 5.19 or later with landlock among its LSMs) and this rsync has no --confine-root (3.5.0 or later); upgrade either".into(),
+            ));
+        }
+        store.log(&format!(
+            "{client}: WARNING: no Landlock on this kernel; rsync is confined by --confine-root only"
+        ));
+    }
+    let pid = child.id();
+    relay::run(
+        child,
+        relay::Watch {
+            client_silence: store.config.io_timeout.to_std(),
+            client_may_just_listen: !writable,
+            after_hangup: std::time::Duration::from_secs(5),
+        },
+        || check(pid),
+    )
 }
 
 /// Changes into the client's `current` through directory handles opened

@@ -36,6 +36,51 @@ pub fn delete_subvolume(path: &Path) -> Result<()> {
     exec::run(btrfs().args(["subvolume", "delete"]).arg(path)).map(drop)
 }
 
+/// Takes a writable snapshot of `source` at `dest`.
+pub fn snapshot_writable(source: &Path, dest: &Path) -> Result<()> {
+    exec::run(
+        btrfs()
+            .args(["subvolume", "snapshot"])
+            .arg(source)
+            .arg(dest),
+    )
+    .map(drop)
+}
+
+/// Replaces the subvolume `<client_dir>/current` by a writable snapshot of
+/// `newest` (or an empty subvolume), discarding what it held. The new one
+/// is made aside and swapped in with one atomic exchange, so `current`
+/// never goes missing; if the disk is too full to make it first, the old
+/// one is deleted first.
+pub fn roll_back(client_dir: &Path, newest: Option<&Path>) -> Result<()> {
+    let current = client_dir.join("current");
+    let aside = client_dir.join(".rollback-current");
+    if std::fs::symlink_metadata(&aside).is_ok() {
+        delete_subvolume(&aside)?;
+    }
+    let make = |at: &Path| match newest {
+        Some(snapshot) => snapshot_writable(snapshot, at),
+        None => create_subvolume(at),
+    };
+    match make(&aside) {
+        Ok(()) => {
+            rustix::fs::renameat_with(
+                rustix::fs::CWD,
+                &aside,
+                rustix::fs::CWD,
+                &current,
+                rustix::fs::RenameFlags::EXCHANGE,
+            )
+            .map_err(|e| crate::error::Error::io("cannot swap in a new", &current, e.into()))?;
+            delete_subvolume(&aside)
+        }
+        Err(_) => {
+            delete_subvolume(&current)?;
+            make(&current)
+        }
+    }
+}
+
 /// Clears the read-only flag of a snapshot, so its owner may delete it.
 pub fn make_writable(path: &Path) -> Result<()> {
     exec::run(

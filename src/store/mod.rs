@@ -34,6 +34,12 @@ use crate::sys::lock::Lock;
 /// The xattr of the state directory holding the current space alert.
 const ALERT_XATTR: &str = "user.byteback.alert";
 
+/// The xattr of a client's directory holding a message for that client.
+const NOTICE_XATTR: &str = "user.byteback.notice";
+
+/// How many restores of one client may run at once.
+pub const MAX_RESTORES_PER_CLIENT: u32 = 2;
+
 /// The most a partial marker keeps of the list of failed files.
 const MAX_PARTIAL_NOTE: usize = 64 * 1024;
 
@@ -79,6 +85,9 @@ pub struct ServerConfig {
     /// No room is made for a backup that grew by this much (percent of its
     /// previous size) since its last snapshot.
     pub max_growth_percent: u64,
+    /// No client may hold more data that no snapshot holds than this
+    /// percentage of the store (the only limit of a client without a snapshot).
+    pub max_unsnapshotted_percent: f64,
 }
 
 impl Default for ServerConfig {
@@ -92,6 +101,7 @@ impl Default for ServerConfig {
             target_free_percent: 10.0,
             min_age: config::Duration::from_secs(7 * 86400),
             max_growth_percent: 100,
+            max_unsnapshotted_percent: 50.0,
         }
     }
 }
@@ -134,10 +144,16 @@ target_free_percent = 10.0
 # Nothing is pruned automatically until some snapshot is at least this old.
 min_age = "7 days"
 
-# No other client's history is deleted to make room for a backup that grew,
-# since its client's last snapshot, by this percentage of its previous size
-# or more (100 = it doubled).
+# Data that no snapshot holds yet (what a client's rsync wrote since its
+# newest snapshot, measured as bytes really written on this disk) may reach
+# max_growth_percent of the client's size at that snapshot (100 = it
+# doubled), and never more than max_unsnapshotted_percent of the store (the
+# only limit of a client that has no snapshot yet). When space runs short,
+# such data over its limit is discarded first (the client's current goes
+# back to its newest snapshot, and the client is told why): nobody's
+# history is ever deleted to make room for it.
 max_growth_percent = 100
+max_unsnapshotted_percent = 50.0
 "#;
 
 /// One snapshot of a client.
@@ -172,6 +188,13 @@ impl Store {
     pub fn open(root: &Path) -> Result<Store> {
         let store = Self::open_unchecked(root)?;
         let c = &store.config;
+        if !(0.0..=100.0).contains(&c.max_unsnapshotted_percent) {
+            return Err(Error::Config(format!(
+                "invalid config {}: max_unsnapshotted_percent must be between 0 and 100 (now {})",
+                Self::config_path_of(root).display(),
+                c.max_unsnapshotted_percent
+            )));
+        }
         if !(0.0..=100.0).contains(&c.min_free_percent)
             || !(c.min_free_percent..=100.0).contains(&c.target_free_percent)
         {
@@ -314,6 +337,73 @@ impl Store {
                 wait.as_secs()
             ))
         })
+    }
+
+    /// Takes the per-client lock if nobody holds it now.
+    pub fn try_lock_client(&self, client: &ClientName) -> Result<Option<Lock>> {
+        let dir = Self::state_dir_of(&self.root).join("locks");
+        std::fs::create_dir_all(&dir).on("cannot create", &dir)?;
+        Lock::acquire(&dir.join(client.as_str()), Duration::ZERO)
+    }
+
+    /// Takes one of the few restore slots of a client: restores take no
+    /// client lock (they only read), but their number is bounded.
+    pub fn restore_slot(&self, client: &ClientName) -> Result<Lock> {
+        let dir = Self::state_dir_of(&self.root).join("locks");
+        std::fs::create_dir_all(&dir).on("cannot create", &dir)?;
+        for slot in 1..=MAX_RESTORES_PER_CLIENT {
+            if let Some(lock) = Lock::acquire(
+                &dir.join(format!("{client}.restore-{slot}")),
+                Duration::ZERO,
+            )? {
+                return Ok(lock);
+            }
+        }
+        Err(Error::Locked(format!(
+            "{MAX_RESTORES_PER_CLIENT} restores of {client} are already running on the server; try again when one has finished"
+        )))
+    }
+
+    /// Discards what the client's `current` holds beyond its newest snapshot
+    /// (data no snapshot holds), leaving it as that snapshot (btrfs) or empty
+    /// (plain, where each attempt starts empty anyway). The caller holds the
+    /// client's lock.
+    pub fn roll_back_current(&self, client: &ClientName) -> Result<()> {
+        let dir = self.client_dir(client);
+        let newest = self.snapshots(client)?.pop();
+        match self.config.backend {
+            Backend::Btrfs => {
+                btrfs::roll_back(&dir, newest.map(|s| dir.join(s.name.as_str())).as_deref())
+            }
+            Backend::Plain => plain::discard_current(&dir),
+        }
+    }
+
+    /// A message for the client, kept until its next snapshot (e.g. why its
+    /// unsnapshotted data was discarded). Stored like the space alert.
+    pub fn set_client_notice(&self, client: &ClientName, message: &str) {
+        let dir = self.client_dir(client);
+        let text = &message.as_bytes()[..message.len().min(2048)];
+        if let Err(e) =
+            rustix::fs::setxattr(&dir, NOTICE_XATTR, text, rustix::fs::XattrFlags::empty())
+        {
+            eprintln!(
+                "byteback-server: cannot record a notice on {}: {e}",
+                dir.display()
+            );
+        }
+    }
+
+    /// The client's pending notice, if any.
+    pub fn client_notice(&self, client: &ClientName) -> Option<String> {
+        let mut buf = vec![0u8; 4096];
+        let len = rustix::fs::getxattr(self.client_dir(client), NOTICE_XATTR, &mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf[..len]).into_owned())
+    }
+
+    /// The client has a new snapshot: its notice is old news.
+    pub fn clear_client_notice(&self, client: &ClientName) {
+        let _ = rustix::fs::removexattr(self.client_dir(client), NOTICE_XATTR);
     }
 
     /// Takes a read-only snapshot of the client's `current` named for `at`.

@@ -90,6 +90,24 @@ pub fn delete(client_dir: &Path, name: &str) -> Result<()> {
     remove_tree(&doomed)
 }
 
+/// Discards what no snapshot holds: `current` and the interrupted attempts
+/// kept to resume from. `current` is hidden first (atomic) and replaced by
+/// an empty one, so a crash leaves only a `.deleting-*` tree to finish.
+pub fn discard_current(client_dir: &Path) -> Result<()> {
+    let current = client_dir.join("current");
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let doomed = client_dir.join(format!("{DELETING_PREFIX}current-{stamp}"));
+    std::fs::rename(&current, &doomed).on("cannot set aside", &current)?;
+    std::fs::create_dir(&current).on("cannot create", &current)?;
+    for partial in hidden_dirs(client_dir, PARTIAL_PREFIX)? {
+        remove_tree(&partial)?;
+    }
+    remove_tree(&doomed)
+}
+
 /// Finishes deletions a crash interrupted.
 pub fn finish_deletions(client_dir: &Path) -> Result<()> {
     for doomed in hidden_dirs(client_dir, DELETING_PREFIX)? {

@@ -4,4 +4,5 @@
 pub mod fs;
 pub mod lock;
 pub mod mountinfo;
+pub mod sandbox;
 pub mod user;
