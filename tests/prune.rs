@@ -422,10 +422,11 @@ fn a_backup_that_suddenly_doubles_is_refused_room(kind: FsKind) {
     assert_eq!(
         out.status.code(),
         Some(6),
-        "{}\n{}\n{}",
+        "{}\n{}\n{}\n{}",
         show(&out),
         show(&growth_before),
-        show(&growth_after)
+        show(&growth_after),
+        std::fs::read_to_string(w.store().join(".byteback/server.log")).unwrap_or_default()
     );
     let last = stderr(&out).lines().last().unwrap_or_default().to_owned();
     assert!(

@@ -15,6 +15,12 @@
 //!
 //! "Ends" means SIGTERM to the child's process group, then SIGKILL: rsync
 //! forks, and a filter rule can make it spin where SIGTERM is ignored.
+//!
+//! This process is also the subreaper of everything rsync forks: when rsync
+//! fails, its parent may exit without waiting for its receiver, which then
+//! becomes ours to reap rather than init's. So nothing rsync started is
+//! left running, and what it wrote is counted in this process's
+//! `getrusage(RUSAGE_CHILDREN)` (see `prune::growth`).
 
 use std::io::{Read, Write};
 use std::process::{Child, ExitStatus};
@@ -22,7 +28,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use rustix::process::{Pid, Signal, kill_process_group};
+use rustix::process::{Pid, Signal, WaitOptions, kill_process_group};
 
 use crate::error::{Error, Result};
 
@@ -59,6 +65,29 @@ impl Clock {
     fn since(&self, start: Instant) -> Duration {
         let then = Duration::from_millis(self.0.load(Ordering::Relaxed));
         start.elapsed().saturating_sub(then)
+    }
+}
+
+/// Waits for what rsync forked and left behind (a receiver finishing after
+/// its parent failed), ending it after a few seconds; returns when this
+/// process has no children left.
+fn reap_stragglers(group: Pid) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut killed = false;
+    loop {
+        match rustix::process::wait(WaitOptions::NOHANG) {
+            Ok(Some(_)) => {}
+            Ok(None) if Instant::now() >= deadline + Duration::from_secs(20) => return,
+            Ok(None) => {
+                if !killed && Instant::now() >= deadline {
+                    let _ = kill_process_group(group, Signal::KILL);
+                    killed = true;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            // ECHILD: none left.
+            Err(_) => return,
+        }
     }
 }
 
@@ -126,6 +155,8 @@ pub fn run(
     };
 
     let group = Pid::from_child(&child);
+    // Orphans of the rsync tree come to us (see the module comment).
+    let _ = rustix::process::set_child_subreaper(Some(rustix::process::getpid()));
     let mut ended_because: Option<String> = None;
     let mut hangup_seen: Option<Instant> = None;
     let mut terminated_at: Option<Instant> = None;
@@ -181,6 +212,7 @@ pub fn run(
     if ended_because.is_some() {
         let _ = kill_process_group(group, Signal::KILL);
     }
+    reap_stragglers(group);
     Ok(Ended {
         status,
         ended_because,

@@ -10,10 +10,13 @@
 //!   compression and delta matching make far smaller than what lands on
 //!   disk, and not the sizes the client declares, which holes inflate for
 //!   free.
-//! - **baseline**: the client's size at its newest snapshot, which the
-//!   growth limit is a share of. It is the declared total of the last
-//!   complete transfer, but it can never rise by more than what was really
-//!   written: a client cannot earn a large allowance with sparse files.
+//! - **baseline**: what the client's history cost, which the growth limit
+//!   is a share of: the sum of what was written before each of its
+//!   snapshots. It only ever grows by bytes that really landed on this
+//!   disk and were then kept by a snapshot, so a client cannot earn an
+//!   allowance with sparse files or sizes it merely declares. (It does not
+//!   shrink when the client deletes files; the store-wide cap below bounds
+//!   it whatever it says.)
 //!
 //! Data no snapshot holds may not exceed the client's limit
 //! ([`limit`]): `max_growth_percent` of its baseline, and in any case
@@ -30,10 +33,8 @@ use crate::store::Store;
 /// What the server remembers about a client's size.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Growth {
-    /// The client's size at its newest snapshot (0: no baseline yet).
+    /// What its snapshots so far cost on disk (0: no baseline yet).
     pub baseline_bytes: u64,
-    /// Total size declared by its last complete transfer.
-    pub last_transfer_size_bytes: u64,
     /// Bytes really written into its area since its newest snapshot.
     pub written_since_snapshot: u64,
 }
@@ -53,24 +54,20 @@ pub fn load(store: &Store, client: &ClientName) -> Growth {
     parse(&String::from_utf8_lossy(&buf[..len]))
 }
 
-/// Reads a record: `v2 <baseline> <last total> <written>`, or the three
-/// numbers of the first format (whose third counted wire bytes, the best
-/// figure there is for it).
+/// Reads a record: `v2 <baseline> <written>`, or the first format's
+/// `<size at snapshot> <last declared total> <wire bytes since>` (the best
+/// figures there are for them).
 fn parse(text: &str) -> Growth {
     let words: Vec<&str> = text.split_whitespace().collect();
-    let numbers = match words.as_slice() {
-        ["v2", rest @ ..] => rest,
-        rest => rest,
+    let number = |w: &&str| w.parse::<u64>().ok();
+    let n: Option<Vec<u64>> = match words.as_slice() {
+        ["v2", rest @ ..] => rest.iter().map(number).collect(),
+        [size, _declared, received] => [size, received].into_iter().map(number).collect(),
+        _ => None,
     };
-    let n: Vec<u64> = numbers.iter().filter_map(|w| w.parse().ok()).collect();
-    match n[..] {
-        [
+    match n.as_deref() {
+        Some(&[baseline_bytes, written_since_snapshot]) => Growth {
             baseline_bytes,
-            last_transfer_size_bytes,
-            written_since_snapshot,
-        ] => Growth {
-            baseline_bytes,
-            last_transfer_size_bytes,
             written_since_snapshot,
         },
         _ => Growth::default(),
@@ -78,10 +75,7 @@ fn parse(text: &str) -> Growth {
 }
 
 fn render(g: &Growth) -> String {
-    format!(
-        "v2 {} {} {}",
-        g.baseline_bytes, g.last_transfer_size_bytes, g.written_since_snapshot
-    )
+    format!("v2 {} {}", g.baseline_bytes, g.written_since_snapshot)
 }
 
 fn save(store: &Store, client: &ClientName, g: &Growth) -> Result<()> {
@@ -95,57 +89,10 @@ fn save(store: &Store, client: &ClientName, g: &Growth) -> Result<()> {
     .map_err(|e| crate::error::Error::io("cannot record the backup's size on", &dir, e.into()))
 }
 
-/// What a receiver log written with `--log-file-format=%b` says: the
-/// bytes received, and the total size from rsync's closing line if it got there.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Tally {
-    pub received: u64,
-    pub total: Option<u64>,
-}
-
-impl Tally {
-    /// Counts one log line (`2026/11/26 05:09:05 [17984] <message>`).
-    pub fn add_line(&mut self, line: &str) {
-        let Some((_, message)) = line.split_once("] ") else {
-            return;
-        };
-        if let Ok(bytes) = message.trim().parse::<u64>() {
-            self.received = self.received.saturating_add(bytes);
-        } else if let Some(rest) = message.split("total size ").nth(1) {
-            self.total = rest.trim().parse().ok();
-        }
-    }
-
-    /// Reads a whole log as it streams in, line by line.
-    pub fn read(log: impl std::io::Read) -> Tally {
-        use std::io::BufRead;
-        let mut tally = Tally::default();
-        for line in std::io::BufReader::new(log)
-            .split(b'\n')
-            .map_while(|l| l.ok())
-        {
-            tally.add_line(&String::from_utf8_lossy(&line));
-        }
-        tally
-    }
-}
-
-/// Records a finished receive: `written` bytes landed on disk; `complete`
-/// says rsync succeeded.
-pub fn record_transfer(
-    store: &Store,
-    client: &ClientName,
-    tally: Tally,
-    written: u64,
-    complete: bool,
-) -> Result<Growth> {
+/// Records a finished receive that wrote `written` bytes on disk.
+pub fn record_transfer(store: &Store, client: &ClientName, written: u64) -> Result<Growth> {
     let mut g = load(store, client);
     g.written_since_snapshot = g.written_since_snapshot.saturating_add(written);
-    if complete {
-        if let Some(total) = tally.total {
-            g.last_transfer_size_bytes = total;
-        }
-    }
     save(store, client, &g)?;
     Ok(g)
 }
@@ -156,17 +103,10 @@ pub fn record_snapshot(store: &Store, client: &ClientName) -> Result<()> {
     save(store, client, &g)
 }
 
-/// The record after a snapshot (pure): the baseline follows the declared
-/// size, but rises by no more than what was really written.
+/// The record after a snapshot (pure): what was written is history now.
 pub fn after_snapshot(g: &Growth) -> Growth {
-    let ceiling = g.baseline_bytes.saturating_add(g.written_since_snapshot);
-    let baseline_bytes = match g.last_transfer_size_bytes {
-        0 => ceiling,
-        declared => declared.min(ceiling),
-    };
     Growth {
-        baseline_bytes,
-        last_transfer_size_bytes: g.last_transfer_size_bytes,
+        baseline_bytes: g.baseline_bytes.saturating_add(g.written_since_snapshot),
         written_since_snapshot: 0,
     }
 }
@@ -265,71 +205,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_a_receiver_log() {
-        let log = "2026/11/26 05:09:05 [17984] receiving file list\n\
-                   2026/11/26 05:09:05 [17984] 300076\n\
-                   2026/11/26 05:09:05 [17984] 43\n\
-                   2026/11/26 05:09:05 [17984] sent 59 bytes  received 300242 bytes  total size 300003\n";
-        assert_eq!(
-            Tally::read(log.as_bytes()),
-            Tally {
-                received: 300119,
-                total: Some(300003)
-            }
-        );
-        assert_eq!(
-            Tally::read(&b"2026/11/26 05:09:05 [1] 10\n\xff\xfe\n"[..]),
-            Tally {
-                received: 10,
-                total: None
-            }
-        );
-        assert_eq!(Tally::read(&b""[..]), Tally::default());
-    }
-
-    #[test]
     fn records_round_trip_and_read_the_first_format() {
         let g = Growth {
             baseline_bytes: 1,
-            last_transfer_size_bytes: 2,
             written_since_snapshot: 3,
         };
         assert_eq!(parse(&render(&g)), g);
         assert_eq!(parse("1 2 3"), g);
         assert_eq!(parse("garbage"), Growth::default());
+        assert_eq!(parse("v2 1 x"), Growth::default());
     }
 
     #[test]
-    fn the_baseline_rises_only_by_real_writes() {
-        // A first backup that declared 1 TB of (sparse) data but wrote 1 MB.
-        let g = Growth {
-            baseline_bytes: 0,
-            last_transfer_size_bytes: 1 << 40,
-            written_since_snapshot: 1 << 20,
-        };
-        let after = after_snapshot(&g);
-        assert_eq!(after.baseline_bytes, 1 << 20);
-        assert_eq!(after.written_since_snapshot, 0);
-        // Files deleted on the client: the declared size wins when smaller.
+    fn the_baseline_is_what_snapshots_kept() {
         let g = Growth {
             baseline_bytes: 1000,
-            last_transfer_size_bytes: 600,
             written_since_snapshot: 50,
         };
-        assert_eq!(after_snapshot(&g).baseline_bytes, 600);
-        // Nothing declared (no complete transfer): what was written.
-        let g = Growth {
-            last_transfer_size_bytes: 0,
-            ..g
-        };
-        assert_eq!(after_snapshot(&g).baseline_bytes, 1050);
+        assert_eq!(
+            after_snapshot(&g),
+            Growth {
+                baseline_bytes: 1050,
+                written_since_snapshot: 0
+            }
+        );
     }
 
     #[test]
     fn limits() {
         let g = Growth {
             baseline_bytes: 1000,
-            last_transfer_size_bytes: 0,
             written_since_snapshot: 0,
         };
         assert_eq!(limit(&g, 100, u64::MAX), 1000);

@@ -322,29 +322,17 @@ fn receive(store: &Store, client: &ClientName, options: &[String]) -> Result<u8>
         eprintln!("byteback-server: notice: {notice}");
     }
     let link_dests = before_receive(store, client)?;
-    // rsync's log goes into a pipe, read while it runs (see prune::growth);
-    // the write end is inherited by rsync, the read end is not.
-    let (log_reader, log_writer) =
-        rustix::pipe::pipe().map_err(|e| Error::Command(format!("cannot make a pipe: {e}")))?;
-    rustix::io::fcntl_setfd(&log_reader, rustix::io::FdFlags::CLOEXEC)
-        .map_err(|e| Error::Command(format!("pipe: {e}")))?;
-    let log_reader = std::fs::File::from(log_reader);
-    let log_fd = std::os::fd::AsRawFd::as_raw_fd(&log_writer);
     let inplace = store.config.backend == Backend::Btrfs;
     let mut args = rsync::server_args(
         options,
         &server_side(store, client, ServerRole::Receiver { inplace }),
     );
     args.extend(link_dests.iter().map(|d| format!("--link-dest={d}").into()));
-    // What arrived, for the growth record: the total size the sender declares.
-    args.push(format!("--log-file=/proc/self/fd/{log_fd}").into());
-    args.push("--log-file-format=%b".into());
     // The destination is the pinned working directory, whatever the client named.
     args.push(".".into());
     args.push(".".into());
     enter_current(store, client)?;
     store.log(&format!("{client}: receiving backup"));
-    let log_thread = std::thread::spawn(move || growth::Tally::read(log_reader));
     let written_before = growth::written_by_children();
     // A transfer that is over its client's limit while the disk is short
     // is ended, rather than left to fill the disk for everyone.
@@ -372,11 +360,8 @@ fn receive(store: &Store, client: &ClientName, options: &[String]) -> Result<u8>
                 )
             })
     };
-    let ended = run_confined(store, client, &args, true, over_limit);
-    drop(log_writer);
-    let ended = ended?;
+    let ended = run_confined(store, client, &args, true, over_limit)?;
     let written = growth::written_by_children().saturating_sub(written_before);
-    let transfer_log = log_thread.join().unwrap_or_default();
     let code = exit_code(&ended.status);
     store.log(&format!(
         "{client}: receiver ended ({}{}), {written} bytes written",
@@ -390,13 +375,7 @@ fn receive(store: &Store, client: &ClientName, options: &[String]) -> Result<u8>
     if let Some(why) = &ended.ended_because {
         eprintln!("byteback-server: transfer stopped: {why}");
     }
-    if let Err(e) = growth::record_transfer(
-        store,
-        client,
-        transfer_log,
-        written,
-        code == 0 || code == 24,
-    ) {
+    if let Err(e) = growth::record_transfer(store, client, written) {
         store.log(&format!("{client}: cannot record the transfer's size: {e}"));
     }
     drop(lock);

@@ -663,6 +663,17 @@ fn procs_of_uid(uid: u32) -> (Vec<u32>, Vec<u32>) {
     (live, zombies)
 }
 
+/// Live processes of `uid` whose command name (`comm`) is `name`.
+pub fn processes_of(uid: u32, name: &str) -> Vec<u32> {
+    procs_of_uid(uid)
+        .0
+        .into_iter()
+        .filter(|pid| {
+            fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == name)
+        })
+        .collect()
+}
+
 fn kill_pids(pids: &[u32]) -> Result<String, String> {
     let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
     let pids: Vec<&str> = pids.iter().map(String::as_str).collect();

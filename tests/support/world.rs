@@ -98,7 +98,13 @@ impl World {
         fs::create_dir(&bin_dir).unwrap();
         fs::set_permissions(&bin_dir, fs::Permissions::from_mode(0o755)).unwrap();
         let server_bin = bin_dir.join("byteback-server");
-        fs::copy(env!("CARGO_BIN_EXE_byteback-server"), &server_bin).unwrap();
+        // BYTEBACK_TEST_SERVER_BIN runs the scenarios against another build
+        // of the server, e.g. to show that a test fails before its fix.
+        let built = std::env::var_os("BYTEBACK_TEST_SERVER_BIN")
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_byteback-server")));
+        fs::copy(&built, &server_bin).unwrap();
         fs::set_permissions(&server_bin, fs::Permissions::from_mode(0o755)).unwrap();
         wait_until_executable(&server_bin);
         let src = area.path.join("src");
@@ -271,6 +277,41 @@ impl World {
             .stdin(std::process::Stdio::null())
             .output()
             .expect("run rsync")
+    }
+}
+
+impl World {
+    /// rsync pulling `remote_path` from the server into `local`, as a
+    /// client would run it by hand, with `args` first.
+    pub fn raw_rsync_pull(&self, args: &[&str], remote_path: &str, local: &Path) -> Output {
+        let rsh = format!("ssh {}", self.raw_ssh_options().join(" "));
+        Command::new("rsync")
+            .args(args)
+            .arg("--rsh")
+            .arg(rsh)
+            .arg(format!("{}@127.0.0.1:{remote_path}", self.user.name))
+            .arg(local)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run rsync")
+    }
+
+    /// Adds a client with its own key (`<area>/<name>-key`) and one file in
+    /// its `current`, snapshotted by hand at `at`; returns the key file.
+    pub fn add_client_with_file(&self, name: &str, file: &str, content: &str, at: &str) -> PathBuf {
+        let key_path = self.area.path.join(format!("{name}-key"));
+        let key = super::ssh_keygen(&key_path);
+        let mut args = vec!["new-client", "--name", name];
+        args.extend(key.split(' '));
+        let out = self.server(&args);
+        assert!(out.status.success(), "{}", show(&out));
+        let current = self.store().join(name).join("current");
+        let path = current.join(file);
+        fs::write(&path, content).unwrap();
+        std::os::unix::fs::chown(&path, Some(self.user.uid), Some(self.user.gid)).unwrap();
+        let out = self.server(&["snapshot", "--client", name, "--at", at]);
+        assert!(out.status.success(), "{}", show(&out));
+        key_path
     }
 }
 

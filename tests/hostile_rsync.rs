@@ -1,0 +1,513 @@
+//! What a hostile client can do *inside* the rsync protocol, past the
+//! command-line allow-list: filter rules that name server files, silence in
+//! the middle of a transfer, pushes that fill the disk, options that would
+//! touch snapshot inodes. Each scenario is the attack itself, made with the
+//! stock rsync client and the client's own key, through a relay (rsync's
+//! `--rsh`) that edits the stream the way a modified client would.
+//!
+//! `BYTEBACK_TEST_SERVER_BIN=<older byteback-server>` runs them against
+//! another build, to see them fail where the attack succeeds.
+
+mod support;
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use support::FsKind;
+use support::world::{World, show, stderr};
+
+/// A modified client, used as rsync's `--rsh`: runs ssh (the rest of its
+/// arguments) and feeds it what rsync writes, with `RELAY_FROM` replaced by
+/// `RELAY_TO` (same length, so the framing holds), and going silent for
+/// good — connection open, nothing sent — after `RELAY_STALL` bytes.
+/// (Perl, because perl-base is on every Debian system.)
+const RELAY: &str = r#"
+use strict;
+my ($from, $to, $stall) = ($ENV{RELAY_FROM} // "", $ENV{RELAY_TO} // "", $ENV{RELAY_STALL} // -1);
+pipe(my $r, my $w) or die "relay: pipe: $!";
+my $ssh = fork // die "relay: fork: $!";
+if ($ssh == 0) {
+    close $w;
+    open(STDIN, "<&", $r) or die "relay: $!";
+    exec { $ARGV[0] } @ARGV or die "relay: cannot run $ARGV[0]: $!";
+}
+close $r;
+my $copier = fork // die "relay: fork: $!";
+if ($copier == 0) {
+    binmode STDIN;
+    binmode $w;
+    my ($buf, $sent) = ("", 0);
+    while (sysread(STDIN, $buf, 65536)) {
+        $buf =~ s/\Q$from\E/$to/g if length $from;
+        if ($stall >= 0 && $sent + length($buf) > $stall) {
+            syswrite($w, substr($buf, 0, $stall - $sent));
+            sleep 3600;
+        }
+        syswrite($w, $buf) or last;
+        $sent += length $buf;
+    }
+    exit 0;
+}
+close $w;
+waitpid($ssh, 0);
+my $status = $? >> 8;
+kill 'KILL', $copier;
+waitpid($copier, 0);
+exit $status;
+"#;
+
+/// A world with one enrolled attacker and the relay script.
+struct Scene {
+    w: World,
+    attacker: String,
+    relay: PathBuf,
+}
+
+impl Scene {
+    fn new(label: &str, kind: FsKind) -> Option<Scene> {
+        let w = World::on(label, kind)?;
+        let attacker = w.enroll("attacker.example");
+        let relay = w.area.path.join("relay.pl");
+        std::fs::write(&relay, RELAY).unwrap();
+        Some(Scene { w, attacker, relay })
+    }
+
+    /// rsync through the relay; `edits` are RELAY_* variables; `remote`
+    /// goes first for a pull (`pull = true`), last for a push.
+    fn rsync(&self, args: &[&str], edits: &[(&str, &str)], pull: bool, path: &str) -> Command {
+        let rsh = format!(
+            "perl {} ssh {}",
+            self.relay.display(),
+            self.w.raw_ssh_options().join(" ")
+        );
+        let remote = format!("{}@127.0.0.1:{path}", self.w.user.name);
+        let local = self.w.area.path.join("loot");
+        let mut cmd = Command::new("rsync");
+        cmd.args(args).arg("--rsh").arg(rsh);
+        if pull {
+            cmd.arg(remote).arg(&local);
+        } else {
+            cmd.arg(format!("{}/", self.w.src.display())).arg(remote);
+        }
+        cmd.envs(edits.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
+    }
+
+    fn run(&self, args: &[&str], edits: &[(&str, &str)], pull: bool, path: &str) -> Output {
+        self.rsync(args, edits, pull, path).output().unwrap()
+    }
+
+    /// Starts a transfer in its own process group (so the relay's children
+    /// go with it when the test ends it).
+    fn spawn(&self, args: &[&str], edits: &[(&str, &str)], pull: bool, path: &str) -> Client {
+        let child = self
+            .rsync(args, edits, pull, path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        Client(child)
+    }
+
+    /// The server user's rsync processes.
+    fn server_rsyncs(&self) -> Vec<u32> {
+        support::processes_of(self.w.user.uid, "rsync")
+    }
+
+    /// Waits (up to `limit`) until the server user runs no rsync; how long it took.
+    fn wait_for_no_server_rsync(&self, limit: Duration) -> Option<Duration> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if self.server_rsyncs().is_empty() {
+                return Some(start.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
+    }
+
+    /// Waits (up to 20 s) until the server user runs an rsync.
+    fn wait_for_server_rsync(&self) {
+        let start = Instant::now();
+        while self.server_rsyncs().is_empty() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "the server never started rsync"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.w.store().join(".byteback/server.log")).unwrap_or_default()
+    }
+}
+
+/// A client transfer the test started; ended (with its process group) on drop.
+struct Client(Child);
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.0.id())])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+/// A snapshot name as the forced command wants it in a path (`:` encoded).
+fn encoded(snapshot: &str) -> String {
+    snapshot.replace(':', "%3A")
+}
+
+/// What a restore brought back, relative to `loot`.
+fn restored(root: &Path) -> Vec<String> {
+    let out = support::run(&["find", &root.to_string_lossy(), "-type", "f"]);
+    let mut names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| Path::new(l).file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn filter_rules_cannot_open_server_files() {
+    let Some(s) = Scene::new("hostilefilter", FsKind::Btrfs) else {
+        return;
+    };
+    let w = &s.w;
+    std::fs::write(w.src.join("root"), "attacker data\n").unwrap();
+    std::fs::write(w.src.join("mine"), "attacker data\n").unwrap();
+    w.backup_ok();
+    let snapshot = w.snapshots(&s.attacker)[0].clone();
+    w.add_client_with_file(
+        "victim.example",
+        "shadow",
+        "root\nsecret\n",
+        "2026-01-01T12:00:00Z",
+    );
+    let victim_file = w.store().join("victim.example/current/shadow");
+    let loot = w.area.path.join("loot");
+    // The stock client sends a dir-merge rule as it is; the relay turns it
+    // into a merge rule, which the server's rsync would open itself.
+    let merge = [("RELAY_FROM", ":- /"), ("RELAY_TO", ".- /")];
+
+    // Restore: the victim's lines must not become excludes on the
+    // attacker's own files ("root" would then be missing).
+    let rule = format!(":- {}", victim_file.display());
+    let out = s.run(
+        &["-r", "--filter", &rule],
+        &merge,
+        true,
+        &format!("{}/", encoded(&snapshot)),
+    );
+    let got = restored(&loot);
+    assert!(
+        !(out.status.success() && got == ["mine"]),
+        "the victim's file was read as filter rules: {got:?}\n{}",
+        show(&out)
+    );
+    assert!(!stderr(&out).contains("secret"), "{}", show(&out));
+    let _ = std::fs::remove_dir_all(&loot);
+
+    // Backup with --delete: the receiver takes filter rules too. Excluded
+    // files are kept from deletion, so the victim's lines would keep the
+    // attacker's "root" in current although the source no longer has it.
+    std::fs::remove_file(w.src.join("root")).unwrap();
+    let out = s.run(
+        &["-r", "--delete", "--filter", &rule],
+        &merge,
+        false,
+        "current/",
+    );
+    let current = w.store().join(&s.attacker).join("current");
+    let kept = support::run(&["find", &current.to_string_lossy(), "-name", "root"]);
+    assert!(
+        !out.status.success() || kept.stdout.is_empty(),
+        "the victim's file was read as filter rules by the receiver\n{}",
+        show(&out)
+    );
+
+    // A merge rule on /dev/zero used to leave a server rsync spinning at
+    // full CPU after the client had gone, deaf to SIGTERM.
+    let start = Instant::now();
+    let out = s.run(
+        &["-r", "--filter", ":- /dev/zero"],
+        &merge,
+        true,
+        &format!("{}/", encoded(&snapshot)),
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(60),
+        "a restore with a merge rule on /dev/zero took {:?}\n{}",
+        start.elapsed(),
+        show(&out)
+    );
+    assert!(
+        s.wait_for_no_server_rsync(Duration::from_secs(15))
+            .is_some(),
+        "a server rsync is still running: {:?}",
+        s.server_rsyncs()
+    );
+    // Only the attacker's own files ever came back.
+    assert!(!stderr(&out).contains("secret"), "{}", show(&out));
+}
+
+#[test]
+fn the_servers_rsync_never_outwaits_a_silent_client() {
+    let Some(s) = Scene::new("hostilesilent", FsKind::Btrfs) else {
+        return;
+    };
+    let w = &s.w;
+    let io_timeout = 3;
+    w.server_config(&format!(
+        "io_timeout = \"{io_timeout}s\"\nlock_wait = \"1s\"\nmin_snapshot_interval = \"0s\"\n"
+    ));
+    support::run_ok(&[
+        "sh",
+        "-c",
+        &format!("head -c 24M /dev/urandom > '{}/big'", w.src.display()),
+    ]);
+    // rsync's own timer does not end a receiver whose client went silent in
+    // the middle of file data; the client's --timeout=0 must not switch the
+    // server's limit off either.
+    let limit = Duration::from_secs(io_timeout + 12);
+    for (what, pull, stall) in [
+        ("a backup silent during the file list", false, "300"),
+        (
+            "a backup silent in the middle of file data",
+            false,
+            "4000000",
+        ),
+        ("a restore whose client stops asking", true, "2000"),
+    ] {
+        let path = if pull {
+            format!("{}/", encoded(&w.snapshots(&s.attacker)[0]))
+        } else {
+            "current/".into()
+        };
+        let client = s.spawn(
+            &["-r", "--timeout=0", "--inplace"],
+            &[("RELAY_STALL", stall)],
+            pull,
+            &path,
+        );
+        s.wait_for_server_rsync();
+        let took = s.wait_for_no_server_rsync(limit);
+        drop(client);
+        assert!(
+            took.is_some(),
+            "{what}: the server's rsync still ran {limit:?} after it started (io_timeout {io_timeout}s)\n{}",
+            s.log()
+        );
+        if !pull {
+            // The client's lock went with it: the next backup runs at once.
+            w.backup_ok();
+        }
+    }
+    assert!(s.log().contains("the client sent nothing"), "{}", s.log());
+}
+
+#[test]
+fn restores_are_bounded_and_end_with_their_connection() {
+    let Some(s) = Scene::new("hostilerestore", FsKind::Btrfs) else {
+        return;
+    };
+    let w = &s.w;
+    w.server_config("io_timeout = \"60s\"\n");
+    std::fs::write(w.src.join("file"), "data\n").unwrap();
+    w.backup_ok();
+    let path = format!("{}/", encoded(&w.snapshots(&s.attacker)[0]));
+    // Two restores that hang on, connected and silent.
+    let first = s.spawn(&["-r"], &[("RELAY_STALL", "0")], true, &path);
+    let second = s.spawn(&["-r"], &[("RELAY_STALL", "0")], true, &path);
+    let start = Instant::now();
+    while s.server_rsyncs().len() < 2 {
+        assert!(start.elapsed() < Duration::from_secs(20), "{}", s.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A third is turned away at once.
+    let out = s.run(&["-r"], &[], true, &path);
+    assert!(!out.status.success(), "{}", show(&out));
+    assert!(stderr(&out).contains("already running"), "{}", show(&out));
+    // The clients go away: their server rsyncs end within seconds, long
+    // before the 60 s io_timeout.
+    drop(first);
+    drop(second);
+    let took = s.wait_for_no_server_rsync(Duration::from_secs(20));
+    assert!(
+        took.is_some_and(|t| t < Duration::from_secs(20)),
+        "server rsyncs outlived their connections: {:?}\n{}",
+        s.server_rsyncs(),
+        s.log()
+    );
+    // And restores work again.
+    let out = s.run(&["-r"], &[], true, &path);
+    assert!(out.status.success(), "{}", show(&out));
+}
+
+#[test]
+fn plain_pushes_cannot_change_snapshot_inodes() {
+    let Some(s) = Scene::new("hostileatime", FsKind::Ext4) else {
+        return;
+    };
+    let w = &s.w;
+    w.server_config("min_snapshot_interval = \"0s\"\n");
+    std::fs::write(w.src.join("file"), "data\n").unwrap();
+    w.backup_ok();
+    let snapshot = w
+        .store()
+        .join(&s.attacker)
+        .join(&w.snapshots(&s.attacker)[0]);
+    let stamp = |p: &Path| support::run_ok(&["stat", "-c", "%X %Y %a %i %h", &p.to_string_lossy()]);
+    let before = stamp(&snapshot.join(w.src.strip_prefix("/").unwrap()).join("file"));
+    // The client puts the file's access time back to 1999 and pushes it
+    // with -U: rsync would link the unchanged file from the snapshot and
+    // then set the snapshot inode's access time.
+    support::run_ok(&[
+        "touch",
+        "-a",
+        "-d",
+        "1999-01-01",
+        &w.src.join("file").to_string_lossy(),
+    ]);
+    let options = ["-rltU", "--relative"];
+    let src = w.src.to_string_lossy().into_owned();
+    let out = Command::new("rsync")
+        .args(options)
+        .arg("--rsh")
+        .arg(format!("ssh {}", w.raw_ssh_options().join(" ")))
+        .arg(&src)
+        .arg(format!("{}@127.0.0.1:current/", w.user.name))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "-U must be refused: {}", show(&out));
+    // A normal backup links the unchanged file, and the snapshot stays as it was.
+    std::fs::write(w.src.join("other"), "new\n").unwrap();
+    let out = w.client(&["backup", "--source", &src]);
+    assert!(out.status.success(), "{}", show(&out));
+    let after = stamp(&snapshot.join(w.src.strip_prefix("/").unwrap()).join("file"));
+    let (before_words, after_words): (Vec<&str>, Vec<&str>) = (
+        before.split_whitespace().collect(),
+        after.split_whitespace().collect(),
+    );
+    assert_eq!(
+        before_words[..4],
+        after_words[..4],
+        "the snapshot's inode changed (atime mtime mode inode)"
+    );
+}
+
+support::world::on_both_backends!(one_clients_flood_cannot_cost_another_its_history);
+
+fn one_clients_flood_cannot_cost_another_its_history(kind: FsKind) {
+    let Some(w) = World::on("hostileflood", kind) else {
+        return;
+    };
+    let victim = w.enroll("victim.example");
+    w.server_config(
+        "min_snapshot_interval = \"0s\"\nmin_free_percent = 10.0\ntarget_free_percent = 20.0\nmin_age = \"1s\"\nlock_wait = \"5s\"\n",
+    );
+    std::fs::write(w.src.join("small"), "victim data\n").unwrap();
+    w.backup_ok();
+    // The victim's history: a few old snapshots of real data.
+    let current = w.store().join(&victim).join("current");
+    for (i, at) in [
+        "2026-01-01T00:00:00Z",
+        "2026-02-01T00:00:00Z",
+        "2026-03-01T00:00:00Z",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let file = current.join(format!("old{i}.bin"));
+        let out = w.user.run_as(&[
+            "sh",
+            "-c",
+            &format!("head -c 24M /dev/urandom > '{}' && sync", file.display()),
+        ]);
+        assert!(out.status.success(), "{}", show(&out));
+        let out = w.server(&["snapshot", "--client", &victim, "--at", at]);
+        assert!(out.status.success(), "{}", show(&out));
+        let _ = std::fs::remove_file(&file);
+    }
+    let history = w.snapshots(&victim);
+
+    // The attacker: enrolled with its own key, never snapshots, and pushes
+    // sparse files that cost it nothing to send but are written out in
+    // full on the server, until the disk is full (and keeps what was cut
+    // short, --partial).
+    let key = w.add_client_with_file("attacker.example", "x", "x\n", "2026-01-01T00:00:00Z");
+    let flood = w.area.path.join("flood");
+    std::fs::create_dir(&flood).unwrap();
+    for i in 0..48 {
+        support::run_ok(&[
+            "truncate",
+            "-s",
+            "16M",
+            &flood.join(format!("f{i}")).to_string_lossy(),
+        ]);
+    }
+    let rsh = format!(
+        "ssh -F none -T -i {} -o IdentitiesOnly=yes -o BatchMode=yes -o UserKnownHostsFile={}/known_hosts -o StrictHostKeyChecking=yes -p {}",
+        key.display(),
+        w.client_dir.display(),
+        w.sshd.port
+    );
+    let out = Command::new("rsync")
+        .args(["-r", "--inplace", "--partial", "--rsh", &rsh])
+        .arg(format!("{}/", flood.display()))
+        .arg(format!("{}@127.0.0.1:current/", w.user.name))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "the flood should not fit: {}",
+        show(&out)
+    );
+
+    // The victim's next backup succeeds, and its history is all there.
+    std::fs::write(w.src.join("more"), "more victim data\n").unwrap();
+    w.backup_ok();
+    let after = w.snapshots(&victim);
+    for s in &history {
+        assert!(
+            after.contains(s),
+            "the victim lost {s} to the attacker's flood"
+        );
+    }
+    assert_eq!(after.len(), history.len() + 1);
+    // The attacker's unsnapshotted data was reclaimed, and it is told why.
+    let log = std::fs::read_to_string(w.store().join(".byteback/server.log")).unwrap();
+    assert!(
+        log.contains("attacker.example") && !log.contains("prune: deleted victim"),
+        "{log}"
+    );
+    let attacker_current = w.store().join("attacker.example/current");
+    let left = support::run_ok(&["du", "-sm", &attacker_current.to_string_lossy()]);
+    let mib: u64 = left.split_whitespace().next().unwrap().parse().unwrap();
+    assert!(mib < 100, "{mib} MiB of the flood is still there\n{log}");
+    let ping = Command::new("ssh")
+        .args(rsh.split(' ').skip(1))
+        .arg(format!("{}@127.0.0.1", w.user.name))
+        .arg("byteback ping")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&ping.stdout).contains("notice=")
+            && String::from_utf8_lossy(&ping.stdout).contains("discarded"),
+        "{}",
+        show(&ping)
+    );
+}
