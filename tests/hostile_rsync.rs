@@ -217,6 +217,26 @@ fn filter_rules_cannot_open_server_files() {
     );
     assert!(!stderr(&out).contains("secret"), "{}", show(&out));
     let _ = std::fs::remove_dir_all(&loot);
+    // Nor may the answer tell whether a path exists on the server: naming
+    // the victim's file and naming nothing must look the same.
+    let missing = w.store().join("victim.example/current/no-such-file");
+    let probe = |path: &Path| {
+        let rule = format!(":- {}", path.display());
+        let out = s.run(
+            &["-r", "--filter", &rule],
+            &merge,
+            true,
+            &format!("{}/", encoded(&snapshot)),
+        );
+        let _ = std::fs::remove_dir_all(&loot);
+        let text = stderr(&out).replace(&path.display().to_string(), "PATH");
+        (out.status.code(), text)
+    };
+    assert_eq!(
+        probe(&victim_file),
+        probe(&missing),
+        "a restore tells whether a server path exists"
+    );
 
     // Backup with --delete: the receiver takes filter rules too. Excluded
     // files are kept from deletion, so the victim's lines would keep the

@@ -10,7 +10,7 @@
 use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use jiff::{SignedDuration, Timestamp};
@@ -26,7 +26,7 @@ use crate::protocol::{self, PROTOCOL_VERSION, PingReply, Request};
 use crate::prune::{self, growth};
 use crate::store::{self, Backend, Store, plain};
 use crate::sys::fs::space;
-use crate::sys::sandbox::{Confinement, Enforcement};
+use crate::sys::sandbox::Confinement;
 
 /// Serves one request; returns the exit status for sshd to pass back.
 pub fn run(store_root: &Path, client: &str, command: Option<&str>) -> u8 {
@@ -166,15 +166,20 @@ fn send(store: &Store, client: &ClientName, options: &[String], paths: &[Vec<u8>
     }
     let _slot = store.restore_slot(client)?;
     enter_dir(store, client, false)?;
-    let mut args = rsync::server_args(options, &server_side(store, client, ServerRole::Sender));
-    args.push(".".into());
-    args.extend(
-        checked
-            .iter()
-            .map(|p| std::ffi::OsStr::from_bytes(p).to_owned()),
-    );
     store.log(&format!("{client}: restore of {} path(s)", paths.len()));
-    let ended = run_confined(store, client, &args, false, |_| None)?;
+    let confine = rsync::has_confine_root(Path::new(RSYNC));
+    let args = |seen: &Path| {
+        let side = server_side(store, ServerRole::Sender, confine.then_some(seen));
+        let mut args = rsync::server_args(options, &side);
+        args.push(".".into());
+        args.extend(
+            checked
+                .iter()
+                .map(|p| std::ffi::OsStr::from_bytes(p).to_owned()),
+        );
+        args
+    };
+    let ended = run_confined(store, client, false, confine, args, |_| None)?;
     Ok(exit_code(&ended.status))
 }
 
@@ -323,14 +328,17 @@ fn receive(store: &Store, client: &ClientName, options: &[String]) -> Result<u8>
     }
     let link_dests = before_receive(store, client)?;
     let inplace = store.config.backend == Backend::Btrfs;
-    let mut args = rsync::server_args(
-        options,
-        &server_side(store, client, ServerRole::Receiver { inplace }),
-    );
-    args.extend(link_dests.iter().map(|d| format!("--link-dest={d}").into()));
-    // The destination is the pinned working directory, whatever the client named.
-    args.push(".".into());
-    args.push(".".into());
+    let confine = rsync::has_confine_root(Path::new(RSYNC));
+    let args = |seen: &Path| {
+        let role = ServerRole::Receiver { inplace };
+        let mut args =
+            rsync::server_args(options, &server_side(store, role, confine.then_some(seen)));
+        args.extend(link_dests.iter().map(|d| format!("--link-dest={d}").into()));
+        // The destination is the working directory, whatever the client named.
+        args.push(".".into());
+        args.push(".".into());
+        args
+    };
     enter_current(store, client)?;
     store.log(&format!("{client}: receiving backup"));
     let written_before = growth::written_by_children();
@@ -360,7 +368,7 @@ fn receive(store: &Store, client: &ClientName, options: &[String]) -> Result<u8>
                 )
             })
     };
-    let ended = run_confined(store, client, &args, true, over_limit)?;
+    let ended = run_confined(store, client, true, confine, args, over_limit)?;
     let written = growth::written_by_children().saturating_sub(written_before);
     let code = exit_code(&ended.status);
     store.log(&format!(
@@ -382,12 +390,13 @@ fn receive(store: &Store, client: &ClientName, options: &[String]) -> Result<u8>
     Ok(code)
 }
 
-/// The server's side of an rsync for this client.
-fn server_side(store: &Store, client: &ClientName, role: ServerRole) -> rsync::ServerSide {
+/// The server's side of an rsync; `confine_root` is the client's directory
+/// as the child sees it, where rsync can confine itself to it.
+fn server_side(store: &Store, role: ServerRole, confine_root: Option<&Path>) -> rsync::ServerSide {
     rsync::ServerSide {
         role,
         io_timeout_secs: store.config.io_timeout.as_secs(),
-        confine_root: rsync::has_confine_root(Path::new(RSYNC)).then(|| store.client_dir(client)),
+        confine_root: confine_root.map(Path::to_path_buf),
     }
 }
 
@@ -399,43 +408,66 @@ fn exit_code(status: &std::process::ExitStatus) -> u8 {
     u8::try_from(status.code().unwrap_or(20)).unwrap_or(1)
 }
 
-/// Runs the server's rsync with `args` in the current directory, confined
-/// to the client's directory, between the connection and pipes (see
-/// [`relay`]). Refuses to run it unconfined: without Landlock and without
-/// rsync's `--confine-root`, filter rules could open any file the backup
+/// Runs the server's rsync, with the arguments `args(the client's directory
+/// as rsync sees it)`, confined to the client's directory (see
+/// [`crate::sys::sandbox`]) and between the connection and pipes (see
+/// [`relay`]). The working directory is already the client's directory
+/// (a restore) or its `current` (a backup). Refuses to run rsync with no
+/// confinement at all: filter rules could then open any file the backup
 /// user can read.
 fn run_confined(
     store: &Store,
     client: &ClientName,
-    args: &[std::ffi::OsString],
     writable: bool,
+    confine_root: bool,
+    args: impl Fn(&Path) -> Vec<std::ffi::OsString>,
     mut check: impl FnMut(u32) -> Option<String>,
 ) -> Result<relay::Ended> {
-    let confine_root = args
-        .iter()
-        .any(|a| a.to_string_lossy().starts_with("--confine-root="));
-    let mut cmd = Command::new(RSYNC);
-    cmd.args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .process_group(0);
     let jail = Confinement {
         dir: store.client_dir(client),
         writable,
+        cwd: if writable {
+            "current".into()
+        } else {
+            PathBuf::new()
+        },
     };
-    let (child, enforcement) = jail.spawn(&mut cmd)?;
-    if enforcement == Enforcement::None {
-        if !confine_root {
+    let (child, enforcement) = jail.spawn(|seen| {
+        let mut cmd = Command::new(RSYNC);
+        cmd.args(args(seen))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .process_group(0);
+        cmd
+    })?;
+    match (enforcement.landlock, enforcement.private_view, confine_root) {
+        (false, false, false) => {
             let mut child = child;
             let _ = child.kill();
             let _ = child.wait();
             return Err(Error::Unsupported(
-                "refusing to run rsync unconfined: this kernel has no Landlock (Linux 5.19 or later with landlock among its LSMs) and this rsync has no --confine-root (3.5.0 or later); upgrade either".into(),
+                "refusing to run rsync unconfined: this kernel allows neither Landlock (Linux 5.19 or later, with landlock among its LSMs) nor unprivileged user namespaces, and this rsync has no --confine-root (3.5.0 or later); upgrade one of them".into(),
             ));
         }
-        store.log(&format!(
-            "{client}: WARNING: no Landlock on this kernel; rsync is confined by --confine-root only"
-        ));
+        (true, true, _) => {}
+        (landlock, private_view, _) => store.log(&format!(
+            "{client}: WARNING: rsync runs with {}{}{}",
+            if landlock {
+                "Landlock"
+            } else {
+                "no Landlock (kernel too old or Landlock disabled)"
+            },
+            if private_view {
+                ", a private view"
+            } else {
+                ", no private view (unprivileged user namespaces not allowed)"
+            },
+            if confine_root {
+                ", --confine-root"
+            } else {
+                ", no --confine-root (rsync older than 3.5.0)"
+            },
+        )),
     }
     let pid = child.id();
     relay::run(

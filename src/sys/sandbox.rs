@@ -1,25 +1,38 @@
-//! A kernel sandbox (Landlock) for the rsync a client drives on the server.
+//! A kernel sandbox for the rsync a client drives on the server.
 //!
 //! The forced command's allow-list vets rsync's command line, but rsync
 //! also takes instructions inside its protocol stream: filter rules, and
 //! merge files named by them, which the server's rsync would open as the
-//! backup user. Landlock confines what the child can open whatever it is
-//! told, without rsync's cooperation: the client's own directory (read and
-//! write for a backup, read only for a restore), the system's programs and
-//! libraries (read and execute), and nothing else — no other client, no
-//! `/etc`, no `/dev/zero`.
+//! backup user. So the child is confined by the kernel, whatever it is
+//! told and whatever rsync version it is, in two layers:
 //!
-//! Landlock restricts the calling *thread* and whatever it starts, so the
-//! child is started from a short-lived thread that confines itself first;
-//! the server process itself stays free to write its log and records.
+//! 1. **A private view of the filesystem** (an unprivileged user and mount
+//!    namespace): the child's `/` is an empty tmpfs holding the system's
+//!    programs and libraries and the client's own directory at `/client`.
+//!    Nothing else exists for it, so a path outside is not even there to be
+//!    probed: any name gives "no such file". Where the kernel does not
+//!    allow unprivileged namespaces, this layer is skipped (and logged).
+//! 2. **Landlock**: the child may read and write (a backup) or only read
+//!    (a restore) the client's directory, read and execute the system's
+//!    programs, and nothing else — no other client, no `/etc`, no
+//!    `/dev/zero`. Rules follow inodes, so they hold inside the private view.
+//!
+//! Both are set up in the child between fork and exec, so the server
+//! process itself stays free to write its log and records.
 
+use std::ffi::CString;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
+use std::sync::Mutex;
 
 use landlock::{
     ABI, Access, AccessFs, BitFlags, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset,
-    RulesetAttr, RulesetCreatedAttr, RulesetStatus,
+    RulesetAttr, RulesetCreated, RulesetCreatedAttr,
 };
+use rustix::fs::{Mode, OFlags};
 
 use crate::error::{Error, Result};
 
@@ -31,6 +44,13 @@ const SYSTEM_DIRS: &[&str] = &["/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbi
 /// for log timestamps) and `/dev/null`, which is empty either way.
 const SYSTEM_FILES: &[&str] = &["/etc/ld.so.cache", "/etc/localtime", "/dev/null"];
 
+/// Where the client's directory appears in the private view.
+pub const PRIVATE_CLIENT_DIR: &str = "/client";
+
+/// Where the private root is assembled (any directory that exists; the
+/// tmpfs mounted over it is seen by the child alone).
+const ASSEMBLY_POINT: &str = "/tmp";
+
 /// What the confined child may touch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Confinement {
@@ -38,53 +58,110 @@ pub struct Confinement {
     pub dir: PathBuf,
     /// Whether it may change anything there (a backup) or only read (a restore).
     pub writable: bool,
+    /// The child's working directory, relative to `dir`.
+    pub cwd: PathBuf,
 }
 
-/// Whether the kernel enforced the sandbox.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Enforcement {
-    /// Every restriction asked for is in force.
-    Full,
-    /// The kernel lacks some newer rights; the rest are in force.
-    Partial,
-    /// The kernel has no (usable) Landlock: nothing is confined.
-    None,
+/// How far the kernel confines the child.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Enforcement {
+    /// Landlock is in force.
+    pub landlock: bool,
+    /// The child sees only its private view of the filesystem.
+    pub private_view: bool,
 }
 
-/// Landlock's second ABI (Linux 5.19) is the least the sandbox accepts: the
+/// Landlock's second ABI (Linux 5.19) is the least the sandbox uses: the
 /// first one forbids every link or rename across directories, which
-/// `--link-dest` needs, so on such kernels the sandbox is not applied at all.
+/// `--link-dest` needs, so on such kernels Landlock is not applied at all.
 const REQUIRED_ABI: ABI = ABI::V2;
 /// Rights of newer ABIs (truncation, device ioctls) are added where known.
 const BEST_ABI: ABI = ABI::V5;
 
 impl Confinement {
-    /// Starts `cmd` confined; says how far the kernel enforced it.
-    pub fn spawn(&self, cmd: &mut Command) -> Result<(Child, Enforcement)> {
-        std::thread::scope(|scope| {
-            scope
-                .spawn(|| {
-                    let enforcement = self.restrict_this_thread()?;
-                    let child = cmd.spawn().map_err(|e| {
-                        Error::Command(format!(
-                            "cannot run {} on the server: {e}",
-                            cmd.get_program().to_string_lossy()
-                        ))
-                    })?;
-                    Ok((child, enforcement))
-                })
-                .join()
-                .unwrap_or_else(|_| Err(Error::Command("the sandbox thread failed".into())))
-        })
+    /// Starts `command(the directory as the child sees it)` confined, and
+    /// says how far the kernel confined it. Falls back to Landlock alone
+    /// where the private view cannot be made; the child then starts in the
+    /// caller's working directory, which must be `dir.join(cwd)`.
+    pub fn spawn(&self, mut command: impl FnMut(&Path) -> Command) -> Result<(Child, Enforcement)> {
+        let landlock = landlock_abi() >= REQUIRED_ABI as i32;
+        let private = PrivateRoot::prepare(self).map_err(|e| self.fail(&e))?;
+        let mut cmd = command(Path::new(PRIVATE_CLIENT_DIR));
+        self.arm(&mut cmd, landlock, Some(private))?;
+        match cmd.spawn() {
+            Ok(child) => {
+                return Ok((
+                    child,
+                    Enforcement {
+                        landlock,
+                        private_view: true,
+                    },
+                ));
+            }
+            Err(e) if e.raw_os_error() == Some(NO_PRIVATE_VIEW) => {}
+            Err(e) => return Err(self.cannot_run(&cmd, &e)),
+        }
+        // The caller's working directory (pinned there) is the child's.
+        let mut cmd = command(&self.dir);
+        self.arm(&mut cmd, landlock, None)?;
+        let child = cmd.spawn().map_err(|e| self.cannot_run(&cmd, &e))?;
+        Ok((
+            child,
+            Enforcement {
+                landlock,
+                private_view: false,
+            },
+        ))
     }
 
-    fn restrict_this_thread(&self) -> Result<Enforcement> {
-        let fail = |e: &dyn std::fmt::Display| {
-            Error::Unsupported(format!(
-                "cannot set up the Landlock sandbox for {}: {e}",
-                self.dir.display()
-            ))
+    fn cannot_run(&self, cmd: &Command, e: &std::io::Error) -> Error {
+        Error::Command(format!(
+            "cannot run {} confined to {}: {e}",
+            cmd.get_program().to_string_lossy(),
+            self.dir.display()
+        ))
+    }
+
+    fn fail(&self, e: &dyn std::fmt::Display) -> Error {
+        Error::Unsupported(format!(
+            "cannot set up the sandbox for {}: {e}",
+            self.dir.display()
+        ))
+    }
+
+    /// Makes `cmd` set up its private view (if given) and restrict itself
+    /// with Landlock (if the kernel has it) before it starts.
+    fn arm(&self, cmd: &mut Command, landlock: bool, private: Option<PrivateRoot>) -> Result<()> {
+        let ruleset = match landlock {
+            true => Some(self.ruleset().map_err(|e| self.fail(&e))?),
+            false => None,
         };
+        // The closure must be Sync; it runs once, in the child alone.
+        let ruleset = Mutex::new(ruleset);
+        // SAFETY: between fork and exec the closure makes system calls only:
+        // the paths and contents it uses were prepared (allocated) before
+        // the fork, and the mutex is this closure's own, never contended.
+        unsafe {
+            cmd.pre_exec(move || {
+                if let Some(private) = &private {
+                    private
+                        .enter()
+                        .map_err(|_| std::io::Error::from_raw_os_error(NO_PRIVATE_VIEW))?;
+                }
+                let ruleset = ruleset.lock().ok().and_then(|mut r| r.take());
+                if let Some(ruleset) = ruleset {
+                    ruleset
+                        .restrict_self()
+                        .map_err(|_| std::io::Error::from_raw_os_error(libc::EPERM))?;
+                }
+                Ok(())
+            });
+        }
+        Ok(())
+    }
+
+    fn ruleset(&self) -> std::result::Result<RulesetCreated, String> {
+        let e = |e: &dyn std::fmt::Display| e.to_string();
         let read = AccessFs::from_read(BEST_ABI);
         let data: BitFlags<AccessFs> = if self.writable {
             AccessFs::from_all(BEST_ABI) & !AccessFs::Execute
@@ -94,55 +171,262 @@ impl Confinement {
         let mut ruleset = Ruleset::default()
             .set_compatibility(CompatLevel::SoftRequirement)
             .handle_access(AccessFs::from_all(REQUIRED_ABI))
-            .map_err(|e| fail(&e))?
+            .map_err(|x| e(&x))?
             .set_compatibility(CompatLevel::BestEffort)
             .handle_access(AccessFs::from_all(BEST_ABI))
-            .map_err(|e| fail(&e))?
+            .map_err(|x| e(&x))?
             .create()
-            .map_err(|e| fail(&e))?;
-        let dir = PathFd::new(&self.dir).map_err(|e| fail(&e))?;
+            .map_err(|x| e(&x))?;
+        let dir = PathFd::new(&self.dir).map_err(|x| e(&x))?;
         ruleset = ruleset
             .add_rule(PathBeneath::new(dir, data))
-            .map_err(|e| fail(&e))?;
+            .map_err(|x| e(&x))?;
         for path in SYSTEM_DIRS.iter().map(Path::new).filter(|p| p.exists()) {
-            let fd = PathFd::new(path).map_err(|e| fail(&e))?;
+            let fd = PathFd::new(path).map_err(|x| e(&x))?;
             ruleset = ruleset
                 .add_rule(PathBeneath::new(fd, read))
-                .map_err(|e| fail(&e))?;
+                .map_err(|x| e(&x))?;
         }
-        let file_read = AccessFs::from_file(BEST_ABI) & read;
+        let file = AccessFs::from_file(BEST_ABI) & !AccessFs::Execute;
         for path in SYSTEM_FILES.iter().map(Path::new).filter(|p| p.exists()) {
-            let fd = PathFd::new(path).map_err(|e| fail(&e))?;
-            let access = if path == Path::new("/dev/null") {
-                AccessFs::from_file(BEST_ABI) & !AccessFs::Execute
-            } else {
-                file_read & !AccessFs::Execute
+            let access = match path == Path::new("/dev/null") {
+                true => file,
+                false => file & read,
             };
+            let fd = PathFd::new(path).map_err(|x| e(&x))?;
             ruleset = ruleset
                 .add_rule(PathBeneath::new(fd, access))
-                .map_err(|e| fail(&e))?;
+                .map_err(|x| e(&x))?;
         }
-        let status = ruleset.restrict_self().map_err(|e| fail(&e))?;
-        Ok(match status.ruleset {
-            RulesetStatus::FullyEnforced => Enforcement::Full,
-            RulesetStatus::PartiallyEnforced => Enforcement::Partial,
-            RulesetStatus::NotEnforced => Enforcement::None,
+        Ok(ruleset)
+    }
+}
+
+/// The errno a child reports when its private view could not be made
+/// (unprivileged namespaces not allowed here): the parent then starts it
+/// again without one.
+const NO_PRIVATE_VIEW: i32 = libc::ENOTSUP;
+
+/// The Landlock ABI version of the running kernel (0 or less: none).
+pub fn landlock_abi() -> i32 {
+    const LANDLOCK_CREATE_RULESET_VERSION: libc::c_uint = 1;
+    // SAFETY: with a null attribute and size 0, this only asks for the version.
+    unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<libc::c_void>(),
+            0usize,
+            LANDLOCK_CREATE_RULESET_VERSION,
+        ) as i32
+    }
+}
+
+/// One thing in the private root.
+#[derive(Debug)]
+enum Entry {
+    /// A directory bound from the host.
+    Dir { source: CString, target: CString },
+    /// A file bound from the host (the mount point is made first).
+    File { source: CString, target: CString },
+    /// A symlink, as on the host (merged-/usr systems: `/lib -> usr/lib`).
+    Symlink { target: CString, content: CString },
+}
+
+/// Everything the child needs to build its private root, prepared before
+/// the fork (where allocation is allowed).
+#[derive(Debug)]
+struct PrivateRoot {
+    assembly: CString,
+    entries: Vec<Entry>,
+    /// The client's directory, and its device and inode as the parent saw
+    /// it (opened without following symlinks): the child binds the same
+    /// directory or none.
+    client: CString,
+    client_id: (u64, u64),
+    client_target: CString,
+    put_old: CString,
+    old_root: CString,
+    cwd: CString,
+    uid_map: Vec<u8>,
+    gid_map: Vec<u8>,
+}
+
+fn c_path(path: &Path) -> std::io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+impl PrivateRoot {
+    fn prepare(jail: &Confinement) -> std::io::Result<PrivateRoot> {
+        let assembly = Path::new(ASSEMBLY_POINT);
+        let inside = |p: &Path| c_path(&assembly.join(p.strip_prefix("/").unwrap_or(p)));
+        let mut entries = Vec::new();
+        for dir in SYSTEM_DIRS.iter().map(Path::new) {
+            match std::fs::symlink_metadata(dir) {
+                Ok(m) if m.file_type().is_symlink() => entries.push(Entry::Symlink {
+                    target: inside(dir)?,
+                    content: c_path(&std::fs::read_link(dir)?)?,
+                }),
+                Ok(m) if m.is_dir() => entries.push(Entry::Dir {
+                    source: c_path(dir)?,
+                    target: inside(dir)?,
+                }),
+                _ => {}
+            }
+        }
+        for file in SYSTEM_FILES.iter().map(Path::new).filter(|p| p.exists()) {
+            entries.push(Entry::File {
+                source: c_path(file)?,
+                target: inside(file)?,
+            });
+        }
+        let pinned = rustix::fs::open(
+            &jail.dir,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let stat = rustix::fs::fstat(&pinned)?;
+        let uid = rustix::process::getuid().as_raw();
+        let gid = rustix::process::getgid().as_raw();
+        let private_client = Path::new(PRIVATE_CLIENT_DIR);
+        Ok(PrivateRoot {
+            assembly: c_path(assembly)?,
+            entries,
+            client: c_path(&jail.dir)?,
+            client_id: (stat.st_dev, stat.st_ino),
+            client_target: inside(private_client)?,
+            put_old: inside(Path::new("/.old"))?,
+            old_root: c_path(Path::new("/.old"))?,
+            cwd: c_path(&private_client.join(&jail.cwd))?,
+            uid_map: format!("{uid} {uid} 1").into_bytes(),
+            gid_map: format!("{gid} {gid} 1").into_bytes(),
         })
     }
+
+    /// Runs in the child: a new user and mount namespace whose root is a
+    /// tmpfs holding only the entries and the client's directory.
+    fn enter(&self) -> rustix::io::Result<()> {
+        use rustix::fs::{CWD, mkdirat, openat, symlinkat};
+        use rustix::mount::{
+            MountFlags, MountPropagationFlags, UnmountFlags, mount, mount_bind_recursive,
+            mount_change, unmount,
+        };
+        use rustix::thread::UnshareFlags;
+        // SAFETY: the child is single-threaded and shares no file table.
+        unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWUSER | UnshareFlags::NEWNS)? };
+        let write = |path: &std::ffi::CStr, data: &[u8]| -> rustix::io::Result<()> {
+            let fd = openat(CWD, path, OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty())?;
+            rustix::io::write(&fd, data).map(drop)
+        };
+        write(c"/proc/self/setgroups", b"deny")?;
+        write(c"/proc/self/uid_map", &self.uid_map)?;
+        write(c"/proc/self/gid_map", &self.gid_map)?;
+        mount_change(
+            c"/",
+            MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
+        )?;
+        // Opened again in the new namespace (a bind mount's source must be
+        // in the caller's), before anything is mounted over it; checked to
+        // be the directory the parent pinned.
+        let client = openat(
+            CWD,
+            self.client.as_c_str(),
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let stat = rustix::fs::fstat(&client)?;
+        if (stat.st_dev, stat.st_ino) != self.client_id {
+            return Err(rustix::io::Errno::STALE);
+        }
+        mount(
+            c"tmpfs",
+            self.assembly.as_c_str(),
+            c"tmpfs",
+            MountFlags::NOSUID | MountFlags::NODEV,
+            c"mode=0755,size=1m",
+        )?;
+        let dir_mode = Mode::from_raw_mode(0o755);
+        for entry in &self.entries {
+            match entry {
+                Entry::Dir { source, target } => {
+                    mkdirat(CWD, target.as_c_str(), dir_mode)?;
+                    mount_bind_recursive(source.as_c_str(), target.as_c_str())?;
+                }
+                Entry::File { source, target } => {
+                    make_parent(target)?;
+                    drop(openat(
+                        CWD,
+                        target.as_c_str(),
+                        OFlags::CREATE | OFlags::WRONLY | OFlags::CLOEXEC,
+                        Mode::from_raw_mode(0o644),
+                    )?);
+                    mount_bind_recursive(source.as_c_str(), target.as_c_str())?;
+                }
+                Entry::Symlink { target, content } => {
+                    symlinkat(content.as_c_str(), CWD, target.as_c_str())?;
+                }
+            }
+        }
+        mkdirat(CWD, self.client_target.as_c_str(), dir_mode)?;
+        let mut via_fd = [0u8; 32];
+        let source = proc_fd_path(&client, &mut via_fd);
+        mount_bind_recursive(source, self.client_target.as_c_str())?;
+        mkdirat(CWD, self.put_old.as_c_str(), dir_mode)?;
+        rustix::process::pivot_root(self.assembly.as_c_str(), self.put_old.as_c_str())?;
+        rustix::process::chdir(c"/")?;
+        unmount(self.old_root.as_c_str(), UnmountFlags::DETACH)?;
+        rustix::fs::rmdir(self.old_root.as_c_str())?;
+        rustix::process::chdir(self.cwd.as_c_str())
+    }
+}
+
+/// Makes the parent directory of `path` inside the tmpfs (one level: the
+/// system files live in `/etc` and `/dev`).
+fn make_parent(path: &std::ffi::CStr) -> rustix::io::Result<()> {
+    let bytes = path.to_bytes();
+    let Some(slash) = bytes.iter().rposition(|&b| b == b'/') else {
+        return Ok(());
+    };
+    let mut buf = [0u8; 256];
+    if slash >= buf.len() {
+        return Err(rustix::io::Errno::NAMETOOLONG);
+    }
+    buf[..slash].copy_from_slice(&bytes[..slash]);
+    let parent = std::ffi::CStr::from_bytes_until_nul(&buf[..=slash])
+        .map_err(|_| rustix::io::Errno::INVAL)?;
+    match rustix::fs::mkdirat(rustix::fs::CWD, parent, Mode::from_raw_mode(0o755)) {
+        Ok(()) | Err(rustix::io::Errno::EXIST) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// `/proc/self/fd/<fd>` in `buf`, without allocating.
+fn proc_fd_path<'a>(fd: &OwnedFd, buf: &'a mut [u8; 32]) -> &'a std::ffi::CStr {
+    use std::os::fd::AsRawFd;
+    let prefix = b"/proc/self/fd/";
+    buf[..prefix.len()].copy_from_slice(prefix);
+    let mut n = fd.as_raw_fd().max(0) as u32;
+    let mut digits = [0u8; 10];
+    let mut len = 0;
+    loop {
+        digits[len] = b'0' + (n % 10) as u8;
+        len += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for i in 0..len {
+        buf[prefix.len() + i] = digits[len - 1 - i];
+    }
+    buf[prefix.len() + len] = 0;
+    std::ffi::CStr::from_bytes_until_nul(&buf[..]).unwrap_or(c"/proc/self/fd/-1")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::process::Stdio;
-
-    fn landlock_here() -> bool {
-        // The same probe the kernel offers: a ruleset of nothing.
-        Ruleset::default()
-            .handle_access(AccessFs::from_all(REQUIRED_ABI))
-            .and_then(|r| r.create())
-            .is_ok()
-    }
 
     #[test]
     fn child_reads_only_its_directory() {
@@ -156,26 +440,51 @@ mod tests {
         let jail = Confinement {
             dir: inside.clone(),
             writable: false,
+            cwd: PathBuf::new(),
         };
-        let run = |path: &Path| {
-            let mut cmd = Command::new("cat");
-            cmd.arg(path).stdout(Stdio::piped()).stderr(Stdio::null());
-            let (child, enforcement) = jail.spawn(&mut cmd).unwrap();
+        let cat = |path: &Path| {
+            let path = path.to_owned();
+            let (child, enforcement) = jail
+                .spawn(|seen| {
+                    let mut cmd = Command::new("cat");
+                    let target = if path.starts_with(&inside) {
+                        seen.join(path.strip_prefix(&inside).unwrap())
+                    } else {
+                        path.clone()
+                    };
+                    cmd.arg(target)
+                        .stdout(Stdio::piped())
+                        .stderr(Stdio::piped());
+                    cmd
+                })
+                .unwrap();
             (child.wait_with_output().unwrap(), enforcement)
         };
-        let (own, enforcement) = run(&inside.join("mine"));
-        assert_eq!(own.stdout, b"mine\n");
-        let (other, _) = run(&outside.join("secret"));
-        let (zero, _) = run(Path::new("/etc/hostname"));
-        if landlock_here() {
-            assert_ne!(enforcement, Enforcement::None);
-            assert!(!other.status.success() && other.stdout.is_empty());
-            assert!(!zero.status.success());
+        let (own, enforcement) = cat(&inside.join("mine"));
+        assert_eq!(own.stdout, b"mine\n", "{own:?}");
+        let (other, _) = cat(&outside.join("secret"));
+        let (missing, _) = cat(&outside.join("nonexistent"));
+        let (system, _) = cat(Path::new("/etc/passwd"));
+        if landlock_abi() >= REQUIRED_ABI as i32 {
+            assert!(enforcement.landlock);
         } else {
-            eprintln!("*** Landlock is not available on this kernel: confinement not tested ***");
-            assert_eq!(enforcement, Enforcement::None);
+            eprintln!("*** Landlock is not available on this kernel: not tested ***");
         }
-        // The parent thread is not confined.
+        if enforcement.landlock || enforcement.private_view {
+            assert!(!other.status.success() && other.stdout.is_empty());
+            assert!(!system.status.success() && system.stdout.is_empty());
+        }
+        if enforcement.private_view {
+            // Outside paths do not exist at all: no existence oracle.
+            let why = |o: &std::process::Output| {
+                String::from_utf8_lossy(&o.stderr).replace(&outside.display().to_string(), "")
+            };
+            assert_eq!(
+                why(&other).replace("secret", "X"),
+                why(&missing).replace("nonexistent", "X")
+            );
+        }
+        // The parent is not confined.
         assert_eq!(
             std::fs::read_to_string(outside.join("secret")).unwrap(),
             "secret\n"
