@@ -7,7 +7,7 @@ use std::ops::ControlFlow;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use byteback::listing::{Pattern, walk};
+use byteback::finder::{Pattern, walk};
 
 const DIRS: usize = 200;
 const FILES: usize = 100;

@@ -13,8 +13,9 @@ use std::path::PathBuf;
 use jiff::Timestamp;
 
 use crate::error::{Error, Result};
-use crate::listing::{self, DecodeError, Found, Pattern, Walk, Warning};
+use crate::finder::{self, Found, Pattern, Walk, Warning};
 use crate::names::ClientName;
+use crate::protocol::wire::{self, DecodeError};
 use crate::store::Store;
 
 /// Which files, in which snapshots.
@@ -132,7 +133,7 @@ pub struct Row {
 }
 
 /// One path's versions, as (index into the sources, metadata), newest first.
-type Group = (Vec<u8>, Vec<(usize, listing::Meta)>);
+type Group = (Vec<u8>, Vec<(usize, finder::Meta)>);
 
 /// What a walking thread sends.
 enum Message {
@@ -215,7 +216,7 @@ pub fn search(
 fn select(
     sources: &[Source],
     path: Vec<u8>,
-    mut versions: Vec<(usize, listing::Meta)>,
+    mut versions: Vec<(usize, finder::Meta)>,
     all: bool,
 ) -> Vec<Row> {
     // `current` is the live copy: a version it shares with a snapshot is
@@ -230,7 +231,7 @@ fn select(
         }
     }
     let keep = if all {
-        listing::distinct_versions(versions)
+        finder::distinct_versions(versions)
     } else {
         versions.into_iter().take(1).collect()
     };
@@ -255,7 +256,7 @@ fn merge_run(
     tx: &std::sync::mpsc::SyncSender<Message>,
 ) {
     let mut walks = Vec::with_capacity(run.len());
-    let cache = listing::DirCache::shared();
+    let cache = finder::DirCache::shared();
     for s in run {
         // Only snapshots share listings: they never change, while `current`
         // may be written to while it is read.
@@ -320,7 +321,7 @@ fn merge_run(
 
 /// `Meta` in the heap, compared by nothing (the path and source decide).
 #[derive(Debug)]
-struct HeadMeta(listing::Meta);
+struct HeadMeta(finder::Meta);
 
 impl PartialEq for HeadMeta {
     fn eq(&self, _: &Self) -> bool {
@@ -341,7 +342,7 @@ impl Ord for HeadMeta {
 
 const UTC: &str = "%Y-%m-%dT%H:%M:%SZ";
 
-/// The wire form of a row: `snapshot TAB time-or-"-" TAB` + [`listing::encode_found`].
+/// The wire form of a row: `snapshot TAB time-or-"-" TAB` + [`wire::encode_found`].
 pub fn encode_row(row: &Row) -> String {
     let time = row
         .time
@@ -349,7 +350,7 @@ pub fn encode_row(row: &Row) -> String {
     format!(
         "{}\t{time}\t{}",
         row.snapshot,
-        listing::encode_found(&row.found)
+        wire::encode_found(&row.found)
     )
 }
 
@@ -373,7 +374,7 @@ pub fn decode_row(line: &str) -> Result<Row, DecodeError> {
     Ok(Row {
         snapshot: snapshot.to_owned(),
         time,
-        found: listing::decode_found(found)?,
+        found: wire::decode_found(found)?,
     })
 }
 
@@ -410,7 +411,7 @@ pub fn table_line(row: &Row) -> String {
     let mut line = format!(
         "{:<20}  {:<10}  {:>12}  {:>6}  {:>6}  {:<20}  {}",
         row.snapshot,
-        listing::mode_string(m.mode),
+        finder::mode_string(m.mode),
         m.size,
         m.uid,
         m.gid,
@@ -430,7 +431,7 @@ pub fn json_line(row: &Row) -> String {
     let value = serde_json::json!({
         "snapshot": row.snapshot,
         "time": row.time.map(|t| t.strftime(UTC).to_string()),
-        "mode": listing::mode_string(m.mode),
+        "mode": finder::mode_string(m.mode),
         "size": m.size,
         "uid": m.uid,
         "gid": m.gid,
@@ -498,7 +499,7 @@ mod tests {
             time: Some("2026-11-26T05:07:09Z".parse().unwrap()),
             found: Found {
                 path: b"/home/a b/new\nline\xff".to_vec(),
-                meta: listing::Meta {
+                meta: finder::Meta {
                     mode: 0o120777,
                     uid: 1000,
                     gid: 100,

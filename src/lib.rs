@@ -9,7 +9,7 @@ pub mod config;
 pub mod destination;
 pub mod error;
 pub mod exec;
-pub mod listing;
+pub mod finder;
 pub mod names;
 pub mod protocol;
 pub mod prune;

@@ -332,7 +332,7 @@ fn listing_and_restore_stay_inside_the_clients_backups(kind: FsKind) {
     );
 
     // Hand-written sender requests for anything outside the client's snapshots.
-    let enc = |s: &str| byteback::listing::encode_arg(s.as_bytes());
+    let enc = |s: &str| byteback::protocol::encode_arg(s.as_bytes());
     for path in [
         "../victim.example/current/secret".to_owned(),
         "victim.example/current/secret".to_owned(),

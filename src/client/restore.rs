@@ -17,8 +17,8 @@ use crate::client::remote::server_error;
 use crate::destination::Target;
 use crate::error::{Error, Result};
 use crate::exec::{self, ssh::HostKeyPolicy, ssh::Master, ssh::Ssh, ssh::explain_failure};
-use crate::listing::encode_arg;
 use crate::protocol::Request;
+use crate::protocol::encode_arg;
 use crate::server::receive;
 
 pub use crate::catalog::Query;

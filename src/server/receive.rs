@@ -20,7 +20,7 @@ use crate::catalog;
 use crate::error::{Error, Result};
 use crate::exec::relay;
 use crate::exec::rsync::{self, ServerRole};
-use crate::listing::Pattern;
+use crate::finder::Pattern;
 use crate::names::{ClientName, SnapshotName};
 use crate::protocol::{self, PROTOCOL_VERSION, PingReply, Request};
 use crate::prune::{self, growth};

@@ -12,7 +12,9 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::listing::{decode_arg, encode_arg};
+pub mod wire;
+
+pub use wire::{DecodeError, decode_arg, decode_found, encode_arg, encode_found};
 
 /// Version of this language; sent in every ping reply.
 pub const PROTOCOL_VERSION: u32 = 1;

@@ -1,0 +1,204 @@
+//! The encodings that carry requests and results over SSH: any bytes as a
+//! word safe in a command line ([`encode_arg`]), and one found file as one
+//! line ([`encode_found`]). Client and server both use these, so they share
+//! one definition; what is decoded came from the other side, so anything
+//! malformed is refused.
+
+use std::fmt;
+
+use crate::finder::{Found, Meta};
+
+/// Why an encoded argument or result line was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeError(String);
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+fn bad<T>(msg: String) -> Result<T, DecodeError> {
+    Err(DecodeError(msg))
+}
+
+impl DecodeError {
+    /// An error with this message, for formats built on this one.
+    pub fn new(msg: impl Into<String>) -> DecodeError {
+        DecodeError(msg.into())
+    }
+}
+
+fn plain(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'/' | b'-')
+}
+
+/// Encodes bytes as a word safe in a command line: `[A-Za-z0-9._/-]` stay,
+/// all else becomes `%XX`. A leading `-` is escaped too, so the word can't
+/// pass for an option (and `-` alone is free to mean "none"). Only the empty
+/// input gives the empty word, which a command line can't carry.
+pub fn encode_arg(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for (i, &b) in bytes.iter().enumerate() {
+        if plain(b) && !(i == 0 && b == b'-') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Decodes [`encode_arg`]'s output (hex digits in either case).
+pub fn decode_arg(s: &str) -> Result<Vec<u8>, DecodeError> {
+    let hex = |b: Option<&u8>| b.and_then(|&b| char::from(b).to_digit(16));
+    let (mut out, mut bytes) = (Vec::with_capacity(s.len()), s.as_bytes().iter());
+    while let Some(&b) = bytes.next() {
+        match b {
+            b'%' => match (hex(bytes.next()), hex(bytes.next())) {
+                (Some(hi), Some(lo)) => out.extend(u8::try_from(hi * 16 + lo).ok()),
+                _ => return bad("'%' must be followed by two hex digits".to_owned()),
+            },
+            _ if plain(b) => out.push(b),
+            _ => return bad(format!("unexpected {:?} in an encoded word", char::from(b))),
+        }
+    }
+    Ok(out)
+}
+
+/// One result as a line (without the newline): tab-separated path (encoded
+/// as by [`encode_arg`]), octal mode, uid, gid, size, mtime, `major,minor`
+/// or `-`, and the encoded symlink target or `-`.
+pub fn encode_found(found: &Found) -> String {
+    let m = &found.meta;
+    let rdev = m.rdev.map_or("-".to_owned(), |(a, b)| format!("{a},{b}"));
+    let target = m
+        .symlink_target
+        .as_deref()
+        .map_or("-".to_owned(), encode_arg);
+    let (path, mode) = (encode_arg(&found.path), m.mode);
+    format!(
+        "{path}\t{mode:o}\t{}\t{}\t{}\t{}\t{rdev}\t{target}",
+        m.uid, m.gid, m.size, m.mtime
+    )
+}
+
+/// Parses a line made by [`encode_found`] (a trailing newline is allowed).
+pub fn decode_found(line: &str) -> Result<Found, DecodeError> {
+    fn num<T: std::str::FromStr>(what: &str, s: &str) -> Result<T, DecodeError> {
+        s.parse().or_else(|_| bad(format!("invalid {what} {s:?}")))
+    }
+    let fields: Vec<&str> = line
+        .strip_suffix('\n')
+        .unwrap_or(line)
+        .split('\t')
+        .collect();
+    let [path, mode, uid, gid, size, mtime, rdev, target] = fields[..] else {
+        return bad(format!(
+            "expected 8 tab-separated fields, got {}",
+            fields.len()
+        ));
+    };
+    let rdev = match rdev.split_once(',') {
+        _ if rdev == "-" => None,
+        Some((a, b)) => Some((num("major", a)?, num("minor", b)?)),
+        None => return bad(format!("invalid device {rdev:?}")),
+    };
+    let meta = Meta {
+        mode: u32::from_str_radix(mode, 8).or_else(|_| bad(format!("invalid mode {mode:?}")))?,
+        uid: num("uid", uid)?,
+        gid: num("gid", gid)?,
+        size: num("size", size)?,
+        mtime: num("mtime", mtime)?,
+        rdev,
+        symlink_target: if target == "-" {
+            None
+        } else {
+            Some(decode_arg(target)?)
+        },
+    };
+    Ok(Found {
+        path: decode_arg(path)?,
+        meta,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arg_encoding() {
+        assert_eq!(encode_arg(b"/home/a-b_c.d/E9"), "/home/a-b_c.d/E9");
+        assert_eq!(encode_arg(b"/a b\n%'\"\xff"), "/a%20b%0A%25%27%22%FF");
+        assert_eq!(encode_arg(b"-rf"), "%2Drf");
+        assert_eq!(encode_arg(b"*?{}"), "%2A%3F%7B%7D");
+        assert_eq!(decode_arg("%2a%2A").unwrap(), b"**");
+        assert_eq!(decode_arg("-x").unwrap(), b"-x");
+        for bad in ["%", "%4", "%zz", "a b", "é", "a\n", "%4g"] {
+            assert!(decode_arg(bad).is_err(), "{bad}");
+        }
+        let all: Vec<u8> = (0..=255).collect();
+        let enc = encode_arg(&all);
+        assert!(
+            enc.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._/-%".contains(&b))
+        );
+        assert_eq!(decode_arg(&enc).unwrap(), all);
+    }
+
+    #[test]
+    fn found_lines() {
+        let found = Found {
+            path: b"/home/a\tb\n\xff".to_vec(),
+            meta: Meta {
+                mode: 0o120777,
+                uid: 1,
+                gid: 2,
+                size: 3,
+                mtime: -5,
+                rdev: None,
+                symlink_target: Some(b"-".to_vec()),
+            },
+        };
+        let line = encode_found(&found);
+        assert!(
+            !line.contains('\n') && line.split('\t').count() == 8,
+            "{line}"
+        );
+        assert_eq!(decode_found(&line).unwrap(), found);
+        assert_eq!(decode_found(&format!("{line}\n")).unwrap(), found);
+        let dev = Found {
+            path: b"/dev/null".to_vec(),
+            meta: Meta {
+                mode: 0o20666,
+                rdev: Some((1, 3)),
+                ..Meta::default()
+            },
+        };
+        let line = encode_found(&dev);
+        assert_eq!(line, "/dev/null\t20666\t0\t0\t0\t0\t1,3\t-");
+        assert_eq!(decode_found(&line).unwrap(), dev);
+        let empty = Found {
+            path: b"/x".to_vec(),
+            meta: Meta {
+                symlink_target: Some(vec![]),
+                ..Meta::default()
+            },
+        };
+        assert_eq!(decode_found(&encode_found(&empty)).unwrap(), empty);
+        for bad in [
+            "",
+            "/x",
+            "/x\t1\t2\t3\t4\t5\t-",
+            "/x\t9\t0\t0\t0\t0\t-\t-",
+            "/x\t1\t0\t0\t0\t0\t1\t-",
+            "/x\t1\t0\t0\t0\t0\t-\t-\t-",
+            "/ x\t1\t0\t0\t0\t0\t-\t-",
+        ] {
+            assert!(decode_found(bad).is_err(), "{bad:?}");
+        }
+    }
+}
