@@ -48,6 +48,47 @@ pub enum Error {
     Unsupported(String),
 }
 
+/// The exit statuses of both programs, as the README documents them
+/// ("Exit status"). (The forced command also passes rsync's own status
+/// through to the client, which numbers its failures likewise.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Exit {
+    /// Success.
+    Success = 0,
+    /// A failed operation or child program; for `list`/`restore`, nothing matched.
+    Failed = 1,
+    /// Bad usage.
+    Usage = 2,
+    /// The backup was taken, but partial.
+    Partial = 3,
+    /// Another run holds the lock.
+    Locked = 4,
+    /// The server could not be reached, or the connection failed.
+    Connection = 5,
+    /// The server refused the request.
+    Refused = 6,
+    /// A configuration problem.
+    Config = 7,
+    /// The filesystem cannot do it (e.g. a store not on btrfs).
+    Unsupported = 8,
+    /// The store is out of space and nothing may be deleted to make room.
+    SpaceExhausted = 9,
+}
+
+impl Exit {
+    /// The number the process exits with.
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+}
+
+impl From<Exit> for std::process::ExitCode {
+    fn from(exit: Exit) -> Self {
+        std::process::ExitCode::from(exit.code())
+    }
+}
+
 /// The library's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -60,18 +101,18 @@ impl Error {
         }
     }
 
-    /// The documented exit status for this error (see README, "Exit status").
-    pub fn exit_code(&self) -> u8 {
+    /// The documented exit status for this error.
+    pub fn exit_code(&self) -> Exit {
         match self {
-            Error::Usage(_) => 2,
-            Error::Partial(_) => 3,
-            Error::Locked(_) => 4,
-            Error::Connection(_) => 5,
-            Error::Refused(_) => 6,
-            Error::Config(_) => 7,
-            Error::Unsupported(_) => 8,
-            Error::SpaceExhausted(_) => 9,
-            Error::Io { .. } | Error::Command(_) | Error::NotFound(_) => 1,
+            Error::Usage(_) => Exit::Usage,
+            Error::Partial(_) => Exit::Partial,
+            Error::Locked(_) => Exit::Locked,
+            Error::Connection(_) => Exit::Connection,
+            Error::Refused(_) => Exit::Refused,
+            Error::Config(_) => Exit::Config,
+            Error::Unsupported(_) => Exit::Unsupported,
+            Error::SpaceExhausted(_) => Exit::SpaceExhausted,
+            Error::Io { .. } | Error::Command(_) | Error::NotFound(_) => Exit::Failed,
         }
     }
 }
@@ -85,5 +126,42 @@ pub trait IoContext<T> {
 impl<T> IoContext<T> for std::io::Result<T> {
     fn on(self, what: &str, path: &Path) -> Result<T> {
         self.map_err(|e| Error::io(what, path, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The table the README documents, so the two cannot drift.
+    #[test]
+    fn exit_codes_are_the_documented_ones() {
+        let cases = [
+            (Error::Command(String::new()), 1),
+            (Error::NotFound(String::new()), 1),
+            (
+                Error::io("x", Path::new("/"), std::io::Error::other("x")),
+                1,
+            ),
+            (Error::Usage(String::new()), 2),
+            (Error::Partial(String::new()), 3),
+            (Error::Locked(String::new()), 4),
+            (Error::Connection(String::new()), 5),
+            (Error::Refused(String::new()), 6),
+            (Error::Config(String::new()), 7),
+            (Error::Unsupported(String::new()), 8),
+            (Error::SpaceExhausted(String::new()), 9),
+        ];
+        for (error, code) in cases {
+            assert_eq!(error.exit_code().code(), code, "{error:?}");
+        }
+        let readme = include_str!("../README.md");
+        for needle in [
+            "`6` the server refused",
+            "`8` the filesystem cannot do it",
+            "`9` the store is out of space",
+        ] {
+            assert!(readme.contains(needle), "README lacks {needle:?}");
+        }
     }
 }

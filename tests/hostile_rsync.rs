@@ -411,7 +411,9 @@ fn plain_pushes_cannot_change_snapshot_inodes() {
         .output()
         .unwrap();
     assert!(!out.status.success(), "-U must be refused: {}", show(&out));
-    // A normal backup links the unchanged file, and the snapshot stays as it was.
+    // A normal backup links the unchanged file, and the snapshot stays as it
+    // was. (Snapshots are named by the second: let one pass.)
+    std::thread::sleep(Duration::from_millis(1100));
     std::fs::write(w.src.join("other"), "new\n").unwrap();
     let out = w.client(&["backup", "--source", &src]);
     assert!(out.status.success(), "{}", show(&out));

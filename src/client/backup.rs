@@ -7,7 +7,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use crate::client::config::{ClientConfig, ConfigDir, check_source};
@@ -15,13 +15,12 @@ use crate::client::local;
 use crate::client::remote;
 use crate::destination::Target;
 use crate::error::{Error, Result};
+use crate::exec::Cmd;
 use crate::exec::rsync::{
     BackupTransfer, Outcome, TransferTo, describe_exit, exclude_contents_of, failed_file,
 };
 use crate::exec::ssh::{HostKeyPolicy, Master, Ssh};
-use crate::exec::{self};
-use crate::server::receive;
-use crate::store::Backend;
+use crate::store::service::ClientBackups;
 use crate::sys::lock::Lock;
 use crate::sys::mountinfo;
 
@@ -217,13 +216,14 @@ fn local_backup(
             root.display()
         ))
     })?;
-    let link_dests = receive::before_receive(store, client)?;
+    let backups = ClientBackups::open(store, client)?;
+    let into = backups.prepare_transfer()?;
     let transfer = BackupTransfer {
         rsync: PathBuf::from("rsync"),
         to: TransferTo::Local {
             current: store.current(client),
-            inplace: store.config.backend == Backend::Btrfs,
-            link_dests,
+            inplace: into.inplace,
+            link_dests: into.link_dests,
         },
         sources: plan.sources.clone(),
         excludes: plan.excludes.iter().map(|(p, _)| p.clone()).collect(),
@@ -233,12 +233,10 @@ fn local_backup(
     let t = transfer_files(&transfer)?;
     let now = jiff::Timestamp::now();
     match t.outcome {
-        Outcome::Ok | Outcome::Vanished => {
-            Ok(receive::finish_backup(store, client, now, None)?.to_string())
-        }
+        Outcome::Ok | Outcome::Vanished => Ok(backups.finish(now, None)?.to_string()),
         Outcome::SomeFilesFailed => {
             let note = t.failed.join("\n") + "\n";
-            let snapshot = receive::finish_backup(store, client, now, Some(&note))?;
+            let snapshot = backups.finish(now, Some(&note))?;
             Err(partial_error(&snapshot.to_string(), &t.failed))
         }
         _ => Err(Error::Command(format!(
@@ -335,13 +333,12 @@ pub fn control_socket(dir: &ConfigDir) -> std::path::PathBuf {
 /// Runs rsync, passing its output through and collecting failed file names
 /// and the server's own error, if it gave one.
 fn transfer_files(transfer: &BackupTransfer) -> Result<Transferred> {
-    let mut cmd = Command::new(&transfer.rsync);
-    cmd.args(transfer.args())
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| Error::Command(format!("cannot run {}: {e}", exec::display(&cmd))))?;
+    let mut child = Cmd::new(&transfer.rsync)
+        .args(transfer.args())
+        .configure(|c| {
+            c.stdin(Stdio::null()).stderr(Stdio::piped());
+        })
+        .spawn()?;
     let mut failed = Vec::new();
     let mut server_said = None;
     if let Some(stderr) = child.stderr.take() {

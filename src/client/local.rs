@@ -6,7 +6,6 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::names::ClientName;
-use crate::server::setup;
 use crate::store::Store;
 
 /// A local store and this machine's name in it.
@@ -27,7 +26,7 @@ pub fn open(root: &Path, name: &str, create: bool) -> Result<Local> {
             std::fs::set_permissions(root, std::os::unix::fs::PermissionsExt::from_mode(0o700))
                 .map_err(|e| Error::io("cannot chmod", root, e))?;
         }
-        setup::prepare(root, None)?;
+        crate::store::setup::prepare(root, None)?;
     } else if !Store::config_path_of(root).exists() {
         return Err(Error::NotFound(format!(
             "there is no byteback store at {} yet: back up into it first",

@@ -81,7 +81,8 @@ enum Command {
         /// Also exclude this rsync pattern (repeatable).
         #[arg(long = "exclude", value_name = "PATTERN")]
         excludes: Vec<String>,
-        /// List every file as it is sent.
+        /// List every file as it is sent, and print every program run (as a
+        /// line that can be pasted into a shell).
         #[arg(long, short)]
         verbose: bool,
         /// Print the sources and exclusions, and stop.
@@ -122,16 +123,19 @@ pub fn run(cli: Cli) -> Result<()> {
             excludes,
             verbose,
             dry_run,
-        } => backup::run(
-            &dir,
-            &backup::BackupArgs {
-                sources,
-                excludes,
-                verbose,
-                dry_run,
-                destination: cli.destination.clone(),
-            },
-        ),
+        } => {
+            crate::exec::set_verbose(verbose);
+            backup::run(
+                &dir,
+                &backup::BackupArgs {
+                    sources,
+                    excludes,
+                    verbose,
+                    dry_run,
+                    destination: cli.destination.clone(),
+                },
+            )
+        }
     }
 }
 

@@ -1,27 +1,26 @@
 //! The client's side of the forced-command protocol: ping and complete.
 
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use crate::error::{Error, Result};
-use crate::exec::{
-    self,
-    ssh::{Ssh, explain_failure},
-};
+use crate::exec::Cmd;
+use crate::exec::ssh::{Ssh, explain_failure};
 use crate::protocol::{PingReply, Request};
 
 /// Runs one request on the server; stdout on success.
 fn call(ssh: &Ssh, request: &Request, stdin: Option<&str>) -> Result<String> {
-    let mut cmd: Command = ssh.command(&request.render());
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    cmd.stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    });
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| Error::Command(format!("cannot run {}: {e}", exec::display(&cmd))))?;
+    let mut child = ssh
+        .command(&request.render())
+        .configure(|c| {
+            c.stdout(Stdio::piped()).stderr(Stdio::piped());
+            c.stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            });
+        })
+        .spawn()?;
     if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
         // A server that refuses early closes the pipe; its answer says why.
         let _ = pipe.write_all(text.as_bytes());
@@ -49,9 +48,11 @@ fn call(ssh: &Ssh, request: &Request, stdin: Option<&str>) -> Result<String> {
 }
 
 fn key_is_usable(ssh: &Ssh) -> bool {
-    let mut cmd = Command::new("ssh-keygen");
-    cmd.args(["-y", "-P", "", "-f"]).arg(&ssh.identity);
-    exec::output(&mut cmd).is_ok_and(|o| o.status.success())
+    Cmd::new("ssh-keygen")
+        .args(["-y", "-P", "", "-f"])
+        .arg(&ssh.identity)
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 /// The server's own words, when it refused or failed a request.

@@ -1,11 +1,10 @@
 //! `byteback list`, `restore` and `snapshots`: finding and getting back
 //! files from this machine's backups.
 
-use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use jiff::Timestamp;
 
@@ -16,10 +15,11 @@ use crate::client::local::{self, Local};
 use crate::client::remote::server_error;
 use crate::destination::Target;
 use crate::error::{Error, Result};
-use crate::exec::{self, ssh::HostKeyPolicy, ssh::Master, ssh::Ssh, ssh::explain_failure};
+use crate::exec::Cmd;
+use crate::exec::rsync::{RestoreFrom, RestoreTransfer};
+use crate::exec::ssh::{HostKeyPolicy, Master, Ssh, explain_failure};
 use crate::protocol::Request;
-use crate::protocol::encode_arg;
-use crate::server::receive;
+use crate::store::service::ClientBackups;
 
 pub use crate::catalog::Query;
 
@@ -29,13 +29,14 @@ fn stream(
     request: &Request,
     mut each_line: impl FnMut(&str) -> Result<()>,
 ) -> Result<()> {
-    let mut cmd = ssh.command(&request.render());
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| Error::Command(format!("cannot run {}: {e}", exec::display(&cmd))))?;
+    let mut child = ssh
+        .command(&request.render())
+        .configure(|c| {
+            c.stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+        })
+        .spawn()?;
     let stderr = child.stderr.take();
     let err_thread = std::thread::spawn(move || {
         let mut text = String::new();
@@ -106,9 +107,7 @@ fn query_rows(
             else {
                 unreachable!("Query::request makes a List")
             };
-            receive::list(
-                &local.store,
-                &local.client,
+            ClientBackups::open(&local.store, &local.client)?.find(
                 all,
                 &snapshots,
                 &patterns,
@@ -261,53 +260,29 @@ fn remote_and_target(into: &Path, row: &Row) -> Result<(PathBuf, Vec<u8>)> {
 
 /// One rsync run fetching `paths` (`<snapshot>/<path>`) into `into`.
 fn fetch(backups: &Backups, paths: &[&[u8]], into: &Path, overwrite: bool) -> Result<()> {
-    let mut cmd = Command::new("rsync");
-    cmd.args([
-        "--archive",
-        "--hard-links",
-        "--acls",
-        "--xattrs",
-        "--numeric-ids",
-        "--sparse",
-        "--relative",
-        // Names arrive decoded, not as the encoded words we asked for.
-        "--trust-sender",
-    ]);
-    if !overwrite {
-        cmd.arg("--ignore-existing");
-    }
-    match backups {
-        Backups::Remote(ssh) => {
-            cmd.arg("--rsh").arg(ssh.rsh_string()).arg("--");
-            for (i, p) in paths.iter().enumerate() {
-                let word = encode_arg(p);
-                let arg = if i == 0 {
-                    format!("{}:{word}", ssh.rsync_remote())
-                } else {
-                    format!(":{word}")
-                };
-                cmd.arg(arg);
-            }
-        }
-        Backups::Local(local) => {
-            cmd.arg("--");
-            // `/./` marks where the path rsync recreates under DIR begins.
-            let base = local.store.client_dir(&local.client);
-            for p in paths {
-                let mut arg = base.as_os_str().as_bytes().to_vec();
-                arg.extend_from_slice(b"/./");
-                arg.extend_from_slice(p);
-                cmd.arg(OsString::from_vec(arg));
-            }
-        }
-    }
-    let mut dest = into.as_os_str().to_owned().into_vec();
-    dest.push(b'/');
-    cmd.arg(OsString::from_vec(dest));
-    let status = cmd
-        .stdin(Stdio::null())
-        .status()
-        .map_err(|e| Error::Command(format!("cannot run rsync: {e}")))?;
+    let from = match backups {
+        Backups::Remote(ssh) => RestoreFrom::Remote {
+            rsh: ssh.rsh_string(),
+            remote: ssh.rsync_remote(),
+        },
+        Backups::Local(local) => RestoreFrom::Local {
+            client_dir: local.store.client_dir(&local.client),
+        },
+    };
+    let transfer = RestoreTransfer {
+        from,
+        paths: paths.iter().map(|p| p.to_vec()).collect(),
+        into: into.to_owned(),
+        overwrite,
+    };
+    let status = Cmd::new("rsync")
+        .args(transfer.args())
+        .configure(|c| {
+            c.stdin(Stdio::null());
+        })
+        .spawn()?
+        .wait()
+        .map_err(|e| Error::Command(format!("rsync: {e}")))?;
     if status.success() {
         Ok(())
     } else {

@@ -1,14 +1,14 @@
 //! `byteback setup` and `byteback test`: the client's one-time set-up.
 
 use std::path::Path;
-use std::process::Command;
 
 use crate::client::config::{ClientConfig, ConfigDir, template};
 use crate::client::remote;
 use crate::config;
 use crate::destination::{Destination, Target};
 use crate::error::{Error, IoContext, Result};
-use crate::exec::{self, ssh::HostKeyPolicy};
+use crate::exec::Cmd;
+use crate::exec::ssh::HostKeyPolicy;
 use crate::sys::fs::{ensure_dir, write_atomic};
 
 /// Creates the config directory, key and config for `destination`.
@@ -40,15 +40,14 @@ pub fn setup(dir: &ConfigDir, destination: &str, name: Option<&str>) -> Result<(
     }
     let key = dir.key();
     if !key.exists() {
-        exec::run(
-            Command::new("ssh-keygen")
-                .args(["-q", "-t", "ed25519", "-N", "", "-C"])
-                .arg(format!("root@{name}"))
-                .arg("-f")
-                .arg(&key),
-        )?;
+        Cmd::destructive("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C"])
+            .arg(format!("root@{name}"))
+            .arg("-f")
+            .arg(&key)
+            .run()?;
     } else if !dir.public_key().exists() {
-        let public = exec::run(Command::new("ssh-keygen").arg("-y").arg("-f").arg(&key))?;
+        let public = Cmd::new("ssh-keygen").arg("-y").arg("-f").arg(&key).run()?;
         write_atomic(&dir.public_key(), public.as_bytes(), 0o644)?;
     }
     write_config(dir, &target, &name)?;
@@ -114,7 +113,7 @@ pub fn this_machines_name() -> String {
     if short.contains('.') {
         return short;
     }
-    let fqdn = Command::new("hostname")
+    let fqdn = Cmd::new("hostname")
         .arg("--fqdn")
         .output()
         .ok()
@@ -141,7 +140,7 @@ pub fn test(dir: &ConfigDir, accept_new_host_key: bool, destination: Option<&str
                 local.store.config.backend.as_str(),
                 snapshots.len(),
                 local.client,
-                crate::server::setup::human_bytes(local.store.space()?.free_bytes)
+                crate::sys::fs::human_bytes(local.store.space()?.free_bytes)
             );
             println!("Found backup space, ready to go.");
             return Ok(());
@@ -173,7 +172,7 @@ pub fn test(dir: &ConfigDir, accept_new_host_key: bool, destination: Option<&str
         reply.client,
         reply.snapshots,
         reply.newest.as_deref().unwrap_or("none"),
-        crate::server::setup::human_bytes(reply.free_bytes)
+        crate::sys::fs::human_bytes(reply.free_bytes)
     );
     if let Some(notice) = &reply.notice {
         println!("Warning from the server: {notice}");
@@ -190,14 +189,13 @@ fn host_key_fingerprint(known_hosts: &Path, dest: &Destination) -> Result<Option
     if !known_hosts.exists() {
         return Ok(None);
     }
-    let out = exec::output(
-        Command::new("ssh-keygen")
-            .arg("-l")
-            .arg("-F")
-            .arg(dest.known_hosts_name())
-            .arg("-f")
-            .arg(known_hosts),
-    )?;
+    let out = Cmd::new("ssh-keygen")
+        .arg("-l")
+        .arg("-F")
+        .arg(dest.known_hosts_name())
+        .arg("-f")
+        .arg(known_hosts)
+        .output()?;
     Ok(String::from_utf8_lossy(&out.stdout)
         .lines()
         .find(|l| !l.starts_with('#') && !l.trim().is_empty())

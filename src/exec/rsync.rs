@@ -181,6 +181,83 @@ impl BackupTransfer {
     }
 }
 
+/// Where a restore reads from.
+#[derive(Debug, Clone)]
+pub enum RestoreFrom {
+    /// A byteback server, over ssh.
+    Remote {
+        /// The `--rsh` string (see [`super::ssh::Ssh::rsh_string`]).
+        rsh: String,
+        /// `user@host` of the server.
+        remote: String,
+    },
+    /// A store on this machine: the client's directory in it.
+    Local { client_dir: PathBuf },
+}
+
+/// Everything that decides one restore transfer.
+#[derive(Debug, Clone)]
+pub struct RestoreTransfer {
+    pub from: RestoreFrom,
+    /// `<snapshot or current>/<path inside>`, each.
+    pub paths: Vec<Vec<u8>>,
+    /// Where they are recreated (with their full path below it).
+    pub into: PathBuf,
+    /// Replace files that exist there.
+    pub overwrite: bool,
+}
+
+impl RestoreTransfer {
+    /// The rsync argv (without the program).
+    pub fn args(&self) -> Vec<OsString> {
+        use std::os::unix::ffi::{OsStrExt, OsStringExt};
+        let mut args: Vec<OsString> = [
+            "--archive",
+            "--hard-links",
+            "--acls",
+            "--xattrs",
+            "--numeric-ids",
+            "--sparse",
+            "--relative",
+            // Names arrive decoded, not as the encoded words we asked for.
+            "--trust-sender",
+        ]
+        .into_iter()
+        .map(OsString::from)
+        .collect();
+        if !self.overwrite {
+            args.push("--ignore-existing".into());
+        }
+        match &self.from {
+            RestoreFrom::Remote { rsh, remote } => {
+                args.extend(["--rsh".into(), rsh.into(), "--".into()]);
+                for (i, p) in self.paths.iter().enumerate() {
+                    let word = crate::protocol::encode_arg(p);
+                    // Further paths of the same remote source start with ':'.
+                    args.push(match i {
+                        0 => format!("{remote}:{word}").into(),
+                        _ => format!(":{word}").into(),
+                    });
+                }
+            }
+            RestoreFrom::Local { client_dir } => {
+                args.push("--".into());
+                // `/./` marks where the path rsync recreates under DIR begins.
+                for p in &self.paths {
+                    let mut arg = client_dir.as_os_str().as_bytes().to_vec();
+                    arg.extend_from_slice(b"/./");
+                    arg.extend_from_slice(p);
+                    args.push(OsString::from_vec(arg));
+                }
+            }
+        }
+        let mut dest = self.into.as_os_str().to_owned().into_vec();
+        dest.push(b'/');
+        args.push(OsString::from_vec(dest));
+        args
+    }
+}
+
 /// Which side of a server-side rsync runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServerRole {
@@ -251,10 +328,8 @@ pub fn server_args(client_options: &[String], side: &ServerSide) -> Vec<OsString
 /// Whether the installed rsync has `--confine-root` (3.5.0 and later),
 /// which confines the files its filter rules may open.
 pub fn has_confine_root(rsync: &Path) -> bool {
-    std::process::Command::new(rsync)
+    super::Cmd::new(rsync)
         .arg("--help")
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
         .output()
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("--confine-root"))
 }
@@ -448,6 +523,58 @@ mod tests {
             "--max-alloc=1G".into(),
             "--confine-root=/srv/store/host".into()
         ]));
+    }
+
+    #[test]
+    fn restore_argv() {
+        let words = |t: &RestoreTransfer| -> Vec<String> {
+            t.args()
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect()
+        };
+        let remote = RestoreTransfer {
+            from: RestoreFrom::Remote {
+                rsh: "ssh -p 2222".into(),
+                remote: "bb@host".into(),
+            },
+            paths: vec![
+                b"2026-11-26T03:00:00Z/etc/a b".to_vec(),
+                b"current/x".to_vec(),
+            ],
+            into: "/tmp/r".into(),
+            overwrite: false,
+        };
+        let w = words(&remote);
+        assert!(w.contains(&"--ignore-existing".to_string()));
+        assert_eq!(
+            &w[w.len() - 6..],
+            [
+                "--rsh",
+                "ssh -p 2222",
+                "--",
+                "bb@host:2026-11-26T03%3A00%3A00Z/etc/a%20b",
+                ":current/x",
+                "/tmp/r/"
+            ]
+        );
+        let local = RestoreTransfer {
+            from: RestoreFrom::Local {
+                client_dir: "/srv/store/host".into(),
+            },
+            overwrite: true,
+            ..remote
+        };
+        let w = words(&local);
+        assert!(!w.contains(&"--ignore-existing".to_string()));
+        assert_eq!(
+            &w[w.len() - 3..],
+            [
+                "/srv/store/host/./2026-11-26T03:00:00Z/etc/a b",
+                "/srv/store/host/./current/x",
+                "/tmp/r/"
+            ]
+        );
     }
 
     #[test]

@@ -8,8 +8,8 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
-use std::process::Command;
 
+use super::Cmd;
 use crate::destination::Destination;
 use crate::error::Error;
 
@@ -97,15 +97,14 @@ impl Ssh {
     }
 
     /// A command that runs `remote_command` on the server.
-    pub fn command(&self, remote_command: &str) -> Command {
-        let mut cmd = Command::new(&self.program);
-        cmd.args(self.options())
+    pub fn command(&self, remote_command: &str) -> Cmd {
+        Cmd::new(&self.program)
+            .args(self.options())
             .arg("-l")
             .arg(&self.destination.user)
             .arg("--")
             .arg(&self.destination.host)
-            .arg(remote_command);
-        cmd
+            .arg(remote_command)
     }
 
     /// The string for rsync's `--rsh`: rsync splits it on spaces and honours
@@ -148,22 +147,22 @@ impl Master {
         let _ = std::fs::remove_file(&socket);
         let mut plain = ssh.clone();
         plain.control_path = None;
-        let mut cmd = Command::new(&plain.program);
         let mut path = OsString::from("ControlPath=");
         path.push(&socket);
-        cmd.args(plain.options())
+        let mut child = Cmd::new(&plain.program)
+            .args(plain.options())
             .args(["-M", "-N", "-o", "ControlPersist=no", "-o"])
             .arg(path)
             .arg("-l")
             .arg(&plain.destination.user)
             .arg("--")
             .arg(&plain.destination.host)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().map_err(|e| {
-            Error::Command(format!("cannot run {}: {e}", crate::exec::display(&cmd)))
-        })?;
+            .configure(|c| {
+                c.stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped());
+            })
+            .spawn()?;
         // ssh creates the socket once it has logged in.
         let deadline = std::time::Instant::now()
             + std::time::Duration::from_secs(ssh.connect_timeout_secs.max(1) + 30);

@@ -252,7 +252,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("byteback-growth-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let before = written_by_children();
-        let status = std::process::Command::new("dd")
+        crate::exec::Cmd::new("dd")
             .args([
                 "if=/dev/zero",
                 "bs=1M",
@@ -261,9 +261,8 @@ mod tests {
                 "conv=fsync",
             ])
             .arg(format!("of={}", dir.join("f").display()))
-            .status()
+            .run()
             .unwrap();
-        assert!(status.success());
         let written = written_by_children() - before;
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(

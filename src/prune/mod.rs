@@ -12,18 +12,20 @@
 //! is never paid for with anyone's history, and while such data is still
 //! being written (its client's lock is held) nothing is deleted at all.
 
+#[cfg(test)]
+mod executor_tests;
 pub mod growth;
 pub mod order;
 
 use std::fmt;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use jiff::Timestamp;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::names::{ClientName, SnapshotName};
-use crate::store::{Backend, Store, btrfs};
+use crate::store::Store;
 use crate::sys::fs::Space;
 use crate::sys::lock::Lock;
 use order::{Candidate, Reason};
@@ -273,7 +275,7 @@ pub fn run(
         store.log(&format!("prune: deleted {next}"));
         remaining.retain(|s| s != &next.snapshot);
         outcome.deleted.push(next);
-        free = wait_for_space(store)?;
+        free = store.space_after_deletions()?;
         if mode == Mode::Force || free.free_percent() >= target {
             break;
         }
@@ -323,7 +325,7 @@ fn reclaim_over_limit(
         store.set_client_notice(&client, &notice);
         store.log(&format!("prune: reclaimed {notice}"));
         outcome.reclaimed.push(Reclaim { client, why });
-        free = wait_for_space(store)?;
+        free = store.space_after_deletions()?;
         if free.free_percent() >= store.config.target_free_percent {
             break;
         }
@@ -339,26 +341,6 @@ fn reclaim_over_limit(
         return Err(Error::SpaceExhausted(msg));
     }
     Ok(free)
-}
-
-/// After a deletion, waits until btrfs has released the space, then measures.
-fn wait_for_space(store: &Store) -> Result<Space> {
-    // Plain deletions free their space at once; btrfs cleans up later.
-    if store.config.backend == Backend::Plain || btrfs::wait_for_deletions(store.root())? {
-        return store.space();
-    }
-    // Older kernels: poll until the figure stops changing (bounded).
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut last = store.space()?;
-    while Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(500));
-        let now = store.space()?;
-        if now == last {
-            break;
-        }
-        last = now;
-    }
-    Ok(last)
 }
 
 /// One line per snapshot for `--list`: `INDEX CLIENT SNAPSHOT`.

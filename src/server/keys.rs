@@ -6,7 +6,9 @@
 //! sends can make it act as another client.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
+
+use crate::exec::Cmd;
 
 use crate::error::{Error, Result};
 use crate::names::ClientName;
@@ -74,13 +76,14 @@ impl PublicKey {
     /// The key's SHA256 fingerprint line, from `ssh-keygen -l`.
     pub fn fingerprint(&self) -> Result<String> {
         use std::io::Write;
-        let mut child = Command::new("ssh-keygen")
+        let mut child = Cmd::new("ssh-keygen")
             .args(["-l", "-f", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| Error::Command(format!("cannot run ssh-keygen: {e}")))?;
+            .configure(|c| {
+                c.stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped());
+            })
+            .spawn()?;
         if let Some(mut stdin) = child.stdin.take() {
             let _ = stdin.write_all(format!("{} {}\n", self.kind, self.blob).as_bytes());
         }

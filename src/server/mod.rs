@@ -189,9 +189,8 @@ pub fn run(cli: Cli) -> Result<u8> {
             let patterns: Vec<Vec<u8>> = patterns.iter().map(|p| p.as_bytes().to_vec()).collect();
             let snapshots = snapshot.unwrap_or_else(|| "*".into()).into_bytes();
             let mut printer = crate::catalog::Printer::new(json);
-            receive::list(&store, &client, all, &snapshots, &patterns, &mut |row| {
-                printer.row(&row)
-            })?;
+            let backups = crate::store::service::ClientBackups::open(&store, &client)?;
+            backups.find(all, &snapshots, &patterns, &mut |row| printer.row(&row))?;
             let count = printer.finish();
             if count == 0 {
                 return Err(Error::NotFound("nothing in the backups matches".into()));

@@ -11,21 +11,20 @@ use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 use rustix::fs::{Mode, OFlags, openat};
 
 use crate::catalog;
 use crate::error::{Error, Result};
-use crate::exec::relay;
 use crate::exec::rsync::{self, ServerRole};
-use crate::finder::Pattern;
-use crate::names::{ClientName, SnapshotName};
-use crate::protocol::{self, PROTOCOL_VERSION, PingReply, Request};
-use crate::prune::{self, growth};
-use crate::store::{self, Backend, Store, plain};
-use crate::sys::fs::space;
+use crate::exec::{Cmd, relay};
+use crate::names::ClientName;
+use crate::protocol::{self, Request};
+use crate::prune::growth;
+use crate::store::Store;
+use crate::store::service::ClientBackups;
 use crate::sys::sandbox::Confinement;
 
 /// Serves one request; returns the exit status for sshd to pass back.
@@ -34,7 +33,7 @@ pub fn run(store_root: &Path, client: &str, command: Option<&str>) -> u8 {
         Ok(store) => store,
         Err(e) => {
             eprintln!("byteback-server: {e}");
-            return e.exit_code();
+            return e.exit_code().code();
         }
     };
     let client = match ClientName::new(client) {
@@ -42,7 +41,7 @@ pub fn run(store_root: &Path, client: &str, command: Option<&str>) -> u8 {
         Err(e) => {
             store.log(&format!("receive: bad --client in authorized_keys: {e}"));
             eprintln!("byteback-server: server misconfigured: {e}");
-            return e.exit_code();
+            return e.exit_code().code();
         }
     };
     let result = protocol::parse(command)
@@ -56,40 +55,41 @@ pub fn run(store_root: &Path, client: &str, command: Option<&str>) -> u8 {
                 command.unwrap_or("")
             ));
             eprintln!("byteback-server: {e}");
-            e.exit_code()
+            e.exit_code().code()
         }
     }
 }
 
 fn serve(store: &Store, client: &ClientName, request: Request) -> Result<u8> {
-    if !store.has_client(client) {
-        return Err(store::no_space(client));
-    }
+    let backups = ClientBackups::open(store, client)?;
     match request {
         Request::Ping => {
-            let snapshots = store.snapshots(client)?;
-            // What btrfs can really still take; statvfs if that cannot be read.
-            let room = match store.space() {
-                Ok(room) => room,
-                Err(_) => space(store.root())?,
-            };
-            let reply = PingReply {
-                protocol: PROTOCOL_VERSION,
-                client: client.to_string(),
-                free_bytes: room.free_bytes,
-                total_bytes: room.total_bytes,
-                snapshots: snapshots.len() as u64,
-                newest: snapshots.last().map(|s| s.name.to_string()),
-                alert: store.space_alert(),
-                notice: store.client_notice(client),
-            };
-            print!("{}", reply.render());
+            print!("{}", backups.ping()?.render());
             Ok(0)
         }
-        Request::Complete { partial } => complete(store, client, partial, Timestamp::now()),
-        Request::Receive { options } => receive(store, client, &options),
+        Request::Complete { partial } => {
+            let note = if partial {
+                let mut text = String::new();
+                std::io::stdin()
+                    .take(64 * 1024)
+                    .read_to_string(&mut text)
+                    .map_err(|e| {
+                        Error::Refused(format!("cannot read the list of failed files: {e}"))
+                    })?;
+                Some(text)
+            } else {
+                None
+            };
+            let name = backups.complete(Timestamp::now(), note.as_deref())?;
+            println!("snapshot={name}");
+            if partial {
+                println!("partial=yes");
+            }
+            Ok(0)
+        }
+        Request::Receive { options } => receive(&backups, &options),
         Request::Snapshots => {
-            for s in store.snapshots(client)? {
+            for s in backups.snapshots()? {
                 println!(
                     "{}\t{}",
                     s.name,
@@ -104,7 +104,7 @@ fn serve(store: &Store, client: &ClientName, request: Request) -> Result<u8> {
             patterns,
         } => {
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            list(store, client, all, &snapshots, &patterns, &mut |row| {
+            backups.find(all, &snapshots, &patterns, &mut |row| {
                 writeln!(out, "{}", catalog::encode_row(&row))
                     .map_err(|e| Error::Connection(format!("the client went away: {e}")))
             })?;
@@ -112,58 +112,18 @@ fn serve(store: &Store, client: &ClientName, request: Request) -> Result<u8> {
                 .map_err(|e| Error::Connection(format!("the client went away: {e}")))?;
             Ok(0)
         }
-        Request::Send { options, paths } => send(store, client, &options, &paths),
+        Request::Send { options, paths } => send(&backups, &options, &paths),
     }
-}
-
-/// Finds files in the client's snapshots for `byteback list` and restore.
-pub fn list(
-    store: &Store,
-    client: &ClientName,
-    all: bool,
-    snapshots: &[u8],
-    patterns: &[Vec<u8>],
-    emit: &mut dyn FnMut(catalog::Row) -> Result<()>,
-) -> Result<()> {
-    let patterns = patterns
-        .iter()
-        .map(|p| {
-            Pattern::parse(p).map_err(|e| {
-                Error::Usage(format!("invalid pattern {}: {e}", catalog::display_path(p)))
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let sources = catalog::sources(store, client, snapshots)?;
-    // One open directory per level per snapshot: allow as many as we may.
-    if let Ok(limit) = rustix::process::getrlimit(rustix::process::Resource::Nofile)
-        .maximum
-        .ok_or(())
-    {
-        let _ = rustix::process::setrlimit(
-            rustix::process::Resource::Nofile,
-            rustix::process::Rlimit {
-                current: Some(limit),
-                maximum: Some(limit),
-            },
-        );
-    }
-    catalog::search(
-        &sources,
-        &patterns,
-        all,
-        |source, warning| eprintln!("byteback-server: warning: {}: {warning}", source.name),
-        emit,
-    )
 }
 
 /// Runs rsync's sender for a restore, on paths inside the client's own
 /// snapshots or `current` only.
-fn send(store: &Store, client: &ClientName, options: &[String], paths: &[Vec<u8>]) -> Result<u8> {
-    let dir = store.client_dir(client);
-    let mut checked = Vec::with_capacity(paths.len());
-    for path in paths {
-        checked.push(check_send_path(&dir, path)?);
-    }
+fn send(backups: &ClientBackups, options: &[String], paths: &[Vec<u8>]) -> Result<u8> {
+    let (store, client) = (backups.store, &backups.client);
+    let checked = paths
+        .iter()
+        .map(|p| backups.restore_source(p))
+        .collect::<Result<Vec<_>>>()?;
     let _slot = store.restore_slot(client)?;
     enter_dir(store, client, false)?;
     store.log(&format!("{client}: restore of {} path(s)", paths.len()));
@@ -183,142 +143,9 @@ fn send(store: &Store, client: &ClientName, options: &[String], paths: &[Vec<u8>
     Ok(exit_code(&ended.status))
 }
 
-/// A restore path is `<snapshot or current>[/<path inside>]`, with no `.`,
-/// `..` or empty components, and no symlink on the way.
-fn check_send_path(client_dir: &std::path::Path, path: &[u8]) -> Result<Vec<u8>> {
-    let refuse = |why: &str| {
-        Err(Error::Refused(format!(
-            "refused restore path {}: {why}",
-            catalog::display_path(path)
-        )))
-    };
-    let trimmed = path.strip_suffix(b"/").unwrap_or(path);
-    let components: Vec<&[u8]> = trimmed.split(|&b| b == b'/').collect();
-    if components
-        .iter()
-        .any(|c| c.is_empty() || *c == b"." || *c == b"..")
-    {
-        return refuse("empty, '.' or '..' components are not allowed");
-    }
-    let top = std::str::from_utf8(components[0]).unwrap_or("");
-    if top != "current" && crate::names::SnapshotName::parse(top).is_none() {
-        return refuse("it must start with a snapshot name or current");
-    }
-    let mut at = client_dir.to_path_buf();
-    for c in &components {
-        at.push(std::ffi::OsStr::from_bytes(c));
-        match std::fs::symlink_metadata(&at) {
-            Ok(m) if m.file_type().is_symlink() => return refuse("it goes through a symlink"),
-            Ok(_) => {}
-            Err(_) => return refuse("no such file in the backup"),
-        }
-    }
-    Ok(trimmed.to_vec())
-}
-
-/// Takes the snapshot that ends a backup, unless one was taken too recently.
-fn complete(store: &Store, client: &ClientName, partial: bool, now: Timestamp) -> Result<u8> {
-    let note = if partial {
-        let mut text = String::new();
-        std::io::stdin()
-            .take(64 * 1024)
-            .read_to_string(&mut text)
-            .map_err(|e| Error::Refused(format!("cannot read the list of failed files: {e}")))?;
-        Some(text)
-    } else {
-        None
-    };
-    let _lock = store.lock_client(client, store.config.lock_wait.to_std())?;
-    check_interval(store, client, now)?;
-    let name = finish_backup(store, client, now, note.as_deref())?;
-    println!("snapshot={name}");
-    if partial {
-        println!("partial=yes");
-    }
-    Ok(0)
-}
-
-/// Readies the client's space for a transfer: makes room first (so a
-/// backup that failed for lack of space succeeds on its next attempt without
-/// anyone acting), then, for plain directories, sets up `current` and
-/// returns the `--link-dest` directories (relative to `current`). A plain
-/// `current` must never be written in place: the caller drops `--inplace`.
-/// The caller holds the client lock.
-pub fn before_receive(store: &Store, client: &ClientName) -> Result<Vec<String>> {
-    match prune::run(store, Timestamp::now(), prune::Mode::IfNeeded, Some(client)) {
-        Ok(_) => {}
-        Err(e @ Error::Refused(_)) => return Err(e),
-        Err(e) => {
-            store.log(&format!("{client}: prune before receiving: {e}"));
-            eprintln!("byteback-server: warning: {e}");
-        }
-    }
-    match store.config.backend {
-        Backend::Btrfs => Ok(Vec::new()),
-        Backend::Plain => {
-            let newest = store.snapshots(client)?.last().map(|s| s.name.to_string());
-            plain::prepare_current(&store.client_dir(client), newest.as_deref())
-        }
-    }
-}
-
-/// Refuses a snapshot sooner than `min_snapshot_interval` after the
-/// client's newest, so a client cannot flood the disk.
-fn check_interval(store: &Store, client: &ClientName, now: Timestamp) -> Result<()> {
-    let interval = store.config.min_snapshot_interval;
-    let Some(newest) = store.snapshots(client)?.pop() else {
-        return Ok(());
-    };
-    let age = now.duration_since(newest.name.time());
-    if age >= interval.0 {
-        return Ok(());
-    }
-    let next = newest
-        .name
-        .time()
-        .checked_add(interval.0)
-        .unwrap_or(newest.name.time());
-    Err(Error::Refused(format!(
-        "not taking a snapshot of {client}: the last one ({}) is only {} old and the server allows one every {interval} (min_snapshot_interval); the data is safe in current and the first backup after {} will be snapshotted",
-        newest.name,
-        round(age),
-        next.strftime("%Y-%m-%dT%H:%M:%SZ")
-    )))
-}
-
-/// Ends a backup whose transfer is in `current`: takes the snapshot (marked
-/// partial with `note`, the files left out), then prunes if space is short
-/// and restarts the client's growth count. The caller holds the client lock.
-pub fn finish_backup(
-    store: &Store,
-    client: &ClientName,
-    now: Timestamp,
-    note: Option<&str>,
-) -> Result<SnapshotName> {
-    let name = store.take_snapshot(client, now, note)?;
-    let what = if note.is_some() {
-        "partial snapshot"
-    } else {
-        "snapshot"
-    };
-    store.log(&format!("{client}: {what} {name} taken"));
-    // What was written is history now, before pruning weighs it.
-    growth::record_snapshot(store, client)?;
-    store.clear_client_notice(client);
-    // Make room for the next backups now, while nobody is waiting on a
-    // transfer.
-    if let Err(e) = prune::run(store, now, prune::Mode::IfNeeded, Some(client)) {
-        store.log(&format!("{client}: prune after snapshot: {e}"));
-    }
-    Ok(name)
-}
-
-fn round(d: SignedDuration) -> String {
-    format!("{:#}", SignedDuration::from_secs(d.as_secs()))
-}
-
 /// Runs rsync's receiver inside the client's `current` and nowhere else.
-fn receive(store: &Store, client: &ClientName, options: &[String]) -> Result<u8> {
+fn receive(backups: &ClientBackups, options: &[String]) -> Result<u8> {
+    let (store, client) = (backups.store, &backups.client);
     let lock = store.lock_client(client, store.config.lock_wait.to_std())?;
     // The rsync child inherits the lock: if this process is killed, the
     // receiver it started still holds it until it ends.
@@ -326,14 +153,18 @@ fn receive(store: &Store, client: &ClientName, options: &[String]) -> Result<u8>
     if let Some(notice) = store.client_notice(client) {
         eprintln!("byteback-server: notice: {notice}");
     }
-    let link_dests = before_receive(store, client)?;
-    let inplace = store.config.backend == Backend::Btrfs;
+    let plan = backups.prepare_transfer()?;
+    let inplace = plan.inplace;
     let confine = rsync::has_confine_root(Path::new(RSYNC));
     let args = |seen: &Path| {
         let role = ServerRole::Receiver { inplace };
         let mut args =
             rsync::server_args(options, &server_side(store, role, confine.then_some(seen)));
-        args.extend(link_dests.iter().map(|d| format!("--link-dest={d}").into()));
+        args.extend(
+            plan.link_dests
+                .iter()
+                .map(|d| format!("--link-dest={d}").into()),
+        );
         // The destination is the working directory, whatever the client named.
         args.push(".".into());
         args.push(".".into());
@@ -383,9 +214,7 @@ fn receive(store: &Store, client: &ClientName, options: &[String]) -> Result<u8>
     if let Some(why) = &ended.ended_because {
         eprintln!("byteback-server: transfer stopped: {why}");
     }
-    if let Err(e) = growth::record_transfer(store, client, written) {
-        store.log(&format!("{client}: cannot record the transfer's size: {e}"));
-    }
+    backups.record_transfer(written);
     drop(lock);
     Ok(code)
 }
@@ -433,12 +262,11 @@ fn run_confined(
         },
     };
     let (child, enforcement) = jail.spawn(|seen| {
-        let mut cmd = Command::new(RSYNC);
-        cmd.args(args(seen))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .process_group(0);
-        cmd
+        Cmd::new(RSYNC).args(args(seen)).configure(|c| {
+            c.stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .process_group(0);
+        })
     })?;
     match (enforcement.landlock, enforcement.private_view, confine_root) {
         (false, false, false) => {

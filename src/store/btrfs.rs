@@ -6,45 +6,105 @@
 //! `user_subvol_rm_allowed`.
 
 use std::path::Path;
-use std::process::Command;
 
-use crate::error::Result;
-use crate::exec;
+use crate::error::{Error, Result};
+use crate::exec::Cmd;
+use crate::sys::fs;
 
-fn btrfs() -> Command {
-    Command::new("btrfs")
+/// A btrfs command that changes the filesystem.
+fn btrfs() -> Cmd {
+    Cmd::destructive("btrfs")
+}
+
+/// Checks that `store` can hold a btrfs store for its unprivileged owner:
+/// btrfs, mounted so the owner may delete subvolumes, and a scratch
+/// subvolume can be made and deleted in `state_dir`.
+pub fn check_store(store: &Path, state_dir: &Path) -> Result<()> {
+    check_mount(store)?;
+    check_subvolumes(state_dir)
+}
+
+/// A btrfs store must be btrfs, and (for an unprivileged owner) mounted so
+/// that its owner may delete subvolumes.
+fn check_mount(store: &Path) -> Result<()> {
+    let mount = fs::mount_of(store);
+    if !fs::is_btrfs(store)? {
+        let kind = mount.as_ref().map_or("unknown", |m| m.fs_type.as_str());
+        return Err(Error::Unsupported(format!(
+            "store {} is on {kind}, not btrfs: mount a btrfs filesystem there (mkfs.btrfs, then mount it with -o user_subvol_rm_allowed), or use the plain backend",
+            store.display()
+        )));
+    }
+    let rm_allowed = mount.as_ref().is_some_and(|m| {
+        m.super_options
+            .split(',')
+            .any(|o| o == "user_subvol_rm_allowed")
+    });
+    if !rm_allowed && !rustix::process::geteuid().is_root() {
+        let at = mount.as_ref().map_or(store, |m| m.mount_point.as_path());
+        return Err(Error::Unsupported(format!(
+            "the btrfs at {} is mounted without user_subvol_rm_allowed, so the backup user could never delete old snapshots: add user_subvol_rm_allowed to its options in /etc/fstab (e.g. `UUID=... {} btrfs defaults,user_subvol_rm_allowed 0 0`) and run `mount -o remount {}`",
+            at.display(),
+            at.display(),
+            at.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Creates and deletes a scratch subvolume to prove the user may do both.
+fn check_subvolumes(state: &Path) -> Result<()> {
+    let probe = state.join(format!(".setup-check-{}", std::process::id()));
+    create_subvolume(&probe).map_err(|e| {
+        Error::Unsupported(format!(
+            "cannot create btrfs subvolumes in {}: {e}; the backup user must own the store",
+            state.display()
+        ))
+    })?;
+    delete_subvolume(&probe).map_err(|e| {
+        Error::Unsupported(format!(
+            "cannot delete btrfs subvolumes in {}: {e}; mount the store with -o user_subvol_rm_allowed",
+            state.display()
+        ))
+    })
 }
 
 /// Creates an empty subvolume at `path`.
 pub fn create_subvolume(path: &Path) -> Result<()> {
-    exec::run(btrfs().args(["subvolume", "create"]).arg(path)).map(drop)
+    btrfs()
+        .args(["subvolume", "create"])
+        .arg(path)
+        .run()
+        .map(drop)
 }
 
 /// Takes a read-only snapshot of `source` at `dest`, atomically.
 pub fn snapshot_readonly(source: &Path, dest: &Path) -> Result<()> {
-    exec::run(
-        btrfs()
-            .args(["subvolume", "snapshot", "-r"])
-            .arg(source)
-            .arg(dest),
-    )
-    .map(drop)
+    btrfs()
+        .args(["subvolume", "snapshot", "-r"])
+        .arg(source)
+        .arg(dest)
+        .run()
+        .map(drop)
 }
 
 /// Deletes the subvolume at `path` (its read-only flag must be cleared first).
 pub fn delete_subvolume(path: &Path) -> Result<()> {
-    exec::run(btrfs().args(["subvolume", "delete"]).arg(path)).map(drop)
+    btrfs()
+        .args(["subvolume", "delete"])
+        .arg(path)
+        .run()
+        .map(drop)
 }
 
 /// Takes a writable snapshot of `source` at `dest`.
 pub fn snapshot_writable(source: &Path, dest: &Path) -> Result<()> {
-    exec::run(
-        btrfs()
-            .args(["subvolume", "snapshot"])
-            .arg(source)
-            .arg(dest),
-    )
-    .map(drop)
+    btrfs()
+        .args(["subvolume", "snapshot"])
+        .arg(source)
+        .arg(dest)
+        .run()
+        .map(drop)
 }
 
 /// Replaces the subvolume `<client_dir>/current` by a writable snapshot of
@@ -83,18 +143,21 @@ pub fn roll_back(client_dir: &Path, newest: Option<&Path>) -> Result<()> {
 
 /// Clears the read-only flag of a snapshot, so its owner may delete it.
 pub fn make_writable(path: &Path) -> Result<()> {
-    exec::run(
-        btrfs()
-            .args(["property", "set", "-ts"])
-            .arg(path)
-            .args(["ro", "false"]),
-    )
-    .map(drop)
+    btrfs()
+        .args(["property", "set", "-ts"])
+        .arg(path)
+        .args(["ro", "false"])
+        .run()
+        .map(drop)
 }
 
 /// Whether the snapshot at `path` is read-only.
 pub fn is_readonly(path: &Path) -> Result<bool> {
-    let out = exec::run(btrfs().args(["property", "get", "-ts"]).arg(path).arg("ro"))?;
+    let out = Cmd::new("btrfs")
+        .args(["property", "get", "-ts"])
+        .arg(path)
+        .arg("ro")
+        .run()?;
     Ok(out.trim() == "ro=true")
 }
 

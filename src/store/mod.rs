@@ -13,8 +13,13 @@
 //! The layout is the original byteback's, plus the `.byteback` directory
 //! (which no client name can collide with, since names never start with `.`).
 
+pub mod backend;
 pub mod btrfs;
+#[cfg(test)]
+pub mod fake;
 pub mod plain;
+pub mod service;
+pub mod setup;
 pub mod space;
 
 use std::fs::OpenOptions;
@@ -30,6 +35,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::names::{ClientName, SnapshotName};
 use crate::sys::fs::write_atomic;
 use crate::sys::lock::Lock;
+use backend::SnapshotBackend;
 
 /// The xattr of the state directory holding the current space alert.
 const ALERT_XATTR: &str = "user.byteback.alert";
@@ -171,6 +177,8 @@ pub struct Store {
     root: PathBuf,
     /// The store's configuration.
     pub config: ServerConfig,
+    /// How its snapshots are made (picked from `config.backend`).
+    backend: Box<dyn SnapshotBackend>,
 }
 
 impl Store {
@@ -218,10 +226,27 @@ impl Store {
                 root.display()
             ))
         })?;
-        Ok(Store {
+        let backend = backend::for_kind(config.backend);
+        Ok(Store::with_backend(root, config, backend))
+    }
+
+    /// A store at `root` whose snapshots are made by `backend` (another
+    /// than its configuration names only in tests, with a fake).
+    pub fn with_backend(
+        root: &Path,
+        config: ServerConfig,
+        backend: Box<dyn SnapshotBackend>,
+    ) -> Store {
+        Store {
             root: root.to_owned(),
             config,
-        })
+            backend,
+        }
+    }
+
+    /// How this store's snapshots are made.
+    pub fn backend(&self) -> &dyn SnapshotBackend {
+        self.backend.as_ref()
     }
 
     /// The store's root directory.
@@ -254,10 +279,7 @@ impl Store {
         }
         let current = self.current(client);
         if std::fs::symlink_metadata(&current).is_err() {
-            match self.config.backend {
-                Backend::Btrfs => btrfs::create_subvolume(&current)?,
-                Backend::Plain => std::fs::create_dir(&current).on("cannot create", &current)?,
-            }
+            self.backend.create_current(&current)?;
         }
         Ok(())
     }
@@ -369,14 +391,9 @@ impl Store {
     /// (plain, where each attempt starts empty anyway). The caller holds the
     /// client's lock.
     pub fn roll_back_current(&self, client: &ClientName) -> Result<()> {
-        let dir = self.client_dir(client);
         let newest = self.snapshots(client)?.pop();
-        match self.config.backend {
-            Backend::Btrfs => {
-                btrfs::roll_back(&dir, newest.map(|s| dir.join(s.name.as_str())).as_deref())
-            }
-            Backend::Plain => plain::discard_current(&dir),
-        }
+        self.backend
+            .roll_back(&self.client_dir(client), newest.as_ref().map(|s| &s.name))
     }
 
     /// A message for the client, kept until its next snapshot (e.g. why its
@@ -415,7 +432,6 @@ impl Store {
         at: Timestamp,
         partial: Option<&str>,
     ) -> Result<SnapshotName> {
-        let current = self.current(client);
         if !self.has_client(client) {
             return Err(no_space(client));
         }
@@ -436,30 +452,17 @@ impl Store {
             }
             write_atomic(&marker, note, 0o600)?;
         }
-        let result = match self.config.backend {
-            Backend::Btrfs => btrfs::snapshot_readonly(&current, &dest),
-            Backend::Plain => plain::snapshot(&self.client_dir(client), &dest),
-        };
+        let result = self.backend.snapshot(&self.client_dir(client), &name);
         if result.is_err() && partial.is_some() {
             let _ = std::fs::remove_file(&marker);
         }
         result.map(|()| name)
     }
 
-    /// Deletes a snapshot: clears its read-only flag (the owner may only
-    /// delete writable subvolumes), deletes it, and drops its partial marker.
+    /// Deletes a snapshot and drops its partial marker.
     pub fn delete_snapshot(&self, client: &ClientName, name: &SnapshotName) -> Result<()> {
         let dir = self.client_dir(client);
-        let path = dir.join(name.as_str());
-        match self.config.backend {
-            Backend::Btrfs => {
-                if btrfs::is_readonly(&path)? {
-                    btrfs::make_writable(&path)?;
-                }
-                btrfs::delete_subvolume(&path)?;
-            }
-            Backend::Plain => plain::delete(&dir, name.as_str())?,
-        }
+        self.backend.delete(&dir, name)?;
         let marker = dir.join(format!("{name}.partial"));
         match std::fs::remove_file(&marker) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -500,10 +503,13 @@ impl Store {
 
     /// What the store can really still take (see [`space`]).
     pub fn space(&self) -> Result<crate::sys::fs::Space> {
-        match self.config.backend {
-            Backend::Btrfs => space::measure(&self.root),
-            Backend::Plain => crate::sys::fs::space(&self.root),
-        }
+        self.backend.space(&self.root)
+    }
+
+    /// Waits until deleted snapshots' space is free, then measures it.
+    pub fn space_after_deletions(&self) -> Result<crate::sys::fs::Space> {
+        self.backend.wait_for_reclaim(&self.root)?;
+        self.space()
     }
 
     /// Pruning made room again.

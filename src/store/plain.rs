@@ -144,8 +144,8 @@ fn make_dirs_writable(path: &Path) {
 
 /// Whether hard links and user xattrs (for rsync's `--fake-super`) work in `dir`.
 pub fn check_filesystem(dir: &Path) -> Result<()> {
-    let probe = dir.join(format!("setup-check-{}", std::process::id()));
-    let link = dir.join(format!("setup-check-{}-link", std::process::id()));
+    let probe = dir.join(format!(".setup-check-{}", std::process::id()));
+    let link = dir.join(format!(".setup-check-{}-link", std::process::id()));
     let result = (|| {
         std::fs::write(&probe, b"").on("cannot write", &probe)?;
         std::fs::hard_link(&probe, &link).map_err(|e| {

@@ -8,10 +8,9 @@
 //! from `btrfs filesystem usage -b`, which works for the unprivileged owner.
 
 use std::path::Path;
-use std::process::Command;
 
 use crate::error::{Error, Result};
-use crate::exec;
+use crate::exec::Cmd;
 use crate::sys::fs::Space;
 
 /// btrfs's own accounting of a filesystem, in bytes.
@@ -36,11 +35,10 @@ pub struct BtrfsUsage {
 
 /// Reads btrfs's accounting for the filesystem holding `path`.
 pub fn usage(path: &Path) -> Result<BtrfsUsage> {
-    let out = exec::run(
-        Command::new("btrfs")
-            .args(["filesystem", "usage", "-b"])
-            .arg(path),
-    )?;
+    let out = Cmd::new("btrfs")
+        .args(["filesystem", "usage", "-b"])
+        .arg(path)
+        .run()?;
     parse_usage(&out).ok_or_else(|| {
         Error::Command(format!(
             "cannot understand `btrfs filesystem usage -b {}`",

@@ -80,3 +80,19 @@ pub fn ensure_dir(dir: &Path, mode: u32) -> Result<()> {
     std::fs::create_dir_all(dir).on("cannot create directory", dir)?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)).on("cannot chmod", dir)
 }
+
+/// `1.5 GiB` and the like.
+pub fn human_bytes(bytes: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < units.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", units[unit])
+    }
+}

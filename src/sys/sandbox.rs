@@ -35,6 +35,7 @@ use landlock::{
 use rustix::fs::{Mode, OFlags};
 
 use crate::error::{Error, Result};
+use crate::exec::Cmd;
 
 /// Directories a dynamically linked rsync needs to start: the program, its
 /// libraries and the locale/zone data under `/usr`. Missing ones are skipped.
@@ -83,10 +84,10 @@ impl Confinement {
     /// says how far the kernel confined it. Falls back to Landlock alone
     /// where the private view cannot be made; the child then starts in the
     /// caller's working directory, which must be `dir.join(cwd)`.
-    pub fn spawn(&self, mut command: impl FnMut(&Path) -> Command) -> Result<(Child, Enforcement)> {
+    pub fn spawn(&self, mut command: impl FnMut(&Path) -> Cmd) -> Result<(Child, Enforcement)> {
         let landlock = landlock_abi() >= REQUIRED_ABI as i32;
         let private = PrivateRoot::prepare(self).map_err(|e| self.fail(&e))?;
-        let mut cmd = command(Path::new(PRIVATE_CLIENT_DIR));
+        let mut cmd = command(Path::new(PRIVATE_CLIENT_DIR)).into_command();
         self.arm(&mut cmd, landlock, Some(private))?;
         match cmd.spawn() {
             Ok(child) => {
@@ -102,7 +103,7 @@ impl Confinement {
             Err(e) => return Err(self.cannot_run(&cmd, &e)),
         }
         // The caller's working directory (pinned there) is the child's.
-        let mut cmd = command(&self.dir);
+        let mut cmd = command(&self.dir).into_command();
         self.arm(&mut cmd, landlock, None)?;
         let child = cmd.spawn().map_err(|e| self.cannot_run(&cmd, &e))?;
         Ok((
@@ -446,16 +447,14 @@ mod tests {
             let path = path.to_owned();
             let (child, enforcement) = jail
                 .spawn(|seen| {
-                    let mut cmd = Command::new("cat");
                     let target = if path.starts_with(&inside) {
                         seen.join(path.strip_prefix(&inside).unwrap())
                     } else {
                         path.clone()
                     };
-                    cmd.arg(target)
-                        .stdout(Stdio::piped())
-                        .stderr(Stdio::piped());
-                    cmd
+                    Cmd::new("cat").arg(target).configure(|c| {
+                        c.stdout(Stdio::piped()).stderr(Stdio::piped());
+                    })
                 })
                 .unwrap();
             (child.wait_with_output().unwrap(), enforcement)

@@ -1,0 +1,169 @@
+//! The prune executor on the fake backend: what it deletes, what it
+//! reclaims first, and what it refuses, with real files on a made-up disk.
+
+use jiff::Timestamp;
+
+use super::{Mode, growth, run};
+use crate::error::Error;
+use crate::store::ServerConfig;
+use crate::store::fake::FakeStore;
+
+const MIB: u64 = 1 << 20;
+
+fn config() -> ServerConfig {
+    ServerConfig {
+        min_free_percent: 20.0,
+        target_free_percent: 40.0,
+        min_age: crate::config::Duration::from_secs(3600),
+        ..ServerConfig::default()
+    }
+}
+
+fn now() -> Timestamp {
+    "2026-11-28T12:00:00Z".parse().unwrap()
+}
+
+/// Records, as a receive would, that `client` wrote `bytes` unsnapshotted.
+fn written(fake: &FakeStore, client: &crate::names::ClientName, bytes: u64) {
+    growth::record_transfer(&fake.store, client, bytes).unwrap();
+}
+
+#[test]
+fn deletes_least_important_until_the_target_never_a_newest() {
+    let fake = FakeStore::new(90 * MIB, config());
+    let a = fake.client("a.example");
+    let b = fake.client("b.example");
+    for (i, day) in ["2026-01-01", "2026-02-01", "2026-03-01", "2026-11-27"]
+        .iter()
+        .enumerate()
+    {
+        fake.old_snapshot(&a, &format!("{day}T00:00:{i:02}Z"), 10 * MIB);
+        fake.old_snapshot(&b, &format!("{day}T00:00:{i:02}Z"), 10 * MIB);
+    }
+    assert!(fake.free_percent() < 20.0);
+    let outcome = run(&fake.store, now(), Mode::IfNeeded, None).unwrap();
+    assert!(!outcome.deleted.is_empty());
+    assert!(fake.free_percent() >= 40.0, "{}", fake.free_percent());
+    for client in [&a, &b] {
+        let left = fake.store.snapshots(client).unwrap();
+        assert_eq!(
+            left.last().unwrap().name.as_str(),
+            "2026-11-27T00:00:03Z",
+            "{client} keeps its newest"
+        );
+    }
+    // The oldest went first.
+    assert!(
+        outcome
+            .deleted
+            .iter()
+            .all(|d| d.snapshot.name.as_str() != "2026-11-27T00:00:03Z")
+    );
+}
+
+#[test]
+fn a_flood_no_snapshot_holds_is_reclaimed_before_any_history() {
+    let fake = FakeStore::new(100 * MIB, config());
+    let victim = fake.client("victim.example");
+    let attacker = fake.client("attacker.example");
+    for day in ["2026-01-01", "2026-02-01", "2026-03-01"] {
+        fake.old_snapshot(&victim, &format!("{day}T00:00:00Z"), 8 * MIB);
+    }
+    let history = fake.store.snapshots(&victim).unwrap();
+    // No snapshot, 60% of the store written: over the 50% store cap.
+    fake.write(&attacker, "flood", 60 * MIB);
+    written(&fake, &attacker, 60 * MIB);
+    assert!(fake.free_percent() < 20.0);
+
+    let outcome = run(&fake.store, now(), Mode::IfNeeded, Some(&victim)).unwrap();
+    assert!(outcome.deleted.is_empty(), "{:?}", outcome.deleted);
+    assert_eq!(outcome.reclaimed.len(), 1);
+    assert_eq!(outcome.reclaimed[0].client, attacker);
+    assert_eq!(fake.store.snapshots(&victim).unwrap(), history);
+    assert!(!fake.store.current(&attacker).join("flood").exists());
+    assert_eq!(
+        growth::load(&fake.store, &attacker).written_since_snapshot,
+        0
+    );
+    let notice = fake.store.client_notice(&attacker).unwrap();
+    assert!(notice.contains("discarded"), "{notice}");
+}
+
+#[test]
+fn legitimate_growth_still_prunes_by_importance() {
+    let fake = FakeStore::new(100 * MIB, config());
+    let old = fake.client("old.example");
+    let grower = fake.client("grower.example");
+    for day in ["2026-01-01", "2026-02-01", "2026-03-01", "2026-04-01"] {
+        fake.old_snapshot(&old, &format!("{day}T00:00:00Z"), 15 * MIB);
+    }
+    // Within its limits: no baseline, 30% of the store.
+    fake.write(&grower, "new", 30 * MIB);
+    written(&fake, &grower, 30 * MIB);
+    let outcome = run(&fake.store, now(), Mode::IfNeeded, Some(&grower)).unwrap();
+    assert!(outcome.reclaimed.is_empty());
+    assert!(!outcome.deleted.is_empty());
+    assert!(fake.store.current(&grower).join("new").exists());
+}
+
+#[test]
+fn a_client_over_its_limit_is_refused_with_the_reason() {
+    let fake = FakeStore::new(100 * MIB, config());
+    let other = fake.client("other.example");
+    fake.old_snapshot(&other, "2026-01-01T00:00:00Z", 10 * MIB);
+    let grower = fake.client("grower.example");
+    // A first backup of 5 MiB, received and snapshotted: its baseline.
+    written(&fake, &grower, 5 * MIB);
+    fake.old_snapshot(&grower, "2026-01-01T00:00:00Z", 5 * MIB);
+    growth::record_snapshot(&fake.store, &grower).unwrap();
+    fake.write(&grower, "doubled", 70 * MIB);
+    written(&fake, &grower, 70 * MIB);
+    let err = run(&fake.store, now(), Mode::IfNeeded, Some(&grower)).unwrap_err();
+    let Error::Refused(why) = err else {
+        panic!("{err:?}")
+    };
+    assert!(
+        why.contains("grew by") && why.contains("max_growth_percent = 100"),
+        "{why}"
+    );
+    assert_eq!(fake.store.snapshots(&other).unwrap().len(), 1);
+}
+
+#[test]
+fn nothing_is_deleted_while_an_over_limit_transfer_runs() {
+    let fake = FakeStore::new(100 * MIB, config());
+    let victim = fake.client("victim.example");
+    let attacker = fake.client("attacker.example");
+    for day in ["2026-01-01", "2026-02-01"] {
+        fake.old_snapshot(&victim, &format!("{day}T00:00:00Z"), 10 * MIB);
+    }
+    fake.write(&attacker, "flood", 70 * MIB);
+    written(&fake, &attacker, 70 * MIB);
+    let _running = fake
+        .store
+        .lock_client(&attacker, std::time::Duration::ZERO)
+        .unwrap();
+    let err = run(&fake.store, now(), Mode::IfNeeded, Some(&victim)).unwrap_err();
+    assert!(matches!(err, Error::SpaceExhausted(_)), "{err:?}");
+    assert_eq!(err.exit_code(), crate::error::Exit::SpaceExhausted);
+    assert_eq!(fake.store.snapshots(&victim).unwrap().len(), 2);
+    assert!(fake.store.current(&attacker).join("flood").exists());
+    assert!(fake.store.space_alert().is_some());
+}
+
+#[test]
+fn a_dry_run_changes_nothing() {
+    let fake = FakeStore::new(100 * MIB, config());
+    let a = fake.client("a.example");
+    let b = fake.client("b.example");
+    for day in ["2026-01-01", "2026-02-01", "2026-03-01"] {
+        fake.old_snapshot(&a, &format!("{day}T00:00:00Z"), 12 * MIB);
+    }
+    fake.write(&b, "flood", 55 * MIB);
+    written(&fake, &b, 55 * MIB);
+    let outcome = run(&fake.store, now(), Mode::DryRun, None).unwrap();
+    assert_eq!(outcome.reclaimed.len(), 1);
+    assert!(!outcome.deleted.is_empty());
+    assert_eq!(fake.store.snapshots(&a).unwrap().len(), 3);
+    assert!(fake.store.current(&b).join("flood").exists());
+}

@@ -1,0 +1,194 @@
+//! How snapshots are made: one trait, and the code that picks its
+//! implementation for a store.
+//!
+//! A store's `current` and its snapshots are kept either as btrfs
+//! subvolumes ([`super::btrfs`]: constant-time read-only snapshots sharing
+//! unchanged extents) or as plain directories ([`super::plain`]: hard links
+//! between snapshots, any filesystem). Everything above this trait — the
+//! store service, pruning, the forced command — is the same for both; this
+//! file is the only place that looks at which one a store uses.
+
+use std::fmt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::error::Result;
+use crate::names::SnapshotName;
+use crate::sys::fs::Space;
+
+use super::{Backend, btrfs, plain, space};
+
+/// How a transfer into `current` must be made.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TransferPlan {
+    /// Files may be updated in place (btrfs, whose snapshots are separate
+    /// copies-on-write). Never on plain stores, whose files may be hard
+    /// links into snapshots.
+    pub inplace: bool,
+    /// `--link-dest` directories, relative to `current`, most useful first.
+    pub link_dests: Vec<String>,
+}
+
+/// The operations a store needs from its snapshot mechanism. Paths are the
+/// client's directory (`<store>/<client>`) and names inside it.
+pub trait SnapshotBackend: fmt::Debug + Send + Sync {
+    /// The kind, as written in `server.toml`.
+    fn kind(&self) -> Backend;
+    /// One line for `byteback-server setup` saying what this backend does.
+    fn describe(&self) -> &'static str;
+    /// Checks that the filesystem of `store` can hold this backend's
+    /// snapshots; `state_dir` is a directory in it the check may write in.
+    fn check_store(&self, store: &Path, state_dir: &Path) -> Result<()>;
+    /// Creates an empty `current` at `current`.
+    fn create_current(&self, current: &Path) -> Result<()>;
+    /// Readies the client's `current` for a transfer (finishing what a
+    /// crash left) and says how to transfer into it.
+    fn prepare_current(
+        &self,
+        client_dir: &Path,
+        newest: Option<&SnapshotName>,
+    ) -> Result<TransferPlan>;
+    /// Takes the snapshot `name` of the client's `current`, atomically:
+    /// afterwards it is complete and never written again.
+    fn snapshot(&self, client_dir: &Path, name: &SnapshotName) -> Result<()>;
+    /// Deletes a snapshot; it is never seen half-deleted.
+    fn delete(&self, client_dir: &Path, name: &SnapshotName) -> Result<()>;
+    /// Discards what `current` holds beyond `newest` (data no snapshot holds).
+    fn roll_back(&self, client_dir: &Path, newest: Option<&SnapshotName>) -> Result<()>;
+    /// What the store at `root` can really still take.
+    fn space(&self, root: &Path) -> Result<Space>;
+    /// Returns once the space of deleted snapshots is really free.
+    fn wait_for_reclaim(&self, root: &Path) -> Result<()>;
+}
+
+/// The implementation for a store of `kind`.
+pub fn for_kind(kind: Backend) -> Box<dyn SnapshotBackend> {
+    match kind {
+        Backend::Btrfs => Box::new(Btrfs),
+        Backend::Plain => Box::new(Plain),
+    }
+}
+
+/// btrfs subvolumes and read-only snapshots (see [`super::btrfs`]).
+#[derive(Debug)]
+pub struct Btrfs;
+
+impl SnapshotBackend for Btrfs {
+    fn kind(&self) -> Backend {
+        Backend::Btrfs
+    }
+
+    fn describe(&self) -> &'static str {
+        "btrfs: current is a subvolume, snapshots are read-only btrfs snapshots"
+    }
+
+    fn check_store(&self, store: &Path, state_dir: &Path) -> Result<()> {
+        btrfs::check_store(store, state_dir)
+    }
+
+    fn create_current(&self, current: &Path) -> Result<()> {
+        btrfs::create_subvolume(current)
+    }
+
+    fn prepare_current(&self, _: &Path, _: Option<&SnapshotName>) -> Result<TransferPlan> {
+        Ok(TransferPlan {
+            inplace: true,
+            link_dests: Vec::new(),
+        })
+    }
+
+    fn snapshot(&self, client_dir: &Path, name: &SnapshotName) -> Result<()> {
+        btrfs::snapshot_readonly(&client_dir.join("current"), &client_dir.join(name.as_str()))
+    }
+
+    fn delete(&self, client_dir: &Path, name: &SnapshotName) -> Result<()> {
+        let path = client_dir.join(name.as_str());
+        // The owner may only delete writable subvolumes.
+        if btrfs::is_readonly(&path)? {
+            btrfs::make_writable(&path)?;
+        }
+        btrfs::delete_subvolume(&path)
+    }
+
+    fn roll_back(&self, client_dir: &Path, newest: Option<&SnapshotName>) -> Result<()> {
+        let newest = newest.map(|n| client_dir.join(n.as_str()));
+        btrfs::roll_back(client_dir, newest.as_deref())
+    }
+
+    fn space(&self, root: &Path) -> Result<Space> {
+        space::measure(root)
+    }
+
+    fn wait_for_reclaim(&self, root: &Path) -> Result<()> {
+        if btrfs::wait_for_deletions(root)? {
+            return Ok(());
+        }
+        // Older kernels: poll until the figure stops changing (bounded).
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut last = self.space(root)?;
+        while Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(500));
+            let now = self.space(root)?;
+            if now == last {
+                break;
+            }
+            last = now;
+        }
+        Ok(())
+    }
+}
+
+/// Plain directories with hard links (see [`super::plain`]).
+#[derive(Debug)]
+pub struct Plain;
+
+impl SnapshotBackend for Plain {
+    fn kind(&self) -> Backend {
+        Backend::Plain
+    }
+
+    fn describe(&self) -> &'static str {
+        "plain directories; unchanged files are hard links between snapshots (on btrfs, snapshots would be instant and read-only)"
+    }
+
+    fn check_store(&self, _store: &Path, state_dir: &Path) -> Result<()> {
+        plain::check_filesystem(state_dir)
+    }
+
+    fn create_current(&self, current: &Path) -> Result<()> {
+        std::fs::create_dir(current)
+            .map_err(|e| crate::error::Error::io("cannot create", current, e))
+    }
+
+    fn prepare_current(
+        &self,
+        client_dir: &Path,
+        newest: Option<&SnapshotName>,
+    ) -> Result<TransferPlan> {
+        Ok(TransferPlan {
+            inplace: false,
+            link_dests: plain::prepare_current(client_dir, newest.map(SnapshotName::as_str))?,
+        })
+    }
+
+    fn snapshot(&self, client_dir: &Path, name: &SnapshotName) -> Result<()> {
+        plain::snapshot(client_dir, &client_dir.join(name.as_str()))
+    }
+
+    fn delete(&self, client_dir: &Path, name: &SnapshotName) -> Result<()> {
+        plain::delete(client_dir, name.as_str())
+    }
+
+    fn roll_back(&self, client_dir: &Path, _newest: Option<&SnapshotName>) -> Result<()> {
+        plain::discard_current(client_dir)
+    }
+
+    fn space(&self, root: &Path) -> Result<Space> {
+        crate::sys::fs::space(root)
+    }
+
+    fn wait_for_reclaim(&self, _root: &Path) -> Result<()> {
+        // Plain deletions free their space at once.
+        Ok(())
+    }
+}

@@ -1,0 +1,333 @@
+//! A client's backups on a store: the backup lifecycle both doors share.
+//!
+//! The SSH forced command ([`crate::server::receive`]) and local
+//! destinations ([`crate::client`]) reach a store through this one module:
+//! ready a transfer (making room first), record what it wrote, finish it
+//! with a snapshot (or a partial one), list the snapshots, find files in
+//! them and name the paths a restore may read. The adapters only move bytes
+//! and render replies; every decision about the store is made here.
+
+use std::os::unix::ffi::OsStrExt;
+
+use jiff::{SignedDuration, Timestamp};
+
+use crate::catalog;
+use crate::error::{Error, Result};
+use crate::finder::Pattern;
+use crate::names::{ClientName, SnapshotName};
+use crate::protocol::{PROTOCOL_VERSION, PingReply};
+use crate::prune::{self, growth};
+
+use super::backend::TransferPlan;
+use super::{Snapshot, Store, no_space};
+
+/// One client's backups on an opened store.
+#[derive(Debug)]
+pub struct ClientBackups<'s> {
+    pub store: &'s Store,
+    pub client: ClientName,
+}
+
+impl<'s> ClientBackups<'s> {
+    /// The client's backups; refused if it has no space on this store.
+    pub fn open(store: &'s Store, client: &ClientName) -> Result<Self> {
+        if !store.has_client(client) {
+            return Err(no_space(client));
+        }
+        Ok(ClientBackups {
+            store,
+            client: client.clone(),
+        })
+    }
+
+    /// Readies the client's space for a transfer: makes room first (so a
+    /// backup that failed for lack of space succeeds on its next attempt
+    /// without anyone acting), then readies `current` and says how to
+    /// transfer into it. Refused, with the reason, if the client's own
+    /// unsnapshotted data had to be discarded to make room. The caller
+    /// holds the client's lock.
+    pub fn prepare_transfer(&self) -> Result<TransferPlan> {
+        let (store, client) = (self.store, &self.client);
+        match prune::run(store, Timestamp::now(), prune::Mode::IfNeeded, Some(client)) {
+            Ok(_) => {}
+            Err(e @ Error::Refused(_)) => return Err(e),
+            Err(e) => {
+                store.log(&format!("{client}: prune before receiving: {e}"));
+                eprintln!("byteback-server: warning: {e}");
+            }
+        }
+        let newest = store.snapshots(client)?.pop().map(|s| s.name);
+        store
+            .backend()
+            .prepare_current(&store.client_dir(client), newest.as_ref())
+    }
+
+    /// Records that a transfer wrote `written` bytes into the client's space.
+    pub fn record_transfer(&self, written: u64) {
+        if let Err(e) = growth::record_transfer(self.store, &self.client, written) {
+            self.store.log(&format!(
+                "{}: cannot record the transfer's size: {e}",
+                self.client
+            ));
+        }
+    }
+
+    /// A client asks for the snapshot that ends its backup: taken unless
+    /// one was taken less than `min_snapshot_interval` ago.
+    pub fn complete(&self, now: Timestamp, note: Option<&str>) -> Result<SnapshotName> {
+        let store = self.store;
+        let _lock = store.lock_client(&self.client, store.config.lock_wait.to_std())?;
+        self.check_interval(now)?;
+        self.finish(now, note)
+    }
+
+    /// Ends a backup whose transfer is in `current`: takes the snapshot
+    /// (marked partial with `note`, the files left out), restarts the
+    /// client's growth count, then prunes if space is short. The caller
+    /// holds the client's lock.
+    pub fn finish(&self, now: Timestamp, note: Option<&str>) -> Result<SnapshotName> {
+        let (store, client) = (self.store, &self.client);
+        let name = store.take_snapshot(client, now, note)?;
+        let what = if note.is_some() {
+            "partial snapshot"
+        } else {
+            "snapshot"
+        };
+        store.log(&format!("{client}: {what} {name} taken"));
+        // What was written is history now, before pruning weighs it.
+        growth::record_snapshot(store, client)?;
+        store.clear_client_notice(client);
+        // Make room for the next backups now, while nobody is waiting on a
+        // transfer.
+        if let Err(e) = prune::run(store, now, prune::Mode::IfNeeded, Some(client)) {
+            store.log(&format!("{client}: prune after snapshot: {e}"));
+        }
+        Ok(name)
+    }
+
+    /// Refuses a snapshot sooner than `min_snapshot_interval` after the
+    /// client's newest, so a client cannot flood the disk.
+    fn check_interval(&self, now: Timestamp) -> Result<()> {
+        let client = &self.client;
+        let interval = self.store.config.min_snapshot_interval;
+        let Some(newest) = self.store.snapshots(client)?.pop() else {
+            return Ok(());
+        };
+        let age = now.duration_since(newest.name.time());
+        if age >= interval.0 {
+            return Ok(());
+        }
+        let next = newest
+            .name
+            .time()
+            .checked_add(interval.0)
+            .unwrap_or(newest.name.time());
+        Err(Error::Refused(format!(
+            "not taking a snapshot of {client}: the last one ({}) is only {} old and the server allows one every {interval} (min_snapshot_interval); the data is safe in current and the first backup after {} will be snapshotted",
+            newest.name,
+            round(age),
+            next.strftime("%Y-%m-%dT%H:%M:%SZ")
+        )))
+    }
+
+    /// The client's snapshots, oldest first.
+    pub fn snapshots(&self) -> Result<Vec<Snapshot>> {
+        self.store.snapshots(&self.client)
+    }
+
+    /// What a ping reports: the client's snapshots and the store's space.
+    pub fn ping(&self) -> Result<PingReply> {
+        let store = self.store;
+        let snapshots = self.snapshots()?;
+        // What btrfs can really still take; statvfs if that cannot be read.
+        let room = match store.space() {
+            Ok(room) => room,
+            Err(_) => crate::sys::fs::space(store.root())?,
+        };
+        Ok(PingReply {
+            protocol: PROTOCOL_VERSION,
+            client: self.client.to_string(),
+            free_bytes: room.free_bytes,
+            total_bytes: room.total_bytes,
+            snapshots: snapshots.len() as u64,
+            newest: snapshots.last().map(|s| s.name.to_string()),
+            alert: store.space_alert(),
+            notice: store.client_notice(&self.client),
+        })
+    }
+
+    /// Finds files matching `patterns` in the snapshots matching
+    /// `snapshots`, for `list` and restore; `emit` gets each row.
+    pub fn find(
+        &self,
+        all: bool,
+        snapshots: &[u8],
+        patterns: &[Vec<u8>],
+        emit: &mut dyn FnMut(catalog::Row) -> Result<()>,
+    ) -> Result<()> {
+        let patterns = patterns
+            .iter()
+            .map(|p| {
+                Pattern::parse(p).map_err(|e| {
+                    Error::Usage(format!("invalid pattern {}: {e}", catalog::display_path(p)))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let sources = catalog::sources(self.store, &self.client, snapshots)?;
+        raise_open_file_limit();
+        catalog::search(
+            &sources,
+            &patterns,
+            all,
+            |source, warning| eprintln!("byteback-server: warning: {}: {warning}", source.name),
+            emit,
+        )
+    }
+
+    /// Checks a path a restore asks for: `<snapshot or current>[/<path
+    /// inside>]`, with no `.`, `..` or empty components, and no symlink on
+    /// the way. Returns it relative to the client's directory.
+    pub fn restore_source(&self, path: &[u8]) -> Result<Vec<u8>> {
+        let refuse = |why: &str| {
+            Err(Error::Refused(format!(
+                "refused restore path {}: {why}",
+                catalog::display_path(path)
+            )))
+        };
+        let trimmed = path.strip_suffix(b"/").unwrap_or(path);
+        let components: Vec<&[u8]> = trimmed.split(|&b| b == b'/').collect();
+        if components
+            .iter()
+            .any(|c| c.is_empty() || *c == b"." || *c == b"..")
+        {
+            return refuse("empty, '.' or '..' components are not allowed");
+        }
+        let top = std::str::from_utf8(components[0]).unwrap_or("");
+        if top != "current" && SnapshotName::parse(top).is_none() {
+            return refuse("it must start with a snapshot name or current");
+        }
+        let mut at = self.store.client_dir(&self.client);
+        for c in &components {
+            at.push(std::ffi::OsStr::from_bytes(c));
+            match std::fs::symlink_metadata(&at) {
+                Ok(m) if m.file_type().is_symlink() => return refuse("it goes through a symlink"),
+                Ok(_) => {}
+                Err(_) => return refuse("no such file in the backup"),
+            }
+        }
+        Ok(trimmed.to_vec())
+    }
+}
+
+/// One open directory per level per snapshot: allow as many as we may.
+fn raise_open_file_limit() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    if let Some(limit) = getrlimit(Resource::Nofile).maximum {
+        let _ = setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: Some(limit),
+                maximum: Some(limit),
+            },
+        );
+    }
+}
+
+fn round(d: SignedDuration) -> String {
+    format!("{:#}", SignedDuration::from_secs(d.as_secs()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::ServerConfig;
+    use crate::store::fake::FakeStore;
+
+    fn at(t: &str) -> Timestamp {
+        t.parse().unwrap()
+    }
+
+    #[test]
+    fn a_backup_ends_in_a_snapshot_that_starts_the_growth_count_again() {
+        let fake = FakeStore::new(1 << 30, ServerConfig::default());
+        let client = fake.client("host.example");
+        let backups = ClientBackups::open(&fake.store, &client).unwrap();
+        let plan = backups.prepare_transfer().unwrap();
+        assert!(!plan.inplace);
+        fake.write(&client, "file", 1000);
+        backups.record_transfer(1000);
+        fake.store.set_client_notice(&client, "old news");
+        let name = backups.finish(at("2026-11-28T03:00:00Z"), None).unwrap();
+        assert_eq!(name.as_str(), "2026-11-28T03:00:00Z");
+        let snapshots = backups.snapshots().unwrap();
+        assert_eq!(snapshots.len(), 1);
+        assert!(!snapshots[0].partial);
+        let g = growth::load(&fake.store, &client);
+        assert_eq!((g.baseline_bytes, g.written_since_snapshot), (1000, 0));
+        assert_eq!(fake.store.client_notice(&client), None);
+        // A partial one is marked.
+        let name = backups
+            .finish(at("2026-11-29T03:00:00Z"), Some("/etc/shadow\n"))
+            .unwrap();
+        assert!(backups.snapshots().unwrap()[1].partial, "{name}");
+    }
+
+    #[test]
+    fn a_client_cannot_snapshot_inside_the_interval() {
+        let fake = FakeStore::new(1 << 30, ServerConfig::default());
+        let client = fake.client("host.example");
+        let backups = ClientBackups::open(&fake.store, &client).unwrap();
+        backups.complete(at("2026-11-28T03:00:00Z"), None).unwrap();
+        let err = backups
+            .complete(at("2026-11-28T05:00:00Z"), None)
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::Refused(m) if m.contains("min_snapshot_interval")),
+            "{err}"
+        );
+        backups.complete(at("2026-11-28T09:00:01Z"), None).unwrap();
+        assert_eq!(backups.snapshots().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn restore_paths_stay_inside_the_clients_backups() {
+        let fake = FakeStore::new(1 << 30, ServerConfig::default());
+        let client = fake.client("host.example");
+        let other = fake.client("other.example");
+        fake.write(&client, "file", 10);
+        fake.write(&other, "secret", 10);
+        let backups = ClientBackups::open(&fake.store, &client).unwrap();
+        let name = backups.finish(at("2026-11-28T03:00:00Z"), None).unwrap();
+        let ok = format!("{name}/file");
+        assert_eq!(
+            backups.restore_source(ok.as_bytes()).unwrap(),
+            ok.as_bytes()
+        );
+        assert_eq!(backups.restore_source(b"current/").unwrap(), b"current");
+        std::os::unix::fs::symlink(
+            "../../other.example/current",
+            fake.store.current(&client).join("link"),
+        )
+        .unwrap();
+        for (path, why) in [
+            (&b"../other.example/current/secret"[..], "'..'"),
+            (b"current/link/secret", "symlink"),
+            (b"other.example", "snapshot name or current"),
+            (b"current//file", "empty"),
+            (b"current/nothing", "no such file"),
+        ] {
+            let err = backups.restore_source(path).unwrap_err().to_string();
+            assert!(
+                err.contains(why),
+                "{}: {err}",
+                String::from_utf8_lossy(path)
+            );
+        }
+        // A client without space is refused before anything else.
+        let stranger = ClientName::new("stranger.example").unwrap();
+        assert!(matches!(
+            ClientBackups::open(&fake.store, &stranger),
+            Err(Error::Refused(_))
+        ));
+    }
+}
