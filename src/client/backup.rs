@@ -20,6 +20,7 @@ use crate::exec::rsync::{
     BackupTransfer, Outcome, TransferTo, describe_exit, exclude_contents_of, failed_file,
 };
 use crate::exec::ssh::{HostKeyPolicy, Master, Ssh};
+use crate::protocol::Failure;
 use crate::store::service::ClientBackups;
 use crate::sys::lock::Lock;
 use crate::sys::mountinfo;
@@ -291,10 +292,10 @@ fn try_once(dir: &ConfigDir, plain: &Ssh, transfer: &BackupTransfer, last: bool)
         failed,
         server_said,
     } = transfer_files(transfer)?;
-    if let (false, Some(said)) = (outcome.is_success(), server_said) {
+    if let (false, Some(failure)) = (outcome.is_success(), server_said) {
         // The server refused the transfer (its words came through rsync's
         // stderr); rsync only knows the connection closed.
-        return Err(remote::server_error(6, &said));
+        return Err(failure.into_error());
     }
     match outcome {
         Outcome::Ok | Outcome::Vanished => remote::complete(ssh, None),
@@ -345,10 +346,8 @@ fn transfer_files(transfer: &BackupTransfer) -> Result<Transferred> {
         for line in BufReader::new(stderr).split(b'\n').map_while(|l| l.ok()) {
             let line = String::from_utf8_lossy(&line);
             eprintln!("{line}");
-            if line.starts_with("byteback-server: ")
-                && !line.starts_with("byteback-server: warning: ")
-            {
-                server_said = Some(line.to_string());
+            if let Some(failure) = Failure::parse(&line) {
+                server_said = Some(failure);
             }
             if let Some(name) = failed_file(&line) {
                 if failed.len() < MAX_FAILED_FILES {
@@ -375,6 +374,6 @@ struct Transferred {
     code: Option<i32>,
     /// Files rsync named as failed.
     failed: Vec<String>,
-    /// The server's own error line, if it refused.
-    server_said: Option<String>,
+    /// The server's own failure, if it refused.
+    server_said: Option<Failure>,
 }

@@ -6,7 +6,7 @@ use std::process::Stdio;
 use crate::error::{Error, Result};
 use crate::exec::Cmd;
 use crate::exec::ssh::{Ssh, explain_failure};
-use crate::protocol::{PingReply, Request};
+use crate::protocol::{Completed, Failure, PingReply, Request};
 
 /// Runs one request on the server; stdout on success.
 fn call(ssh: &Ssh, request: &Request, stdin: Option<&str>) -> Result<String> {
@@ -55,8 +55,12 @@ fn key_is_usable(ssh: &Ssh) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-/// The server's own words, when it refused or failed a request.
+/// The server's own words, when it refused or failed a request: its typed
+/// failure line, or (from a server that does not type them) its status.
 pub fn server_error(code: i32, stderr: &str) -> Error {
+    if let Some(failure) = stderr.lines().find_map(Failure::parse) {
+        return failure.into_error();
+    }
     let said: Vec<&str> = stderr
         .lines()
         .map(|l| l.trim().trim_start_matches("byteback-server: "))
@@ -69,7 +73,6 @@ pub fn server_error(code: i32, stderr: &str) -> Error {
     };
     match code {
         4 => Error::Locked(said),
-        _ if said.contains("already in progress") => Error::Locked(said),
         5 => Error::Connection(said),
         _ => Error::Refused(said),
     }
@@ -92,8 +95,7 @@ pub fn complete(ssh: &Ssh, failed_files: Option<&str>) -> Result<String> {
         partial: failed_files.is_some(),
     };
     let out = call(ssh, &request, failed_files)?;
-    out.lines()
-        .find_map(|l| l.strip_prefix("snapshot="))
-        .map(str::to_owned)
+    Completed::parse(&out)
+        .map(|c| c.snapshot)
         .ok_or_else(|| Error::Refused("the server did not name the snapshot it took".into()))
 }

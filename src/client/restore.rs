@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::exec::Cmd;
 use crate::exec::rsync::{RestoreFrom, RestoreTransfer};
 use crate::exec::ssh::{HostKeyPolicy, Master, Ssh, explain_failure};
-use crate::protocol::Request;
+use crate::protocol::{Request, SnapshotLine};
 use crate::store::service::ClientBackups;
 
 pub use crate::catalog::Query;
@@ -311,10 +311,9 @@ pub fn snapshots(dir: &ConfigDir, json: bool, destination: Option<&str>) -> Resu
         }
     };
     stream(ssh, &Request::Snapshots, |line| {
-        let (name, state) = line.split_once('\t').unwrap_or((line, "complete"));
-        if let Some(s) = crate::names::SnapshotName::parse(name) {
-            rows.push((s, state == "partial"));
-        }
+        let parsed = SnapshotLine::parse(line)
+            .and_then(|l| Some((crate::names::SnapshotName::parse(&l.name)?, l.partial)));
+        rows.extend(parsed);
         Ok(())
     })?;
     print_snapshots(&rows, now, json)

@@ -9,10 +9,12 @@
 //! strict allow-list. The client renders its requests with the functions
 //! here too, so both sides share one definition.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
+pub mod reply;
 pub mod wire;
+
+pub use reply::{Completed, Failure, PingReply, SnapshotLine};
 
 pub use wire::{DecodeError, decode_arg, decode_found, encode_arg, encode_found};
 
@@ -318,69 +320,6 @@ fn check_option(word: &str) -> Result<(), Refusal> {
     }
 }
 
-/// What the server tells a client about its space, in answer to a ping.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct PingReply {
-    /// The protocol version the server speaks.
-    pub protocol: u32,
-    /// The client's name as the server knows it.
-    pub client: String,
-    /// Bytes the store can still take.
-    pub free_bytes: u64,
-    /// Size of the store's filesystem.
-    pub total_bytes: u64,
-    /// How many snapshots this client has.
-    pub snapshots: u64,
-    /// This client's newest snapshot, if any.
-    pub newest: Option<String>,
-    /// A space problem on the server that needs a person, if any.
-    pub alert: Option<String>,
-    /// A message for this client (e.g. why its last transfer was discarded).
-    pub notice: Option<String>,
-}
-
-impl PingReply {
-    /// `key=value` lines; unknown keys are ignored by older clients.
-    pub fn render(&self) -> String {
-        format!(
-            "protocol={}\nclient={}\nfree_bytes={}\ntotal_bytes={}\nsnapshots={}\nnewest={}\n{}{}",
-            self.protocol,
-            self.client,
-            self.free_bytes,
-            self.total_bytes,
-            self.snapshots,
-            self.newest.as_deref().unwrap_or("none"),
-            self.alert
-                .as_ref()
-                .map(|a| format!("alert={}\n", a.replace('\n', " ")))
-                .unwrap_or_default(),
-            self.notice
-                .as_ref()
-                .map(|n| format!("notice={}\n", n.replace('\n', " ")))
-                .unwrap_or_default(),
-        )
-    }
-
-    /// Reads a reply; `None` if it is not one (e.g. a login banner or an old server).
-    pub fn parse(text: &str) -> Option<Self> {
-        let fields: BTreeMap<&str, &str> = text.lines().filter_map(|l| l.split_once('=')).collect();
-        let number = |k: &str| fields.get(k)?.parse::<u64>().ok();
-        Some(PingReply {
-            protocol: fields.get("protocol")?.parse().ok()?,
-            client: fields.get("client")?.to_string(),
-            free_bytes: number("free_bytes")?,
-            total_bytes: number("total_bytes")?,
-            snapshots: number("snapshots")?,
-            newest: fields
-                .get("newest")
-                .filter(|n| **n != "none")
-                .map(|n| n.to_string()),
-            alert: fields.get("alert").map(|a| a.to_string()),
-            notice: fields.get("notice").map(|n| n.to_string()),
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -592,28 +531,5 @@ mod tests {
         }
         let long = format!("byteback ping {}", "x".repeat(5000));
         assert!(parse(Some(&long)).is_err());
-    }
-
-    #[test]
-    fn ping_reply_round_trips() {
-        let r = PingReply {
-            protocol: 1,
-            client: "host.example".into(),
-            free_bytes: 10,
-            total_bytes: 20,
-            snapshots: 3,
-            newest: Some("2026-11-26T05:07:09Z".into()),
-            alert: Some("short of space: add disk".into()),
-            notice: Some("your data was discarded".into()),
-        };
-        assert_eq!(PingReply::parse(&r.render()), Some(r.clone()));
-        let none = PingReply {
-            newest: None,
-            alert: None,
-            notice: None,
-            ..r
-        };
-        assert_eq!(PingReply::parse(&none.render()), Some(none));
-        assert_eq!(PingReply::parse("Welcome to the server\n"), None);
     }
 }

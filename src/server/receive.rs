@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::exec::rsync::{self, ServerRole};
 use crate::exec::{Cmd, relay};
 use crate::names::ClientName;
-use crate::protocol::{self, Request};
+use crate::protocol::{self, Completed, Failure, Request, SnapshotLine};
 use crate::prune::growth;
 use crate::store::Store;
 use crate::store::service::ClientBackups;
@@ -54,7 +54,7 @@ pub fn run(store_root: &Path, client: &str, command: Option<&str>) -> u8 {
                 "{client}: {e} (command {:?})",
                 command.unwrap_or("")
             ));
-            eprintln!("byteback-server: {e}");
+            eprintln!("{}", Failure::of(&e).render());
             e.exit_code().code()
         }
     }
@@ -81,20 +81,21 @@ fn serve(store: &Store, client: &ClientName, request: Request) -> Result<u8> {
                 None
             };
             let name = backups.complete(Timestamp::now(), note.as_deref())?;
-            println!("snapshot={name}");
-            if partial {
-                println!("partial=yes");
-            }
+            let reply = Completed {
+                snapshot: name.to_string(),
+                partial,
+            };
+            print!("{}", reply.render());
             Ok(0)
         }
         Request::Receive { options } => receive(&backups, &options),
         Request::Snapshots => {
             for s in backups.snapshots()? {
-                println!(
-                    "{}\t{}",
-                    s.name,
-                    if s.partial { "partial" } else { "complete" }
-                );
+                let line = SnapshotLine {
+                    name: s.name.to_string(),
+                    partial: s.partial,
+                };
+                println!("{}", line.render());
             }
             Ok(0)
         }

@@ -1,0 +1,282 @@
+//! What the server answers: every line it sends back, as a type with
+//! `render` (the server) and `parse` (the client) side by side, so the two
+//! cannot drift. Requests are in the parent module.
+
+use std::collections::BTreeMap;
+
+use crate::error::{Error, Exit};
+
+/// What the server tells a client about its space, in answer to a ping.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PingReply {
+    /// The protocol version the server speaks.
+    pub protocol: u32,
+    /// The client's name as the server knows it.
+    pub client: String,
+    /// Bytes the store can still take.
+    pub free_bytes: u64,
+    /// Size of the store's filesystem.
+    pub total_bytes: u64,
+    /// How many snapshots this client has.
+    pub snapshots: u64,
+    /// This client's newest snapshot, if any.
+    pub newest: Option<String>,
+    /// A space problem on the server that needs a person, if any.
+    pub alert: Option<String>,
+    /// A message for this client (e.g. why its last transfer was discarded).
+    pub notice: Option<String>,
+}
+
+impl PingReply {
+    /// `key=value` lines; unknown keys are ignored by older clients.
+    pub fn render(&self) -> String {
+        format!(
+            "protocol={}\nclient={}\nfree_bytes={}\ntotal_bytes={}\nsnapshots={}\nnewest={}\n{}{}",
+            self.protocol,
+            self.client,
+            self.free_bytes,
+            self.total_bytes,
+            self.snapshots,
+            self.newest.as_deref().unwrap_or("none"),
+            self.alert
+                .as_ref()
+                .map(|a| format!("alert={}\n", a.replace('\n', " ")))
+                .unwrap_or_default(),
+            self.notice
+                .as_ref()
+                .map(|n| format!("notice={}\n", n.replace('\n', " ")))
+                .unwrap_or_default(),
+        )
+    }
+
+    /// Reads a reply; `None` if it is not one (e.g. a login banner or an old server).
+    pub fn parse(text: &str) -> Option<Self> {
+        let fields: BTreeMap<&str, &str> = text.lines().filter_map(|l| l.split_once('=')).collect();
+        let number = |k: &str| fields.get(k)?.parse::<u64>().ok();
+        Some(PingReply {
+            protocol: fields.get("protocol")?.parse().ok()?,
+            client: fields.get("client")?.to_string(),
+            free_bytes: number("free_bytes")?,
+            total_bytes: number("total_bytes")?,
+            snapshots: number("snapshots")?,
+            newest: fields
+                .get("newest")
+                .filter(|n| **n != "none")
+                .map(|n| n.to_string()),
+            alert: fields.get("alert").map(|a| a.to_string()),
+            notice: fields.get("notice").map(|n| n.to_string()),
+        })
+    }
+}
+
+/// One line of `byteback snapshots`: `<name>\t<partial|complete>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotLine {
+    pub name: String,
+    pub partial: bool,
+}
+
+impl SnapshotLine {
+    pub fn render(&self) -> String {
+        let state = if self.partial { "partial" } else { "complete" };
+        format!("{}\t{state}", self.name)
+    }
+
+    /// Reads a line; a bare name (older servers) is a complete snapshot.
+    pub fn parse(line: &str) -> Option<Self> {
+        let (name, state) = line.split_once('\t').unwrap_or((line, "complete"));
+        let partial = match state {
+            "partial" => true,
+            "complete" => false,
+            _ => return None,
+        };
+        (!name.is_empty()).then(|| SnapshotLine {
+            name: name.to_owned(),
+            partial,
+        })
+    }
+}
+
+/// The answer to `byteback complete`: the snapshot taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completed {
+    pub snapshot: String,
+    pub partial: bool,
+}
+
+impl Completed {
+    pub fn render(&self) -> String {
+        let partial = if self.partial { "partial=yes\n" } else { "" };
+        format!("snapshot={}\n{partial}", self.snapshot)
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        let snapshot = text.lines().find_map(|l| l.strip_prefix("snapshot="))?;
+        Some(Completed {
+            snapshot: snapshot.to_owned(),
+            partial: text.lines().any(|l| l == "partial=yes"),
+        })
+    }
+}
+
+/// Why the server refused or failed a request: one line on its stderr,
+/// `byteback-server: [<kind>] <message>`, plus its exit status. The kind
+/// travels in the line because a refused transfer reaches the client
+/// through rsync, which keeps the line but not the status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub exit: Exit,
+    pub message: String,
+}
+
+const KINDS: &[(Exit, &str)] = &[
+    (Exit::Failed, "failed"),
+    (Exit::Usage, "usage"),
+    (Exit::Partial, "partial"),
+    (Exit::Locked, "locked"),
+    (Exit::Connection, "connection"),
+    (Exit::Refused, "refused"),
+    (Exit::Config, "config"),
+    (Exit::Unsupported, "unsupported"),
+    (Exit::SpaceExhausted, "no-space"),
+];
+
+const PREFIX: &str = "byteback-server: ";
+
+impl Failure {
+    /// The failure for a server-side error.
+    pub fn of(error: &Error) -> Self {
+        Failure {
+            exit: error.exit_code(),
+            message: error.to_string(),
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let kind = KINDS
+            .iter()
+            .find(|(e, _)| *e == self.exit)
+            .map_or("failed", |(_, k)| k);
+        format!("{PREFIX}[{kind}] {}", self.message.replace('\n', " "))
+    }
+
+    /// Reads one stderr line; `None` if it is not a failure line (e.g. a
+    /// warning, or rsync's own words).
+    pub fn parse(line: &str) -> Option<Self> {
+        let rest = line.trim_end().strip_prefix(PREFIX)?.strip_prefix('[')?;
+        let (kind, message) = rest.split_once("] ")?;
+        let exit = KINDS.iter().find(|(_, k)| *k == kind)?.0;
+        Some(Failure {
+            exit,
+            message: message.to_owned(),
+        })
+    }
+
+    /// The error the client reports for it.
+    pub fn into_error(self) -> Error {
+        let said = format!("server: {}", self.message);
+        match self.exit {
+            Exit::Locked => Error::Locked(said),
+            Exit::Connection => Error::Connection(said),
+            Exit::Config => Error::Config(said),
+            Exit::Unsupported => Error::Unsupported(said),
+            Exit::SpaceExhausted => Error::SpaceExhausted(said),
+            Exit::Usage => Error::Usage(said),
+            Exit::Partial => Error::Partial(said),
+            Exit::Failed => Error::Command(said),
+            Exit::Refused | Exit::Success => Error::Refused(said),
+        }
+    }
+}
+
+/// A server warning line: `byteback-server: warning: <message>`.
+pub fn warning(line: &str) -> Option<&str> {
+    line.strip_prefix(PREFIX)?.strip_prefix("warning: ")
+}
+
+/// Renders a warning line.
+pub fn render_warning(message: &str) -> String {
+    format!("{PREFIX}warning: {message}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ping_reply_round_trips() {
+        let r = PingReply {
+            protocol: 1,
+            client: "host.example".into(),
+            free_bytes: 10,
+            total_bytes: 20,
+            snapshots: 3,
+            newest: Some("2026-11-26T05:07:09Z".into()),
+            alert: Some("short of space: add disk".into()),
+            notice: Some("your data was discarded".into()),
+        };
+        assert_eq!(PingReply::parse(&r.render()), Some(r.clone()));
+        let none = PingReply {
+            newest: None,
+            alert: None,
+            notice: None,
+            ..r
+        };
+        assert_eq!(PingReply::parse(&none.render()), Some(none));
+        assert_eq!(PingReply::parse("Welcome to the server\n"), None);
+    }
+
+    #[test]
+    fn snapshot_lines_round_trip() {
+        for line in [
+            SnapshotLine {
+                name: "2026-11-26T03:00:00Z".into(),
+                partial: true,
+            },
+            SnapshotLine {
+                name: "2014-03-02T23:10+0100".into(),
+                partial: false,
+            },
+        ] {
+            assert_eq!(SnapshotLine::parse(&line.render()), Some(line));
+        }
+        assert_eq!(
+            SnapshotLine::parse("2026-11-26T03:00:00Z").map(|l| l.partial),
+            Some(false)
+        );
+        assert_eq!(SnapshotLine::parse("x\tbroken"), None);
+    }
+
+    #[test]
+    fn completions_round_trip() {
+        for c in [
+            Completed {
+                snapshot: "2026-11-26T03:00:00Z".into(),
+                partial: false,
+            },
+            Completed {
+                snapshot: "2026-11-26T03:00:00Z".into(),
+                partial: true,
+            },
+        ] {
+            assert_eq!(Completed::parse(&c.render()), Some(c));
+        }
+        assert_eq!(Completed::parse("Welcome\n"), None);
+    }
+
+    #[test]
+    fn failures_round_trip_with_their_exit_code() {
+        for (exit, _) in KINDS {
+            let f = Failure {
+                exit: *exit,
+                message: "a backup of x is already in progress".into(),
+            };
+            let parsed = Failure::parse(&f.render()).unwrap();
+            assert_eq!(parsed, f);
+            assert_eq!(parsed.into_error().exit_code(), *exit);
+        }
+        assert_eq!(Failure::parse("byteback-server: warning: low"), None);
+        assert_eq!(Failure::parse("rsync error: x"), None);
+        assert_eq!(warning(&render_warning("low")), Some("low"));
+    }
+}
