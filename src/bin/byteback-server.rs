@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    byteback::report::set_program("byteback-server");
     let cli = byteback::server::Cli::parse();
     match byteback::server::run(cli) {
         Ok(code) => ExitCode::from(code),

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    byteback::report::set_program("byteback");
     let cli = byteback::client::Cli::parse();
     match byteback::client::run(cli) {
         Ok(()) => ExitCode::SUCCESS,

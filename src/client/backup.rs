@@ -21,6 +21,7 @@ use crate::exec::rsync::{
 };
 use crate::exec::ssh::{HostKeyPolicy, Master, Ssh};
 use crate::protocol::Failure;
+use crate::report;
 use crate::store::service::ClientBackups;
 use crate::sys::lock::Lock;
 use crate::sys::mountinfo;
@@ -150,7 +151,7 @@ pub fn run(dir: &ConfigDir, args: &BackupArgs) -> Result<()> {
         .iter()
         .filter(|(_, why)| !why.contains(".toml") && !why.starts_with('-'))
     {
-        eprintln!("byteback: excluding {pattern} ({why})");
+        report::note(format_args!("excluding {pattern} ({why})"));
     }
     let root = match target {
         Target::Local(root) => {
@@ -191,10 +192,10 @@ pub fn run(dir: &ConfigDir, args: &BackupArgs) -> Result<()> {
                 });
             }
             Err(e) => {
-                eprintln!(
-                    "byteback: attempt {attempt} of {attempts} failed: {e}; trying again in {}",
+                report::note(format_args!(
+                    "attempt {attempt} of {attempts} failed: {e}; trying again in {}",
                     config.retry_pause
-                );
+                ));
                 std::thread::sleep(config.retry_pause.to_std());
                 attempt += 1;
             }

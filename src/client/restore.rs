@@ -64,10 +64,7 @@ fn stream(
         .lines()
         .filter(|l| l.starts_with("byteback-server: warning: "))
     {
-        eprintln!(
-            "byteback: {}",
-            warning.trim_start_matches("byteback-server: ")
-        );
+        crate::report::note(warning.trim_start_matches("byteback-server: "));
     }
     result?;
     match status.code() {

@@ -32,7 +32,7 @@ pub fn run(store_root: &Path, client: &str, command: Option<&str>) -> u8 {
     let store = match Store::open(store_root) {
         Ok(store) => store,
         Err(e) => {
-            eprintln!("byteback-server: {e}");
+            eprintln!("{}", Failure::of(&e).render());
             return e.exit_code().code();
         }
     };
@@ -40,7 +40,8 @@ pub fn run(store_root: &Path, client: &str, command: Option<&str>) -> u8 {
         Ok(c) => c,
         Err(e) => {
             store.log(&format!("receive: bad --client in authorized_keys: {e}"));
-            eprintln!("byteback-server: server misconfigured: {e}");
+            let e = Error::Config(format!("server misconfigured: {e}"));
+            eprintln!("{}", Failure::of(&e).render());
             return e.exit_code().code();
         }
     };
@@ -152,7 +153,7 @@ fn receive(backups: &ClientBackups, options: &[String]) -> Result<u8> {
     // receiver it started still holds it until it ends.
     lock.share_with_children()?;
     if let Some(notice) = store.client_notice(client) {
-        eprintln!("byteback-server: notice: {notice}");
+        crate::report::warn(notice);
     }
     let plan = backups.prepare_transfer()?;
     let inplace = plan.inplace;
@@ -213,7 +214,7 @@ fn receive(backups: &ClientBackups, options: &[String]) -> Result<u8> {
             .unwrap_or_default()
     ));
     if let Some(why) = &ended.ended_because {
-        eprintln!("byteback-server: transfer stopped: {why}");
+        crate::report::note(format_args!("transfer stopped: {why}"));
     }
     backups.record_transfer(written);
     drop(lock);

@@ -33,6 +33,7 @@ use serde::Deserialize;
 use crate::config;
 use crate::error::{Error, IoContext, Result};
 use crate::names::{ClientName, SnapshotName};
+use crate::report;
 use crate::sys::fs::write_atomic;
 use crate::sys::lock::Lock;
 use backend::SnapshotBackend;
@@ -322,11 +323,11 @@ impl Store {
     }
 
     fn warn_stranger(&self, dir: &Path, name: &str) {
-        eprintln!(
-            "byteback-server: warning: ignoring {} in {}: not a snapshot name",
+        report::warn(format_args!(
+            "ignoring {} in {}: not a snapshot name",
             name.escape_debug(),
             dir.display()
-        );
+        ));
     }
 
     /// Every client with backup space in the store, by name.
@@ -404,10 +405,10 @@ impl Store {
         if let Err(e) =
             rustix::fs::setxattr(&dir, NOTICE_XATTR, text, rustix::fs::XattrFlags::empty())
         {
-            eprintln!(
-                "byteback-server: cannot record a notice on {}: {e}",
+            report::warn(format_args!(
+                "cannot record a notice on {}: {e}",
                 dir.display()
-            );
+            ));
         }
     }
 
@@ -486,10 +487,10 @@ impl Store {
         if let Err(e) =
             rustix::fs::setxattr(&state, ALERT_XATTR, text, rustix::fs::XattrFlags::empty())
         {
-            eprintln!(
-                "byteback-server: cannot record the alert on {}: {e}",
+            report::warn(format_args!(
+                "cannot record the alert on {}: {e}",
                 state.display()
-            );
+            ));
         }
     }
 
@@ -532,10 +533,7 @@ impl Store {
             .open(&path)
             .and_then(|mut f| f.write_all(text.as_bytes()));
         if let Err(e) = written {
-            eprintln!(
-                "byteback-server: warning: cannot write log {}: {e}",
-                path.display()
-            );
+            report::warn(format_args!("cannot write log {}: {e}", path.display()));
         }
     }
 }

@@ -53,7 +53,7 @@ impl<'s> ClientBackups<'s> {
             Err(e @ Error::Refused(_)) => return Err(e),
             Err(e) => {
                 store.log(&format!("{client}: prune before receiving: {e}"));
-                eprintln!("byteback-server: warning: {e}");
+                crate::report::warn(&e);
             }
         }
         let newest = store.snapshots(client)?.pop().map(|s| s.name);
@@ -179,7 +179,7 @@ impl<'s> ClientBackups<'s> {
             &sources,
             &patterns,
             all,
-            |source, warning| eprintln!("byteback-server: warning: {}: {warning}", source.name),
+            |source, warning| crate::report::warn(format_args!("{}: {warning}", source.name)),
             emit,
         )
     }
