@@ -1,7 +1,7 @@
 //! End to end: the walkthrough, repeated backups, interrupted backups,
 //! retries and locks — real sshd, rsync, btrfs and users.
 
-mod support;
+use byteback_testbed as support;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! Bad input gets one line naming the problem and the fix, a non-zero exit,
 //! and changes nothing.
 
-mod support;
+use byteback_testbed as support;
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -2,7 +2,7 @@
 //! rsync commands, cannot get a shell, run another program, write outside
 //! its own `current`, reach another client, or touch any snapshot.
 
-mod support;
+use byteback_testbed as support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

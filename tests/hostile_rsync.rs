@@ -8,7 +8,7 @@
 //! `BYTEBACK_TEST_SERVER_BIN=<older byteback-server>` runs them against
 //! another build, to see them fail where the attack succeeds.
 
-mod support;
+use byteback_testbed as support;
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};

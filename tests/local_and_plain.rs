@@ -3,7 +3,7 @@
 //! hold there too: old snapshots never change, unchanged files cost no
 //! space, and a crash never leaves a half snapshot that is listed.
 
-mod support;
+use byteback_testbed as support;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 //! by hand, and by itself
 //! when backups need room.
 
-mod support;
+use byteback_testbed as support;
 
 use std::path::Path;
 

@@ -2,7 +2,7 @@
 //! true ownership, across real snapshots — and a client that cannot use
 //! listing or restore to reach beyond its own backups.
 
-mod support;
+use byteback_testbed as support;
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;

@@ -13,11 +13,8 @@ mod dataset;
 mod measure;
 mod ops;
 mod report;
-// The fixtures of tests/support/mod.rs, through a symlink: its sibling
-// modules (world.rs needs CARGO_BIN_EXE_*, which cargo sets only for tests)
-// are replaced by the empty stubs next to the link.
-#[path = "support/mod.rs"]
-mod support;
+// The fixtures the end-to-end tests use (the testbed crate).
+use byteback_testbed as support;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

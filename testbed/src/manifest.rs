@@ -5,7 +5,6 @@
 //! A snapshot is read the way rsync `--fake-super` wrote it: the real
 //! ownership, mode and device numbers are in the `user.rsync.%stat` xattr,
 //! and symlinks and special files are plain files carrying it.
-#![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::{CString, OsStr};

@@ -1,5 +1,4 @@
 //! A source tree with everything a faithful backup must keep.
-#![allow(dead_code)]
 
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, chown, symlink};

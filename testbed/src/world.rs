@@ -1,7 +1,6 @@
 //! A byteback installation for end-to-end tests: a server user with a btrfs
 //! store behind a real sshd on 127.0.0.1, and a client configuration
 //! directory, wired together by the product's own commands.
-#![allow(dead_code)] // each test crate uses part of this
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -103,7 +102,7 @@ impl World {
         let built = std::env::var_os("BYTEBACK_TEST_SERVER_BIN")
             .filter(|p| !p.is_empty())
             .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_byteback-server")));
+            .unwrap_or_else(|| super::built_binary("byteback-server"));
         fs::copy(&built, &server_bin).unwrap();
         fs::set_permissions(&server_bin, fs::Permissions::from_mode(0o755)).unwrap();
         wait_until_executable(&server_bin);
@@ -141,7 +140,7 @@ impl World {
 
     /// The client command, for tests that spawn it.
     pub fn client_command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_byteback"));
+        let mut cmd = Command::new(super::built_binary("byteback"));
         cmd.args(args)
             .env_clear()
             .env(
@@ -316,21 +315,20 @@ impl World {
 }
 
 /// Runs each scenario on both backends: btrfs, and plain directories on ext4.
-#[allow(unused_macros)]
+#[macro_export]
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
             #[test]
             fn btrfs() {
-                super::$name($crate::support::FsKind::Btrfs)
+                super::$name($crate::FsKind::Btrfs)
             }
             #[test]
             fn ext4_plain() {
-                super::$name($crate::support::FsKind::Ext4)
+                super::$name($crate::FsKind::Ext4)
             }
         }
     )*};
 }
 
-#[allow(unused_imports)]
-pub(crate) use on_both_backends;
+pub use crate::on_both_backends;

@@ -1,4 +1,5 @@
-//! End-to-end test fixtures for byteback.
+//! byteback's end-to-end test world, shared by the integration tests in
+//! `tests/` and the benchmark (`examples/bench`).
 //!
 //! byteback pushes backups with rsync over OpenSSH to an unprivileged user whose store is
 //! on btrfs, so its end-to-end tests need real loop-mounted file systems, Unix users and an
@@ -11,7 +12,6 @@
 //! reverse order: sshd stops, then the user is deleted, then the file system is unmounted.
 //! `LoopFs` and `Sshd` keep their area alive, so the area directory is removed only after
 //! the last of them is gone, whatever the order.
-#![allow(dead_code)] // each integration-test crate uses only part of this module
 
 pub mod manifest;
 pub mod tree;
@@ -36,6 +36,17 @@ const TOOLS: &str = "rsync /usr/sbin/sshd ssh ssh-keygen btrfs mkfs.btrfs mkfs.e
     mount umount useradd userdel unshare truncate kill stat";
 const NEED_ROOT: &str = "end-to-end tests need root (loop devices, mounts, users, sshd); \
     CI must run them as root";
+
+/// A binary of the byteback package, built next to the running test or
+/// example (cargo puts both under `target/<profile>/`).
+pub fn built_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the running test's path");
+    exe.ancestors()
+        .skip(1)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{name} is not built next to {exe:?}: run `cargo build --bins`"))
+}
 
 /// Returns true if we run as root and every needed tool and /dev/loop-control exist.
 /// Otherwise, when `CI=true` it panics and names what is missing. Outside CI it prints a

@@ -1,1 +1,0 @@
-//! Stub: the benchmark reuses only the fixtures in tests/support/mod.rs.
