@@ -13,6 +13,7 @@ pub mod finder;
 pub mod names;
 pub mod protocol;
 pub mod prune;
+pub mod quote;
 pub mod report;
 pub mod server;
 pub mod store;

@@ -110,11 +110,11 @@ impl Ssh {
     /// The string for rsync's `--rsh`: rsync splits it on spaces and honours
     /// quotes, then appends `-l USER HOST` and its own command.
     pub fn rsh_string(&self) -> String {
-        let mut words = vec![rsh_quote(&self.program.to_string_lossy())];
+        let mut words = vec![crate::quote::rsh_word(&self.program.to_string_lossy())];
         words.extend(
             self.options()
                 .iter()
-                .map(|o| rsh_quote(&o.to_string_lossy())),
+                .map(|o| crate::quote::rsh_word(&o.to_string_lossy())),
         );
         words.join(" ")
     }
@@ -205,19 +205,6 @@ impl Drop for Master {
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.socket);
     }
-}
-
-/// Quotes a word for rsync's `--rsh` splitter (single quotes; a literal
-/// single quote goes in double quotes).
-fn rsh_quote(word: &str) -> String {
-    if !word.is_empty()
-        && word
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c))
-    {
-        return word.to_owned();
-    }
-    format!("'{}'", word.replace('\'', "'\"'\"'"))
 }
 
 /// Turns a failed ssh run (exit 255, or the server's refusal) into one line.
@@ -314,7 +301,7 @@ mod tests {
             s.starts_with("ssh -F none -i '/etc/my byteback/key' -o "),
             "{s}"
         );
-        assert_eq!(rsh_quote("it's"), r#"'it'"'"'s'"#);
+        assert_eq!(crate::quote::rsh_word("it's"), r#"'it'"'"'s'"#);
         assert_eq!(ssh().rsync_remote(), "bb@127.0.0.1");
     }
 

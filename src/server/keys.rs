@@ -103,23 +103,6 @@ impl PublicKey {
     }
 }
 
-/// Quotes a word for the shell that sshd runs the forced command with.
-fn quote_for_forced_command(word: &str) -> Result<String> {
-    if word.contains(['"', '\\', '\n', '\'']) {
-        return Err(Error::Usage(format!(
-            "{word:?} cannot be used in authorized_keys: it contains a quote, backslash or newline"
-        )));
-    }
-    if word
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c))
-    {
-        Ok(word.to_owned())
-    } else {
-        Ok(format!("'{word}'"))
-    }
-}
-
 /// The authorized_keys line that confines `key` to `client`.
 pub fn authorized_line(
     server_exe: &Path,
@@ -130,8 +113,8 @@ pub fn authorized_line(
 ) -> Result<String> {
     let command = format!(
         "{} receive --store {} --client {}",
-        quote_for_forced_command(&server_exe.to_string_lossy())?,
-        quote_for_forced_command(&store.to_string_lossy())?,
+        crate::quote::forced_command_word(&server_exe.to_string_lossy())?,
+        crate::quote::forced_command_word(&store.to_string_lossy())?,
         client
     );
     let mut line = format!("restrict,command=\"{command}\"");
