@@ -90,7 +90,7 @@ fn query_rows(
     let request = query.request()?;
     match backups {
         Backups::Remote(ssh) => stream(ssh, &request, |line| {
-            let row = catalog::decode_row(line)
+            let row = catalog::Row::parse(line)
                 .map_err(|e| Error::Refused(format!("the server sent a bad listing line: {e}")))?;
             count += 1;
             each(row)

@@ -4,7 +4,12 @@
 
 use std::collections::BTreeMap;
 
+use jiff::Timestamp;
+
 use crate::error::{Error, Exit};
+use crate::finder::Found;
+
+use super::wire::{self, DecodeError};
 
 /// What the server tells a client about its space, in answer to a ping.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -65,6 +70,56 @@ impl PingReply {
                 .map(|n| n.to_string()),
             alert: fields.get("alert").map(|a| a.to_string()),
             notice: fields.get("notice").map(|n| n.to_string()),
+        })
+    }
+}
+
+/// One row of a listing (`byteback list`): a version of a path, and the
+/// snapshot holding it (`current` for a version no snapshot holds yet).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    pub snapshot: String,
+    pub time: Option<Timestamp>,
+    pub found: Found,
+}
+
+const UTC: &str = "%Y-%m-%dT%H:%M:%SZ";
+
+impl Row {
+    /// `snapshot TAB time-or-"-" TAB` + [`wire::encode_found`]: one line,
+    /// whatever bytes the path holds.
+    pub fn render(&self) -> String {
+        let time = self
+            .time
+            .map_or("-".to_owned(), |t| t.strftime(UTC).to_string());
+        format!(
+            "{}\t{time}\t{}",
+            self.snapshot,
+            wire::encode_found(&self.found)
+        )
+    }
+
+    /// Reads a row made by [`Row::render`].
+    pub fn parse(line: &str) -> Result<Row, DecodeError> {
+        let mut parts = line.splitn(3, '\t');
+        let (Some(snapshot), Some(time), Some(found)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(DecodeError::new(format!(
+                "not a listing row: {:?}",
+                line.escape_debug().to_string()
+            )));
+        };
+        let time = match time {
+            "-" => None,
+            t => Some(
+                t.parse()
+                    .map_err(|_| DecodeError::new(format!("invalid snapshot time {t:?}")))?,
+            ),
+        };
+        Ok(Row {
+            snapshot: snapshot.to_owned(),
+            time,
+            found: wire::decode_found(found)?,
         })
     }
 }
@@ -224,6 +279,36 @@ mod tests {
         };
         assert_eq!(PingReply::parse(&none.render()), Some(none));
         assert_eq!(PingReply::parse("Welcome to the server\n"), None);
+    }
+
+    #[test]
+    fn rows_round_trip_on_one_line() {
+        let row = Row {
+            snapshot: "2026-11-26T05:07:09Z".into(),
+            time: Some("2026-11-26T05:07:09Z".parse().unwrap()),
+            found: Found {
+                path: b"/home/a b/new\nline\xff".to_vec(),
+                meta: crate::finder::Meta {
+                    mode: 0o120777,
+                    uid: 1000,
+                    gid: 100,
+                    size: 11,
+                    mtime: 1_500_000_000,
+                    rdev: None,
+                    symlink_target: Some(b"../etc/x".to_vec()),
+                },
+            },
+        };
+        let line = row.render();
+        assert!(!line.contains('\n'));
+        assert_eq!(Row::parse(&line).unwrap(), row);
+        let current = Row {
+            snapshot: "current".into(),
+            time: None,
+            ..row
+        };
+        assert_eq!(Row::parse(&current.render()).unwrap(), current);
+        assert!(Row::parse("garbage").is_err());
     }
 
     #[test]

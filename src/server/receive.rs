@@ -16,7 +16,6 @@ use std::process::Stdio;
 use jiff::Timestamp;
 use rustix::fs::{Mode, OFlags, openat};
 
-use crate::catalog;
 use crate::error::{Error, Result};
 use crate::exec::rsync::{self, ServerRole};
 use crate::exec::{Cmd, relay};
@@ -107,7 +106,7 @@ fn serve(store: &Store, client: &ClientName, request: Request) -> Result<u8> {
         } => {
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             backups.find(all, &snapshots, &patterns, &mut |row| {
-                writeln!(out, "{}", catalog::encode_row(&row))
+                writeln!(out, "{}", row.render())
                     .map_err(|e| Error::Connection(format!("the client went away: {e}")))
             })?;
             out.flush()
