@@ -325,7 +325,10 @@ fn reclaim_over_limit(
         store.set_client_notice(&client, &notice);
         store.log(&format!("prune: reclaimed {notice}"));
         outcome.reclaimed.push(Reclaim { client, why });
-        free = store.space_after_deletions()?;
+        // btrfs hands emptied chunks back some time after the deletion
+        // itself: measure once the figure has settled, or the space just
+        // reclaimed would look short and history would go for nothing.
+        free = store.space_settled()?;
         if free.free_percent() >= store.config.target_free_percent {
             break;
         }

@@ -507,6 +507,22 @@ impl Store {
         self.backend.space(&self.root)
     }
 
+    /// Like [`Store::space_after_deletions`], then measures again until the
+    /// figure stops changing (at most 15 s).
+    pub fn space_settled(&self) -> Result<crate::sys::fs::Space> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        let mut last = self.space_after_deletions()?;
+        while std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(500));
+            let now = self.space_after_deletions()?;
+            if now == last {
+                break;
+            }
+            last = now;
+        }
+        Ok(last)
+    }
+
     /// Waits until deleted snapshots' space is free, then measures it.
     pub fn space_after_deletions(&self) -> Result<crate::sys::fs::Space> {
         self.backend.wait_for_reclaim(&self.root)?;

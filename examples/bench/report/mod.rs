@@ -5,6 +5,8 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
+mod restore_list;
+
 use crate::dataset::{MutateStats, Profile, TreeStats};
 use crate::measure::Run;
 
