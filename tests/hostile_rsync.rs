@@ -502,15 +502,15 @@ fn one_clients_flood_cannot_cost_another_its_history(kind: FsKind) {
     std::fs::write(w.src.join("more"), "more victim data\n").unwrap();
     w.backup_ok();
     let after = w.snapshots(&victim);
+    let log = std::fs::read_to_string(w.store().join(".byteback/server.log")).unwrap_or_default();
     for s in &history {
         assert!(
             after.contains(s),
-            "the victim lost {s} to the attacker's flood"
+            "the victim lost {s} to the attacker's flood\n{log}"
         );
     }
     assert_eq!(after.len(), history.len() + 1);
     // The attacker's unsnapshotted data was reclaimed, and it is told why.
-    let log = std::fs::read_to_string(w.store().join(".byteback/server.log")).unwrap();
     assert!(
         log.contains("attacker.example") && !log.contains("prune: deleted victim"),
         "{log}"
