@@ -451,22 +451,7 @@ mod tests {
 
     #[test]
     fn rows_print_on_one_line() {
-        let row = Row {
-            snapshot: "2026-11-26T05:07:09Z".into(),
-            time: Some("2026-11-26T05:07:09Z".parse().unwrap()),
-            found: Found {
-                path: b"/home/a b/new\nline\xff".to_vec(),
-                meta: finder::Meta {
-                    mode: 0o120777,
-                    uid: 1000,
-                    gid: 100,
-                    size: 11,
-                    mtime: 1_500_000_000,
-                    rdev: None,
-                    symlink_target: Some(b"../etc/x".to_vec()),
-                },
-            },
-        };
+        let row = crate::protocol::reply::sample_row();
         let t = table_line(&row);
         assert!(
             t.starts_with("2026-11-26T05:07:09Z  lrwxrwxrwx")

@@ -244,6 +244,28 @@ impl Failure {
     }
 }
 
+/// A row with every hard part: a symlink, a newline and invalid UTF-8 in
+/// its name (for tests of the row's wire form and its printers).
+#[cfg(test)]
+pub(crate) fn sample_row() -> Row {
+    Row {
+        snapshot: "2026-11-26T05:07:09Z".into(),
+        time: Some("2026-11-26T05:07:09Z".parse().unwrap()),
+        found: Found {
+            path: b"/home/a b/new\nline\xff".to_vec(),
+            meta: crate::finder::Meta {
+                mode: 0o120777,
+                uid: 1000,
+                gid: 100,
+                size: 11,
+                mtime: 1_500_000_000,
+                rdev: None,
+                symlink_target: Some(b"../etc/x".to_vec()),
+            },
+        },
+    }
+}
+
 /// A server warning line: `byteback-server: warning: <message>`.
 pub fn warning(line: &str) -> Option<&str> {
     line.strip_prefix(PREFIX)?.strip_prefix("warning: ")
@@ -283,22 +305,7 @@ mod tests {
 
     #[test]
     fn rows_round_trip_on_one_line() {
-        let row = Row {
-            snapshot: "2026-11-26T05:07:09Z".into(),
-            time: Some("2026-11-26T05:07:09Z".parse().unwrap()),
-            found: Found {
-                path: b"/home/a b/new\nline\xff".to_vec(),
-                meta: crate::finder::Meta {
-                    mode: 0o120777,
-                    uid: 1000,
-                    gid: 100,
-                    size: 11,
-                    mtime: 1_500_000_000,
-                    rdev: None,
-                    symlink_target: Some(b"../etc/x".to_vec()),
-                },
-            },
-        };
+        let row = sample_row();
         let line = row.render();
         assert!(!line.contains('\n'));
         assert_eq!(Row::parse(&line).unwrap(), row);

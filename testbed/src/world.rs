@@ -267,15 +267,22 @@ impl World {
     /// rsync as the client would run it by hand, with `args` before the
     /// `--rsh` option and the remote path.
     pub fn raw_rsync(&self, args: &[&str], remote_path: &str) -> Output {
+        self.raw_rsync_command(args, remote_path)
+            .output()
+            .expect("run rsync")
+    }
+
+    /// rsync with the client's own key: `args`, `--rsh`, then `remote_path`
+    /// on the server (the caller may add a local destination).
+    fn raw_rsync_command(&self, args: &[&str], remote_path: &str) -> Command {
         let rsh = format!("ssh {}", self.raw_ssh_options().join(" "));
-        Command::new("rsync")
-            .args(args)
+        let mut cmd = Command::new("rsync");
+        cmd.args(args)
             .arg("--rsh")
             .arg(rsh)
             .arg(format!("{}@127.0.0.1:{remote_path}", self.user.name))
-            .stdin(std::process::Stdio::null())
-            .output()
-            .expect("run rsync")
+            .stdin(std::process::Stdio::null());
+        cmd
     }
 }
 
@@ -283,14 +290,8 @@ impl World {
     /// rsync pulling `remote_path` from the server into `local`, as a
     /// client would run it by hand, with `args` first.
     pub fn raw_rsync_pull(&self, args: &[&str], remote_path: &str, local: &Path) -> Output {
-        let rsh = format!("ssh {}", self.raw_ssh_options().join(" "));
-        Command::new("rsync")
-            .args(args)
-            .arg("--rsh")
-            .arg(rsh)
-            .arg(format!("{}@127.0.0.1:{remote_path}", self.user.name))
+        self.raw_rsync_command(args, remote_path)
             .arg(local)
-            .stdin(std::process::Stdio::null())
             .output()
             .expect("run rsync")
     }
