@@ -48,8 +48,34 @@ pub struct BackupArgs {
 #[derive(Debug, Clone)]
 struct Plan {
     sources: Vec<PathBuf>,
-    /// rsync patterns, each with why.
-    excludes: Vec<(String, String)>,
+    excludes: Vec<Exclusion>,
+}
+
+/// One rsync exclude pattern and why it is there.
+#[derive(Debug, Clone)]
+struct Exclusion {
+    pattern: String,
+    why: String,
+    /// The person asked for it (config, flag): no need to tell them again.
+    requested: bool,
+}
+
+impl Exclusion {
+    fn automatic(pattern: String, why: String) -> Self {
+        Exclusion {
+            pattern,
+            why,
+            requested: false,
+        }
+    }
+
+    fn requested(pattern: String, why: &str) -> Self {
+        Exclusion {
+            pattern,
+            why: why.to_owned(),
+            requested: true,
+        }
+    }
 }
 
 fn plan(
@@ -69,16 +95,23 @@ fn plan(
         .collect::<Result<Vec<_>>>()?;
     let mut excludes = Vec::new();
     for e in mountinfo::exclusions(&mountinfo::read()?, &sources) {
-        excludes.push((exclude_contents_of(&e.mount_point), e.reason));
+        excludes.push(Exclusion::automatic(
+            exclude_contents_of(&e.mount_point),
+            e.reason,
+        ));
     }
     for p in configured_excludes {
-        excludes.push((p.clone(), "config.toml".to_owned()));
+        excludes.push(Exclusion::requested(p.clone(), "config.toml"));
     }
     for p in dir.file_excludes()? {
-        excludes.push((p, dir.excludes_file().display().to_string()));
+        // Listed in a file the person may have forgotten: worth a note.
+        excludes.push(Exclusion::automatic(
+            p,
+            dir.excludes_file().display().to_string(),
+        ));
     }
     for p in &args.excludes {
-        excludes.push((p.clone(), "--exclude".to_owned()));
+        excludes.push(Exclusion::requested(p.clone(), "--exclude"));
     }
     Ok(Plan { sources, excludes })
 }
@@ -118,7 +151,7 @@ pub fn run(dir: &ConfigDir, args: &BackupArgs) -> Result<()> {
     if let Target::Local(store) = &target {
         // Never back the store up into itself.
         if plan.sources.iter().any(|s| store.starts_with(s)) {
-            plan.excludes.push((
+            plan.excludes.push(Exclusion::automatic(
                 exclude_contents_of(store),
                 "the backup store itself".to_owned(),
             ));
@@ -129,8 +162,8 @@ pub fn run(dir: &ConfigDir, args: &BackupArgs) -> Result<()> {
         for s in &plan.sources {
             println!("source  {}", s.display());
         }
-        for (pattern, why) in &plan.excludes {
-            println!("exclude {pattern}  ({why})");
+        for e in &plan.excludes {
+            println!("exclude {}  ({})", e.pattern, e.why);
         }
         return Ok(());
     }
@@ -146,12 +179,8 @@ pub fn run(dir: &ConfigDir, args: &BackupArgs) -> Result<()> {
     } else {
         None
     };
-    for (pattern, why) in plan
-        .excludes
-        .iter()
-        .filter(|(_, why)| !why.contains(".toml") && !why.starts_with('-'))
-    {
-        report::note(format_args!("excluding {pattern} ({why})"));
+    for e in plan.excludes.iter().filter(|e| !e.requested) {
+        report::note(format_args!("excluding {} ({})", e.pattern, e.why));
     }
     let root = match target {
         Target::Local(root) => {
@@ -170,7 +199,7 @@ pub fn run(dir: &ConfigDir, args: &BackupArgs) -> Result<()> {
             remote: ssh.rsync_remote(),
         },
         sources: plan.sources.clone(),
-        excludes: plan.excludes.iter().map(|(p, _)| p.clone()).collect(),
+        excludes: plan.excludes.iter().map(|e| e.pattern.clone()).collect(),
         io_timeout_secs: config.io_timeout.as_secs(),
         verbose: args.verbose,
     };
@@ -228,7 +257,7 @@ fn local_backup(
             link_dests: into.link_dests,
         },
         sources: plan.sources.clone(),
-        excludes: plan.excludes.iter().map(|(p, _)| p.clone()).collect(),
+        excludes: plan.excludes.iter().map(|e| e.pattern.clone()).collect(),
         io_timeout_secs: config.io_timeout.as_secs(),
         verbose,
     };

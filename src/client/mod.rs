@@ -125,6 +125,7 @@ pub fn run(cli: Cli) -> Result<()> {
             dry_run,
         } => {
             crate::exec::set_verbose(verbose);
+            crate::exec::set_dry_run(dry_run);
             backup::run(
                 &dir,
                 &backup::BackupArgs {

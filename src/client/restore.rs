@@ -1,7 +1,6 @@
 //! `byteback list`, `restore` and `snapshots`: finding and getting back
 //! files from this machine's backups.
 
-use std::io::{BufRead, BufReader, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -29,44 +28,13 @@ fn stream(
     request: &Request,
     mut each_line: impl FnMut(&str) -> Result<()>,
 ) -> Result<()> {
-    let mut child = ssh
-        .command(&request.render())
-        .configure(|c| {
-            c.stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped());
-        })
-        .spawn()?;
-    let stderr = child.stderr.take();
-    let err_thread = std::thread::spawn(move || {
-        let mut text = String::new();
-        if let Some(mut e) = stderr {
-            let _ = e.read_to_string(&mut text);
-        }
-        text
-    });
-    let mut result = Ok(());
-    if let Some(out) = child.stdout.take() {
-        for line in BufReader::new(out).lines() {
-            let line =
-                line.map_err(|e| Error::Connection(format!("reading the server's answer: {e}")))?;
-            if let Err(e) = each_line(&line) {
-                result = Err(e);
-                break;
-            }
-        }
-    }
-    let status = child
-        .wait()
-        .map_err(|e| Error::Command(format!("ssh: {e}")))?;
-    let stderr = err_thread.join().unwrap_or_default();
+    let (status, stderr) = ssh.command(&request.render()).stream(&mut each_line)?;
     for warning in stderr
         .lines()
         .filter(|l| l.starts_with("byteback-server: warning: "))
     {
         crate::report::note(warning.trim_start_matches("byteback-server: "));
     }
-    result?;
     match status.code() {
         Some(0) => Ok(()),
         Some(255) | None => Err(explain_failure(&ssh.destination, &ssh.known_hosts, &stderr)),

@@ -128,6 +128,47 @@ impl Cmd {
         }
     }
 
+    /// Runs it with stdin closed, handing each line of its stdout to
+    /// `each_line` as it arrives (stopping at the first error it returns);
+    /// its stderr is collected meanwhile. Returns the exit status and stderr.
+    pub fn stream(
+        self,
+        mut each_line: impl FnMut(&str) -> Result<()>,
+    ) -> Result<(std::process::ExitStatus, String)> {
+        use std::io::{BufRead, BufReader, Read};
+        let mut child = self
+            .configure(|c| {
+                c.stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped());
+            })
+            .spawn()?;
+        let stderr = child.stderr.take();
+        let collector = std::thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(mut e) = stderr {
+                let _ = e.read_to_string(&mut text);
+            }
+            text
+        });
+        let mut result = Ok(());
+        if let Some(out) = child.stdout.take() {
+            for line in BufReader::new(out).lines() {
+                let line = line.map_err(|e| Error::Connection(format!("reading output: {e}")));
+                if let Err(e) = line.and_then(|l| each_line(&l)) {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        // Stopping early closes our end; the child then ends on its own.
+        let status = child
+            .wait()
+            .map_err(|e| Error::Command(format!("waiting for a child: {e}")))?;
+        let stderr = collector.join().unwrap_or_default();
+        result.map(|()| (status, stderr))
+    }
+
     /// Starts it with the streams it was configured with.
     pub fn spawn(mut self) -> Result<Child> {
         self.announce();
@@ -212,6 +253,24 @@ mod tests {
                 .to_string()
                 .starts_with("cannot run")
         );
+    }
+
+    #[test]
+    fn streams_lines_and_collects_stderr() {
+        let mut lines = Vec::new();
+        let (status, stderr) = Cmd::new("sh")
+            .args(["-c", "echo one; echo oops >&2; echo two; exit 4"])
+            .stream(|l| {
+                lines.push(l.to_owned());
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(lines, ["one", "two"]);
+        assert_eq!((status.code(), stderr.as_str()), (Some(4), "oops\n"));
+        let stopped = Cmd::new("sh")
+            .args(["-c", "echo one; echo two"])
+            .stream(|_| Err(Error::NotFound("enough".into())));
+        assert!(matches!(stopped, Err(Error::NotFound(_))));
     }
 
     #[test]

@@ -158,7 +158,10 @@ pub fn run(cli: Cli) -> Result<u8> {
             if list {
                 prune_list(&store, now, order, json)
             } else {
-                if !dry_run {
+                if dry_run {
+                    // Belt and braces: nothing destructive runs, whatever asks.
+                    crate::exec::set_dry_run(true);
+                } else {
                     run_as_owner(&store)?;
                 }
                 let mode = match (dry_run, force) {

@@ -263,11 +263,13 @@ fn run_confined(
         },
     };
     let (child, enforcement) = jail.spawn(|seen| {
-        Cmd::new(RSYNC).args(args(seen)).configure(|c| {
+        let cmd = Cmd::new(RSYNC).args(args(seen)).configure(|c| {
             c.stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .process_group(0);
-        })
+        });
+        store.log(&format!("{client}: running {}", cmd.display()));
+        cmd
     })?;
     match (enforcement.landlock, enforcement.private_view, confine_root) {
         (false, false, false) => {
