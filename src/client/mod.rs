@@ -3,6 +3,7 @@
 pub mod backup;
 pub mod config;
 pub mod local;
+pub mod query;
 pub mod remote;
 pub mod restore;
 pub mod setup;

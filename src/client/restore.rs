@@ -20,7 +20,8 @@ use crate::exec::ssh::{HostKeyPolicy, Master, Ssh, explain_failure};
 use crate::protocol::{Request, SnapshotLine};
 use crate::store::service::ClientBackups;
 
-pub use crate::catalog::Query;
+pub use crate::client::query::Query;
+use crate::client::query::{Printer, table_header, table_line};
 
 /// Runs a request whose answer streams back line by line.
 fn stream(
@@ -104,7 +105,7 @@ fn connect(dir: &ConfigDir, destination: Option<&str>) -> Result<Backups> {
 /// `byteback list`.
 pub fn list(dir: &ConfigDir, query: &Query, json: bool, destination: Option<&str>) -> Result<()> {
     let backups = connect(dir, destination)?;
-    let mut printer = catalog::Printer::new(json);
+    let mut printer = Printer::new(json);
     query_rows(&backups, query, |row| printer.row(&row))?;
     let count = printer.finish();
     if count == 0 {
@@ -142,9 +143,9 @@ pub fn restore(dir: &ConfigDir, args: &RestoreArgs, destination: Option<&str>) -
     let into =
         std::path::absolute(&args.into).map_err(|e| Error::io("cannot resolve", &args.into, e))?;
     let mut rows = Vec::new();
-    println!("{}", catalog::table_header());
+    println!("{}", table_header());
     query_rows(&backups, &args.query, |row| {
-        println!("{}", catalog::table_line(&row));
+        println!("{}", table_line(&row));
         rows.push(row);
         Ok(())
     })?;

@@ -95,7 +95,7 @@ enum Command {
         #[arg(long)]
         client: String,
         #[command(flatten)]
-        query: crate::catalog::Query,
+        query: crate::client::query::Query,
         /// One JSON object per line.
         #[arg(long)]
         json: bool,
@@ -178,25 +178,25 @@ pub fn run(cli: Cli) -> Result<u8> {
             query,
             json,
         } => {
-            let crate::catalog::Query {
-                patterns,
-                snapshot,
-                all,
-            } = query;
             use std::os::unix::ffi::OsStrExt;
             let store = Store::open(&store_or_home(store)?)?;
             let client = ClientName::new(&client)?;
             if !store.has_client(&client) {
                 return Err(crate::store::no_space(&client));
             }
-            let patterns: Vec<Vec<u8>> = patterns.iter().map(|p| p.as_bytes().to_vec()).collect();
-            let snapshots = snapshot.unwrap_or_else(|| "*".into()).into_bytes();
-            let mut printer = crate::catalog::Printer::new(json);
+            let patterns: Vec<Vec<u8>> = query
+                .patterns
+                .iter()
+                .map(|p| p.as_bytes().to_vec())
+                .collect();
+            let snapshots = query.snapshot.clone().unwrap_or_else(|| "*".into());
+            let mut printer = crate::client::query::Printer::new(json);
             let backups = crate::store::service::ClientBackups::open(&store, &client)?;
-            backups.find(all, &snapshots, &patterns, &mut |row| printer.row(&row))?;
-            let count = printer.finish();
-            if count == 0 {
-                return Err(Error::NotFound("nothing in the backups matches".into()));
+            backups.find(query.all, snapshots.as_bytes(), &patterns, &mut |row| {
+                printer.row(&row)
+            })?;
+            if printer.finish() == 0 {
+                return Err(query.no_match());
             }
             Ok(0)
         }
