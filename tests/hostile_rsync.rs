@@ -323,6 +323,7 @@ fn the_servers_rsync_never_outwaits_a_silent_client() {
         s.wait_for_server_rsync();
         let took = s.wait_for_no_server_rsync(limit);
         drop(client);
+        eprintln!("{what}: the server's rsync ended {took:?} after it started");
         assert!(
             took.is_some(),
             "{what}: the server's rsync still ran {limit:?} after it started (io_timeout {io_timeout}s)\n{}",
