@@ -19,6 +19,7 @@ support::world::on_both_backends!(
     a_killed_backup_resumes_and_completes,
     retries_until_the_server_is_back,
     unreadable_files_make_a_partial_snapshot,
+    a_same_second_same_size_rewrite_is_backed_up,
 );
 
 /// Interval 0 so a test can take several snapshots in a row.
@@ -414,4 +415,39 @@ fn unreadable_files_make_a_partial_snapshot(kind: FsKind) {
         std::fs::read_to_string(tree.join("readable")).unwrap(),
         "fine\n"
     );
+}
+
+/// Writes `content` to `path` and sets its mtime to `stamp` (for `touch -d`).
+fn write_at(path: &Path, content: &str, stamp: &str) {
+    std::fs::write(path, content).unwrap();
+    support::run_ok(&["touch", "-m", "-d", stamp, &path.to_string_lossy()]);
+}
+
+/// rsync's quick check compares sizes and whole-second mtimes: a file
+/// rewritten with the same size within the same second was skipped, and
+/// every later snapshot kept the old content. Times are compared to the
+/// nanosecond now.
+fn a_same_second_same_size_rewrite_is_backed_up(kind: FsKind) {
+    let Some(w) = World::on("samesecond", kind) else {
+        return;
+    };
+    let client = w.enroll("client.example");
+    w.server_config(NO_INTERVAL);
+    let file = w.src.join("ledger");
+    write_at(&file, "balance 100\n", "2026-01-01 00:00:00.100");
+    w.backup_ok();
+    write_at(&file, "balance 999\n", "2026-01-01 00:00:00.900");
+    // Snapshots are named by the second: let one pass.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    w.backup_ok();
+    let snaps = w.snapshots(&client);
+    assert_eq!(snaps.len(), 2);
+    let kept = snapshot_path(&w, &client, &snaps[1]).join("ledger");
+    assert_eq!(
+        std::fs::read_to_string(&kept).unwrap(),
+        "balance 999\n",
+        "the rewrite within the same second was missed"
+    );
+    let old = snapshot_path(&w, &client, &snaps[0]).join("ledger");
+    assert_eq!(std::fs::read_to_string(old).unwrap(), "balance 100\n");
 }

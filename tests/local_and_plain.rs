@@ -401,3 +401,38 @@ fn a_crash_while_deleting_a_plain_snapshot_is_repaired() {
 }
 
 use std::os::unix::process::CommandExt;
+
+/// A same-size rewrite within the same second reaches a local store too
+/// (times are compared to the nanosecond).
+#[test]
+fn a_same_second_rewrite_reaches_a_local_store() {
+    if !support::require_root() {
+        return;
+    }
+    let area = TestArea::new("localsame");
+    let fs = LoopFs::new(&area, FsKind::Ext4, 256, &[]);
+    let store = fs.mount_point.join("backups");
+    let config = area.path.join("config");
+    let src = area.path.join("src");
+    std::fs::create_dir(&src).unwrap();
+    let file = src.join("ledger");
+    let write_at = |content: &str, stamp: &str| {
+        std::fs::write(&file, content).unwrap();
+        support::run_ok(&["touch", "-m", "-d", stamp, &file.to_string_lossy()]);
+    };
+    let store_s = store.to_string_lossy().into_owned();
+    let src_s = src.to_string_lossy().into_owned();
+    ok(byteback(
+        &config,
+        &["setup", &store_s, "--name", "local.example"],
+    ));
+    write_at("balance 100\n", "2026-01-01 00:00:00.100");
+    ok(byteback(&config, &["backup", "--source", &src_s]));
+    write_at("balance 999\n", "2026-01-01 00:00:00.900");
+    std::thread::sleep(Duration::from_millis(1100));
+    ok(byteback(&config, &["backup", "--source", &src_s]));
+    let snaps = snapshot_names(&store.join("local.example"));
+    assert_eq!(snaps.len(), 2, "{snaps:?}");
+    let kept = inside(&store.join("local.example").join(&snaps[1]), &src).join("ledger");
+    assert_eq!(std::fs::read_to_string(kept).unwrap(), "balance 999\n");
+}

@@ -130,6 +130,10 @@ impl BackupTransfer {
             "--delete-excluded",
             // Keep full paths, so several sources land side by side.
             "--relative",
+            // Compare modification times to the nanosecond: a file
+            // rewritten with the same size within the same second as its
+            // backed-up version is sent again, not silently skipped.
+            "--modify-window=-1",
         ]
         .into_iter()
         .map(OsString::from)
@@ -221,6 +225,8 @@ impl RestoreTransfer {
             "--relative",
             // Names arrive decoded, not as the encoded words we asked for.
             "--trust-sender",
+            // Nanosecond times, as the backup compared them.
+            "--modify-window=-1",
         ]
         .into_iter()
         .map(OsString::from)

@@ -268,6 +268,11 @@ fn check_option(word: &str) -> Result<(), Refusal> {
         };
         let allowed = match value {
             None => LONG_FLAGS.contains(&name),
+            // -1 asks for nanosecond comparison.
+            Some(v) if name == "modify-window" => {
+                let digits = v.strip_prefix('-').unwrap_or(v);
+                !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+            }
             Some(v) if LONG_NUMBERS.contains(&name) => {
                 !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '.')
             }
@@ -306,6 +311,14 @@ fn check_option(word: &str) -> Result<(), Refusal> {
         }
         None => cluster,
     };
+    // `-@N`: rsync's short form of --modify-window; -1 compares nanoseconds.
+    if let Some(window) = cluster.strip_prefix('@') {
+        let digits = window.strip_prefix('-').unwrap_or(window);
+        if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Ok(());
+        }
+        return refuse(format!("malformed rsync option {word:?}"));
+    }
     if let Some(digits) = letters.strip_prefix('B') {
         if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
             return Ok(());
@@ -343,6 +356,14 @@ mod tests {
         };
         assert_eq!(options[0], "-lHogDtpAXrRSe.iLsfxCIvu");
         assert_eq!(options.len(), 5);
+        // Nanosecond time comparison, as rsync 3.2+ sends it.
+        assert!(parse(Some("rsync --server -lHogDtpAXre.iLsfxCIvu --delete -@-1 --numeric-ids --inplace . current/")).is_ok());
+        assert!(
+            parse(Some(
+                "rsync --server -lHogDtpAXre.iLsfxCIvu --modify-window=-1 . current/"
+            ))
+            .is_ok()
+        );
         // Verbose, itemised and --stats runs too.
         assert!(parse(Some("rsync --server -vlHogDtpAXrRSe.iLsfxCIvu --log-format=%i --delete-excluded --stats --numeric-ids --inplace . current/")).is_ok());
     }
@@ -477,6 +498,18 @@ mod tests {
             (Some("rsync --server -klogtpre.iLsfxCIvu . current/"), "-k"),
             (Some("rsync --server -blogtpre.iLsfxCIvu . current/"), "-b"),
             (Some("rsync --server -Tx . current/"), "-T"),
+            (
+                Some("rsync --server -logDtpre.iLsfxCIvu -@x . current/"),
+                "malformed",
+            ),
+            (
+                Some("rsync --server -logDtpre.iLsfxCIvu -@-1x . current/"),
+                "malformed",
+            ),
+            (
+                Some("rsync --server -logDtpre.iLsfxCIvu --modify-window=-x . current/"),
+                "--modify-window",
+            ),
             // Access and create times would be set on snapshot inodes.
             (Some("rsync --server -logDtpUre.iLsfxCIvu . current/"), "-U"),
             (Some("rsync --server -logDtpNre.iLsfxCIvu . current/"), "-N"),
