@@ -4,6 +4,7 @@
 pub mod keys;
 pub mod receive;
 pub mod setup;
+pub mod status;
 
 use std::path::{Path, PathBuf};
 
@@ -99,6 +100,30 @@ enum Command {
         /// One JSON object per line.
         #[arg(long)]
         json: bool,
+    },
+    /// Whether anything is wrong: every client's backups and the store's space.
+    Status {
+        /// The store directory [default: the backup user's home].
+        #[arg(long)]
+        store: Option<PathBuf>,
+        /// Only this client.
+        #[arg(long)]
+        client: Option<String>,
+        /// One JSON object: `clients` (an array) and `store`.
+        #[arg(long, conflicts_with_all = ["check", "prometheus"])]
+        json: bool,
+        /// Act as a Nagios/Icinga plugin: one line, exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+        #[arg(long)]
+        check: bool,
+        /// With --check: warn when a client's newest snapshot is older [default: stale_after].
+        #[arg(long, value_name = "AGE", requires = "check")]
+        warn: Option<crate::config::Duration>,
+        /// With --check: critical when a client's newest snapshot is older [default: 3 × warn].
+        #[arg(long, value_name = "AGE", requires = "check")]
+        crit: Option<crate::config::Duration>,
+        /// Write the figures in Prometheus text format to FILE (atomically), for node_exporter.
+        #[arg(long, value_name = "FILE")]
+        prometheus: Option<PathBuf>,
     },
     /// List the snapshots of every client (or one).
     Snapshots {
@@ -200,6 +225,15 @@ pub fn run(cli: Cli) -> Result<u8> {
             }
             Ok(0)
         }
+        Command::Status {
+            store,
+            client,
+            json,
+            check,
+            warn,
+            crit,
+            prometheus,
+        } => run_status(store, client, json, check, warn, crit, prometheus),
         Command::Snapshots { store, client } => {
             let store = Store::open(&store_or_home(store)?)?;
             let clients = match client {
@@ -215,6 +249,53 @@ pub fn run(cli: Cli) -> Result<u8> {
             Ok(0)
         }
     }
+}
+
+fn run_status(
+    store: Option<PathBuf>,
+    client: Option<String>,
+    json: bool,
+    check: bool,
+    warn: Option<crate::config::Duration>,
+    crit: Option<crate::config::Duration>,
+    prometheus: Option<PathBuf>,
+) -> Result<u8> {
+    let gathered = (|| {
+        let store = Store::open(&store_or_home(store)?)?;
+        let client = client.map(|c| ClientName::new(&c)).transpose()?;
+        let warn = warn.unwrap_or(store.config.stale_after).0;
+        let crit = crit.map_or(warn * 3, |c| c.0);
+        Ok::<_, Error>((
+            status::gather(&store, Timestamp::now(), client.as_ref())?,
+            warn,
+            crit,
+        ))
+    })();
+    if check {
+        // A plugin always answers in one line; its own failure is UNKNOWN.
+        return Ok(match gathered {
+            Ok((s, warn, crit)) => {
+                let (code, line) = status::check(&s, warn, crit);
+                println!("{line}");
+                code
+            }
+            Err(e) => {
+                println!("BYTEBACK UNKNOWN - {e}");
+                3
+            }
+        });
+    }
+    let (s, _, _) = gathered?;
+    if let Some(path) = prometheus {
+        status::write_prometheus(&s, &absolute(&path)?)?;
+        return Ok(0);
+    }
+    if json {
+        println!("{}", status::render_json(&s)?);
+    } else {
+        print!("{}", status::render_text(&s));
+    }
+    Ok(0)
 }
 
 fn prune_list(store: &Store, now: Timestamp, order: prune::OrderKind, json: bool) -> Result<u8> {

@@ -44,20 +44,47 @@ pub fn run(store_root: &Path, client: &str, command: Option<&str>) -> u8 {
             return e.exit_code().code();
         }
     };
-    let result = protocol::parse(command)
-        .map_err(|refusal| Error::Refused(format!("refused: {refusal}")))
-        .and_then(|request| serve(&store, &client, request));
-    match result {
-        Ok(code) => code,
+    let request =
+        protocol::parse(command).map_err(|refusal| Error::Refused(format!("refused: {refusal}")));
+    // What status reports as this client's last attempt (not pings, lists).
+    let attempt = match &request {
+        Ok(Request::Receive { .. }) => Some("receive"),
+        Ok(Request::Complete { .. }) => Some("complete"),
+        Ok(Request::Send { .. }) => Some("send"),
+        Ok(_) => None,
+        Err(_) => Some("refused"),
+    };
+    let result = request.and_then(|request| serve(&store, &client, request));
+    let code = match &result {
+        Ok(code) => *code,
         Err(e) => {
             store.log(&format!(
                 "{client}: {e} (command {:?})",
                 command.unwrap_or("")
             ));
-            eprintln!("{}", Failure::of(&e).render());
+            eprintln!("{}", Failure::of(e).render());
             e.exit_code().code()
         }
+    };
+    if let Some(request) = attempt.filter(|_| store.has_client(&client)) {
+        // rsync's 24 (files vanished while sent) is a success.
+        let ok = code == 0 || (request == "receive" && code == 24);
+        let reason = match &result {
+            Err(e) => Some(e.to_string()),
+            Ok(_) if !ok => Some(rsync::describe_exit(Some(i32::from(code)))),
+            Ok(_) => None,
+        };
+        store.record_outcome(
+            &client,
+            &crate::store::outcome::Outcome {
+                time: Timestamp::now(),
+                request: request.into(),
+                ok,
+                reason,
+            },
+        );
     }
+    code
 }
 
 fn serve(store: &Store, client: &ClientName, request: Request) -> Result<u8> {

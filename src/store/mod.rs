@@ -17,6 +17,7 @@ pub mod backend;
 pub mod btrfs;
 #[cfg(test)]
 pub mod fake;
+pub mod outcome;
 pub mod plain;
 pub mod service;
 pub mod setup;
@@ -95,6 +96,8 @@ pub struct ServerConfig {
     /// No client may hold more data that no snapshot holds than this
     /// percentage of the store (the only limit of a client without a snapshot).
     pub max_unsnapshotted_percent: f64,
+    /// `status` calls a client stale when its newest snapshot is older.
+    pub stale_after: config::Duration,
 }
 
 impl Default for ServerConfig {
@@ -109,6 +112,7 @@ impl Default for ServerConfig {
             min_age: config::Duration::from_secs(7 * 86400),
             max_growth_percent: 100,
             max_unsnapshotted_percent: 50.0,
+            stale_after: config::Duration::from_secs(26 * 3600),
         }
     }
 }
@@ -161,6 +165,10 @@ min_age = "7 days"
 # history is ever deleted to make room for it.
 max_growth_percent = 100
 max_unsnapshotted_percent = 50.0
+
+# `byteback-server status` calls a client stale (and its --check warns)
+# when its newest snapshot is older than this.
+stale_after = "26h"
 "#;
 
 /// One snapshot of a client.
@@ -354,12 +362,47 @@ impl Store {
     pub fn lock_client(&self, client: &ClientName, wait: Duration) -> Result<Lock> {
         let dir = Self::state_dir_of(&self.root).join("locks");
         std::fs::create_dir_all(&dir).on("cannot create", &dir)?;
-        Lock::acquire(&dir.join(client.as_str()), wait)?.ok_or_else(|| {
+        let lock = Lock::acquire(&dir.join(client.as_str()), wait)?.ok_or_else(|| {
             Error::Locked(format!(
                 "a backup of {client} is already in progress on the server (waited {}s); try again when it has finished",
                 wait.as_secs()
             ))
-        })
+        })?;
+        // Its modification time says since when it is held (for status).
+        let _ = rustix::fs::utimensat(
+            rustix::fs::CWD,
+            lock.path(),
+            &rustix::fs::Timestamps {
+                last_access: rustix::fs::Timespec {
+                    tv_sec: 0,
+                    tv_nsec: rustix::fs::UTIME_NOW,
+                },
+                last_modification: rustix::fs::Timespec {
+                    tv_sec: 0,
+                    tv_nsec: rustix::fs::UTIME_NOW,
+                },
+            },
+            rustix::fs::AtFlags::empty(),
+        );
+        Ok(lock)
+    }
+
+    /// Since when a backup of the client has been running, if one is.
+    pub fn running_since(&self, client: &ClientName) -> Option<Timestamp> {
+        let path = Self::state_dir_of(&self.root)
+            .join("locks")
+            .join(client.as_str());
+        if !path.exists() {
+            return None;
+        }
+        match self.try_lock_client(client) {
+            Ok(Some(_free)) => None,
+            Ok(None) => {
+                let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok()?;
+                Timestamp::try_from(modified).ok()
+            }
+            Err(_) => None,
+        }
     }
 
     /// Takes the per-client lock if nobody holds it now.

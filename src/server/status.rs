@@ -1,0 +1,527 @@
+//! `byteback-server status`: one look that says whether anything is wrong —
+//! per client (newest snapshot and its age, partial, count, size, running
+//! now, the last attempt and its reason, a state) and for the store (free
+//! space as pruning sees it, the alert, what was pruned lately) — as text,
+//! JSON, a Nagios/Icinga check or a Prometheus textfile.
+//!
+//! Gathering reads the store; everything else is pure, over [`Status`] and
+//! a clock value, so it is unit-tested at a fixed time.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use jiff::{SignedDuration, Timestamp};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::names::ClientName;
+use crate::prune::growth;
+use crate::store::Store;
+use crate::store::outcome::Outcome;
+use crate::sys::fs::{human_bytes, write_atomic};
+
+/// A client's state, worst first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// Its last attempt was refused or failed.
+    Failing,
+    /// It has no snapshot yet.
+    Never,
+    /// Its newest snapshot is older than `stale_after`.
+    Stale,
+    /// Its newest snapshot left some files out.
+    Partial,
+    /// All well.
+    Ok,
+}
+
+impl State {
+    fn word(self) -> &'static str {
+        match self {
+            State::Failing => "failing",
+            State::Never => "never",
+            State::Stale => "stale",
+            State::Partial => "partial",
+            State::Ok => "ok",
+        }
+    }
+}
+
+/// One client, as status shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClientStatus {
+    pub client: String,
+    pub state: State,
+    pub snapshots: usize,
+    pub newest: Option<String>,
+    /// Seconds since the newest snapshot was taken.
+    pub newest_age_seconds: Option<i64>,
+    pub newest_partial: bool,
+    pub oldest: Option<String>,
+    /// What its snapshots so far cost on disk (the growth baseline).
+    pub size_bytes: u64,
+    /// Bytes written since its newest snapshot.
+    pub written_since_snapshot_bytes: u64,
+    /// Since when a backup of it has been running, if one is.
+    pub running_since: Option<Timestamp>,
+    pub last_attempt: Option<Outcome>,
+    pub notice: Option<String>,
+}
+
+/// The store, as status shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoreStatus {
+    pub free_bytes: u64,
+    pub total_bytes: u64,
+    pub free_percent: f64,
+    pub alert: Option<String>,
+    pub pruned_last_24h: usize,
+}
+
+/// Everything status reports.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Status {
+    pub clients: Vec<ClientStatus>,
+    pub store: StoreStatus,
+}
+
+/// A client's state from its facts (pure).
+pub fn state_of(
+    newest: Option<(Timestamp, bool)>,
+    last: Option<&Outcome>,
+    now: Timestamp,
+    stale_after: SignedDuration,
+) -> State {
+    if last.is_some_and(|o| !o.ok) {
+        return State::Failing;
+    }
+    match newest {
+        None => State::Never,
+        Some((time, _)) if now.duration_since(time) > stale_after => State::Stale,
+        Some((_, true)) => State::Partial,
+        Some(_) => State::Ok,
+    }
+}
+
+/// Reads the store's status (of one client, or all).
+pub fn gather(store: &Store, now: Timestamp, only: Option<&ClientName>) -> Result<Status> {
+    let clients = match only {
+        Some(c) if store.has_client(c) => vec![c.clone()],
+        Some(c) => return Err(crate::store::no_space(c)),
+        None => store.clients()?,
+    };
+    let stale_after = store.config.stale_after.0;
+    let mut out = Vec::new();
+    for client in clients {
+        let snapshots = store.snapshots(&client)?;
+        let newest = snapshots.last();
+        let last = store.last_outcome(&client);
+        let g = growth::load(store, &client);
+        out.push(ClientStatus {
+            client: client.to_string(),
+            state: state_of(
+                newest.map(|s| (s.name.time(), s.partial)),
+                last.as_ref(),
+                now,
+                stale_after,
+            ),
+            snapshots: snapshots.len(),
+            newest: newest.map(|s| s.name.to_string()),
+            newest_age_seconds: newest.map(|s| now.duration_since(s.name.time()).as_secs()),
+            newest_partial: newest.is_some_and(|s| s.partial),
+            oldest: snapshots.first().map(|s| s.name.to_string()),
+            size_bytes: g.baseline_bytes,
+            written_since_snapshot_bytes: g.written_since_snapshot,
+            running_since: store.running_since(&client),
+            last_attempt: last,
+            notice: store.client_notice(&client),
+        });
+    }
+    let space = store
+        .space()
+        .or_else(|_| crate::sys::fs::space(store.root()))?;
+    let log = std::fs::read_to_string(Store::state_dir_of(store.root()).join("server.log"))
+        .unwrap_or_default();
+    Ok(Status {
+        clients: out,
+        store: StoreStatus {
+            free_bytes: space.free_bytes,
+            total_bytes: space.total_bytes,
+            free_percent: space.free_percent(),
+            alert: store.space_alert(),
+            pruned_last_24h: pruned_since(&log, now - SignedDuration::from_hours(24)),
+        },
+    })
+}
+
+/// Deletions by pruning logged at or after `since`.
+fn pruned_since(log: &str, since: Timestamp) -> usize {
+    log.lines()
+        .filter(|l| l.contains(" prune: deleted "))
+        .filter_map(|l| l.split_once(' ')?.0.parse::<Timestamp>().ok())
+        .filter(|t| *t >= since)
+        .count()
+}
+
+fn age(secs: i64) -> String {
+    let d = SignedDuration::from_secs(secs.max(0));
+    match secs {
+        s if s >= 2 * 86400 => format!("{}d", s / 86400),
+        s if s >= 3600 => format!("{}h", s / 3600),
+        _ => format!("{:#}", d),
+    }
+}
+
+/// The table: one line per client, then the store.
+pub fn render_text(status: &Status) -> String {
+    let mut o = String::new();
+    for c in &status.clients {
+        let newest = match (&c.newest, c.newest_age_seconds) {
+            (Some(n), Some(a)) => format!(
+                "newest {n} ({} ago{})",
+                age(a),
+                if c.newest_partial { ", partial" } else { "" }
+            ),
+            _ => "no snapshot yet".to_owned(),
+        };
+        let _ = write!(
+            o,
+            "{:<8} {}  {newest}, {} snapshot(s)",
+            c.state.word(),
+            c.client,
+            c.snapshots
+        );
+        if let Some(oldest) = &c.oldest {
+            let _ = write!(o, " since {oldest}");
+        }
+        let _ = write!(
+            o,
+            ", {} kept, {} written since",
+            human_bytes(c.size_bytes),
+            human_bytes(c.written_since_snapshot_bytes)
+        );
+        if let Some(since) = c.running_since {
+            let _ = write!(
+                o,
+                ", backup running since {}",
+                since.strftime("%Y-%m-%dT%H:%M:%SZ")
+            );
+        }
+        if let Some(last) = c.last_attempt.as_ref().filter(|l| !l.ok) {
+            let _ = write!(
+                o,
+                "; last {} at {} failed: {}",
+                last.request,
+                last.time.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                last.reason.as_deref().unwrap_or("no reason given")
+            );
+        }
+        o.push('\n');
+    }
+    let s = &status.store;
+    let _ = writeln!(
+        o,
+        "store: {} free of {} ({:.1}%), {} snapshot(s) pruned in the last 24 h{}",
+        human_bytes(s.free_bytes),
+        human_bytes(s.total_bytes),
+        s.free_percent,
+        s.pruned_last_24h,
+        s.alert
+            .as_ref()
+            .map(|a| format!("; ALERT: {a}"))
+            .unwrap_or_default()
+    );
+    o
+}
+
+/// A Nagios/Icinga plugin's answer (pure): the exit status (0 OK,
+/// 1 WARNING, 2 CRITICAL) and its one line with performance data. `warn`
+/// and `crit` bound the newest snapshot's age.
+pub fn check(status: &Status, warn: SignedDuration, crit: SignedDuration) -> (u8, String) {
+    let mut critical = Vec::new();
+    let mut warning = Vec::new();
+    for c in &status.clients {
+        let age = c.newest_age_seconds.map(SignedDuration::from_secs);
+        let name = &c.client;
+        match c.state {
+            State::Failing => critical.push(format!("{name} failing")),
+            _ if age.is_some_and(|a| a > crit) => critical.push(format!(
+                "{name} {} old",
+                self::age(c.newest_age_seconds.unwrap_or(0))
+            )),
+            State::Never => warning.push(format!("{name} never backed up")),
+            _ if age.is_some_and(|a| a > warn) => warning.push(format!(
+                "{name} {} old",
+                self::age(c.newest_age_seconds.unwrap_or(0))
+            )),
+            State::Partial => warning.push(format!("{name} partial")),
+            _ => {}
+        }
+    }
+    if let Some(alert) = &status.store.alert {
+        critical.insert(0, format!("store: {alert}"));
+    }
+    let (code, word, named) = if !critical.is_empty() {
+        (2, "CRITICAL", critical)
+    } else if !warning.is_empty() {
+        (1, "WARNING", warning)
+    } else {
+        (0, "OK", Vec::new())
+    };
+    let count = |s: State| status.clients.iter().filter(|c| c.state == s).count();
+    let summary = if named.is_empty() {
+        format!("{} client(s) backed up", status.clients.len())
+    } else {
+        named.join(", ")
+    };
+    let line = format!(
+        "BYTEBACK {word} - {summary} | clients={} ok={} stale={} never={} failing={} partial={} free_bytes={}B;;;0;{} free_percent={:.1}%",
+        status.clients.len(),
+        count(State::Ok),
+        count(State::Stale),
+        count(State::Never),
+        count(State::Failing),
+        count(State::Partial),
+        status.store.free_bytes,
+        status.store.total_bytes,
+        status.store.free_percent,
+    );
+    (code, line)
+}
+
+/// The Prometheus text exposition of the status (pure).
+pub fn prometheus(status: &Status) -> String {
+    let mut o = String::new();
+    let metric = |o: &mut String, name: &str, help: &str| {
+        let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} gauge");
+    };
+    let label = |c: &ClientStatus| format!("{{client=\"{}\"}}", c.client);
+    metric(
+        &mut o,
+        "byteback_last_snapshot_timestamp_seconds",
+        "Time of the client's newest snapshot.",
+    );
+    for c in &status.clients {
+        if let Some(newest) = c
+            .newest
+            .as_deref()
+            .and_then(crate::names::SnapshotName::parse)
+        {
+            let _ = writeln!(
+                o,
+                "byteback_last_snapshot_timestamp_seconds{} {}",
+                label(c),
+                newest.time().as_second()
+            );
+        }
+    }
+    type Field = fn(&ClientStatus) -> u64;
+    let per_client: [(&str, &str, Field); 5] = [
+        (
+            "byteback_snapshots",
+            "Number of the client's snapshots.",
+            |c| c.snapshots as u64,
+        ),
+        (
+            "byteback_client_size_bytes",
+            "What the client's snapshots cost on disk.",
+            |c| c.size_bytes,
+        ),
+        (
+            "byteback_unsnapshotted_bytes",
+            "Bytes written since the client's newest snapshot.",
+            |c| c.written_since_snapshot_bytes,
+        ),
+        (
+            "byteback_backup_running",
+            "1 while a backup of the client runs.",
+            |c| u64::from(c.running_since.is_some()),
+        ),
+        (
+            "byteback_client_failing",
+            "1 if the client's last attempt was refused or failed.",
+            |c| u64::from(c.state == State::Failing),
+        ),
+    ];
+    for (name, help, value) in per_client {
+        metric(&mut o, name, help);
+        for c in &status.clients {
+            let _ = writeln!(o, "{name}{} {}", label(c), value(c));
+        }
+    }
+    let s = &status.store;
+    for (name, help, value) in [
+        (
+            "byteback_store_free_bytes",
+            "Bytes the store can really still take.",
+            s.free_bytes,
+        ),
+        (
+            "byteback_store_size_bytes",
+            "Size of the store's filesystem.",
+            s.total_bytes,
+        ),
+        (
+            "byteback_prune_alert",
+            "1 while space is short and nothing may be deleted.",
+            u64::from(s.alert.is_some()),
+        ),
+        (
+            "byteback_pruned_last_24h",
+            "Snapshots pruned in the last 24 hours.",
+            s.pruned_last_24h as u64,
+        ),
+    ] {
+        metric(&mut o, name, help);
+        let _ = writeln!(o, "{name} {value}");
+    }
+    o
+}
+
+/// Writes the Prometheus file atomically (temp file, then rename), for
+/// node_exporter's textfile collector.
+pub fn write_prometheus(status: &Status, path: &Path) -> Result<()> {
+    write_atomic(path, prometheus(status).as_bytes(), 0o644)
+}
+
+/// `--json`: one object with `clients` and `store`.
+pub fn render_json(status: &Status) -> Result<String> {
+    serde_json::to_string_pretty(status)
+        .map_err(|e| Error::Command(format!("cannot write JSON: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(t: &str) -> Timestamp {
+        t.parse().unwrap()
+    }
+
+    fn failed() -> Outcome {
+        Outcome {
+            time: at("2026-11-28T03:00:00Z"),
+            request: "complete".into(),
+            ok: false,
+            reason: Some("refused".into()),
+        }
+    }
+
+    #[test]
+    fn states() {
+        let now = at("2026-11-28T12:00:00Z");
+        let day = SignedDuration::from_hours(26);
+        let fresh = Some((at("2026-11-28T03:00:00Z"), false));
+        assert_eq!(state_of(fresh, None, now, day), State::Ok);
+        assert_eq!(state_of(None, None, now, day), State::Never);
+        assert_eq!(
+            state_of(Some((at("2026-11-26T03:00:00Z"), false)), None, now, day),
+            State::Stale
+        );
+        assert_eq!(
+            state_of(Some((at("2026-11-28T03:00:00Z"), true)), None, now, day),
+            State::Partial
+        );
+        assert_eq!(state_of(fresh, Some(&failed()), now, day), State::Failing);
+        let ok = Outcome {
+            ok: true,
+            reason: None,
+            ..failed()
+        };
+        assert_eq!(state_of(fresh, Some(&ok), now, day), State::Ok);
+    }
+
+    fn client(name: &str, state: State, age: Option<i64>) -> ClientStatus {
+        ClientStatus {
+            client: name.into(),
+            state,
+            snapshots: usize::from(age.is_some()),
+            newest: age.map(|_| "2026-11-28T03:00:00Z".into()),
+            newest_age_seconds: age,
+            newest_partial: state == State::Partial,
+            oldest: age.map(|_| "2026-11-28T03:00:00Z".into()),
+            size_bytes: 10,
+            written_since_snapshot_bytes: 0,
+            running_since: None,
+            last_attempt: None,
+            notice: None,
+        }
+    }
+
+    fn status(clients: Vec<ClientStatus>, alert: Option<&str>) -> Status {
+        Status {
+            clients,
+            store: StoreStatus {
+                free_bytes: 50,
+                total_bytes: 100,
+                free_percent: 50.0,
+                alert: alert.map(str::to_owned),
+                pruned_last_24h: 0,
+            },
+        }
+    }
+
+    #[test]
+    fn the_check_names_the_worst() {
+        let warn = SignedDuration::from_hours(26);
+        let crit = SignedDuration::from_hours(72);
+        let ok = status(vec![client("a", State::Ok, Some(3600))], None);
+        let (code, line) = check(&ok, warn, crit);
+        assert_eq!(code, 0);
+        assert!(
+            line.starts_with("BYTEBACK OK - 1 client(s) backed up | clients=1 ok=1"),
+            "{line}"
+        );
+        let stale = status(
+            vec![
+                client("a", State::Ok, Some(3600)),
+                client("b", State::Stale, Some(30 * 3600)),
+            ],
+            None,
+        );
+        let (code, line) = check(&stale, warn, crit);
+        assert_eq!(code, 1);
+        assert!(line.starts_with("BYTEBACK WARNING - b 30h old |"), "{line}");
+        let dead = status(vec![client("c", State::Stale, Some(5 * 86400))], None);
+        assert_eq!(check(&dead, warn, crit).0, 2);
+        let never = status(vec![client("n", State::Never, None)], None);
+        assert!(check(&never, warn, crit).1.contains("n never backed up"));
+        let full = status(vec![client("a", State::Ok, Some(60))], Some("add disk"));
+        let (code, line) = check(&full, warn, crit);
+        assert_eq!(code, 2);
+        assert!(
+            line.starts_with("BYTEBACK CRITICAL - store: add disk"),
+            "{line}"
+        );
+        assert_eq!(line.lines().count(), 1);
+    }
+
+    #[test]
+    fn prometheus_names_every_client() {
+        let s = status(
+            vec![
+                client("a.example", State::Ok, Some(60)),
+                client("b", State::Never, None),
+            ],
+            None,
+        );
+        let text = prometheus(&s);
+        assert!(text.contains("byteback_snapshots{client=\"a.example\"} 1"));
+        assert!(text.contains("byteback_snapshots{client=\"b\"} 0"));
+        assert!(text.contains("byteback_prune_alert 0"));
+        assert!(text.contains("byteback_last_snapshot_timestamp_seconds{client=\"a.example\"} "));
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let (_, value) = line.rsplit_once(' ').unwrap();
+            assert!(value.parse::<f64>().is_ok(), "{line}");
+        }
+    }
+
+    #[test]
+    fn pruned_lines_are_counted_by_time() {
+        let log = "2026-11-27T01:00:00Z prune: deleted a 2026-01-01T00:00:00Z (x)\n\
+                   2026-11-28T01:00:00Z prune: deleted b 2026-01-01T00:00:00Z (x)\n\
+                   2026-11-28T02:00:00Z a: snapshot 2026-11-28T02:00:00Z taken\n";
+        assert_eq!(pruned_since(log, at("2026-11-27T12:00:00Z")), 1);
+    }
+}

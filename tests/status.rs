@@ -1,0 +1,152 @@
+//! End to end: `byteback-server status` on a store with clients in every
+//! state, as text, JSON, a Nagios check and a Prometheus file.
+
+use byteback_testbed as support;
+
+use std::process::{Command, Stdio};
+
+use support::world::{World, show, stdout};
+
+fn days_ago(days: i64) -> String {
+    let t = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(24 * days);
+    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+fn now_minus(minutes: i64) -> String {
+    let t = jiff::Timestamp::now() - jiff::SignedDuration::from_mins(minutes);
+    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+#[test]
+fn status_reports_every_state() {
+    let Some(w) = World::new("status") else {
+        return;
+    };
+    // failing: backs up, then asks for a second snapshot inside the interval.
+    let failing = w.enroll("failing.example");
+    std::fs::write(w.src.join("f"), "x\n").unwrap();
+    w.backup_ok();
+    let out = w.raw_ssh(Some("byteback complete"));
+    assert_eq!(out.status.code(), Some(6), "{}", show(&out));
+    // ok, stale, partial: snapshots taken by hand at chosen times.
+    w.add_client_with_file("ok.example", "f", "x\n", &now_minus(30));
+    w.add_client_with_file("stale.example", "f", "x\n", &days_ago(3));
+    let partial = now_minus(20);
+    w.add_client_with_file("partial.example", "f", "x\n", &partial);
+    let marker = w.store().join(format!("partial.example/{partial}.partial"));
+    std::fs::write(&marker, "/etc/shadow\n").unwrap();
+    std::os::unix::fs::chown(&marker, Some(w.user.uid), Some(w.user.gid)).unwrap();
+    // never: enrolled, nothing yet.
+    let key = support::ssh_keygen(&w.area.path.join("never-key"));
+    let mut args = vec!["new-client", "--name", "never.example"];
+    args.extend(key.split(' '));
+    let out = w.server(&args);
+    assert!(out.status.success(), "{}", show(&out));
+    // running: ok.example's lock is held, as by a backup in progress.
+    let lock = w.store().join(".byteback/locks/ok.example");
+    let mut holder = Command::new("flock")
+        .arg(&lock)
+        .args(["sleep", "60"])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+
+    let out = w.server(&["status"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let text = stdout(&out);
+    for (state, client) in [
+        ("failing", failing.as_str()),
+        ("ok", "ok.example"),
+        ("stale", "stale.example"),
+        ("partial", "partial.example"),
+        ("never", "never.example"),
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(state) && l.contains(client)),
+            "{state} {client}:\n{text}"
+        );
+    }
+    assert!(text.contains("min_snapshot_interval"), "the reason: {text}");
+    assert!(text.contains("backup running since"), "{text}");
+    assert!(text.contains("store: "), "{text}");
+
+    let out = w.server(&["status", "--json"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let clients = json["clients"].as_array().unwrap();
+    assert_eq!(clients.len(), 5);
+    let of = |name: &str| {
+        clients
+            .iter()
+            .find(|c| c["client"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(of("stale.example")["state"], "stale");
+    assert_eq!(of(&failing)["last_attempt"]["ok"], false);
+    assert!(of("ok.example")["running_since"].is_string());
+    assert!(json["store"]["free_bytes"].as_u64().unwrap() > 0);
+
+    // The plugin: one line, the worst clients named, exit codes by the book.
+    let check = |extra: &[&str]| {
+        let mut args = vec!["status", "--check"];
+        args.extend_from_slice(extra);
+        let out = w.server(&args);
+        let line = stdout(&out);
+        assert_eq!(line.lines().count(), 1, "{}", show(&out));
+        (out.status.code(), line)
+    };
+    let (code, line) = check(&[]);
+    assert_eq!(code, Some(2), "{line}");
+    assert!(
+        line.starts_with("BYTEBACK CRITICAL - ") && line.contains("failing.example"),
+        "{line}"
+    );
+    assert!(line.contains("| clients=5"), "{line}");
+    assert_eq!(check(&["--client", "ok.example"]).0, Some(0));
+    let (code, line) = check(&["--client", "stale.example"]);
+    assert_eq!(code, Some(1), "{line}");
+    assert_eq!(
+        check(&["--client", "stale.example", "--crit", "2 days"]).0,
+        Some(2)
+    );
+    assert_eq!(check(&["--client", "never.example"]).0, Some(1));
+    let (code, line) = check(&["--client", "nobody.example"]);
+    assert_eq!(code, Some(3), "{line}");
+    assert!(line.starts_with("BYTEBACK UNKNOWN - "), "{line}");
+
+    // Prometheus: written atomically, every line parses, every client named.
+    let prom = w.store().join("metrics.prom");
+    let out = w.server(&["status", "--prometheus", &prom.to_string_lossy()]);
+    assert!(out.status.success(), "{}", show(&out));
+    let text = std::fs::read_to_string(&prom).unwrap();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let (name, value) = line.rsplit_once(' ').expect(line);
+        assert!(value.parse::<f64>().is_ok(), "{line}");
+        assert!(
+            name.chars().next().is_some_and(|c| c.is_ascii_lowercase()),
+            "{line}"
+        );
+    }
+    for client in [
+        "failing.example",
+        "ok.example",
+        "stale.example",
+        "partial.example",
+        "never.example",
+    ] {
+        assert!(
+            text.contains(&format!("byteback_snapshots{{client=\"{client}\"}}")),
+            "{client}:\n{text}"
+        );
+    }
+    assert!(
+        text.contains("byteback_backup_running{client=\"ok.example\"} 1"),
+        "{text}"
+    );
+
+    let _ = holder.kill();
+    let _ = holder.wait();
+}
