@@ -43,6 +43,10 @@ pub enum Error {
     /// a person must add disk space (or wait for a running transfer).
     #[error("{0}")]
     SpaceExhausted(String),
+    /// Everything works, but the backups need a person: the server reports
+    /// a space alert, or this client's last attempt failed.
+    #[error("{0}")]
+    Attention(String),
     /// The environment cannot do what was asked (wrong filesystem, missing mount option, ...).
     #[error("{0}")]
     Unsupported(String),
@@ -74,6 +78,8 @@ pub enum Exit {
     Unsupported = 8,
     /// The store is out of space and nothing may be deleted to make room.
     SpaceExhausted = 9,
+    /// `byteback test`: connected, but the backups need attention.
+    Attention = 10,
 }
 
 impl Exit {
@@ -112,6 +118,7 @@ impl Error {
             Error::Config(_) => Exit::Config,
             Error::Unsupported(_) => Exit::Unsupported,
             Error::SpaceExhausted(_) => Exit::SpaceExhausted,
+            Error::Attention(_) => Exit::Attention,
             Error::Io { .. } | Error::Command(_) | Error::NotFound(_) => Exit::Failed,
         }
     }
@@ -151,6 +158,7 @@ mod tests {
             (Error::Config(String::new()), 7),
             (Error::Unsupported(String::new()), 8),
             (Error::SpaceExhausted(String::new()), 9),
+            (Error::Attention(String::new()), 10),
         ];
         for (error, code) in cases {
             assert_eq!(error.exit_code().code(), code, "{error:?}");
@@ -160,6 +168,7 @@ mod tests {
             "`6` the server refused",
             "`8` the filesystem cannot do it",
             "`9` the store is out of space",
+            "`10` (`byteback test`) the backups need",
         ] {
             assert!(readme.contains(needle), "README lacks {needle:?}");
         }

@@ -28,6 +28,14 @@ fn status_reports_every_state() {
     w.backup_ok();
     let out = w.raw_ssh(Some("byteback complete"));
     assert_eq!(out.status.code(), Some(6), "{}", show(&out));
+    // The client hears of it: `byteback test` connects, warns and exits 10.
+    let out = w.client(&["test"]);
+    assert_eq!(out.status.code(), Some(10), "{}", show(&out));
+    assert!(
+        stdout(&out).contains("the last attempt of this machine failed: not taking a snapshot"),
+        "{}",
+        show(&out)
+    );
     // ok, stale, partial: snapshots taken by hand at chosen times.
     w.add_client_with_file("ok.example", "f", "x\n", &now_minus(30));
     w.add_client_with_file("stale.example", "f", "x\n", &days_ago(3));

@@ -180,6 +180,14 @@ pub fn test(dir: &ConfigDir, accept_new_host_key: bool, destination: Option<&str
     if let Some(alert) = &reply.alert {
         println!("Warning from the server: {alert}");
     }
+    if let Some(why) = &reply.failing {
+        println!("Warning from the server: the last attempt of this machine failed: {why}");
+    }
+    if reply.alert.is_some() || reply.failing.is_some() {
+        return Err(Error::Attention(
+            "connected and found backup space, but the backups need attention (see the warnings above)".into(),
+        ));
+    }
     println!("Successfully connected and found backup space, ready to go.");
     Ok(())
 }

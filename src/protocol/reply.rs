@@ -30,28 +30,33 @@ pub struct PingReply {
     pub alert: Option<String>,
     /// A message for this client (e.g. why its last transfer was discarded).
     pub notice: Option<String>,
+    /// Why this client's last attempt failed, if it did (its status is
+    /// `failing` until one succeeds).
+    pub failing: Option<String>,
 }
 
 impl PingReply {
     /// `key=value` lines; unknown keys are ignored by older clients.
     pub fn render(&self) -> String {
-        format!(
-            "protocol={}\nclient={}\nfree_bytes={}\ntotal_bytes={}\nsnapshots={}\nnewest={}\n{}{}",
+        let mut text = format!(
+            "protocol={}\nclient={}\nfree_bytes={}\ntotal_bytes={}\nsnapshots={}\nnewest={}\n",
             self.protocol,
             self.client,
             self.free_bytes,
             self.total_bytes,
             self.snapshots,
             self.newest.as_deref().unwrap_or("none"),
-            self.alert
-                .as_ref()
-                .map(|a| format!("alert={}\n", a.replace('\n', " ")))
-                .unwrap_or_default(),
-            self.notice
-                .as_ref()
-                .map(|n| format!("notice={}\n", n.replace('\n', " ")))
-                .unwrap_or_default(),
-        )
+        );
+        for (key, value) in [
+            ("alert", &self.alert),
+            ("notice", &self.notice),
+            ("failing", &self.failing),
+        ] {
+            if let Some(v) = value {
+                text.push_str(&format!("{key}={}\n", v.replace('\n', " ")));
+            }
+        }
+        text
     }
 
     /// Reads a reply; `None` if it is not one (e.g. a login banner or an old server).
@@ -70,6 +75,7 @@ impl PingReply {
                 .map(|n| n.to_string()),
             alert: fields.get("alert").map(|a| a.to_string()),
             notice: fields.get("notice").map(|n| n.to_string()),
+            failing: fields.get("failing").map(|n| n.to_string()),
         })
     }
 }
@@ -194,6 +200,7 @@ const KINDS: &[(Exit, &str)] = &[
     (Exit::Config, "config"),
     (Exit::Unsupported, "unsupported"),
     (Exit::SpaceExhausted, "no-space"),
+    (Exit::Attention, "attention"),
 ];
 
 const PREFIX: &str = "byteback-server: ";
@@ -238,6 +245,7 @@ impl Failure {
             Exit::SpaceExhausted => Error::SpaceExhausted(said),
             Exit::Usage => Error::Usage(said),
             Exit::Partial => Error::Partial(said),
+            Exit::Attention => Error::Attention(said),
             Exit::Failed => Error::Command(said),
             Exit::Refused | Exit::Success => Error::Refused(said),
         }
@@ -291,12 +299,14 @@ mod tests {
             newest: Some("2026-11-26T05:07:09Z".into()),
             alert: Some("short of space: add disk".into()),
             notice: Some("your data was discarded".into()),
+            failing: Some("rsync exit 11".into()),
         };
         assert_eq!(PingReply::parse(&r.render()), Some(r.clone()));
         let none = PingReply {
             newest: None,
             alert: None,
             notice: None,
+            failing: None,
             ..r
         };
         assert_eq!(PingReply::parse(&none.render()), Some(none));

@@ -153,6 +153,10 @@ impl<'s> ClientBackups<'s> {
             newest: snapshots.last().map(|s| s.name.to_string()),
             alert: store.space_alert(),
             notice: store.client_notice(&self.client),
+            failing: store
+                .last_outcome(&self.client)
+                .filter(|o| !o.ok)
+                .map(|o| o.reason.unwrap_or_else(|| format!("{} failed", o.request))),
         })
     }
 
