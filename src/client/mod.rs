@@ -31,9 +31,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Make this machine's key and config for a server: [USER@]HOST[:PORT].
+    /// Make this machine's key and config for a server ([USER@]HOST[:PORT]) or a local store directory.
     Setup {
-        /// The server, e.g. byteback@backup.example.net.
+        /// The server, e.g. byteback@backup.example.net, or an absolute directory on this machine.
         destination: String,
         /// This machine's backup name [default: its FQDN].
         #[arg(long)]
@@ -69,6 +69,7 @@ enum Command {
     },
     /// This machine's snapshots on the server.
     Snapshots {
+        /// A JSON array of {name, time, age_seconds, partial}.
         #[arg(long)]
         json: bool,
     },

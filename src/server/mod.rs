@@ -37,6 +37,7 @@ enum Command {
     },
     /// Give a client backup space and authorise its key.
     NewClient {
+        /// The store directory [default: the backup user's home].
         #[arg(long)]
         store: Option<PathBuf>,
         /// The client's name [default: the host part of the key's comment].
@@ -51,15 +52,19 @@ enum Command {
     },
     /// The forced command of a client's key: serves that client's requests.
     Receive {
+        /// The store directory (set by new-client in authorized_keys).
         #[arg(long)]
         store: PathBuf,
+        /// The client's name, as enrolled with new-client.
         #[arg(long)]
         client: String,
     },
     /// Take a snapshot of a client's current backup by hand.
     Snapshot {
+        /// The store directory [default: the backup user's home].
         #[arg(long)]
         store: Option<PathBuf>,
+        /// The client's name, as enrolled with new-client.
         #[arg(long)]
         client: String,
         /// Name the snapshot for this time instead of now (RFC 3339, e.g. 2026-01-31T12:00:00Z).
@@ -68,6 +73,7 @@ enum Command {
     },
     /// Delete the least important snapshots if free space is short.
     Prune {
+        /// The store directory [default: the backup user's home].
         #[arg(long)]
         store: Option<PathBuf>,
         /// Say what would be deleted and why; delete nothing.
@@ -91,8 +97,10 @@ enum Command {
     },
     /// Find files in a client's backups (as `byteback list` does on the client).
     List {
+        /// The store directory [default: the backup user's home].
         #[arg(long)]
         store: Option<PathBuf>,
+        /// The client's name, as enrolled with new-client.
         #[arg(long)]
         client: String,
         #[command(flatten)]
@@ -127,8 +135,10 @@ enum Command {
     },
     /// List the snapshots of every client (or one).
     Snapshots {
+        /// The store directory [default: the backup user's home].
         #[arg(long)]
         store: Option<PathBuf>,
+        /// Only this client [default: every client].
         #[arg(long)]
         client: Option<String>,
     },

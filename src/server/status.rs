@@ -141,8 +141,7 @@ pub fn gather(store: &Store, now: Timestamp, only: Option<&ClientName>) -> Resul
     let space = store
         .space()
         .or_else(|_| crate::sys::fs::space(store.root()))?;
-    let log = std::fs::read_to_string(Store::state_dir_of(store.root()).join("server.log"))
-        .unwrap_or_default();
+    let log = crate::store::read_log(store.root());
     Ok(Status {
         clients: out,
         store: StoreStatus {

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! <store>/.byteback/server.toml     configuration
-//! <store>/.byteback/server.log      what happened, one line per event
+//! <store>/.byteback/server.log      what happened, one line per event (rotated at 1 MiB)
 //! <store>/.byteback/locks/<client>  one receive or snapshot per client at a time
 //! <store>/<client>/current          subvolume the client's rsync writes into
 //! <store>/<client>/<time>           read-only snapshots
@@ -44,6 +44,16 @@ const ALERT_XATTR: &str = "user.byteback.alert";
 
 /// The xattr of a client's directory holding a message for that client.
 const NOTICE_XATTR: &str = "user.byteback.notice";
+
+/// The size at which the server log is rotated (one older file is kept).
+const LOG_LIMIT: u64 = 1 << 20;
+
+/// The server log's lines, older rotated ones first (for status).
+pub fn read_log(root: &Path) -> String {
+    let path = Store::state_dir_of(root).join("server.log");
+    let old = std::fs::read_to_string(path.with_extension("log.1")).unwrap_or_default();
+    old + &std::fs::read_to_string(&path).unwrap_or_default()
+}
 
 /// How many restores of one client may run at once.
 pub const MAX_RESTORES_PER_CLIENT: u32 = 2;
@@ -581,6 +591,12 @@ impl Store {
     /// log that cannot be written is reported on stderr instead).
     pub fn log(&self, line: &str) {
         let path = Self::state_dir_of(&self.root).join("server.log");
+        // The log lives on the disk it reports on: it never grows past
+        // LOG_LIMIT, the older half kept as server.log.1. (Renames are
+        // atomic; two processes rotating at once lose nothing but order.)
+        if std::fs::metadata(&path).is_ok_and(|m| m.len() >= LOG_LIMIT) {
+            let _ = std::fs::rename(&path, path.with_extension("log.1"));
+        }
         let text = format!(
             "{} {}\n",
             Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -607,6 +623,24 @@ pub fn no_space(client: &ClientName) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_log_never_grows_past_its_limit() {
+        let fake = fake::FakeStore::new(1 << 30, ServerConfig::default());
+        let line = "x".repeat(1000);
+        for _ in 0..2500 {
+            fake.store.log(&line);
+        }
+        let state = Store::state_dir_of(fake.store.root());
+        let size = |name: &str| std::fs::metadata(state.join(name)).map_or(0, |m| m.len());
+        assert!(
+            size("server.log") <= LOG_LIMIT + 2000,
+            "{}",
+            size("server.log")
+        );
+        assert!(size("server.log.1") >= LOG_LIMIT);
+        assert!(read_log(fake.store.root()).lines().count() > 1000);
+    }
 
     #[test]
     fn template_documents_the_defaults() {
