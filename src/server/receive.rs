@@ -178,6 +178,14 @@ fn receive(backups: &ClientBackups, options: &[String]) -> Result<u8> {
     // The rsync child inherits the lock: if this process is killed, the
     // receiver it started still holds it until it ends.
     lock.share_with_children()?;
+    // At most max_concurrent_backups transfers at once; the others queue.
+    let slot = store.backup_slot(client, &mut |busy| {
+        crate::report::note(format_args!(
+            "waiting for {busy} other backup(s) to finish (max_concurrent_backups = {})",
+            store.config.max_concurrent_backups
+        ))
+    })?;
+    slot.share_with_children()?;
     if let Some(notice) = store.client_notice(client) {
         crate::report::warn(notice);
     }

@@ -108,6 +108,8 @@ pub struct ServerConfig {
     pub max_unsnapshotted_percent: f64,
     /// `status` calls a client stale when its newest snapshot is older.
     pub stale_after: config::Duration,
+    /// At most this many backups transfer at once; others wait their turn.
+    pub max_concurrent_backups: u32,
 }
 
 impl Default for ServerConfig {
@@ -123,6 +125,7 @@ impl Default for ServerConfig {
             max_growth_percent: 100,
             max_unsnapshotted_percent: 50.0,
             stale_after: config::Duration::from_secs(26 * 3600),
+            max_concurrent_backups: 4,
         }
     }
 }
@@ -152,8 +155,13 @@ min_snapshot_interval = "6h"
 io_timeout = "10m"
 
 # How long a new backup waits for an earlier one of the same client that is
-# still running (e.g. left behind by a dropped connection) before refusing.
+# still running (e.g. left behind by a dropped connection), or for a free
+# transfer slot (below), before refusing; the client retries later.
 lock_wait = "2m"
+
+# At most this many backups transfer at once; the others wait their turn
+# (up to lock_wait, and are told so) instead of all competing at 03:00.
+max_concurrent_backups = 4
 
 # Pruning: when the store's really writable space (btrfs's own figures, with
 # headroom for metadata) falls below min_free_percent, the least important
@@ -420,6 +428,37 @@ impl Store {
         let dir = Self::state_dir_of(&self.root).join("locks");
         std::fs::create_dir_all(&dir).on("cannot create", &dir)?;
         Lock::acquire(&dir.join(client.as_str()), Duration::ZERO)
+    }
+
+    /// Takes one of the store's `max_concurrent_backups` transfer slots,
+    /// waiting up to `lock_wait` for one to free; `waiting` is told, once,
+    /// how many others run.
+    pub fn backup_slot(&self, client: &ClientName, waiting: &mut dyn FnMut(u32)) -> Result<Lock> {
+        let dir = Self::state_dir_of(&self.root).join("locks");
+        std::fs::create_dir_all(&dir).on("cannot create", &dir)?;
+        let slots = self.config.max_concurrent_backups.max(1);
+        let deadline = std::time::Instant::now() + self.config.lock_wait.to_std();
+        let mut told = false;
+        loop {
+            for slot in 1..=slots {
+                if let Some(lock) =
+                    Lock::acquire(&dir.join(format!("backup-slot-{slot}")), Duration::ZERO)?
+                {
+                    return Ok(lock);
+                }
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(Error::Locked(format!(
+                    "{slots} other backups are running on the server (max_concurrent_backups) and none ended within lock_wait ({}); the backup of {client} will try again",
+                    self.config.lock_wait
+                )));
+            }
+            if !told {
+                waiting(slots);
+                told = true;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
     }
 
     /// Takes one of the few restore slots of a client: restores take no
