@@ -144,26 +144,38 @@ pub fn run(cli: Cli) -> Result<()> {
 
 /// `byteback show-config`: what a backup would use, after defaults and flags.
 fn show_config(dir: &ConfigDir, destination: Option<&str>) -> Result<()> {
+    /// The settings as the config file writes them.
+    #[derive(serde::Serialize)]
+    struct Effective {
+        destination: String,
+        name: String,
+        sources: Vec<String>,
+        excludes: Vec<String>,
+        retry_attempts: u32,
+        retry_pause: crate::config::Duration,
+        io_timeout: crate::config::Duration,
+        connect_timeout: crate::config::Duration,
+    }
     let (config, target) = backup::resolve(dir, destination)?;
-    let quote = |s: &str| format!("{s:?}");
+    let mut excludes = config.excludes.clone();
+    excludes.extend(dir.file_excludes()?);
+    let effective = Effective {
+        destination: target.to_string(),
+        name: backup::machine_name(&config),
+        sources: config
+            .sources
+            .iter()
+            .map(|s| s.to_string_lossy().into_owned())
+            .collect(),
+        excludes,
+        retry_attempts: config.retry_attempts,
+        retry_pause: config.retry_pause,
+        io_timeout: config.io_timeout,
+        connect_timeout: config.connect_timeout,
+    };
+    let text = toml::to_string(&effective)
+        .map_err(|e| crate::error::Error::Command(format!("cannot write TOML: {e}")))?;
     println!("# effective settings; config dir {}", dir.dir.display());
-    println!("destination = {}", quote(&target.to_string()));
-    println!("name = {}", quote(&backup::machine_name(&config)));
-    let sources: Vec<String> = config
-        .sources
-        .iter()
-        .map(|s| quote(&s.to_string_lossy()))
-        .collect();
-    println!("sources = [{}]", sources.join(", "));
-    let mut excludes: Vec<String> = config.excludes.iter().map(|s| quote(s)).collect();
-    excludes.extend(dir.file_excludes()?.iter().map(|s| quote(s)));
-    println!("excludes = [{}]", excludes.join(", "));
-    println!("retry_attempts = {}", config.retry_attempts);
-    println!("retry_pause = {}", quote(&config.retry_pause.to_string()));
-    println!("io_timeout = {}", quote(&config.io_timeout.to_string()));
-    println!(
-        "connect_timeout = {}",
-        quote(&config.connect_timeout.to_string())
-    );
+    print!("{text}");
     Ok(())
 }

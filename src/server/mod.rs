@@ -133,6 +133,12 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         prometheus: Option<PathBuf>,
     },
+    /// Print the store's effective settings (its file and the defaults), as TOML.
+    ShowConfig {
+        /// The store directory [default: the backup user's home].
+        #[arg(long)]
+        store: Option<PathBuf>,
+    },
     /// List the snapshots of every client (or one).
     Snapshots {
         /// The store directory [default: the backup user's home].
@@ -244,6 +250,17 @@ pub fn run(cli: Cli) -> Result<u8> {
             crit,
             prometheus,
         } => run_status(store, client, json, check, warn, crit, prometheus),
+        Command::ShowConfig { store } => {
+            let store = Store::open(&store_or_home(store)?)?;
+            let text = toml::to_string(&store.config)
+                .map_err(|e| Error::Command(format!("cannot write TOML: {e}")))?;
+            println!(
+                "# effective settings of {}",
+                Store::config_path_of(store.root()).display()
+            );
+            print!("{text}");
+            Ok(0)
+        }
         Command::Snapshots { store, client } => {
             let store = Store::open(&store_or_home(store)?)?;
             let clients = match client {

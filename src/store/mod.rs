@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use jiff::Timestamp;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config;
 use crate::error::{Error, IoContext, Result};
@@ -62,7 +62,7 @@ pub const MAX_RESTORES_PER_CLIENT: u32 = 2;
 const MAX_PARTIAL_NOTE: usize = 64 * 1024;
 
 /// How snapshots are made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
     /// `current` is a subvolume; snapshots are read-only btrfs snapshots.
@@ -83,7 +83,7 @@ impl Backend {
 }
 
 /// The server configuration, `<store>/.byteback/server.toml`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// How snapshots are made.
@@ -679,6 +679,22 @@ mod tests {
         );
         assert!(size("server.log.1") >= LOG_LIMIT);
         assert!(read_log(fake.store.root()).lines().count() > 1000);
+    }
+
+    #[test]
+    fn show_config_prints_toml_that_reads_back() {
+        let c = ServerConfig {
+            min_age: config::Duration::from_secs(3 * 86400),
+            stale_after: config::Duration::from_secs(90 * 60),
+            ..ServerConfig::default()
+        };
+        let text = toml::to_string(&c).unwrap();
+        assert!(
+            text.contains("min_age = \"3 days\"") && text.contains("backend = \"btrfs\""),
+            "{text}"
+        );
+        let back: ServerConfig = config::parse(Path::new("shown.toml"), &text).unwrap();
+        assert_eq!(back, c);
     }
 
     #[test]
