@@ -158,3 +158,33 @@ fn status_reports_every_state() {
     let _ = holder.kill();
     let _ = holder.wait();
 }
+
+#[test]
+fn the_client_records_each_backup() {
+    let Some(w) = World::new("clientstate") else {
+        return;
+    };
+    let client = w.enroll("client.example");
+    std::fs::write(w.src.join("f"), "x\n").unwrap();
+    w.backup_ok();
+    let snapshot = w.snapshots(&client)[0].clone();
+    let out = w.client(&["status", "--json"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let state: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(state["result"], "ok", "{state}");
+    assert_eq!(state["snapshot"], snapshot.as_str());
+    assert_eq!(state["attempt"], 1);
+    assert!(state["last_success"].is_string());
+    // A second backup inside the server's interval is refused: recorded as
+    // failed, with the reason, and the last success kept.
+    let out = w.client(&["backup", "--source", &w.src.to_string_lossy()]);
+    assert!(!out.status.success(), "{}", show(&out));
+    let out = w.client(&["status"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let text = stdout(&out);
+    assert!(text.contains(": failed, started "), "{text}");
+    assert!(text.contains("min_snapshot_interval"), "{text}");
+    assert!(text.contains("last success: 20"), "{text}");
+    let saved = std::fs::read_to_string(w.client_dir.join("state.json")).unwrap();
+    assert!(saved.contains("\"result\": \"failed\""), "{saved}");
+}

@@ -13,6 +13,7 @@ use std::time::Duration;
 use crate::client::config::{ClientConfig, ConfigDir, check_source};
 use crate::client::local;
 use crate::client::remote;
+use crate::client::state;
 use crate::destination::Target;
 use crate::error::{Error, Result};
 use crate::exec::Cmd;
@@ -182,16 +183,36 @@ pub fn run(dir: &ConfigDir, args: &BackupArgs) -> Result<()> {
     for e in plan.excludes.iter().filter(|e| !e.requested) {
         report::note(format_args!("excluding {} ({})", e.pattern, e.why));
     }
-    let root = match target {
-        Target::Local(root) => {
-            let snapshot = local_backup(&config, &plan, &root, args.verbose)?;
-            println!("Backup complete: snapshot {snapshot} in {}", root.display());
-            return Ok(());
+    let mut recorder = state::Recorder::start(dir, &target.to_string());
+    let result = match &target {
+        Target::Local(root) => local_backup(&config, &plan, root, args.verbose),
+        Target::Remote(d) => {
+            config.destination = Some(Target::Remote(d.clone()));
+            remote_backup(dir, &config, &plan, args.verbose, recorder.as_mut())
         }
-        Target::Remote(d) => d,
     };
-    config.destination = Some(Target::Remote(root));
-    let ssh = dir.ssh(&config, HostKeyPolicy::Strict)?;
+    if let Some(r) = recorder.as_mut() {
+        r.finish(&result);
+    }
+    let snapshot = result?;
+    match &target {
+        Target::Local(root) => {
+            println!("Backup complete: snapshot {snapshot} in {}", root.display())
+        }
+        Target::Remote(_) => println!("Backup complete: snapshot {snapshot}"),
+    }
+    Ok(())
+}
+
+/// A backup to a server, retried as configured; the snapshot's name.
+fn remote_backup(
+    dir: &ConfigDir,
+    config: &ClientConfig,
+    plan: &Plan,
+    verbose: bool,
+    mut recorder: Option<&mut state::Recorder<'_>>,
+) -> Result<String> {
+    let ssh = dir.ssh(config, HostKeyPolicy::Strict)?;
     let transfer = BackupTransfer {
         rsync: PathBuf::from("rsync"),
         to: TransferTo::Remote {
@@ -201,17 +222,17 @@ pub fn run(dir: &ConfigDir, args: &BackupArgs) -> Result<()> {
         sources: plan.sources.clone(),
         excludes: plan.excludes.iter().map(|e| e.pattern.clone()).collect(),
         io_timeout_secs: config.io_timeout.as_secs(),
-        verbose: args.verbose,
+        verbose,
     };
     let attempts = config.retry_attempts.max(1);
     let mut attempt = 1;
     loop {
+        if let Some(r) = recorder.as_deref_mut() {
+            r.attempt(attempt);
+        }
         let last = attempt == attempts;
         match try_once(dir, &ssh, &transfer, last) {
-            Ok(snapshot) => {
-                println!("Backup complete: snapshot {snapshot}");
-                return Ok(());
-            }
+            Ok(snapshot) => return Ok(snapshot),
             Err(e @ Error::Partial(_)) => return Err(e),
             Err(e) if last || !retryable(&e) => {
                 return Err(if attempts > 1 && retryable(&e) {

@@ -7,6 +7,7 @@ pub mod query;
 pub mod remote;
 pub mod restore;
 pub mod setup;
+pub mod state;
 
 use std::path::PathBuf;
 
@@ -75,6 +76,12 @@ enum Command {
     },
     /// Print the effective settings (config file, flags and defaults).
     ShowConfig,
+    /// How the last backup went, and when one last succeeded.
+    Status {
+        /// One JSON object: the state file as it is.
+        #[arg(long)]
+        json: bool,
+    },
     /// Back up now.
     Backup {
         /// Back up this path instead of the configured sources (repeatable).
@@ -120,6 +127,7 @@ pub fn run(cli: Cli) -> Result<()> {
         ),
         Command::Snapshots { json } => restore::snapshots(&dir, json, dest),
         Command::ShowConfig => show_config(&dir, dest),
+        Command::Status { json } => state::show(&dir, json, jiff::Timestamp::now()),
         Command::Backup {
             sources,
             excludes,
