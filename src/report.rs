@@ -6,9 +6,45 @@
 //! destination.
 
 use std::fmt::Display;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 static PROGRAM: OnceLock<&'static str> = OnceLock::new();
+
+/// In quiet mode, messages are held back: printed only if the run fails.
+static HELD: Mutex<Option<Vec<String>>> = Mutex::new(None);
+
+/// Holds every message back until [`release`] (`-q`: silent on success).
+pub fn hold() {
+    if let Ok(mut held) = HELD.lock() {
+        held.get_or_insert_with(Vec::new);
+    }
+}
+
+/// Prints the messages held back (the run failed), and stops holding.
+pub fn release() {
+    if let Ok(mut held) = HELD.lock() {
+        for line in held.take().unwrap_or_default() {
+            eprintln!("{line}");
+        }
+    }
+}
+
+/// Drops the messages held back (the run succeeded).
+pub fn discard() {
+    if let Ok(mut held) = HELD.lock() {
+        held.take();
+    }
+}
+
+fn emit(line: String) {
+    if let Ok(mut held) = HELD.lock() {
+        if let Some(lines) = held.as_mut() {
+            lines.push(line);
+            return;
+        }
+    }
+    eprintln!("{line}");
+}
 
 /// Names the running program (call once, first thing in `main`).
 pub fn set_program(name: &'static str) {
@@ -22,10 +58,15 @@ pub fn program() -> &'static str {
 
 /// Something the person should know, that changes nothing about the outcome.
 pub fn warn(message: impl Display) {
-    eprintln!("{}: warning: {message}", program());
+    emit(format!("{}: warning: {message}", program()));
+}
+
+/// A line from a child program (rsync's own words), passed through.
+pub fn relay(line: impl Display) {
+    emit(line.to_string());
 }
 
 /// A progress or status line.
 pub fn note(message: impl Display) {
-    eprintln!("{}: {message}", program());
+    emit(format!("{}: {message}", program()));
 }

@@ -166,7 +166,14 @@ fn the_client_records_each_backup() {
     };
     let client = w.enroll("client.example");
     std::fs::write(w.src.join("f"), "x\n").unwrap();
-    w.backup_ok();
+    // -q: nothing at all on success (cron mails only failures).
+    let out = w.client(&["backup", "-q", "--source", &w.src.to_string_lossy()]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        out.stdout.is_empty() && out.stderr.is_empty(),
+        "{}",
+        show(&out)
+    );
     let snapshot = w.snapshots(&client)[0].clone();
     let out = w.client(&["status", "--json"]);
     assert!(out.status.success(), "{}", show(&out));
@@ -177,8 +184,28 @@ fn the_client_records_each_backup() {
     assert!(state["last_success"].is_string());
     // A second backup inside the server's interval is refused: recorded as
     // failed, with the reason, and the last success kept.
-    let out = w.client(&["backup", "--source", &w.src.to_string_lossy()]);
-    assert!(!out.status.success(), "{}", show(&out));
+    let out = w.client(&[
+        "backup",
+        "--json",
+        "-q",
+        "--source",
+        &w.src.to_string_lossy(),
+    ]);
+    assert_eq!(out.status.code(), Some(6), "{}", show(&out));
+    let summary: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(summary["result"], "failed", "{summary}");
+    assert!(
+        summary["error"]
+            .as_str()
+            .unwrap()
+            .contains("min_snapshot_interval"),
+        "{summary}"
+    );
+    assert!(
+        !out.stderr.is_empty(),
+        "a failure is never silent: {}",
+        show(&out)
+    );
     let out = w.client(&["status"]);
     assert!(out.status.success(), "{}", show(&out));
     let text = stdout(&out);

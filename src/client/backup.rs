@@ -41,6 +41,10 @@ pub struct BackupArgs {
     pub verbose: bool,
     /// Print what would be backed up and stop.
     pub dry_run: bool,
+    /// Print nothing on success.
+    pub quiet: bool,
+    /// Print the summary as JSON.
+    pub json: bool,
     /// Back up here instead of the configured destination.
     pub destination: Option<String>,
 }
@@ -180,28 +184,64 @@ pub fn run(dir: &ConfigDir, args: &BackupArgs) -> Result<()> {
     } else {
         None
     };
+    if args.quiet {
+        report::hold();
+    }
     for e in plan.excludes.iter().filter(|e| !e.requested) {
         report::note(format_args!("excluding {} ({})", e.pattern, e.why));
     }
     let mut recorder = state::Recorder::start(dir, &target.to_string());
+    let started = jiff::Timestamp::now();
     let result = match &target {
-        Target::Local(root) => local_backup(&config, &plan, root, args.verbose),
+        Target::Local(root) => local_backup(&config, &plan, root, args.verbose).map(|s| (s, 1)),
         Target::Remote(d) => {
             config.destination = Some(Target::Remote(d.clone()));
             remote_backup(dir, &config, &plan, args.verbose, recorder.as_mut())
         }
     };
     if let Some(r) = recorder.as_mut() {
-        r.finish(&result);
+        r.finish(&result.as_ref().map(|(s, _)| s.clone()).map_err(clone_error));
     }
-    let snapshot = result?;
-    match &target {
-        Target::Local(root) => {
-            println!("Backup complete: snapshot {snapshot} in {}", root.display())
-        }
-        Target::Remote(_) => println!("Backup complete: snapshot {snapshot}"),
+    let seconds = jiff::Timestamp::now().duration_since(started).as_secs_f64();
+    match &result {
+        Ok(_) => report::discard(),
+        Err(_) => report::release(),
+    }
+    if args.json {
+        let summary = serde_json::json!({
+            "result": match &result {
+                Ok(_) => "ok",
+                Err(Error::Partial(_)) => "partial",
+                Err(_) => "failed",
+            },
+            "destination": target.to_string(),
+            "snapshot": result.as_ref().ok().map(|(s, _)| s),
+            "attempts": result.as_ref().ok().map(|(_, a)| a),
+            "started": started.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            "duration_seconds": (seconds * 10.0).round() / 10.0,
+            "error": result.as_ref().err().map(|e| e.to_string()),
+        });
+        println!("{summary}");
+    }
+    let (snapshot, attempts) = result?;
+    if !args.quiet && !args.json {
+        let place = match &target {
+            Target::Local(root) => format!(" in {}", root.display()),
+            Target::Remote(_) => String::new(),
+        };
+        println!(
+            "Backup complete: snapshot {snapshot}{place} ({seconds:.1} s, {attempts} attempt(s))"
+        );
     }
     Ok(())
+}
+
+/// The same error again, for the state file (errors are not `Clone`).
+fn clone_error(e: &Error) -> Error {
+    match e {
+        Error::Partial(m) => Error::Partial(m.clone()),
+        other => Error::Command(other.to_string()),
+    }
 }
 
 /// A backup to a server, retried as configured; the snapshot's name.
@@ -211,7 +251,7 @@ fn remote_backup(
     plan: &Plan,
     verbose: bool,
     mut recorder: Option<&mut state::Recorder<'_>>,
-) -> Result<String> {
+) -> Result<(String, u32)> {
     let ssh = dir.ssh(config, HostKeyPolicy::Strict)?;
     let transfer = BackupTransfer {
         rsync: PathBuf::from("rsync"),
@@ -232,7 +272,7 @@ fn remote_backup(
         }
         let last = attempt == attempts;
         match try_once(dir, &ssh, &transfer, last) {
-            Ok(snapshot) => return Ok(snapshot),
+            Ok(snapshot) => return Ok((snapshot, attempt)),
             Err(e @ Error::Partial(_)) => return Err(e),
             Err(e) if last || !retryable(&e) => {
                 return Err(if attempts > 1 && retryable(&e) {
@@ -396,7 +436,7 @@ fn transfer_files(transfer: &BackupTransfer) -> Result<Transferred> {
     if let Some(stderr) = child.stderr.take() {
         for line in BufReader::new(stderr).split(b'\n').map_while(|l| l.ok()) {
             let line = String::from_utf8_lossy(&line);
-            eprintln!("{line}");
+            report::relay(&line);
             if let Some(failure) = Failure::parse(&line) {
                 server_said = Some(failure);
             }

@@ -97,6 +97,12 @@ enum Command {
         /// Print the sources and exclusions, and stop.
         #[arg(long)]
         dry_run: bool,
+        /// Print nothing when the backup succeeds (so cron mails only failures).
+        #[arg(long, short, conflicts_with = "verbose")]
+        quiet: bool,
+        /// Print the summary as one JSON object instead of a line.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -133,6 +139,8 @@ pub fn run(cli: Cli) -> Result<()> {
             excludes,
             verbose,
             dry_run,
+            quiet,
+            json,
         } => {
             crate::exec::set_verbose(verbose);
             crate::exec::set_dry_run(dry_run);
@@ -143,6 +151,8 @@ pub fn run(cli: Cli) -> Result<()> {
                     excludes,
                     verbose,
                     dry_run,
+                    quiet,
+                    json,
                     destination: cli.destination.clone(),
                 },
             )
