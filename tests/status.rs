@@ -215,3 +215,59 @@ fn the_client_records_each_backup() {
     let saved = std::fs::read_to_string(w.client_dir.join("state.json")).unwrap();
     assert!(saved.contains("\"result\": \"failed\""), "{saved}");
 }
+
+#[test]
+fn events_reach_the_system_log() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::net::UnixDatagram;
+    let Some(w) = World::new("syslog") else {
+        return;
+    };
+    let client = w.enroll("client.example");
+    w.server_config("min_snapshot_interval = \"0s\"\n");
+    let path = w.area.path.join("log.sock");
+    let socket = UnixDatagram::bind(&path).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_millis(500)))
+        .unwrap();
+    w.server_config(&format!(
+        "min_snapshot_interval = \"0s\"\nlog_socket = \"{}\"\n",
+        path.display()
+    ));
+    std::fs::write(w.src.join("f"), "x\n").unwrap();
+    let out = w
+        .client_command(&["backup", "--source", &w.src.to_string_lossy()])
+        .env("BYTEBACK_LOG_SOCKET", &path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let mut lines = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = socket.recv(&mut buf) {
+        lines.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    let snapshot = w.snapshots(&client)[0].clone();
+    assert!(
+        lines.iter().any(|l| l.contains("byteback-server[")
+            && l.contains(&format!("{client}: snapshot {snapshot} taken"))),
+        "{lines:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("<30>byteback[")
+                && l.contains(&format!("ok, snapshot {snapshot}"))),
+        "{lines:#?}"
+    );
+    // No socket at all: nothing fails.
+    drop(socket);
+    std::fs::remove_file(&path).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let out = w
+        .client_command(&["backup", "--source", &w.src.to_string_lossy()])
+        .env("BYTEBACK_LOG_SOCKET", &path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+}

@@ -113,6 +113,18 @@ impl<'d> Recorder<'d> {
 
     /// The run ended: with a snapshot, a partial one, or an error.
     pub fn finish(&mut self, result: &Result<String>) {
+        use crate::sys::syslog::{Severity, send, socket};
+        let (severity, what) = match result {
+            Ok(s) => (
+                Severity::Info,
+                format!("backup to {}: ok, snapshot {s}", self.state.destination),
+            ),
+            Err(e) => (
+                Severity::Error,
+                format!("backup to {} failed: {e}", self.state.destination),
+            ),
+        };
+        send(&socket(None), "byteback", severity, &what);
         let now = Timestamp::now();
         self.state.ended = Some(now);
         match result {

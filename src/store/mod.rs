@@ -37,6 +37,7 @@ use crate::names::{ClientName, SnapshotName};
 use crate::report;
 use crate::sys::fs::write_atomic;
 use crate::sys::lock::Lock;
+use crate::sys::syslog;
 use backend::SnapshotBackend;
 
 /// The xattr of the state directory holding the current space alert.
@@ -110,6 +111,8 @@ pub struct ServerConfig {
     pub stale_after: config::Duration,
     /// At most this many backups transfer at once; others wait their turn.
     pub max_concurrent_backups: u32,
+    /// The system log's socket [default: /dev/log].
+    pub log_socket: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -126,6 +129,7 @@ impl Default for ServerConfig {
             max_unsnapshotted_percent: 50.0,
             stale_after: config::Duration::from_secs(26 * 3600),
             max_concurrent_backups: 4,
+            log_socket: None,
         }
     }
 }
@@ -162,6 +166,10 @@ lock_wait = "2m"
 # At most this many backups transfer at once; the others wait their turn
 # (up to lock_wait, and are told so) instead of all competing at 03:00.
 max_concurrent_backups = 4
+
+# Every event also goes to the system log (journald or syslog) through this
+# socket; nothing fails if it is missing.
+# log_socket = "/dev/log"
 
 # Pruning: when the store's really writable space (btrfs's own figures, with
 # headroom for metadata) falls below min_free_percent, the least important
@@ -629,6 +637,17 @@ impl Store {
     /// Appends one line to the server log (and never fails the caller: a
     /// log that cannot be written is reported on stderr instead).
     pub fn log(&self, line: &str) {
+        let severity = if line.contains("ALERT") || line.contains("refused") {
+            syslog::Severity::Warning
+        } else {
+            syslog::Severity::Info
+        };
+        syslog::send(
+            &syslog::socket(self.config.log_socket.as_deref()),
+            report::program(),
+            severity,
+            line,
+        );
         let path = Self::state_dir_of(&self.root).join("server.log");
         // The log lives on the disk it reports on: it never grows past
         // LOG_LIMIT, the older half kept as server.log.1. (Renames are

@@ -5,4 +5,5 @@ pub mod fs;
 pub mod lock;
 pub mod mountinfo;
 pub mod sandbox;
+pub mod syslog;
 pub mod user;
