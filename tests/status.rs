@@ -271,3 +271,37 @@ fn events_reach_the_system_log() {
         .unwrap();
     assert!(out.status.success(), "{}", show(&out));
 }
+
+#[test]
+fn progress_shows_on_a_terminal_only() {
+    let Some(w) = World::new("progress") else {
+        return;
+    };
+    w.enroll("client.example");
+    w.server_config("min_snapshot_interval = \"0s\"\n");
+    std::fs::write(w.src.join("f"), "x\n").unwrap();
+    // Not a terminal: no progress, no control characters at all.
+    let plain = w.backup_ok();
+    assert!(
+        !plain.chars().any(|c| c.is_control() && c != '\n'),
+        "{plain:?}"
+    );
+    // A terminal (`script` gives it one): rsync's own progress line.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    std::fs::write(w.src.join("g"), "y".repeat(100_000)).unwrap();
+    let cmd = format!(
+        "BYTEBACK_CONFIG_DIR='{}' '{}' backup --source '{}'",
+        w.client_dir.display(),
+        env!("CARGO_BIN_EXE_byteback"),
+        w.src.display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(shown.contains("-chk="), "no progress line: {shown:?}");
+    assert!(shown.contains("Backup complete"), "{shown:?}");
+}

@@ -56,6 +56,15 @@ struct Plan {
     excludes: Vec<Exclusion>,
 }
 
+/// What rsync shows while it runs.
+#[derive(Debug, Clone, Copy)]
+struct Show {
+    /// Every file (`--verbose`).
+    verbose: bool,
+    /// One progress line (a terminal).
+    progress: bool,
+}
+
 /// One rsync exclude pattern and why it is there.
 #[derive(Debug, Clone)]
 struct Exclusion {
@@ -190,13 +199,21 @@ pub fn run(dir: &ConfigDir, args: &BackupArgs) -> Result<()> {
     for e in plan.excludes.iter().filter(|e| !e.requested) {
         report::note(format_args!("excluding {} ({})", e.pattern, e.why));
     }
+    // rsync's own progress line, only where a person watches a terminal.
+    let show = Show {
+        verbose: args.verbose,
+        progress: std::io::IsTerminal::is_terminal(&std::io::stdout())
+            && !args.verbose
+            && !args.quiet
+            && !args.json,
+    };
     let mut recorder = state::Recorder::start(dir, &target.to_string());
     let started = jiff::Timestamp::now();
     let result = match &target {
-        Target::Local(root) => local_backup(&config, &plan, root, args.verbose).map(|s| (s, 1)),
+        Target::Local(root) => local_backup(&config, &plan, root, show).map(|s| (s, 1)),
         Target::Remote(d) => {
             config.destination = Some(Target::Remote(d.clone()));
-            remote_backup(dir, &config, &plan, args.verbose, recorder.as_mut())
+            remote_backup(dir, &config, &plan, show, recorder.as_mut())
         }
     };
     if let Some(r) = recorder.as_mut() {
@@ -249,7 +266,7 @@ fn remote_backup(
     dir: &ConfigDir,
     config: &ClientConfig,
     plan: &Plan,
-    verbose: bool,
+    show: Show,
     mut recorder: Option<&mut state::Recorder<'_>>,
 ) -> Result<(String, u32)> {
     let ssh = dir.ssh(config, HostKeyPolicy::Strict)?;
@@ -262,7 +279,8 @@ fn remote_backup(
         sources: plan.sources.clone(),
         excludes: plan.excludes.iter().map(|e| e.pattern.clone()).collect(),
         io_timeout_secs: config.io_timeout.as_secs(),
-        verbose,
+        verbose: show.verbose,
+        progress: show.progress,
     };
     let attempts = config.retry_attempts.max(1);
     let mut attempt = 1;
@@ -298,7 +316,7 @@ fn local_backup(
     config: &ClientConfig,
     plan: &Plan,
     root: &std::path::Path,
-    verbose: bool,
+    show: Show,
 ) -> Result<String> {
     let local = local::open(root, &machine_name(config), true)?;
     let (store, client) = (&local.store, &local.client);
@@ -320,7 +338,8 @@ fn local_backup(
         sources: plan.sources.clone(),
         excludes: plan.excludes.iter().map(|e| e.pattern.clone()).collect(),
         io_timeout_secs: config.io_timeout.as_secs(),
-        verbose,
+        verbose: show.verbose,
+        progress: show.progress,
     };
     let t = transfer_files(&transfer)?;
     let now = jiff::Timestamp::now();

@@ -85,6 +85,8 @@ pub struct BackupTransfer {
     pub io_timeout_secs: u64,
     /// List every file as it goes.
     pub verbose: bool,
+    /// Show rsync's own one-line progress (bytes, percent, rate, ETA): for a terminal only.
+    pub progress: bool,
 }
 
 /// The receiving end of a backup transfer.
@@ -153,6 +155,8 @@ impl BackupTransfer {
         if self.verbose {
             args.push("--itemize-changes".into());
             args.push("--stats".into());
+        } else if self.progress {
+            args.push("--info=progress2".into());
         }
         match &self.to {
             TransferTo::Remote { rsh, .. } => {
@@ -414,6 +418,7 @@ mod tests {
             excludes: vec!["/proc/*".into()],
             io_timeout_secs: 300,
             verbose: false,
+            progress: false,
         };
         let args: Vec<String> = t
             .args()
@@ -451,6 +456,7 @@ mod tests {
             excludes: vec![],
             io_timeout_secs: 60,
             verbose: false,
+            progress: true,
         };
         let args: Vec<String> = t
             .args()
@@ -459,6 +465,7 @@ mod tests {
             .collect();
         assert!(!args.contains(&"--inplace".to_string()) && !args.contains(&"--rsh".to_string()));
         assert!(args.contains(&"--link-dest=../2026-11-26T03:00:00Z".to_string()));
+        assert!(args.contains(&"--info=progress2".to_string()));
         assert_eq!(args.last().unwrap(), "/var/backups/byteback/host/current/");
     }
 
