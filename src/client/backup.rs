@@ -217,7 +217,7 @@ pub fn run(dir: &ConfigDir, args: &BackupArgs) -> Result<()> {
         }
     };
     if let Some(r) = recorder.as_mut() {
-        r.finish(&result.as_ref().map(|(s, _)| s.clone()).map_err(clone_error));
+        r.finish(result.as_ref().map(|(s, _)| s.as_str()));
     }
     let seconds = jiff::Timestamp::now().duration_since(started).as_secs_f64();
     match &result {
@@ -251,14 +251,6 @@ pub fn run(dir: &ConfigDir, args: &BackupArgs) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// The same error again, for the state file (errors are not `Clone`).
-fn clone_error(e: &Error) -> Error {
-    match e {
-        Error::Partial(m) => Error::Partial(m.clone()),
-        other => Error::Command(other.to_string()),
-    }
 }
 
 /// A backup to a server, retried as configured; the snapshot's name.

@@ -112,7 +112,7 @@ impl<'d> Recorder<'d> {
     }
 
     /// The run ended: with a snapshot, a partial one, or an error.
-    pub fn finish(&mut self, result: &Result<String>) {
+    pub fn finish(&mut self, result: std::result::Result<&str, &Error>) {
         use crate::sys::syslog::{Severity, send, socket};
         let (severity, what) = match result {
             Ok(s) => (
@@ -130,7 +130,7 @@ impl<'d> Recorder<'d> {
         match result {
             Ok(snapshot) => {
                 self.state.result = Ended::Ok;
-                self.state.snapshot = Some(snapshot.clone());
+                self.state.snapshot = Some(snapshot.to_owned());
                 self.state.last_success = Some(now);
             }
             Err(e @ Error::Partial(_)) => {
