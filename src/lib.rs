@@ -18,3 +18,30 @@ pub mod report;
 pub mod server;
 pub mod store;
 pub mod sys;
+
+#[cfg(test)]
+mod cli_tests {
+    use clap::CommandFactory;
+
+    /// Every option and argument of every command explains itself in `--help`.
+    fn assert_documented(cmd: &clap::Command, path: &str) {
+        let path = format!("{path} {}", cmd.get_name());
+        assert!(cmd.get_about().is_some(), "{path} has no description");
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            if matches!(id, "help" | "version") || arg.is_hide_set() {
+                continue;
+            }
+            assert!(arg.get_help().is_some(), "{path}: {id} has no help text");
+        }
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+            assert_documented(sub, &path);
+        }
+    }
+
+    #[test]
+    fn every_option_has_help() {
+        assert_documented(&crate::client::Cli::command(), "");
+        assert_documented(&crate::server::Cli::command(), "");
+    }
+}

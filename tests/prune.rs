@@ -150,11 +150,15 @@ fn listing_dry_run_and_force(kind: FsKind) {
         Some("3 b.example 2026-11-23T13:00+0100")
     );
     let out = w.server(&["prune", "--list", "--json", "--now", now]);
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let json: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
     assert_eq!(json[3]["snapshot"], "2026-11-23T13:00+0100");
     assert_eq!(json[3]["time"], "2026-11-23T12:00:00Z");
     assert_eq!(json[3]["client"], "b.example");
-    assert_eq!(json.as_array().unwrap().len(), 5);
+    assert_eq!(json[3]["index"], 4);
+    assert_eq!(json.len(), 5);
 
     // Plenty of space: nothing to do, dry run or not.
     let before = all_snapshots(&w, &["a.example", "b.example"]);

@@ -273,10 +273,24 @@ fn list_and_restore_with_true_ownership(kind: FsKind) {
     assert!(out.status.success(), "{}", show(&out));
     assert_eq!(stdout(&out).lines().count(), 4, "{}", show(&out));
 
+    // Streams are one JSON object per line, on both sides.
     let out = w.client(&["snapshots", "--json"]);
-    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(list.as_array().unwrap().len(), 3, "{}", show(&out));
+    let list: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(list.len(), 3, "{}", show(&out));
     assert_eq!(list[0]["name"], snaps[0].as_str());
+    assert_eq!(list[0]["partial"], false);
+    let out = w.server(&["snapshots", "--json", "--client", &client]);
+    assert!(out.status.success(), "{}", show(&out));
+    let list: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(list.len(), 3, "{}", show(&out));
+    assert_eq!(list[2]["name"], snaps[2].as_str());
+    assert_eq!(list[2]["client"], client.as_str());
 }
 
 fn listing_and_restore_stay_inside_the_clients_backups(kind: FsKind) {

@@ -182,6 +182,10 @@ fn the_client_records_each_backup() {
     assert_eq!(state["snapshot"], snapshot.as_str());
     assert_eq!(state["attempt"], 1);
     assert!(state["last_success"].is_string());
+    // What it sent: the one new file, its two bytes, and the wire's bytes.
+    assert_eq!(state["files"], 1, "{state}");
+    assert_eq!(state["bytes"], 2, "{state}");
+    assert!(state["sent"].as_u64().unwrap() > 2, "{state}");
     // A second backup inside the server's interval is refused: recorded as
     // failed, with the reason, and the last success kept.
     let out = w.client(&[

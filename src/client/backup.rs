@@ -18,12 +18,13 @@ use crate::destination::Target;
 use crate::error::{Error, Result};
 use crate::exec::Cmd;
 use crate::exec::rsync::{
-    BackupTransfer, Outcome, TransferTo, describe_exit, exclude_contents_of, failed_file,
+    BackupTransfer, Outcome, Traffic, TransferTo, describe_exit, exclude_contents_of, failed_file,
 };
 use crate::exec::ssh::{HostKeyPolicy, Master, Ssh};
 use crate::protocol::Failure;
 use crate::report;
 use crate::store::service::ClientBackups;
+use crate::sys::fs::human_bytes;
 use crate::sys::lock::Lock;
 use crate::sys::mountinfo;
 
@@ -209,15 +210,18 @@ pub fn run(dir: &ConfigDir, args: &BackupArgs) -> Result<()> {
     };
     let mut recorder = state::Recorder::start(dir, &target.to_string());
     let started = jiff::Timestamp::now();
+    let mut traffic = Traffic::default();
     let result = match &target {
-        Target::Local(root) => local_backup(&config, &plan, root, show).map(|s| (s, 1)),
+        Target::Local(root) => {
+            local_backup(&config, &plan, root, show, &mut traffic).map(|s| (s, 1))
+        }
         Target::Remote(d) => {
             config.destination = Some(Target::Remote(d.clone()));
-            remote_backup(dir, &config, &plan, show, recorder.as_mut())
+            remote_backup(dir, &config, &plan, show, recorder.as_mut(), &mut traffic)
         }
     };
     if let Some(r) = recorder.as_mut() {
-        r.finish(result.as_ref().map(|(s, _)| s.as_str()));
+        r.finish(result.as_ref().map(|(s, _)| s.as_str()), traffic);
     }
     let seconds = jiff::Timestamp::now().duration_since(started).as_secs_f64();
     match &result {
@@ -234,6 +238,9 @@ pub fn run(dir: &ConfigDir, args: &BackupArgs) -> Result<()> {
             "destination": target.to_string(),
             "snapshot": result.as_ref().ok().map(|(s, _)| s),
             "attempts": result.as_ref().ok().map(|(_, a)| a),
+            "files": traffic.files,
+            "bytes": traffic.bytes,
+            "sent": traffic.sent,
             "started": started.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
             "duration_seconds": (seconds * 10.0).round() / 10.0,
             "error": result.as_ref().err().map(|e| e.to_string()),
@@ -247,7 +254,10 @@ pub fn run(dir: &ConfigDir, args: &BackupArgs) -> Result<()> {
             Target::Remote(_) => String::new(),
         };
         println!(
-            "Backup complete: snapshot {snapshot}{place} ({seconds:.1} s, {attempts} attempt(s))"
+            "Backup complete: snapshot {snapshot}{place} ({} file(s), {} changed, {} sent, {seconds:.1} s, {attempts} attempt(s))",
+            traffic.files,
+            human_bytes(traffic.bytes),
+            human_bytes(traffic.sent),
         );
     }
     Ok(())
@@ -260,6 +270,7 @@ fn remote_backup(
     plan: &Plan,
     show: Show,
     mut recorder: Option<&mut state::Recorder<'_>>,
+    traffic: &mut Traffic,
 ) -> Result<(String, u32)> {
     let ssh = dir.ssh(config, HostKeyPolicy::Strict)?;
     let transfer = BackupTransfer {
@@ -281,7 +292,7 @@ fn remote_backup(
             r.attempt(attempt);
         }
         let last = attempt == attempts;
-        match try_once(dir, &ssh, &transfer, last) {
+        match try_once(dir, &ssh, &transfer, last, traffic) {
             Ok(snapshot) => return Ok((snapshot, attempt)),
             Err(e @ Error::Partial(_)) => return Err(e),
             Err(e) if last || !retryable(&e) => {
@@ -309,6 +320,7 @@ fn local_backup(
     plan: &Plan,
     root: &std::path::Path,
     show: Show,
+    traffic: &mut Traffic,
 ) -> Result<String> {
     let local = local::open(root, &machine_name(config), true)?;
     let (store, client) = (&local.store, &local.client);
@@ -334,6 +346,7 @@ fn local_backup(
         progress: show.progress,
     };
     let t = transfer_files(&transfer)?;
+    traffic.add(t.traffic);
     let now = jiff::Timestamp::now();
     match t.outcome {
         Outcome::Ok | Outcome::Vanished => Ok(backups.finish(now, None)?.to_string()),
@@ -377,7 +390,13 @@ fn with_attempts(e: Error, attempts: u32) -> Error {
 }
 
 /// One attempt: ping, transfer, snapshot — over one shared connection.
-fn try_once(dir: &ConfigDir, plain: &Ssh, transfer: &BackupTransfer, last: bool) -> Result<String> {
+fn try_once(
+    dir: &ConfigDir,
+    plain: &Ssh,
+    transfer: &BackupTransfer,
+    last: bool,
+    traffic: &mut Traffic,
+) -> Result<String> {
     let master = Master::open(plain, control_socket(dir))?;
     let ssh = &master.share(plain);
     let transfer = &BackupTransfer {
@@ -393,7 +412,9 @@ fn try_once(dir: &ConfigDir, plain: &Ssh, transfer: &BackupTransfer, last: bool)
         code,
         failed,
         server_said,
+        traffic: sent,
     } = transfer_files(transfer)?;
+    traffic.add(sent);
     if let (false, Some(failure)) = (outcome.is_success(), server_said) {
         // The server refused the transfer (its words came through rsync's
         // stderr); rsync only knows the connection closed.
@@ -433,15 +454,20 @@ pub fn control_socket(dir: &ConfigDir) -> std::path::PathBuf {
     }
 }
 
-/// Runs rsync, passing its output through and collecting failed file names
-/// and the server's own error, if it gave one.
+/// Runs rsync, passing its output through and collecting failed file names,
+/// the server's own error if it gave one, and the `--stats` figures.
 fn transfer_files(transfer: &BackupTransfer) -> Result<Transferred> {
     let mut child = Cmd::new(&transfer.rsync)
         .args(transfer.args())
         .configure(|c| {
-            c.stdin(Stdio::null()).stderr(Stdio::piped());
+            c.stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
         })
         .spawn()?;
+    let verbose = transfer.verbose;
+    let stdout = child.stdout.take();
+    let relay = std::thread::spawn(move || stdout.map(|o| relay_stdout(o, verbose)));
     let mut failed = Vec::new();
     let mut server_said = None;
     if let Some(stderr) = child.stderr.take() {
@@ -461,12 +487,63 @@ fn transfer_files(transfer: &BackupTransfer) -> Result<Transferred> {
     let status = child
         .wait()
         .map_err(|e| Error::Command(format!("rsync: {e}")))?;
+    let traffic = relay.join().ok().flatten().unwrap_or_default();
     Ok(Transferred {
         outcome: Outcome::of_exit(status.code()),
         code: status.code(),
         failed,
         server_said,
+        traffic,
     })
+}
+
+/// Passes rsync's standard output through as it comes (a progress line ends
+/// in `\r`, so pieces end at either `\r` or `\n`), keeping the `--stats`
+/// block for the summary unless the user asked to see everything.
+fn relay_stdout(stdout: impl std::io::Read, verbose: bool) -> Traffic {
+    use std::io::Write;
+    let (mut traffic, mut in_stats) = (Traffic::default(), false);
+    let mut reader = BufReader::new(stdout);
+    let mut piece = Vec::new();
+    let out = std::io::stdout();
+    loop {
+        piece.clear();
+        // Read up to whichever of '\r' or '\n' comes first.
+        let got = loop {
+            let buf = match reader.fill_buf() {
+                Ok(b) => b,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => break piece.len(),
+            };
+            if buf.is_empty() {
+                break piece.len();
+            }
+            match buf.iter().position(|&b| b == b'\n' || b == b'\r') {
+                Some(i) => {
+                    piece.extend_from_slice(&buf[..=i]);
+                    reader.consume(i + 1);
+                    break piece.len();
+                }
+                None => {
+                    let n = buf.len();
+                    piece.extend_from_slice(buf);
+                    reader.consume(n);
+                }
+            }
+        };
+        if got == 0 {
+            return traffic;
+        }
+        let text = String::from_utf8_lossy(&piece);
+        let line = text.trim_end_matches(['\r', '\n']);
+        let stats = traffic.take_stats_line(line, &mut in_stats);
+        // Unless verbose, rsync's standard output is only its progress: the
+        // blank line it puts before its statistics goes with them.
+        if verbose || !(stats || line.is_empty()) {
+            let mut out = out.lock();
+            let _ = out.write_all(&piece).and_then(|()| out.flush());
+        }
+    }
 }
 
 /// How one rsync run ended.
@@ -478,4 +555,6 @@ struct Transferred {
     failed: Vec<String>,
     /// The server's own failure, if it refused.
     server_said: Option<Failure>,
+    /// What was sent.
+    traffic: Traffic,
 }

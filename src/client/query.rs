@@ -109,7 +109,7 @@ pub fn table_line(row: &Row) -> String {
 /// One JSON object (one line) for a row.
 pub fn json_line(row: &Row) -> String {
     let m = &row.found.meta;
-    let value = serde_json::json!({
+    let mut value = serde_json::json!({
         "snapshot": row.snapshot,
         "time": row.time.map(|t| t.strftime(UTC).to_string()),
         "mode": finder::mode_string(m.mode),
@@ -120,6 +120,18 @@ pub fn json_line(row: &Row) -> String {
         "path": String::from_utf8_lossy(&row.found.path),
         "target": m.symlink_target.as_deref().map(String::from_utf8_lossy),
     });
+    // JSON strings are Unicode: a name that is not UTF-8 also comes
+    // percent-encoded (`%XX` for each byte outside `[A-Za-z0-9._/-]`), so
+    // nothing is lost.
+    let raw = [
+        ("path_encoded", Some(&row.found.path[..])),
+        ("target_encoded", m.symlink_target.as_deref()),
+    ];
+    for (field, bytes) in raw {
+        if let Some(bytes) = bytes.filter(|b| std::str::from_utf8(b).is_err()) {
+            value[field] = crate::protocol::wire::encode_arg(bytes).into();
+        }
+    }
     value.to_string()
 }
 
@@ -186,5 +198,12 @@ mod tests {
         assert_eq!(j["mode"], "lrwxrwxrwx");
         assert_eq!(j["time"], "2026-11-26T05:07:09Z");
         assert_eq!(j["mtime"], "2017-07-14T02:40:00Z");
+        // The sample's name is not UTF-8: its bytes come encoded too.
+        let encoded = j["path_encoded"].as_str().unwrap();
+        assert_eq!(
+            crate::protocol::wire::decode_arg(encoded).unwrap(),
+            row.found.path
+        );
+        assert!(j.get("target_encoded").is_none(), "{j}");
     }
 }

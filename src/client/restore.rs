@@ -291,18 +291,10 @@ fn print_snapshots(
     json: bool,
 ) -> Result<()> {
     if json {
-        let values: Vec<serde_json::Value> = rows
-            .iter()
-            .map(|(s, partial)| {
-                serde_json::json!({
-                    "name": s.as_str(),
-                    "time": s.time().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
-                    "age_seconds": now.duration_since(s.time()).as_secs(),
-                    "partial": partial,
-                })
-            })
-            .collect();
-        println!("{}", serde_json::Value::Array(values));
+        // A stream: one object per line, oldest first.
+        for (s, partial) in rows {
+            println!("{}", snapshot_json(None, s, *partial, now));
+        }
         return Ok(());
     }
     println!("{:<24}  {:<20}  {:>10}", "snapshot", "time", "age");
@@ -332,4 +324,23 @@ fn human_age(d: jiff::SignedDuration) -> String {
     } else {
         format!("{s}s")
     }
+}
+
+/// One snapshot as a JSON object (both programs' `snapshots --json`).
+pub fn snapshot_json(
+    client: Option<&str>,
+    s: &crate::names::SnapshotName,
+    partial: bool,
+    now: Timestamp,
+) -> serde_json::Value {
+    let mut value = serde_json::json!({
+        "name": s.as_str(),
+        "time": s.time().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        "age_seconds": now.duration_since(s.time()).as_secs(),
+        "partial": partial,
+    });
+    if let Some(client) = client {
+        value["client"] = client.into();
+    }
+    value
 }

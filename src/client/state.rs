@@ -14,6 +14,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::exec::rsync::Traffic;
 use crate::sys::fs::{ensure_dir, write_atomic};
 
 use super::config::{ConfigDir, DEFAULT_CONFIG_DIR};
@@ -43,6 +44,15 @@ pub struct State {
     pub attempt: u32,
     pub snapshot: Option<String>,
     pub error: Option<String>,
+    /// Regular files sent by this run (all its attempts).
+    #[serde(default)]
+    pub files: u64,
+    /// Their size.
+    #[serde(default)]
+    pub bytes: u64,
+    /// Bytes that went over the wire.
+    #[serde(default)]
+    pub sent: u64,
     /// When a backup last succeeded (kept across failed ones).
     pub last_success: Option<Timestamp>,
 }
@@ -98,6 +108,9 @@ impl<'d> Recorder<'d> {
                 attempt: 1,
                 snapshot: None,
                 error: None,
+                files: 0,
+                bytes: 0,
+                sent: 0,
                 last_success: load(dir).and_then(|s| s.last_success),
             },
         };
@@ -112,7 +125,7 @@ impl<'d> Recorder<'d> {
     }
 
     /// The run ended: with a snapshot, a partial one, or an error.
-    pub fn finish(&mut self, result: std::result::Result<&str, &Error>) {
+    pub fn finish(&mut self, result: std::result::Result<&str, &Error>, traffic: Traffic) {
         use crate::sys::syslog::{Severity, send, socket};
         let (severity, what) = match result {
             Ok(s) => (
@@ -127,6 +140,9 @@ impl<'d> Recorder<'d> {
         send(&socket(None), "byteback", severity, &what);
         let now = Timestamp::now();
         self.state.ended = Some(now);
+        self.state.files = traffic.files;
+        self.state.bytes = traffic.bytes;
+        self.state.sent = traffic.sent;
         match result {
             Ok(snapshot) => {
                 self.state.result = Ended::Ok;
@@ -186,6 +202,14 @@ pub fn show(dir: &ConfigDir, json: bool, now: Timestamp) -> Result<()> {
     if let Some(snapshot) = &state.snapshot {
         println!("snapshot: {snapshot}");
     }
+    if state.ended.is_some() {
+        println!(
+            "sent: {} file(s), {} changed, {} over the wire",
+            state.files,
+            crate::sys::fs::human_bytes(state.bytes),
+            crate::sys::fs::human_bytes(state.sent)
+        );
+    }
     if let Some(error) = &state.error {
         println!("error: {error}");
     }
@@ -222,6 +246,9 @@ mod tests {
             ended: Some("2026-11-28T03:10:00Z".parse().unwrap()),
             result: Ended::Partial,
             attempt: 2,
+            files: 3,
+            bytes: 4096,
+            sent: 1200,
             snapshot: Some("2026-11-28T03:10:00Z".into()),
             error: Some("1 file(s) could not be transferred".into()),
             last_success: Some("2026-11-27T03:10:00Z".parse().unwrap()),

@@ -47,6 +47,58 @@ impl Outcome {
     }
 }
 
+/// What one or more rsync runs moved, from rsync's `--stats` block.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Traffic {
+    /// Regular files sent (new or changed).
+    pub files: u64,
+    /// The size of those files.
+    pub bytes: u64,
+    /// Bytes that went over the wire (after rsync's delta and compression).
+    pub sent: u64,
+}
+
+impl Traffic {
+    /// Reads one line of rsync's output: whether it belongs to the
+    /// `--stats` block (which starts at `Number of files:`), adding its
+    /// figure if it is one of ours.
+    pub fn take_stats_line(&mut self, line: &str, in_stats: &mut bool) -> bool {
+        if line.starts_with("Number of files:") {
+            *in_stats = true;
+        }
+        if !*in_stats {
+            return false;
+        }
+        let figure = |rest: &str| -> u64 {
+            // rsync groups digits by locale ("1,234" or "1.234").
+            let digits: String = rest
+                .trim_start()
+                .split(' ')
+                .next()
+                .unwrap_or("")
+                .chars()
+                .filter(char::is_ascii_digit)
+                .collect();
+            digits.parse().unwrap_or(0)
+        };
+        if let Some(rest) = line.strip_prefix("Number of regular files transferred:") {
+            self.files += figure(rest);
+        } else if let Some(rest) = line.strip_prefix("Total transferred file size:") {
+            self.bytes += figure(rest);
+        } else if let Some(rest) = line.strip_prefix("Total bytes sent:") {
+            self.sent += figure(rest);
+        }
+        true
+    }
+
+    /// Adds another run's figures (a retried backup's attempts).
+    pub fn add(&mut self, other: Traffic) {
+        self.files += other.files;
+        self.bytes += other.bytes;
+        self.sent += other.sent;
+    }
+}
+
 /// rsync's human description of its exit codes, for messages.
 pub fn describe_exit(code: Option<i32>) -> String {
     let what = match code {
@@ -152,9 +204,11 @@ impl BackupTransfer {
             args.push("--ignore-existing".into());
         }
         args.push(format!("--timeout={}", self.io_timeout_secs).into());
+        // The figures of the summary and the state file (shown only with
+        // --verbose; see `Traffic::take_stats_line`).
+        args.push("--stats".into());
         if self.verbose {
             args.push("--itemize-changes".into());
-            args.push("--stats".into());
         } else if self.progress {
             args.push("--info=progress2".into());
         }
@@ -596,6 +650,28 @@ mod tests {
         assert_eq!(
             exclude_contents_of(Path::new("/mnt/a*b?[c]")),
             r"/mnt/a\*b\?\[c]/*"
+        );
+    }
+
+    #[test]
+    fn stats_block_figures() {
+        let out = "file\n\nNumber of files: 3 (reg: 2, dir: 1)\nNumber of created files: 1\n\
+            Number of regular files transferred: 1,234\nTotal file size: 10 bytes\n\
+            Total transferred file size: 5.678.901 bytes\nTotal bytes sent: 106\n\
+            Total bytes received: 19\n\nsent 106 bytes  received 19 bytes\n";
+        let (mut t, mut in_stats) = (Traffic::default(), false);
+        let shown: Vec<&str> = out
+            .lines()
+            .filter(|l| !t.take_stats_line(l, &mut in_stats))
+            .collect();
+        assert_eq!(shown, ["file", ""]);
+        assert_eq!(
+            t,
+            Traffic {
+                files: 1234,
+                bytes: 5_678_901,
+                sent: 106
+            }
         );
     }
 

@@ -358,6 +358,8 @@ pub fn list_lines(placed: &[Placed]) -> Vec<String> {
 /// One entry of `--list --json`.
 #[derive(Debug, Serialize)]
 pub struct JsonEntry {
+    /// 1 for the most important (as in the text listing).
+    pub index: usize,
     pub client: String,
     pub snapshot: String,
     pub time: String,
@@ -367,7 +369,9 @@ pub struct JsonEntry {
 pub fn json_entries(placed: &[Placed]) -> Vec<JsonEntry> {
     placed
         .iter()
-        .map(|p| JsonEntry {
+        .enumerate()
+        .map(|(i, p)| JsonEntry {
+            index: i + 1,
             client: p.snapshot.client.to_string(),
             snapshot: p.snapshot.name.to_string(),
             time: p

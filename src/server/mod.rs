@@ -85,7 +85,7 @@ enum Command {
         /// Print every snapshot, most important first, as `INDEX CLIENT SNAPSHOT`; delete nothing.
         #[arg(long)]
         list: bool,
-        /// With --list: a JSON array of {client, snapshot, time}.
+        /// With --list: one JSON object per line, {index, client, snapshot, time}.
         #[arg(long, requires = "list")]
         json: bool,
         /// The order of --list.
@@ -147,6 +147,9 @@ enum Command {
         /// Only this client [default: every client].
         #[arg(long)]
         client: Option<String>,
+        /// One JSON object per line: `client`, `name`, `time`, `age_seconds`, `partial`.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -261,14 +264,29 @@ pub fn run(cli: Cli) -> Result<u8> {
             print!("{text}");
             Ok(0)
         }
-        Command::Snapshots { store, client } => {
+        Command::Snapshots {
+            store,
+            client,
+            json,
+        } => {
             let store = Store::open(&store_or_home(store)?)?;
             let clients = match client {
                 Some(c) => vec![ClientName::new(&c)?],
                 None => store.clients()?,
             };
+            let now = Timestamp::now();
             for client in clients {
                 for s in store.snapshots(&client)? {
+                    if json {
+                        let value = crate::client::restore::snapshot_json(
+                            Some(client.as_str()),
+                            &s.name,
+                            s.partial,
+                            now,
+                        );
+                        println!("{value}");
+                        continue;
+                    }
                     let flag = if s.partial { " partial" } else { "" };
                     println!("{client} {}{flag}", s.name);
                 }
@@ -328,9 +346,11 @@ fn run_status(
 fn prune_list(store: &Store, now: Timestamp, order: prune::OrderKind, json: bool) -> Result<u8> {
     let placed = prune::ordered(&prune::all_snapshots(store)?, now, order);
     if json {
-        let text = serde_json::to_string_pretty(&prune::json_entries(&placed))
-            .map_err(|e| Error::Command(format!("cannot write JSON: {e}")))?;
-        println!("{text}");
+        for entry in prune::json_entries(&placed) {
+            let text = serde_json::to_string(&entry)
+                .map_err(|e| Error::Command(format!("cannot write JSON: {e}")))?;
+            println!("{text}");
+        }
     } else {
         for line in prune::list_lines(&placed) {
             println!("{line}");
