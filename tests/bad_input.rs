@@ -60,6 +60,12 @@ fn client_setup_rejects_bad_destinations_and_names() {
         2,
         &["'..'"],
     );
+    // The global --destination is not silently ignored by setup.
+    one_line(
+        &byteback(&dir, &["--destination", "a.example", "setup", "b.example"]),
+        2,
+        &["setup takes its destination as an argument"],
+    );
     assert!(!dir.exists(), "nothing may be created for bad input");
     // A wrong flag: clap's usage error, exit 2.
     let out = byteback(&dir, &["backup", "--bogus"]);

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use config::ConfigDir;
 
 /// Maintenance-free backups of this machine to a byteback server.
@@ -35,6 +35,8 @@ enum Command {
     /// Make this machine's key and config for a server ([USER@]HOST[:PORT]) or a local store directory.
     Setup {
         /// The server, e.g. byteback@backup.example.net, or an absolute directory on this machine.
+        // Its own id: sharing the global --destination's would merge the two.
+        #[arg(id = "setup_destination", value_name = "DESTINATION")]
         destination: String,
         /// This machine's backup name [default: its FQDN].
         #[arg(long)]
@@ -111,7 +113,14 @@ pub fn run(cli: Cli) -> Result<()> {
     let dir = ConfigDir::resolve(cli.config_dir)?;
     let dest = cli.destination.as_deref();
     match cli.command {
-        Command::Setup { destination, name } => setup::setup(&dir, &destination, name.as_deref()),
+        Command::Setup { destination, name } => {
+            if let Some(global) = dest {
+                return Err(Error::Usage(format!(
+                    "setup takes its destination as an argument, not --destination: byteback setup {global}"
+                )));
+            }
+            setup::setup(&dir, &destination, name.as_deref())
+        }
         Command::Test {
             accept_new_host_key,
         } => setup::test(&dir, accept_new_host_key, dest),
