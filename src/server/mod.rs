@@ -3,6 +3,7 @@
 
 pub mod keys;
 pub mod receive;
+pub mod root_setup;
 pub mod setup;
 pub mod status;
 
@@ -26,11 +27,14 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Check the store (btrfs, permissions) and write its configuration.
+    /// Check the store (btrfs, permissions) and write its configuration; as root with --user, first create and fix up that backup user.
     Setup {
-        /// The store directory [default: the backup user's home].
+        /// The store directory [default: the backup user's home; with --user for a new user, /home/NAME].
         #[arg(long)]
         store: Option<PathBuf>,
+        /// As root: create this backup user if missing (home = the store, /bin/sh, no password), check the mount options, fix ownership, enable the maintenance timer, then run setup as that user.
+        #[arg(long, value_name = "NAME")]
+        user: Option<String>,
         /// How snapshots are made [default: btrfs on btrfs, plain elsewhere].
         #[arg(long, value_enum)]
         backend: Option<crate::store::Backend>,
@@ -156,9 +160,16 @@ enum Command {
 /// Runs the parsed command line; the exit status on success.
 pub fn run(cli: Cli) -> Result<u8> {
     match cli.command {
-        Command::Setup { store, backend } => {
-            setup::run(&store_or_home(store)?, backend).map(|()| 0)
-        }
+        Command::Setup {
+            store,
+            user: Some(user),
+            backend,
+        } => root_setup::run(&user, store.as_deref(), backend),
+        Command::Setup {
+            store,
+            user: None,
+            backend,
+        } => setup::run(&store_or_home(store)?, backend).map(|()| 0),
         Command::NewClient {
             store,
             name,
@@ -440,7 +451,7 @@ fn run_as_owner(store: &Store) -> Result<()> {
 fn refuse_root() -> Result<()> {
     if rustix::process::geteuid().is_root() {
         return Err(Error::Usage(
-            "run this as the backup user, not root (e.g. `su -s /bin/sh byteback -c 'byteback-server ...'`)".into(),
+            "run this as the backup user, not root (e.g. `su -s /bin/sh byteback -c 'byteback-server ...'`); as root, `byteback-server setup --user byteback` prepares that user".into(),
         ));
     }
     Ok(())

@@ -620,8 +620,8 @@ fn set_mode(path: &Path, mode: u32) {
     r.unwrap_or_else(|e| panic!("chmod {mode:o} {path:?}: {e}"));
 }
 
-/// A name part unique across threads and processes: hex pid, counter and clock microseconds.
-fn unique() -> String {
+/// A name part unique to this process and call: pid, a counter and microseconds, in hex.
+pub fn unique() -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed) & 0xfff;
     let now = SystemTime::now().duration_since(UNIX_EPOCH);

@@ -1,0 +1,80 @@
+//! `cargo run -p xtask -- assets DIR`: writes the man pages (one per command
+//! and subcommand, from the clap definitions, in `DIR/man/<program>/`) and
+//! the bash, zsh and fish completions of both programs (in
+//! `DIR/completions/<shell>/`), where the Debian packages and
+//! `install.sh` pick them up. Nothing here is written by hand.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::CommandFactory;
+use clap_complete::Shell;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [task, dir] = args.as_slice() else {
+        eprintln!("usage: cargo run -p xtask -- assets DIR");
+        return ExitCode::from(2);
+    };
+    if task != "assets" {
+        eprintln!("xtask: unknown task {task:?}; the one task is `assets DIR`");
+        return ExitCode::from(2);
+    }
+    match assets(Path::new(dir)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn assets(dir: &Path) -> std::io::Result<()> {
+    for cmd in [
+        byteback::client::Cli::command(),
+        byteback::server::Cli::command(),
+    ] {
+        let cmd = cmd.version(env!("CARGO_PKG_VERSION"));
+        // One directory per program, so each package takes only its own.
+        man_pages(&cmd, &dir.join("man").join(cmd.get_name()))?;
+        completions(&cmd, dir)?;
+    }
+    Ok(())
+}
+
+/// `byteback.1`, and `byteback-setup.1` for `byteback setup`, and so on.
+fn man_pages(cmd: &clap::Command, dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    // Building names each subcommand for its page (`byteback-setup`).
+    let mut built = cmd.clone();
+    built.build();
+    write_man(&built, dir)
+}
+
+fn write_man(cmd: &clap::Command, dir: &Path) -> std::io::Result<()> {
+    let name = cmd.get_display_name().unwrap_or(cmd.get_name());
+    let mut out = Vec::new();
+    clap_mangen::Man::new(cmd.clone()).render(&mut out)?;
+    std::fs::write(dir.join(format!("{name}.1")), out)?;
+    for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+        write_man(sub, dir)?;
+    }
+    Ok(())
+}
+
+/// Where each shell looks for completions in a Debian package.
+fn completions(cmd: &clap::Command, dir: &Path) -> std::io::Result<()> {
+    let name = cmd.get_name().to_owned();
+    for (shell, sub, file) in [
+        (Shell::Bash, "bash", name.clone()),
+        (Shell::Zsh, "zsh", format!("_{name}")),
+        (Shell::Fish, "fish", format!("{name}.fish")),
+    ] {
+        let at: PathBuf = dir.join("completions").join(sub);
+        std::fs::create_dir_all(&at)?;
+        let mut out = Vec::new();
+        clap_complete::generate(shell, &mut cmd.clone(), &name, &mut out);
+        std::fs::write(at.join(file), out)?;
+    }
+    Ok(())
+}
