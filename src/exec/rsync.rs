@@ -203,10 +203,10 @@ impl BackupTransfer {
             // never touched again (see `server_args`).
             args.push("--ignore-existing".into());
         }
-        args.push(format!("--timeout={}", self.io_timeout_secs).into());
         // The figures of the summary and the state file (shown only with
         // --verbose; see `Traffic::take_stats_line`).
         args.push("--stats".into());
+        args.push(format!("--timeout={}", self.io_timeout_secs).into());
         if self.verbose {
             args.push("--itemize-changes".into());
         } else if self.progress {
