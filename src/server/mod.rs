@@ -50,6 +50,10 @@ enum Command {
         /// Only accept this client from these addresses (ssh's from="..." pattern list).
         #[arg(long, value_name = "PATTERN")]
         from: Option<String>,
+        /// Give a client already enrolled under this name a new key (a reinstalled machine): its
+        /// line is replaced, its history stays, and so does its --from unless given again.
+        #[arg(long)]
+        replace_key: bool,
         /// The client's public key, as `byteback setup` printed it (quoted or not).
         #[arg(required = true, num_args = 1.., allow_hyphen_values = true, value_name = "KEY")]
         key: Vec<String>,
@@ -174,12 +178,14 @@ pub fn run(cli: Cli) -> Result<u8> {
             store,
             name,
             from,
+            replace_key,
             key,
         } => setup::new_client(
             &store_or_home(store)?,
             name.as_deref(),
             from.as_deref(),
             &key,
+            replace_key,
         )
         .map(|()| 0),
         Command::Receive { store, client } => {
