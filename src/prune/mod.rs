@@ -207,10 +207,7 @@ pub fn run(
     mode: Mode,
     on_behalf: Option<&ClientName>,
 ) -> Result<Outcome> {
-    let lock_path = Store::state_dir_of(store.root()).join("prune.lock");
-    let _lock = Lock::acquire(&lock_path, Duration::from_secs(600))?.ok_or_else(|| {
-        Error::Locked("another prune has been running for 10 minutes; try again later".into())
-    })?;
+    let _lock = lock(store, Duration::from_secs(600))?;
     let config = &store.config;
     let mut outcome = Outcome::default();
     let mut free = store.space()?;
@@ -283,6 +280,19 @@ pub fn run(
     store.clear_space_alert();
     outcome.after = Some(free);
     Ok(outcome)
+}
+
+/// Takes the store's prune lock, waiting up to `wait` for a running prune
+/// (or another command that deletes or moves snapshots) to end.
+pub fn lock(store: &Store, wait: Duration) -> Result<Lock> {
+    let path = Store::state_dir_of(store.root()).join("prune.lock");
+    Lock::acquire(&path, wait)?.ok_or_else(|| {
+        Error::Locked(format!(
+            "a prune of {} has been running for {} s; try again when it has finished",
+            store.root().display(),
+            wait.as_secs()
+        ))
+    })
 }
 
 /// Discards the unsnapshotted data of every client over its limit, largest

@@ -7,12 +7,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-
-use crate::exec::Cmd;
+use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::exec::Cmd;
 use crate::names::ClientName;
 use crate::sys::fs::{ensure_dir, write_atomic};
+use crate::sys::lock::Lock;
 
 /// Key types OpenSSH accepts in authorized_keys.
 const KEY_TYPES: &[&str] = &[
@@ -77,7 +78,7 @@ impl PublicKey {
     pub fn fingerprint(&self) -> Result<String> {
         use std::io::Write;
         let mut child = Cmd::new("ssh-keygen")
-            .args(["-l", "-f", "-"])
+            .args(["-l", "-E", "sha256", "-f", "-"])
             .configure(|c| {
                 c.stdin(Stdio::piped())
                     .stdout(Stdio::piped())
@@ -94,6 +95,17 @@ impl PublicKey {
             return Err(Error::Usage("ssh-keygen cannot read the key".into()));
         }
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+
+    /// The key's SHA256 fingerprint, `SHA256:...`, as `ssh-keygen -l` prints it.
+    pub fn sha256(&self) -> Result<String> {
+        let line = self.fingerprint()?;
+        line.split_whitespace()
+            .find(|w| w.starts_with("SHA256:"))
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                Error::Command(format!("ssh-keygen printed no SHA256 fingerprint: {line}"))
+            })
     }
 
     /// The client name the comment suggests: `root@host.example` → `host.example`.
@@ -138,16 +150,13 @@ pub fn authorized_line(
     Ok(line)
 }
 
-/// What an existing authorized_keys line says, as far as byteback cares.
-#[derive(Debug, PartialEq, Eq)]
-struct Entry<'a> {
-    blob: Option<&'a str>,
-    client: Option<&'a str>,
-}
-
-/// Splits a line into its options (if any) and the rest, honouring quotes.
-fn read_entry(line: &str) -> Entry<'_> {
+/// The parts of an authorized_keys line: its options (empty if none), the
+/// key type, the base64 blob and the comment (possibly empty).
+fn split_line(line: &str) -> Option<(&str, &str, &str, &str)> {
     let line = line.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return None;
+    }
     let (options, rest) = if KEY_TYPES.iter().any(|k| line.starts_with(&format!("{k} "))) {
         ("", line)
     } else {
@@ -165,75 +174,335 @@ fn read_entry(line: &str) -> Entry<'_> {
         }
         (&line[..end], line[end..].trim_start())
     };
-    let blob = rest.split_whitespace().nth(1);
-    let client = options
-        .split_once("--client ")
-        .and_then(|(_, after)| after.split(['"', ' ']).next());
-    Entry { blob, client }
+    let mut words = rest.splitn(2, [' ', '\t']);
+    let kind = words.next()?;
+    let rest = words.next().unwrap_or("").trim_start();
+    let mut words = rest.splitn(2, [' ', '\t']);
+    let blob = words.next().filter(|b| !b.is_empty())?;
+    let comment = words.next().unwrap_or("").trim();
+    Some((options, kind, blob, comment))
+}
+
+/// An options field split at its unquoted commas: `(name, value)`, the
+/// value unquoted (`\"` inside quotes is a quote, as sshd reads it).
+fn parse_options(text: &str) -> Vec<(String, Option<String>)> {
+    let mut options = Vec::new();
+    let mut name = String::new();
+    let mut value: Option<String> = None;
+    let mut in_quotes = false;
+    let mut chars = text.chars().peekable();
+    let mut push = |name: &mut String, value: &mut Option<String>| {
+        if !name.is_empty() {
+            options.push((std::mem::take(name), value.take()));
+        }
+        *value = None;
+    };
+    while let Some(c) = chars.next() {
+        match (c, in_quotes, value.as_mut()) {
+            ('\\', true, Some(v)) if chars.peek() == Some(&'"') => {
+                v.push('"');
+                chars.next();
+            }
+            ('"', _, Some(_)) => in_quotes = !in_quotes,
+            (',', false, _) => push(&mut name, &mut value),
+            ('=', false, None) => value = Some(String::new()),
+            (c, _, Some(v)) => v.push(c),
+            (c, _, None) => name.push(c),
+        }
+    }
+    push(&mut name, &mut value);
+    options
+}
+
+/// A forced command split into words, `'...'` quoting honoured (the only
+/// quoting [`authorized_line`] writes).
+fn command_words(command: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word: Option<String> = None;
+    let mut in_quotes = false;
+    for c in command.chars() {
+        match c {
+            '\'' => {
+                in_quotes = !in_quotes;
+                word.get_or_insert_default();
+            }
+            ' ' | '\t' if !in_quotes => words.extend(word.take()),
+            c => word.get_or_insert_default().push(c),
+        }
+    }
+    words.extend(word);
+    words
+}
+
+/// One client's line in authorized_keys: a key whose forced command is
+/// `byteback-server receive ... --client NAME`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyLine {
+    /// Its place among the file's lines (from 0).
+    pub index: usize,
+    /// The client its forced command names (as written: checked by the caller).
+    pub client: String,
+    /// The store its forced command names, if it names one.
+    pub store: Option<PathBuf>,
+    /// The key.
+    pub key: PublicKey,
+    /// Its `from="..."` pattern, if any.
+    pub from: Option<String>,
+    /// Whether it has `restrict` (no forwarding, pty or rc files).
+    pub restrict: bool,
+    /// Whether its forced command is exactly `<server> receive --store S
+    /// --client NAME`, as new-client writes it: the key can serve that
+    /// client's requests and do nothing else.
+    pub receive_only: bool,
+}
+
+impl KeyLine {
+    /// Reads one line of the file; `None` unless it is a byteback client's.
+    fn parse(index: usize, line: &str) -> Option<KeyLine> {
+        let (options, kind, blob, comment) = split_line(line)?;
+        let options = parse_options(options);
+        let command = options
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case("command"))?
+            .1
+            .clone()?;
+        let words = command_words(&command);
+        if words.get(1).map(String::as_str) != Some("receive") {
+            return None;
+        }
+        let after = |flag: &str| {
+            let at = words.iter().position(|w| w == flag)?;
+            words.get(at + 1).cloned()
+        };
+        let client = after("--client")?;
+        let receive_only = words.len() == 6 && words[2] == "--store" && words[4] == "--client";
+        Some(KeyLine {
+            index,
+            client,
+            store: after("--store").map(PathBuf::from),
+            key: PublicKey {
+                kind: kind.to_owned(),
+                blob: blob.to_owned(),
+                comment: comment.to_owned(),
+            },
+            from: options
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case("from"))
+                .and_then(|(_, v)| v.clone()),
+            restrict: options
+                .iter()
+                .any(|(name, _)| name.eq_ignore_ascii_case("restrict")),
+            receive_only,
+        })
+    }
+
+    /// Whether this line serves the store at `root` (a line naming no
+    /// store is taken to serve any).
+    pub fn serves(&self, root: &Path) -> bool {
+        let Some(store) = &self.store else {
+            return true;
+        };
+        let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
+        store == root || canonical(store) == canonical(root)
+    }
+}
+
+/// Every byteback client's line in the text of an authorized_keys file.
+pub fn client_lines(text: &str) -> Vec<KeyLine> {
+    text.lines()
+        .enumerate()
+        .filter_map(|(i, line)| KeyLine::parse(i, line))
+        .collect()
+}
+
+/// The text with line `index` replaced by `line` (or dropped, if `None`);
+/// every other line is kept as it was.
+pub fn replace_line(text: &str, index: usize, line: Option<&str>) -> String {
+    let mut out = String::with_capacity(text.len());
+    for (i, old) in text.lines().enumerate() {
+        let new = if i == index { line } else { Some(old) };
+        if let Some(new) = new {
+            out.push_str(new);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// The line with its forced command's `--client FROM` made `--client TO`;
+/// the rest (key, options, an administrator's own additions) kept as is.
+pub fn renamed_line(line: &str, from: &ClientName, to: &ClientName) -> Result<String> {
+    let needle = format!("--client {from}");
+    let found: Vec<usize> = line
+        .match_indices(&needle)
+        .map(|(at, _)| at)
+        .filter(|at| matches!(line[at + needle.len()..].chars().next(), Some('"' | ' ')))
+        .collect();
+    let [at] = found[..] else {
+        return Err(Error::Command(format!(
+            "cannot find `{needle}` once in the forced command of client {from}'s line in authorized_keys: edit it by hand"
+        )));
+    };
+    let renamed = format!("{}--client {to}{}", &line[..at], &line[at + needle.len()..]);
+    match KeyLine::parse(0, &renamed) {
+        Some(parsed) if parsed.client == to.as_str() => Ok(renamed),
+        _ => Err(Error::Command(format!(
+            "cannot rewrite client {from}'s line in authorized_keys: edit it by hand"
+        ))),
+    }
+}
+
+/// What an existing authorized_keys line says, as far as byteback cares.
+#[derive(Debug, PartialEq, Eq)]
+struct Entry<'a> {
+    blob: Option<&'a str>,
+    client: Option<String>,
+}
+
+/// Reads the key and the client (if it is a byteback line) of a line.
+fn read_entry(line: &str) -> Entry<'_> {
+    Entry {
+        blob: split_line(line).map(|(_, _, blob, _)| blob),
+        client: KeyLine::parse(0, line).map(|l| l.client),
+    }
 }
 
 /// What admitting a key will do, decided before anything is changed.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Plan {
-    /// Append the line to this existing text.
-    Append(String),
+    /// Append the line.
+    Append,
     /// The same key is already there for the same client.
     AlreadyThere,
+    /// Replace the client's line (another key) with the new one.
+    Replace(KeyLine),
 }
 
-/// Decides how to admit `key` for `client` into the authorized_keys file at
-/// `path`, refusing a key already used for another client or a client
-/// already served by another key.
-pub fn plan(path: &Path, key: &PublicKey, client: &ClientName) -> Result<Plan> {
-    let existing = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(Error::io("cannot read", path, e)),
-    };
-    let entries = existing
-        .lines()
-        .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
-        .map(read_entry);
-    for entry in entries {
-        let same_key = entry.blob == Some(key.blob.as_str());
-        let same_client = entry.client == Some(client.as_str());
-        match (same_key, same_client) {
-            (true, true) => return Ok(Plan::AlreadyThere),
-            (true, false) => {
-                return Err(Error::Refused(match entry.client {
-                    Some(other) => format!(
-                        "this key is already authorised for client {other}; each machine needs its own key (run `byteback setup` on it)"
-                    ),
-                    None => format!(
-                        "this key is already in {} for something other than byteback; each client needs a key of its own",
-                        path.display()
-                    ),
-                }));
-            }
-            (false, true) => {
-                return Err(Error::Refused(format!(
-                    "client name {client} is already taken by another key; choose another with --name, or remove the old line from {}",
-                    path.display()
-                )));
-            }
-            (false, false) => {}
+/// Decides how to admit `key` for `client` into the authorized_keys file
+/// whose text is `existing` (at `path`, for messages), refusing a key
+/// already used for another client, and a client already served by
+/// another key unless `replace` (then that line is the one to replace;
+/// `replace` for a client without a line is refused).
+pub fn plan(
+    existing: &str,
+    path: &Path,
+    key: &PublicKey,
+    client: &ClientName,
+    replace: bool,
+) -> Result<Plan> {
+    let entries: Vec<(usize, Entry<'_>)> = existing.lines().map(read_entry).enumerate().collect();
+    let is_client = |e: &Entry<'_>| e.client.as_deref() == Some(client.as_str());
+    // The key first, wherever it is: a key serves one client only.
+    if let Some((_, entry)) = entries
+        .iter()
+        .find(|(_, e)| e.blob == Some(key.blob.as_str()))
+    {
+        if is_client(entry) {
+            return Ok(Plan::AlreadyThere);
         }
+        return Err(Error::Refused(match &entry.client {
+            Some(other) => format!(
+                "this key is already authorised for client {other}; each machine needs its own key (run `byteback setup` on it)"
+            ),
+            None => format!(
+                "this key is already in {} for something other than byteback; each client needs a key of its own",
+                path.display()
+            ),
+        }));
     }
-    Ok(Plan::Append(existing))
+    let line = entries
+        .iter()
+        .find(|(_, e)| is_client(e))
+        .and_then(|(index, _)| KeyLine::parse(*index, existing.lines().nth(*index)?));
+    match (line, replace) {
+        (Some(line), true) => Ok(Plan::Replace(line)),
+        (Some(_), false) => Err(Error::Refused(format!(
+            "client name {client} is already taken by another key; choose another name with --name, or give the machine its new key with --replace-key"
+        ))),
+        (None, true) => Err(Error::NotFound(format!(
+            "no client {client} is enrolled, so it has no key to replace: enrol it without --replace-key (`byteback-server clients` lists the enrolled ones)"
+        ))),
+        (None, false) => Ok(Plan::Append),
+    }
 }
 
-/// Writes `existing` plus `line` to `path` atomically, creating `~/.ssh`
-/// (mode 0700) if needed; the file gets mode 0600.
-pub fn append(path: &Path, existing: &str, line: &str) -> Result<()> {
-    let ssh_dir: PathBuf = path.parent().map(Path::to_owned).unwrap_or_default();
-    ensure_dir(&ssh_dir, 0o700)?;
+/// `existing` with `line` added at the end.
+pub fn with_line(existing: &str, line: &str) -> String {
     let mut text = existing.to_owned();
     if !text.is_empty() && !text.ends_with('\n') {
         text.push('\n');
     }
     text.push_str(line);
     text.push('\n');
-    write_atomic(path, text.as_bytes(), 0o600)
+    text
+}
+
+/// The backup user's authorized_keys file.
+pub fn default_path() -> Result<PathBuf> {
+    let home = crate::sys::user::current().home.ok_or_else(|| {
+        Error::Usage("cannot tell the backup user's home (for ~/.ssh/authorized_keys)".into())
+    })?;
+    Ok(home.join(".ssh").join("authorized_keys"))
+}
+
+/// The text of the authorized_keys file at `path` (empty if there is none).
+pub fn read(path: &Path) -> Result<String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        Err(e) => Err(Error::io("cannot read", path, e)),
+    }
+}
+
+/// The authorized_keys file held for a change: every command that edits it
+/// (new-client, remove-client, rename-client) reads, decides and rewrites
+/// it under one lock (`authorized_keys.lock` beside it), so two of them at
+/// once never lose each other's lines. sshd only ever sees a whole file:
+/// each rewrite is atomic.
+#[derive(Debug)]
+pub struct Editing {
+    path: PathBuf,
+    text: String,
+    _lock: Lock,
+}
+
+impl Editing {
+    /// Takes the lock (waiting up to 30 s for another edit) and reads the
+    /// file, creating `~/.ssh` (mode 0700) if needed.
+    pub fn open(path: &Path) -> Result<Editing> {
+        let ssh_dir: PathBuf = path.parent().map(Path::to_owned).unwrap_or_default();
+        ensure_dir(&ssh_dir, 0o700)?;
+        let lock_path = ssh_dir.join("authorized_keys.lock");
+        let lock = Lock::acquire(&lock_path, Duration::from_secs(30))?.ok_or_else(|| {
+            Error::Locked(format!(
+                "another byteback-server command has been changing {} for 30 s (it holds {}); try again",
+                path.display(),
+                lock_path.display()
+            ))
+        })?;
+        Ok(Editing {
+            path: path.to_owned(),
+            text: read(path)?,
+            _lock: lock,
+        })
+    }
+
+    /// The file's text when it was read (or last written).
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Replaces the file with `text`, atomically, mode 0600.
+    pub fn write(&mut self, text: String) -> Result<()> {
+        write_atomic(&self.path, text.as_bytes(), 0o600)?;
+        self.text = text;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -306,7 +575,7 @@ mod tests {
             e,
             Entry {
                 blob: Some("BBBB"),
-                client: Some("h1")
+                client: Some("h1".into())
             }
         );
         let e = read_entry("ssh-rsa CCCC admin@laptop");
@@ -317,6 +586,114 @@ mod tests {
                 client: None
             }
         );
+    }
+
+    const A: &str = r#"restrict,command="/usr/bin/byteback-server receive --store '/srv/my store' --client a.example",from="192.0.2.0/24,!192.0.2.9" ssh-ed25519 AAAA root@a.example laptop"#;
+    const B: &str = r#"restrict,command="/usr/bin/byteback-server receive --store /srv/s --client b.example" ssh-ed25519 BBBB"#;
+
+    #[test]
+    fn reads_client_lines() {
+        let text = format!(
+            "# admin\nssh-rsa CCCC admin@laptop\n\n{A}\n{B}\ncommand=\"/bin/true\" ssh-ed25519 DDDD\n"
+        );
+        let lines = client_lines(&text);
+        assert_eq!(lines.len(), 2, "{lines:#?}");
+        let a = &lines[0];
+        assert_eq!(a.index, 3);
+        assert_eq!(a.client, "a.example");
+        assert_eq!(a.store.as_deref(), Some(Path::new("/srv/my store")));
+        assert_eq!(a.from.as_deref(), Some("192.0.2.0/24,!192.0.2.9"));
+        assert!(a.restrict && a.receive_only);
+        assert_eq!(a.key, key("AAAA", "root@a.example laptop"));
+        assert!(a.serves(Path::new("/srv/my store")));
+        assert!(!a.serves(Path::new("/srv/s")));
+        let b = &lines[1];
+        assert_eq!(
+            (b.index, b.client.as_str(), b.from.as_deref()),
+            (4, "b.example", None)
+        );
+        assert_eq!(b.key.comment, "");
+        // Hand-made lines: not byteback's own shape, or not restricted.
+        let loose = client_lines(
+            r#"command="byteback-server receive --client c --verbose" ssh-ed25519 EEEE"#,
+        );
+        assert_eq!(loose.len(), 1);
+        assert!(!loose[0].restrict && !loose[0].receive_only && loose[0].store.is_none());
+        // A line new-client writes reads back as what it was made of.
+        let c = ClientName::new("c.example").unwrap();
+        let made = authorized_line(
+            Path::new("/usr/bin/byteback-server"),
+            Path::new("/srv/my store"),
+            &c,
+            Some("192.0.2.1"),
+            &key("FFFF", "root@c"),
+        )
+        .unwrap();
+        let read = &client_lines(&made)[0];
+        assert_eq!(read.client, "c.example");
+        assert_eq!(read.from.as_deref(), Some("192.0.2.1"));
+        assert!(read.restrict && read.receive_only);
+    }
+
+    #[test]
+    fn rewrites_one_line_only() {
+        let text = format!("# keep me\n{A}\n{B}\n");
+        let without = replace_line(&text, 1, None);
+        assert_eq!(without, format!("# keep me\n{B}\n"));
+        let replaced = replace_line(&text, 2, Some("new"));
+        assert_eq!(replaced, format!("# keep me\n{A}\nnew\n"));
+        let a = ClientName::new("a.example").unwrap();
+        let z = ClientName::new("z.example").unwrap();
+        let renamed = renamed_line(A, &a, &z).unwrap();
+        assert_eq!(
+            renamed,
+            A.replace("--client a.example", "--client z.example")
+        );
+        assert_eq!(client_lines(&renamed)[0].client, "z.example");
+        // A prefix of another name is not that name.
+        let ab = ClientName::new("a.exam").unwrap();
+        assert!(renamed_line(A, &ab, &z).is_err());
+    }
+
+    #[test]
+    fn plans_admissions() {
+        let path = Path::new("/home/b/.ssh/authorized_keys");
+        let a = ClientName::new("a.example").unwrap();
+        let n = ClientName::new("n.example").unwrap();
+        let text = format!("{A}\n{B}\n");
+        let same = key("AAAA", "");
+        let other = key("ZZZZ", "");
+        assert_eq!(
+            plan(&text, path, &same, &a, false).unwrap(),
+            Plan::AlreadyThere
+        );
+        assert_eq!(
+            plan(&text, path, &same, &a, true).unwrap(),
+            Plan::AlreadyThere
+        );
+        assert_eq!(plan(&text, path, &other, &n, false).unwrap(), Plan::Append);
+        let taken = plan(&text, path, &other, &a, false).unwrap_err();
+        assert!(taken.to_string().contains("--replace-key"), "{taken}");
+        match plan(&text, path, &other, &a, true).unwrap() {
+            Plan::Replace(line) => assert_eq!((line.index, line.key.blob.as_str()), (0, "AAAA")),
+            p => panic!("{p:?}"),
+        }
+        let unknown = plan(&text, path, &other, &n, true).unwrap_err();
+        assert_eq!(unknown.exit_code().code(), 1, "{unknown}");
+        assert!(
+            unknown.to_string().contains("no client n.example"),
+            "{unknown}"
+        );
+        // Another client's key is refused, with or without --replace-key.
+        let theirs = key("BBBB", "");
+        for replace in [false, true] {
+            let e = plan(&text, path, &theirs, &a, replace).unwrap_err();
+            assert!(
+                e.to_string()
+                    .contains("already authorised for client b.example"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

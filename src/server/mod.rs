@@ -1,6 +1,7 @@
 //! `byteback-server`: the backup server's commands, run as the backup user
 //! (by hand, or by sshd as a client's forced command).
 
+pub mod clients;
 pub mod keys;
 pub mod receive;
 pub mod root_setup;
@@ -50,9 +51,46 @@ enum Command {
         /// Only accept this client from these addresses (ssh's from="..." pattern list).
         #[arg(long, value_name = "PATTERN")]
         from: Option<String>,
+        /// Give a client already enrolled under this name a new key (a reinstalled machine): its
+        /// line is replaced, its history stays, and so does its --from unless given again.
+        #[arg(long)]
+        replace_key: bool,
         /// The client's public key, as `byteback setup` printed it (quoted or not).
         #[arg(required = true, num_args = 1.., allow_hyphen_values = true, value_name = "KEY")]
         key: Vec<String>,
+    },
+    /// List the enrolled clients: key, fingerprint, restrictions, data; and data without a key.
+    Clients {
+        /// The store directory [default: the backup user's home].
+        #[arg(long)]
+        store: Option<PathBuf>,
+        /// One JSON object per client, one per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a client: its key at once, and (unless --keep-snapshots) all its backups.
+    RemoveClient {
+        /// The store directory [default: the backup user's home].
+        #[arg(long)]
+        store: Option<PathBuf>,
+        /// Remove only the key; the snapshots and current stay in the store.
+        #[arg(long)]
+        keep_snapshots: bool,
+        /// The client's name, as `byteback-server clients` lists it.
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
+    /// Rename a client: its directory and history, and its key line, follow.
+    RenameClient {
+        /// The store directory [default: the backup user's home].
+        #[arg(long)]
+        store: Option<PathBuf>,
+        /// The client's current name.
+        #[arg(value_name = "OLD")]
+        old: String,
+        /// Its new name (letters, digits, '.', '-', '_'), not taken by another client.
+        #[arg(value_name = "NEW")]
+        new: String,
     },
     /// The forced command of a client's key: serves that client's requests.
     Receive {
@@ -174,14 +212,25 @@ pub fn run(cli: Cli) -> Result<u8> {
             store,
             name,
             from,
+            replace_key,
             key,
         } => setup::new_client(
             &store_or_home(store)?,
             name.as_deref(),
             from.as_deref(),
             &key,
+            replace_key,
         )
         .map(|()| 0),
+        Command::Clients { store, json } => clients::list(&store_or_home(store)?, json).map(|()| 0),
+        Command::RemoveClient {
+            store,
+            keep_snapshots,
+            name,
+        } => clients::remove(&store_or_home(store)?, &name, keep_snapshots).map(|()| 0),
+        Command::RenameClient { store, old, new } => {
+            clients::rename(&store_or_home(store)?, &old, &new).map(|()| 0)
+        }
         Command::Receive { store, client } => {
             // Bytes that are not UTF-8 are never byteback's (it encodes its
             // arguments), so they are turned into a refusal by the parser.

@@ -48,12 +48,16 @@ pub fn run(store: &Path, backend: Option<Backend>) -> Result<()> {
     Ok(())
 }
 
-/// Admits a client: backup space plus a confined key.
+/// Admits a client: backup space plus a confined key. With `replace_key`,
+/// gives a client already enrolled under that name its new key instead
+/// (a reinstalled machine): its line is replaced, its history stays, and
+/// its `from=` pattern too unless `from` gives another.
 pub fn new_client(
     store_root: &Path,
     name: Option<&str>,
     from: Option<&str>,
     key_words: &[String],
+    replace_key: bool,
 ) -> Result<()> {
     super::refuse_root()?;
     let key = PublicKey::from_words(key_words)?;
@@ -67,9 +71,6 @@ pub fn new_client(
     };
     let client = ClientName::new(name)?;
     let store = Store::open(store_root)?;
-    let home = user::current().home.ok_or_else(|| {
-        Error::Usage("cannot tell the backup user's home (for ~/.ssh/authorized_keys)".into())
-    })?;
     let exe = std::env::current_exe()
         .and_then(std::fs::canonicalize)
         .map_err(|e| {
@@ -77,22 +78,58 @@ pub fn new_client(
                 "cannot tell where byteback-server is installed: {e}"
             ))
         })?;
-    let line = keys::authorized_line(&exe, store.root(), &client, from, &key)?;
-    let authorized_keys = home.join(".ssh").join("authorized_keys");
-    match keys::plan(&authorized_keys, &key, &client)? {
+    // Checked before anything is written.
+    keys::authorized_line(&exe, store.root(), &client, from, &key)?;
+    let mut authorized_keys = keys::Editing::open(&keys::default_path()?)?;
+    match keys::plan(
+        authorized_keys.text(),
+        authorized_keys.path(),
+        &key,
+        &client,
+        replace_key,
+    )? {
         Plan::AlreadyThere => {
             store.add_client(&client)?;
             println!("Client {client} already has this key; nothing to change.");
         }
-        Plan::Append(existing) => {
+        Plan::Append => {
+            let line = keys::authorized_line(&exe, store.root(), &client, from, &key)?;
             // Space first: a key that works for a client without space would
             // only produce errors.
             store.add_client(&client)?;
-            keys::append(&authorized_keys, &existing, &line)?;
+            let text = keys::with_line(authorized_keys.text(), &line);
+            authorized_keys.write(text)?;
             store.log(&format!(
                 "{client}: new client, key {}",
-                key.fingerprint().unwrap_or_default()
+                key.sha256().unwrap_or_default()
             ));
+        }
+        Plan::Replace(old) => {
+            if let Some(other) = old.store.as_ref().filter(|_| !old.serves(store.root())) {
+                return Err(Error::Refused(format!(
+                    "client {client}'s key serves the store {}, not {}: pass --store {}",
+                    other.display(),
+                    store.root().display(),
+                    other.display(),
+                )));
+            }
+            let from = from.or(old.from.as_deref());
+            let line = keys::authorized_line(&exe, store.root(), &client, from, &key)?;
+            store.add_client(&client)?;
+            let text = keys::replace_line(authorized_keys.text(), old.index, Some(&line));
+            authorized_keys.write(text)?;
+            let fingerprint = |k: &PublicKey| k.sha256().unwrap_or_default();
+            store.log(&format!(
+                "{client}: key replaced, {} (was {})",
+                fingerprint(&key),
+                fingerprint(&old.key)
+            ));
+            println!(
+                "Client {client} has a new key ({}); its old key ({}) no longer logs in, and its {} snapshot(s) stay.",
+                fingerprint(&key),
+                fingerprint(&old.key),
+                store.snapshots(&client)?.len()
+            );
         }
     }
     println!("Client setup for {client} done!");

@@ -53,6 +53,9 @@ pub trait SnapshotBackend: fmt::Debug + Send + Sync {
     fn snapshot(&self, client_dir: &Path, name: &SnapshotName) -> Result<()>;
     /// Deletes a snapshot; it is never seen half-deleted.
     fn delete(&self, client_dir: &Path, name: &SnapshotName) -> Result<()>;
+    /// Removes a client's directory and everything left in it once its
+    /// snapshots are deleted: `current`, interrupted attempts, markers.
+    fn remove_client_dir(&self, client_dir: &Path) -> Result<()>;
     /// Discards what `current` holds beyond `newest` (data no snapshot holds).
     fn roll_back(&self, client_dir: &Path, newest: Option<&SnapshotName>) -> Result<()>;
     /// What the store at `root` can really still take.
@@ -108,6 +111,10 @@ impl SnapshotBackend for Btrfs {
             btrfs::make_writable(&path)?;
         }
         btrfs::delete_subvolume(&path)
+    }
+
+    fn remove_client_dir(&self, client_dir: &Path) -> Result<()> {
+        btrfs::remove_tree(client_dir)
     }
 
     fn roll_back(&self, client_dir: &Path, newest: Option<&SnapshotName>) -> Result<()> {
@@ -177,6 +184,10 @@ impl SnapshotBackend for Plain {
 
     fn delete(&self, client_dir: &Path, name: &SnapshotName) -> Result<()> {
         plain::delete(client_dir, name.as_str())
+    }
+
+    fn remove_client_dir(&self, client_dir: &Path) -> Result<()> {
+        plain::remove_client_dir(client_dir)
     }
 
     fn roll_back(&self, client_dir: &Path, _newest: Option<&SnapshotName>) -> Result<()> {

@@ -141,6 +141,26 @@ pub fn roll_back(client_dir: &Path, newest: Option<&Path>) -> Result<()> {
     }
 }
 
+/// Removes `dir` and everything in it: each subvolume (`current`, a
+/// rollback left aside) with `btrfs subvolume delete` (made writable first
+/// if it is read-only), anything else as files and directories.
+pub fn remove_tree(dir: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io("cannot list", dir, e))? {
+        let path = entry.map_err(|e| Error::io("cannot list", dir, e))?.path();
+        if is_subvolume(&path) {
+            if is_readonly(&path)? {
+                make_writable(&path)?;
+            }
+            delete_subvolume(&path)?;
+        } else if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
+            remove_tree(&path)?;
+        } else {
+            std::fs::remove_file(&path).map_err(|e| Error::io("cannot remove", &path, e))?;
+        }
+    }
+    std::fs::remove_dir(dir).map_err(|e| Error::io("cannot remove", dir, e))
+}
+
 /// Clears the read-only flag of a snapshot, so its owner may delete it.
 pub fn make_writable(path: &Path) -> Result<()> {
     btrfs()

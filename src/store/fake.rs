@@ -64,6 +64,10 @@ impl SnapshotBackend for FakeBackend {
         std::fs::remove_dir_all(&path).map_err(io("cannot delete", &path))
     }
 
+    fn remove_client_dir(&self, client_dir: &Path) -> Result<()> {
+        std::fs::remove_dir_all(client_dir).map_err(io("cannot remove", client_dir))
+    }
+
     fn roll_back(&self, client_dir: &Path, _: Option<&SnapshotName>) -> Result<()> {
         let current = client_dir.join("current");
         std::fs::remove_dir_all(&current).map_err(io("cannot remove", &current))?;

@@ -487,6 +487,91 @@ impl Store {
         )))
     }
 
+    /// Takes the client's lock and every one of its restore slots, at once:
+    /// while they are held no backup, snapshot or restore of the client
+    /// runs. Refused at once (not waited for) if one is running.
+    pub fn lock_client_idle(&self, client: &ClientName) -> Result<Vec<Lock>> {
+        let busy = |what: &str| {
+            Error::Locked(format!(
+                "a {what} of {client} is running on the server; try again when it has finished"
+            ))
+        };
+        let mut held = vec![
+            self.try_lock_client(client)?
+                .ok_or_else(|| busy("backup"))?,
+        ];
+        let dir = Self::state_dir_of(&self.root).join("locks");
+        for slot in 1..=MAX_RESTORES_PER_CLIENT {
+            let path = dir.join(format!("{client}.restore-{slot}"));
+            held.push(Lock::acquire(&path, Duration::ZERO)?.ok_or_else(|| busy("restore"))?);
+        }
+        Ok(held)
+    }
+
+    /// Removes the client's lock files (its lock and restore slots), which
+    /// the caller holds, once the client is gone or renamed.
+    fn remove_lock_files(&self, client: &ClientName) {
+        let dir = Self::state_dir_of(&self.root).join("locks");
+        let names = std::iter::once(client.to_string())
+            .chain((1..=MAX_RESTORES_PER_CLIENT).map(|slot| format!("{client}.restore-{slot}")));
+        for name in names {
+            let _ = std::fs::remove_file(dir.join(name));
+        }
+    }
+
+    /// Whether the store holds a directory for the client: its backups, or
+    /// what is left of them.
+    pub fn has_data(&self, client: &ClientName) -> bool {
+        std::fs::symlink_metadata(self.client_dir(client)).is_ok_and(|m| m.is_dir())
+    }
+
+    /// Deletes everything the store keeps for a client: each snapshot as
+    /// pruning deletes one ([`Store::delete_snapshot`]), oldest first, then
+    /// the rest of its directory (`current`, and with the directory the
+    /// records kept in its xattrs: growth, last outcome, notice) and its
+    /// lock files. Returns how many snapshots went. An interruption leaves
+    /// fewer snapshots, each whole, and running it again finishes the job.
+    /// The caller holds the client's locks ([`Store::lock_client_idle`])
+    /// and the prune lock.
+    pub fn remove_client(&self, client: &ClientName) -> Result<usize> {
+        let snapshots = self.snapshots(client)?;
+        for s in &snapshots {
+            self.delete_snapshot(client, &s.name)?;
+        }
+        self.backend.remove_client_dir(&self.client_dir(client))?;
+        self.remove_lock_files(client);
+        Ok(snapshots.len())
+    }
+
+    /// Gives the client's directory — its snapshots, `current` and the
+    /// records kept in its xattrs — the name `to`, in one atomic rename
+    /// that never replaces anything (read-only btrfs snapshots may move
+    /// with their parent directory). The caller holds both names' locks
+    /// and the prune lock.
+    pub fn rename_client(&self, from: &ClientName, to: &ClientName) -> Result<()> {
+        let (old, new) = (self.client_dir(from), self.client_dir(to));
+        rustix::fs::renameat_with(
+            rustix::fs::CWD,
+            &old,
+            rustix::fs::CWD,
+            &new,
+            rustix::fs::RenameFlags::NOREPLACE,
+        )
+        .map_err(|e| match e {
+            rustix::io::Errno::EXIST => Error::Refused(format!(
+                "{} already exists: client name {to} is taken",
+                new.display()
+            )),
+            e => Error::io(
+                &format!("cannot rename {} to", old.display()),
+                &new,
+                e.into(),
+            ),
+        })?;
+        self.remove_lock_files(from);
+        Ok(())
+    }
+
     /// Discards what the client's `current` holds beyond its newest snapshot
     /// (data no snapshot holds), leaving it as that snapshot (btrfs) or empty
     /// (plain, where each attempt starts empty anyway). The caller holds the
@@ -698,6 +783,57 @@ mod tests {
         );
         assert!(size("server.log.1") >= LOG_LIMIT);
         assert!(read_log(fake.store.root()).lines().count() > 1000);
+    }
+
+    #[test]
+    fn clients_are_renamed_and_removed_whole() {
+        let fake = fake::FakeStore::new(1 << 30, ServerConfig::default());
+        let store = &fake.store;
+        let a = fake.client("a.example");
+        let b = fake.client("b.example");
+        let c = ClientName::new("c.example").unwrap();
+        fake.old_snapshot(&a, "2026-01-01T00:00:00Z", 10);
+        fake.old_snapshot(&a, "2026-01-02T00:00:00Z", 10);
+        let note = outcome::Outcome {
+            time: "2026-01-02T00:00:00Z".parse().unwrap(),
+            request: "receive".into(),
+            ok: true,
+            reason: None,
+        };
+        store.record_outcome(&a, &note);
+        // Busy while a backup or a restore runs.
+        let backup = store.lock_client(&a, Duration::ZERO).unwrap();
+        let e = store.lock_client_idle(&a).unwrap_err();
+        assert!(
+            matches!(e, Error::Locked(_)) && e.to_string().contains("backup"),
+            "{e}"
+        );
+        drop(backup);
+        let restore = store.restore_slot(&a).unwrap();
+        let e = store.lock_client_idle(&a).unwrap_err();
+        assert!(e.to_string().contains("restore of a.example"), "{e}");
+        drop(restore);
+        // Renamed: history and records follow; never onto another client.
+        let held = store.lock_client_idle(&a).unwrap();
+        let e = store.rename_client(&a, &b).unwrap_err();
+        assert!(matches!(e, Error::Refused(_)), "{e}");
+        store.rename_client(&a, &c).unwrap();
+        drop(held);
+        assert!(!store.has_data(&a) && store.has_client(&c));
+        assert_eq!(store.snapshots(&c).unwrap().len(), 2);
+        assert_eq!(store.last_outcome(&c), Some(note));
+        let locks = Store::state_dir_of(store.root()).join("locks");
+        assert!(!locks.join("a.example").exists());
+        // Removed: every snapshot, current, the directory, the lock files.
+        let _held = store.lock_client_idle(&c).unwrap();
+        assert_eq!(store.remove_client(&c).unwrap(), 2);
+        assert!(!store.has_data(&c));
+        let left: Vec<_> = std::fs::read_dir(&locks)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+        assert_eq!(store.clients().unwrap(), [b]);
     }
 
     #[test]

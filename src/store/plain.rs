@@ -108,6 +108,13 @@ pub fn discard_current(client_dir: &Path) -> Result<()> {
     remove_tree(&doomed)
 }
 
+/// Removes a client's directory once its snapshots are deleted: `current`,
+/// the interrupted attempts, what a crash left.
+pub fn remove_client_dir(client_dir: &Path) -> Result<()> {
+    finish_deletions(client_dir)?;
+    remove_tree(client_dir)
+}
+
 /// Finishes deletions a crash interrupted.
 pub fn finish_deletions(client_dir: &Path) -> Result<()> {
     for doomed in hidden_dirs(client_dir, DELETING_PREFIX)? {
