@@ -1,13 +1,55 @@
 #!/bin/sh
-# Installs byteback on Debian 12 or 13: the system packages it runs with, a
-# Rust toolchain if none new enough is present, and both binaries into
-# /usr/local/bin. Run as root from a checkout: ./install.sh
+# Installs byteback from a checkout on Debian 12 or 13, as root:
+#
+#   ./install.sh                 everything: the packages byteback runs with,
+#                                a Rust toolchain, the tools its tests use,
+#                                then both binaries, man pages, completions
+#                                and systemd units under /usr/local
+#   ./install.sh --runtime-only  the same without the test tools (databases,
+#                                cargo-deb, systemd-analyze)
+#   ./install.sh --deps-only     packages and tools only, no byteback (CI)
+#
+# Running it again upgrades the binaries, whatever installed them before.
+# Afterwards `cargo` works in the same shell (it is linked into
+# /usr/local/bin when rustup had to fetch it), so the README's test command
+# runs next without any further step.
 set -eu
 cd "$(dirname "$0")"
 
+tests=yes
+build=yes
+for arg in "$@"; do
+    case "$arg" in
+    --runtime-only) tests=no ;;
+    --deps-only) build=no ;;
+    *)
+        echo "install.sh: unknown option $arg (use --runtime-only or --deps-only)" >&2
+        exit 2
+        ;;
+    esac
+done
+if [ "$(id -u)" != 0 ]; then
+    echo "install.sh: run it as root (it installs system packages and /usr/local/bin/byteback*)" >&2
+    exit 2
+fi
+
+# What byteback runs with, and what builds it.
+runtime="rsync openssh-server openssh-client btrfs-progs"
+build_tools="ca-certificates curl gcc libc6-dev"
+# What the end-to-end tests use: filesystems on loop devices, users, ACLs and
+# xattrs, a pseudo-terminal, the database hooks' servers, man and systemd's
+# unit checker for the package test.
+test_tools="e2fsprogs acl attr util-linux bsdutils mount passwd procps man-db
+    systemd mariadb-server mariadb-client postgresql"
+packages="$runtime $build_tools"
+[ "$tests" = yes ] && packages="$packages $test_tools"
+
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-apt-get install -y -qq rsync openssh-server openssh-client btrfs-progs ca-certificates curl gcc
+# shellcheck disable=SC2086 # word splitting of the package lists is wanted
+apt-get install -y -qq --no-install-recommends $packages >/dev/null
+# sshd's privilege-separation directory (tests start their own sshd).
+mkdir -p /run/sshd
 
 # byteback needs Rust 1.85 or newer: Debian 13's own cargo is new enough,
 # Debian 12's is not, so there rustup's toolchain is used instead.
@@ -21,12 +63,57 @@ if ! rust_ok && [ -x "$HOME/.cargo/bin/cargo" ]; then
 fi
 if ! rust_ok; then
     if apt-cache policy cargo | grep -q 'Candidate: 1\.\(8[5-9]\|9[0-9]\)'; then
-        apt-get install -y -qq cargo
+        apt-get install -y -qq cargo rustfmt rust-clippy >/dev/null
     else
-        curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+        curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs |
+            sh -s -- -y --profile minimal -c rustfmt -c clippy
         PATH="$HOME/.cargo/bin:$PATH"
     fi
 fi
+# The calling shell's PATH cannot be changed from here: make rustup's tools
+# reachable from /usr/local/bin, which every login PATH has.
+if [ -x "$HOME/.cargo/bin/cargo" ]; then
+    for tool in cargo rustc rustup rustdoc rustfmt cargo-fmt cargo-clippy clippy-driver; do
+        if [ -e "$HOME/.cargo/bin/$tool" ] && ! [ -e "/usr/local/bin/$tool" ]; then
+            ln -s "$HOME/.cargo/bin/$tool" "/usr/local/bin/$tool"
+        fi
+    done
+fi
+# cargo finds subcommands in ~/.cargo/bin by itself.
+if [ "$tests" = yes ] && ! cargo deb --version >/dev/null 2>&1; then
+    cargo install --locked --quiet cargo-deb
+fi
 
-cargo install --locked --path . --root /usr/local
-echo "Installed: $(command -v byteback) and $(command -v byteback-server)"
+[ "$build" = yes ] || exit 0
+
+cargo build --locked --release --bins
+# install(1) replaces whatever is there (cargo install would refuse
+# binaries it did not put there itself).
+install -m 755 target/release/byteback target/release/byteback-server /usr/local/bin/
+for bin in byteback byteback-server; do
+    if [ -x "/usr/bin/$bin" ]; then
+        echo "Note: /usr/bin/$bin (the Debian package) is also installed; /usr/local/bin/$bin comes first in PATH"
+    fi
+done
+
+# Man pages and completions, generated from the command definitions.
+rm -rf target/assets
+cargo run --locked --quiet -p xtask -- assets target/assets
+install -d /usr/local/share/man/man1 /usr/local/share/bash-completion/completions \
+    /usr/local/share/zsh/site-functions /usr/local/share/fish/vendor_completions.d \
+    /usr/local/lib/systemd/system
+install -m 644 target/assets/man/byteback/*.1 target/assets/man/byteback-server/*.1 \
+    /usr/local/share/man/man1/
+install -m 644 target/assets/completions/bash/* /usr/local/share/bash-completion/completions/
+install -m 644 target/assets/completions/zsh/* /usr/local/share/zsh/site-functions/
+install -m 644 target/assets/completions/fish/* /usr/local/share/fish/vendor_completions.d/
+# The units run `byteback`/`byteback-server` from PATH; none is enabled here
+# (`byteback-server setup --user NAME` enables the server's timer).
+install -m 644 contrib/byteback-backup.service contrib/byteback-backup.timer \
+    contrib/byteback-server-maintenance@.service contrib/byteback-server-maintenance@.timer \
+    /usr/local/lib/systemd/system/
+if [ -d /run/systemd/system ]; then
+    systemctl daemon-reload
+fi
+
+echo "Installed: $(command -v byteback) and $(command -v byteback-server) ($(byteback --version))"

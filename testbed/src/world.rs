@@ -18,6 +18,9 @@ pub struct World {
     pub area: TestArea,
     /// The server binary, copied where the server user can run it.
     pub server_bin: PathBuf,
+    /// The client binary (the built one; a test may point it elsewhere,
+    /// e.g. at an installed package's).
+    pub client_bin: PathBuf,
     /// The client's --config-dir.
     pub client_dir: PathBuf,
     /// A directory for the test's source trees.
@@ -115,6 +118,7 @@ impl World {
             fs,
             area,
             server_bin,
+            client_bin: super::built_binary("byteback"),
             client_dir,
             src,
         })
@@ -140,7 +144,7 @@ impl World {
 
     /// The client command, for tests that spawn it.
     pub fn client_command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(super::built_binary("byteback"));
+        let mut cmd = Command::new(&self.client_bin);
         cmd.args(args)
             .env_clear()
             .env(

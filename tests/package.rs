@@ -1,0 +1,168 @@
+//! End to end: the Debian packages. Builds both with packaging/build-debs
+//! (cargo-deb), installs them with dpkg, finds the man pages, completions
+//! and units where they belong, verifies the units, and runs the set-up
+//! walkthrough and a backup with the installed binaries.
+
+use byteback_testbed as support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use support::world::{World, show, stdout};
+
+/// Removes the packages afterwards, unless they were installed before.
+struct Installed {
+    remove: bool,
+}
+
+impl Drop for Installed {
+    fn drop(&mut self) {
+        if self.remove {
+            let _ = Command::new("dpkg")
+                .args(["--purge", "byteback", "byteback-server"])
+                .output();
+        }
+    }
+}
+
+fn installed(package: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", package])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+}
+
+fn has_cargo_deb() -> bool {
+    let ok = Command::new("cargo")
+        .args(["deb", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        let msg = "cargo-deb is missing (cargo install cargo-deb --locked; ./install.sh and .ci/run install it)";
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "{msg}");
+        eprintln!("SKIPPED: the package test cannot run: {msg}");
+    }
+    ok
+}
+
+fn deb(dir: &Path, name: &str) -> PathBuf {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            let file = p.file_name().unwrap().to_string_lossy();
+            file.starts_with(&format!("{name}_")) && file.ends_with(".deb")
+        })
+        .unwrap_or_else(|| panic!("no {name} package in {dir:?}"))
+}
+
+#[test]
+fn packages_install_and_back_up() {
+    if !support::require_root() || !has_cargo_deb() {
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(root.join("packaging/build-debs"))
+        .current_dir(root)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "build-debs: {}", show(&out));
+    let debs = root.join("target/debian");
+    let (client, server) = (deb(&debs, "byteback"), deb(&debs, "byteback-server"));
+
+    let _installed = Installed {
+        remove: !installed("byteback") && !installed("byteback-server"),
+    };
+    let out = Command::new("dpkg")
+        .arg("-i")
+        .args([&client, &server])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "dpkg -i: {}", show(&out));
+
+    // Man pages for every command, found by man; completions and units.
+    for page in [
+        "byteback",
+        "byteback-backup",
+        "byteback-restore",
+        "byteback-server",
+        "byteback-server-setup",
+        "byteback-server-new-client",
+    ] {
+        let out = Command::new("man").args(["-w", page]).output().unwrap();
+        assert!(out.status.success(), "man {page}: {}", show(&out));
+        assert!(stdout(&out).starts_with("/usr/share/man/man1/"), "{}", show(&out));
+    }
+    for file in [
+        "/usr/share/bash-completion/completions/byteback",
+        "/usr/share/bash-completion/completions/byteback-server",
+        "/usr/share/zsh/vendor-completions/_byteback",
+        "/usr/share/zsh/vendor-completions/_byteback-server",
+        "/usr/share/fish/vendor_completions.d/byteback.fish",
+        "/usr/share/fish/vendor_completions.d/byteback-server.fish",
+        "/usr/share/doc/byteback/examples/hooks/mariadb-dump",
+        "/usr/share/doc/byteback/examples/hooks/postgresql-dump",
+    ] {
+        assert!(Path::new(file).is_file(), "{file} is missing");
+    }
+    let bash = std::fs::read_to_string("/usr/share/bash-completion/completions/byteback").unwrap();
+    assert!(bash.contains("backup") && bash.contains("--destination"), "{bash}");
+
+    // The units pass systemd's own checks (the template as an instance).
+    let scratch = tempdir("units");
+    let instance = scratch.join("byteback-server-maintenance@byteback.service");
+    std::fs::copy(
+        "/lib/systemd/system/byteback-server-maintenance@.service",
+        &instance,
+    )
+    .unwrap();
+    let timer = scratch.join("byteback-server-maintenance@byteback.timer");
+    std::fs::copy("/lib/systemd/system/byteback-server-maintenance@.timer", &timer).unwrap();
+    for unit in [
+        Path::new("/lib/systemd/system/byteback-backup.service"),
+        Path::new("/lib/systemd/system/byteback-backup.timer"),
+        &instance,
+        &timer,
+    ] {
+        let out = Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(unit)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "verify {unit:?}: {}", show(&out));
+        let complaints = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !complaints.contains("byteback"),
+            "{unit:?} has warnings: {complaints}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+
+    // The walkthrough with the installed binaries.
+    let Some(mut w) = World::new("package") else {
+        return;
+    };
+    w.server_bin = "/usr/bin/byteback-server".into();
+    w.client_bin = "/usr/bin/byteback".into();
+    let client = w.enroll("packaged.example");
+    std::fs::write(w.src.join("f"), "packaged\n").unwrap();
+    let shown = w.backup_ok();
+    assert!(shown.contains("Backup complete: snapshot"), "{shown}");
+    let keys = std::fs::read_to_string(w.store().join(".ssh/authorized_keys")).unwrap();
+    assert!(
+        keys.contains("/usr/bin/byteback-server"),
+        "the forced command is the installed binary: {keys}"
+    );
+    let snaps = w.snapshots(&client);
+    assert_eq!(snaps.len(), 1);
+    let copy = w.store().join(&client).join(&snaps[0]);
+    let copy = support::manifest::inside(&copy, &w.src.join("f"));
+    assert_eq!(std::fs::read_to_string(copy).unwrap(), "packaged\n");
+}
+
+fn tempdir(label: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("byteback-{label}-{}", support::unique()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
