@@ -203,7 +203,10 @@ impl Context {
     pub fn environment(&self, phase: Phase, ending: Option<&Ending>) -> Vec<(String, OsString)> {
         let mut env: Vec<(String, OsString)> = vec![
             ("BYTEBACK_PHASE".into(), phase.name().into()),
-            ("BYTEBACK_DESTINATION".into(), self.destination.clone().into()),
+            (
+                "BYTEBACK_DESTINATION".into(),
+                self.destination.clone().into(),
+            ),
             ("BYTEBACK_CLIENT".into(), self.client.clone().into()),
             (
                 "BYTEBACK_CONFIG_DIR".into(),
@@ -312,7 +315,9 @@ impl Ended {
             }
             Ended::TimedOut => format!(
                 "still running after {} (hook_timeout), so it was killed with everything it started",
-                crate::config::Duration(jiff::SignedDuration::try_from(timeout).unwrap_or_default())
+                crate::config::Duration(
+                    jiff::SignedDuration::try_from(timeout).unwrap_or_default()
+                )
             ),
             Ended::NotStarted(why) => format!("could not be started: {why}"),
         }
@@ -327,12 +332,7 @@ const KILL_GRACE: Duration = Duration::from_secs(5);
 const OUTPUT_GRACE: Duration = Duration::from_secs(2);
 
 /// Runs one hook to its end, relaying its output.
-pub fn run_one(
-    hook: &Path,
-    phase: Phase,
-    env: &[(String, OsString)],
-    timeout: Duration,
-) -> Ended {
+pub fn run_one(hook: &Path, phase: Phase, env: &[(String, OsString)], timeout: Duration) -> Ended {
     let label = format!(
         "{}.d/{}",
         phase.name(),
@@ -357,8 +357,14 @@ pub fn run_one(
     let (tx, rx) = mpsc::channel::<Option<String>>();
     let mut open = 0;
     let streams: [Option<Box<dyn Read + Send>>; 2] = [
-        child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
-        child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
     ];
     for stream in streams.into_iter().flatten() {
         open += 1;
@@ -461,7 +467,15 @@ mod tests {
         for ok in ["10-mariadb", "a", "Z_9-x", "-"] {
             assert!(is_hook_name(ok.as_bytes()), "{ok}");
         }
-        for bad in ["", "10-mariadb.sh", "x.dpkg-old", "a b", "é", "a~", ".hidden"] {
+        for bad in [
+            "",
+            "10-mariadb.sh",
+            "x.dpkg-old",
+            "a b",
+            "é",
+            "a~",
+            ".hidden",
+        ] {
             assert!(!is_hook_name(bad.as_bytes()), "{bad}");
         }
     }
