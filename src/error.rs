@@ -50,6 +50,10 @@ pub enum Error {
     /// The environment cannot do what was asked (wrong filesystem, missing mount option, ...).
     #[error("{0}")]
     Unsupported(String),
+    /// A pre-backup hook failed (exit status, signal or timeout), so
+    /// nothing was sent.
+    #[error("{0}")]
+    Hook(String),
 }
 
 /// The exit statuses of both programs, as the README documents them
@@ -80,6 +84,8 @@ pub enum Exit {
     SpaceExhausted = 9,
     /// `byteback test`: connected, but the backups need attention.
     Attention = 10,
+    /// `byteback backup`: a pre-backup hook failed; nothing was sent.
+    Hook = 11,
 }
 
 impl Exit {
@@ -119,6 +125,7 @@ impl Error {
             Error::Unsupported(_) => Exit::Unsupported,
             Error::SpaceExhausted(_) => Exit::SpaceExhausted,
             Error::Attention(_) => Exit::Attention,
+            Error::Hook(_) => Exit::Hook,
             Error::Io { .. } | Error::Command(_) | Error::NotFound(_) => Exit::Failed,
         }
     }
@@ -159,6 +166,7 @@ mod tests {
             (Error::Unsupported(String::new()), 8),
             (Error::SpaceExhausted(String::new()), 9),
             (Error::Attention(String::new()), 10),
+            (Error::Hook(String::new()), 11),
         ];
         for (error, code) in cases {
             assert_eq!(error.exit_code().code(), code, "{error:?}");
@@ -169,6 +177,7 @@ mod tests {
             "`8` the filesystem cannot do it",
             "`9` the store is out of space",
             "`10` (`byteback test`) the backups need",
+            "`11` (`byteback backup`) a pre-backup hook failed",
         ] {
             assert!(readme.contains(needle), "README lacks {needle:?}");
         }

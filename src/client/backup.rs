@@ -11,14 +11,15 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use crate::client::config::{ClientConfig, ConfigDir, check_source};
+use crate::client::hooks;
 use crate::client::local;
 use crate::client::remote;
 use crate::client::state;
 use crate::destination::Target;
 use crate::error::{Error, Result};
-use crate::exec::Cmd;
 use crate::exec::rsync::{
-    BackupTransfer, Outcome, Traffic, TransferTo, describe_exit, exclude_contents_of, failed_file,
+    BackupTransfer, Outcome, Throttle, Traffic, TransferTo, describe_exit, exclude_contents_of,
+    failed_file,
 };
 use crate::exec::ssh::{HostKeyPolicy, Master, Ssh};
 use crate::protocol::Failure;
@@ -180,6 +181,9 @@ pub fn run(dir: &ConfigDir, args: &BackupArgs) -> Result<()> {
         for e in &plan.excludes {
             println!("exclude {}  ({})", e.pattern, e.why);
         }
+        for (phase, hook) in hooks::planned(dir)? {
+            println!("{} hook {}", phase.name(), hook.display());
+        }
         return Ok(());
     }
     // One backup at a time on this machine (the config directory may not
@@ -211,22 +215,42 @@ pub fn run(dir: &ConfigDir, args: &BackupArgs) -> Result<()> {
     let mut recorder = state::Recorder::start(dir, &target.to_string());
     let started = jiff::Timestamp::now();
     let mut traffic = Traffic::default();
-    let result = match &target {
+    let hooks = hooks::Context {
+        destination: target.to_string(),
+        client: machine_name(&config),
+        config_dir: dir.dir.clone(),
+        timeout: config.hook_timeout.to_std(),
+    };
+    // Attempts made so far: 0 while the pre-backup hooks run.
+    let mut attempts = 0;
+    let result = hooks.before(dir).and_then(|()| match &target {
         Target::Local(root) => {
+            attempts = 1;
             local_backup(&config, &plan, root, show, &mut traffic).map(|s| (s, 1))
         }
         Target::Remote(d) => {
             config.destination = Some(Target::Remote(d.clone()));
-            remote_backup(dir, &config, &plan, show, recorder.as_mut(), &mut traffic)
+            remote_backup(
+                dir,
+                &config,
+                &plan,
+                show,
+                recorder.as_mut(),
+                &mut traffic,
+                &mut attempts,
+            )
         }
-    };
+    });
     if let Some(r) = recorder.as_mut() {
         r.finish(result.as_ref().map(|(s, _)| s.as_str()), traffic);
     }
     let seconds = jiff::Timestamp::now().duration_since(started).as_secs_f64();
-    match &result {
-        Ok(_) => report::discard(),
-        Err(_) => report::release(),
+    let ending = hooks::Ending::of(result.as_ref().map(|(s, _)| s.as_str()), attempts);
+    let hooks_ok = hooks.after(dir, &ending);
+    // Under -q, a failed post-backup hook shows everything held back too.
+    match (&result, hooks_ok) {
+        (Ok(_), true) => report::discard(),
+        _ => report::release(),
     }
     if args.json {
         let summary = serde_json::json!({
@@ -271,6 +295,7 @@ fn remote_backup(
     show: Show,
     mut recorder: Option<&mut state::Recorder<'_>>,
     traffic: &mut Traffic,
+    made: &mut u32,
 ) -> Result<(String, u32)> {
     let ssh = dir.ssh(config, HostKeyPolicy::Strict)?;
     let transfer = BackupTransfer {
@@ -284,10 +309,12 @@ fn remote_backup(
         io_timeout_secs: config.io_timeout.as_secs(),
         verbose: show.verbose,
         progress: show.progress,
+        throttle: throttle(config),
     };
     let attempts = config.retry_attempts.max(1);
     let mut attempt = 1;
     loop {
+        *made = attempt;
         if let Some(r) = recorder.as_deref_mut() {
             r.attempt(attempt);
         }
@@ -344,6 +371,7 @@ fn local_backup(
         io_timeout_secs: config.io_timeout.as_secs(),
         verbose: show.verbose,
         progress: show.progress,
+        throttle: throttle(config),
     };
     let t = transfer_files(&transfer)?;
     traffic.add(t.traffic);
@@ -359,6 +387,15 @@ fn local_backup(
             "{}; see rsync's messages above",
             describe_exit(t.code)
         ))),
+    }
+}
+
+/// The config's settings for slow or shared links.
+fn throttle(config: &ClientConfig) -> Throttle {
+    Throttle {
+        bwlimit: config.bwlimit.as_ref().map(|b| b.as_str().to_owned()),
+        compress: config.compress,
+        priority: config.priority(),
     }
 }
 
@@ -457,8 +494,8 @@ pub fn control_socket(dir: &ConfigDir) -> std::path::PathBuf {
 /// Runs rsync, passing its output through and collecting failed file names,
 /// the server's own error if it gave one, and the `--stats` figures.
 fn transfer_files(transfer: &BackupTransfer) -> Result<Transferred> {
-    let mut child = Cmd::new(&transfer.rsync)
-        .args(transfer.args())
+    let mut child = transfer
+        .command()
         .configure(|c| {
             c.stdin(Stdio::null())
                 .stdout(Stdio::piped())

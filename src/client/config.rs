@@ -6,8 +6,11 @@
 //! /etc/byteback/known_hosts   the server's host key, trusted by `byteback test`
 //! /etc/byteback/excludes      extra exclude patterns, one per line
 //! /etc/byteback/lock          one backup at a time
+//! /etc/byteback/pre-backup.d  hooks run before a backup (see `hooks`)
+//! /etc/byteback/post-backup.d hooks run after it
 //! ```
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer};
@@ -16,6 +19,7 @@ use crate::config::{self, Duration};
 use crate::destination::Target;
 use crate::error::{Error, IoContext, Result};
 use crate::exec::ssh::{HostKeyPolicy, Ssh};
+use crate::sys::priority::{IoNice, Priority, check_nice};
 
 /// Where the client keeps its files unless told otherwise.
 pub const DEFAULT_CONFIG_DIR: &str = "/etc/byteback";
@@ -41,6 +45,27 @@ pub struct ClientConfig {
     pub io_timeout: Duration,
     /// ssh gives up connecting after this long.
     pub connect_timeout: Duration,
+    /// A hook is killed after running this long.
+    pub hook_timeout: Duration,
+    /// rsync's bandwidth limit (`--bwlimit`).
+    pub bwlimit: Option<Bwlimit>,
+    /// Compress file data on the wire (to a server only).
+    pub compress: bool,
+    /// The client's rsync runs at this niceness (-20 to 19).
+    #[serde(deserialize_with = "niceness")]
+    pub nice: Option<i32>,
+    /// The client's rsync runs in this I/O class.
+    pub ionice: Option<IoNice>,
+}
+
+impl ClientConfig {
+    /// The priority the client's rsync runs at.
+    pub fn priority(&self) -> Priority {
+        Priority {
+            nice: self.nice,
+            io: self.ionice,
+        }
+    }
 }
 
 impl Default for ClientConfig {
@@ -54,7 +79,75 @@ impl Default for ClientConfig {
             retry_pause: Duration::from_secs(600),
             io_timeout: Duration::from_secs(600),
             connect_timeout: Duration::from_secs(30),
+            hook_timeout: Duration::from_secs(3600),
+            bwlimit: None,
+            compress: false,
+            nice: None,
+            ionice: None,
         }
+    }
+}
+
+fn niceness<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i32>, D::Error> {
+    check_nice(i32::deserialize(d)?)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
+/// rsync's `--bwlimit`: KiB per second as a number, or a number with a unit
+/// (`"2M"`, `"512K"`, `"1.5m"`; rsync's units are powers of 1024); `0` is
+/// no limit. Kept as written and checked, since rsync does the arithmetic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bwlimit(String);
+
+impl Bwlimit {
+    /// Checks `text`'s shape: digits, an optional fraction, an optional unit.
+    pub fn new(text: &str) -> std::result::Result<Bwlimit, String> {
+        let number = text.trim_end_matches(['K', 'M', 'G', 'k', 'm', 'g']);
+        let unit_ok = text.len() - number.len() <= 1;
+        let (whole, fraction) = number.split_once('.').unwrap_or((number, "0"));
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        if unit_ok && digits(whole) && digits(fraction) {
+            Ok(Bwlimit(text.to_owned()))
+        } else {
+            Err(format!(
+                "{text:?} is not a bandwidth limit; write KiB per second (e.g. 500) or a size per second like \"2M\" or \"512K\""
+            ))
+        }
+    }
+
+    /// As rsync's option takes it.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Bwlimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl serde::Serialize for Bwlimit {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Bwlimit {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        /// A number of KiB, or a string with a unit.
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Number(u64),
+            Text(String),
+        }
+        let text = match Written::deserialize(d)? {
+            Written::Number(n) => n.to_string(),
+            Written::Text(s) => s,
+        };
+        Bwlimit::new(&text).map_err(serde::de::Error::custom)
     }
 }
 
@@ -92,6 +185,20 @@ name = "{name}"
 
 # ssh gives up connecting to the server after this long.
 # connect_timeout = "30s"
+
+# Executables in pre-backup.d/ and post-backup.d/ in this directory run
+# before and after each backup; one still running after this long is killed.
+# hook_timeout = "1h"
+
+# For slow or shared links: rsync's bandwidth limit (KiB per second, or
+# e.g. "2M"), compression on the wire (zstd when both ends have it), and
+# the CPU niceness (-20 to 19) and I/O class ("idle", "best-effort:0" to
+# "best-effort:7") of the client's rsync. Unset: no limit, no compression,
+# normal priority.
+# bwlimit = "2M"
+# compress = false
+# nice = 10
+# ionice = "idle"
 "#
     )
 }
@@ -145,6 +252,16 @@ impl ConfigDir {
     /// The backup lock.
     pub fn lock_file(&self) -> PathBuf {
         self.dir.join("lock")
+    }
+
+    /// The hooks run before each backup.
+    pub fn pre_backup_hooks(&self) -> PathBuf {
+        self.dir.join("pre-backup.d")
+    }
+
+    /// The hooks run after each backup.
+    pub fn post_backup_hooks(&self) -> PathBuf {
+        self.dir.join("post-backup.d")
     }
 
     /// Reads the config; a missing file means `byteback setup` has not run.
@@ -239,6 +356,43 @@ mod tests {
                 ..ClientConfig::default()
             }
         );
+    }
+
+    #[test]
+    fn transfer_settings_parse_and_are_checked() {
+        let c: ClientConfig = config::parse(
+            Path::new("config.toml"),
+            "bwlimit = \"2M\"\ncompress = true\nnice = 10\nionice = \"best-effort:7\"\nhook_timeout = \"90s\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.bwlimit, Some(Bwlimit("2M".into())));
+        assert!(c.compress);
+        assert_eq!(
+            c.priority(),
+            Priority {
+                nice: Some(10),
+                io: Some(IoNice::BestEffort(7))
+            }
+        );
+        assert_eq!(c.hook_timeout, Duration::from_secs(90));
+        let c: ClientConfig = config::parse(Path::new("config.toml"), "bwlimit = 500\n").unwrap();
+        assert_eq!(c.bwlimit.unwrap().as_str(), "500");
+        for ok in ["0", "1.5m", "512K", "2g"] {
+            assert!(Bwlimit::new(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "2MB", "-1", "2 M", "M", "1.", ".5", "2M; rm"] {
+            assert!(Bwlimit::new(bad).is_err(), "{bad}");
+        }
+        for (text, key) in [
+            ("bwlimit = \"fast\"\n", "key bwlimit"),
+            ("nice = 20\n", "key nice"),
+            ("ionice = \"realtime\"\n", "key ionice"),
+        ] {
+            let e = config::parse::<ClientConfig>(Path::new("config.toml"), text)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(&format!("line 1, {key}")), "{e}");
+        }
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 pub mod backup;
 pub mod config;
+pub mod hooks;
 pub mod local;
 pub mod query;
 pub mod remote;
@@ -182,6 +183,14 @@ fn show_config(dir: &ConfigDir, destination: Option<&str>) -> Result<()> {
         retry_pause: crate::config::Duration,
         io_timeout: crate::config::Duration,
         connect_timeout: crate::config::Duration,
+        hook_timeout: crate::config::Duration,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        bwlimit: Option<config::Bwlimit>,
+        compress: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        nice: Option<i32>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        ionice: Option<crate::sys::priority::IoNice>,
     }
     let (config, target) = backup::resolve(dir, destination)?;
     let mut excludes = config.excludes.clone();
@@ -199,6 +208,11 @@ fn show_config(dir: &ConfigDir, destination: Option<&str>) -> Result<()> {
         retry_pause: config.retry_pause,
         io_timeout: config.io_timeout,
         connect_timeout: config.connect_timeout,
+        hook_timeout: config.hook_timeout,
+        bwlimit: config.bwlimit.clone(),
+        compress: config.compress,
+        nice: config.nice,
+        ionice: config.ionice,
     };
     let text = toml::to_string(&effective)
         .map_err(|e| crate::error::Error::Command(format!("cannot write TOML: {e}")))?;

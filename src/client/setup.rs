@@ -26,6 +26,7 @@ pub fn setup(dir: &ConfigDir, destination: &str, name: Option<&str>) -> Result<(
             if !dir.dir.exists() {
                 ensure_dir(&dir.dir, 0o700)?;
             }
+            make_hook_dirs(dir)?;
             write_config(dir, &target, &name)?;
             println!(
                 "Backups of {name} will go to {} on this machine; the store is made on the first backup.",
@@ -38,6 +39,7 @@ pub fn setup(dir: &ConfigDir, destination: &str, name: Option<&str>) -> Result<(
     if !dir.dir.exists() {
         ensure_dir(&dir.dir, 0o700)?;
     }
+    make_hook_dirs(dir)?;
     let key = dir.key();
     if !key.exists() {
         Cmd::destructive("ssh-keygen")
@@ -60,6 +62,16 @@ pub fn setup(dir: &ConfigDir, destination: &str, name: Option<&str>) -> Result<(
     );
     println!("  byteback-server new-client {public}");
     println!("then run `byteback test` here.");
+    Ok(())
+}
+
+/// The (empty) hook directories, so an administrator sees where hooks go.
+fn make_hook_dirs(dir: &ConfigDir) -> Result<()> {
+    for hooks in [dir.pre_backup_hooks(), dir.post_backup_hooks()] {
+        if !hooks.exists() {
+            ensure_dir(&hooks, 0o755)?;
+        }
+    }
     Ok(())
 }
 

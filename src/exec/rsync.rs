@@ -139,6 +139,21 @@ pub struct BackupTransfer {
     pub verbose: bool,
     /// Show rsync's own one-line progress (bytes, percent, rate, ETA): for a terminal only.
     pub progress: bool,
+    /// Settings for slow or shared links.
+    pub throttle: Throttle,
+}
+
+/// How gently a backup uses the link and the machine (client config
+/// `bwlimit`, `compress`, `nice`, `ionice`).
+#[derive(Debug, Clone, Default)]
+pub struct Throttle {
+    /// rsync's `--bwlimit` value, as the config wrote it (checked there).
+    pub bwlimit: Option<String>,
+    /// Compress file data on the wire (remote transfers only).
+    pub compress: bool,
+    /// CPU and I/O priority of the rsync process (and of the ssh or local
+    /// receiver it starts).
+    pub priority: crate::sys::priority::Priority,
 }
 
 /// The receiving end of a backup transfer.
@@ -164,6 +179,14 @@ pub enum TransferTo {
 }
 
 impl BackupTransfer {
+    /// The rsync to run, at the configured priority.
+    pub fn command(&self) -> super::Cmd {
+        let priority = self.throttle.priority;
+        super::Cmd::new(&self.rsync)
+            .args(self.args())
+            .configure(|c| priority.apply(c))
+    }
+
     /// The rsync argv (without the program).
     pub fn args(&self) -> Vec<OsString> {
         let mut args: Vec<OsString> = [
@@ -207,6 +230,17 @@ impl BackupTransfer {
         // --verbose; see `Traffic::take_stats_line`).
         args.push("--stats".into());
         args.push(format!("--timeout={}", self.io_timeout_secs).into());
+        // Both ends pace themselves; rsync passes the limit (in KiB) on to
+        // the server's command line, whose allow-list accepts it.
+        if let Some(limit) = &self.throttle.bwlimit {
+            args.push(format!("--bwlimit={limit}").into());
+        }
+        // rsync (3.2+ on both ends) negotiates the strongest algorithm both
+        // have, zstd where built in; the server sees `z` in its option
+        // cluster. Pointless within one machine, so only to a server.
+        if self.throttle.compress && matches!(self.to, TransferTo::Remote { .. }) {
+            args.push("--compress".into());
+        }
         if self.verbose {
             args.push("--itemize-changes".into());
         } else if self.progress {
@@ -473,6 +507,7 @@ mod tests {
             io_timeout_secs: 300,
             verbose: false,
             progress: false,
+            throttle: Throttle::default(),
         };
         let args: Vec<String> = t
             .args()
@@ -511,6 +546,11 @@ mod tests {
             io_timeout_secs: 60,
             verbose: false,
             progress: true,
+            throttle: Throttle {
+                bwlimit: Some("2M".into()),
+                compress: true,
+                ..Throttle::default()
+            },
         };
         let args: Vec<String> = t
             .args()
@@ -521,6 +561,42 @@ mod tests {
         assert!(args.contains(&"--link-dest=../2026-11-26T03:00:00Z".to_string()));
         assert!(args.contains(&"--info=progress2".to_string()));
         assert_eq!(args.last().unwrap(), "/var/backups/byteback/host/current/");
+        // A local copy is paced, but never compressed.
+        assert!(args.contains(&"--bwlimit=2M".to_string()));
+        assert!(!args.contains(&"--compress".to_string()));
+    }
+
+    #[test]
+    fn throttled_remote_argv() {
+        let t = BackupTransfer {
+            rsync: "rsync".into(),
+            to: TransferTo::Remote {
+                rsh: "ssh".into(),
+                remote: "bb@host".into(),
+            },
+            sources: vec!["/".into()],
+            excludes: vec![],
+            io_timeout_secs: 300,
+            verbose: false,
+            progress: false,
+            throttle: Throttle {
+                bwlimit: Some("500".into()),
+                compress: true,
+                priority: crate::sys::priority::Priority {
+                    nice: Some(10),
+                    io: None,
+                },
+            },
+        };
+        let args: Vec<String> = t
+            .args()
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let at = args.iter().position(|a| a == "--timeout=300").unwrap();
+        assert_eq!(args[at + 1..at + 3], ["--bwlimit=500", "--compress"]);
+        // The priority is the process's, not an argument.
+        assert_eq!(t.command().get_args().count(), args.len());
     }
 
     #[test]

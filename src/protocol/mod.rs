@@ -366,6 +366,15 @@ mod tests {
         );
         // Verbose, itemised and --stats runs too.
         assert!(parse(Some("rsync --server -vlHogDtpAXrRSe.iLsfxCIvu --log-format=%i --delete-excluded --stats --numeric-ids --inplace . current/")).is_ok());
+        // bwlimit and compress (client config), exactly as rsync 3.5.0
+        // puts them on the server's command line: `z` joins the cluster,
+        // the limit arrives converted to KiB.
+        for line in [
+            "rsync --server -lHogDtpAXrRSze.iLsfxCIvu --timeout=600 --bwlimit=2048 --delete-excluded -@-1 --numeric-ids --inplace . current/",
+            "rsync --server -lHogDtpAXrRSze.iLsfxCIvu --log-format=%i --timeout=600 --bwlimit=1536 --delete-excluded --stats -@-1 --numeric-ids --inplace . current/",
+        ] {
+            assert!(parse(Some(line)).is_ok(), "{line}");
+        }
     }
 
     #[test]

@@ -246,7 +246,8 @@ impl Failure {
             Exit::Usage => Error::Usage(said),
             Exit::Partial => Error::Partial(said),
             Exit::Attention => Error::Attention(said),
-            Exit::Failed => Error::Command(said),
+            // The server never runs hooks: a hook failure is the client's own.
+            Exit::Failed | Exit::Hook => Error::Command(said),
             Exit::Refused | Exit::Success => Error::Refused(said),
         }
     }

@@ -4,6 +4,7 @@
 pub mod fs;
 pub mod lock;
 pub mod mountinfo;
+pub mod priority;
 pub mod sandbox;
 pub mod syslog;
 pub mod user;
