@@ -90,9 +90,18 @@ fn packages_install_and_back_up() {
         "byteback-server-setup",
         "byteback-server-new-client",
     ] {
-        let out = Command::new("man").args(["-w", page]).output().unwrap();
+        // (-M: the package's pages, not those ./install.sh put in /usr/local.)
+        let out = Command::new("man")
+            .args(["-M", "/usr/share/man", "-w", page])
+            .output()
+            .unwrap();
         assert!(out.status.success(), "man {page}: {}", show(&out));
-        assert!(stdout(&out).starts_with("/usr/share/man/man1/"), "{}", show(&out));
+        assert_eq!(
+            stdout(&out).trim(),
+            format!("/usr/share/man/man1/{page}.1.gz"),
+            "{}",
+            show(&out)
+        );
     }
     for file in [
         "/usr/share/bash-completion/completions/byteback",
@@ -107,7 +116,10 @@ fn packages_install_and_back_up() {
         assert!(Path::new(file).is_file(), "{file} is missing");
     }
     let bash = std::fs::read_to_string("/usr/share/bash-completion/completions/byteback").unwrap();
-    assert!(bash.contains("backup") && bash.contains("--destination"), "{bash}");
+    assert!(
+        bash.contains("backup") && bash.contains("--destination"),
+        "{bash}"
+    );
 
     // The units pass systemd's own checks (the template as an instance).
     let scratch = tempdir("units");
@@ -118,7 +130,11 @@ fn packages_install_and_back_up() {
     )
     .unwrap();
     let timer = scratch.join("byteback-server-maintenance@byteback.timer");
-    std::fs::copy("/lib/systemd/system/byteback-server-maintenance@.timer", &timer).unwrap();
+    std::fs::copy(
+        "/lib/systemd/system/byteback-server-maintenance@.timer",
+        &timer,
+    )
+    .unwrap();
     for unit in [
         Path::new("/lib/systemd/system/byteback-backup.service"),
         Path::new("/lib/systemd/system/byteback-backup.timer"),
