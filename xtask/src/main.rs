@@ -1,3 +1,6 @@
+//! `cargo run -p xtask -- reliability`: runs the test suite and writes
+//! RELIABILITY.md (see `reliability.rs`).
+//!
 //! `cargo run -p xtask -- assets DIR`: writes the man pages (one per command
 //! and subcommand, from the clap definitions, in `DIR/man/<program>/`) and
 //! the bash, zsh and fish completions of both programs (in
@@ -10,18 +13,26 @@ use std::process::ExitCode;
 use clap::CommandFactory;
 use clap_complete::Shell;
 
+mod reliability;
+
+const USAGE: &str = "usage: cargo run -p xtask -- assets DIR | reliability";
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [task, dir] = args.as_slice() else {
-        eprintln!("usage: cargo run -p xtask -- assets DIR");
-        return ExitCode::from(2);
+    let done = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        ["assets", dir] => assets(Path::new(dir)).map(|()| true),
+        ["reliability"] => {
+            let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+            reliability::reliability(&root)
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
     };
-    if task != "assets" {
-        eprintln!("xtask: unknown task {task:?}; the one task is `assets DIR`");
-        return ExitCode::from(2);
-    }
-    match assets(Path::new(dir)) {
-        Ok(()) => ExitCode::SUCCESS,
+    match done {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("xtask: {e}");
             ExitCode::FAILURE
