@@ -18,8 +18,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use support::FsKind;
 use support::manifest::{self, Reading, inside};
-use support::world::{World, show};
+use support::world::{World, show, stderr};
 
 /// A small deterministic generator (xorshift64*), so a seed replays a run.
 struct Rng(u64);
@@ -446,3 +447,126 @@ fn eight_clients_at_once_while_pruning() {
         one_by_one.as_secs_f64() / at_once.as_secs_f64()
     );
 }
+
+/// Runs byteback-server as the server user with a crash point set.
+fn server_crashing_at(w: &World, point: &str, args: &[&str]) -> std::process::Output {
+    use std::os::unix::process::CommandExt;
+    std::process::Command::new(&w.server_bin)
+        .args(args)
+        .uid(w.user.uid)
+        .gid(w.user.gid)
+        .env_clear()
+        .env("HOME", w.store())
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("BYTEBACK_CRASH_AT", point)
+        .current_dir(w.store())
+        .output()
+        .unwrap()
+}
+
+fn the_server_killed_while_completing_or_pruning(kind: FsKind) {
+    let Some(mut w) = World::on("crashes", kind) else {
+        return;
+    };
+    let client = w.enroll("crashes.example");
+    w.server_config("min_snapshot_interval = \"0s\"\n");
+    w.client_config("retry_attempts = 2\nretry_pause = \"1s\"\n");
+    let src = w.src.clone();
+    std::fs::write(src.join("first"), "first\n").unwrap();
+    w.backup_ok();
+
+    // Killed between the marker and the snapshot, then after the snapshot
+    // before the reply: the retry makes exactly one snapshot, identical.
+    for point in ["before-snapshot", "before-reply"] {
+        // Snapshot names have whole seconds: one backup per second.
+        std::thread::sleep(Duration::from_millis(1100));
+        std::fs::write(src.join(point), point).unwrap();
+        let source = manifest::read(&src, Reading::Plain);
+        let before = w.snapshots(&client).len();
+        let once = w.store().join(format!(".crash-{point}"));
+        w.sshd.restart_with(&format!(
+            "SetEnv BYTEBACK_CRASH_AT={point}:{}\n",
+            once.display()
+        ));
+        let out = w.client(&["backup", "--source", &src.to_string_lossy()]);
+        w.sshd.restart_with("");
+        assert!(out.status.success(), "{point}: {}", show(&out));
+        assert!(once.exists(), "{point}: the server never crashed");
+        assert!(
+            stderr(&out).contains("attempt 1 of 2 failed"),
+            "{point}: {}",
+            show(&out)
+        );
+        if point == "before-reply" {
+            assert!(
+                stderr(&out).contains("the server took snapshot"),
+                "{}",
+                show(&out)
+            );
+        }
+        assert_eq!(
+            w.snapshots(&client).len(),
+            before + 1,
+            "{point}: one snapshot"
+        );
+        manifest::assert_same(
+            point,
+            &source,
+            &manifest::read(&snapshot_of(&w, &client, &src), Reading::FakeSuper),
+        );
+    }
+
+    // Killed in the middle of deleting a snapshot: it is no longer listed,
+    // the others are whole, and the next run finishes the deletion.
+    let listed = w.snapshots(&client);
+    let out = server_crashing_at(&w, "mid-delete", &["prune", "--force"]);
+    assert_eq!(out.status.code(), None, "killed: {}", show(&out));
+    let after = w.snapshots(&client);
+    assert_eq!(after.len(), listed.len() - 1, "{listed:?} → {after:?}");
+    let hidden = |w: &World| {
+        std::fs::read_dir(w.store().join(&client))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(".deleting-")
+            })
+            .count()
+    };
+    assert_eq!(hidden(&w), 1, "the half-deleted snapshot is hidden");
+    let out = w.server(&["snapshots", "--client", &client]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().count(),
+        after.len(),
+        "{}",
+        show(&out)
+    );
+    if kind == FsKind::Btrfs {
+        for name in &after {
+            let path = w.store().join(&client).join(name);
+            let ro = support::run_ok(&[
+                "btrfs",
+                "property",
+                "get",
+                "-ts",
+                &path.to_string_lossy(),
+                "ro",
+            ]);
+            assert_eq!(ro.trim(), "ro=true", "{name} is still read-only");
+        }
+    }
+    std::fs::write(src.join("after"), "after\n").unwrap();
+    let source = manifest::read(&src, Reading::Plain);
+    std::thread::sleep(Duration::from_millis(1100));
+    w.backup_ok();
+    assert_eq!(hidden(&w), 0, "the next run finished the deletion");
+    manifest::assert_same(
+        "after a crash while pruning",
+        &source,
+        &manifest::read(&snapshot_of(&w, &client, &src), Reading::FakeSuper),
+    );
+}
+
+support::on_both_backends!(the_server_killed_while_completing_or_pruning);

@@ -313,13 +313,14 @@ fn remote_backup(
     };
     let attempts = config.retry_attempts.max(1);
     let mut attempt = 1;
+    let mut unanswered = None;
     loop {
         *made = attempt;
         if let Some(r) = recorder.as_deref_mut() {
             r.attempt(attempt);
         }
         let last = attempt == attempts;
-        match try_once(dir, &ssh, &transfer, last, traffic) {
+        match try_once(dir, &ssh, &transfer, last, traffic, &mut unanswered) {
             Ok(snapshot) => return Ok((snapshot, attempt)),
             Err(e @ Error::Partial(_)) => return Err(e),
             Err(e) if last || !retryable(&e) => {
@@ -433,6 +434,7 @@ fn try_once(
     transfer: &BackupTransfer,
     last: bool,
     traffic: &mut Traffic,
+    unanswered: &mut Option<UnansweredSnapshot>,
 ) -> Result<String> {
     let master = Master::open(plain, control_socket(dir))?;
     let ssh = &master.share(plain);
@@ -443,7 +445,19 @@ fn try_once(
         },
         ..transfer.clone()
     };
-    remote::ping(ssh)?;
+    let pinged = remote::ping(ssh)?;
+    // The last attempt asked for a snapshot and lost the connection before
+    // the answer: if the server took it, that is this backup's snapshot —
+    // asking again would take a second one (or be refused as too soon).
+    if let Some(asked) = unanswered.take() {
+        if pinged.newest.is_some() && pinged.newest != asked.newest_before {
+            let snapshot = pinged.newest.unwrap_or_default();
+            report::note(format_args!(
+                "the server took snapshot {snapshot} before the connection dropped"
+            ));
+            return Ok(snapshot);
+        }
+    }
     let Transferred {
         outcome,
         code,
@@ -458,7 +472,15 @@ fn try_once(
         return Err(failure.into_error());
     }
     match outcome {
-        Outcome::Ok | Outcome::Vanished => remote::complete(ssh, None),
+        Outcome::Ok | Outcome::Vanished => {
+            let result = remote::complete(ssh, None);
+            if matches!(result, Err(Error::Connection(_))) {
+                *unanswered = Some(UnansweredSnapshot {
+                    newest_before: pinged.newest,
+                });
+            }
+            result
+        }
         Outcome::SomeFilesFailed if last => {
             let note = if failed.is_empty() {
                 "(rsync named no files)\n".to_owned()
@@ -477,6 +499,13 @@ fn try_once(
             describe_exit(code)
         ))),
     }
+}
+
+/// A snapshot request whose answer was lost with the connection.
+#[derive(Debug)]
+struct UnansweredSnapshot {
+    /// The client's newest snapshot before the request.
+    newest_before: Option<String>,
 }
 
 /// Where the shared connection's socket lives: in the config directory

@@ -74,6 +74,10 @@ pub fn server_error(code: i32, stderr: &str) -> Error {
     match code {
         4 => Error::Locked(said),
         5 => Error::Connection(said),
+        // The login shell reports a server killed by a signal as 128 + the
+        // signal (a crash, the OOM killer, a reboot): a later attempt can
+        // cure that, as it would a dropped connection.
+        129..=192 => Error::Connection(format!("{said} (the server was killed)")),
         _ => Error::Refused(said),
     }
 }

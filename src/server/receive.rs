@@ -108,6 +108,7 @@ fn serve(store: &Store, client: &ClientName, request: Request) -> Result<u8> {
                 None
             };
             let name = backups.complete(Timestamp::now(), note.as_deref())?;
+            crate::sys::crash::point("before-reply");
             let reply = Completed {
                 snapshot: name.to_string(),
                 partial,

@@ -93,7 +93,8 @@ impl SnapshotBackend for Btrfs {
         btrfs::create_subvolume(current)
     }
 
-    fn prepare_current(&self, _: &Path, _: Option<&SnapshotName>) -> Result<TransferPlan> {
+    fn prepare_current(&self, client_dir: &Path, _: Option<&SnapshotName>) -> Result<TransferPlan> {
+        btrfs::finish_deletions(client_dir)?;
         Ok(TransferPlan {
             inplace: true,
             link_dests: Vec::new(),
@@ -105,12 +106,7 @@ impl SnapshotBackend for Btrfs {
     }
 
     fn delete(&self, client_dir: &Path, name: &SnapshotName) -> Result<()> {
-        let path = client_dir.join(name.as_str());
-        // The owner may only delete writable subvolumes.
-        if btrfs::is_readonly(&path)? {
-            btrfs::make_writable(&path)?;
-        }
-        btrfs::delete_subvolume(&path)
+        btrfs::delete_snapshot(client_dir, name.as_str())
     }
 
     fn remove_client_dir(&self, client_dir: &Path) -> Result<()> {

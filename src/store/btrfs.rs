@@ -97,6 +97,46 @@ pub fn delete_subvolume(path: &Path) -> Result<()> {
         .map(drop)
 }
 
+/// Prefix of a snapshot being deleted: hidden from every listing.
+const DELETING_PREFIX: &str = ".deleting-";
+
+/// Deletes a snapshot, hidden first (a rename, which a read-only subvolume
+/// allows), so a crash never leaves a listed snapshot made writable: it
+/// leaves a hidden one that [`finish_deletions`] removes.
+pub fn delete_snapshot(client_dir: &Path, name: &str) -> Result<()> {
+    finish_deletions(client_dir)?;
+    let path = client_dir.join(name);
+    let doomed = client_dir.join(format!("{DELETING_PREFIX}{name}"));
+    std::fs::rename(&path, &doomed).map_err(|e| Error::io("cannot delete", &path, e))?;
+    crate::sys::crash::point("mid-delete");
+    delete_hidden(&doomed)
+}
+
+/// Finishes deletions a crash interrupted.
+pub fn finish_deletions(client_dir: &Path) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(client_dir) else {
+        return Ok(());
+    };
+    for entry in entries.filter_map(|e| e.ok()) {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(DELETING_PREFIX)
+        {
+            delete_hidden(&entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+fn delete_hidden(doomed: &Path) -> Result<()> {
+    // The owner may only delete writable subvolumes.
+    if is_readonly(doomed)? {
+        make_writable(doomed)?;
+    }
+    delete_subvolume(doomed)
+}
+
 /// Takes a writable snapshot of `source` at `dest`.
 pub fn snapshot_writable(source: &Path, dest: &Path) -> Result<()> {
     btrfs()

@@ -638,6 +638,7 @@ impl Store {
             }
             write_atomic(&marker, note, 0o600)?;
         }
+        crate::sys::crash::point("before-snapshot");
         let result = self.backend.snapshot(&self.client_dir(client), &name);
         if result.is_err() && partial.is_some() {
             let _ = std::fs::remove_file(&marker);

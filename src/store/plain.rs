@@ -87,6 +87,7 @@ pub fn delete(client_dir: &Path, name: &str) -> Result<()> {
     let path = client_dir.join(name);
     let doomed = client_dir.join(format!("{DELETING_PREFIX}{name}"));
     std::fs::rename(&path, &doomed).on("cannot delete", &path)?;
+    crate::sys::crash::point("mid-delete");
     remove_tree(&doomed)
 }
 

@@ -1,6 +1,7 @@
 //! Thin wrappers over the operating system: locks, filesystem facts, mounts,
 //! atomic files.
 
+pub mod crash;
 pub mod fs;
 pub mod lock;
 pub mod mountinfo;

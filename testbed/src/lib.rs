@@ -397,6 +397,8 @@ pub struct Sshd {
     /// sshd's stderr from every run, appended.
     pub log_path: PathBuf,
     allow_users: String,
+    /// Extra sshd_config lines (see [`Sshd::restart_with`]).
+    extra_config: String,
     child: Option<Child>,
     _area: Arc<AreaGuard>,
 }
@@ -419,6 +421,7 @@ impl Sshd {
             config_path: dir.join("sshd_config"),
             log_path: dir.join("sshd.log"),
             allow_users: allow_users.join(" "),
+            extra_config: String::new(),
             child: None,
             _area: Arc::clone(&area.guard),
         };
@@ -459,6 +462,14 @@ impl Sshd {
         self.bring_up(20, false);
     }
 
+    /// Restarts sshd on the same port with `extra` appended to its config
+    /// (e.g. `SetEnv NAME=value\n` for every session), or none.
+    pub fn restart_with(&mut self, extra: &str) {
+        self.extra_config = extra.to_owned();
+        self.write_config();
+        self.start_again();
+    }
+
     /// The whole sshd log, from every run so far.
     pub fn log(&self) -> String {
         let bytes = fs::read(&self.log_path).unwrap_or_default();
@@ -482,6 +493,7 @@ impl Sshd {
             KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nUsePAM no\n\
             HostbasedAuthentication no\nStrictModes yes\nPermitRootLogin no\n\
             LogLevel VERBOSE\nMaxStartups 100\nUseDNS no\nPrintMotd no\nPrintLastLog no\n";
+        cfg += &self.extra_config;
         fs::write(&self.config_path, &cfg).expect("write sshd_config");
         let c = self.config_path.to_string_lossy();
         run_ok(&["/usr/sbin/sshd", "-t", "-f", &c]);

@@ -40,12 +40,13 @@ pub fn wait_until_executable(bin: &Path) {
     }
 }
 
-/// The snapshot directories (UTC names) in a client's directory, oldest first.
+/// The snapshot directories (UTC names) in a client's directory, oldest
+/// first; hidden names (a deletion in progress) are not snapshots.
 pub fn snapshot_names(client_dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir(client_dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with('Z'))
+        .filter(|n| n.ends_with('Z') && !n.starts_with('.'))
         .collect();
     names.sort();
     names

@@ -13,42 +13,223 @@ use std::process::Command;
 /// end, so nothing run goes unreported.
 const SCENARIOS: &[(&str, &str, &str, &str)] = &[
     // (area, file, test name prefix, what it proves)
-    ("Hostile client", "hostile_client", "hostile_client_is_confined", "a client's own key gets no shell, no other command, no write outside its `current`, no other client's data, no snapshot change"),
-    ("Hostile client", "hostile_rsync", "filter_rules_cannot_open_server_files", "filter rules a modified rsync sends cannot open or probe server files (sandbox, Landlock, --confine-root)"),
-    ("Hostile client", "hostile_rsync", "the_servers_rsync_never_outwaits_a_silent_client", "a client that goes silent cannot hold a server rsync"),
-    ("Hostile client", "hostile_rsync", "restores_are_bounded_and_end_with_their_connection", "restores are limited per client and end with their connection"),
-    ("Hostile client", "hostile_rsync", "plain_pushes_cannot_change_snapshot_inodes", "a plain store's snapshot inodes cannot be written through `current`"),
-    ("Hostile client", "hostile_rsync", "one_clients_flood_cannot_cost_another_its_history", "one client's flood is reclaimed before anyone's history is pruned"),
-    ("Hostile client", "restore", "listing_and_restore_stay_inside", "listing and restore cannot escape the client's backups (patterns, symlinks, sender paths)"),
-    ("Bad input", "bad_input", "", "one clear line and a non-zero exit for every kind of bad input, nothing changed"),
-    ("Bad input", "clients", "bad_client_commands", "client management refuses bad names in one line, changing nothing"),
-    ("Faults", "faults", "a_backup_cut_anywhere", "a transfer cut at 10 seeded points (client rsync, client ssh, ssh master, server rsync, sshd stopped): the next run completes, snapshot identical to the source"),
-    ("Faults", "faults", "a_source_changing", "a source growing, vanishing and renamed during the backup: success, every saved file a version it had"),
-    ("Faults", "backup", "a_killed_backup_resumes", "a killed backup resumes and completes (btrfs and plain)"),
-    ("Faults", "backup", "retries_until_the_server_is_back", "a backup retries until the server is back"),
-    ("Faults", "backup", "unreadable_files_make_a_partial_snapshot", "unreadable files give a snapshot marked partial, named files, exit 3"),
-    ("Faults", "backup", "a_same_second_same_size_rewrite", "a same-size rewrite within the same second is backed up"),
-    ("Faults", "local_and_plain", "a_same_second_rewrite", "the same, into a local store"),
-    ("Faults", "local_and_plain", "a_crash_while_deleting", "a crash while deleting a plain snapshot is repaired, never listed half"),
-    ("Faults", "prune", "a_backup_that_hits_a_full_disk", "a backup that fills the disk succeeds after pruning, with no human step"),
-    ("Faults", "prune", "a_backup_makes_room", "a backup makes room for itself by pruning"),
-    ("Faults", "prune", "a_backup_that_suddenly_doubles", "a client that suddenly doubles is refused room instead of costing others history"),
-    ("Load", "faults", "eight_clients_at_once", "8 clients back up at once while pruning runs: all succeed, each snapshot its own source"),
-    ("Load", "concurrency", "", "with max_concurrent_backups = 2, four clients all succeed and never more than two transfer"),
-    ("Load", "backup", "one_backup_at_a_time", "one backup at a time per client, on client and server"),
-    ("Backups", "backup", "walkthrough", "the set-up walkthrough and repeated backups"),
-    ("Backups", "backup", "a_snapshot_inside_the_interval", "a snapshot inside min_snapshot_interval is refused"),
-    ("Backups", "local_and_plain", "", "local destinations; plain snapshots never change; plain space grows with the changes only"),
-    ("Backups", "restore", "", "every version listed; restore with true ownership and odd names"),
-    ("Backups", "hooks", "", "pre/post-backup hooks (order, environment, failures, timeout), WAN settings, MariaDB and PostgreSQL dumps restored from a snapshot"),
+    (
+        "Hostile client",
+        "hostile_client",
+        "hostile_client_is_confined",
+        "a client's own key gets no shell, no other command, no write outside its `current`, no other client's data, no snapshot change",
+    ),
+    (
+        "Hostile client",
+        "hostile_rsync",
+        "filter_rules_cannot_open_server_files",
+        "filter rules a modified rsync sends cannot open or probe server files (sandbox, Landlock, --confine-root)",
+    ),
+    (
+        "Hostile client",
+        "hostile_rsync",
+        "the_servers_rsync_never_outwaits_a_silent_client",
+        "a client that goes silent cannot hold a server rsync",
+    ),
+    (
+        "Hostile client",
+        "hostile_rsync",
+        "restores_are_bounded_and_end_with_their_connection",
+        "restores are limited per client and end with their connection",
+    ),
+    (
+        "Hostile client",
+        "hostile_rsync",
+        "plain_pushes_cannot_change_snapshot_inodes",
+        "a plain store's snapshot inodes cannot be written through `current`",
+    ),
+    (
+        "Hostile client",
+        "hostile_rsync",
+        "one_clients_flood_cannot_cost_another_its_history",
+        "one client's flood is reclaimed before anyone's history is pruned",
+    ),
+    (
+        "Hostile client",
+        "restore",
+        "listing_and_restore_stay_inside",
+        "listing and restore cannot escape the client's backups (patterns, symlinks, sender paths)",
+    ),
+    (
+        "Bad input",
+        "bad_input",
+        "",
+        "one clear line and a non-zero exit for every kind of bad input, nothing changed",
+    ),
+    (
+        "Bad input",
+        "clients",
+        "bad_client_commands",
+        "client management refuses bad names in one line, changing nothing",
+    ),
+    (
+        "Faults",
+        "faults",
+        "a_backup_cut_anywhere",
+        "a transfer cut at 10 seeded points (client rsync, client ssh, ssh master, server rsync, sshd stopped): the next run completes, snapshot identical to the source",
+    ),
+    (
+        "Faults",
+        "faults",
+        "the_server_killed_while_completing_or_pruning",
+        "the server killed between marker and snapshot, after the snapshot before the reply, and in the middle of deleting a snapshot: never a half snapshot listed, the retry makes exactly one snapshot, the next run finishes the deletion (btrfs and plain)",
+    ),
+    (
+        "Faults",
+        "faults",
+        "a_source_changing",
+        "a source growing, vanishing and renamed during the backup: success, every saved file a version it had",
+    ),
+    (
+        "Faults",
+        "backup",
+        "a_killed_backup_resumes",
+        "a killed backup resumes and completes (btrfs and plain)",
+    ),
+    (
+        "Faults",
+        "backup",
+        "retries_until_the_server_is_back",
+        "a backup retries until the server is back",
+    ),
+    (
+        "Faults",
+        "backup",
+        "unreadable_files_make_a_partial_snapshot",
+        "unreadable files give a snapshot marked partial, named files, exit 3",
+    ),
+    (
+        "Faults",
+        "backup",
+        "a_same_second_same_size_rewrite",
+        "a same-size rewrite within the same second is backed up",
+    ),
+    (
+        "Faults",
+        "local_and_plain",
+        "a_same_second_rewrite",
+        "the same, into a local store",
+    ),
+    (
+        "Faults",
+        "local_and_plain",
+        "a_crash_while_deleting",
+        "a crash while deleting a plain snapshot is repaired, never listed half",
+    ),
+    (
+        "Faults",
+        "prune",
+        "a_backup_that_hits_a_full_disk",
+        "a backup that fills the disk succeeds after pruning, with no human step",
+    ),
+    (
+        "Faults",
+        "prune",
+        "a_backup_makes_room",
+        "a backup makes room for itself by pruning",
+    ),
+    (
+        "Faults",
+        "prune",
+        "a_backup_that_suddenly_doubles",
+        "a client that suddenly doubles is refused room instead of costing others history",
+    ),
+    (
+        "Load",
+        "faults",
+        "eight_clients_at_once",
+        "8 clients back up at once while pruning runs: all succeed, each snapshot its own source",
+    ),
+    (
+        "Load",
+        "concurrency",
+        "",
+        "with max_concurrent_backups = 2, four clients all succeed and never more than two transfer",
+    ),
+    (
+        "Load",
+        "backup",
+        "one_backup_at_a_time",
+        "one backup at a time per client, on client and server",
+    ),
+    (
+        "Backups",
+        "backup",
+        "walkthrough",
+        "the set-up walkthrough and repeated backups",
+    ),
+    (
+        "Backups",
+        "backup",
+        "a_snapshot_inside_the_interval",
+        "a snapshot inside min_snapshot_interval is refused",
+    ),
+    (
+        "Backups",
+        "local_and_plain",
+        "",
+        "local destinations; plain snapshots never change; plain space grows with the changes only",
+    ),
+    (
+        "Backups",
+        "restore",
+        "",
+        "every version listed; restore with true ownership and odd names",
+    ),
+    (
+        "Backups",
+        "hooks",
+        "",
+        "pre/post-backup hooks (order, environment, failures, timeout), WAN settings, MariaDB and PostgreSQL dumps restored from a snapshot",
+    ),
     ("Space", "prune", "", "pruning by hand and by itself"),
-    ("Space", "prune_order", "", "the importance order, by rule and by 120-day simulations"),
-    ("Operations", "status", "", "status (text, JSON, Nagios, Prometheus), the client's state file, the system log, progress on a terminal only"),
-    ("Operations", "clients", "", "clients listed with fingerprints, re-keyed, renamed, removed (history kept or deleted), busy clients refused"),
-    ("Operations", "root_setup", "", "root set-up from nothing: fstab line, user, ownership, idempotent"),
-    ("Operations", "package", "", "the .deb packages install and work: man pages, completions, units verified, a backup"),
-    ("Verification", "verify", "", "`byteback verify` and `byteback-server verify` find changed, missing, extra and corrupted files and broken snapshots"),
-    ("Hostile input", "properties", "", "property tests over arbitrary input: command parsing and allow-list, decoding, globs, mountinfo, configs"),
+    (
+        "Space",
+        "prune_order",
+        "",
+        "the importance order, by rule and by 120-day simulations",
+    ),
+    (
+        "Operations",
+        "status",
+        "",
+        "status (text, JSON, Nagios, Prometheus), the client's state file, the system log, progress on a terminal only",
+    ),
+    (
+        "Operations",
+        "clients",
+        "",
+        "clients listed with fingerprints, re-keyed, renamed, removed (history kept or deleted), busy clients refused",
+    ),
+    (
+        "Operations",
+        "root_setup",
+        "",
+        "root set-up from nothing: fstab line, user, ownership, idempotent",
+    ),
+    (
+        "Operations",
+        "package",
+        "",
+        "the .deb packages install and work: man pages, completions, units verified, a backup",
+    ),
+    (
+        "Verification",
+        "verify",
+        "",
+        "`byteback verify` and `byteback-server verify` find changed, missing, extra and corrupted files and broken snapshots",
+    ),
+    (
+        "Hostile input",
+        "properties",
+        "",
+        "property tests over arbitrary input: command parsing and allow-list, decoding, globs, mountinfo, configs",
+    ),
 ];
 
 struct Run {
@@ -135,12 +316,17 @@ fn render(run: &Run, commit: &str, date: &str) -> String {
             .results
             .iter()
             .filter(|((f, name), _)| {
-                f == file && name.starts_with(prefix) && !claimed.contains(&(f.clone(), name.clone()))
+                f == file
+                    && name.starts_with(prefix)
+                    && !claimed.contains(&(f.clone(), name.clone()))
             })
             .collect();
         if *row_area != area {
             area = row_area;
-            let _ = writeln!(md, "\n## {area}\n\n| scenario | proves | tests | result |\n| --- | --- | --- | --- |");
+            let _ = writeln!(
+                md,
+                "\n## {area}\n\n| scenario | proves | tests | result |\n| --- | --- | --- | --- |"
+            );
         }
         let result = if tests.is_empty() {
             "not run".to_owned()
@@ -192,8 +378,8 @@ pub fn reliability(root: &Path) -> std::io::Result<bool> {
         .args(["test", "--locked", "--no-fail-fast", "--", "--show-output"])
         .current_dir(root)
         .output()?;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     let run = parse(&text);
     let commit = Command::new("git")
         .args(["rev-parse", "--short", "HEAD"])
@@ -234,7 +420,10 @@ mod tests {
         let run = parse(out);
         assert_eq!((run.unit_passed, run.unit_failed), (1, 1));
         assert_eq!(
-            run.results[&("faults".into(), "eight_clients_at_once_while_pruning".into())],
+            run.results[&(
+                "faults".into(),
+                "eight_clients_at_once_while_pruning".into()
+            )],
             "ok"
         );
         assert_eq!(
@@ -243,7 +432,10 @@ mod tests {
         );
         let md = render(&run, "abc", "today");
         assert!(md.contains("| `faults::eight_clients_at_once…` |"), "{md}");
-        assert!(md.contains("**FAIL**: a_backup_cut_anywhere_completes_on_the_next_run"), "{md}");
+        assert!(
+            md.contains("**FAIL**: a_backup_cut_anywhere_completes_on_the_next_run"),
+            "{md}"
+        );
         assert!(md.contains("1 of 2 end-to-end tests passed"), "{md}");
     }
 }
