@@ -504,7 +504,10 @@ mod tests {
         );
         // The original byteback's names are snapshots too.
         assert!(parse(Some("byteback digest 2026-11-26T03%3A00%2B0000 /x")).is_ok());
-        let many = format!("byteback digest 2026-11-26T03%3A00%3A12Z{}", " /x".repeat(65));
+        let many = format!(
+            "byteback digest 2026-11-26T03%3A00%3A12Z{}",
+            " /x".repeat(65)
+        );
         let cases = [
             ("byteback digest", "needs a snapshot name"),
             (
@@ -527,7 +530,10 @@ mod tests {
                 "not a snapshot name",
             ),
             ("byteback digest 2026-11-26T03%3A00%3A12Z /../etc", "'..'"),
-            ("byteback digest 2026-11-26T03%3A00%3A12Z /a/%2E%2E/b", "'..'"),
+            (
+                "byteback digest 2026-11-26T03%3A00%3A12Z /a/%2E%2E/b",
+                "'..'",
+            ),
             (
                 "byteback digest 2026-11-26T03%3A00%3A12Z etc/passwd",
                 "absolute",
@@ -538,7 +544,10 @@ mod tests {
                 "byteback digest 2026-11-26T03%3A00%3A12Z /a%zz",
                 "badly encoded",
             ),
-            ("byteback digest 2026-11-26T03%3A00%3A12Z %2D%2Dall", "absolute"),
+            (
+                "byteback digest 2026-11-26T03%3A00%3A12Z %2D%2Dall",
+                "absolute",
+            ),
             (many.as_str(), "at most 64"),
         ];
         for (cmd, why) in cases {
