@@ -54,6 +54,11 @@ pub enum Error {
     /// nothing was sent.
     #[error("{0}")]
     Hook(String),
+    /// `verify`: the backups differ from what they should hold (a file
+    /// differs although it did not change since the backup, a snapshot is
+    /// writable, metadata is corrupt, ...).
+    #[error("{0}")]
+    Mismatch(String),
 }
 
 /// The exit statuses of both programs, as the README documents them
@@ -86,6 +91,8 @@ pub enum Exit {
     Attention = 10,
     /// `byteback backup`: a pre-backup hook failed; nothing was sent.
     Hook = 11,
+    /// `verify`: the backups differ from what they should hold.
+    Mismatch = 12,
 }
 
 impl Exit {
@@ -126,6 +133,7 @@ impl Error {
             Error::SpaceExhausted(_) => Exit::SpaceExhausted,
             Error::Attention(_) => Exit::Attention,
             Error::Hook(_) => Exit::Hook,
+            Error::Mismatch(_) => Exit::Mismatch,
             Error::Io { .. } | Error::Command(_) | Error::NotFound(_) => Exit::Failed,
         }
     }
@@ -167,6 +175,7 @@ mod tests {
             (Error::SpaceExhausted(String::new()), 9),
             (Error::Attention(String::new()), 10),
             (Error::Hook(String::new()), 11),
+            (Error::Mismatch(String::new()), 12),
         ];
         for (error, code) in cases {
             assert_eq!(error.exit_code().code(), code, "{error:?}");
@@ -178,6 +187,7 @@ mod tests {
             "`9` the store is out of space",
             "`10` (`byteback test`) the backups need",
             "`11` (`byteback backup`) a pre-backup hook failed",
+            "`12` (`byteback verify`, `byteback-server\nverify`) the backups do not hold",
         ] {
             assert!(readme.contains(needle), "README lacks {needle:?}");
         }

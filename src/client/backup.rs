@@ -132,6 +132,44 @@ fn plan(
     Ok(Plan { sources, excludes })
 }
 
+/// [`plan`], and for a store on this machine inside the sources, the store
+/// itself left out.
+fn full_plan(
+    dir: &ConfigDir,
+    config: &ClientConfig,
+    args: &BackupArgs,
+    target: &Target,
+) -> Result<Plan> {
+    let mut plan = plan(dir, &config.sources, &config.excludes, args)?;
+    if let Target::Local(store) = target {
+        // Never back the store up into itself.
+        if plan.sources.iter().any(|s| store.starts_with(s)) {
+            plan.excludes.push(Exclusion::automatic(
+                exclude_contents_of(store),
+                "the backup store itself".to_owned(),
+            ));
+        }
+    }
+    Ok(plan)
+}
+
+/// The rsync exclude patterns a backup of `sources` (which must exist)
+/// would use — automatic (mounts, the local store) and configured alike —
+/// so `verify` leaves out exactly what backups leave out.
+pub fn exclude_patterns(
+    dir: &ConfigDir,
+    config: &ClientConfig,
+    sources: &[PathBuf],
+    target: &Target,
+) -> Result<Vec<String>> {
+    let args = BackupArgs {
+        sources: sources.to_vec(),
+        ..BackupArgs::default()
+    };
+    let plan = full_plan(dir, config, &args, target)?;
+    Ok(plan.excludes.into_iter().map(|e| e.pattern).collect())
+}
+
 /// The configuration to back up with, and where to: `--destination`
 /// wins over the config file, and makes the file optional.
 pub fn resolve(dir: &ConfigDir, flag: Option<&str>) -> Result<(ClientConfig, Target)> {
@@ -163,16 +201,7 @@ pub fn machine_name(config: &ClientConfig) -> String {
 /// Runs a backup; prints the snapshot's name on success.
 pub fn run(dir: &ConfigDir, args: &BackupArgs) -> Result<()> {
     let (mut config, target) = resolve(dir, args.destination.as_deref())?;
-    let mut plan = plan(dir, &config.sources, &config.excludes, args)?;
-    if let Target::Local(store) = &target {
-        // Never back the store up into itself.
-        if plan.sources.iter().any(|s| store.starts_with(s)) {
-            plan.excludes.push(Exclusion::automatic(
-                exclude_contents_of(store),
-                "the backup store itself".to_owned(),
-            ));
-        }
-    }
+    let plan = full_plan(dir, &config, args, &target)?;
     if args.dry_run {
         println!("destination {target}");
         for s in &plan.sources {

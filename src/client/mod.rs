@@ -9,6 +9,7 @@ pub mod remote;
 pub mod restore;
 pub mod setup;
 pub mod state;
+pub mod verify;
 
 use std::path::PathBuf;
 
@@ -77,6 +78,21 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Compare a snapshot (default: the newest) with this machine's files: what differs, is missing or extra.
+    Verify {
+        /// The snapshot to compare with [default: the newest].
+        #[arg(long, value_name = "NAME")]
+        snapshot: Option<String>,
+        /// Compare file contents too (reads every file on both sides).
+        #[arg(long)]
+        checksum: bool,
+        /// One JSON object per line, a summary object last.
+        #[arg(long)]
+        json: bool,
+        /// What to compare [default: the configured sources].
+        #[arg(value_name = "PATH")]
+        paths: Vec<PathBuf>,
+    },
     /// Print the effective settings (config file, flags and defaults).
     ShowConfig,
     /// How the last backup went, and when one last succeeded.
@@ -143,6 +159,21 @@ pub fn run(cli: Cli) -> Result<()> {
         ),
         Command::Snapshots { json } => restore::snapshots(&dir, json, dest),
         Command::ShowConfig => show_config(&dir, dest),
+        Command::Verify {
+            snapshot,
+            checksum,
+            json,
+            paths,
+        } => verify::run(
+            &dir,
+            &verify::VerifyArgs {
+                snapshot,
+                checksum,
+                json,
+                paths,
+            },
+            dest,
+        ),
         Command::Status { json } => state::show(&dir, json, jiff::Timestamp::now()),
         Command::Backup {
             sources,

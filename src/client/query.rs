@@ -47,6 +47,7 @@ impl Query {
             .collect();
         Ok(crate::protocol::Request::List {
             all: self.all,
+            nanoseconds: false,
             snapshots: self
                 .snapshot
                 .clone()

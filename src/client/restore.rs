@@ -24,7 +24,7 @@ pub use crate::client::query::Query;
 use crate::client::query::{Printer, table_header, table_line};
 
 /// Runs a request whose answer streams back line by line.
-fn stream(
+pub(crate) fn stream(
     ssh: &Ssh,
     request: &Request,
     mut each_line: impl FnMut(&str) -> Result<()>,
@@ -44,7 +44,7 @@ fn stream(
 }
 
 /// Where the backups are: a server, or a store on this machine.
-enum Backups {
+pub(crate) enum Backups {
     Remote(Ssh),
     Local(Local),
 }
@@ -69,6 +69,7 @@ fn query_rows(
                 all,
                 snapshots,
                 patterns,
+                ..
             } = request
             else {
                 unreachable!("Query::request makes a List")
@@ -87,7 +88,8 @@ fn query_rows(
     Ok(count)
 }
 
-fn connect(dir: &ConfigDir, destination: Option<&str>) -> Result<Backups> {
+/// Where this machine's backups are, as configured or as `--destination` says.
+pub(crate) fn connect(dir: &ConfigDir, destination: Option<&str>) -> Result<Backups> {
     let (mut config, target) = backup::resolve(dir, destination)?;
     match target {
         Target::Local(root) => Ok(Backups::Local(local::open(

@@ -92,6 +92,8 @@ enum Comp {
     Glob(Vec<Tok>),
     /// `**`: zero or more components, none starting with `.`.
     AnyDirs,
+    /// `***`: zero or more components, dot ones too (everything below).
+    Everything,
 }
 
 /// An absolute glob pattern over the client's paths.
@@ -102,7 +104,8 @@ enum Comp {
 ///   a `]` first in a set is literal. POSIX classes (`[:alpha:]`) are not
 ///   supported.
 /// - A component made of `**` alone matches zero or more whole components;
-///   elsewhere `**` is just `*`.
+///   elsewhere `**` is just `*`. A component made of `***` alone does too,
+///   dot components included: `/etc/***` is `/etc` and everything below it.
 /// - `{a,b,c}` is expanded first, as in a shell, so its alternatives may hold
 ///   `/`, nest, or be empty: `/etc/{nginx/sites,apache2}/*`. Unpaired `}` and
 ///   `,` are literal.
@@ -300,6 +303,7 @@ fn components(toks: &[Tok]) -> Result<Vec<Comp>, PatternError> {
             Some(l) if l == b"." => continue,
             Some(l) if l == b".." => return Err(PatternError::DotDot),
             Some(l) => Comp::Literal(l),
+            None if part.len() > 2 && part.iter().all(|t| *t == Tok::Star) => Comp::Everything,
             None if part.len() > 1 && part.iter().all(|t| *t == Tok::Star) => Comp::AnyDirs,
             None => {
                 let mut glob = part.to_vec();
@@ -407,7 +411,7 @@ impl<'p> Nfa<'p> {
     fn close(&self, s: &mut Vec<State>) {
         let mut i = 0;
         while let Some(&(p, k)) = s.get(i) {
-            if self.comp((p, k)) == Some(&Comp::AnyDirs) {
+            if matches!(self.comp((p, k)), Some(Comp::AnyDirs | Comp::Everything)) {
                 s.push((p, k + 1));
             }
             i += 1;
@@ -422,6 +426,7 @@ impl<'p> Nfa<'p> {
         for &(p, k) in s {
             match self.comp((p, k)) {
                 Some(Comp::AnyDirs) if name.first() != Some(&b'.') => out.push((p, k)),
+                Some(Comp::Everything) => out.push((p, k)),
                 Some(Comp::Literal(l)) if l.as_slice() == name => out.push((p, k + 1)),
                 Some(Comp::Glob(g)) if glob_match(g, name) => out.push((p, k + 1)),
                 _ => {}
@@ -593,6 +598,27 @@ mod tests {
             "/home/**/.bashrc",
             &["/home/.bashrc", "/home/alice/.bashrc"],
         );
+    }
+
+    #[test]
+    fn triple_star_is_everything_below() {
+        yes(
+            "/etc/***",
+            &[
+                "/etc",
+                "/etc/a",
+                "/etc/.hidden",
+                "/etc/.d/.x/y",
+                "/etc/a/.b",
+            ],
+        );
+        no("/etc/***", &["/", "/etcx", "/var/.x"]);
+        yes("/***", &["/", "/.x", "/a/.b/c"]);
+        // Everything below, but never `..`.
+        assert_eq!(err(b"/etc/***/.."), PatternError::DotDot);
+        assert!(pat("/home/**").may_match_below(b"/home"));
+        assert!(pat("/a/***").may_match_below(b"/a/.b"));
+        assert!(!pat("/a/**").may_match_below(b"/a/.b"));
     }
 
     #[test]

@@ -39,6 +39,8 @@ pub struct Meta {
     pub size: u64,
     /// Modification time, seconds since the epoch.
     pub mtime: i64,
+    /// The nanoseconds of the modification time (0 where unknown).
+    pub mtime_nsec: u32,
     /// `(major, minor)` for a character or block device.
     pub rdev: Option<(u32, u32)>,
     /// A symlink's target.
@@ -100,6 +102,7 @@ fn lstat_meta(st: &Stat) -> Meta {
         gid: st.st_gid,
         size: u64::try_from(st.st_size).unwrap_or(0),
         mtime: i64::from(st.st_mtime),
+        mtime_nsec: u32::try_from(st.st_mtime_nsec).unwrap_or(0),
         rdev: is_device(mode).then(|| (rustix::fs::major(dev), rustix::fs::minor(dev))),
         symlink_target: None,
     }

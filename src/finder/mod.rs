@@ -13,12 +13,14 @@
 //!
 //! - [`glob`](mod@glob): the pattern language;
 //! - [`meta`](mod@meta): the client's metadata of a stored file;
+//! - [`digest`](mod@digest): content hashes for `verify --checksum`;
 //! - [`walk`](mod@walk): the walk of one snapshot, and the cache shared by
 //!   the walks of several.
 //!
 //! Requests and results cross SSH in the encodings of
 //! [`crate::protocol::wire`].
 
+pub mod digest;
 pub mod glob;
 pub mod meta;
 pub mod walk;

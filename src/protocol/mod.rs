@@ -14,12 +14,13 @@ use std::fmt;
 pub mod reply;
 pub mod wire;
 
-pub use reply::{Completed, Failure, PingReply, SnapshotLine};
+pub use reply::{Completed, DigestLine, Failure, PingReply, SnapshotLine};
 
 pub use wire::{DecodeError, decode_arg, decode_found, encode_arg, encode_found};
 
-/// Version of this language; sent in every ping reply.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Version of this language; sent in every ping reply. 2 added
+/// `list --ns` and `digest` (what `byteback verify` needs), and `***`.
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Longest command line accepted from a client, in bytes.
 const MAX_COMMAND_LEN: usize = 4096;
@@ -39,10 +40,19 @@ pub enum Request {
     Snapshots,
     /// Find files matching `patterns` (absolute glob patterns) in the
     /// snapshots whose names match `snapshots` (a glob; `current` is the
-    /// live copy); `all` lists every distinct version, not just the newest.
+    /// live copy); `all` lists every distinct version, not just the newest;
+    /// `nanoseconds` adds the mtimes' nanoseconds to the rows (`--ns`).
     List {
         all: bool,
+        nanoseconds: bool,
         snapshots: Vec<u8>,
+        patterns: Vec<Vec<u8>>,
+    },
+    /// The content hash (BLAKE3) of every regular file matching `patterns`
+    /// in one snapshot, for `byteback verify --checksum`. `snapshot` is a
+    /// snapshot's exact name: never a glob, never `current`.
+    Digest {
+        snapshot: String,
         patterns: Vec<Vec<u8>>,
     },
     /// Run rsync's sender for a restore, with these (allowed) options, on
@@ -64,6 +74,7 @@ impl Request {
             Request::Snapshots => "byteback snapshots".to_owned(),
             Request::List {
                 all,
+                nanoseconds,
                 snapshots,
                 patterns,
             } => {
@@ -71,7 +82,19 @@ impl Request {
                 if *all {
                     words.push("--all".to_owned());
                 }
+                if *nanoseconds {
+                    words.push("--ns".to_owned());
+                }
                 words.push(encode_arg(snapshots));
+                words.extend(patterns.iter().map(|p| encode_arg(p)));
+                words.join(" ")
+            }
+            Request::Digest { snapshot, patterns } => {
+                let mut words = vec![
+                    "byteback".to_owned(),
+                    "digest".to_owned(),
+                    encode_arg(snapshot.as_bytes()),
+                ];
                 words.extend(patterns.iter().map(|p| encode_arg(p)));
                 words.join(" ")
             }
@@ -128,6 +151,7 @@ pub fn parse(command: Option<&str>) -> Result<Request, Refusal> {
         ["byteback", "complete", "--partial"] => Ok(Request::Complete { partial: true }),
         ["byteback", "snapshots"] => Ok(Request::Snapshots),
         ["byteback", "list", rest @ ..] => parse_list(rest),
+        ["byteback", "digest", rest @ ..] => parse_digest(rest),
         ["rsync", "--server", "--sender", rest @ ..] => parse_sender(rest),
         ["rsync", "--server", rest @ ..] => parse_receiver(rest),
         _ => refuse(format!(
@@ -209,6 +233,10 @@ fn parse_list(words: &[&str]) -> Result<Request, Refusal> {
         ["--all", rest @ ..] => (true, rest),
         rest => (false, rest),
     };
+    let (nanoseconds, rest) = match rest {
+        ["--ns", rest @ ..] => (true, rest),
+        rest => (false, rest),
+    };
     let [snapshots, patterns @ ..] = rest else {
         return refuse("list needs a snapshot selection and at least one pattern");
     };
@@ -217,11 +245,59 @@ fn parse_list(words: &[&str]) -> Result<Request, Refusal> {
     }
     Ok(Request::List {
         all,
+        nanoseconds,
         snapshots: decode(snapshots)?,
         patterns: patterns
             .iter()
             .map(|p| decode(p))
             .collect::<Result<_, _>>()?,
+    })
+}
+
+/// Most patterns one digest request may carry (the command line's length
+/// bounds them anyway; this keeps the walk's automaton small).
+const MAX_DIGEST_PATTERNS: usize = 64;
+
+fn parse_digest(words: &[&str]) -> Result<Request, Refusal> {
+    let [snapshot, patterns @ ..] = words else {
+        return refuse("digest needs a snapshot name and at least one pattern");
+    };
+    if patterns.is_empty() {
+        return refuse("digest needs at least one pattern");
+    }
+    if patterns.len() > MAX_DIGEST_PATTERNS {
+        return refuse(format!(
+            "digest takes at most {MAX_DIGEST_PATTERNS} patterns"
+        ));
+    }
+    // Exactly one snapshot, by its name: no glob, no `current`, no path.
+    let name = decode(snapshot)?;
+    let name = std::str::from_utf8(&name)
+        .ok()
+        .and_then(crate::names::SnapshotName::parse)
+        .ok_or_else(|| {
+            Refusal(format!(
+                "digest: {:?} is not a snapshot name",
+                truncate(snapshot)
+            ))
+        })?;
+    let patterns = patterns
+        .iter()
+        .map(|p| decode(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    // Checked here too (the walk parses them again): a pattern that is not
+    // absolute or climbs with `..` is refused before anything is opened.
+    for p in &patterns {
+        crate::finder::Pattern::parse(p).map_err(|e| {
+            Refusal(format!(
+                "digest: invalid pattern {:?}: {e}",
+                String::from_utf8_lossy(p)
+            ))
+        })?;
+    }
+    Ok(Request::Digest {
+        snapshot: name.to_string(),
+        patterns,
     })
 }
 
@@ -387,11 +463,23 @@ mod tests {
             Request::Snapshots,
             Request::List {
                 all: true,
+                nanoseconds: true,
+                snapshots: b"2026-11-26T03:00:12Z".to_vec(),
+                patterns: vec![b"/srv/***".to_vec()],
+            },
+            Request::Digest {
+                snapshot: "2026-11-26T03:00:12Z".into(),
+                patterns: vec![odd.clone(), b"/srv/***".to_vec()],
+            },
+            Request::List {
+                all: true,
+                nanoseconds: false,
                 snapshots: b"*".to_vec(),
                 patterns: vec![odd.clone(), b"/etc/**".to_vec()],
             },
             Request::List {
                 all: false,
+                nanoseconds: false,
                 snapshots: b"current".to_vec(),
                 patterns: vec![b"/-x".to_vec()],
             },
@@ -401,6 +489,70 @@ mod tests {
             },
         ] {
             assert_eq!(parse(Some(&r.render())), Ok(r));
+        }
+    }
+
+    #[test]
+    fn digest_stays_in_one_named_snapshot() {
+        let ok = "byteback digest 2026-11-26T03%3A00%3A12Z /srv/%2A%2A%2A";
+        assert_eq!(
+            parse(Some(ok)),
+            Ok(Request::Digest {
+                snapshot: "2026-11-26T03:00:12Z".into(),
+                patterns: vec![b"/srv/***".to_vec()],
+            })
+        );
+        // The original byteback's names are snapshots too.
+        assert!(parse(Some("byteback digest 2026-11-26T03%3A00%2B0000 /x")).is_ok());
+        let many = format!(
+            "byteback digest 2026-11-26T03%3A00%3A12Z{}",
+            " /x".repeat(65)
+        );
+        let cases = [
+            ("byteback digest", "needs a snapshot name"),
+            (
+                "byteback digest 2026-11-26T03%3A00%3A12Z",
+                "at least one pattern",
+            ),
+            ("byteback digest current /etc/passwd", "not a snapshot name"),
+            ("byteback digest %2A /etc/passwd", "not a snapshot name"),
+            ("byteback digest .. /etc/passwd", "not a snapshot name"),
+            (
+                "byteback digest ../other/2026-11-26T03%3A00%3A12Z /x",
+                "not a snapshot name",
+            ),
+            (
+                "byteback digest 2026-11-26T03%3A00%3A12Z%2F.. /x",
+                "not a snapshot name",
+            ),
+            (
+                "byteback digest 2026-11-26T03%3A00%3A12Z/../../x /x",
+                "not a snapshot name",
+            ),
+            ("byteback digest 2026-11-26T03%3A00%3A12Z /../etc", "'..'"),
+            (
+                "byteback digest 2026-11-26T03%3A00%3A12Z /a/%2E%2E/b",
+                "'..'",
+            ),
+            (
+                "byteback digest 2026-11-26T03%3A00%3A12Z etc/passwd",
+                "absolute",
+            ),
+            ("byteback digest 2026-11-26T03%3A00%3A12Z /a%00b", "NUL"),
+            ("byteback digest 2026-11-26T03%3A00%3A12Z /%5B", "unclosed"),
+            (
+                "byteback digest 2026-11-26T03%3A00%3A12Z /a%zz",
+                "badly encoded",
+            ),
+            (
+                "byteback digest 2026-11-26T03%3A00%3A12Z %2D%2Dall",
+                "absolute",
+            ),
+            (many.as_str(), "at most 64"),
+        ];
+        for (cmd, why) in cases {
+            let err = parse(Some(cmd)).expect_err(cmd).0;
+            assert!(err.contains(why), "{cmd:?}: {err}");
         }
     }
 

@@ -105,7 +105,20 @@ impl Row {
         )
     }
 
-    /// Reads a row made by [`Row::render`].
+    /// Like [`Row::render`], with the mtime's nanoseconds as a ninth field
+    /// of the found file (`byteback list --ns`).
+    pub fn render_exact(&self) -> String {
+        let time = self
+            .time
+            .map_or("-".to_owned(), |t| t.strftime(UTC).to_string());
+        format!(
+            "{}\t{time}\t{}",
+            self.snapshot,
+            wire::encode_found_exact(&self.found)
+        )
+    }
+
+    /// Reads a row made by [`Row::render`] or [`Row::render_exact`].
     pub fn parse(line: &str) -> Result<Row, DecodeError> {
         let mut parts = line.splitn(3, '\t');
         let (Some(snapshot), Some(time), Some(found)) = (parts.next(), parts.next(), parts.next())
@@ -127,6 +140,49 @@ impl Row {
             time,
             found: wire::decode_found(found)?,
         })
+    }
+}
+
+/// One line of `byteback digest`: the encoded client path, a tab, and the
+/// file's BLAKE3 hash in hex — or `-` when the server could not read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DigestLine {
+    pub path: Vec<u8>,
+    pub digest: Option<crate::finder::digest::Digest>,
+}
+
+impl DigestLine {
+    pub fn render(&self) -> String {
+        let digest = self
+            .digest
+            .as_ref()
+            .map_or("-".to_owned(), crate::finder::digest::to_hex);
+        format!("{}\t{digest}", wire::encode_arg(&self.path))
+    }
+
+    /// Reads a line made by [`DigestLine::render`].
+    pub fn parse(line: &str) -> Result<Self, DecodeError> {
+        let line = line.strip_suffix('\n').unwrap_or(line);
+        let Some((path, digest)) = line.split_once('\t') else {
+            return Err(DecodeError::new(format!(
+                "not a digest line: {:?}",
+                line.escape_debug().to_string()
+            )));
+        };
+        let digest = match digest {
+            "-" => None,
+            hex => Some(crate::finder::digest::from_hex(hex).ok_or_else(|| {
+                DecodeError::new(format!(
+                    "invalid digest {:?}",
+                    hex.escape_debug().to_string()
+                ))
+            })?),
+        };
+        let path = wire::decode_arg(path)?;
+        if !path.starts_with(b"/") {
+            return Err(DecodeError::new("a digest's path must be absolute"));
+        }
+        Ok(DigestLine { path, digest })
     }
 }
 
@@ -201,6 +257,7 @@ const KINDS: &[(Exit, &str)] = &[
     (Exit::Unsupported, "unsupported"),
     (Exit::SpaceExhausted, "no-space"),
     (Exit::Attention, "attention"),
+    (Exit::Mismatch, "mismatch"),
 ];
 
 const PREFIX: &str = "byteback-server: ";
@@ -246,6 +303,7 @@ impl Failure {
             Exit::Usage => Error::Usage(said),
             Exit::Partial => Error::Partial(said),
             Exit::Attention => Error::Attention(said),
+            Exit::Mismatch => Error::Mismatch(said),
             // The server never runs hooks: a hook failure is the client's own.
             Exit::Failed | Exit::Hook => Error::Command(said),
             Exit::Refused | Exit::Success => Error::Refused(said),
@@ -268,6 +326,7 @@ pub(crate) fn sample_row() -> Row {
                 gid: 100,
                 size: 11,
                 mtime: 1_500_000_000,
+                mtime_nsec: 0,
                 rdev: None,
                 symlink_target: Some(b"../etc/x".to_vec()),
             },
@@ -312,6 +371,36 @@ mod tests {
         };
         assert_eq!(PingReply::parse(&none.render()), Some(none));
         assert_eq!(PingReply::parse("Welcome to the server\n"), None);
+    }
+
+    #[test]
+    fn digest_lines_round_trip_and_refuse_junk() {
+        for line in [
+            DigestLine {
+                path: b"/home/a b/new\nline\xff".to_vec(),
+                digest: Some([0xab; 32]),
+            },
+            DigestLine {
+                path: b"/x".to_vec(),
+                digest: None,
+            },
+        ] {
+            let text = line.render();
+            assert!(!text.contains('\n') && text.matches('\t').count() == 1);
+            assert_eq!(DigestLine::parse(&text).unwrap(), line);
+        }
+        let hex = "ab".repeat(32);
+        for bad in [
+            "".to_owned(),
+            "/x".to_owned(),
+            format!("x\t{hex}"),
+            format!("/x\t{hex}0"),
+            "/x\tzz".to_owned(),
+            format!("/a b\t{hex}"),
+            format!("/x\t{hex}\textra"),
+        ] {
+            assert!(DigestLine::parse(&bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

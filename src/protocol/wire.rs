@@ -85,7 +85,15 @@ pub fn encode_found(found: &Found) -> String {
     )
 }
 
-/// Parses a line made by [`encode_found`] (a trailing newline is allowed).
+/// Like [`encode_found`], plus a ninth field: the mtime's nanoseconds.
+/// Only sent to a client that asked for it (`byteback list --ns`), so an
+/// older client never sees a line it cannot read.
+pub fn encode_found_exact(found: &Found) -> String {
+    format!("{}\t{}", encode_found(found), found.meta.mtime_nsec)
+}
+
+/// Parses a line made by [`encode_found`] or [`encode_found_exact`] (a
+/// trailing newline is allowed).
 pub fn decode_found(line: &str) -> Result<Found, DecodeError> {
     fn num<T: std::str::FromStr>(what: &str, s: &str) -> Result<T, DecodeError> {
         s.parse().or_else(|_| bad(format!("invalid {what} {s:?}")))
@@ -95,12 +103,24 @@ pub fn decode_found(line: &str) -> Result<Found, DecodeError> {
         .unwrap_or(line)
         .split('\t')
         .collect();
-    let [path, mode, uid, gid, size, mtime, rdev, target] = fields[..] else {
-        return bad(format!(
-            "expected 8 tab-separated fields, got {}",
-            fields.len()
-        ));
+    let (path, mode, uid, gid, size, mtime, rdev, target, nsec) = match fields[..] {
+        [path, mode, uid, gid, size, mtime, rdev, target] => {
+            (path, mode, uid, gid, size, mtime, rdev, target, "0")
+        }
+        [path, mode, uid, gid, size, mtime, rdev, target, nsec] => {
+            (path, mode, uid, gid, size, mtime, rdev, target, nsec)
+        }
+        _ => {
+            return bad(format!(
+                "expected 8 or 9 tab-separated fields, got {}",
+                fields.len()
+            ));
+        }
     };
+    let mtime_nsec: u32 = num("mtime nanoseconds", nsec)?;
+    if mtime_nsec >= 1_000_000_000 || !nsec.bytes().all(|b| b.is_ascii_digit()) {
+        return bad(format!("invalid mtime nanoseconds {nsec:?}"));
+    }
     let rdev = match rdev.split_once(',') {
         _ if rdev == "-" => None,
         Some((a, b)) => Some((num("major", a)?, num("minor", b)?)),
@@ -112,6 +132,7 @@ pub fn decode_found(line: &str) -> Result<Found, DecodeError> {
         gid: num("gid", gid)?,
         size: num("size", size)?,
         mtime: num("mtime", mtime)?,
+        mtime_nsec,
         rdev,
         symlink_target: if target == "-" {
             None
@@ -159,6 +180,7 @@ mod tests {
                 gid: 2,
                 size: 3,
                 mtime: -5,
+                mtime_nsec: 0,
                 rdev: None,
                 symlink_target: Some(b"-".to_vec()),
             },
@@ -170,6 +192,22 @@ mod tests {
         );
         assert_eq!(decode_found(&line).unwrap(), found);
         assert_eq!(decode_found(&format!("{line}\n")).unwrap(), found);
+        // Nanoseconds travel only when asked for.
+        let exact = Found {
+            meta: Meta {
+                mtime_nsec: 999_999_999,
+                ..found.meta.clone()
+            },
+            ..found.clone()
+        };
+        let line = encode_found_exact(&exact);
+        assert!(line.ends_with("\t999999999"), "{line}");
+        assert_eq!(decode_found(&line).unwrap(), exact);
+        assert_eq!(decode_found(&encode_found(&exact)).unwrap(), found);
+        for bad in ["1000000000", "-1", "+5", "x", ""] {
+            let line = format!("{}\t{bad}", encode_found(&found));
+            assert!(decode_found(&line).is_err(), "{bad:?}");
+        }
         let dev = Found {
             path: b"/dev/null".to_vec(),
             meta: Meta {
@@ -195,7 +233,7 @@ mod tests {
             "/x\t1\t2\t3\t4\t5\t-",
             "/x\t9\t0\t0\t0\t0\t-\t-",
             "/x\t1\t0\t0\t0\t0\t1\t-",
-            "/x\t1\t0\t0\t0\t0\t-\t-\t-",
+            "/x\t1\t0\t0\t0\t0\t-\t-\t-\t-",
             "/ x\t1\t0\t0\t0\t0\t-\t-",
         ] {
             assert!(decode_found(bad).is_err(), "{bad:?}");

@@ -7,6 +7,7 @@ pub mod receive;
 pub mod root_setup;
 pub mod setup;
 pub mod status;
+pub mod verify;
 
 use std::path::{Path, PathBuf};
 
@@ -181,6 +182,21 @@ enum Command {
         #[arg(long)]
         store: Option<PathBuf>,
     },
+    /// Check every snapshot: read-only (btrfs) or its own directory (plain), nothing stray beside it, its metadata readable.
+    Verify {
+        /// The store directory [default: the backup user's home].
+        #[arg(long)]
+        store: Option<PathBuf>,
+        /// Only this client [default: every client].
+        #[arg(long)]
+        client: Option<String>,
+        /// Also run `btrfs scrub start -B` on the store (usually needs root).
+        #[arg(long)]
+        scrub: bool,
+        /// One JSON object per problem, one per line, a summary object last.
+        #[arg(long)]
+        json: bool,
+    },
     /// List the snapshots of every client (or one).
     Snapshots {
         /// The store directory [default: the backup user's home].
@@ -324,6 +340,12 @@ pub fn run(cli: Cli) -> Result<u8> {
             print!("{text}");
             Ok(0)
         }
+        Command::Verify {
+            store,
+            client,
+            scrub,
+            json,
+        } => verify::run(&store_or_home(store)?, client.as_deref(), scrub, json),
         Command::Snapshots {
             store,
             client,

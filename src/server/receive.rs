@@ -129,12 +129,18 @@ fn serve(store: &Store, client: &ClientName, request: Request) -> Result<u8> {
         }
         Request::List {
             all,
+            nanoseconds,
             snapshots,
             patterns,
         } => {
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             backups.find(all, &snapshots, &patterns, &mut |row| {
-                writeln!(out, "{}", row.render())
+                let line = if nanoseconds {
+                    row.render_exact()
+                } else {
+                    row.render()
+                };
+                writeln!(out, "{line}")
                     .map_err(|e| Error::Connection(format!("the client went away: {e}")))
             })?;
             out.flush()
@@ -142,6 +148,16 @@ fn serve(store: &Store, client: &ClientName, request: Request) -> Result<u8> {
             Ok(0)
         }
         Request::Send { options, paths } => send(&backups, &options, &paths),
+        Request::Digest { snapshot, patterns } => {
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            backups.digest(&snapshot, &patterns, &mut |line| {
+                writeln!(out, "{}", line.render())
+                    .map_err(|e| Error::Connection(format!("the client went away: {e}")))
+            })?;
+            out.flush()
+                .map_err(|e| Error::Connection(format!("the client went away: {e}")))?;
+            Ok(0)
+        }
     }
 }
 
