@@ -116,6 +116,30 @@ impl Cmd {
             .map_err(|e| Error::Command(format!("cannot run {}: {e}", self.display())))
     }
 
+    /// Runs it to completion with `input` on its stdin, capturing its
+    /// output. Fails only if it cannot be started.
+    pub fn output_with_input(mut self, input: &[u8]) -> Result<Output> {
+        use std::io::Write;
+        if !self.announce() {
+            return Ok(skipped());
+        }
+        let line = self.display();
+        let mut child = self
+            .command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| Error::Command(format!("cannot run {line}: {e}")))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            // A child that does not read its input is not an error.
+            let _ = stdin.write_all(input);
+        }
+        child
+            .wait_with_output()
+            .map_err(|e| Error::Command(format!("waiting for {line}: {e}")))
+    }
+
     /// Runs it and returns its stdout; a non-zero exit is an error that
     /// quotes the command and its stderr.
     pub fn run(self) -> Result<String> {

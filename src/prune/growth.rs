@@ -39,7 +39,8 @@ pub struct Growth {
     pub written_since_snapshot: u64,
 }
 
-/// Where the record lives: an xattr on the client's directory. Setting an
+/// Where the record lives: an xattr on the client's directory (see
+/// [`Store::records`]). Setting an
 /// xattr needs only btrfs metadata, never data space, so the record can be
 /// kept even when a backup has just filled the disk (a file could not be:
 /// btrfs reserves data space for any write, however small).
@@ -48,7 +49,7 @@ const XATTR: &str = "user.byteback.growth";
 /// Reads the client's record (empty if none or unreadable).
 pub fn load(store: &Store, client: &ClientName) -> Growth {
     let mut buf = [0u8; 256];
-    let Ok(len) = rustix::fs::getxattr(store.client_dir(client), XATTR, &mut buf) else {
+    let Some(len) = store.record(client, XATTR, &mut buf) else {
         return Growth::default();
     };
     parse(&String::from_utf8_lossy(&buf[..len]))
@@ -79,14 +80,7 @@ fn render(g: &Growth) -> String {
 }
 
 fn save(store: &Store, client: &ClientName, g: &Growth) -> Result<()> {
-    let dir = store.client_dir(client);
-    rustix::fs::setxattr(
-        &dir,
-        XATTR,
-        render(g).as_bytes(),
-        rustix::fs::XattrFlags::empty(),
-    )
-    .map_err(|e| crate::error::Error::io("cannot record the backup's size on", &dir, e.into()))
+    store.set_record(client, XATTR, render(g).as_bytes())
 }
 
 /// Records a finished receive that wrote `written` bytes on disk.

@@ -254,6 +254,11 @@ pub fn remove(store_root: &Path, name: &str, keep_snapshots: bool) -> Result<()>
     let store = Store::open(store_root)?;
     super::run_as_owner(&store)?;
     let client = ClientName::new(name)?;
+    if store.hardened().is_some() && !keep_snapshots && store.has_data(&client) {
+        return Err(Error::Refused(format!(
+            "in hardened mode the backup user cannot delete history: `remove-client --keep-snapshots {client}` removes the key, and root deletes the data (btrfs subvolume delete)"
+        )));
+    }
     let mut authorized_keys = keys::Editing::open(&keys::default_path()?)?;
     let line = lines_of_store(authorized_keys.text(), &store)
         .into_iter()

@@ -3,6 +3,7 @@
 
 pub mod clients;
 pub mod keys;
+pub mod privileged;
 pub mod receive;
 pub mod root_setup;
 pub mod setup;
@@ -40,6 +41,12 @@ enum Command {
         /// How snapshots are made [default: btrfs on btrfs, plain elsewhere].
         #[arg(long, value_enum)]
         backend: Option<crate::store::Backend>,
+        /// With --user, on btrfs: hardened mode — snapshots are taken and deleted only by the root-owned helper byteback-privileged, through one sudo rule, so the backup user cannot rewrite history.
+        #[arg(long, requires = "user")]
+        hardened: bool,
+        /// With --hardened: the installed helper [default: byteback-privileged next to this byteback-server].
+        #[arg(long, value_name = "PATH", requires = "hardened")]
+        helper: Option<PathBuf>,
     },
     /// Give a client backup space and authorise its key.
     NewClient {
@@ -218,11 +225,17 @@ pub fn run(cli: Cli) -> Result<u8> {
             store,
             user: Some(user),
             backend,
-        } => root_setup::run(&user, store.as_deref(), backend),
+            hardened,
+            helper,
+        } => {
+            let hardened = hardened.then_some(root_setup::Hardening { helper });
+            root_setup::run(&user, store.as_deref(), backend, hardened)
+        }
         Command::Setup {
             store,
             user: None,
             backend,
+            ..
         } => setup::run(&store_or_home(store)?, backend).map(|()| 0),
         Command::NewClient {
             store,
@@ -258,6 +271,11 @@ pub fn run(cli: Cli) -> Result<u8> {
             let store = Store::open(&store_or_home(store)?)?;
             run_as_owner(&store)?;
             let client = ClientName::new(&client)?;
+            if at.is_some() && store.hardened().is_some() {
+                return Err(Error::Usage(
+                    "--at is not available in hardened mode: the privileged helper names snapshots by its own clock".into(),
+                ));
+            }
             let _lock = store.lock_client(&client, store.config.lock_wait.to_std())?;
             let name = store.take_snapshot(&client, at.unwrap_or_else(Timestamp::now), None)?;
             store.log(&format!("{client}: snapshot {name} taken by hand"));
@@ -278,6 +296,11 @@ pub fn run(cli: Cli) -> Result<u8> {
             if list {
                 prune_list(&store, now, order, json)
             } else {
+                if force && store.hardened().is_some() {
+                    return Err(Error::Refused(
+                        "prune --force is not available in hardened mode: the privileged helper deletes only what the policy deletes when space is short".into(),
+                    ));
+                }
                 if dry_run {
                     // Belt and braces: nothing destructive runs, whatever asks.
                     crate::exec::set_dry_run(true);

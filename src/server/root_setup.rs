@@ -20,8 +20,21 @@ use crate::sys::user::{self, PasswdEntry};
 /// before the forced command runs.
 const SHELL: &str = "/bin/sh";
 
-/// Runs the root steps, then the user's own setup; its exit status.
-pub fn run(name: &str, store: Option<&Path>, backend: Option<Backend>) -> Result<u8> {
+/// `--hardened`: what hardened mode needs besides the user.
+#[derive(Debug, Clone, Default)]
+pub struct Hardening {
+    /// The installed helper [default: next to this program].
+    pub helper: Option<PathBuf>,
+}
+
+/// Runs the root steps, then the user's own setup, then (with `hardened`)
+/// hardened mode's; its exit status.
+pub fn run(
+    name: &str,
+    store: Option<&Path>,
+    backend: Option<Backend>,
+    hardened: Option<Hardening>,
+) -> Result<u8> {
     if !rustix::process::geteuid().is_root() {
         return Err(Error::Usage(
             "--user is for root (it creates the user and fixes ownership); as the backup user, run `byteback-server setup` without it".into(),
@@ -42,7 +55,185 @@ pub fn run(name: &str, store: Option<&Path>, backend: Option<Backend>) -> Result
     let account = ensure_user(name, &store, existing)?;
     fix_ownership(&store, &account)?;
     enable_timer(name);
-    run_as_user(&account, &store, backend)
+    let code = run_as_user(&account, &store, backend)?;
+    match hardened {
+        Some(h) if code == 0 => harden(&account, &store, &h).map(|()| 0),
+        _ => Ok(code),
+    }
+}
+
+/// Hardened mode (see [`crate::server::privileged`]): root's file naming
+/// the store, user and policy; the sudo rule; every client's directory
+/// root's and sticky, and the snapshots already there root's. Each step
+/// looks first, so running it again changes nothing.
+fn harden(account: &PasswdEntry, store_root: &Path, h: &Hardening) -> Result<()> {
+    use crate::server::privileged::{self, HardenedConfig, Policy};
+    let store = crate::store::Store::open(store_root)?;
+    if store.config.backend != Backend::Btrfs {
+        return Err(Error::Unsupported(format!(
+            "hardened mode is for btrfs stores; {} is a {} store",
+            store_root.display(),
+            store.config.backend.as_str()
+        )));
+    }
+    let helper = match &h.helper {
+        Some(p) => std::path::absolute(p).map_err(|e| Error::io("cannot resolve", p, e))?,
+        None => std::env::current_exe()
+            .map_err(|e| Error::Command(format!("cannot tell where byteback-server is: {e}")))?
+            .with_file_name("byteback-privileged"),
+    };
+    check_helper(&helper)?;
+    println!(
+        "Hardened: helper {} (root's, writable by root only)",
+        helper.display()
+    );
+
+    let path = privileged::config_path(&account.name);
+    let existing = crate::config::load::<HardenedConfig>(&path)?;
+    let cfg = HardenedConfig {
+        user: account.name.clone(),
+        uid: account.uid,
+        gid: account.gid,
+        store: store_root.to_owned(),
+        helper: helper.clone(),
+        // The policy is root's once written: the store's server.toml is the
+        // user's, so later edits there do not loosen it.
+        policy: existing
+            .as_ref()
+            .map_or_else(|| Policy::of(&store.config), |c| c.policy),
+    };
+    if existing.as_ref() == Some(&cfg) {
+        println!("Hardened: {} (kept)", path.display());
+    } else {
+        let dir = Path::new(privileged::CONFIG_DIR);
+        ensure_dir(dir.parent().unwrap_or(dir), 0o755)?;
+        ensure_dir(dir, 0o755)?;
+        let text = format!(
+            "# Hardened mode of the backup user {}, written by `byteback-server setup --user {} --hardened`.\n\
+             # byteback-privileged serves only this user (uid), only this store, and enforces this\n\
+             # policy whatever the store's server.toml says; the server uses it too.\n{}",
+            account.name,
+            account.name,
+            toml::to_string(&cfg).map_err(|e| Error::Command(format!("cannot write TOML: {e}")))?
+        );
+        crate::sys::fs::write_atomic(&path, text.as_bytes(), 0o644)?;
+        println!("Hardened: {} (written)", path.display());
+    }
+    let p = &cfg.policy;
+    println!(
+        "Hardened: policy min_free_percent = {}, target_free_percent = {}, min_age = \"{}\", min_snapshot_interval = \"{}\" (edit {} to change it)",
+        p.min_free_percent,
+        p.target_free_percent,
+        p.min_age,
+        p.min_snapshot_interval,
+        path.display()
+    );
+
+    write_sudoers(&account.name, &helper)?;
+
+    let (mut dirs, mut snapshots) = (0, 0);
+    let root = rustix::fs::open(
+        store_root,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::NOFOLLOW,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| Error::io("cannot open", store_root, e.into()))?;
+    for client in store.clients()? {
+        let dir = rustix::fs::openat(
+            &root,
+            client.as_str(),
+            rustix::fs::OFlags::RDONLY
+                | rustix::fs::OFlags::DIRECTORY
+                | rustix::fs::OFlags::NOFOLLOW,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|e| Error::io("cannot open", &store.client_dir(&client), e.into()))?;
+        use std::os::fd::AsFd;
+        if privileged::harden_client_dir(dir.as_fd(), &cfg)? {
+            dirs += 1;
+        }
+        snapshots += privileged::adopt_snapshots(dir.as_fd())?;
+    }
+    println!(
+        "Hardened: {} clients; made root's and sticky: {dirs} client directories, {snapshots} snapshots",
+        store.clients()?.len()
+    );
+    println!(
+        "Hardened mode is on: {} takes and deletes snapshots only through `sudo -n {}`, which makes them root's and read-only and deletes only what the policy deletes next; `prune --force`, `snapshot --at` and `remove-client` of data are root's business now.",
+        account.name,
+        helper.display()
+    );
+    Ok(())
+}
+
+/// The helper runs as root for the backup user: it, and every directory
+/// above it, must be root's and writable by root only, or whoever could
+/// replace it would be root.
+fn check_helper(helper: &Path) -> Result<()> {
+    let ok_chars = helper.to_str().is_some_and(|p| {
+        p.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._+-".contains(c))
+    });
+    if !ok_chars {
+        return Err(Error::Usage(format!(
+            "helper path {} has characters a sudo rule cannot hold: install it under a plain path such as /usr/local/bin/byteback-privileged",
+            helper.display()
+        )));
+    }
+    let meta = std::fs::symlink_metadata(helper).map_err(|e| {
+        Error::Config(format!(
+            "the privileged helper {} is missing ({e}): install it (./install.sh does) or pass --helper PATH",
+            helper.display()
+        ))
+    })?;
+    if !meta.is_file() || meta.mode() & 0o111 == 0 {
+        return Err(Error::Config(format!(
+            "{} is not an executable file (a symlink?): pass the helper's real path with --helper",
+            helper.display()
+        )));
+    }
+    for p in helper.ancestors() {
+        let m = std::fs::symlink_metadata(p).on("cannot stat", p)?;
+        crate::server::privileged::check_root_only(p, &m)
+            .map_err(|e| Error::Config(e.to_string().replace("refused: ", "hardened mode: ")))?;
+    }
+    Ok(())
+}
+
+/// `/etc/sudoers.d/byteback-<user>`: the user may run the helper as root,
+/// without a password, and nothing else; checked with `visudo -cf` before
+/// it is put in place.
+fn write_sudoers(name: &str, helper: &Path) -> Result<()> {
+    let path = PathBuf::from(format!("/etc/sudoers.d/byteback-{name}"));
+    let text = format!(
+        "# byteback hardened mode, written by `byteback-server setup --user {name} --hardened`:\n\
+         # the backup user {name} may run byteback's privileged helper as root, and nothing else.\n\
+         {name} ALL=(root) NOPASSWD: {}\n",
+        helper.display()
+    );
+    if Cmd::new("visudo").arg("--version").run().is_err() {
+        return Err(Error::Unsupported(
+            "hardened mode needs sudo (and its visudo): apt-get install sudo".into(),
+        ));
+    }
+    if std::fs::read_to_string(&path).is_ok_and(|t| t == text) {
+        println!("Hardened: {} (kept)", path.display());
+        return Ok(());
+    }
+    ensure_dir(Path::new("/etc/sudoers.d"), 0o755)?;
+    // sudo ignores files in sudoers.d whose names hold a '.', so the
+    // candidate can never be read half-written or before it is checked.
+    let candidate = PathBuf::from(format!("/etc/sudoers.d/.byteback-{name}.new"));
+    crate::sys::fs::write_atomic(&candidate, text.as_bytes(), 0o440)?;
+    if let Err(e) = Cmd::new("visudo").arg("-cf").arg(&candidate).run() {
+        let _ = std::fs::remove_file(&candidate);
+        return Err(Error::Command(format!(
+            "the sudo rule did not pass visudo -cf: {e}"
+        )));
+    }
+    std::fs::rename(&candidate, &path).on("cannot put in place", &path)?;
+    println!("Hardened: {} (written; visudo -cf: ok)", path.display());
+    Ok(())
 }
 
 /// A name `useradd` takes on every distribution.

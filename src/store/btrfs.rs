@@ -159,7 +159,21 @@ pub fn roll_back(client_dir: &Path, newest: Option<&Path>) -> Result<()> {
         delete_subvolume(&aside)?;
     }
     let make = |at: &Path| match newest {
-        Some(snapshot) => snapshot_writable(snapshot, at),
+        Some(snapshot) if owned_by_us(snapshot) => snapshot_writable(snapshot, at),
+        // In hardened mode snapshots are root's, and btrfs lets a user
+        // snapshot only their own subvolumes: a reflinked copy shares the
+        // snapshot's extents just the same, at the cost of walking it.
+        Some(snapshot) => {
+            create_subvolume(at)?;
+            let mut from = snapshot.as_os_str().to_owned();
+            from.push("/.");
+            Cmd::destructive("cp")
+                .args(["-a", "--reflink=always", "--"])
+                .arg(from)
+                .arg(at)
+                .run()
+                .map(drop)
+        }
         None => create_subvolume(at),
     };
     match make(&aside) {
@@ -179,6 +193,12 @@ pub fn roll_back(client_dir: &Path, newest: Option<&Path>) -> Result<()> {
             make(&current)
         }
     }
+}
+
+/// Whether the running user owns `path` (and may snapshot it, if a subvolume).
+fn owned_by_us(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.uid() == rustix::process::geteuid().as_raw())
 }
 
 /// Removes `dir` and everything in it: each subvolume (`current`, a
@@ -295,4 +315,123 @@ pub fn wait_for_deletions(dir: &Path) -> Result<bool> {
             e.into(),
         )),
     }
+}
+
+// The ioctls the privileged helper uses on directories it has opened
+// without following symlinks (see `crate::server::privileged`): acting on a
+// file descriptor and a single name leaves no path for anyone to swap.
+
+/// `BTRFS_SUBVOL_NAME_MAX` of linux/btrfs.h.
+const SUBVOL_NAME_MAX: usize = 4039;
+/// `BTRFS_PATH_NAME_MAX` of linux/btrfs.h.
+const PATH_NAME_MAX: usize = 4087;
+/// `BTRFS_SUBVOL_RDONLY`.
+const SUBVOL_RDONLY: u64 = 1 << 1;
+
+/// `struct btrfs_ioctl_vol_args_v2` (the name variant of its last union).
+#[repr(C)]
+struct VolArgsV2 {
+    fd: i64,
+    transid: u64,
+    flags: u64,
+    unused: [u64; 4],
+    name: [u8; SUBVOL_NAME_MAX + 1],
+}
+
+/// `struct btrfs_ioctl_vol_args`.
+#[repr(C)]
+struct VolArgs {
+    fd: i64,
+    name: [u8; PATH_NAME_MAX + 1],
+}
+
+const SNAP_CREATE_V2: rustix::ioctl::Opcode = rustix::ioctl::opcode::write::<VolArgsV2>(0x94, 23);
+const SNAP_DESTROY: rustix::ioctl::Opcode = rustix::ioctl::opcode::write::<VolArgs>(0x94, 15);
+const SUBVOL_GETFLAGS: rustix::ioctl::Opcode = rustix::ioctl::opcode::read::<u64>(0x94, 25);
+const SUBVOL_SETFLAGS: rustix::ioctl::Opcode = rustix::ioctl::opcode::write::<u64>(0x94, 26);
+
+/// A name for the ioctls: one path component, NUL-terminated within `N`.
+fn component<const N: usize>(name: &str) -> std::io::Result<[u8; N]> {
+    let bytes = name.as_bytes();
+    if bytes.is_empty() || bytes.len() >= N || bytes.contains(&b'/') || bytes.contains(&0) {
+        return Err(std::io::Error::from(std::io::ErrorKind::InvalidInput));
+    }
+    let mut out = [0u8; N];
+    out[..bytes.len()].copy_from_slice(bytes);
+    Ok(out)
+}
+
+/// Takes a snapshot of the subvolume open as `source`, named `name` in the
+/// directory open as `dir` — read-only from its first instant if `readonly`.
+pub fn snapshot_at(
+    dir: std::os::fd::BorrowedFd<'_>,
+    name: &str,
+    source: std::os::fd::BorrowedFd<'_>,
+    readonly: bool,
+) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let args = VolArgsV2 {
+        fd: i64::from(source.as_raw_fd()),
+        transid: 0,
+        flags: if readonly { SUBVOL_RDONLY } else { 0 },
+        unused: [0; 4],
+        name: component(name)?,
+    };
+    // SAFETY: the opcode is BTRFS_IOC_SNAP_CREATE_V2, whose argument is
+    // `struct btrfs_ioctl_vol_args_v2`, mirrored by `VolArgsV2`.
+    unsafe {
+        rustix::ioctl::ioctl(
+            dir,
+            rustix::ioctl::Setter::<SNAP_CREATE_V2, VolArgsV2>::new(args),
+        )
+    }
+    .map_err(Into::into)
+}
+
+/// Deletes the subvolume `name` in the directory open as `dir` (as root:
+/// read-only or not).
+pub fn destroy_at(dir: std::os::fd::BorrowedFd<'_>, name: &str) -> std::io::Result<()> {
+    let args = VolArgs {
+        fd: 0,
+        name: component(name)?,
+    };
+    // SAFETY: the opcode is BTRFS_IOC_SNAP_DESTROY, whose argument is
+    // `struct btrfs_ioctl_vol_args`, mirrored by `VolArgs`.
+    unsafe {
+        rustix::ioctl::ioctl(
+            dir,
+            rustix::ioctl::Setter::<SNAP_DESTROY, VolArgs>::new(args),
+        )
+    }
+    .map_err(Into::into)
+}
+
+/// Whether the subvolume open as `subvol` is read-only.
+pub fn readonly_at(subvol: std::os::fd::BorrowedFd<'_>) -> std::io::Result<bool> {
+    // SAFETY: BTRFS_IOC_SUBVOL_GETFLAGS writes one u64.
+    let flags = unsafe {
+        rustix::ioctl::ioctl(subvol, rustix::ioctl::Getter::<SUBVOL_GETFLAGS, u64>::new())
+    }?;
+    Ok(flags & SUBVOL_RDONLY != 0)
+}
+
+/// Sets or clears the read-only flag of the subvolume open as `subvol`.
+pub fn set_readonly_at(subvol: std::os::fd::BorrowedFd<'_>, readonly: bool) -> std::io::Result<()> {
+    // SAFETY: BTRFS_IOC_SUBVOL_GETFLAGS writes one u64.
+    let flags = unsafe {
+        rustix::ioctl::ioctl(subvol, rustix::ioctl::Getter::<SUBVOL_GETFLAGS, u64>::new())
+    }?;
+    let flags = if readonly {
+        flags | SUBVOL_RDONLY
+    } else {
+        flags & !SUBVOL_RDONLY
+    };
+    // SAFETY: BTRFS_IOC_SUBVOL_SETFLAGS reads one u64.
+    unsafe {
+        rustix::ioctl::ioctl(
+            subvol,
+            rustix::ioctl::Setter::<SUBVOL_SETFLAGS, u64>::new(flags),
+        )
+    }
+    .map_err(Into::into)
 }

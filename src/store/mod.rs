@@ -46,6 +46,10 @@ const ALERT_XATTR: &str = "user.byteback.alert";
 /// The xattr of a client's directory holding a message for that client.
 const NOTICE_XATTR: &str = "user.byteback.notice";
 
+/// The directory of a hardened client's directory whose xattrs hold its
+/// records (see [`Store::records`]).
+pub const RECORDS_DIR: &str = ".records";
+
 /// The size at which the server log is rotated (one older file is kept).
 const LOG_LIMIT: u64 = 1 << 20;
 
@@ -214,6 +218,9 @@ pub struct Store {
     pub config: ServerConfig,
     /// How its snapshots are made (picked from `config.backend`).
     backend: Box<dyn SnapshotBackend>,
+    /// Hardened mode: snapshots are made and deleted by the privileged
+    /// helper (see [`crate::server::privileged`]).
+    hardened: Option<crate::server::privileged::HardenedConfig>,
 }
 
 impl Store {
@@ -253,7 +260,7 @@ impl Store {
 
     fn open_unchecked(root: &Path) -> Result<Store> {
         let path = Self::config_path_of(root);
-        let config = config::load::<ServerConfig>(&path)?.ok_or_else(|| {
+        let mut config = config::load::<ServerConfig>(&path)?.ok_or_else(|| {
             Error::Config(format!(
                 "{} is not a byteback store ({} is missing): run `byteback-server setup --store {}` as the backup user",
                 root.display(),
@@ -261,8 +268,20 @@ impl Store {
                 root.display()
             ))
         })?;
+        // Hardened mode is root's decision, read from root's file: the
+        // policy there is the one the helper enforces, so the server uses
+        // it too.
+        let hardened = match config.backend {
+            Backend::Btrfs => crate::server::privileged::for_store(root)?,
+            Backend::Plain => None,
+        };
+        if let Some(h) = &hardened {
+            h.policy.apply(&mut config);
+        }
         let backend = backend::for_kind(config.backend);
-        Ok(Store::with_backend(root, config, backend))
+        let mut store = Store::with_backend(root, config, backend);
+        store.hardened = hardened;
+        Ok(store)
     }
 
     /// A store at `root` whose snapshots are made by `backend` (another
@@ -276,7 +295,19 @@ impl Store {
             root: root.to_owned(),
             config,
             backend,
+            hardened: None,
         }
+    }
+
+    /// The store's hardened-mode settings, if root hardened it.
+    pub fn hardened(&self) -> Option<&crate::server::privileged::HardenedConfig> {
+        self.hardened.as_ref()
+    }
+
+    /// Puts the store in hardened mode (the helper's own view of it).
+    pub fn set_hardened(&mut self, hardened: crate::server::privileged::HardenedConfig) {
+        hardened.policy.apply(&mut self.config);
+        self.hardened = Some(hardened);
     }
 
     /// How this store's snapshots are made.
@@ -340,6 +371,15 @@ impl Store {
                 continue;
             }
             match SnapshotName::parse(name) {
+                // In hardened mode only the helper's snapshots (root's)
+                // count: a subvolume the user made is nobody's history.
+                Some(_) if self.hardened.is_some() && !root_owned(&entry) => {
+                    report::warn(format_args!(
+                        "ignoring {} in {}: not root's, so not a snapshot in hardened mode",
+                        name.escape_debug(),
+                        dir.display()
+                    ));
+                }
                 Some(snapshot) if entry.file_type().is_ok_and(|t| t.is_dir()) => {
                     snapshots.push(Snapshot {
                         name: snapshot,
@@ -582,31 +622,62 @@ impl Store {
             .roll_back(&self.client_dir(client), newest.as_ref().map(|s| &s.name))
     }
 
+    /// The inode whose xattrs hold the client's records (growth, last
+    /// outcome, notice): its directory — or, in hardened mode, where that
+    /// directory is root's and sticky (and the kernel lets only the owner of
+    /// a sticky directory set its user xattrs), [`RECORDS_DIR`] inside it.
+    pub fn records(&self, client: &ClientName) -> PathBuf {
+        use std::os::unix::fs::MetadataExt;
+        let dir = self.client_dir(client);
+        match std::fs::symlink_metadata(&dir) {
+            Ok(m) if m.mode() & 0o1000 != 0 => dir.join(RECORDS_DIR),
+            _ => dir,
+        }
+    }
+
+    /// Sets one of the client's records (see [`Store::records`]), making
+    /// the hardened records directory on first use.
+    pub fn set_record(&self, client: &ClientName, name: &str, value: &[u8]) -> Result<()> {
+        let at = self.records(client);
+        let set = || rustix::fs::setxattr(&at, name, value, rustix::fs::XattrFlags::empty());
+        let result = match set() {
+            Err(rustix::io::Errno::NOENT) if at != self.client_dir(client) => {
+                match std::fs::create_dir(&at) {
+                    Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                        return Err(Error::io("cannot create", &at, e));
+                    }
+                    _ => set(),
+                }
+            }
+            other => other,
+        };
+        result.map_err(|e| Error::io("cannot record on", &at, e.into()))
+    }
+
+    /// One of the client's records, into `buf`; its length.
+    pub fn record(&self, client: &ClientName, name: &str, buf: &mut [u8]) -> Option<usize> {
+        rustix::fs::getxattr(self.records(client), name, buf).ok()
+    }
+
     /// A message for the client, kept until its next snapshot (e.g. why its
     /// unsnapshotted data was discarded). Stored like the space alert.
     pub fn set_client_notice(&self, client: &ClientName, message: &str) {
-        let dir = self.client_dir(client);
         let text = &message.as_bytes()[..message.len().min(2048)];
-        if let Err(e) =
-            rustix::fs::setxattr(&dir, NOTICE_XATTR, text, rustix::fs::XattrFlags::empty())
-        {
-            report::warn(format_args!(
-                "cannot record a notice on {}: {e}",
-                dir.display()
-            ));
+        if let Err(e) = self.set_record(client, NOTICE_XATTR, text) {
+            report::warn(format_args!("cannot record a notice: {e}"));
         }
     }
 
     /// The client's pending notice, if any.
     pub fn client_notice(&self, client: &ClientName) -> Option<String> {
         let mut buf = vec![0u8; 4096];
-        let len = rustix::fs::getxattr(self.client_dir(client), NOTICE_XATTR, &mut buf).ok()?;
+        let len = self.record(client, NOTICE_XATTR, &mut buf)?;
         Some(String::from_utf8_lossy(&buf[..len]).into_owned())
     }
 
     /// The client has a new snapshot: its notice is old news.
     pub fn clear_client_notice(&self, client: &ClientName) {
-        let _ = rustix::fs::removexattr(self.client_dir(client), NOTICE_XATTR);
+        let _ = rustix::fs::removexattr(self.records(client), NOTICE_XATTR);
     }
 
     /// Takes a read-only snapshot of the client's `current` named for `at`.
@@ -620,6 +691,23 @@ impl Store {
     ) -> Result<SnapshotName> {
         if !self.has_client(client) {
             return Err(no_space(client));
+        }
+        if let Some(h) = &self.hardened {
+            // The helper names the snapshot by its own clock and writes the
+            // marker itself, root's.
+            use crate::server::privileged::{Request, call};
+            let request = Request::Snapshot {
+                client: client.clone(),
+                partial: partial.is_some(),
+            };
+            let note = partial.map_or(&[][..], |n| &n.as_bytes()[..n.len().min(MAX_PARTIAL_NOTE)]);
+            let out = call(h, &request, note)?;
+            let printed = out.lines().last().unwrap_or_default().trim();
+            return SnapshotName::parse(printed).ok_or_else(|| {
+                Error::Command(format!(
+                    "hardened mode: the helper printed {printed:?}, not a snapshot name"
+                ))
+            });
         }
         let name = SnapshotName::for_time(at);
         let dest = self.client_dir(client).join(name.as_str());
@@ -648,6 +736,14 @@ impl Store {
 
     /// Deletes a snapshot and drops its partial marker.
     pub fn delete_snapshot(&self, client: &ClientName, name: &SnapshotName) -> Result<()> {
+        if let Some(h) = &self.hardened {
+            // The helper checks the policy, deletes, and drops the marker.
+            let request = crate::server::privileged::Request::Delete {
+                client: client.clone(),
+                snapshot: name.clone(),
+            };
+            return crate::server::privileged::call(h, &request, &[]).map(drop);
+        }
         let dir = self.client_dir(client);
         self.backend.delete(&dir, name)?;
         let marker = dir.join(format!("{name}.partial"));
@@ -755,6 +851,12 @@ impl Store {
             report::warn(format_args!("cannot write log {}: {e}", path.display()));
         }
     }
+}
+
+/// Whether a directory entry is root's (not following a symlink).
+fn root_owned(entry: &std::fs::DirEntry) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    entry.metadata().is_ok_and(|m| m.uid() == 0)
 }
 
 /// The error for a client without space in this store.

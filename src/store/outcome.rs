@@ -29,7 +29,6 @@ pub struct Outcome {
 impl Store {
     /// Records a client's last outcome (failing to is only a warning).
     pub fn record_outcome(&self, client: &ClientName, outcome: &Outcome) {
-        let dir = self.client_dir(client);
         let Ok(mut text) = serde_json::to_string(outcome) else {
             return;
         };
@@ -41,23 +40,15 @@ impl Store {
                 .map(|r| r.chars().take(1000).collect::<String>());
             text = serde_json::to_string(&short).unwrap_or_default();
         }
-        if let Err(e) = rustix::fs::setxattr(
-            &dir,
-            XATTR,
-            text.as_bytes(),
-            rustix::fs::XattrFlags::empty(),
-        ) {
-            crate::report::warn(format_args!(
-                "cannot record the outcome on {}: {e}",
-                dir.display()
-            ));
+        if let Err(e) = self.set_record(client, XATTR, text.as_bytes()) {
+            crate::report::warn(format_args!("cannot record the outcome: {e}"));
         }
     }
 
     /// The client's last recorded outcome, if any.
     pub fn last_outcome(&self, client: &ClientName) -> Option<Outcome> {
         let mut buf = vec![0u8; 4096];
-        let len = rustix::fs::getxattr(self.client_dir(client), XATTR, &mut buf).ok()?;
+        let len = self.record(client, XATTR, &mut buf)?;
         serde_json::from_slice(&buf[..len]).ok()
     }
 }

@@ -49,6 +49,11 @@ pub fn lookup(name: &str) -> Option<PasswdEntry> {
     find_passwd(|e| e.name == name)
 }
 
+/// The account with user id `uid`, if there is one.
+pub fn lookup_uid(uid: u32) -> Option<PasswdEntry> {
+    find_passwd(|e| e.uid == uid)
+}
+
 /// The password field of `name` in `/etc/shadow` (root only): `*` allows
 /// key logins without a password, `!...` is locked.
 pub fn shadow_password(name: &str) -> Option<String> {

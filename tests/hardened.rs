@@ -1,0 +1,368 @@
+//! End to end: hardened mode on a real btrfs with real sudo. Snapshots are
+//! root's and read-only, the backup user can neither clear the flag nor
+//! delete, rename or move one, and the privileged helper deletes only what
+//! the prune policy deletes next.
+
+use byteback_testbed as support;
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use support::world::{World, show, stderr, stdout};
+
+const CONFIG_DIR: &str = "/etc/byteback-server/hardened.d";
+
+/// sudo must be here: the test installs nothing itself, but fails under CI
+/// (where install.sh installs it) and says so loudly elsewhere.
+fn require_sudo() -> bool {
+    let found = ["/usr/bin/sudo", "/bin/sudo"]
+        .iter()
+        .any(|p| Path::new(p).is_file())
+        && Path::new("/usr/sbin/visudo").is_file();
+    if found {
+        return true;
+    }
+    let msg = "hardened-mode tests need sudo and visudo: apt-get install sudo (install.sh does)";
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("\n\n*** {msg} ***\n");
+    }
+    eprintln!("\n*** SKIPPED: {msg} ***\n");
+    false
+}
+
+/// Removes what hardened mode wrote outside the test area: root's config
+/// file(s) and the sudo rule.
+struct Hardened {
+    files: Vec<PathBuf>,
+    helper: PathBuf,
+}
+
+impl Drop for Hardened {
+    fn drop(&mut self) {
+        for f in &self.files {
+            let _ = std::fs::remove_file(f);
+        }
+    }
+}
+
+/// Installs the helper next to the world's server binary (root's) and runs
+/// `setup --user NAME --hardened` as root.
+fn harden(w: &World) -> Hardened {
+    let helper = w.server_bin.with_file_name("byteback-privileged");
+    if !helper.exists() {
+        std::fs::copy(support::built_binary("byteback-privileged"), &helper).unwrap();
+        support::world::wait_until_executable(&helper);
+    }
+    let guard = Hardened {
+        files: vec![
+            Path::new(CONFIG_DIR).join(format!("{}.toml", w.user.name)),
+            PathBuf::from(format!("/etc/sudoers.d/byteback-{}", w.user.name)),
+        ],
+        helper,
+    };
+    let out = root_setup(w);
+    assert!(out.status.success(), "{}", show(&out));
+    let text = stdout(&out);
+    assert!(text.contains("Hardened mode is on"), "{text}");
+    assert!(text.contains("visudo -cf: ok"), "{text}");
+    // Idempotent: again, everything kept.
+    let out = root_setup(w);
+    assert!(out.status.success(), "{}", show(&out));
+    let text = stdout(&out);
+    assert_eq!(text.matches("(kept)").count(), 3, "{text}");
+    assert!(
+        text.contains("made root's and sticky: 0 client directories, 0 snapshots"),
+        "{text}"
+    );
+    guard
+}
+
+fn root_setup(w: &World) -> Output {
+    Command::new(&w.server_bin)
+        .args(["setup", "--user", &w.user.name, "--store"])
+        .arg(w.store())
+        .arg("--hardened")
+        .env("BYTEBACK_LOG_SOCKET", "/nonexistent")
+        .output()
+        .unwrap()
+}
+
+/// Runs `sudo -n HELPER ARGS` as the backup user.
+fn helper_as_user(w: &World, h: &Hardened, args: &[&str]) -> Output {
+    let helper = h.helper.to_string_lossy().into_owned();
+    let mut argv = vec!["sudo", "-n", "--", &helper];
+    argv.extend_from_slice(args);
+    w.user.run_as(&argv)
+}
+
+/// Asserts a refusal: exit `code`, one line on stderr containing `why`.
+fn refused(out: &Output, code: i32, why: &str) {
+    assert_eq!(out.status.code(), Some(code), "{}", show(out));
+    let err = stderr(out);
+    assert_eq!(err.lines().count(), 1, "{}", show(out));
+    assert!(err.contains(why), "{why}: {}", show(out));
+}
+
+/// What `prune --dry-run` would delete, in order, as `CLIENT SNAPSHOT`.
+fn dry_run(w: &World) -> Vec<String> {
+    let out = w.server(&["prune", "--dry-run"]);
+    assert!(out.status.success(), "{}", show(&out));
+    stdout(&out)
+        .lines()
+        .filter_map(|l| l.strip_prefix("  "))
+        .filter_map(|l| l.split(" (").next())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn days_ago(days: i64) -> String {
+    let t = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(24 * days);
+    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+fn path(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+#[test]
+fn backups_make_root_owned_snapshots_the_user_cannot_touch() {
+    if !require_sudo() {
+        return;
+    }
+    let Some(w) = World::new("hardened") else {
+        return;
+    };
+    let client = w.enroll("hard.example");
+    w.server_config("min_snapshot_interval = \"0s\"\n");
+    let _h = harden(&w);
+    let dir = w.store().join(&client);
+    let meta = std::fs::metadata(&dir).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.gid(), meta.mode() & 0o7777),
+        (0, w.user.gid, 0o1775),
+        "the client's directory is root's, the user's group, sticky"
+    );
+
+    std::fs::write(w.src.join("file"), "one\n").unwrap();
+    w.backup_ok();
+    let names = w.snapshots(&client);
+    assert_eq!(names.len(), 1, "{names:?}");
+    let snap = dir.join(&names[0]);
+    let meta = std::fs::symlink_metadata(&snap).unwrap();
+    assert_eq!((meta.uid(), meta.ino()), (0, 256), "a root-owned subvolume");
+    let ro = support::run_ok(&["btrfs", "property", "get", "-ts", &path(&snap), "ro"]);
+    assert_eq!(ro.trim(), "ro=true");
+    let file = snap.join(w.src.strip_prefix("/").unwrap()).join("file");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "one\n");
+
+    // The backup user can neither clear the flag, nor delete, nor move it.
+    let s = path(&snap);
+    for argv in [
+        vec!["btrfs", "property", "set", "-ts", &s, "ro", "false"],
+        vec!["btrfs", "subvolume", "delete", &s],
+        vec!["rm", "-rf", &s],
+        vec!["mv", &s, &path(&dir.join("moved"))],
+        vec!["mv", &s, &path(&w.store().join("moved"))],
+        vec!["sh", "-c", &format!("echo x > '{}'", file.display())],
+    ] {
+        let out = w.user.run_as(&argv);
+        assert!(!out.status.success(), "{argv:?} succeeded: {}", show(&out));
+    }
+    assert_eq!(w.snapshots(&client), names);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "one\n");
+    let ro = support::run_ok(&["btrfs", "property", "get", "-ts", &s, "ro"]);
+    assert_eq!(ro.trim(), "ro=true");
+
+    // Backups go on: current, the records and the next snapshot work.
+    std::fs::write(w.src.join("file"), "two\n").unwrap();
+    w.backup_ok();
+    let names = w.snapshots(&client);
+    assert_eq!(names.len(), 2, "{names:?}");
+    let second = std::fs::symlink_metadata(dir.join(&names[1])).unwrap();
+    assert_eq!(second.uid(), 0);
+    let current = std::fs::symlink_metadata(dir.join("current")).unwrap();
+    assert_eq!(current.uid(), w.user.uid, "current is the user's again");
+    let growth = support::run(&[
+        "getfattr",
+        "-n",
+        "user.byteback.growth",
+        &path(&dir.join(".records")),
+    ]);
+    assert!(growth.status.success(), "{}", show(&growth));
+    let out = w.client(&["test"]);
+    assert!(out.status.success(), "{}", show(&out));
+}
+
+#[test]
+fn the_helper_deletes_only_what_the_policy_deletes_next() {
+    if !require_sudo() {
+        return;
+    }
+    let Some(w) = World::new("hardprune") else {
+        return;
+    };
+    let out = w.server(&["setup"]);
+    assert!(out.status.success(), "{}", show(&out));
+    // History made before hardening is adopted: root's and read-only.
+    let (old, mid, recent, b_only) = (days_ago(60), days_ago(8), days_ago(3), days_ago(4));
+    w.add_client_with_file("a.example", "f", "a\n", &old);
+    for at in [&mid, &recent] {
+        let out = w.server(&["snapshot", "--client", "a.example", "--at", at]);
+        assert!(out.status.success(), "{}", show(&out));
+    }
+    w.add_client_with_file("b.example", "g", "b\n", &b_only);
+    let h = harden(&w);
+    let a = w.store().join("a.example");
+    for name in w.snapshots("a.example") {
+        let meta = std::fs::symlink_metadata(a.join(&name)).unwrap();
+        assert_eq!(meta.uid(), 0, "{name} adopted");
+        let ro = support::run_ok(&[
+            "btrfs",
+            "property",
+            "get",
+            "-ts",
+            &path(&a.join(&name)),
+            "ro",
+        ]);
+        assert_eq!(ro.trim(), "ro=true", "{name}");
+    }
+
+    // Plenty of space: nothing may go, the oldest included.
+    let out = helper_as_user(&w, &h, &["delete", "a.example", &old]);
+    refused(&out, 6, "target_free_percent");
+    assert!(a.join(&old).exists());
+
+    // The policy is root's: the user's server.toml cannot loosen it.
+    w.server_config("min_free_percent = 99.5\ntarget_free_percent = 99.9\nmin_age = \"1s\"\n");
+    let out = helper_as_user(&w, &h, &["delete", "a.example", &old]);
+    refused(&out, 6, "target_free_percent");
+    let config = Path::new(CONFIG_DIR).join(format!("{}.toml", w.user.name));
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text
+        .replace("min_free_percent = 5.0", "min_free_percent = 99.5")
+        .replace("target_free_percent = 10.0", "target_free_percent = 99.9")
+        .replace("min_age = \"7 days\"", "min_age = \"1s\"");
+    std::fs::write(&config, text).unwrap();
+
+    // Short of space now: still only the plan's first, never a newest.
+    let planned = dry_run(&w);
+    assert_eq!(planned.len(), 2, "{planned:?}");
+    let second: Vec<&str> = planned[1].split(' ').collect();
+    let out = helper_as_user(&w, &h, &["delete", second[0], second[1]]);
+    refused(&out, 6, &format!("deletes {} first", planned[0]));
+    let out = helper_as_user(&w, &h, &["delete", "a.example", &recent]);
+    refused(&out, 6, "is a.example's newest");
+    let out = helper_as_user(&w, &h, &["delete", "b.example", &b_only]);
+    refused(&out, 6, "is b.example's newest");
+    let out = w.server(&["prune", "--force"]);
+    refused(&out, 6, "not available in hardened mode");
+    let out = w.server(&["snapshot", "--client", "a.example", "--at", &old]);
+    refused(&out, 2, "not available in hardened mode");
+    let out = w.server(&["remove-client", "b.example"]);
+    refused(&out, 6, "--keep-snapshots");
+
+    // A snapshot by hand goes through the helper; data no snapshot holds
+    // and over its limit is rolled back (a reflinked copy of the newest,
+    // root's, snapshot) before any history goes.
+    let out = w.server(&["snapshot", "--client", "a.example"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let newest = stdout(&out).trim().to_owned();
+    assert_eq!(std::fs::symlink_metadata(a.join(&newest)).unwrap().uid(), 0);
+    let junk = a.join("current/junk");
+    let out = w
+        .user
+        .run_as(&["sh", "-c", &format!("echo junk > '{}'", junk.display())]);
+    assert!(out.status.success(), "{}", show(&out));
+    let out = w.user.run_as(&[
+        "setfattr",
+        "-n",
+        "user.byteback.growth",
+        "-v",
+        "v2 1 999999999",
+        &path(&a.join(".records")),
+    ]);
+    assert!(out.status.success(), "{}", show(&out));
+
+    let planned = dry_run(&w);
+    let mut expected = [
+        format!("a.example {old}"),
+        format!("a.example {mid}"),
+        format!("a.example {recent}"),
+    ];
+    expected.sort();
+    let mut sorted = planned.clone();
+    sorted.sort();
+    assert_eq!(sorted, expected, "every snapshot but each client's newest");
+    let out = w.server(&["prune"]);
+    assert_eq!(out.status.code(), Some(9), "{}", show(&out));
+    // It ends short of space with only newest snapshots left; what it
+    // deleted, in order, is in the log.
+    let log = std::fs::read_to_string(w.store().join(".byteback/server.log")).unwrap();
+    let deleted: Vec<String> = log
+        .lines()
+        .filter_map(|l| l.split_once("prune: deleted ").map(|(_, d)| d))
+        .filter_map(|l| l.split(" (").next())
+        .map(str::to_owned)
+        .collect();
+    assert!(log.contains("prune: reclaimed"), "{log}");
+    assert_eq!(deleted, planned, "{}", show(&out));
+    assert!(
+        stderr(&out).contains("every snapshot left is a client's newest"),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(w.snapshots("a.example"), std::slice::from_ref(&newest));
+    assert_eq!(w.snapshots("b.example"), std::slice::from_ref(&b_only));
+    assert!(!junk.exists(), "current was rolled back");
+    assert_eq!(std::fs::read_to_string(a.join("current/f")).unwrap(), "a\n");
+    let current = std::fs::symlink_metadata(a.join("current")).unwrap();
+    assert_eq!((current.uid(), current.ino()), (w.user.uid, 256));
+
+    // Bad requests: one line each, nothing done.
+    let evil = w.store().join("evil");
+    let out = w.user.run_as(&["ln", "-s", "a.example", &path(&evil)]);
+    assert!(out.status.success(), "{}", show(&out));
+    let out = helper_as_user(&w, &h, &["snapshot", "evil"]);
+    refused(&out, 6, "not a real directory");
+    let out = helper_as_user(&w, &h, &["delete", "evil", &newest]);
+    refused(&out, 6, "not a real directory");
+    for args in [
+        &["snapshot", "a.example/current"][..],
+        &["snapshot", ".."],
+        &["delete", "../a.example", &newest],
+        &["delete", "a.example", "../b.example"],
+        &["delete", "a.example", &newest, "--force"],
+        &["rollback", "a.example"],
+    ] {
+        let out = helper_as_user(&w, &h, args);
+        refused(&out, 2, "refused: ");
+    }
+    // A caller whose uid the file does not name, or none.
+    let helper = &h.helper;
+    let direct = |uid: Option<&str>| {
+        let mut cmd = Command::new(helper);
+        cmd.args(["delete", "a.example", &newest]).env_clear();
+        if let Some(uid) = uid {
+            cmd.env("SUDO_UID", uid);
+        }
+        cmd.output().unwrap()
+    };
+    refused(&direct(None), 6, "SUDO_UID is not set");
+    refused(&direct(Some("65534")), 6, "has no hardened store");
+    let nobody = Path::new(CONFIG_DIR).join("nobody.toml");
+    let _nobody = Hardened {
+        files: vec![nobody.clone()],
+        helper: helper.clone(),
+    };
+    std::fs::copy(&config, &nobody).unwrap();
+    refused(
+        &direct(Some("65534")),
+        6,
+        "not the caller nobody (uid 65534)",
+    );
+    // Run without sudo, as the user: not root.
+    let out = w.user.run_as(&[&path(helper), "snapshot", "a.example"]);
+    refused(&out, 2, "runs as root, through sudo");
+    assert_eq!(w.snapshots("a.example"), [newest]);
+}
