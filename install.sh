@@ -3,8 +3,10 @@
 #
 #   ./install.sh                 everything: the packages byteback runs with,
 #                                a Rust toolchain, the tools its tests use,
-#                                then both binaries, man pages, completions
-#                                and systemd units under /usr/local
+#                                then the binaries (with hardened mode's
+#                                root helper, byteback-privileged), man
+#                                pages, completions and systemd units under
+#                                /usr/local
 #   ./install.sh --runtime-only  the same without the test tools (databases,
 #                                cargo-deb, systemd-analyze)
 #   ./install.sh --deps-only     packages and tools only, no byteback (CI)
@@ -33,8 +35,9 @@ if [ "$(id -u)" != 0 ]; then
     exit 2
 fi
 
-# What byteback runs with, and what builds it.
-runtime="rsync openssh-server openssh-client btrfs-progs"
+# What byteback runs with (sudo: the server's hardened mode reaches its
+# privileged helper through one sudo rule), and what builds it.
+runtime="rsync openssh-server openssh-client btrfs-progs sudo"
 build_tools="ca-certificates curl gcc libc6-dev"
 # What the end-to-end tests use: filesystems on loop devices, users, ACLs and
 # xattrs, a pseudo-terminal, the database hooks' servers, man and systemd's
@@ -89,7 +92,8 @@ fi
 cargo build --locked --release --bins
 # install(1) replaces whatever is there (cargo install would refuse
 # binaries it did not put there itself).
-install -m 755 target/release/byteback target/release/byteback-server /usr/local/bin/
+install -m 755 target/release/byteback target/release/byteback-server \
+    target/release/byteback-privileged /usr/local/bin/
 for bin in byteback byteback-server; do
     if [ -x "/usr/bin/$bin" ]; then
         echo "Note: /usr/bin/$bin (the Debian package) is also installed; /usr/local/bin/$bin comes first in PATH"

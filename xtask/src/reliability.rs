@@ -56,6 +56,18 @@ const SCENARIOS: &[(&str, &str, &str, &str)] = &[
         "listing and restore cannot escape the client's backups (patterns, symlinks, sender paths)",
     ),
     (
+        "Hostile backup user",
+        "hardened",
+        "backups_make_root_owned_snapshots",
+        "hardened mode: a backup's snapshot is root's and read-only; the backup user cannot clear the flag, delete, remove, move or write it; backups go on",
+    ),
+    (
+        "Hostile backup user",
+        "hardened",
+        "the_helper_deletes_only_what_the_policy",
+        "hardened mode: the privileged helper refuses what the policy keeps (plenty of space, a newest, not the next), prune deletes through it in plan order, bad names, symlinked client dirs and other callers refused",
+    ),
+    (
         "Bad input",
         "bad_input",
         "",
