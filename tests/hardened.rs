@@ -6,12 +6,12 @@
 use byteback_testbed as support;
 
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use support::world::{World, show, stderr, stdout};
 
-const CONFIG_DIR: &str = "/etc/byteback-server/hardened.d";
+use support::world::HARDENED_DIR as CONFIG_DIR;
 
 /// sudo must be here: the test installs nothing itself, but fails under CI
 /// (where install.sh installs it) and says so loudly elsewhere.
@@ -31,43 +31,15 @@ fn require_sudo() -> bool {
     false
 }
 
-/// Removes what hardened mode wrote outside the test area: root's config
-/// file(s) and the sudo rule.
-struct Hardened {
-    files: Vec<PathBuf>,
-    helper: PathBuf,
-}
-
-impl Drop for Hardened {
-    fn drop(&mut self) {
-        for f in &self.files {
-            let _ = std::fs::remove_file(f);
-        }
-    }
-}
-
-/// Installs the helper next to the world's server binary (root's) and runs
-/// `setup --user NAME --hardened` as root.
-fn harden(w: &World) -> Hardened {
-    let helper = w.server_bin.with_file_name("byteback-privileged");
-    if !helper.exists() {
-        std::fs::copy(support::built_binary("byteback-privileged"), &helper).unwrap();
-        support::world::wait_until_executable(&helper);
-    }
-    let guard = Hardened {
-        files: vec![
-            Path::new(CONFIG_DIR).join(format!("{}.toml", w.user.name)),
-            PathBuf::from(format!("/etc/sudoers.d/byteback-{}", w.user.name)),
-        ],
-        helper,
-    };
-    let out = root_setup(w);
+/// Turns hardened mode on (as root), checks what it says, and again: all
+/// kept.
+fn harden(w: &World) {
+    let out = w.harden();
     assert!(out.status.success(), "{}", show(&out));
     let text = stdout(&out);
     assert!(text.contains("Hardened mode is on"), "{text}");
     assert!(text.contains("visudo -cf: ok"), "{text}");
-    // Idempotent: again, everything kept.
-    let out = root_setup(w);
+    let out = w.harden();
     assert!(out.status.success(), "{}", show(&out));
     let text = stdout(&out);
     assert_eq!(text.matches("(kept)").count(), 3, "{text}");
@@ -75,25 +47,6 @@ fn harden(w: &World) -> Hardened {
         text.contains("made root's and sticky: 0 client directories, 0 snapshots"),
         "{text}"
     );
-    guard
-}
-
-fn root_setup(w: &World) -> Output {
-    Command::new(&w.server_bin)
-        .args(["setup", "--user", &w.user.name, "--store"])
-        .arg(w.store())
-        .arg("--hardened")
-        .env("BYTEBACK_LOG_SOCKET", "/nonexistent")
-        .output()
-        .unwrap()
-}
-
-/// Runs `sudo -n HELPER ARGS` as the backup user.
-fn helper_as_user(w: &World, h: &Hardened, args: &[&str]) -> Output {
-    let helper = h.helper.to_string_lossy().into_owned();
-    let mut argv = vec!["sudo", "-n", "--", &helper];
-    argv.extend_from_slice(args);
-    w.user.run_as(&argv)
 }
 
 /// Asserts a refusal: exit `code`, one line on stderr containing `why`.
@@ -135,7 +88,7 @@ fn backups_make_root_owned_snapshots_the_user_cannot_touch() {
     };
     let client = w.enroll("hard.example");
     w.server_config("min_snapshot_interval = \"0s\"\n");
-    let _h = harden(&w);
+    harden(&w);
     let dir = w.store().join(&client);
     let meta = std::fs::metadata(&dir).unwrap();
     assert_eq!(
@@ -192,6 +145,24 @@ fn backups_make_root_owned_snapshots_the_user_cannot_touch() {
     assert!(growth.status.success(), "{}", show(&growth));
     let out = w.client(&["test"]);
     assert!(out.status.success(), "{}", show(&out));
+
+    // A helper killed while current was root's: the next snapshot gives it
+    // back. A partial one's marker is root's too.
+    std::os::unix::fs::chown(dir.join("current"), Some(0), Some(0)).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let out = w.helper_as_user(&["snapshot", &client, "--partial"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let name = stdout(&out).trim().to_owned();
+    let current = std::fs::symlink_metadata(dir.join("current")).unwrap();
+    assert_eq!((current.uid(), current.gid()), (w.user.uid, w.user.gid));
+    let marker = std::fs::symlink_metadata(dir.join(format!("{name}.partial"))).unwrap();
+    assert_eq!(marker.uid(), 0);
+    let out = w.server(&["snapshots", "--client", &client]);
+    assert!(
+        stdout(&out).contains(&format!("{client} {name} partial")),
+        "{}",
+        show(&out)
+    );
 }
 
 #[test]
@@ -212,7 +183,7 @@ fn the_helper_deletes_only_what_the_policy_deletes_next() {
         assert!(out.status.success(), "{}", show(&out));
     }
     w.add_client_with_file("b.example", "g", "b\n", &b_only);
-    let h = harden(&w);
+    harden(&w);
     let a = w.store().join("a.example");
     for name in w.snapshots("a.example") {
         let meta = std::fs::symlink_metadata(a.join(&name)).unwrap();
@@ -229,15 +200,20 @@ fn the_helper_deletes_only_what_the_policy_deletes_next() {
     }
 
     // Plenty of space: nothing may go, the oldest included.
-    let out = helper_as_user(&w, &h, &["delete", "a.example", &old]);
+    let out = w.helper_as_user(&["delete", "a.example", &old]);
     refused(&out, 6, "target_free_percent");
     assert!(a.join(&old).exists());
 
     // The policy is root's: the user's server.toml cannot loosen it.
-    w.server_config("min_free_percent = 99.5\ntarget_free_percent = 99.9\nmin_age = \"1s\"\n");
-    let out = helper_as_user(&w, &h, &["delete", "a.example", &old]);
+    let out = w.user.run_as(&[
+        "sh",
+        "-c",
+        "printf 'backend = \"btrfs\"\\nmin_free_percent = 99.5\\ntarget_free_percent = 99.9\\nmin_age = \"1s\"\\n' > .byteback/server.toml",
+    ]);
+    assert!(out.status.success(), "{}", show(&out));
+    let out = w.helper_as_user(&["delete", "a.example", &old]);
     refused(&out, 6, "target_free_percent");
-    let config = Path::new(CONFIG_DIR).join(format!("{}.toml", w.user.name));
+    let config = w.hardened_config();
     let text = std::fs::read_to_string(&config).unwrap();
     let text = text
         .replace("min_free_percent = 5.0", "min_free_percent = 99.5")
@@ -249,11 +225,11 @@ fn the_helper_deletes_only_what_the_policy_deletes_next() {
     let planned = dry_run(&w);
     assert_eq!(planned.len(), 2, "{planned:?}");
     let second: Vec<&str> = planned[1].split(' ').collect();
-    let out = helper_as_user(&w, &h, &["delete", second[0], second[1]]);
+    let out = w.helper_as_user(&["delete", second[0], second[1]]);
     refused(&out, 6, &format!("deletes {} first", planned[0]));
-    let out = helper_as_user(&w, &h, &["delete", "a.example", &recent]);
+    let out = w.helper_as_user(&["delete", "a.example", &recent]);
     refused(&out, 6, "is a.example's newest");
-    let out = helper_as_user(&w, &h, &["delete", "b.example", &b_only]);
+    let out = w.helper_as_user(&["delete", "b.example", &b_only]);
     refused(&out, 6, "is b.example's newest");
     let out = w.server(&["prune", "--force"]);
     refused(&out, 6, "not available in hardened mode");
@@ -323,9 +299,9 @@ fn the_helper_deletes_only_what_the_policy_deletes_next() {
     let evil = w.store().join("evil");
     let out = w.user.run_as(&["ln", "-s", "a.example", &path(&evil)]);
     assert!(out.status.success(), "{}", show(&out));
-    let out = helper_as_user(&w, &h, &["snapshot", "evil"]);
+    let out = w.helper_as_user(&["snapshot", "evil"]);
     refused(&out, 6, "not a real directory");
-    let out = helper_as_user(&w, &h, &["delete", "evil", &newest]);
+    let out = w.helper_as_user(&["delete", "evil", &newest]);
     refused(&out, 6, "not a real directory");
     for args in [
         &["snapshot", "a.example/current"][..],
@@ -335,11 +311,11 @@ fn the_helper_deletes_only_what_the_policy_deletes_next() {
         &["delete", "a.example", &newest, "--force"],
         &["rollback", "a.example"],
     ] {
-        let out = helper_as_user(&w, &h, args);
+        let out = w.helper_as_user(args);
         refused(&out, 2, "refused: ");
     }
     // A caller whose uid the file does not name, or none.
-    let helper = &h.helper;
+    let helper = &w.helper();
     let direct = |uid: Option<&str>| {
         let mut cmd = Command::new(helper);
         cmd.args(["delete", "a.example", &newest]).env_clear();
@@ -351,10 +327,7 @@ fn the_helper_deletes_only_what_the_policy_deletes_next() {
     refused(&direct(None), 6, "SUDO_UID is not set");
     refused(&direct(Some("65534")), 6, "has no hardened store");
     let nobody = Path::new(CONFIG_DIR).join("nobody.toml");
-    let _nobody = Hardened {
-        files: vec![nobody.clone()],
-        helper: helper.clone(),
-    };
+    w.hardened.add(nobody.clone());
     std::fs::copy(&config, &nobody).unwrap();
     refused(
         &direct(Some("65534")),

@@ -11,7 +11,14 @@ use super::{FsKind, LoopFs, Sshd, TestArea, TestUser, require_root};
 
 /// Everything one scenario needs. Fields drop top to bottom: sshd first, the
 /// area last.
+///
+/// `BYTEBACK_TEST_HARDENED=1` runs every scenario that enrols a client in
+/// hardened mode ([`World::harden`] right after `new-client`), to see which
+/// still hold there (those that name snapshots `--at` a time, or prune by
+/// force, are refused by design).
 pub struct World {
+    /// Root's files [`World::harden`] wrote outside the area.
+    pub hardened: HardenedFiles,
     pub sshd: Sshd,
     pub user: TestUser,
     pub fs: LoopFs,
@@ -114,6 +121,7 @@ impl World {
         fs::create_dir(&src).unwrap();
         let client_dir = area.path.join("client");
         Some(World {
+            hardened: HardenedFiles::default(),
             sshd,
             user,
             fs,
@@ -191,6 +199,10 @@ impl World {
             "{}",
             show(&out)
         );
+        if std::env::var_os("BYTEBACK_TEST_HARDENED").is_some_and(|v| v == "1") {
+            let out = self.harden();
+            assert!(out.status.success(), "harden: {}", show(&out));
+        }
         let out = self.client(&["test", "--accept-new-host-key"]);
         assert!(out.status.success(), "test: {}", show(&out));
         assert!(
@@ -202,12 +214,65 @@ impl World {
     }
 
     /// Replaces the server's settings with `toml`, keeping the backend
-    /// that setup chose.
+    /// that setup chose. In hardened mode root's policy follows (the file
+    /// is written again from the new settings).
     pub fn server_config(&self, toml: &str) {
         let path = self.store().join(".byteback/server.toml");
         let old = fs::read_to_string(&path).unwrap();
         let backend = old.lines().find(|l| l.starts_with("backend")).unwrap_or("");
         fs::write(&path, format!("{backend}\n{toml}")).unwrap();
+        let policy = self.hardened_config();
+        if policy.exists() {
+            fs::remove_file(&policy).unwrap();
+            let out = self.harden();
+            assert!(out.status.success(), "harden: {}", show(&out));
+        }
+    }
+
+    /// The privileged helper, installed next to the server binary (root's,
+    /// as hardened mode requires).
+    pub fn helper(&self) -> PathBuf {
+        let helper = self.server_bin.with_file_name("byteback-privileged");
+        if !helper.exists() {
+            fs::copy(super::built_binary("byteback-privileged"), &helper).unwrap();
+            fs::set_permissions(&helper, fs::Permissions::from_mode(0o755)).unwrap();
+            wait_until_executable(&helper);
+        }
+        helper
+    }
+
+    /// Root's hardened-mode file of this world's backup user.
+    pub fn hardened_config(&self) -> PathBuf {
+        Path::new(HARDENED_DIR).join(format!("{}.toml", self.user.name))
+    }
+
+    /// Turns on hardened mode: `setup --user NAME --hardened` as root, with
+    /// the helper next to the server binary. Its output; what it writes
+    /// outside the area goes when the world does.
+    pub fn harden(&self) -> Output {
+        let helper = self.helper();
+        self.hardened.add(self.hardened_config());
+        self.hardened.add(PathBuf::from(format!(
+            "/etc/sudoers.d/byteback-{}",
+            self.user.name
+        )));
+        Command::new(&self.server_bin)
+            .args(["setup", "--user", &self.user.name, "--store"])
+            .arg(self.store())
+            .arg("--hardened")
+            .arg("--helper")
+            .arg(helper)
+            .env("BYTEBACK_LOG_SOCKET", "/nonexistent")
+            .output()
+            .unwrap()
+    }
+
+    /// Runs `sudo -n HELPER ARGS` as the backup user.
+    pub fn helper_as_user(&self, args: &[&str]) -> Output {
+        let helper = self.helper().to_string_lossy().into_owned();
+        let mut argv = vec!["sudo", "-n", "--", &helper];
+        argv.extend_from_slice(args);
+        self.user.run_as(&argv)
     }
 
     /// Appends settings to the client's config file.
@@ -229,6 +294,36 @@ impl World {
         let out = self.client(&["backup", "--source", &src]);
         assert!(out.status.success(), "backup: {}", show(&out));
         stdout(&out)
+    }
+}
+
+/// Where root keeps hardened mode's files (as `byteback-server` does).
+pub const HARDENED_DIR: &str = "/etc/byteback-server/hardened.d";
+
+/// Files outside the test area that a test wrote as root, removed on drop.
+#[derive(Default)]
+pub struct HardenedFiles(std::sync::Mutex<Vec<PathBuf>>);
+
+impl HardenedFiles {
+    /// Removes `path` when this drops.
+    pub fn add(&self, path: PathBuf) {
+        let mut files = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if !files.contains(&path) {
+            files.push(path);
+        }
+    }
+}
+
+impl Drop for HardenedFiles {
+    fn drop(&mut self) {
+        let files = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        for f in files.iter() {
+            if let Err(e) = fs::remove_file(f) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    eprintln!("support: cannot remove {f:?}: {e}");
+                }
+            }
+        }
     }
 }
 
