@@ -12,7 +12,7 @@ use super::{FsKind, LoopFs, Sshd, TestArea, TestUser, require_root};
 /// Everything one scenario needs. Fields drop top to bottom: sshd first, the
 /// area last.
 ///
-/// `BYTEBACK_TEST_HARDENED=1` runs every scenario that enrols a client in
+/// `BYTEBACK_TEST_HARDENED=1` runs every btrfs scenario that enrols a client in
 /// hardened mode ([`World::harden`] right after `new-client`), to see which
 /// still hold there (those that name snapshots `--at` a time, or prune by
 /// force, are refused by design).
@@ -199,7 +199,9 @@ impl World {
             "{}",
             show(&out)
         );
-        if std::env::var_os("BYTEBACK_TEST_HARDENED").is_some_and(|v| v == "1") {
+        if self.fs.kind == FsKind::Btrfs
+            && std::env::var_os("BYTEBACK_TEST_HARDENED").is_some_and(|v| v == "1")
+        {
             let out = self.harden();
             assert!(out.status.success(), "harden: {}", show(&out));
         }
