@@ -457,7 +457,9 @@ impl Helper {
         .map_err(|e| io_err(format!("cannot open {client}/current"), e))?;
         let st = rustix::fs::fstat(&current)
             .map_err(|e| io_err(format!("cannot stat {client}/current"), e))?;
-        if st.st_ino != 256 || st.st_uid != self.cfg.uid {
+        // Root's only if a helper died between handing it to root and back:
+        // it is handed back below.
+        if st.st_ino != 256 || (st.st_uid != self.cfg.uid && st.st_uid != 0) {
             return Err(Error::Refused(format!(
                 "refused: {client}/current is not a subvolume of {}",
                 self.cfg.user
@@ -481,7 +483,7 @@ impl Helper {
                     rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::IO)
                 })
             });
-        let restored = restore_owner(current.as_fd(), &st);
+        let restored = restore_owner(current.as_fd(), &st, &self.cfg);
         if let Err(e) = taken {
             if note.is_some() {
                 let _ = rustix::fs::unlinkat(&dir, &marker, AtFlags::empty());
@@ -536,11 +538,22 @@ impl Helper {
     }
 }
 
-fn restore_owner(fd: std::os::fd::BorrowedFd<'_>, st: &rustix::fs::Stat) -> rustix::io::Result<()> {
+/// Gives `current` back to the backup user, as it was (or, after a crash
+/// left it root's, with the user's group).
+fn restore_owner(
+    fd: std::os::fd::BorrowedFd<'_>,
+    st: &rustix::fs::Stat,
+    cfg: &HardenedConfig,
+) -> rustix::io::Result<()> {
+    let gid = if st.st_uid == cfg.uid {
+        st.st_gid
+    } else {
+        cfg.gid
+    };
     rustix::fs::fchown(
         fd,
-        Some(rustix::process::Uid::from_raw(st.st_uid)),
-        Some(rustix::process::Gid::from_raw(st.st_gid)),
+        Some(rustix::process::Uid::from_raw(cfg.uid)),
+        Some(rustix::process::Gid::from_raw(gid)),
     )?;
     // chown may drop set-id bits; put the mode back as it was.
     rustix::fs::fchmod(fd, Mode::from_raw_mode(st.st_mode & 0o7777))
