@@ -145,6 +145,9 @@ fn backups_make_root_owned_snapshots_the_user_cannot_touch() {
     assert!(growth.status.success(), "{}", show(&growth));
     let out = w.client(&["test"]);
     assert!(out.status.success(), "{}", show(&out));
+    // Root's snapshots and the records' directory are what verify expects.
+    let out = w.server(&["verify"]);
+    assert!(out.status.success(), "{}", show(&out));
 
     // A helper killed while current was root's: the next snapshot gives it
     // back. A partial one's marker is root's too.

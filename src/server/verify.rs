@@ -12,7 +12,8 @@
 //!   markers (and a marker's `.<name>.tmp-<pid>` left by a crash), a plain
 //!   store's interrupted attempts `.partial-<32 digits>` and deletions in
 //!   progress `.deleting-<snapshot>` / `.deleting-current-<digits>`, and
-//!   btrfs's `.rollback-current`. Anything else is reported;
+//!   btrfs's `.rollback-current`, and hardened mode's `.records`. Anything
+//!   else is reported;
 //! - **readable**: every entry's fake-super metadata (`user.rsync.%stat`)
 //!   parses — checked by walking it with the finder, exactly as `list`
 //!   reads it.
@@ -79,6 +80,8 @@ pub fn classify(name: &[u8]) -> Entry {
                 || s.strip_prefix("current-").is_some_and(|d| digits(d, None))
         })
         || name == ".rollback-current"
+        // Hardened mode keeps the client's records here.
+        || name == crate::store::RECORDS_DIR
         || name
             .strip_prefix('.')
             .and_then(|s| s.rsplit_once(".partial.tmp-"))
