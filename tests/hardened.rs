@@ -166,6 +166,14 @@ fn backups_make_root_owned_snapshots_the_user_cannot_touch() {
         "{}",
         show(&out)
     );
+
+    // Without the sudo rule the server says so in one line, and takes no
+    // snapshot itself.
+    std::fs::remove_file(format!("/etc/sudoers.d/byteback-{}", w.user.name)).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let out = w.server(&["snapshot", "--client", &client]);
+    refused(&out, 1, "hardened mode: sudo: ");
+    assert_eq!(w.snapshots(&client).len(), 3);
 }
 
 #[test]
