@@ -19,6 +19,23 @@ pub mod server;
 pub mod store;
 pub mod sys;
 
+/// The settings of every property test (`proptest`): `cases` cases by
+/// default, few enough for CI; `PROPTEST_CASES=N` runs N of each instead,
+/// for a long run (see the README's Tests).
+#[cfg(test)]
+pub(crate) fn proptest_config(cases: u32) -> proptest::test_runner::Config {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(cases);
+    proptest::test_runner::Config {
+        cases,
+        // Shrinking a hostile input can take long; a minute of it is plenty.
+        max_shrink_time: 60_000,
+        ..proptest::test_runner::Config::default()
+    }
+}
+
 #[cfg(test)]
 mod cli_tests {
     use clap::CommandFactory;

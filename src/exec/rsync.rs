@@ -423,6 +423,43 @@ pub fn server_args(client_options: &[String], side: &ServerSide) -> Vec<OsString
     args
 }
 
+/// The whole argv of the server's backup receiver (without the program):
+/// [`server_args`], the server's own `--link-dest`s (relative to `current`,
+/// from the store's plan, never from the client), and `. .` — the receiver
+/// runs in the client's `current`, whatever destination the client named.
+pub fn receiver_argv(
+    client_options: &[String],
+    side: &ServerSide,
+    link_dests: &[String],
+) -> Vec<OsString> {
+    let mut args = server_args(client_options, side);
+    args.extend(link_dests.iter().map(|d| format!("--link-dest={d}").into()));
+    args.push(".".into());
+    args.push(".".into());
+    args
+}
+
+/// The whole argv of the server's restore sender (without the program):
+/// [`server_args`], `.`, then the paths to send, relative to the client's
+/// directory, each already checked by
+/// [`crate::store::service::ClientBackups::restore_source`] (so none starts
+/// with `-`, none is absolute, none has a `..`).
+pub fn sender_argv(
+    client_options: &[String],
+    side: &ServerSide,
+    paths: &[Vec<u8>],
+) -> Vec<OsString> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut args = server_args(client_options, side);
+    args.push(".".into());
+    args.extend(
+        paths
+            .iter()
+            .map(|p| std::ffi::OsStr::from_bytes(p).to_owned()),
+    );
+    args
+}
+
 /// Whether the installed rsync has `--confine-root` (3.5.0 and later),
 /// which confines the files its filter rules may open.
 pub fn has_confine_root(rsync: &Path) -> bool {

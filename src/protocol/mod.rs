@@ -11,6 +11,10 @@
 
 use std::fmt;
 
+#[cfg(test)]
+mod abuses;
+#[cfg(test)]
+mod props;
 pub mod reply;
 pub mod wire;
 
@@ -395,7 +399,9 @@ fn check_option(word: &str) -> Result<(), Refusal> {
         }
         return refuse(format!("malformed rsync option {word:?}"));
     }
-    if let Some(digits) = letters.strip_prefix('B') {
+    // `-B<size>`: the whole rest of the cluster is the value, so it must be
+    // digits alone (`-B5e.x` would make `5e.x` the size, not capabilities).
+    if let Some(digits) = cluster.strip_prefix('B') {
         if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
             return Ok(());
         }
@@ -682,7 +688,9 @@ mod tests {
                 Some("rsync --server -logDtpre.iLsfxCIvu --open-noatime . current/"),
                 "--open-noatime",
             ),
-            // rsync takes unique prefixes of long options; only exact names pass.
+            // Abbreviations of forbidden options: rsync 3.5's popt matches
+            // long names exactly (it answers "unknown option"), and only
+            // exact names pass here either.
             (
                 Some("rsync --server -logDtpre.iLsfxCIvu --log-f=/tmp/x . current/"),
                 "--log-f",

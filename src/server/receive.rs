@@ -8,7 +8,6 @@
 //! stderr only.
 
 use std::io::{Read, Write};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -175,14 +174,7 @@ fn send(backups: &ClientBackups, options: &[String], paths: &[Vec<u8>]) -> Resul
     let confine = rsync::has_confine_root(Path::new(RSYNC));
     let args = |seen: &Path| {
         let side = server_side(store, ServerRole::Sender, confine.then_some(seen));
-        let mut args = rsync::server_args(options, &side);
-        args.push(".".into());
-        args.extend(
-            checked
-                .iter()
-                .map(|p| std::ffi::OsStr::from_bytes(p).to_owned()),
-        );
-        args
+        rsync::sender_argv(options, &side, &checked)
     };
     let ended = run_confined(store, client, false, confine, args, |_| None)?;
     Ok(exit_code(&ended.status))
@@ -211,17 +203,12 @@ fn receive(backups: &ClientBackups, options: &[String]) -> Result<u8> {
     let confine = rsync::has_confine_root(Path::new(RSYNC));
     let args = |seen: &Path| {
         let role = ServerRole::Receiver { inplace };
-        let mut args =
-            rsync::server_args(options, &server_side(store, role, confine.then_some(seen)));
-        args.extend(
-            plan.link_dests
-                .iter()
-                .map(|d| format!("--link-dest={d}").into()),
-        );
         // The destination is the working directory, whatever the client named.
-        args.push(".".into());
-        args.push(".".into());
-        args
+        rsync::receiver_argv(
+            options,
+            &server_side(store, role, confine.then_some(seen)),
+            &plan.link_dests,
+        )
     };
     enter_current(store, client)?;
     store.log(&format!("{client}: receiving backup"));
