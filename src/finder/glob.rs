@@ -10,12 +10,30 @@ use std::fmt;
 
 /// Longest pattern accepted, in bytes (a path can't be longer either).
 const MAX_PATTERN_LEN: usize = 4096;
-/// Most patterns, and tokens in all, that `{...}` may expand to: these bound
-/// the matching work per directory entry, whatever the client sends.
+/// Most patterns, and tokens in all (a `[...]` counting as its ranges), that
+/// `{...}` may expand to: these bound the matching work per directory entry,
+/// whatever the client sends.
 const MAX_ALTERNATIVES: usize = 256;
 const MAX_EXPANDED: usize = 16 * 1024;
 /// Deepest `{` nesting accepted; bounds the parser's recursion.
 const MAX_BRACE_DEPTH: usize = 16;
+
+#[cfg(test)]
+thread_local! {
+    /// The work done by parsing and matching on this thread, in basic steps
+    /// (a token compared, a class range tried, a state visited): what the
+    /// property tests bound, rather than time.
+    static STEPS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Counts `n` steps of work (see `STEPS`); nothing outside tests.
+#[inline]
+fn work(n: usize) {
+    #[cfg(test)]
+    STEPS.with(|s| s.set(s.get() + n as u64));
+    #[cfg(not(test))]
+    let _ = n;
+}
 
 /// Why a pattern was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -189,6 +207,7 @@ impl Parser<'_> {
                     if acc.len().saturating_mul(opts.len()) > MAX_ALTERNATIVES {
                         return Err(PatternError::TooManyAlternatives);
                     }
+                    work(acc.len() * opts.len());
                     let opts = &opts;
                     let product = acc
                         .iter()
@@ -214,7 +233,8 @@ impl Parser<'_> {
                 _ => Tok::Lit(b),
             };
             self.pos += 1;
-            size += acc.len();
+            size += acc.len() * weight(&tok);
+            work(acc.len());
             if size > MAX_EXPANDED {
                 return Err(PatternError::TooManyAlternatives);
             }
@@ -267,6 +287,7 @@ impl Parser<'_> {
     }
 
     fn class_unit(&mut self, start: usize) -> Result<u32, PatternError> {
+        work(1);
         self.pos += usize::from(self.src.get(self.pos) == Some(&b'\\'));
         match self.src.get(self.pos..) {
             Some(rest) if !rest.is_empty() => {
@@ -279,9 +300,19 @@ impl Parser<'_> {
     }
 }
 
-/// The tokens in `alts`, or an error if they are too many.
+/// What a token costs to match against one character: one, or a class's
+/// ranges (tried one by one), so that sets of thousands of ranges copied
+/// into hundreds of alternatives cannot multiply the work.
+fn weight(tok: &Tok) -> usize {
+    match tok {
+        Tok::Class { ranges, .. } => ranges.len().max(1),
+        _ => 1,
+    }
+}
+
+/// The weight of the tokens in `alts`, or an error if it is too much.
 fn too_big(alts: &[Vec<Tok>]) -> Result<usize, PatternError> {
-    let size = alts.iter().map(Vec::len).sum();
+    let size = alts.iter().flatten().map(weight).sum();
     match alts.len() > MAX_ALTERNATIVES || size > MAX_EXPANDED {
         true => Err(PatternError::TooManyAlternatives),
         false => Ok(size),
@@ -347,6 +378,7 @@ fn glob_match(toks: &[Tok], name: &[u8]) -> bool {
     let (mut t, mut n) = (0, 0);
     let mut backtrack: Option<(usize, usize)> = None;
     loop {
+        work(1);
         let rest = name.get(n..).unwrap_or_default();
         let step = match toks.get(t) {
             Some(Tok::Star) => {
@@ -357,6 +389,7 @@ fn glob_match(toks: &[Tok], name: &[u8]) -> bool {
             Some(Tok::Any) => (!rest.is_empty()).then(|| unit(rest).1),
             Some(Tok::Class { negated, ranges }) if !rest.is_empty() => {
                 let (u, len) = unit(rest);
+                work(ranges.len());
                 let inside = ranges.iter().any(|&(lo, hi)| lo <= u && u <= hi);
                 (inside != *negated).then_some(len)
             }
@@ -407,23 +440,38 @@ impl<'p> Nfa<'p> {
         s
     }
 
-    /// Adds what `**` reaches by matching nothing, then sorts and dedups.
+    /// Sorts and dedups, and adds what `**` and `***` reach by matching
+    /// nothing: each state once, so a run of n of them costs n, not n² (it
+    /// once cost minutes of CPU per path for `/**/**/…`).
     fn close(&self, s: &mut Vec<State>) {
-        let mut i = 0;
-        while let Some(&(p, k)) = s.get(i) {
-            if matches!(self.comp((p, k)), Some(Comp::AnyDirs | Comp::Everything)) {
-                s.push((p, k + 1));
-            }
-            i += 1;
-        }
+        let skips = |st: State| matches!(self.comp(st), Some(Comp::AnyDirs | Comp::Everything));
         s.sort_unstable();
         s.dedup();
+        if !s.iter().any(|&st| skips(st)) {
+            return;
+        }
+        let mut out: Vec<State> = Vec::with_capacity(s.len());
+        for &(p, mut k) in s.iter() {
+            work(1);
+            // A state already reached from an earlier `**` of its pattern.
+            if out.last().is_some_and(|&(lp, lk)| lp == p && lk >= k) {
+                continue;
+            }
+            out.push((p, k));
+            while skips((p, k)) {
+                work(1);
+                k += 1;
+                out.push((p, k));
+            }
+        }
+        *s = out;
     }
 
     /// The states after entering the component `name`, into `out`.
     pub(super) fn step(&self, s: &[State], name: &[u8], out: &mut Vec<State>) {
         out.clear();
         for &(p, k) in s {
+            work(1);
             match self.comp((p, k)) {
                 Some(Comp::AnyDirs) if name.first() != Some(&b'.') => out.push((p, k)),
                 Some(Comp::Everything) => out.push((p, k)),
@@ -813,5 +861,205 @@ mod tests {
         assert!(!p.may_match_below(b"/etc"));
         assert!(!pat("/").may_match_below(b"/"));
         assert!(pat("/{etc,usr}/x").may_match_below(b"/usr"));
+    }
+}
+
+/// Property tests: any bytes, as a pattern or a path, never panic; parsing
+/// and matching do bounded work (counted in steps, see `STEPS`, not timed),
+/// however hostile the pattern; and what a pattern keeps is bounded too.
+#[cfg(test)]
+mod props {
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+    use proptest::sample::select;
+
+    use super::*;
+
+    /// Runs `f`, counting its steps.
+    fn steps<T>(f: impl FnOnce() -> T) -> (T, u64) {
+        STEPS.with(|s| s.set(0));
+        let out = f();
+        (out, STEPS.with(|s| s.get()))
+    }
+
+    /// What a parsed pattern keeps, and costs per path byte: its components
+    /// and the weight of their tokens, all alternatives together.
+    fn weight_of(p: &Pattern) -> u64 {
+        let comp = |c: &Comp| match c {
+            Comp::Glob(toks) => toks.iter().map(weight).sum(),
+            Comp::Literal(_) | Comp::AnyDirs | Comp::Everything => 1,
+        };
+        p.alts.iter().flatten().map(comp).sum::<usize>() as u64 + 1
+    }
+
+    /// The most a pattern may weigh: the parser's own limits.
+    const MAX_WEIGHT: u64 = (MAX_EXPANDED + MAX_ALTERNATIVES + 1) as u64;
+
+    /// The bound on matching one path: a few steps per token weight per
+    /// path byte (the classic one-star-backtracking match is
+    /// O(pattern × name); `**` states are each visited once per component).
+    fn match_bound(p: &Pattern, path: &[u8]) -> u64 {
+        8 * weight_of(p) * (path.len() as u64 + 2)
+    }
+
+    /// The bound on parsing: a few steps per byte and per expanded token.
+    fn parse_bound(pattern: &[u8]) -> u64 {
+        4 * (MAX_EXPANDED + pattern.len()) as u64
+    }
+
+    /// Pieces that mean something to the parser, and any byte.
+    fn piece() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            4 => select(&[
+                "/", "/**", "/***", "**", "*", "?", "[", "]", "[!", "[^", "a-z", "{", "}", ",", "\\",
+                "\\/", ".", "..", "/..", "/.", "a", "b", "*a", "{a,", "{*,?}", "[[[[", "[]",
+                "é", "\u{1f600}",
+            ][..])
+            .prop_map(|s| s.as_bytes().to_vec()),
+            1 => any::<u8>().prop_map(|b| vec![b]),
+        ]
+    }
+
+    /// A pattern of up to `max` bytes, made of pieces.
+    fn pattern(max: usize) -> impl Strategy<Value = Vec<u8>> {
+        vec(piece(), 0..max / 2).prop_map(move |pieces| {
+            let mut p = b"/".to_vec();
+            p.extend(pieces.concat());
+            p.truncate(max);
+            p
+        })
+    }
+
+    /// A path of up to `max` bytes: components of names that patterns
+    /// like to match, dotfiles, `.`/`..`, long names, any bytes.
+    fn path(max: usize) -> impl Strategy<Value = Vec<u8>> {
+        let name = prop_oneof![
+            4 => select(&["a", "b", "ab", "aaaa", ".x", ".", "..", "", "é", "{a,b}", "*"][..])
+                .prop_map(|s| s.as_bytes().to_vec()),
+            1 => (1..300usize, select(&[b'a', b'b', b'.', b'/'][..])).prop_map(|(n, b)| vec![b; n]),
+            1 => vec(any::<u8>(), 0..8),
+        ];
+        vec(name, 0..max / 2).prop_map(move |names| {
+            let mut p = Vec::new();
+            for n in names {
+                p.push(b'/');
+                p.extend(n);
+            }
+            p.truncate(max);
+            p
+        })
+    }
+
+    proptest! {
+        #![proptest_config(crate::proptest_config(1024))]
+
+        /// Any bytes at all: parsing, matching and pruning never panic, and
+        /// a path climbing out with `..` never matches.
+        #[test]
+        fn any_bytes_never_panic(p in vec(any::<u8>(), 0..64), q in pattern(64), path in path(64)) {
+            for p in [&p, &q] {
+                if let Ok(pattern) = Pattern::parse(p) {
+                    pattern.may_match_below(&path);
+                    pattern.matches(p);
+                    let climbs = path.split(|&b| b == b'/').any(|c| c == b"..");
+                    prop_assert!(!(climbs && pattern.matches(&path)));
+                }
+            }
+        }
+
+    }
+
+    proptest! {
+        // Each case makes and matches kilobytes: fewer of them by default.
+        #![proptest_config(crate::proptest_config(96))]
+
+        /// Patterns of up to 1 KiB against paths of up to 4 KiB: bounded
+        /// work for parsing and matching, and a bounded pattern kept.
+        #[test]
+        fn hostile_patterns_do_bounded_work(p in pattern(1024), path in path(4096)) {
+            let (parsed, parse_steps) = steps(|| Pattern::parse(&p));
+            prop_assert!(parse_steps <= parse_bound(&p), "{parse_steps} steps to parse");
+            if let Ok(pattern) = parsed {
+                prop_assert!(weight_of(&pattern) <= MAX_WEIGHT);
+                let (_, n) = steps(|| (pattern.matches(&path), pattern.may_match_below(&path)));
+                prop_assert!(n <= match_bound(&pattern, &path), "{n} steps to match");
+            }
+        }
+    }
+
+    /// The shapes that make naive glob matchers explode, at 1 KiB against
+    /// 4 KiB paths: refused, or matched within the bound.
+    #[test]
+    fn known_hostile_patterns_do_bounded_work() {
+        let class = |n: usize| -> String {
+            let set: String = (b'!'..=b'~')
+                .filter(|b| !b"]\\-".contains(b))
+                .map(char::from)
+                .cycle()
+                .take(n)
+                .collect();
+            format!("[{set}]")
+        };
+        let mut nested = String::from("/");
+        for c in 'a'..='o' {
+            nested.push_str(&format!("{{{c},"));
+        }
+        nested.push_str(&format!("z{}", "}".repeat(15)));
+        let patterns = [
+            // `**` runs: the closure once took n² per component (minutes).
+            "/**".repeat(341),
+            "/***".repeat(256),
+            format!("/{}", "**/*a*/".repeat(146)),
+            // Nested and multiplied braces.
+            nested,
+            format!("/{}", "{a,{b,{c,{d,{e,{f,{g,{h,i}}}}}}}}".repeat(30)),
+            format!("/{}*", "{*,?}".repeat(8)),
+            // Star runs and backtracking.
+            format!("/{}", "*a".repeat(511)),
+            format!("/{}b", "a*".repeat(511)),
+            // Classes: unclosed, huge, multiplied by alternatives.
+            "/[[[[".repeat(200),
+            format!("/*{}", class(1000)),
+            format!("/{}{}", "{*,?}".repeat(8), class(50)),
+            format!("/{}*{}", "{a,b}".repeat(8), class(900)),
+            "/".repeat(1024),
+        ];
+        let paths = [
+            format!("/{}", "a".repeat(4095)),
+            "/a".repeat(2048),
+            format!("/{}", "ab/".repeat(1365)),
+        ];
+        for p in &patterns {
+            let p = &p.as_bytes()[..p.len().min(1024)];
+            let (parsed, parse_steps) = steps(|| Pattern::parse(p));
+            assert!(parse_steps <= parse_bound(p), "{parse_steps}");
+            let Ok(pattern) = parsed else { continue };
+            assert!(weight_of(&pattern) <= MAX_WEIGHT);
+            for path in &paths {
+                let (_, n) = steps(|| {
+                    (
+                        pattern.matches(path.as_bytes()),
+                        pattern.may_match_below(path.as_bytes()),
+                    )
+                });
+                let shown = String::from_utf8_lossy(&p[..p.len().min(40)]);
+                assert!(
+                    n <= match_bound(&pattern, path.as_bytes()),
+                    "{shown}…: {n} steps"
+                );
+                // Generous, and far below what a naive matcher does here.
+                assert!(n <= 200_000_000, "{shown}…: {n} steps");
+            }
+        }
+        // The limits hold: longer patterns and bigger expansions are refused.
+        assert_eq!(
+            Pattern::parse(&[b'/'; MAX_PATTERN_LEN + 1]),
+            Err(PatternError::TooLong)
+        );
+        let heavy = format!("/{}*{}", "{a,b}".repeat(8), class(900));
+        assert_eq!(
+            Pattern::parse(heavy.as_bytes()),
+            Err(PatternError::TooManyAlternatives)
+        );
     }
 }
