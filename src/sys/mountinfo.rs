@@ -289,3 +289,119 @@ mod tests {
         assert_eq!(exclusion_reason(&m), None);
     }
 }
+
+/// Property tests: any bytes never panic; a mount table written the way
+/// the kernel writes it reads back exactly, whatever its names hold.
+#[cfg(test)]
+mod props {
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+    use proptest::sample::select;
+
+    use super::*;
+
+    /// A field as the kernel writes it: space, tab, newline and backslash
+    /// as `\ooo` (`mangle()` in fs/proc_namespace.c).
+    fn escape(bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for &b in bytes {
+            match b {
+                b' ' | b'\t' | b'\n' | b'\\' => out.extend(format!("\\{b:03o}").bytes()),
+                _ => out.push(b),
+            }
+        }
+        out
+    }
+
+    /// A mountinfo line for `m` (mount ID, parent, device, root, mount
+    /// point, options, optional fields, `-`, type, source, super options).
+    fn line(m: &Mount, optional: &[&str]) -> Vec<u8> {
+        let mut l = b"36 35 98:0 / ".to_vec();
+        l.extend(escape(m.mount_point.as_os_str().as_encoded_bytes()));
+        l.extend(b" rw,noatime");
+        for o in optional {
+            l.push(b' ');
+            l.extend(o.as_bytes());
+        }
+        l.extend(b" - ");
+        l.extend(escape(m.fs_type.as_bytes()));
+        l.push(b' ');
+        l.extend(escape(m.source.as_bytes()));
+        l.push(b' ');
+        l.extend(m.super_options.as_bytes());
+        l
+    }
+
+    /// Names with what the kernel escapes, backslash sequences that look
+    /// like escapes, invalid UTF-8, and length.
+    fn name() -> impl Strategy<Value = Vec<u8>> {
+        let piece = prop_oneof![
+            select(
+                &[
+                    " ", "\t", "\n", "\\", "\\040", "\\134", "\\", "\\0", "\\9", "a", "é", "-"
+                ][..]
+            )
+            .prop_map(|s| s.as_bytes().to_vec()),
+            any::<u8>()
+                .prop_filter("no NUL in a path", |b| *b != 0)
+                .prop_map(|b| vec![b]),
+            (1..5000usize).prop_map(|n| vec![b'x'; n]),
+        ];
+        vec(piece, 0..12).prop_map(|p| p.concat())
+    }
+
+    fn text() -> impl Strategy<Value = String> {
+        vec(any::<char>(), 1..20).prop_map(String::from_iter)
+    }
+
+    fn mount() -> impl Strategy<Value = Mount> {
+        (name(), text(), text(), "[a-z_=,0-9]{0,20}").prop_map(|(point, t, source, o)| {
+            let mut p = b"/".to_vec();
+            p.extend(point);
+            Mount {
+                mount_point: PathBuf::from(OsString::from_vec(p)),
+                fs_type: t,
+                source,
+                super_options: o,
+            }
+        })
+    }
+
+    proptest! {
+        #![proptest_config(crate::proptest_config(512))]
+
+        /// Any bytes, any lines: no panic, and every mount point read is a
+        /// path whatever its bytes.
+        #[test]
+        fn any_bytes_never_panic(bytes in vec(any::<u8>(), 0..2000), sources in vec("/[a-z/]{0,6}", 0..3)) {
+            let mounts = parse(&bytes);
+            let sources: Vec<PathBuf> = sources.iter().map(PathBuf::from).collect();
+            for e in exclusions(&mounts, &sources) {
+                prop_assert!(sources.iter().any(|s| e.mount_point.starts_with(s) && e.mount_point != *s));
+            }
+            let _ = mounts.iter().map(exclusion_reason).count();
+        }
+
+        /// What the kernel writes reads back exactly: escaped spaces,
+        /// backslashes, newlines, invalid UTF-8, 20 KiB names.
+        #[test]
+        fn escaped_names_decode_exactly(
+            mounts in vec(mount(), 1..4),
+            optional in vec(select(&["shared:1", "master:2", "propagate_from:3", "unbindable"][..]), 0..3),
+        ) {
+            let table: Vec<Vec<u8>> = mounts.iter().map(|m| line(m, &optional)).collect();
+            prop_assert_eq!(parse(&table.join(&b'\n')), mounts);
+        }
+
+        /// A line cut short anywhere before its source is no mount at all
+        /// (and its neighbours still read).
+        #[test]
+        fn missing_fields_are_skipped(m in mount(), cut in 0usize..9) {
+            let full = line(&m, &["shared:1"]);
+            let fields: Vec<&[u8]> = full.split(|&b| b == b' ').collect();
+            let short = fields[..cut.min(fields.len())].join(&b' ');
+            let table = [short, full.clone()].join(&b'\n');
+            prop_assert_eq!(parse(&table), vec![m]);
+        }
+    }
+}
