@@ -52,7 +52,40 @@ impl ClientName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Checks a name for a primary server enrolled with `new-client
+    /// --replica`: a client name that also keeps [`ClientName::replicated`]
+    /// unambiguous (no `__`, not ending in `_`).
+    pub fn primary(name: &str) -> Result<Self> {
+        let name = ClientName::new(name)?;
+        if name.0.contains(REPLICA_SEPARATOR) || name.0.ends_with('_') {
+            return Err(Error::Usage(format!(
+                "invalid primary name {:?}: it must not contain '{REPLICA_SEPARATOR}' or end with '_' (replicated clients are named PRIMARY{REPLICA_SEPARATOR}CLIENT)",
+                name.0
+            )));
+        }
+        Ok(name)
+    }
+
+    /// The name under which a replica keeps client `client` of primary
+    /// `primary`: `PRIMARY__CLIENT`. Since a primary's name has no `__`
+    /// and does not end in `_`, the first `__` of the result is always the
+    /// end of the primary's name: two primaries never share a mapped name,
+    /// and a primary reaches only names that start with its own and `__`.
+    pub fn replicated(primary: &ClientName, client: &ClientName) -> Result<Self> {
+        let primary = ClientName::primary(primary.as_str())?;
+        ClientName::new(&format!("{primary}{REPLICA_SEPARATOR}{client}"))
+    }
+
+    /// For a mapped name, the primary's name and the client's (see
+    /// [`ClientName::replicated`]); `None` for an ordinary client's name.
+    pub fn split_replicated(&self) -> Option<(&str, &str)> {
+        self.0.split_once(REPLICA_SEPARATOR)
+    }
 }
+
+/// Separates the primary's name from its client's in a replica's store.
+pub const REPLICA_SEPARATOR: &str = "__";
 
 impl fmt::Display for ClientName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -176,6 +209,26 @@ mod tests {
             assert!(err.starts_with("invalid client name"), "{bad:?}: {err}");
         }
         assert!(ClientName::new(&"a".repeat(254)).is_err());
+    }
+
+    #[test]
+    fn replicated_names_are_unambiguous() {
+        let n = |s: &str| ClientName::new(s).unwrap();
+        let mapped = ClientName::replicated(&n("primary.example"), &n("web1.example")).unwrap();
+        assert_eq!(mapped.as_str(), "primary.example__web1.example");
+        assert_eq!(
+            mapped.split_replicated(),
+            Some(("primary.example", "web1.example"))
+        );
+        // A client name may hold '_' runs; the primary's part stays its own.
+        let odd = ClientName::replicated(&n("p"), &n("_a__b_")).unwrap();
+        assert_eq!(odd.split_replicated(), Some(("p", "_a__b_")));
+        for bad in ["p__q", "p_", "a__", "x..y", ""] {
+            assert!(ClientName::primary(bad).is_err(), "{bad}");
+        }
+        assert!(ClientName::replicated(&n("p_"), &n("a")).is_err());
+        assert!(ClientName::replicated(&n("p"), &n(&"a".repeat(252))).is_err());
+        assert_eq!(n("plain.example").split_replicated(), None);
     }
 
     #[test]

@@ -10,8 +10,14 @@ use crate::protocol::{Completed, Failure, PingReply, Request};
 
 /// Runs one request on the server; stdout on success.
 fn call(ssh: &Ssh, request: &Request, stdin: Option<&str>) -> Result<String> {
+    call_line(ssh, &request.render(), stdin)
+}
+
+/// Runs one command line on the server (a request rendered elsewhere, such
+/// as a replica's); stdout on success, the server's own words on failure.
+pub fn call_line(ssh: &Ssh, command: &str, stdin: Option<&str>) -> Result<String> {
     let mut child = ssh
-        .command(&request.render())
+        .command(command)
         .configure(|c| {
             c.stdout(Stdio::piped()).stderr(Stdio::piped());
             c.stdin(if stdin.is_some() {

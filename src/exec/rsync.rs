@@ -277,6 +277,81 @@ impl BackupTransfer {
     }
 }
 
+/// One snapshot of a primary's store sent to a replica (`byteback-server
+/// replicate`): into the replica's `current` of that client, as a backup
+/// would be, but read through `--fake-super` so the replica receives the
+/// client's own owners, modes, devices and ACLs rather than the backup
+/// user's files that hold them.
+#[derive(Debug, Clone)]
+pub struct ReplicaTransfer {
+    /// Program to run (normally `rsync`).
+    pub rsync: PathBuf,
+    /// The snapshot's directory in the primary's store.
+    pub snapshot_dir: PathBuf,
+    /// The client's name (the primary's; the replica maps it).
+    pub client: String,
+    /// The `--rsh` string (see [`super::ssh::Ssh::rsh_string`]).
+    pub rsh: String,
+    /// `user@host` of the replica.
+    pub remote: String,
+    /// Seconds without I/O before rsync gives up.
+    pub io_timeout_secs: u64,
+    /// rsync's `--bwlimit`, if any (checked by the caller).
+    pub bwlimit: Option<String>,
+    /// List every file as it goes.
+    pub verbose: bool,
+}
+
+impl ReplicaTransfer {
+    /// The rsync argv (without the program).
+    pub fn args(&self) -> Vec<OsString> {
+        let mut args: Vec<OsString> = [
+            // Everything a backup keeps, as a backup sends it.
+            "--archive",
+            "--hard-links",
+            "--acls",
+            "--xattrs",
+            "--numeric-ids",
+            "--sparse",
+            // The replica's `current` becomes this snapshot exactly; its
+            // earlier snapshots keep what went.
+            "--delete",
+            // Read the snapshot as rsync --fake-super wrote it: ownership,
+            // modes, devices and ACLs from the `user.rsync.*` xattrs, and
+            // those xattrs not sent as themselves. (The replica's receiver
+            // stores them the same way.)
+            "--fake-super",
+            // On btrfs, unchanged blocks stay shared with the replica's
+            // snapshots and an interrupted transfer resumes; a plain
+            // replica drops it and links from its newest snapshot instead.
+            "--inplace",
+            // Nanosecond times, as the backups compared them.
+            "--modify-window=-1",
+            // The figures of the summary.
+            "--stats",
+        ]
+        .into_iter()
+        .map(OsString::from)
+        .collect();
+        args.push(format!("--timeout={}", self.io_timeout_secs).into());
+        if let Some(limit) = &self.bwlimit {
+            args.push(format!("--bwlimit={limit}").into());
+        }
+        if self.verbose {
+            args.push("--itemize-changes".into());
+        }
+        args.push("--rsh".into());
+        args.push(self.rsh.clone().into());
+        args.push("--".into());
+        // The trailing '/' sends the snapshot's contents, not the directory.
+        let mut source = self.snapshot_dir.clone().into_os_string();
+        source.push("/");
+        args.push(source);
+        args.push(format!("{}:{}/current/", self.remote, self.client).into());
+        args
+    }
+}
+
 /// Where a restore reads from.
 #[derive(Debug, Clone)]
 pub enum RestoreFrom {
@@ -566,6 +641,59 @@ mod tests {
         assert!(
             args.contains(&"--inplace".to_string())
                 && args.contains(&"--delete-excluded".to_string())
+        );
+    }
+
+    #[test]
+    fn replica_argv() {
+        let t = ReplicaTransfer {
+            rsync: "rsync".into(),
+            snapshot_dir: "/srv/bb/web1/2026-11-26T03:00:00Z".into(),
+            client: "web1".into(),
+            rsh: "ssh -p 2222".into(),
+            remote: "bb@replica".into(),
+            io_timeout_secs: 600,
+            bwlimit: Some("2m".into()),
+            verbose: false,
+        };
+        let args: Vec<String> = t
+            .args()
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        for flag in [
+            "--archive",
+            "--hard-links",
+            "--acls",
+            "--xattrs",
+            "--numeric-ids",
+            "--sparse",
+            "--delete",
+            "--fake-super",
+            "--inplace",
+            "--bwlimit=2m",
+        ] {
+            assert!(args.contains(&flag.to_string()), "{flag}: {args:?}");
+        }
+        let tail = &args[args.len() - 5..];
+        assert_eq!(
+            tail,
+            [
+                "--rsh",
+                "ssh -p 2222",
+                "--",
+                "/srv/bb/web1/2026-11-26T03:00:00Z/",
+                "bb@replica:web1/current/"
+            ]
+        );
+        // What it makes rsync send is what a replica's key accepts.
+        let remote = format!(
+            "rsync --server -lHogDtpAXrSe.iLsfxCIvu --timeout=600 --bwlimit=2048 --delete --numeric-ids --inplace --fake-super -@-1 . {}",
+            &tail[4]["bb@replica:".len()..]
+        );
+        assert!(
+            crate::protocol::parse_replica(Some(&remote)).is_ok(),
+            "{remote}"
         );
     }
 

@@ -11,14 +11,17 @@
 
 use std::fmt;
 
+use crate::names::{ClientName, SnapshotName};
+
 #[cfg(test)]
 mod abuses;
 #[cfg(test)]
 mod props;
+
 pub mod reply;
 pub mod wire;
 
-pub use reply::{Completed, DigestLine, Failure, PingReply, SnapshotLine};
+pub use reply::{Completed, DigestLine, Failure, PingReply, ReplicaState, SnapshotLine};
 
 pub use wire::{DecodeError, decode_arg, decode_found, encode_arg, encode_found};
 
@@ -117,6 +120,108 @@ impl Request {
     }
 }
 
+/// A request a primary server may make of its replica (the key enrolled
+/// with `new-client --replica`). The client it names is the primary's own
+/// client; the replica keeps it under the mapped name
+/// ([`ClientName::replicated`]), so a primary only ever reaches its own
+/// clients, whatever it names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplicaRequest {
+    /// The newest snapshot the replica holds of each of this primary's clients.
+    State,
+    /// Run rsync's receiver into `client`'s `current`, with these (allowed)
+    /// options.
+    Receive {
+        client: ClientName,
+        options: Vec<String>,
+    },
+    /// Snapshot `client`'s `current` under the primary's own name for it
+    /// (which must be newer than any the replica holds of that client);
+    /// `partial` marks one the primary holds as partial.
+    Snapshot {
+        client: ClientName,
+        name: SnapshotName,
+        partial: bool,
+    },
+}
+
+impl ReplicaRequest {
+    /// The command line the primary sends (for `Receive`, rsync writes it).
+    pub fn render(&self) -> String {
+        match self {
+            ReplicaRequest::State => "byteback replica-state".to_owned(),
+            ReplicaRequest::Receive { client, options } => {
+                format!("rsync --server {} . {client}/current/", options.join(" "))
+            }
+            ReplicaRequest::Snapshot {
+                client,
+                name,
+                partial,
+            } => {
+                let flag = if *partial { " --partial" } else { "" };
+                format!("byteback replica-snapshot{flag} {client} {name}")
+            }
+        }
+    }
+}
+
+/// Parses what a primary asked its replica for: only the three requests of
+/// [`ReplicaRequest`], each checked as strictly as a client's backup.
+pub fn parse_replica(command: Option<&str>) -> Result<ReplicaRequest, Refusal> {
+    let Some(command) = command else {
+        return refuse("no command given: this key may only replicate snapshots, not a shell");
+    };
+    check_line(command)?;
+    let words: Vec<&str> = command.split(' ').collect();
+    let client = |word: &str| ClientName::new(word).map_err(|e| Refusal(format!("{e}")));
+    match words.as_slice() {
+        ["byteback", "replica-state"] => Ok(ReplicaRequest::State),
+        ["byteback", "replica-snapshot", rest @ ..] => {
+            let (partial, rest) = match rest {
+                ["--partial", rest @ ..] => (true, rest),
+                rest => (false, rest),
+            };
+            let [who, name] = rest else {
+                return refuse("replica-snapshot needs a client and a snapshot name");
+            };
+            let Some(name) = SnapshotName::parse(name) else {
+                return refuse(format!("{:?} is not a snapshot name", truncate(name)));
+            };
+            Ok(ReplicaRequest::Snapshot {
+                client: client(who)?,
+                name,
+                partial,
+            })
+        }
+        ["rsync", "--server", "--sender", ..] => {
+            refuse("rsync --sender is not allowed: a replica's key only sends snapshots to it")
+        }
+        ["rsync", "--server", rest @ ..] => {
+            let (options, rest) = split_rsync(rest)?;
+            let [destination] = rest else {
+                return refuse("rsync receiver needs exactly one destination, CLIENT/current/");
+            };
+            let who = destination
+                .strip_suffix("/current/")
+                .or_else(|| destination.strip_suffix("/current"))
+                .ok_or_else(|| {
+                    Refusal(format!(
+                        "rsync destination {:?} is not CLIENT/current/",
+                        truncate(destination)
+                    ))
+                })?;
+            Ok(ReplicaRequest::Receive {
+                client: client(who)?,
+                options,
+            })
+        }
+        _ => refuse(format!(
+            "command not allowed: {:?}; this key may only replicate snapshots",
+            truncate(command)
+        )),
+    }
+}
+
 /// Why a command was refused; shown to the client and logged.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal(pub String);
@@ -137,17 +242,7 @@ pub fn parse(command: Option<&str>) -> Result<Request, Refusal> {
     let Some(command) = command else {
         return refuse("no command given: this key may only run byteback backups, not a shell");
     };
-    if command.len() > MAX_COMMAND_LEN {
-        return refuse(format!("command longer than {MAX_COMMAND_LEN} bytes"));
-    }
-    if let Some(c) = command
-        .chars()
-        .find(|c| !(c.is_ascii_graphic() || *c == ' '))
-    {
-        return refuse(format!(
-            "command contains the character {c:?}, which byteback never sends"
-        ));
-    }
+    check_line(command)?;
     let words: Vec<&str> = command.split(' ').collect();
     match words.as_slice() {
         ["byteback", "ping"] => Ok(Request::Ping),
@@ -163,6 +258,22 @@ pub fn parse(command: Option<&str>) -> Result<Request, Refusal> {
             truncate(command)
         )),
     }
+}
+
+/// The checks every command line passes first: its length and characters.
+fn check_line(command: &str) -> Result<(), Refusal> {
+    if command.len() > MAX_COMMAND_LEN {
+        return refuse(format!("command longer than {MAX_COMMAND_LEN} bytes"));
+    }
+    if let Some(c) = command
+        .chars()
+        .find(|c| !(c.is_ascii_graphic() || *c == ' '))
+    {
+        return refuse(format!(
+            "command contains the character {c:?}, which byteback never sends"
+        ));
+    }
+    Ok(())
 }
 
 fn truncate(s: &str) -> &str {
@@ -733,5 +844,147 @@ mod tests {
         }
         let long = format!("byteback ping {}", "x".repeat(5000));
         assert!(parse(Some(&long)).is_err());
+    }
+
+    #[test]
+    fn replica_requests_round_trip() {
+        let c = ClientName::new("web1.example").unwrap();
+        let name = SnapshotName::parse("2026-11-26T03:00:00Z").unwrap();
+        for r in [
+            ReplicaRequest::State,
+            ReplicaRequest::Snapshot {
+                client: c.clone(),
+                name: name.clone(),
+                partial: false,
+            },
+            ReplicaRequest::Snapshot {
+                client: c.clone(),
+                name: SnapshotName::parse("2014-03-02T23:10+0100").unwrap(),
+                partial: true,
+            },
+            ReplicaRequest::Receive {
+                client: c.clone(),
+                options: vec!["-logDtpXAHre.iLsfxCIvu".into(), "--inplace".into()],
+            },
+        ] {
+            assert_eq!(parse_replica(Some(&r.render())), Ok(r));
+        }
+        // What rsync 3.2+ really sends for `replicate`'s transfer.
+        let real = "rsync --server -lHogDtpAXrSe.iLsfxCIvu --timeout=600 --delete --numeric-ids --inplace --fake-super -@-1 . web1.example/current/";
+        let Ok(ReplicaRequest::Receive { client, options }) = parse_replica(Some(real)) else {
+            panic!("{real}")
+        };
+        assert_eq!((client, options.len()), (c, 7));
+        assert!(matches!(
+            parse_replica(Some(
+                "rsync --server -logDtpre.iLsfxCIvu . web1.example/current"
+            )),
+            Ok(ReplicaRequest::Receive { .. })
+        ));
+    }
+
+    #[test]
+    fn replica_keys_refuse_everything_else() {
+        let cases = [
+            (None, "no command"),
+            (Some(""), "not allowed"),
+            (Some("sh"), "not allowed"),
+            // A replica key is not a client key: none of a client's requests.
+            (Some("byteback ping"), "not allowed"),
+            (Some("byteback complete"), "not allowed"),
+            (Some("byteback snapshots"), "not allowed"),
+            (Some("byteback list %2A /etc"), "not allowed"),
+            (
+                Some("rsync --server --sender -logDtpre.iLsfxCIvu . a/current/"),
+                "--sender",
+            ),
+            (Some("byteback replica-state x"), "not allowed"),
+            (Some("byteback replica-state\nid"), "character"),
+            (Some("byteback replica-state\n"), "character"),
+            (Some("byteback  replica-state"), "not allowed"),
+            (Some("byteback replica-snapshot a"), "needs a client"),
+            (
+                Some("byteback replica-snapshot a 2026-11-26T03:00:00Z extra"),
+                "needs a client",
+            ),
+            (
+                Some("byteback replica-snapshot a 2026-11-26"),
+                "not a snapshot name",
+            ),
+            (
+                Some("byteback replica-snapshot a current"),
+                "not a snapshot name",
+            ),
+            (
+                Some("byteback replica-snapshot ../b 2026-11-26T03:00:00Z"),
+                "invalid client name",
+            ),
+            (
+                Some("byteback replica-snapshot .. 2026-11-26T03:00:00Z"),
+                "invalid client name",
+            ),
+            (
+                Some("byteback replica-snapshot --partial --partial a 2026-11-26T03:00:00Z"),
+                "needs a client",
+            ),
+            (
+                Some("byteback replica-snapshot a 2026-11-26T03:00:00Z/../x"),
+                "not a snapshot name",
+            ),
+            (
+                Some("rsync --server -logDtpre.iLsfxCIvu . current/"),
+                "not CLIENT/current/",
+            ),
+            (
+                Some("rsync --server -logDtpre.iLsfxCIvu . a/b/current/"),
+                "invalid client name",
+            ),
+            (
+                Some("rsync --server -logDtpre.iLsfxCIvu . ../x/current/"),
+                "invalid client name",
+            ),
+            (
+                Some("rsync --server -logDtpre.iLsfxCIvu . /current/"),
+                "invalid client name",
+            ),
+            (
+                Some("rsync --server -logDtpre.iLsfxCIvu . a/2026-11-26T03:00:00Z/"),
+                "not CLIENT/current/",
+            ),
+            (
+                Some("rsync --server -logDtpre.iLsfxCIvu . a/current/x"),
+                "not CLIENT/current/",
+            ),
+            (
+                Some("rsync --server -logDtpre.iLsfxCIvu . a/current/ b/current/"),
+                "exactly one",
+            ),
+            (Some("rsync --server -logDtpre.iLsfxCIvu"), "exactly one"),
+            (
+                Some("rsync --server -logDtpre.iLsfxCIvu --link-dest=../../other . a/current/"),
+                "--link-dest",
+            ),
+            (
+                Some("rsync --server -logDtpre.iLsfxCIvu --remove-source-files . a/current/"),
+                "--remove-source-files",
+            ),
+            (
+                Some("rsync --server -slogDtpre.iLsfxCIvu . a/current/"),
+                "-s",
+            ),
+            (
+                Some("rsync --server -logDtpUre.iLsfxCIvu . a/current/"),
+                "-U",
+            ),
+        ];
+        for (cmd, why) in cases {
+            let err = parse_replica(cmd)
+                .expect_err(&format!("{cmd:?} must be refused"))
+                .0;
+            assert!(err.contains(why), "{cmd:?}: {err}");
+        }
+        assert!(parse_replica(Some("byteback\treplica-state")).is_err());
+        let long = format!("byteback replica-state {}", "x".repeat(5000));
+        assert!(parse_replica(Some(&long)).unwrap_err().0.contains("longer"));
     }
 }

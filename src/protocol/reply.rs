@@ -80,6 +80,62 @@ impl PingReply {
     }
 }
 
+/// A replica's answer to `byteback replica-state`: for each of the asking
+/// primary's clients it holds, the newest snapshot (`None`: none yet, only
+/// a `current`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ReplicaState {
+    /// The protocol version the replica speaks.
+    pub protocol: u32,
+    /// The primary's name, as the replica's key line fixes it.
+    pub primary: String,
+    /// Free bytes on the replica's store.
+    pub free_bytes: u64,
+    /// Client name (the primary's) → its newest snapshot on the replica.
+    pub clients: BTreeMap<String, Option<String>>,
+}
+
+impl ReplicaState {
+    /// `key=value` lines, then one `client=NAME NEWEST` line per client
+    /// (`-` for none).
+    pub fn render(&self) -> String {
+        let mut text = format!(
+            "protocol={}\nprimary={}\nfree_bytes={}\n",
+            self.protocol, self.primary, self.free_bytes
+        );
+        for (client, newest) in &self.clients {
+            text.push_str(&format!(
+                "client={client} {}\n",
+                newest.as_deref().unwrap_or("-")
+            ));
+        }
+        text
+    }
+
+    /// Reads a reply; `None` if it is not one.
+    pub fn parse(text: &str) -> Option<Self> {
+        let mut state = ReplicaState::default();
+        let (mut protocol, mut primary) = (None, None);
+        for line in text.lines() {
+            let (key, value) = line.split_once('=')?;
+            match key {
+                "protocol" => protocol = value.parse().ok(),
+                "primary" => primary = Some(value.to_owned()),
+                "free_bytes" => state.free_bytes = value.parse().ok()?,
+                "client" => {
+                    let (client, newest) = value.split_once(' ')?;
+                    let newest = (newest != "-").then(|| newest.to_owned());
+                    state.clients.insert(client.to_owned(), newest);
+                }
+                _ => {}
+            }
+        }
+        state.protocol = protocol?;
+        state.primary = primary?;
+        Some(state)
+    }
+}
+
 /// One row of a listing (`byteback list`): a version of a path, and the
 /// snapshot holding it (`current` for a version no snapshot holds yet).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -347,6 +403,24 @@ pub fn render_warning(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replica_state_round_trips() {
+        let mut state = ReplicaState {
+            protocol: 1,
+            primary: "primary.example".into(),
+            free_bytes: 42,
+            ..ReplicaState::default()
+        };
+        assert_eq!(ReplicaState::parse(&state.render()), Some(state.clone()));
+        state.clients.insert("a".into(), None);
+        state
+            .clients
+            .insert("b.example".into(), Some("2026-11-26T03:00:00Z".into()));
+        assert_eq!(ReplicaState::parse(&state.render()), Some(state));
+        assert_eq!(ReplicaState::parse("Welcome to the machine\n"), None);
+        assert_eq!(ReplicaState::parse("protocol=1\n"), None);
+    }
 
     #[test]
     fn ping_reply_round_trips() {

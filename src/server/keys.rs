@@ -115,20 +115,58 @@ impl PublicKey {
     }
 }
 
-/// The authorized_keys line that confines `key` to `client`.
+/// What a key line lets its key do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KeyRole {
+    /// A client: back up, list and restore its own files.
+    #[default]
+    Client,
+    /// A primary server (`--client` names it): replicate its clients'
+    /// snapshots into this store, under `PRIMARY__CLIENT`, and nothing else.
+    Replica,
+    /// List and restore only (e.g. a client's key on a replica): no backups.
+    ReadOnly,
+}
+
+impl KeyRole {
+    /// The flag the forced command carries after `--client NAME`, if any.
+    pub fn flag(self) -> Option<&'static str> {
+        match self {
+            KeyRole::Client => None,
+            KeyRole::Replica => Some("--replica"),
+            KeyRole::ReadOnly => Some("--read-only"),
+        }
+    }
+
+    /// In words, for `clients`.
+    pub fn describe(self) -> &'static str {
+        match self {
+            KeyRole::Client => "receive only",
+            KeyRole::Replica => "replica of a primary",
+            KeyRole::ReadOnly => "read only",
+        }
+    }
+}
+
+/// The authorized_keys line that confines `key` to `client`, in `role`.
 pub fn authorized_line(
     server_exe: &Path,
     store: &Path,
     client: &ClientName,
     from: Option<&str>,
     key: &PublicKey,
+    role: KeyRole,
 ) -> Result<String> {
-    let command = format!(
+    let mut command = format!(
         "{} receive --store {} --client {}",
         crate::quote::forced_command_word(&server_exe.to_string_lossy())?,
         crate::quote::forced_command_word(&store.to_string_lossy())?,
         client
     );
+    if let Some(flag) = role.flag() {
+        command.push(' ');
+        command.push_str(flag);
+    }
     let mut line = format!("restrict,command=\"{command}\"");
     if let Some(pattern) = from {
         if pattern.is_empty()
@@ -251,9 +289,11 @@ pub struct KeyLine {
     /// Whether it has `restrict` (no forwarding, pty or rc files).
     pub restrict: bool,
     /// Whether its forced command is exactly `<server> receive --store S
-    /// --client NAME`, as new-client writes it: the key can serve that
-    /// client's requests and do nothing else.
+    /// --client NAME [--replica|--read-only]`, as new-client writes it: the
+    /// key can serve that client's requests (in its role) and do nothing else.
     pub receive_only: bool,
+    /// What the key may do, by its forced command's flag.
+    pub role: KeyRole,
 }
 
 impl KeyLine {
@@ -275,7 +315,14 @@ impl KeyLine {
             words.get(at + 1).cloned()
         };
         let client = after("--client")?;
-        let receive_only = words.len() == 6 && words[2] == "--store" && words[4] == "--client";
+        let role = match words.get(6).map(String::as_str) {
+            Some("--replica") => KeyRole::Replica,
+            Some("--read-only") => KeyRole::ReadOnly,
+            _ => KeyRole::Client,
+        };
+        let receive_only = words.len() == 6 + usize::from(role.flag().is_some())
+            && words[2] == "--store"
+            && words[4] == "--client";
         Some(KeyLine {
             index,
             client,
@@ -293,6 +340,7 @@ impl KeyLine {
                 .iter()
                 .any(|(name, _)| name.eq_ignore_ascii_case("restrict")),
             receive_only,
+            role,
         })
     }
 
@@ -526,6 +574,7 @@ mod tests {
             &c,
             None,
             &key("AAAA", "root@host.example"),
+            KeyRole::Client,
         )
         .unwrap();
         assert_eq!(
@@ -538,6 +587,7 @@ mod tests {
             &c,
             Some("192.0.2.0/24"),
             &key("AAAA", ""),
+            KeyRole::Client,
         )
         .unwrap();
         assert_eq!(
@@ -550,7 +600,8 @@ mod tests {
                 Path::new("/a\"b"),
                 &c,
                 None,
-                &key("AAAA", "")
+                &key("AAAA", ""),
+                KeyRole::Client,
             )
             .is_err()
         );
@@ -560,7 +611,8 @@ mod tests {
                 Path::new("/s"),
                 &c,
                 Some("a\" b"),
-                &key("AAAA", "")
+                &key("AAAA", ""),
+                KeyRole::Client,
             )
             .is_err()
         );
@@ -627,12 +679,34 @@ mod tests {
             &c,
             Some("192.0.2.1"),
             &key("FFFF", "root@c"),
+            KeyRole::Client,
         )
         .unwrap();
         let read = &client_lines(&made)[0];
         assert_eq!(read.client, "c.example");
         assert_eq!(read.from.as_deref(), Some("192.0.2.1"));
         assert!(read.restrict && read.receive_only);
+        assert_eq!(read.role, KeyRole::Client);
+        // Replica and read-only lines read back with their role.
+        for role in [KeyRole::Replica, KeyRole::ReadOnly] {
+            let made = authorized_line(
+                Path::new("/usr/bin/byteback-server"),
+                Path::new("/srv/s"),
+                &c,
+                None,
+                &key("FFFF", ""),
+                role,
+            )
+            .unwrap();
+            assert!(made.contains(&format!("--client c.example {}\"", role.flag().unwrap())));
+            let read = &client_lines(&made)[0];
+            assert_eq!((read.role, read.receive_only), (role, true), "{made}");
+        }
+        // Anything after the role is not byteback's own line any more.
+        let odd = client_lines(
+            r#"restrict,command="/x receive --store /s --client c --replica --x" ssh-ed25519 EEEE"#,
+        );
+        assert!(!odd[0].receive_only);
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod clients;
 pub mod keys;
 pub mod privileged;
 pub mod receive;
+pub mod replicate;
 pub mod root_setup;
 pub mod setup;
 pub mod status;
@@ -63,6 +64,14 @@ enum Command {
         /// line is replaced, its history stays, and so does its --from unless given again.
         #[arg(long)]
         replace_key: bool,
+        /// The key is another byteback server's (`byteback-server replicate --setup` printed it),
+        /// named by --name: it may only replicate its own clients' snapshots here, as NAME__CLIENT.
+        #[arg(long, conflicts_with = "read_only")]
+        replica: bool,
+        /// The key may only list and restore (e.g. a client's own key on a replica, named
+        /// PRIMARY__CLIENT), never back up.
+        #[arg(long)]
+        read_only: bool,
         /// The client's public key, as `byteback setup` printed it (quoted or not).
         #[arg(required = true, num_args = 1.., allow_hyphen_values = true, value_name = "KEY")]
         key: Vec<String>,
@@ -108,6 +117,37 @@ enum Command {
         /// The client's name, as enrolled with new-client.
         #[arg(long)]
         client: String,
+        /// The key is a primary server's, named by --client (set by new-client --replica).
+        #[arg(long, conflicts_with = "read_only")]
+        replica: bool,
+        /// The key may only list and restore (set by new-client --read-only).
+        #[arg(long)]
+        read_only: bool,
+    },
+    /// Send every snapshot a replica lacks to it (oldest first, resumable); see README, Replication.
+    Replicate {
+        /// The store directory [default: the backup user's home].
+        #[arg(long)]
+        store: Option<PathBuf>,
+        /// The replica, [USER@]HOST[:PORT] (repeatable) [default: [replicate] to in server.toml].
+        #[arg(long, value_name = "[USER@]HOST[:PORT]")]
+        to: Vec<String>,
+        /// Only this client (repeatable) [default: every client].
+        #[arg(long, value_name = "NAME")]
+        client: Vec<String>,
+        /// Make this store's replication key if missing and print the line to run on the replica.
+        #[arg(long, conflicts_with_all = ["client", "accept_new_host_key"])]
+        setup: bool,
+        /// With --setup: the name the replica will know this server by [default: this host's name].
+        #[arg(long, requires = "setup")]
+        name: Option<String>,
+        /// Trust a replica's host key seen for the first time (and print nothing about it); a
+        /// changed key is never accepted.
+        #[arg(long)]
+        accept_new_host_key: bool,
+        /// List every file as it is sent.
+        #[arg(long, short)]
+        verbose: bool,
     },
     /// Take a snapshot of a client's current backup by hand.
     Snapshot {
@@ -242,6 +282,8 @@ pub fn run(cli: Cli) -> Result<u8> {
             name,
             from,
             replace_key,
+            replica,
+            read_only,
             key,
         } => setup::new_client(
             &store_or_home(store)?,
@@ -249,6 +291,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             from.as_deref(),
             &key,
             replace_key,
+            key_role(replica, read_only),
         )
         .map(|()| 0),
         Command::Clients { store, json } => clients::list(&store_or_home(store)?, json).map(|()| 0),
@@ -260,13 +303,50 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::RenameClient { store, old, new } => {
             clients::rename(&store_or_home(store)?, &old, &new).map(|()| 0)
         }
-        Command::Receive { store, client } => {
+        Command::Receive {
+            store,
+            client,
+            replica,
+            read_only,
+        } => {
             // Bytes that are not UTF-8 are never byteback's (it encodes its
             // arguments), so they are turned into a refusal by the parser.
             let command =
                 std::env::var_os("SSH_ORIGINAL_COMMAND").map(|c| c.to_string_lossy().into_owned());
-            Ok(receive::run(&store, &client, command.as_deref()))
+            Ok(receive::run(
+                &store,
+                &client,
+                key_role(replica, read_only),
+                command.as_deref(),
+            ))
         }
+        Command::Replicate {
+            store,
+            to,
+            client,
+            setup: true,
+            name,
+            ..
+        } => {
+            let _ = client;
+            replicate::setup(&store_or_home(store)?, name.as_deref(), &to).map(|()| 0)
+        }
+        Command::Replicate {
+            store,
+            to,
+            client,
+            accept_new_host_key,
+            verbose,
+            ..
+        } => replicate::run(
+            &store_or_home(store)?,
+            &replicate::Args {
+                to,
+                clients: client,
+                accept_new_host_key,
+                verbose,
+            },
+        ),
         Command::Snapshot { store, client, at } => {
             let store = Store::open(&store_or_home(store)?)?;
             run_as_owner(&store)?;
@@ -508,6 +588,15 @@ fn prune_run(store: &Store, now: Timestamp, mode: prune::Mode) -> Result<u8> {
         }
     }
     Ok(0)
+}
+
+/// The role a key line's flags give (see [`keys::KeyRole`]).
+fn key_role(replica: bool, read_only: bool) -> keys::KeyRole {
+    match (replica, read_only) {
+        (true, _) => keys::KeyRole::Replica,
+        (_, true) => keys::KeyRole::ReadOnly,
+        _ => keys::KeyRole::Client,
+    }
 }
 
 /// `--store`, or the running user's home.

@@ -19,14 +19,21 @@ use crate::error::{Error, Result};
 use crate::exec::rsync::{self, ServerRole};
 use crate::exec::{Cmd, relay};
 use crate::names::ClientName;
-use crate::protocol::{self, Completed, Failure, Request, SnapshotLine};
+use crate::protocol::{
+    self, Completed, Failure, ReplicaRequest, ReplicaState, Request, SnapshotLine,
+};
 use crate::prune::growth;
+use crate::server::keys::KeyRole;
 use crate::store::Store;
 use crate::store::service::ClientBackups;
 use crate::sys::sandbox::Confinement;
 
 /// Serves one request; returns the exit status for sshd to pass back.
-pub fn run(store_root: &Path, client: &str, command: Option<&str>) -> u8 {
+/// `role` is what the key line lets this key do (see [`KeyRole`]).
+pub fn run(store_root: &Path, client: &str, role: KeyRole, command: Option<&str>) -> u8 {
+    if role == KeyRole::Replica {
+        return run_replica(store_root, client, command);
+    }
     let store = match Store::open(store_root) {
         Ok(store) => store,
         Err(e) => {
@@ -43,8 +50,16 @@ pub fn run(store_root: &Path, client: &str, command: Option<&str>) -> u8 {
             return e.exit_code().code();
         }
     };
-    let request =
-        protocol::parse(command).map_err(|refusal| Error::Refused(format!("refused: {refusal}")));
+    let request = protocol::parse(command)
+        .map_err(|refusal| Error::Refused(format!("refused: {refusal}")))
+        .and_then(|request| match (role, &request) {
+            (KeyRole::ReadOnly, Request::Receive { .. } | Request::Complete { .. }) => {
+                Err(Error::Refused(
+                    "refused: this key may only list and restore (it was enrolled with --read-only), not back up".into(),
+                ))
+            }
+            _ => Ok(request),
+        });
     // What status reports as this client's last attempt (not pings, lists).
     let attempt = match &request {
         Ok(Request::Receive { .. }) => Some("receive"),
@@ -155,6 +170,89 @@ fn serve(store: &Store, client: &ClientName, request: Request) -> Result<u8> {
             })?;
             out.flush()
                 .map_err(|e| Error::Connection(format!("the client went away: {e}")))?;
+            Ok(0)
+        }
+    }
+}
+
+/// Serves one request of a primary server (a key enrolled with
+/// `new-client --replica`, whose `--client` is the primary's name).
+fn run_replica(store_root: &Path, primary: &str, command: Option<&str>) -> u8 {
+    let store = match Store::open(store_root) {
+        Ok(store) => store,
+        Err(e) => {
+            eprintln!("{}", Failure::of(&e).render());
+            return e.exit_code().code();
+        }
+    };
+    let result = ClientName::primary(primary)
+        .map_err(|e| Error::Config(format!("server misconfigured: {e}")))
+        .and_then(|primary| {
+            let request = protocol::parse_replica(command)
+                .map_err(|refusal| Error::Refused(format!("refused: {refusal}")))?;
+            serve_replica(&store, &primary, request)
+        });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            store.log(&format!(
+                "replica of {primary}: {e} (command {:?})",
+                command.unwrap_or("")
+            ));
+            eprintln!("{}", Failure::of(&e).render());
+            e.exit_code().code()
+        }
+    }
+}
+
+fn serve_replica(store: &Store, primary: &ClientName, request: ReplicaRequest) -> Result<u8> {
+    match request {
+        ReplicaRequest::State => {
+            let mut state = ReplicaState {
+                protocol: protocol::PROTOCOL_VERSION,
+                primary: primary.to_string(),
+                free_bytes: store
+                    .space()
+                    .or_else(|_| crate::sys::fs::space(store.root()))?
+                    .free_bytes,
+                ..ReplicaState::default()
+            };
+            for mapped in store.clients()? {
+                let Some((of, client)) = mapped.split_replicated() else {
+                    continue;
+                };
+                if of != primary.as_str() || !store.has_client(&mapped) {
+                    continue;
+                }
+                let newest = store.snapshots(&mapped)?.pop().map(|s| s.name.to_string());
+                state.clients.insert(client.to_owned(), newest);
+            }
+            print!("{}", state.render());
+            Ok(0)
+        }
+        ReplicaRequest::Receive { client, options } => {
+            let mapped = ClientName::replicated(primary, &client)?;
+            if !store.has_client(&mapped) {
+                store.add_client(&mapped)?;
+                store.log(&format!("{mapped}: new replicated client of {primary}"));
+            }
+            receive(&ClientBackups::open(store, &mapped)?, &options)
+        }
+        ReplicaRequest::Snapshot {
+            client,
+            name,
+            partial,
+        } => {
+            let mapped = ClientName::replicated(primary, &client)?;
+            let backups = ClientBackups::open(store, &mapped)?;
+            let _lock = store.lock_client(&mapped, store.config.lock_wait.to_std())?;
+            let note = partial.then(|| format!("partial on the primary {primary}\n"));
+            let name = backups.finish_replicated(name, Timestamp::now(), note.as_deref())?;
+            let reply = Completed {
+                snapshot: name.to_string(),
+                partial,
+            };
+            print!("{}", reply.render());
             Ok(0)
         }
     }

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::names::ClientName;
-use crate::server::keys::{self, Plan, PublicKey};
+use crate::server::keys::{self, KeyRole, Plan, PublicKey};
 use crate::store::{Backend, Store};
 use crate::sys::fs::{self, human_bytes};
 use crate::sys::user;
@@ -58,6 +58,7 @@ pub fn new_client(
     from: Option<&str>,
     key_words: &[String],
     replace_key: bool,
+    role: KeyRole,
 ) -> Result<()> {
     super::refuse_root()?;
     let key = PublicKey::from_words(key_words)?;
@@ -69,8 +70,26 @@ pub fn new_client(
             )
         })?,
     };
-    let client = ClientName::new(name)?;
+    let client = match role {
+        // A primary's clients live under `PRIMARY__CLIENT`: its own name
+        // must keep that mapping unambiguous.
+        KeyRole::Replica => ClientName::primary(name)?,
+        KeyRole::Client if name.contains(crate::names::REPLICA_SEPARATOR) => {
+            return Err(Error::Usage(format!(
+                "invalid client name {name:?}: names with '{}' are a replica's copies of a primary's clients (PRIMARY{}CLIENT); to let a client restore from its copy here, enrol its key with --read-only",
+                crate::names::REPLICA_SEPARATOR,
+                crate::names::REPLICA_SEPARATOR
+            )));
+        }
+        _ => ClientName::new(name)?,
+    };
     let store = Store::open(store_root)?;
+    // A replica's key line names the primary, which has no space of its
+    // own: its clients' spaces are made as their snapshots arrive.
+    let add_space = |store: &Store| match role {
+        KeyRole::Replica => Ok(()),
+        _ => store.add_client(&client),
+    };
     let exe = std::env::current_exe()
         .and_then(std::fs::canonicalize)
         .map_err(|e| {
@@ -79,7 +98,7 @@ pub fn new_client(
             ))
         })?;
     // Checked before anything is written.
-    keys::authorized_line(&exe, store.root(), &client, from, &key)?;
+    keys::authorized_line(&exe, store.root(), &client, from, &key, role)?;
     let mut authorized_keys = keys::Editing::open(&keys::default_path()?)?;
     match keys::plan(
         authorized_keys.text(),
@@ -89,14 +108,14 @@ pub fn new_client(
         replace_key,
     )? {
         Plan::AlreadyThere => {
-            store.add_client(&client)?;
+            add_space(&store)?;
             println!("Client {client} already has this key; nothing to change.");
         }
         Plan::Append => {
-            let line = keys::authorized_line(&exe, store.root(), &client, from, &key)?;
+            let line = keys::authorized_line(&exe, store.root(), &client, from, &key, role)?;
             // Space first: a key that works for a client without space would
             // only produce errors.
-            store.add_client(&client)?;
+            add_space(&store)?;
             let text = keys::with_line(authorized_keys.text(), &line);
             authorized_keys.write(text)?;
             store.log(&format!(
@@ -114,8 +133,8 @@ pub fn new_client(
                 )));
             }
             let from = from.or(old.from.as_deref());
-            let line = keys::authorized_line(&exe, store.root(), &client, from, &key)?;
-            store.add_client(&client)?;
+            let line = keys::authorized_line(&exe, store.root(), &client, from, &key, role)?;
+            add_space(&store)?;
             let text = keys::replace_line(authorized_keys.text(), old.index, Some(&line));
             authorized_keys.write(text)?;
             let fingerprint = |k: &PublicKey| k.sha256().unwrap_or_default();
@@ -132,6 +151,12 @@ pub fn new_client(
             );
         }
     }
-    println!("Client setup for {client} done!");
+    match role {
+        KeyRole::Replica => println!(
+            "Replica setup for primary {client} done! Its clients' snapshots arrive as {client}{}CLIENT.",
+            crate::names::REPLICA_SEPARATOR
+        ),
+        _ => println!("Client setup for {client} done!"),
+    }
     Ok(())
 }

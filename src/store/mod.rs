@@ -117,6 +117,36 @@ pub struct ServerConfig {
     pub max_concurrent_backups: u32,
     /// The system log's socket [default: /dev/log].
     pub log_socket: Option<PathBuf>,
+    /// Copies of this store's snapshots on other byteback servers.
+    pub replicate: ReplicateConfig,
+}
+
+/// The `[replicate]` section: where `byteback-server replicate` (and the
+/// maintenance timer, after pruning) sends this store's snapshots.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReplicateConfig {
+    /// Replicas, each `[USER@]HOST[:PORT]` of a byteback server that
+    /// enrolled this server's replication key with `new-client --replica`.
+    pub to: Vec<String>,
+    /// Attempts per replica before a run gives up (each resumes).
+    pub retry_attempts: u32,
+    /// The pause between attempts.
+    pub retry_pause: config::Duration,
+    /// rsync's `--bwlimit` for replication (KiB/s, or with a suffix such
+    /// as `2m`); none by default.
+    pub bwlimit: Option<String>,
+}
+
+impl Default for ReplicateConfig {
+    fn default() -> Self {
+        ReplicateConfig {
+            to: Vec::new(),
+            retry_attempts: 3,
+            retry_pause: config::Duration::from_secs(60),
+            bwlimit: None,
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -134,6 +164,7 @@ impl Default for ServerConfig {
             stale_after: config::Duration::from_secs(26 * 3600),
             max_concurrent_backups: 4,
             log_socket: None,
+            replicate: ReplicateConfig::default(),
         }
     }
 }
@@ -199,6 +230,18 @@ max_unsnapshotted_percent = 50.0
 # `byteback-server status` calls a client stale (and its --check warns)
 # when its newest snapshot is older than this.
 stale_after = "26h"
+
+# Replication: a second copy of every client's snapshots on other byteback
+# servers (see README, "Replication"). `byteback-server replicate` with no
+# --to sends to each replica listed here, and the maintenance timer runs it
+# after pruning. While a replica is listed, pruning keeps snapshots it does
+# not hold yet, unless nothing else could be deleted.
+[replicate]
+# to = ["byteback@replica.example.net"]
+to = []
+retry_attempts = 3
+retry_pause = "1m"
+# bwlimit = "10m"
 "#;
 
 /// One snapshot of a client.
@@ -709,7 +752,26 @@ impl Store {
                 ))
             });
         }
-        let name = SnapshotName::for_time(at);
+        self.take_snapshot_named(client, SnapshotName::for_time(at), partial)
+    }
+
+    /// Takes a read-only snapshot of the client's `current` named `name`
+    /// (a replica keeps its primary's names). The caller holds the
+    /// client's lock.
+    pub fn take_snapshot_named(
+        &self,
+        client: &ClientName,
+        name: SnapshotName,
+        partial: Option<&str>,
+    ) -> Result<SnapshotName> {
+        if !self.has_client(client) {
+            return Err(no_space(client));
+        }
+        if self.hardened.is_some() {
+            return Err(Error::Unsupported(format!(
+                "snapshot {name} of {client}: this store is in hardened mode, whose helper names snapshots by its own clock, so it cannot keep a primary's snapshot names as a replica"
+            )));
+        }
         let dest = self.client_dir(client).join(name.as_str());
         if std::fs::symlink_metadata(&dest).is_ok() {
             return Err(Error::Refused(format!(

@@ -21,6 +21,10 @@ use crate::prune::{self, growth};
 use super::backend::TransferPlan;
 use super::{Snapshot, Store, no_space};
 
+/// How far in the future a replicated snapshot's name may be (the
+/// primary's clock may run a little ahead of the replica's).
+pub const CLOCK_SKEW: SignedDuration = SignedDuration::from_secs(300);
+
 /// One client's backups on an opened store.
 #[derive(Debug)]
 pub struct ClientBackups<'s> {
@@ -86,8 +90,53 @@ impl<'s> ClientBackups<'s> {
     /// client's growth count, then prunes if space is short. The caller
     /// holds the client's lock.
     pub fn finish(&self, now: Timestamp, note: Option<&str>) -> Result<SnapshotName> {
+        self.finish_as(None, now, note)
+    }
+
+    /// A replica's snapshot of a primary's client: `name` is the primary's
+    /// name for it, accepted only if it is newer than every snapshot of the
+    /// client here and not in the future (beyond [`CLOCK_SKEW`]), so a
+    /// primary can only add history after what the replica holds — never
+    /// replace, reorder or pre-empt it. The caller holds the client's lock.
+    pub fn finish_replicated(
+        &self,
+        name: SnapshotName,
+        now: Timestamp,
+        note: Option<&str>,
+    ) -> Result<SnapshotName> {
+        let client = &self.client;
+        if let Some(newest) = self.snapshots()?.pop() {
+            if name.time() <= newest.name.time() {
+                return Err(Error::Refused(format!(
+                    "snapshot {name} of {client} is not newer than its newest here, {}: a replica only adds newer history",
+                    newest.name
+                )));
+            }
+        }
+        let latest = now.checked_add(CLOCK_SKEW).unwrap_or(now);
+        if name.time() > latest {
+            return Err(Error::Refused(format!(
+                "snapshot {name} of {client} is in the future (this server's time is {}): check the primary's clock",
+                now.strftime("%Y-%m-%dT%H:%M:%SZ")
+            )));
+        }
+        self.finish_as(Some(name), now, note)
+    }
+
+    /// Takes the snapshot (named `name`, else for `now`) and does what
+    /// follows every snapshot.
+    fn finish_as(
+        &self,
+        name: Option<SnapshotName>,
+        now: Timestamp,
+        note: Option<&str>,
+    ) -> Result<SnapshotName> {
         let (store, client) = (self.store, &self.client);
-        let name = store.take_snapshot(client, now, note)?;
+        let name = match name {
+            Some(name) => store.take_snapshot_named(client, name, note)?,
+            // (In hardened mode the helper names it, by its own clock.)
+            None => store.take_snapshot(client, now, note)?,
+        };
         let what = if note.is_some() {
             "partial snapshot"
         } else {
@@ -356,6 +405,40 @@ mod tests {
             .finish(at("2026-11-29T03:00:00Z"), Some("/etc/shadow\n"))
             .unwrap();
         assert!(backups.snapshots().unwrap()[1].partial, "{name}");
+    }
+
+    #[test]
+    fn a_replica_only_adds_newer_history_named_by_the_primary() {
+        let fake = FakeStore::new(1 << 30, ServerConfig::default());
+        let client = fake.client("p__host.example");
+        let backups = ClientBackups::open(&fake.store, &client).unwrap();
+        let now = at("2026-11-28T12:00:00Z");
+        let name = |s: &str| SnapshotName::parse(s).unwrap();
+        // The primary's names, not the replica's time, and no interval.
+        for n in ["2026-11-28T03:00:00Z", "2026-11-28T03:00:01Z"] {
+            fake.write(&client, n, 10);
+            let taken = backups.finish_replicated(name(n), now, None).unwrap();
+            assert_eq!(taken.as_str(), n);
+        }
+        for (n, why) in [
+            ("2026-11-28T03:00:01Z", "not newer"),
+            ("2026-11-28T03:00:00Z", "not newer"),
+            ("2020-01-01T00:00:00Z", "not newer"),
+            ("2026-11-28T12:05:01Z", "in the future"),
+        ] {
+            let err = backups
+                .finish_replicated(name(n), now, None)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(why), "{n}: {err}");
+        }
+        // Within the allowed skew, and partial ones keep their mark.
+        backups
+            .finish_replicated(name("2026-11-28T12:04:59Z"), now, Some("partial on p\n"))
+            .unwrap();
+        let all = backups.snapshots().unwrap();
+        assert_eq!(all.len(), 3);
+        assert!(all[2].partial && !all[1].partial);
     }
 
     #[test]

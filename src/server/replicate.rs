@@ -1,0 +1,548 @@
+//! `byteback-server replicate`: a second copy of this store's snapshots on
+//! other byteback servers.
+//!
+//! A replica is an ordinary byteback server, and this server is its client:
+//! the replica enrolled this store's replication key with `new-client
+//! --replica`, whose forced command accepts only three requests (see
+//! [`crate::protocol::ReplicaRequest`]). For each client, oldest first,
+//! every snapshot newer than the replica's newest of that client is sent
+//! with rsync into the replica's `current` of it — exactly as a backup
+//! would be, read through `--fake-super` so the client's own owners and
+//! modes travel — and then snapshotted there under the same name.
+//!
+//! Nothing here deletes or changes anything on either side: an interrupted
+//! run leaves a partly filled `current` on the replica, which the next run
+//! fills with the same snapshot again (rsync skips what arrived). The
+//! replica's answer is the truth about what it holds; the record kept here
+//! (`.byteback/replication/`, one file per replica) only serves pruning,
+//! which keeps unreplicated snapshots, and `status`.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::client::remote;
+use crate::destination::Destination;
+use crate::error::{Error, Result};
+use crate::exec::Cmd;
+use crate::exec::rsync::{Outcome, ReplicaTransfer, Traffic, describe_exit};
+use crate::exec::ssh::{HostKeyPolicy, Master, Ssh};
+use crate::names::{ClientName, SnapshotName};
+use crate::protocol::{Completed, Failure, ReplicaRequest, ReplicaState};
+use crate::report;
+use crate::store::Store;
+use crate::sys::fs::{ensure_dir, human_bytes, write_atomic};
+use crate::sys::lock::Lock;
+
+/// What the command line asked for.
+#[derive(Debug, Clone, Default)]
+pub struct Args {
+    /// Replicas to send to (empty: the config's `[replicate] to`).
+    pub to: Vec<String>,
+    /// Only these clients (empty: every client with snapshots).
+    pub clients: Vec<String>,
+    /// Trust a replica's host key seen for the first time.
+    pub accept_new_host_key: bool,
+    /// List every file as it goes.
+    pub verbose: bool,
+}
+
+/// Where replication keeps its key, known hosts, records and lock.
+pub fn dir_of(store: &Path) -> PathBuf {
+    Store::state_dir_of(store).join("replication")
+}
+
+fn key_path(store: &Path) -> PathBuf {
+    dir_of(store).join("key")
+}
+
+/// `replicate --setup`: makes the store's replication key if it has none
+/// and prints the line to run on each replica.
+pub fn setup(store_root: &Path, name: Option<&str>, to: &[String]) -> Result<()> {
+    super::refuse_root()?;
+    let store = Store::open(store_root)?;
+    let name = match name {
+        Some(n) => n.to_owned(),
+        None => crate::client::setup::this_machines_name(),
+    };
+    let primary = ClientName::primary(&name)?;
+    let dir = dir_of(store.root());
+    ensure_dir(&dir, 0o700)?;
+    let key = key_path(store.root());
+    if !key.exists() {
+        let comment = format!("byteback-replication@{primary}");
+        let out = Cmd::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", &comment, "-f"])
+            .arg(&key)
+            .configure(|c| {
+                c.stdin(Stdio::null());
+            })
+            .output()?;
+        if !out.status.success() {
+            return Err(Error::Command(format!(
+                "ssh-keygen failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        store.log(&format!("replication: key {} made", key.display()));
+    }
+    let public = std::fs::read_to_string(key.with_extension("pub"))
+        .map_err(|e| Error::io("cannot read", &key.with_extension("pub"), e))?;
+    let public = public.trim();
+    println!("Replication key: {}", key.display());
+    let where_ = match to {
+        [] => "each replica".to_owned(),
+        to => to.join(", "),
+    };
+    println!("On {where_}, as its backup user, run:");
+    println!("  byteback-server new-client --replica --name {primary} {public}");
+    println!(
+        "Then here, once: byteback-server replicate --to {} --accept-new-host-key",
+        to.first().map_or("USER@REPLICA", String::as_str)
+    );
+    println!(
+        "and list the replica in {} ([replicate] to = [...]) so the maintenance timer replicates by itself.",
+        Store::config_path_of(store.root()).display()
+    );
+    Ok(())
+}
+
+/// Runs a replication to every replica asked for (or configured).
+pub fn run(store_root: &Path, args: &Args) -> Result<u8> {
+    let store = Store::open(store_root)?;
+    super::run_as_owner(&store)?;
+    let from_config = args.to.is_empty();
+    let targets = if from_config {
+        store.config.replicate.to.clone()
+    } else {
+        args.to.clone()
+    };
+    if targets.is_empty() {
+        println!(
+            "No replica configured ([replicate] to in {}): nothing to do.",
+            Store::config_path_of(store.root()).display()
+        );
+        return Ok(0);
+    }
+    let targets = targets
+        .iter()
+        .map(|t| t.parse::<Destination>())
+        .collect::<Result<Vec<_>>>()?;
+    if let Some(limit) = &store.config.replicate.bwlimit {
+        crate::client::config::Bwlimit::new(limit).map_err(|e| {
+            Error::Config(format!(
+                "invalid config {}: [replicate] bwlimit: {e}",
+                Store::config_path_of(store.root()).display()
+            ))
+        })?;
+    }
+    let clients = match args.clients.as_slice() {
+        [] => store.clients()?,
+        names => names
+            .iter()
+            .map(|n| {
+                let c = ClientName::new(n)?;
+                if store.has_client(&c) {
+                    Ok(c)
+                } else {
+                    Err(crate::store::no_space(&c))
+                }
+            })
+            .collect::<Result<Vec<_>>>()?,
+    };
+    let dir = dir_of(store.root());
+    ensure_dir(&dir, 0o700)?;
+    let Some(_lock) = Lock::acquire(&dir.join("lock"), Duration::ZERO)? else {
+        // The timer's next run finds it done or carries on.
+        println!("Another replication of this store is running; leaving it to finish.");
+        return Ok(0);
+    };
+    let policy = if args.accept_new_host_key {
+        HostKeyPolicy::AcceptNew
+    } else {
+        HostKeyPolicy::Strict
+    };
+    let mut failed = Vec::new();
+    for target in &targets {
+        match replicate_to(&store, target, &clients, policy, args.verbose) {
+            Ok(done) => println!("{}", done.line(target)),
+            Err(e) => {
+                store.log(&format!("replication to {target}: failed: {e}"));
+                failed.push((target, e));
+            }
+        }
+    }
+    match failed.len() {
+        0 => Ok(0),
+        1 if targets.len() == 1 => Err(failed.remove(0).1),
+        _ => {
+            for (target, e) in &failed {
+                report::warn(format_args!("replication to {target} failed: {e}"));
+            }
+            Err(Error::Connection(format!(
+                "replication to {} of {} replica(s) failed",
+                failed.len(),
+                targets.len()
+            )))
+        }
+    }
+}
+
+/// What one replication run to one replica did.
+#[derive(Debug, Default)]
+struct Done {
+    snapshots: usize,
+    clients: usize,
+    traffic: Traffic,
+    attempts: u32,
+}
+
+impl Done {
+    fn line(&self, target: &Destination) -> String {
+        if self.snapshots == 0 {
+            return format!(
+                "Replica {target} is up to date ({} client(s), {} attempt(s)).",
+                self.clients, self.attempts
+            );
+        }
+        format!(
+            "Replicated to {target}: {} snapshot(s) of {} client(s) ({} file(s), {} changed, {} sent, {} attempt(s)).",
+            self.snapshots,
+            self.clients,
+            self.traffic.files,
+            human_bytes(self.traffic.bytes),
+            human_bytes(self.traffic.sent),
+            self.attempts
+        )
+    }
+}
+
+/// One replica, retried as configured: each attempt asks the replica what
+/// it holds and goes on from there.
+fn replicate_to(
+    store: &Store,
+    target: &Destination,
+    clients: &[ClientName],
+    policy: HostKeyPolicy,
+    verbose: bool,
+) -> Result<Done> {
+    let config = &store.config.replicate;
+    let attempts = config.retry_attempts.max(1);
+    let mut done = Done::default();
+    for attempt in 1..=attempts {
+        done.attempts = attempt;
+        match attempt_once(store, target, clients, policy, verbose, &mut done) {
+            Ok(()) => return Ok(done),
+            Err(e) if attempt < attempts && retryable(&e) => {
+                report::note(format_args!(
+                    "replication to {target}, attempt {attempt} of {attempts} failed: {e}; trying again in {}",
+                    config.retry_pause
+                ));
+                std::thread::sleep(config.retry_pause.to_std());
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    unreachable!("the last attempt returns")
+}
+
+fn retryable(e: &Error) -> bool {
+    matches!(e, Error::Connection(_) | Error::Locked(_))
+}
+
+/// The ssh settings for a replica: this store's own key and known_hosts,
+/// never the backup user's ssh configuration.
+fn ssh_for(store: &Store, target: &Destination, policy: HostKeyPolicy) -> Result<Ssh> {
+    let key = key_path(store.root());
+    if !key.exists() {
+        return Err(Error::Config(format!(
+            "this store has no replication key ({} is missing): run `byteback-server replicate --setup` and enrol the key it prints on the replica",
+            key.display()
+        )));
+    }
+    Ok(Ssh {
+        program: PathBuf::from("ssh"),
+        destination: target.clone(),
+        identity: key,
+        known_hosts: dir_of(store.root()).join("known_hosts"),
+        host_keys: policy,
+        keepalive_secs: 15,
+        connect_timeout_secs: 30,
+        control_path: None,
+    })
+}
+
+fn attempt_once(
+    store: &Store,
+    target: &Destination,
+    clients: &[ClientName],
+    policy: HostKeyPolicy,
+    verbose: bool,
+    done: &mut Done,
+) -> Result<()> {
+    let plain = ssh_for(store, target, policy)?;
+    let master = Master::open(&plain, control_socket(store))?;
+    let ssh = master.share(&plain);
+    let reply = remote::call_line(&ssh, &ReplicaRequest::State.render(), None)?;
+    let state = ReplicaState::parse(&reply).ok_or_else(|| {
+        Error::Refused(format!(
+            "{} answered, but not as a byteback replica: enrol this store's key there with `byteback-server new-client --replica`",
+            target.host_and_port()
+        ))
+    })?;
+    let mut record = Record::load(store, target);
+    done.clients = clients.len();
+    for client in clients {
+        let theirs = state
+            .clients
+            .get(client.as_str())
+            .and_then(|n| n.as_deref())
+            .and_then(SnapshotName::parse);
+        record.set(client, theirs.as_ref());
+        let todo: Vec<_> = store
+            .snapshots(client)?
+            .into_iter()
+            .filter(|s| theirs.as_ref().is_none_or(|t| s.name.time() > t.time()))
+            .collect();
+        for snapshot in todo {
+            let traffic = send(store, &ssh, client, &snapshot.name, verbose)?;
+            let request = ReplicaRequest::Snapshot {
+                client: client.clone(),
+                name: snapshot.name.clone(),
+                partial: snapshot.partial,
+            };
+            let answer = remote::call_line(&ssh, &request.render(), None)?;
+            let taken = Completed::parse(&answer).map(|c| c.snapshot);
+            if taken.as_deref() != Some(snapshot.name.as_str()) {
+                return Err(Error::Refused(format!(
+                    "the replica did not confirm snapshot {} of {client}",
+                    snapshot.name
+                )));
+            }
+            record.set(client, Some(&snapshot.name));
+            record.save(store, target)?;
+            done.snapshots += 1;
+            done.traffic.add(traffic);
+            store.log(&format!(
+                "replication to {target}: {client} {} sent ({} file(s), {} bytes changed, {} bytes sent)",
+                snapshot.name, traffic.files, traffic.bytes, traffic.sent
+            ));
+            println!(
+                "{client} {}: {} file(s), {} changed, {} sent",
+                snapshot.name,
+                traffic.files,
+                human_bytes(traffic.bytes),
+                human_bytes(traffic.sent)
+            );
+        }
+    }
+    record.save(store, target)?;
+    Ok(())
+}
+
+/// Where the shared connection's socket lives.
+fn control_socket(store: &Store) -> PathBuf {
+    let name = format!("ssh-{}", std::process::id());
+    let path = dir_of(store.root()).join(&name);
+    if path.as_os_str().len() < 100 {
+        path
+    } else {
+        std::env::temp_dir().join(format!("byteback-replication-{name}"))
+    }
+}
+
+/// Sends one snapshot into the replica's `current` of its client.
+fn send(
+    store: &Store,
+    ssh: &Ssh,
+    client: &ClientName,
+    name: &SnapshotName,
+    verbose: bool,
+) -> Result<Traffic> {
+    let transfer = ReplicaTransfer {
+        rsync: PathBuf::from("rsync"),
+        snapshot_dir: store.client_dir(client).join(name.as_str()),
+        client: client.to_string(),
+        rsh: ssh.rsh_string(),
+        remote: ssh.rsync_remote(),
+        io_timeout_secs: store.config.io_timeout.as_secs(),
+        bwlimit: store.config.replicate.bwlimit.clone(),
+        verbose,
+    };
+    let mut child = Cmd::new(&transfer.rsync)
+        .args(transfer.args())
+        .configure(|c| {
+            c.stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+        })
+        .spawn()?;
+    let stdout = child.stdout.take();
+    let figures = std::thread::spawn(move || {
+        let (mut traffic, mut in_stats) = (Traffic::default(), false);
+        if let Some(out) = stdout {
+            for line in BufReader::new(out).lines().map_while(|l| l.ok()) {
+                if !traffic.take_stats_line(&line, &mut in_stats) && verbose {
+                    println!("{line}");
+                }
+            }
+        }
+        traffic
+    });
+    let mut server_said = None;
+    if let Some(stderr) = child.stderr.take() {
+        for line in BufReader::new(stderr).split(b'\n').map_while(|l| l.ok()) {
+            let line = String::from_utf8_lossy(&line);
+            report::relay(&line);
+            if let Some(failure) = Failure::parse(&line) {
+                server_said = Some(failure);
+            }
+        }
+    }
+    let status = child
+        .wait()
+        .map_err(|e| Error::Command(format!("rsync: {e}")))?;
+    let traffic = figures.join().unwrap_or_default();
+    let outcome = Outcome::of_exit(status.code());
+    if outcome.is_success() {
+        return Ok(traffic);
+    }
+    if let Some(failure) = server_said {
+        return Err(failure.into_error());
+    }
+    let what = format!("sending {client} {name}: {}", describe_exit(status.code()));
+    Err(match outcome {
+        Outcome::Retryable | Outcome::SomeFilesFailed => Error::Connection(what),
+        _ => Error::Command(what),
+    })
+}
+
+/// What one replica holds, as this store last heard: per client, the
+/// newest snapshot it holds. Written atomically after every snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    pub version: u32,
+    /// The replica, `USER@HOST[:PORT]`.
+    pub replica: String,
+    /// When it last answered.
+    pub checked: Option<String>,
+    /// Client → its newest snapshot on the replica.
+    pub clients: BTreeMap<String, String>,
+}
+
+impl Record {
+    fn path(store: &Store, target: &Destination) -> PathBuf {
+        let name: String = target
+            .to_string()
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '@') {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        dir_of(store.root()).join(format!("replica-{name}.json"))
+    }
+
+    /// The record of `target` (empty if there is none or it is unreadable).
+    pub fn load(store: &Store, target: &Destination) -> Record {
+        std::fs::read_to_string(Self::path(store, target))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_else(|| Record {
+                version: 1,
+                replica: target.to_string(),
+                ..Record::default()
+            })
+    }
+
+    fn set(&mut self, client: &ClientName, newest: Option<&SnapshotName>) {
+        self.checked = Some(Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
+        match newest {
+            Some(n) => self.clients.insert(client.to_string(), n.to_string()),
+            None => self.clients.remove(client.as_str()),
+        };
+    }
+
+    fn save(&self, store: &Store, target: &Destination) -> Result<()> {
+        let text = serde_json::to_string_pretty(self)
+            .map_err(|e| Error::Command(format!("cannot write JSON: {e}")))?;
+        write_atomic(&Self::path(store, target), text.as_bytes(), 0o600)
+    }
+
+    /// The newest snapshot of `client` this replica holds, as last heard.
+    pub fn newest(&self, client: &ClientName) -> Option<SnapshotName> {
+        self.clients
+            .get(client.as_str())
+            .and_then(|n| SnapshotName::parse(n))
+    }
+}
+
+/// Per configured replica, what it holds as last heard (for pruning and
+/// status); empty when no replica is configured.
+pub fn configured_records(store: &Store) -> Vec<Record> {
+    store
+        .config
+        .replicate
+        .to
+        .iter()
+        .filter_map(|t| t.parse::<Destination>().ok())
+        .map(|t| Record::load(store, &t))
+        .collect()
+}
+
+/// The newest snapshot of `client` that every configured replica holds
+/// (`None` if some holds none); only meaningful when `records` is not empty.
+pub fn replicated_everywhere(records: &[Record], client: &ClientName) -> Option<SnapshotName> {
+    let mut newest: Option<SnapshotName> = None;
+    for record in records {
+        let theirs = record.newest(client)?;
+        if newest.as_ref().is_none_or(|n| theirs.time() < n.time()) {
+            newest = Some(theirs);
+        }
+    }
+    newest
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(clients: &[(&str, &str)]) -> Record {
+        Record {
+            version: 1,
+            replica: "r".into(),
+            checked: None,
+            clients: clients
+                .iter()
+                .map(|(c, n)| (c.to_string(), n.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn replicated_everywhere_is_the_oldest_of_the_replicas_newest() {
+        let a = ClientName::new("a").unwrap();
+        let b = ClientName::new("b").unwrap();
+        let one = record(&[("a", "2026-11-26T03:00:00Z"), ("b", "2026-11-26T03:00:00Z")]);
+        let two = record(&[("a", "2026-11-25T03:00:00Z")]);
+        assert_eq!(
+            replicated_everywhere(&[one.clone()], &a).unwrap().as_str(),
+            "2026-11-26T03:00:00Z"
+        );
+        assert_eq!(
+            replicated_everywhere(&[one.clone(), two.clone()], &a)
+                .unwrap()
+                .as_str(),
+            "2026-11-25T03:00:00Z"
+        );
+        assert_eq!(replicated_everywhere(&[one, two], &b), None);
+    }
+}
