@@ -349,7 +349,9 @@ fn attempt_once(
 fn control_socket(store: &Store) -> PathBuf {
     let name = format!("ssh-{}", std::process::id());
     let path = dir_of(store.root()).join(&name);
-    if path.as_os_str().len() < 100 {
+    // ssh adds ~20 characters while it creates the socket; Unix socket
+    // paths end at 108 bytes.
+    if path.as_os_str().len() < 80 {
         path
     } else {
         std::env::temp_dir().join(format!("byteback-replication-{name}"))
