@@ -167,3 +167,106 @@ fn a_dry_run_changes_nothing() {
     assert_eq!(fake.store.snapshots(&a).unwrap().len(), 3);
     assert!(fake.store.current(&b).join("flood").exists());
 }
+
+/// A store replicating to one replica that holds, of each client, up to
+/// the given snapshot.
+fn replicating(fake: &FakeStore, held: &[(&crate::names::ClientName, &str)]) {
+    let replica: crate::destination::Destination = "bb@replica.example".parse().unwrap();
+    let mut record = crate::store::replicas::Record::load(&fake.store, &replica);
+    for (client, name) in held {
+        record.set(client, crate::names::SnapshotName::parse(name).as_ref());
+    }
+    std::fs::create_dir_all(crate::store::replicas::dir_of(fake.store.root())).unwrap();
+    record.save(&fake.store, &replica).unwrap();
+}
+
+fn replicating_config() -> ServerConfig {
+    let mut c = config();
+    c.replicate.to = vec!["bb@replica.example".into()];
+    c
+}
+
+#[test]
+fn unreplicated_snapshots_are_kept_while_replicated_ones_can_go() {
+    let fake = FakeStore::new(90 * MIB, replicating_config());
+    let a = fake.client("a.example");
+    let b = fake.client("b.example");
+    for (i, day) in ["2026-01-01", "2026-02-01", "2026-03-01", "2026-11-27"]
+        .iter()
+        .enumerate()
+    {
+        fake.old_snapshot(&a, &format!("{day}T00:00:{i:02}Z"), 10 * MIB);
+        fake.old_snapshot(&b, &format!("{day}T00:00:{i:02}Z"), 10 * MIB);
+    }
+    // The replica holds a up to February and b up to March.
+    replicating(
+        &fake,
+        &[(&a, "2026-02-01T00:00:01Z"), (&b, "2026-03-01T00:00:02Z")],
+    );
+    assert!(fake.free_percent() < 20.0);
+    let outcome = run(&fake.store, now(), Mode::IfNeeded, None).unwrap();
+    assert!(fake.free_percent() >= 40.0, "{}", fake.free_percent());
+    assert!(
+        outcome.deleted.iter().all(|d| !d.unreplicated),
+        "{:?}",
+        outcome.deleted
+    );
+    let names = |c| -> Vec<String> {
+        fake.store
+            .snapshots(c)
+            .unwrap()
+            .iter()
+            .map(|s| s.name.to_string())
+            .collect()
+    };
+    assert!(
+        names(&a).contains(&"2026-03-01T00:00:02Z".to_owned()),
+        "a's unreplicated March snapshot stays: {:?}",
+        names(&a)
+    );
+    assert_eq!(fake.store.space_alert(), None);
+}
+
+#[test]
+fn unreplicated_snapshots_go_when_nothing_else_can_and_say_so() {
+    let fake = FakeStore::new(90 * MIB, replicating_config());
+    let a = fake.client("a.example");
+    for (i, day) in [
+        "2026-01-01",
+        "2026-02-01",
+        "2026-03-01",
+        "2026-04-01",
+        "2026-11-27",
+    ]
+    .iter()
+    .enumerate()
+    {
+        fake.old_snapshot(&a, &format!("{day}T00:00:{i:02}Z"), 15 * MIB);
+    }
+    // Nothing replicated yet.
+    replicating(&fake, &[]);
+    assert!(fake.free_percent() < 20.0);
+    let outcome = run(&fake.store, now(), Mode::IfNeeded, None).unwrap();
+    assert!(!outcome.deleted.is_empty());
+    assert!(outcome.deleted.iter().all(|d| d.unreplicated));
+    let alert = fake.store.space_alert().expect("an alert");
+    assert!(alert.contains("no replica holds yet"), "{alert}");
+    // Without a replica configured, the same store prunes without alarm.
+    let plain = FakeStore::new(90 * MIB, config());
+    let a = plain.client("a.example");
+    for (i, day) in [
+        "2026-01-01",
+        "2026-02-01",
+        "2026-03-01",
+        "2026-04-01",
+        "2026-11-27",
+    ]
+    .iter()
+    .enumerate()
+    {
+        plain.old_snapshot(&a, &format!("{day}T00:00:{i:02}Z"), 15 * MIB);
+    }
+    let outcome = run(&plain.store, now(), Mode::IfNeeded, None).unwrap();
+    assert!(outcome.deleted.iter().all(|d| !d.unreplicated));
+    assert_eq!(plain.store.space_alert(), None);
+}

@@ -6,6 +6,11 @@
 //! newest snapshot is never deleted; nothing is deleted automatically
 //! unless some snapshot is older than `min_age`.
 //!
+//! While a replica is configured (`[replicate] to`), snapshots it does not
+//! hold yet are deleted only when nothing else can be (see
+//! [`ReplicationGuard`]); each such deletion is logged and left standing
+//! as the store's alert, so `status` shows it.
+//!
 //! Before any history goes, data that no snapshot holds and that is over its
 //! client's limit (see [`growth`]) is reclaimed: that client's `current`
 //! goes back to its newest snapshot and it is told why. Space held that way
@@ -17,6 +22,7 @@ mod executor_tests;
 pub mod growth;
 pub mod order;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -94,6 +100,69 @@ pub fn ordered(snapshots: &[StoredSnapshot], now: Timestamp, kind: OrderKind) ->
 pub struct Deletion {
     pub snapshot: StoredSnapshot,
     pub why: String,
+    /// A configured replica does not hold it yet.
+    pub unreplicated: bool,
+}
+
+/// What replication asks of pruning: while a replica is configured, a
+/// snapshot newer than the newest that every configured replica holds of
+/// its client (as this store last heard, see [`crate::store::replicas`])
+/// is deleted only when nothing else can be.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplicationGuard {
+    /// Per client, the newest snapshot every configured replica holds
+    /// (a client missing here has none replicated).
+    pub replicated: BTreeMap<ClientName, SnapshotName>,
+}
+
+impl ReplicationGuard {
+    /// The guard for `store`; `None` when no replica is configured.
+    pub fn of(store: &Store) -> Option<ReplicationGuard> {
+        use crate::store::replicas;
+        let records = replicas::configured_records(store);
+        if records.is_empty() {
+            return None;
+        }
+        let replicated = store
+            .clients()
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|c| replicas::replicated_everywhere(&records, &c).map(|n| (c, n)))
+            .collect();
+        Some(ReplicationGuard { replicated })
+    }
+
+    /// Whether `s` is not on every replica yet.
+    pub fn protects(&self, s: &StoredSnapshot) -> bool {
+        self.replicated
+            .get(&s.client)
+            .is_none_or(|newest| s.name.time() > newest.time())
+    }
+}
+
+/// [`plan`], with the snapshots `guard` protects moved after all others
+/// (and marked): they go only once nothing else is left to delete.
+pub fn plan_guarded(
+    snapshots: &[StoredSnapshot],
+    now: Timestamp,
+    guard: Option<&ReplicationGuard>,
+) -> Vec<Deletion> {
+    let all = plan(snapshots, now);
+    let Some(guard) = guard else {
+        return all;
+    };
+    let (protected, free): (Vec<Deletion>, Vec<Deletion>) =
+        all.into_iter().partition(|d| guard.protects(&d.snapshot));
+    free.into_iter()
+        .chain(protected.into_iter().map(|d| Deletion {
+            why: format!(
+                "{}; NOT YET REPLICATED, deleted only because nothing else could be",
+                d.why
+            ),
+            unreplicated: true,
+            ..d
+        }))
+        .collect()
 }
 
 impl fmt::Display for Deletion {
@@ -119,6 +188,7 @@ pub fn plan(snapshots: &[StoredSnapshot], now: Timestamp) -> Vec<Deletion> {
         .map(|(i, p)| Deletion {
             why: format!("least important left: {} of {total}, {}", i + 1, p.reason),
             snapshot: p.snapshot,
+            unreplicated: false,
         })
         .collect()
 }
@@ -246,7 +316,8 @@ pub fn run(
         store.record_space_alert(&msg);
         return Err(Error::SpaceExhausted(msg));
     }
-    let candidates = plan(&snapshots, now);
+    let guard = ReplicationGuard::of(store);
+    let candidates = plan_guarded(&snapshots, now, guard.as_ref());
     if mode == Mode::DryRun {
         outcome.deleted = candidates;
         outcome.after = Some(free);
@@ -254,7 +325,10 @@ pub fn run(
     }
     let mut remaining = snapshots;
     loop {
-        let Some(next) = plan(&remaining, now).into_iter().next() else {
+        let Some(next) = plan_guarded(&remaining, now, guard.as_ref())
+            .into_iter()
+            .next()
+        else {
             let msg = format!(
                 "store {} is short of space ({}, minimum {min}%) and every snapshot left is a client's newest: add disk space",
                 store.root().display(),
@@ -269,7 +343,8 @@ pub fn run(
             return Err(Error::SpaceExhausted(msg));
         };
         store.delete_snapshot(&next.snapshot.client, &next.snapshot.name)?;
-        store.log(&format!("prune: deleted {next}"));
+        let alert = if next.unreplicated { "ALERT: " } else { "" };
+        store.log(&format!("prune: {alert}deleted {next}"));
         remaining.retain(|s| s != &next.snapshot);
         outcome.deleted.push(next);
         free = store.space_after_deletions()?;
@@ -277,7 +352,24 @@ pub fn run(
             break;
         }
     }
-    store.clear_space_alert();
+    let lost: Vec<String> = outcome
+        .deleted
+        .iter()
+        .filter(|d| d.unreplicated)
+        .map(|d| format!("{} {}", d.snapshot.client, d.snapshot.name))
+        .collect();
+    if lost.is_empty() {
+        store.clear_space_alert();
+    } else {
+        // Left standing (until a later prune needs nothing of the kind), so
+        // status and the clients' pings show it.
+        store.record_space_alert(&format!(
+            "store {} was short of space and nothing replicated was left to delete: deleted {} snapshot(s) no replica holds yet ({}); add disk space or let replication catch up",
+            store.root().display(),
+            lost.len(),
+            lost.join(", ")
+        ));
+    }
     outcome.after = Some(free);
     Ok(outcome)
 }
@@ -431,6 +523,59 @@ mod tests {
             "{}",
             plan[0].why
         );
+    }
+
+    #[test]
+    fn unreplicated_snapshots_go_last_and_marked() {
+        let now: Timestamp = "2026-11-26T12:00:00Z".parse().unwrap();
+        let all = vec![
+            snap("a", "2026-01-01T00:00:00Z"),
+            snap("a", "2026-06-01T00:00:00Z"),
+            snap("a", "2026-11-01T00:00:00Z"),
+            snap("a", "2026-11-26T00:00:00Z"),
+            snap("b", "2026-02-01T00:00:00Z"),
+            snap("b", "2026-11-20T00:00:00Z"),
+        ];
+        let unguarded = plan(&all, now);
+        assert_eq!(plan_guarded(&all, now, None), unguarded);
+        // a is replicated up to June, b not at all.
+        let guard = ReplicationGuard {
+            replicated: [(
+                ClientName::new("a").unwrap(),
+                SnapshotName::parse("2026-06-01T00:00:00Z").unwrap(),
+            )]
+            .into_iter()
+            .collect(),
+        };
+        let guarded = plan_guarded(&all, now, Some(&guard));
+        let shown: Vec<(String, bool)> = guarded
+            .iter()
+            .map(|d| {
+                (
+                    format!("{} {}", d.snapshot.client, d.snapshot.name),
+                    d.unreplicated,
+                )
+            })
+            .collect();
+        let split = shown.iter().position(|(_, u)| *u).unwrap();
+        let (free, protected) = shown.split_at(split);
+        let mut free: Vec<&str> = free.iter().map(|(n, _)| n.as_str()).collect();
+        free.sort();
+        assert_eq!(free, ["a 2026-01-01T00:00:00Z", "a 2026-06-01T00:00:00Z"]);
+        assert!(protected.iter().all(|(_, u)| *u), "{shown:?}");
+        let mut protected: Vec<&str> = protected.iter().map(|(n, _)| n.as_str()).collect();
+        protected.sort();
+        assert_eq!(
+            protected,
+            ["a 2026-11-01T00:00:00Z", "b 2026-02-01T00:00:00Z"]
+        );
+        assert!(
+            guarded
+                .iter()
+                .all(|d| d.unreplicated == d.why.contains("NOT YET REPLICATED"))
+        );
+        // The same snapshots either way, newest of each client never.
+        assert_eq!(guarded.len(), unguarded.len());
     }
 
     #[test]

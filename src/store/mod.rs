@@ -19,6 +19,7 @@ pub mod btrfs;
 pub mod fake;
 pub mod outcome;
 pub mod plain;
+pub mod replicas;
 pub mod service;
 pub mod setup;
 pub mod space;
