@@ -43,6 +43,10 @@ pub struct ClientRow {
     /// Whether the key can only run `byteback-server receive` for this
     /// client (the forced command new-client writes).
     pub receive_only: bool,
+    /// What its key may do: `client`, `replica` (a primary replicating
+    /// here) or `read-only`; for data without a key line of its own, the
+    /// replica key it arrived through (`replicated from PRIMARY`).
+    pub role: String,
     /// Whether the store holds a directory for it.
     pub data: bool,
     /// How many snapshots it has.
@@ -55,16 +59,20 @@ impl ClientRow {
         if self.orphaned {
             return "orphaned: data without a key line".into();
         }
+        if self.key_type.is_none() {
+            return self.role.clone();
+        }
         let mut words = Vec::new();
         words.push(if self.restrict {
             "restrict"
         } else {
             "NOT restricted (no `restrict`)"
         });
-        words.push(if self.receive_only {
-            "receive only"
-        } else {
-            "NOT byteback's own forced command"
+        words.push(match (self.receive_only, self.role.as_str()) {
+            (false, _) => "NOT byteback's own forced command",
+            (true, "replica") => keys::KeyRole::Replica.describe(),
+            (true, "read-only") => keys::KeyRole::ReadOnly.describe(),
+            (true, _) => keys::KeyRole::Client.describe(),
         });
         let from = self.from.as_ref().map(|f| format!("from={f}"));
         let mut text = words.join(", ");
@@ -113,6 +121,12 @@ pub fn gather(store: &Store, authorized_keys: &str) -> Result<Vec<ClientRow>> {
             from: line.from.clone(),
             restrict: line.restrict,
             receive_only: line.receive_only,
+            role: match line.role {
+                keys::KeyRole::Client => "client",
+                keys::KeyRole::Replica => "replica",
+                keys::KeyRole::ReadOnly => "read-only",
+            }
+            .to_owned(),
             data: count.is_some(),
             snapshots: count.unwrap_or(0),
             orphaned: false,
@@ -124,10 +138,16 @@ pub fn gather(store: &Store, authorized_keys: &str) -> Result<Vec<ClientRow>> {
         if rows.iter().any(|r| r.client == client.as_str()) {
             continue;
         }
+        // A primary's client, replicated here through its replica key.
+        let via = client.split_replicated().map(|(p, _)| p).filter(|p| {
+            rows.iter()
+                .any(|r| r.client == *p && r.role == "replica" && r.key_type.is_some())
+        });
         rows.push(ClientRow {
             snapshots: store.snapshots(&client)?.len(),
             client: client.to_string(),
-            orphaned: true,
+            orphaned: via.is_none(),
+            role: via.map_or("client".to_owned(), |p| format!("replicated from {p}")),
             key_type: None,
             fingerprint: None,
             comment: None,
@@ -402,6 +422,7 @@ mod tests {
             from: Some("192.0.2.0/24".into()),
             restrict: true,
             receive_only: true,
+            role: "client".into(),
             data: true,
             snapshots: 2,
         }
@@ -418,9 +439,29 @@ mod tests {
             from: None,
             restrict: false,
             receive_only: false,
+            role: "client".into(),
             data: true,
             snapshots: 1,
         };
+        let replica = ClientRow {
+            role: "replica".into(),
+            data: false,
+            ..row("primary")
+        };
+        let copy = ClientRow {
+            client: "primary__c".into(),
+            orphaned: false,
+            role: "replicated from primary".into(),
+            key_type: None,
+            snapshots: 1,
+            ..orphan.clone()
+        };
+        let text = render_text(&[replica, copy]);
+        assert!(
+            text.contains("restrict, replica of a primary, from=")
+                && text.contains("replicated from primary"),
+            "{text}"
+        );
         let text = render_text(&[row("a.example"), orphan]);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3, "{text}");

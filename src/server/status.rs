@@ -67,6 +67,23 @@ pub struct ClientStatus {
     pub running_since: Option<Timestamp>,
     pub last_attempt: Option<Outcome>,
     pub notice: Option<String>,
+    /// How far each configured replica is behind (as this store last heard).
+    pub replicas: Vec<ReplicaLag>,
+}
+
+/// How far one replica is behind with one client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReplicaLag {
+    /// The replica, `USER@HOST[:PORT]`.
+    pub replica: String,
+    /// The newest snapshot of the client it holds.
+    pub newest: Option<String>,
+    /// This store's snapshots newer than that: what it still lacks.
+    pub snapshots_behind: usize,
+    /// From its newest to this store's newest, in seconds (0: up to date).
+    pub behind_seconds: Option<i64>,
+    /// When the replica last answered.
+    pub checked: Option<String>,
 }
 
 /// The store, as status shows it.
@@ -112,6 +129,7 @@ pub fn gather(store: &Store, now: Timestamp, only: Option<&ClientName>) -> Resul
         None => store.clients()?,
     };
     let stale_after = store.config.stale_after.0;
+    let records = crate::store::replicas::configured_records(store);
     let mut out = Vec::new();
     for client in clients {
         let snapshots = store.snapshots(&client)?;
@@ -136,6 +154,29 @@ pub fn gather(store: &Store, now: Timestamp, only: Option<&ClientName>) -> Resul
             running_since: store.running_since(&client),
             last_attempt: last,
             notice: store.client_notice(&client),
+            replicas: records
+                .iter()
+                .map(|r| {
+                    let theirs = r.newest(&client);
+                    let lacking = snapshots
+                        .iter()
+                        .filter(|s| theirs.as_ref().is_none_or(|t| s.name.time() > t.time()))
+                        .count();
+                    ReplicaLag {
+                        replica: r.replica.clone(),
+                        newest: theirs.as_ref().map(ToString::to_string),
+                        snapshots_behind: lacking,
+                        behind_seconds: match (newest, &theirs) {
+                            (Some(ours), Some(t)) => {
+                                Some(ours.name.time().duration_since(t.time()).as_secs().max(0))
+                            }
+                            (None, _) => Some(0),
+                            (Some(_), None) => None,
+                        },
+                        checked: r.checked.clone(),
+                    }
+                })
+                .collect(),
         });
     }
     let space = store
@@ -206,6 +247,21 @@ pub fn render_text(status: &Status) -> String {
                 ", backup running since {}",
                 since.strftime("%Y-%m-%dT%H:%M:%SZ")
             );
+        }
+        for r in &c.replicas {
+            let _ = match (r.snapshots_behind, &r.newest) {
+                (0, _) => write!(o, "; replica {} up to date", r.replica),
+                (n, Some(newest)) => write!(
+                    o,
+                    "; replica {} {n} snapshot(s) behind (has {newest})",
+                    r.replica
+                ),
+                (n, None) => write!(
+                    o,
+                    "; replica {} {n} snapshot(s) behind (has none)",
+                    r.replica
+                ),
+            };
         }
         if let Some(last) = c.last_attempt.as_ref().filter(|l| !l.ok) {
             let _ = write!(
@@ -349,6 +405,22 @@ pub fn prometheus(status: &Status) -> String {
             let _ = writeln!(o, "{name}{} {}", label(c), value(c));
         }
     }
+    let replicated: Vec<(&ClientStatus, &ReplicaLag)> = status
+        .clients
+        .iter()
+        .flat_map(|c| c.replicas.iter().map(move |r| (c, r)))
+        .collect();
+    if !replicated.is_empty() {
+        let name = "byteback_replica_snapshots_behind";
+        metric(&mut o, name, "Snapshots of the client a replica does not hold yet.");
+        for (c, r) in replicated {
+            let _ = writeln!(
+                o,
+                "{name}{{client=\"{}\",replica=\"{}\"}} {}",
+                c.client, r.replica, r.snapshots_behind
+            );
+        }
+    }
     let s = &status.store;
     for (name, help, value) in [
         (
@@ -445,6 +517,7 @@ mod tests {
             running_since: None,
             last_attempt: None,
             notice: None,
+            replicas: Vec::new(),
         }
     }
 
@@ -459,6 +532,43 @@ mod tests {
                 pruned_last_24h: 0,
             },
         }
+    }
+
+    #[test]
+    fn replica_lag_shows_in_text_json_and_metrics() {
+        let mut c = client("a", State::Ok, Some(3600));
+        c.replicas = vec![
+            ReplicaLag {
+                replica: "bb@r1".into(),
+                newest: Some("2026-11-27T03:00:00Z".into()),
+                snapshots_behind: 2,
+                behind_seconds: Some(86400),
+                checked: None,
+            },
+            ReplicaLag {
+                replica: "bb@r2".into(),
+                newest: Some("2026-11-28T03:00:00Z".into()),
+                snapshots_behind: 0,
+                behind_seconds: Some(0),
+                checked: None,
+            },
+        ];
+        let s = status(vec![c], None);
+        let text = render_text(&s);
+        assert!(
+            text.contains("; replica bb@r1 2 snapshot(s) behind (has 2026-11-27T03:00:00Z); replica bb@r2 up to date"),
+            "{text}"
+        );
+        let json = render_json(&s).unwrap();
+        assert!(json.contains("\"snapshots_behind\": 2"), "{json}");
+        let metrics = prometheus(&s);
+        assert!(
+            metrics.contains("byteback_replica_snapshots_behind{client=\"a\",replica=\"bb@r1\"} 2"),
+            "{metrics}"
+        );
+        // Without replicas, no such metric.
+        let plain = prometheus(&status(vec![client("a", State::Ok, Some(1))], None));
+        assert!(!plain.contains("replica"), "{plain}");
     }
 
     #[test]
