@@ -36,7 +36,6 @@ impl Pair {
         let p = World::new(&format!("{label}-p"))?;
         let r = World::on(&format!("{label}-r"), replica)?;
         p.enroll(CLIENT);
-        p.server_config(QUICK);
         let out = r.server(&["setup"]);
         assert!(out.status.success(), "replica setup: {}", show(&out));
         let out = p.server(&[
@@ -64,6 +63,8 @@ impl Pair {
             show(&out)
         );
         let key_line = args[4..].join(" ");
+        // The replica is configured too (status and pruning look at it).
+        p.server_config(&format!("{QUICK}to = [\"{}\"]\n", r.destination()));
         Some(Pair { p, r, key_line })
     }
 
@@ -175,7 +176,18 @@ fn three_backups_replicate_then_only_the_fourth_is_sent(replica: FsKind) {
     std::fs::write(p.src.join("new-4MiB"), &data).unwrap();
     p.backup_ok();
     let used_before = used_bytes(&pair.r, replica);
-    let out = pair.replicate_ok();
+    let status = stdout(&p.server(&["status"]));
+    assert!(
+        status.contains(&format!(
+            "replica {} 1 snapshot(s) behind",
+            pair.r.destination()
+        )),
+        "{status}"
+    );
+    // No --to: the configured replica.
+    let out = p.server(&["replicate"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let out = stdout(&out);
     let grew = used_bytes(&pair.r, replica).saturating_sub(used_before);
     assert!(
         out.contains("Replicated to") && out.contains("1 snapshot(s) of 1 client(s)"),
@@ -196,6 +208,16 @@ fn three_backups_replicate_then_only_the_fourth_is_sent(replica: FsKind) {
         "the replica grew by {grew} bytes for 4 MiB of changes"
     );
     pair.assert_replicated("fourth replication");
+    let status = stdout(&p.server(&["status"]));
+    assert!(
+        status.contains(&format!("replica {} up to date", pair.r.destination())),
+        "{status}"
+    );
+    let clients = stdout(&pair.r.server(&["clients"]));
+    assert!(
+        clients.contains("replica of a primary") && clients.contains("replicated from primary"),
+        "{clients}"
+    );
     // The primary recorded what the replica holds.
     let record = std::fs::read_dir(p.store().join(".byteback/replication"))
         .unwrap()

@@ -412,7 +412,11 @@ pub fn prometheus(status: &Status) -> String {
         .collect();
     if !replicated.is_empty() {
         let name = "byteback_replica_snapshots_behind";
-        metric(&mut o, name, "Snapshots of the client a replica does not hold yet.");
+        metric(
+            &mut o,
+            name,
+            "Snapshots of the client a replica does not hold yet.",
+        );
         for (c, r) in replicated {
             let _ = writeln!(
                 o,
