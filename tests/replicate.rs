@@ -204,7 +204,7 @@ fn three_backups_replicate_then_only_the_fourth_is_sent(replica: FsKind) {
     assert!(files <= 2, "only the new file is sent: {out}");
     println!("replica ({replica:?}) grew by {grew} bytes for 4 MiB of new data");
     assert!(
-        grew >= 3 << 20 && grew < 16 << 20,
+        (3 << 20..16 << 20).contains(&grew),
         "the replica grew by {grew} bytes for 4 MiB of changes"
     );
     pair.assert_replicated("fourth replication");
@@ -309,6 +309,25 @@ fn a_killed_replication_resumes_and_completes() {
     let out = pair.replicate_ok();
     assert!(out.contains("1 snapshot(s)"), "{out}");
     pair.assert_replicated("resumed replication");
+
+    // A full replica prunes by itself, while the primary keeps everything.
+    pair.r
+        .server_config("min_free_percent = 99.0\ntarget_free_percent = 99.5\nmin_age = \"0s\"\n");
+    for change in ["second", "third"] {
+        std::thread::sleep(Duration::from_millis(1100));
+        std::fs::write(p.src.join(change), change).unwrap();
+        p.backup_ok();
+    }
+    pair.replicate_ok();
+    let ours = p.snapshots(CLIENT);
+    let theirs = pair.r.snapshots(&pair.mapped());
+    assert_eq!(ours.len(), 3, "the primary keeps its history");
+    assert!(
+        theirs.len() < ours.len() && theirs.last() == ours.last(),
+        "the replica pruned by itself, never its newest: {theirs:?} of {ours:?}"
+    );
+    let log = std::fs::read_to_string(pair.r.store().join(".byteback/server.log")).unwrap();
+    assert!(log.contains("prune: deleted"), "{log}");
 }
 
 #[test]

@@ -351,6 +351,23 @@ pub fn rename(store_root: &Path, old: &str, new: &str) -> Result<()> {
     if line.is_none() && !data {
         return Err(unknown(&old, &store));
     }
+    match line.map(|l| l.role) {
+        // Its name is the prefix of every copy it sent: renaming the key
+        // alone would orphan them.
+        Some(keys::KeyRole::Replica) => {
+            return Err(Error::Refused(format!(
+                "{old} is a replica key (a primary server): its name is part of its clients' names here ({old}{}CLIENT), so it is not renamed",
+                crate::names::REPLICA_SEPARATOR
+            )));
+        }
+        Some(keys::KeyRole::Client) if new.split_replicated().is_some() => {
+            return Err(Error::Usage(format!(
+                "invalid client name {new}: names with '{}' are a replica's copies of a primary's clients",
+                crate::names::REPLICA_SEPARATOR
+            )));
+        }
+        _ => {}
+    }
     // Names are unique over the whole file, as new-client keeps them.
     if lines.iter().any(|l| l.client == new.as_str()) {
         return Err(Error::Refused(format!(

@@ -323,14 +323,10 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Replicate {
             store,
             to,
-            client,
             setup: true,
             name,
             ..
-        } => {
-            let _ = client;
-            replicate::setup(&store_or_home(store)?, name.as_deref(), &to).map(|()| 0)
-        }
+        } => replicate::setup(&store_or_home(store)?, name.as_deref(), &to).map(|()| 0),
         Command::Replicate {
             store,
             to,

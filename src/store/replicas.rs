@@ -134,7 +134,9 @@ mod tests {
         let one = record(&[("a", "2026-11-26T03:00:00Z"), ("b", "2026-11-26T03:00:00Z")]);
         let two = record(&[("a", "2026-11-25T03:00:00Z")]);
         assert_eq!(
-            replicated_everywhere(&[one.clone()], &a).unwrap().as_str(),
+            replicated_everywhere(std::slice::from_ref(&one), &a)
+                .unwrap()
+                .as_str(),
             "2026-11-26T03:00:00Z"
         );
         assert_eq!(
