@@ -55,13 +55,16 @@ pub fn run(store_root: &Path, client: &str, role: KeyRole, command: Option<&str>
         .and_then(|request| match (role, &request) {
             (KeyRole::ReadOnly, Request::Receive { .. } | Request::Complete { .. }) => {
                 Err(Error::Refused(
-                    "refused: this key may only list and restore (it was enrolled with --read-only), not back up".into(),
+                    "refused: this key may only list, restore and verify (it was enrolled with --read-only), not back up".into(),
                 ))
             }
             _ => Ok(request),
         });
-    // What status reports as this client's last attempt (not pings, lists).
+    // What status reports as this client's last attempt (not pings, lists;
+    // nothing for a read-only key, whose refusals and restores say nothing
+    // about the backups of the client it reads).
     let attempt = match &request {
+        _ if role != KeyRole::Client => None,
         Ok(Request::Receive { .. }) => Some("receive"),
         Ok(Request::Complete { .. }) => Some("complete"),
         Ok(Request::Send { .. }) => Some("send"),
