@@ -202,7 +202,9 @@ fn three_backups_replicate_then_only_the_fourth_is_sent(replica: FsKind) {
         .and_then(|n| n.parse().ok())
         .expect("a file count");
     assert!(files <= 2, "only the new file is sent: {out}");
-    println!("replica ({replica:?}) grew by {grew} bytes for 4 MiB of new data");
+    println!(
+        "figure: a {replica:?} replica grew by {grew} bytes for a snapshot with 4 MiB of new data"
+    );
     assert!(
         (3 << 20..16 << 20).contains(&grew),
         "the replica grew by {grew} bytes for 4 MiB of changes"

@@ -237,6 +237,30 @@ const SCENARIOS: &[(&str, &str, &str, &str)] = &[
         "`byteback verify` and `byteback-server verify` find changed, missing, extra and corrupted files and broken snapshots",
     ),
     (
+        "Replication",
+        "replicate",
+        "three_backups_replicate_then_only_the_fourth_is_sent",
+        "a replica (btrfs and plain) holds the primary's snapshots under their names, identical file by file; a new one alone is sent and costs about what changed",
+    ),
+    (
+        "Replication",
+        "replicate",
+        "a_killed_replication_resumes_and_completes",
+        "a replication killed mid-transfer resumes and completes identically; a full replica prunes by itself while the primary keeps everything",
+    ),
+    (
+        "Replication",
+        "replicate",
+        "a_hostile_primary_can_only_add_newer_history",
+        "a primary's key gets no shell or client request, cannot alter, delete or pre-date replica snapshots, nor reach another primary's or a client's area",
+    ),
+    (
+        "Replication",
+        "replicate",
+        "restore_from_the_replica_with_a_read_only_key",
+        "a client restores from the replica with a read-only key (same files as from the primary) and cannot back up with it",
+    ),
+    (
         "Hostile input",
         "properties",
         "",
