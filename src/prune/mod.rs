@@ -116,9 +116,14 @@ pub struct ReplicationGuard {
 }
 
 impl ReplicationGuard {
-    /// The guard for `store`; `None` when no replica is configured.
+    /// The guard for `store`; `None` when no replica is configured, and in
+    /// hardened mode, whose helper deletes only the policy's own next
+    /// snapshot (root's policy knows nothing of the user's replicas).
     pub fn of(store: &Store) -> Option<ReplicationGuard> {
         use crate::store::replicas;
+        if store.hardened().is_some() {
+            return None;
+        }
         let records = replicas::configured_records(store);
         if records.is_empty() {
             return None;
