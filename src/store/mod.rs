@@ -118,8 +118,9 @@ pub struct ServerConfig {
     pub max_concurrent_backups: u32,
     /// The system log's socket [default: /dev/log].
     pub log_socket: Option<PathBuf>,
-    /// Copies of this store's snapshots on other byteback servers.
-    pub replicate: ReplicateConfig,
+    /// Copies of this store's snapshots on other byteback servers (boxed:
+    /// rarely set, and a `Store` travels by value).
+    pub replicate: Box<ReplicateConfig>,
 }
 
 /// The `[replicate]` section: where `byteback-server replicate` (and the
@@ -165,7 +166,7 @@ impl Default for ServerConfig {
             stale_after: config::Duration::from_secs(26 * 3600),
             max_concurrent_backups: 4,
             log_socket: None,
-            replicate: ReplicateConfig::default(),
+            replicate: Box::default(),
         }
     }
 }
