@@ -804,3 +804,83 @@ proptest! {
         prop_assert_eq!(decode_found(&encode_found(&found)), Ok(seconds));
     }
 }
+
+// ---- A primary's key on its replica (`parse_replica`) ----
+
+/// A replica request's command line: what `byteback-server replicate`
+/// sends, with hostile words and names here and there.
+fn replica_command() -> impl Strategy<Value = String> {
+    let word = prop_oneof![8 => allowed_option(), 2 => hostile_word()];
+    let name = prop_oneof![
+        4 => Just("web1.example".to_owned()),
+        2 => path_word(),
+        1 => hostile_word(),
+    ];
+    prop_oneof![
+        (
+            vec(word, 0..6),
+            name.clone(),
+            select(&["/current/", "/current", "", "/x/current/"][..])
+        )
+            .prop_map(|(options, who, tail)| format!(
+                "rsync --server {} . {who}{tail}",
+                options.join(" ")
+            )),
+        (
+            select(&["", "--partial "][..]),
+            name,
+            prop_oneof![
+                Just("2026-11-26T03:00:00Z".to_owned()),
+                Just("2014-03-02T23:10+0100".to_owned()),
+                hostile_word()
+            ]
+        )
+            .prop_map(|(flag, who, snap)| format!("byteback replica-snapshot {flag}{who} {snap}")),
+        Just("byteback replica-state".to_owned()),
+    ]
+}
+
+proptest! {
+    #![proptest_config(crate::proptest_config(512))]
+
+    /// Any bytes at all, alone or after a replica request's first words.
+    #[test]
+    fn parse_replica_never_panics(
+        head in select(&["", "byteback replica-state", "byteback replica-snapshot ",
+            "rsync --server ", "rsync --server --sender "][..]),
+        bytes in vec(any::<u8>(), 0..300),
+    ) {
+        let text = format!("{head}{}", String::from_utf8_lossy(&bytes));
+        let _ = parse_replica(Some(&text));
+    }
+
+    /// What a replica accepts names only the primary's own clients (a
+    /// mapped name under `PRIMARY__`), real snapshot names, and receivers
+    /// as confined as a client's.
+    #[test]
+    fn accepted_replica_requests_stay_in_the_primarys_area(cmd in replica_command()) {
+        let primary = ClientName::new("primary").unwrap();
+        let mapped = |c: &ClientName| {
+            let m = ClientName::replicated(&primary, c);
+            if let Ok(m) = &m {
+                assert_eq!(m.split_replicated().map(|(p, _)| p), Some("primary"), "{cmd}");
+            }
+        };
+        match parse_replica(Some(&cmd)) {
+            Ok(ReplicaRequest::Receive { client, options }) => {
+                mapped(&client);
+                let tail = (format!(" {client}/current/"), format!(" {client}/current"));
+                prop_assert!(cmd.ends_with(&tail.0) || cmd.ends_with(&tail.1), "{}", cmd);
+                for (side, links) in sides().into_iter().filter(|(s, _)| s.role != ServerRole::Sender) {
+                    assert_confined(&rsync::receiver_argv(&options, &side, &links), &side, &links, None);
+                }
+            }
+            Ok(ReplicaRequest::Snapshot { client, name, .. }) => {
+                mapped(&client);
+                prop_assert_eq!(SnapshotName::parse(name.as_str()), Some(name));
+            }
+            Ok(ReplicaRequest::State) => prop_assert_eq!(cmd, "byteback replica-state"),
+            Err(_) => {}
+        }
+    }
+}
