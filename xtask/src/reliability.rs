@@ -410,13 +410,22 @@ fn render(run: &Run, commit: &str, date: &str) -> String {
 
 /// Runs the suite and writes RELIABILITY.md; whether every test passed.
 pub fn reliability(root: &Path) -> std::io::Result<bool> {
-    let out = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+    // One pipe for both streams: cargo names each test binary on stderr
+    // ("Running tests/x.rs") and the tests report on stdout, so only their
+    // interleaving says which test belongs to which file.
+    let (mut reader, writer) = std::io::pipe()?;
+    let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cargo
         .args(["test", "--locked", "--no-fail-fast", "--", "--show-output"])
         .current_dir(root)
-        .output()?;
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    let run = parse(&text);
+        .stdout(writer.try_clone()?)
+        .stderr(writer);
+    let mut child = cargo.spawn()?;
+    drop(cargo); // our copies of the pipe's write end: EOF when the tests end
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut reader, &mut bytes)?;
+    let status = child.wait()?;
+    let run = parse(&String::from_utf8_lossy(&bytes));
     let commit = Command::new("git")
         .args(["rev-parse", "--short", "HEAD"])
         .current_dir(root)
@@ -436,7 +445,7 @@ pub fn reliability(root: &Path) -> std::io::Result<bool> {
         run.unit_passed + run.unit_failed,
         if failed { "; some FAILED" } else { "" }
     );
-    Ok(out.status.success() && !failed)
+    Ok(status.success() && !failed)
 }
 
 #[cfg(test)]
