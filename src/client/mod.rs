@@ -3,6 +3,7 @@
 pub mod backup;
 pub mod config;
 pub mod hooks;
+pub mod index;
 pub mod local;
 pub mod query;
 pub mod remote;
