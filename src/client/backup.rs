@@ -343,6 +343,8 @@ pub fn run(dir: &ConfigDir, args: &BackupArgs) -> Result<()> {
 }
 
 /// A backup to a server, retried as configured; the snapshot's name.
+// What it reports back (traffic, attempts, pass) goes to the summary.
+#[allow(clippy::too_many_arguments)]
 fn remote_backup(
     dir: &ConfigDir,
     config: &ClientConfig,
@@ -719,13 +721,13 @@ impl IndexSettings {
                 "the exclude pattern {:?} ({}) is one the change index cannot apply exactly; every backup is a full rsync pass",
                 e.pattern, e.why
             ))
-        } else if let Some(s) = plan.sources.iter().find(|s| !plain_absolute(s)) {
-            Some(format!(
-                "the source {} is not a plain absolute path (no trailing /, . or ..)",
-                s.display()
-            ))
         } else {
-            None
+            plan.sources.iter().find(|s| !plain_absolute(s)).map(|s| {
+                format!(
+                    "the source {} is not a plain absolute path (no trailing /, . or ..)",
+                    s.display()
+                )
+            })
         };
         IndexSettings {
             file: dir.index_file(),

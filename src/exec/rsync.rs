@@ -760,7 +760,10 @@ mod tests {
         ] {
             assert!(args.contains(&want.to_string()), "{want}: {args:?}");
         }
-        assert!(!args.iter().any(|a| a == "--delete" || a == "--delete-excluded" || a == "-r" || a == "--recursive"));
+        assert!(!args.iter().any(|a| a == "--delete"
+            || a == "--delete-excluded"
+            || a == "-r"
+            || a == "--recursive"));
         assert_eq!(&args[args.len() - 3..], ["--", "/", "bb@host:current/"]);
     }
 

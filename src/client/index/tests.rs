@@ -170,7 +170,7 @@ fn walks_a_tree_with_its_parents_and_skips_excluded_contents() {
     std::fs::write(dir.join("src/a-x"), "y").unwrap();
     std::fs::write(dir.join("src/mnt/inside/hidden"), "z").unwrap();
     let src = dir.join("src");
-    let got = walk(&[src.clone()], &[src.join("mnt")], now_ns()).unwrap();
+    let got = walk(std::slice::from_ref(&src), &[src.join("mnt")], now_ns()).unwrap();
     let rel: Vec<String> = got
         .iter()
         .map(|x| String::from_utf8_lossy(&x.path).into_owned())
