@@ -333,6 +333,8 @@ pub struct Report {
     pub src_dir: String,
     /// (d) and (e).
     pub ops: crate::ops::Ops,
+    /// (f), index mode against bare rsync.
+    pub index: Option<crate::index::IndexPhase>,
 }
 
 pub(crate) fn median(v: &[f64]) -> f64 {
@@ -398,6 +400,7 @@ impl Report {
             floor_argv: Vec::new(),
             src_dir: String::new(),
             ops: crate::ops::Ops::default(),
+            index: None,
         }
     }
 
@@ -946,6 +949,10 @@ impl Report {
                     median(&cpu)
                 );
             }
+        }
+
+        if let Some(index) = &self.index {
+            o.push_str(&index.markdown());
         }
 
         // ---- Not measured ---------------------------------------------------------
