@@ -2,7 +2,7 @@
 //! same machine, the same ssh and the same btrfs filesystem.
 //!
 //! ```text
-//! cargo run --release --example bench -- [--profile default|small] [--out bench/RESULTS.md]
+//! cargo run --release --example bench -- [--profile default|small|large] [--out bench/RESULTS.md]
 //! ```
 //!
 //! Needs root (loop-device btrfs, a Unix user, an sshd on 127.0.0.1), like
@@ -50,7 +50,7 @@ struct Args {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: cargo run --release --example bench -- [--profile default|small] [--out FILE.md] \
+        "usage: cargo run --release --example bench -- [--profile default|small|large] [--out FILE.md] \
          [--csv FILE.csv] [--seed N] [--initial N] [--nochange N] [--generations N] \
          [--restores N] [--lists N] [--hundred N] [--hundred-runs N] [--index N] [--bin-dir DIR]"
     );

@@ -536,14 +536,20 @@ fn try_once(
     }
     // The walk comes first: whatever changes from now on is newer than
     // what the index records, and is sent again next time.
-    let (walked, old) = settings.walk(&transfer.sources);
+    let (walked, mut old) = settings.walk(&transfer.sources);
     let mut incremental = None;
     *pass = Pass::default();
     match settings.why_full(walked.as_deref(), old.as_ref(), ping.newest.as_deref()) {
         Some(why) => pass.reason = Some(why),
         None => {
-            let (old, new) = (old.as_ref().map(|i| &i.entries[..]), walked.as_deref());
-            let changes = index::compare(old.unwrap_or_default(), new.unwrap_or_default());
+            let changes = index::compare(
+                old.as_ref().map(|i| &i.entries[..]).unwrap_or_default(),
+                walked.as_deref().unwrap_or_default(),
+            );
+            // Only the old header is needed from now on.
+            if let Some(old) = old.as_mut() {
+                old.entries = Vec::new();
+            }
             let snapshot = ping.newest.clone().unwrap_or_default();
             match ready_incremental(ssh, &snapshot, &changes) {
                 Ok(()) => incremental = Some(changes),

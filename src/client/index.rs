@@ -40,7 +40,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::sys::fs::write_atomic;
+use crate::sys::fs::write_atomic_with;
 
 /// The first line of an index file.
 const MAGIC: &[u8] = b"byteback change index 1\n";
@@ -115,13 +115,18 @@ pub struct Index {
     pub entries: Vec<Entry>,
 }
 
-fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf29ce484222325;
+const FNV_START: u64 = 0xcbf29ce484222325;
+
+fn fnv1a_from(mut h: u64, bytes: &[u8]) -> u64 {
     for b in bytes {
         h ^= u64::from(*b);
         h = h.wrapping_mul(0x100000001b3);
     }
     h
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    fnv1a_from(FNV_START, bytes)
 }
 
 fn put_len(out: &mut Vec<u8>, mut n: usize) {
@@ -175,38 +180,62 @@ impl Index {
     /// The file's bytes.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(64 + self.entries.len() * 80);
-        out.extend_from_slice(MAGIC);
+        let _ = self.write_to(&mut out);
+        out
+    }
+
+    /// Writes the file's bytes to `w`, record by record.
+    pub fn write_to(&self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+        /// Passes bytes on, summing them.
+        struct Summing<'a> {
+            inner: &'a mut dyn std::io::Write,
+            sum: u64,
+        }
+        impl Summing<'_> {
+            fn put(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+                self.sum = fnv1a_from(self.sum, bytes);
+                self.inner.write_all(bytes)
+            }
+        }
+        let mut out = Summing {
+            inner: w,
+            sum: FNV_START,
+        };
+        out.put(MAGIC)?;
         let header = Header {
             entries: self.entries.len() as u64,
             ..self.header.clone()
         };
-        out.extend_from_slice(&serde_json::to_vec(&header).unwrap_or_default());
-        out.push(b'\n');
+        let mut line = serde_json::to_vec(&header).unwrap_or_default();
+        line.push(b'\n');
+        out.put(&line)?;
         let mut previous: &[u8] = &[];
+        let mut record = Vec::with_capacity(256);
         for e in &self.entries {
+            record.clear();
             let shared = previous
                 .iter()
                 .zip(&e.path)
                 .take_while(|(a, b)| a == b)
                 .count();
-            put_len(&mut out, shared);
-            put_len(&mut out, e.path.len() - shared);
-            out.extend_from_slice(&e.path[shared..]);
+            put_len(&mut record, shared);
+            put_len(&mut record, e.path.len() - shared);
+            record.extend_from_slice(&e.path[shared..]);
             for n in [e.dev, e.ino] {
-                out.extend_from_slice(&n.to_le_bytes());
+                record.extend_from_slice(&n.to_le_bytes());
             }
             for n in [e.mode, e.uid, e.gid] {
-                out.extend_from_slice(&n.to_le_bytes());
+                record.extend_from_slice(&n.to_le_bytes());
             }
             for n in [e.nlink, e.size, e.mtime as u64, e.ctime as u64] {
-                out.extend_from_slice(&n.to_le_bytes());
+                record.extend_from_slice(&n.to_le_bytes());
             }
-            out.push(u8::from(e.unsure));
+            record.push(u8::from(e.unsure));
+            out.put(&record)?;
             previous = &e.path;
         }
-        let sum = fnv1a(&out);
-        out.extend_from_slice(&sum.to_le_bytes());
-        out
+        let sum = out.sum;
+        out.inner.write_all(&sum.to_le_bytes())
     }
 
     /// Reads an index; `None` if it is not a whole, intact one.
@@ -258,9 +287,10 @@ impl Index {
         Index::decode(&std::fs::read(path).ok()?)
     }
 
-    /// Writes the index atomically (root's only).
+    /// Writes the index atomically (root's only), without building it in
+    /// memory first.
     pub fn save(&self, path: &Path) -> Result<()> {
-        write_atomic(path, &self.encode(), 0o600)
+        write_atomic_with(path, 0o600, |w| self.write_to(w))
     }
 }
 

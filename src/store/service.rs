@@ -135,9 +135,16 @@ impl<'s> ClientBackups<'s> {
                 "current of {client} was not readied for an incremental backup from its newest snapshot (byteback incremental): make a full pass"
             )));
         }
+        let btrfs = store.backend().kind() == super::Backend::Btrfs;
         Ok(TransferPlan {
-            inplace: store.backend().kind() == super::Backend::Btrfs,
-            link_dests: Vec::new(),
+            inplace: btrfs,
+            // Plain: the changed files are absent from `current`, so rsync
+            // finds their old versions in the snapshot as delta bases
+            // (read only; a file it links from there is identical).
+            link_dests: match (btrfs, newest) {
+                (false, Some(newest)) => vec![format!("../{newest}")],
+                _ => Vec::new(),
+            },
         })
     }
 
@@ -627,7 +634,8 @@ mod tests {
             "directories are new"
         );
         let plan = backups.start_incremental().unwrap();
-        assert!(plan.link_dests.is_empty() && !plan.inplace);
+        assert_eq!(plan.link_dests, [format!("../{name}")]);
+        assert!(!plan.inplace);
         // Once only.
         assert!(backups.start_incremental().is_err());
     }

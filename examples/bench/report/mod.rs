@@ -142,6 +142,7 @@ impl Sample {
                 .stdout
                 .lines()
                 .find_map(|l| l.strip_prefix("Backup complete: snapshot "))
+                .and_then(|rest| rest.split(' ').next())
                 .unwrap_or("")
                 .to_owned(),
         };
