@@ -24,11 +24,12 @@ support::world::on_both_backends!(
 /// Interval 0 so a test can take several snapshots in a row.
 const NO_INTERVAL: &str = "min_snapshot_interval = \"0s\"\n";
 
-/// Entries changed within 2 s of a walk are sent again by the next backup
-/// (they could still change unseen within one timestamp tick): waiting
-/// this long makes the next walk trust them.
+/// Entries changed just before a walk are sent again by the next backup
+/// (they could still change unseen within one timestamp tick; 3 s on a
+/// whole-second filesystem, 100 ms else): waiting this long makes the next
+/// walk trust them.
 fn settle() {
-    std::thread::sleep(Duration::from_millis(2100));
+    std::thread::sleep(Duration::from_millis(3100));
 }
 
 fn snapshot_tree(w: &World, client: &str, snapshot: &str) -> PathBuf {

@@ -11,10 +11,10 @@
 //! - The walk happens *before* the transfer, so a file changed during the
 //!   transfer has a newer ctime than the index records and is sent again
 //!   next time.
-//! - A file whose ctime or mtime is within [`RACY_NS`] of the walk's start
-//!   may still change within the same timestamp tick after it was read; it
-//!   is recorded as *unsure* and sent again next time (git's "racily clean"
-//!   entries).
+//! - A file whose ctime or mtime is within [`RACY_NS`] (whole-second
+//!   filesystems: [`COARSE_RACY_NS`]) of the walk's start may still change
+//!   within the same timestamp tick after it was read; it is recorded as
+//!   *unsure* and sent again next time (git's "racily clean" entries).
 //! - The index names the snapshot it describes and a fingerprint of the
 //!   sources, exclusions and destination. It is committed only after that
 //!   snapshot was taken (complete, not partial), and used only when the
@@ -47,8 +47,14 @@ const MAGIC: &[u8] = b"byteback change index 1\n";
 
 /// Entries changed this close (ns) before the walk started may change again
 /// within the same timestamp tick unseen: they are sent again next time.
-/// Timestamps are taken from a coarse clock (a few ms); 2 s is generous.
-pub const RACY_NS: i64 = 2_000_000_000;
+/// Linux takes file times from a coarse clock (one tick: 1–10 ms), so a
+/// change after the walk read an entry gets a later ctime unless the entry
+/// had changed within that tick; 100 ms is generous.
+pub const RACY_NS: i64 = 100_000_000;
+
+/// The same for entries whose times have no sub-second part: filesystems
+/// that keep whole seconds (ext4 with small inodes) or two (FAT).
+pub const COARSE_RACY_NS: i64 = 3_000_000_000;
 
 const S_IFMT: u32 = 0o170000;
 const S_IFDIR: u32 = 0o040000;
@@ -338,7 +344,8 @@ fn entry_of(path: Vec<u8>, m: &std::fs::Metadata, started: i64) -> Entry {
     let ns = |s: i64, n: i64| s.saturating_mul(1_000_000_000).saturating_add(n);
     let mtime = ns(m.mtime(), m.mtime_nsec());
     let ctime = ns(m.ctime(), m.ctime_nsec());
-    let recent = started.saturating_sub(RACY_NS);
+    let coarse = m.mtime_nsec() == 0 && m.ctime_nsec() == 0;
+    let recent = started.saturating_sub(if coarse { COARSE_RACY_NS } else { RACY_NS });
     Entry {
         path,
         dev: m.dev(),
