@@ -22,8 +22,8 @@ pub struct IndexSample {
     /// `incremental`, `full` or `bare`.
     pub tool: &'static str,
     pub wall: f64,
-    /// The server side's CPU seconds (byteback-server, or the bare rsync
-    /// receiver), as last polled.
+    /// The server side's rsync receiver's CPU seconds, as last polled
+    /// (none: no rsync ran on the server).
     pub server_cpu: Option<f64>,
     /// byteback's summary: how it transferred.
     pub how: String,
@@ -75,8 +75,8 @@ impl IndexPhase {
              and `byteback backup --full` once per state. Stat walk: byteback's own walk \
              of the source ({} paths), in process; cold after `echo 3 > \
              /proc/sys/vm/drop_caches`. Wall seconds, median (min–max). Server CPU: \
-             byteback-server (with the rsync it runs) or the bare receiver, CPU seconds \
-             as last polled.\n",
+             the server's rsync receiver, CPU seconds as last polled in /proc (an \
+             incremental backup with nothing to send runs no rsync at all).\n",
             self.paths
         );
         let _ = writeln!(
@@ -197,7 +197,7 @@ impl Bench<'_> {
             &self.logs,
             &label,
             &["byteback", "rsync", "ssh"],
-            Some((self.user.uid, "byteback-server")),
+            Some((self.user.uid, "rsync")),
         );
         assert!(
             run.code == 0 && run.stdout.contains("Backup complete"),
@@ -212,8 +212,8 @@ impl Bench<'_> {
             .lines()
             .find(|l| l.starts_with("Backup complete"))
             .and_then(|l| l.rsplit(", ").next())
+            .and_then(|how| how.strip_suffix(')'))
             .unwrap_or("")
-            .trim_end_matches(')')
             .to_owned();
         eprintln!(
             "bench:   {:<12} {:>8.3} s  ({how})",

@@ -500,6 +500,9 @@ fn with_attempts(e: Error, attempts: u32) -> Error {
 
 /// One attempt: ping, walk, transfer (in full, or what the change index
 /// found), snapshot, commit the index — over one shared connection.
+// What it reports back (traffic, the unanswered snapshot, the pass) is
+// each its own.
+#[allow(clippy::too_many_arguments)]
 fn try_once(
     dir: &ConfigDir,
     plain: &Ssh,
@@ -543,12 +546,12 @@ fn try_once(
         Some(why) => pass.reason = Some(why),
         None => {
             let changes = index::compare(
-                old.as_ref().map(|i| &i.entries[..]).unwrap_or_default(),
+                old.iter().flat_map(|o| o.entries()),
                 walked.as_deref().unwrap_or_default(),
             );
             // Only the old header is needed from now on.
             if let Some(old) = old.as_mut() {
-                old.entries = Vec::new();
+                old.release();
             }
             let snapshot = ping.newest.clone().unwrap_or_default();
             match ready_incremental(ssh, &snapshot, &changes) {
@@ -751,12 +754,12 @@ impl IndexSettings {
 
     /// Walks the sources (unless the index can never be used) and loads
     /// the index; a walk that fails leaves no walk.
-    fn walk(&self, sources: &[PathBuf]) -> (Option<Vec<index::Entry>>, Option<index::Index>) {
+    fn walk(&self, sources: &[PathBuf]) -> (Option<Vec<index::Entry>>, Option<index::Stored>) {
         if self.never.is_some() {
             return (None, None);
         }
         match index::walk(sources, &self.skip, index::now_ns()) {
-            Ok(entries) => (Some(entries), index::Index::load(&self.file)),
+            Ok(entries) => (Some(entries), index::Stored::load(&self.file)),
             Err(index::WalkError(why)) => {
                 report::note(format_args!("the change index is not used: {why}"));
                 (None, None)
@@ -768,7 +771,7 @@ impl IndexSettings {
     fn why_full(
         &self,
         walked: Option<&[index::Entry]>,
-        old: Option<&index::Index>,
+        old: Option<&index::Stored>,
         newest: Option<&str>,
     ) -> Option<String> {
         if let Some(never) = &self.never {
@@ -806,7 +809,7 @@ impl IndexSettings {
     fn commit(
         &self,
         walked: Option<Vec<index::Entry>>,
-        old: Option<&index::Index>,
+        old: Option<&index::Stored>,
         incremental: bool,
         newest_before: Option<&str>,
         snapshot: &str,
@@ -823,7 +826,7 @@ impl IndexSettings {
             // old index saw change (an mtime put back): the next
             // incremental sends it again.
             if newest_before == Some(old.header.snapshot.as_str()) {
-                index::mark_changed_unsure(&old.entries, &mut entries);
+                index::mark_changed_unsure(old.entries(), &mut entries);
             }
         }
         let new = index::Index {

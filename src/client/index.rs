@@ -246,6 +246,35 @@ impl Index {
 
     /// Reads an index; `None` if it is not a whole, intact one.
     pub fn decode(bytes: &[u8]) -> Option<Index> {
+        let stored = Stored::parse(bytes.to_vec())?;
+        Some(Index {
+            header: stored.header.clone(),
+            entries: stored.entries().collect(),
+        })
+    }
+
+    /// Writes the index atomically (root's only), without building it in
+    /// memory first.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        write_atomic_with(path, 0o600, |w| self.write_to(w))
+    }
+}
+
+/// An index as read from its file: the header, and the records decoded
+/// one by one as they are merged with the walk, so the old index never
+/// sits in memory as entries.
+#[derive(Debug)]
+pub struct Stored {
+    pub header: Header,
+    bytes: Vec<u8>,
+    /// Where the records start and end in `bytes`.
+    body: std::ops::Range<usize>,
+}
+
+impl Stored {
+    /// Checks a whole file (checksum, magic, header, every record); `None`
+    /// if it is not a whole, intact index.
+    pub fn parse(bytes: Vec<u8>) -> Option<Stored> {
         let body_len = bytes.len().checked_sub(8)?;
         let (body, sum) = bytes.split_at(body_len);
         if fnv1a(body) != u64::from_le_bytes(sum.try_into().ok()?) {
@@ -254,49 +283,91 @@ impl Index {
         let rest = body.strip_prefix(MAGIC)?;
         let newline = rest.iter().position(|&b| b == b'\n')?;
         let header: Header = serde_json::from_slice(&rest[..newline]).ok()?;
-        let mut r = Reader {
-            bytes: &rest[newline + 1..],
-            at: 0,
+        let start = MAGIC.len() + newline + 1;
+        let stored = Stored {
+            header,
+            body: start..body_len,
+            bytes,
         };
-        let count = usize::try_from(header.entries).ok()?;
-        // Each record takes at least 63 bytes: never trust the count further.
-        let mut entries: Vec<Entry> = Vec::with_capacity(count.min(r.bytes.len() / 63));
-        for _ in 0..count {
-            let shared = r.len()?;
-            let own = r.len()?;
-            let previous = entries.last().map_or(&[][..], |e: &Entry| &e.path);
-            let mut path = previous.get(..shared)?.to_vec();
-            path.extend_from_slice(r.take(own)?);
-            let (dev, ino) = (r.u64()?, r.u64()?);
-            let (mode, uid, gid) = (r.u32()?, r.u32()?, r.u32()?);
-            let (nlink, size, mtime, ctime) = (r.u64()?, r.u64()?, r.u64()?, r.u64()?);
-            let unsure = *r.take(1)?.first()? != 0;
-            entries.push(Entry {
-                path,
-                dev,
-                ino,
-                mode,
-                uid,
-                gid,
-                nlink,
-                size,
-                mtime: mtime as i64,
-                ctime: ctime as i64,
-                unsure,
-            });
-        }
-        (r.at == r.bytes.len()).then_some(Index { header, entries })
+        let mut records = stored.entries();
+        for _ in &mut records {}
+        (records.whole && records.reader.at == records.reader.bytes.len()).then_some(stored)
     }
 
     /// The index at `path`, if there is an intact one.
-    pub fn load(path: &Path) -> Option<Index> {
-        Index::decode(&std::fs::read(path).ok()?)
+    pub fn load(path: &Path) -> Option<Stored> {
+        Stored::parse(std::fs::read(path).ok()?)
     }
 
-    /// Writes the index atomically (root's only), without building it in
-    /// memory first.
-    pub fn save(&self, path: &Path) -> Result<()> {
-        write_atomic_with(path, 0o600, |w| self.write_to(w))
+    /// The entries, in walk order.
+    pub fn entries(&self) -> Records<'_> {
+        Records {
+            reader: Reader {
+                bytes: self.bytes.get(self.body.clone()).unwrap_or_default(),
+                at: 0,
+            },
+            previous: Vec::new(),
+            left: self.header.entries,
+            whole: true,
+        }
+    }
+
+    /// Frees the records once they are no longer needed; the header stays.
+    pub fn release(&mut self) {
+        self.bytes = Vec::new();
+        self.body = 0..0;
+        self.header.entries = 0;
+    }
+}
+
+/// The records of a [`Stored`] index, decoded one at a time.
+pub struct Records<'a> {
+    reader: Reader<'a>,
+    previous: Vec<u8>,
+    left: u64,
+    /// Every record so far was whole.
+    whole: bool,
+}
+
+impl Records<'_> {
+    fn record(&mut self) -> Option<Entry> {
+        let r = &mut self.reader;
+        let shared = r.len()?;
+        let own = r.len()?;
+        let mut path = self.previous.get(..shared)?.to_vec();
+        path.extend_from_slice(r.take(own)?);
+        let (dev, ino) = (r.u64()?, r.u64()?);
+        let (mode, uid, gid) = (r.u32()?, r.u32()?, r.u32()?);
+        let (nlink, size, mtime, ctime) = (r.u64()?, r.u64()?, r.u64()?, r.u64()?);
+        let unsure = *r.take(1)?.first()? != 0;
+        self.previous.clone_from(&path);
+        Some(Entry {
+            path,
+            dev,
+            ino,
+            mode,
+            uid,
+            gid,
+            nlink,
+            size,
+            mtime: mtime as i64,
+            ctime: ctime as i64,
+            unsure,
+        })
+    }
+}
+
+impl Iterator for Records<'_> {
+    type Item = Entry;
+
+    fn next(&mut self) -> Option<Entry> {
+        if self.left == 0 || !self.whole {
+            return None;
+        }
+        self.left -= 1;
+        let entry = self.record();
+        self.whole = entry.is_some();
+        entry
     }
 }
 
@@ -456,30 +527,30 @@ fn is_below(path: &[u8], dir: &[u8]) -> bool {
 }
 
 /// Compares the walk with the index; both in walk order.
-pub fn compare(old: &[Entry], new: &[Entry]) -> Changes {
+pub fn compare(old: impl IntoIterator<Item = Entry>, new: &[Entry]) -> Changes {
+    let mut old = old.into_iter().peekable();
     let mut sent = vec![false; new.len()];
     // Indexes into `new` / `old` of what is sent, and whether it was a
     // directory on both sides.
     let mut replace_too = vec![false; new.len()];
     let mut vanished: Vec<Vec<u8>> = Vec::new();
-    let (mut i, mut j) = (0, 0);
+    let mut j = 0;
     // The topmost vanished (or no longer a directory) path we are below.
     let mut gone_above: Option<Vec<u8>> = None;
-    while i < old.len() || j < new.len() {
-        let order = match (old.get(i), new.get(j)) {
+    while old.peek().is_some() || j < new.len() {
+        let order = match (old.peek(), new.get(j)) {
             (Some(o), Some(n)) => cmp_paths(&o.path, &n.path),
             (Some(_), None) => Ordering::Less,
             (None, _) => Ordering::Greater,
         };
         match order {
             Ordering::Less => {
-                let o = &old[i];
+                let Some(o) = old.next() else { break };
                 let covered = gone_above.as_deref().is_some_and(|g| is_below(&o.path, g));
                 if !covered {
-                    vanished.push(o.path.clone());
                     gone_above = Some(o.path.clone());
+                    vanished.push(o.path);
                 }
-                i += 1;
             }
             Ordering::Greater => {
                 sent[j] = true;
@@ -487,7 +558,8 @@ pub fn compare(old: &[Entry], new: &[Entry]) -> Changes {
                 j += 1;
             }
             Ordering::Equal => {
-                let (o, n) = (&old[i], &new[j]);
+                let Some(o) = old.next() else { break };
+                let (o, n) = (&o, &new[j]);
                 if n.differs_from(o) {
                     sent[j] = true;
                     // A directory that stays one keeps its contents.
@@ -497,7 +569,6 @@ pub fn compare(old: &[Entry], new: &[Entry]) -> Changes {
                     // What was inside it is gone with it.
                     gone_above = Some(o.path.clone());
                 }
-                i += 1;
                 j += 1;
             }
         }
@@ -556,7 +627,7 @@ pub fn compare(old: &[Entry], new: &[Entry]) -> Changes {
 /// full pass, whose rsync compares only size and mtime, these are sent
 /// again by the next index-mode backup (a same-size change whose mtime was
 /// put back is caught then).
-pub fn mark_changed_unsure(old: &[Entry], new: &mut [Entry]) {
+pub fn mark_changed_unsure(old: impl IntoIterator<Item = Entry>, new: &mut [Entry]) {
     let changed = compare(old, new);
     let mut k = 0;
     for e in new.iter_mut() {

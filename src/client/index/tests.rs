@@ -110,7 +110,7 @@ fn finds_what_changed() {
     let mut old = old;
     let k = at(&mut old, "/s/unsure");
     old[k].unsure = true;
-    let changes = compare(&old, &new);
+    let changes = compare(old.clone(), &new);
     assert_eq!(
         strings(&changes.send),
         [
@@ -131,7 +131,7 @@ fn finds_what_changed() {
     assert_eq!(changes.replace, changes.send[1..].to_vec());
     assert_eq!(changes.vanished, 1);
     // Nothing changed: nothing to send.
-    assert_eq!(compare(&new, &new), Changes::default());
+    assert_eq!(compare(new.clone(), &new), Changes::default());
 }
 
 #[test]
@@ -145,7 +145,10 @@ fn all_links_of_a_changed_inode_go_together() {
     let old = vec![e("/", 1, DIR), a.clone(), b.clone()];
     // A new link: c is new, a and b are unchanged in the walk's eyes.
     let new = vec![e("/", 1, DIR), a, b, c];
-    assert_eq!(strings(&compare(&old, &new).send), ["/a", "/b", "/c"]);
+    assert_eq!(
+        strings(&compare(old.clone(), &new).send),
+        ["/a", "/b", "/c"]
+    );
 }
 
 #[test]
@@ -153,7 +156,7 @@ fn a_full_pass_leaves_what_changed_unsure() {
     let old = vec![e("/", 1, DIR), e("/f", 2, FILE), e("/g", 3, FILE)];
     let mut new = old.clone();
     new[1].ctime += 7;
-    mark_changed_unsure(&old, &mut new);
+    mark_changed_unsure(old.clone(), &mut new);
     assert_eq!(
         new.iter().map(|x| x.unsure).collect::<Vec<_>>(),
         [false, true, false]
