@@ -99,7 +99,16 @@ impl IndexPhase {
                 spread(&inc),
                 spread(&bare),
                 spread(&self.walls(state, "full")),
-                spread(&self.cpus(state, "incremental")),
+                {
+                    // byteback's receiver runs in a private user and mount
+                    // namespace, where this poller does not find it.
+                    let cpus = self.cpus(state, "incremental");
+                    if cpus.iter().all(|c| *c == 0.0) {
+                        "not seen".to_owned()
+                    } else {
+                        spread(&cpus)
+                    }
+                },
                 spread(&self.cpus(state, "bare")),
             );
         }
