@@ -499,6 +499,9 @@ fn split_rsync<'a>(words: &'a [&'a str]) -> Result<(Vec<String>, &'a [&'a str]),
 
 fn parse_sender(words: &[&str]) -> Result<Request, Refusal> {
     let (options, rest) = split_rsync(words)?;
+    if options.iter().any(|o| o == "--delete-missing-args") {
+        return refuse("rsync option --delete-missing-args is not allowed on a sender");
+    }
     let paths: Vec<Vec<u8>> = rest.iter().map(|p| decode(p)).collect::<Result<_, _>>()?;
     if paths.is_empty() {
         return refuse("rsync sender without anything to send");

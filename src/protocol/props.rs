@@ -88,6 +88,7 @@ const SAFE: &[(&str, Option<char>, bool)] = &[
     ("delete-delay", None, false),
     ("delete-after", None, false),
     ("delete-excluded", None, false),
+    ("delete-missing-args", None, false),
     ("numeric-ids", None, false),
     ("inplace", None, false),
     ("partial", None, false),
