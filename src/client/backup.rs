@@ -556,7 +556,10 @@ fn try_once(
             let snapshot = ping.newest.clone().unwrap_or_default();
             match ready_incremental(ssh, &snapshot, &changes) {
                 Ok(()) => incremental = Some(changes),
-                Err(Error::Refused(why)) => {
+                // Refused as an incremental backup (a stale snapshot, a
+                // server without the request): a full pass. Refused as a
+                // backup (space, growth, locks): as a full pass would be.
+                Err(Error::Refused(why)) if incremental_only(&why) => {
                     pass.reason = Some(format!("the server refused an incremental backup: {why}"))
                 }
                 Err(e) => return Err(e),
@@ -670,6 +673,13 @@ struct Pass {
     reason: Option<String>,
 }
 
+/// Whether the server's refusal concerns only the incremental mode: its
+/// words for that (see `ClientBackups::prepare_incremental`), or a server
+/// that does not know the request.
+fn incremental_only(why: &str) -> bool {
+    why.contains("make a full pass") || why.contains("command not allowed")
+}
+
 /// Asks the server to ready `current` for an incremental transfer from
 /// `snapshot`, naming the paths it must not take from the snapshot.
 fn ready_incremental(ssh: &Ssh, snapshot: &str, changes: &index::Changes) -> Result<()> {
@@ -682,7 +692,7 @@ fn ready_incremental(ssh: &Ssh, snapshot: &str, changes: &index::Changes) -> Res
     let text = crate::protocol::render_replace_list(&replace);
     if text.len() > crate::protocol::MAX_REPLACE_LIST {
         return Err(Error::Refused(format!(
-            "{} changed paths are too many to list",
+            "{} changed paths are too many to list: make a full pass",
             replace.len()
         )));
     }

@@ -105,12 +105,14 @@ impl<'s> ClientBackups<'s> {
         store.set_client_mark(client, INCREMENTAL_XATTR, BUILDING)?;
         let count = replace.len();
         let replace: std::collections::HashSet<Vec<u8>> = replace.into_iter().collect();
-        store.backend().prepare_incremental(
-            &store.client_dir(client),
-            &newest.name,
-            &replace,
-            clean,
-        )?;
+        store
+            .backend()
+            .prepare_incremental(&store.client_dir(client), &newest.name, &replace, clean)
+            .map_err(|e| {
+                Error::Refused(format!(
+                    "cannot ready current of {client} for an incremental backup ({e}): make a full pass"
+                ))
+            })?;
         if store.backend().kind() == super::Backend::Btrfs {
             store.set_client_mark(client, CLEAN_XATTR, snapshot)?;
         }
