@@ -19,6 +19,9 @@ fn guarded(w: &World, attacker: &str) -> BTreeMap<PathBuf, Entry> {
     // The server's record of the attacker's own transfers changes with them.
     if let Some(dir) = m.get_mut(&Path::new(".").join(attacker)) {
         dir.xattrs.retain(|k, _| !k.starts_with("user.byteback."));
+        // So does its directory's mtime: an incremental backup rolls its own
+        // `current` back to its newest snapshot (a subvolume swapped in).
+        dir.mtime = None;
     }
     m
 }

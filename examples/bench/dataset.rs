@@ -102,6 +102,22 @@ impl Profile {
                 churn: 50,
                 fs_mib: 10240,
             }),
+            // How the no-change cost grows with the number of files
+            // (issue 12): ten times the default's small files.
+            "large" => Some(Profile {
+                name: "large",
+                tiny: 200_000,
+                medium: 5_000,
+                target_bytes: 800 * MIB,
+                image_bytes: 256 * MIB,
+                dirs: 12_000,
+                symlinks: 500,
+                hardlinks: 500,
+                log_bytes: MIB,
+                log_append: 64 * KIB,
+                churn: 50,
+                fs_mib: 16384,
+            }),
             "small" => Some(Profile {
                 name: "small",
                 tiny: 1_700,

@@ -2,7 +2,7 @@
 //! same machine, the same ssh and the same btrfs filesystem.
 //!
 //! ```text
-//! cargo run --release --example bench -- [--profile default|small] [--out bench/RESULTS.md]
+//! cargo run --release --example bench -- [--profile default|small|large] [--out bench/RESULTS.md]
 //! ```
 //!
 //! Needs root (loop-device btrfs, a Unix user, an sshd on 127.0.0.1), like
@@ -10,6 +10,7 @@
 //! what each figure means and how the floor is defined.
 
 mod dataset;
+mod index;
 mod measure;
 mod ops;
 mod report;
@@ -43,14 +44,15 @@ struct Args {
     lists: usize,
     hundred: usize,
     hundred_runs: usize,
+    index: usize,
     bin_dir: Option<PathBuf>,
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: cargo run --release --example bench -- [--profile default|small] [--out FILE.md] \
+        "usage: cargo run --release --example bench -- [--profile default|small|large] [--out FILE.md] \
          [--csv FILE.csv] [--seed N] [--initial N] [--nochange N] [--generations N] \
-         [--restores N] [--lists N] [--hundred N] [--hundred-runs N] [--bin-dir DIR]"
+         [--restores N] [--lists N] [--hundred N] [--hundred-runs N] [--index N] [--bin-dir DIR]"
     );
     std::process::exit(2);
 }
@@ -68,6 +70,7 @@ fn parse_args() -> Args {
     let mut lists = 5;
     let mut hundred = 100;
     let mut hundred_runs = 3;
+    let mut index = 5;
     let mut bin_dir = None;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -84,6 +87,7 @@ fn parse_args() -> Args {
             "--lists" => lists = value().parse().unwrap_or_else(|_| usage()),
             "--hundred" => hundred = value().parse().unwrap_or_else(|_| usage()),
             "--hundred-runs" => hundred_runs = value().parse().unwrap_or_else(|_| usage()),
+            "--index" => index = value().parse().unwrap_or_else(|_| usage()),
             "--bin-dir" => bin_dir = Some(PathBuf::from(value())),
             "-h" | "--help" => usage(),
             _ => usage(),
@@ -117,6 +121,7 @@ fn parse_args() -> Args {
         lists,
         hundred,
         hundred_runs,
+        index,
         bin_dir,
     }
 }
@@ -250,6 +255,10 @@ fn main() {
         runs: 0,
     };
     b.enroll(&b.client_dir.clone(), CLIENT_NAME, true);
+    // Each phase measures one kind of pass: index mode unless --full.
+    let config = b.client_dir.join("config.toml");
+    let text = fs::read_to_string(&config).expect("read the client config");
+    fs::write(&config, text + "full_scan_every = 1000\n").expect("write the client config");
     for (i, dir) in b.extra_clients.clone().iter().enumerate() {
         b.enroll(dir, &format!("{CLIENT_NAME}{}", i + 2), false);
     }
@@ -261,6 +270,9 @@ fn main() {
     b.micro();
     if args.hundred > 0 {
         b.hundred_phase(&data, args.hundred, args.hundred_runs);
+    }
+    if args.index > 0 {
+        b.index_phase(&mut data, args.index);
     }
     b.report.total_secs = started.elapsed().as_secs_f64();
     b.report.machine.load_end = report::loadavg();

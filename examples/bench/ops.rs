@@ -268,7 +268,7 @@ impl Bench<'_> {
         cmd
     }
 
-    fn next_label(&mut self, what: &str) -> String {
+    pub(crate) fn next_label(&mut self, what: &str) -> String {
         self.runs += 1;
         format!("{:02}-{what}", self.runs)
     }

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use crate::client::config::{ClientConfig, ConfigDir, check_source};
 use crate::client::hooks;
+use crate::client::index;
 use crate::client::local;
 use crate::client::remote;
 use crate::client::state;
@@ -49,6 +50,8 @@ pub struct BackupArgs {
     pub json: bool,
     /// Back up here instead of the configured destination.
     pub destination: Option<String>,
+    /// Make a full rsync pass, whatever the change index says.
+    pub full: bool,
 }
 
 /// The sources and exclusions of one backup.
@@ -74,6 +77,10 @@ struct Exclusion {
     why: String,
     /// The person asked for it (config, flag): no need to tell them again.
     requested: bool,
+    /// The pattern leaves out everything below this directory and nothing
+    /// else (`exclude_contents_of`): the change index's walk can apply it
+    /// exactly. `None`: a pattern of the person's, which only rsync reads.
+    contents_of: Option<PathBuf>,
 }
 
 impl Exclusion {
@@ -82,6 +89,15 @@ impl Exclusion {
             pattern,
             why,
             requested: false,
+            contents_of: None,
+        }
+    }
+
+    /// Everything below `dir`, and nothing else.
+    fn contents_of(dir: &std::path::Path, why: String) -> Self {
+        Exclusion {
+            contents_of: Some(dir.to_path_buf()),
+            ..Exclusion::automatic(exclude_contents_of(dir), why)
         }
     }
 
@@ -90,6 +106,7 @@ impl Exclusion {
             pattern,
             why: why.to_owned(),
             requested: true,
+            contents_of: None,
         }
     }
 }
@@ -111,10 +128,7 @@ fn plan(
         .collect::<Result<Vec<_>>>()?;
     let mut excludes = Vec::new();
     for e in mountinfo::exclusions(&mountinfo::read()?, &sources) {
-        excludes.push(Exclusion::automatic(
-            exclude_contents_of(&e.mount_point),
-            e.reason,
-        ));
+        excludes.push(Exclusion::contents_of(&e.mount_point, e.reason));
     }
     for p in configured_excludes {
         excludes.push(Exclusion::requested(p.clone(), "config.toml"));
@@ -144,8 +158,8 @@ fn full_plan(
     if let Target::Local(store) = target {
         // Never back the store up into itself.
         if plan.sources.iter().any(|s| store.starts_with(s)) {
-            plan.excludes.push(Exclusion::automatic(
-                exclude_contents_of(store),
+            plan.excludes.push(Exclusion::contents_of(
+                store,
                 "the backup store itself".to_owned(),
             ));
         }
@@ -252,6 +266,8 @@ pub fn run(dir: &ConfigDir, args: &BackupArgs) -> Result<()> {
     };
     // Attempts made so far: 0 while the pre-backup hooks run.
     let mut attempts = 0;
+    // How the last attempt transferred (local backups: always in full).
+    let mut pass = Pass::default();
     let result = hooks.before(dir).and_then(|()| match &target {
         Target::Local(root) => {
             attempts = 1;
@@ -263,10 +279,12 @@ pub fn run(dir: &ConfigDir, args: &BackupArgs) -> Result<()> {
                 dir,
                 &config,
                 &plan,
+                args.full,
                 show,
                 recorder.as_mut(),
                 &mut traffic,
                 &mut attempts,
+                &mut pass,
             )
         }
     });
@@ -297,6 +315,9 @@ pub fn run(dir: &ConfigDir, args: &BackupArgs) -> Result<()> {
             "started": started.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
             "duration_seconds": (seconds * 10.0).round() / 10.0,
             "error": result.as_ref().err().map(|e| e.to_string()),
+            "pass": if pass.incremental { "incremental" } else { "full" },
+            "pass_reason": pass.reason,
+            "paths": pass.incremental.then_some(pass.paths),
         });
         println!("{summary}");
     }
@@ -306,8 +327,13 @@ pub fn run(dir: &ConfigDir, args: &BackupArgs) -> Result<()> {
             Target::Local(root) => format!(" in {}", root.display()),
             Target::Remote(_) => String::new(),
         };
+        let how = if pass.incremental {
+            format!("incremental: {} path(s)", pass.paths)
+        } else {
+            "full pass".to_owned()
+        };
         println!(
-            "Backup complete: snapshot {snapshot}{place} ({} file(s), {} changed, {} sent, {seconds:.1} s, {attempts} attempt(s))",
+            "Backup complete: snapshot {snapshot}{place} ({} file(s), {} changed, {} sent, {seconds:.1} s, {attempts} attempt(s), {how})",
             traffic.files,
             human_bytes(traffic.bytes),
             human_bytes(traffic.sent),
@@ -317,16 +343,21 @@ pub fn run(dir: &ConfigDir, args: &BackupArgs) -> Result<()> {
 }
 
 /// A backup to a server, retried as configured; the snapshot's name.
+// What it reports back (traffic, attempts, pass) goes to the summary.
+#[allow(clippy::too_many_arguments)]
 fn remote_backup(
     dir: &ConfigDir,
     config: &ClientConfig,
     plan: &Plan,
+    full: bool,
     show: Show,
     mut recorder: Option<&mut state::Recorder<'_>>,
     traffic: &mut Traffic,
     made: &mut u32,
+    pass: &mut Pass,
 ) -> Result<(String, u32)> {
     let ssh = dir.ssh(config, HostKeyPolicy::Strict)?;
+    let settings = IndexSettings::new(dir, config, plan, full);
     let transfer = BackupTransfer {
         rsync: PathBuf::from("rsync"),
         to: TransferTo::Remote {
@@ -339,6 +370,7 @@ fn remote_backup(
         verbose: show.verbose,
         progress: show.progress,
         throttle: throttle(config),
+        files_from: false,
     };
     let attempts = config.retry_attempts.max(1);
     let mut attempt = 1;
@@ -349,7 +381,16 @@ fn remote_backup(
             r.attempt(attempt);
         }
         let last = attempt == attempts;
-        match try_once(dir, &ssh, &transfer, last, traffic, &mut unanswered) {
+        match try_once(
+            dir,
+            &ssh,
+            &transfer,
+            &settings,
+            last,
+            traffic,
+            &mut unanswered,
+            pass,
+        ) {
             Ok(snapshot) => return Ok((snapshot, attempt)),
             Err(e @ Error::Partial(_)) => return Err(e),
             Err(e) if last || !retryable(&e) => {
@@ -402,8 +443,9 @@ fn local_backup(
         verbose: show.verbose,
         progress: show.progress,
         throttle: throttle(config),
+        files_from: false,
     };
-    let t = transfer_files(&transfer)?;
+    let t = transfer_files(&transfer, None)?;
     traffic.add(t.traffic);
     let now = jiff::Timestamp::now();
     match t.outcome {
@@ -456,14 +498,20 @@ fn with_attempts(e: Error, attempts: u32) -> Error {
     }
 }
 
-/// One attempt: ping, transfer, snapshot — over one shared connection.
+/// One attempt: ping, walk, transfer (in full, or what the change index
+/// found), snapshot, commit the index — over one shared connection.
+// What it reports back (traffic, the unanswered snapshot, the pass) is
+// each its own.
+#[allow(clippy::too_many_arguments)]
 fn try_once(
     dir: &ConfigDir,
     plain: &Ssh,
     transfer: &BackupTransfer,
+    settings: &IndexSettings,
     last: bool,
     traffic: &mut Traffic,
     unanswered: &mut Option<UnansweredSnapshot>,
+    pass: &mut Pass,
 ) -> Result<String> {
     let master = Master::open(plain, control_socket(dir))?;
     let ssh = &master.share(plain);
@@ -474,26 +522,93 @@ fn try_once(
         },
         ..transfer.clone()
     };
-    let pinged = remote::ping(ssh)?;
+    let ping = remote::ping(ssh)?;
     // The last attempt asked for a snapshot and lost the connection before
     // the answer: if the server took it, that is this backup's snapshot —
     // asking again would take a second one (or be refused as too soon).
     if let Some(asked) = unanswered.take() {
-        if pinged.newest.is_some() && pinged.newest != asked.newest_before {
-            let snapshot = pinged.newest.unwrap_or_default();
+        if ping.newest.is_some() && ping.newest != asked.newest_before {
+            let snapshot = ping.newest.unwrap_or_default();
             report::note(format_args!(
                 "the server took snapshot {snapshot} before the connection dropped"
             ));
+            // Its walk is gone with that attempt: the index is not
+            // committed, and the next backup makes a full pass.
             return Ok(snapshot);
         }
     }
+    // The walk comes first: whatever changes from now on is newer than
+    // what the index records, and is sent again next time.
+    let (walked, mut old) = settings.walk(&transfer.sources);
+    let mut incremental = None;
+    *pass = Pass::default();
+    match settings.why_full(walked.as_deref(), old.as_ref(), ping.newest.as_deref()) {
+        Some(why) => pass.reason = Some(why),
+        None => {
+            let changes = index::compare(
+                old.iter().flat_map(|o| o.entries()),
+                walked.as_deref().unwrap_or_default(),
+            );
+            // Only the old header is needed from now on.
+            if let Some(old) = old.as_mut() {
+                old.release();
+            }
+            let snapshot = ping.newest.clone().unwrap_or_default();
+            match ready_incremental(ssh, &snapshot, &changes) {
+                Ok(()) => incremental = Some(changes),
+                // Refused as an incremental backup (a stale snapshot, a
+                // server without the request): a full pass. Refused as a
+                // backup (space, growth, locks): as a full pass would be.
+                Err(Error::Refused(why)) if incremental_only(&why) => {
+                    pass.reason = Some(format!("the server refused an incremental backup: {why}"))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    let transferred = match &incremental {
+        Some(changes) => {
+            pass.incremental = true;
+            pass.paths = changes.send.len();
+            if transfer.verbose {
+                report::note(format_args!(
+                    "incremental backup: {} path(s) changed since snapshot {} ({} vanished)",
+                    changes.send.len(),
+                    ping.newest.as_deref().unwrap_or("-"),
+                    changes.vanished
+                ));
+            }
+            if changes.send.is_empty() {
+                // Nothing changed: `current` already is the newest snapshot.
+                Transferred::nothing()
+            } else {
+                let mut list = Vec::new();
+                for p in &changes.send {
+                    list.extend_from_slice(index::files_from_entry(p));
+                    list.push(0);
+                }
+                let by_list = BackupTransfer {
+                    sources: vec![PathBuf::from("/")],
+                    files_from: true,
+                    ..transfer.clone()
+                };
+                transfer_files(&by_list, Some(list))?
+            }
+        }
+        None => {
+            if let Some(why) = &pass.reason {
+                report::note(format_args!("full pass: {why}"));
+            }
+            transfer_files(transfer, None)?
+        }
+    };
     let Transferred {
         outcome,
         code,
         failed,
         server_said,
         traffic: sent,
-    } = transfer_files(transfer)?;
+    } = transferred;
     traffic.add(sent);
     if let (false, Some(failure)) = (outcome.is_success(), server_said) {
         // The server refused the transfer (its words came through rsync's
@@ -505,12 +620,22 @@ fn try_once(
             let result = remote::complete(ssh, None);
             if matches!(result, Err(Error::Connection(_))) {
                 *unanswered = Some(UnansweredSnapshot {
-                    newest_before: pinged.newest,
+                    newest_before: ping.newest.clone(),
                 });
             }
-            result
+            let snapshot = result?;
+            settings.commit(
+                walked,
+                old.as_ref(),
+                incremental.is_some(),
+                ping.newest.as_deref(),
+                &snapshot,
+            );
+            Ok(snapshot)
         }
         Outcome::SomeFilesFailed if last => {
+            // A partial snapshot: the index (which would say the failed
+            // files were sent) is not committed; the next backup is full.
             let note = if failed.is_empty() {
                 "(rsync named no files)\n".to_owned()
             } else {
@@ -537,6 +662,212 @@ struct UnansweredSnapshot {
     newest_before: Option<String>,
 }
 
+/// How an attempt transferred, for the summary.
+#[derive(Debug, Clone, Default)]
+struct Pass {
+    /// Only what the change index found (else a full rsync pass).
+    incremental: bool,
+    /// How many paths rsync was given (incremental).
+    paths: usize,
+    /// Why the pass was full, when an index could have been used.
+    reason: Option<String>,
+}
+
+/// Whether the server's refusal concerns only the incremental mode: its
+/// words for that (see `ClientBackups::prepare_incremental`), or a server
+/// that does not know the request.
+fn incremental_only(why: &str) -> bool {
+    why.contains("make a full pass") || why.contains("command not allowed")
+}
+
+/// Asks the server to ready `current` for an incremental transfer from
+/// `snapshot`, naming the paths it must not take from the snapshot.
+fn ready_incremental(ssh: &Ssh, snapshot: &str, changes: &index::Changes) -> Result<()> {
+    let replace: Vec<Vec<u8>> = changes
+        .replace
+        .iter()
+        .filter(|p| p.as_slice() != b"/")
+        .map(|p| p.strip_prefix(b"/").unwrap_or(p).to_vec())
+        .collect();
+    let text = crate::protocol::render_replace_list(&replace);
+    if text.len() > crate::protocol::MAX_REPLACE_LIST {
+        return Err(Error::Refused(format!(
+            "{} changed paths are too many to list: make a full pass",
+            replace.len()
+        )));
+    }
+    remote::incremental(ssh, snapshot, &text)
+}
+
+/// What decides whether a backup may use the change index.
+struct IndexSettings {
+    /// The index file.
+    file: PathBuf,
+    /// The sources, exclusions and destination, as the index records them.
+    fingerprint: String,
+    /// Directories whose contents the plan leaves out.
+    skip: Vec<PathBuf>,
+    /// Why this plan can never use the index.
+    never: Option<String>,
+    /// `byteback backup --full`.
+    full: bool,
+    /// `full_scan_every`.
+    every: u32,
+}
+
+impl IndexSettings {
+    fn new(dir: &ConfigDir, config: &ClientConfig, plan: &Plan, full: bool) -> Self {
+        let destination = config
+            .destination
+            .as_ref()
+            .map(|d| d.to_string())
+            .unwrap_or_default();
+        let mut fingerprint = format!("index 1\ndestination {destination}\n");
+        for s in &plan.sources {
+            let encoded = crate::protocol::encode_arg(s.as_os_str().as_encoded_bytes());
+            fingerprint.push_str(&format!("source {encoded}\n"));
+        }
+        for e in &plan.excludes {
+            let encoded = crate::protocol::encode_arg(e.pattern.as_bytes());
+            fingerprint.push_str(&format!("exclude {encoded}\n"));
+        }
+        let never = if config.full_scan_every <= 1 {
+            Some("full_scan_every is 1".to_owned())
+        } else if let Some(e) = plan.excludes.iter().find(|e| e.contents_of.is_none()) {
+            // rsync's pattern language is not reimplemented here: a walk
+            // that left out something else than rsync would miss changes.
+            Some(format!(
+                "the exclude pattern {:?} ({}) is one the change index cannot apply exactly; every backup is a full rsync pass",
+                e.pattern, e.why
+            ))
+        } else {
+            plan.sources.iter().find(|s| !plain_absolute(s)).map(|s| {
+                format!(
+                    "the source {} is not a plain absolute path (no trailing /, . or ..)",
+                    s.display()
+                )
+            })
+        };
+        IndexSettings {
+            file: dir.index_file(),
+            fingerprint,
+            skip: plan
+                .excludes
+                .iter()
+                .filter_map(|e| e.contents_of.clone())
+                .collect(),
+            never,
+            full,
+            every: config.full_scan_every,
+        }
+    }
+
+    /// Walks the sources (unless the index can never be used) and loads
+    /// the index; a walk that fails leaves no walk.
+    fn walk(&self, sources: &[PathBuf]) -> (Option<Vec<index::Entry>>, Option<index::Stored>) {
+        if self.never.is_some() {
+            return (None, None);
+        }
+        match index::walk(sources, &self.skip, index::now_ns()) {
+            Ok(entries) => (Some(entries), index::Stored::load(&self.file)),
+            Err(index::WalkError(why)) => {
+                report::note(format_args!("the change index is not used: {why}"));
+                (None, None)
+            }
+        }
+    }
+
+    /// Why this attempt makes a full pass; `None`: the index may be used.
+    fn why_full(
+        &self,
+        walked: Option<&[index::Entry]>,
+        old: Option<&index::Stored>,
+        newest: Option<&str>,
+    ) -> Option<String> {
+        if let Some(never) = &self.never {
+            return Some(never.clone());
+        }
+        if walked.is_none() {
+            return Some("the walk of the sources failed".into());
+        }
+        if self.full {
+            return Some("--full".into());
+        }
+        let Some(old) = old else {
+            return Some("no change index yet (or it was unreadable)".into());
+        };
+        if old.header.fingerprint != self.fingerprint {
+            return Some("the sources, exclusions or destination changed".into());
+        }
+        if newest != Some(old.header.snapshot.as_str()) {
+            return Some(format!(
+                "the server's newest snapshot is {}, not {}, which the change index describes",
+                newest.unwrap_or("none"),
+                old.header.snapshot
+            ));
+        }
+        if old.header.incrementals + 1 >= self.every {
+            return Some(format!(
+                "one backup in {} is a full pass (full_scan_every)",
+                self.every
+            ));
+        }
+        None
+    }
+
+    /// After the snapshot `snapshot` was taken: the walk becomes the index.
+    fn commit(
+        &self,
+        walked: Option<Vec<index::Entry>>,
+        old: Option<&index::Stored>,
+        incremental: bool,
+        newest_before: Option<&str>,
+        snapshot: &str,
+    ) {
+        let Some(mut entries) = walked else {
+            return;
+        };
+        let incrementals = match (incremental, old) {
+            (true, Some(old)) => old.header.incrementals + 1,
+            _ => 0,
+        };
+        if let (false, Some(old)) = (incremental, old) {
+            // rsync's quick check (size, mtime) may have missed what the
+            // old index saw change (an mtime put back): the next
+            // incremental sends it again.
+            if newest_before == Some(old.header.snapshot.as_str()) {
+                index::mark_changed_unsure(old.entries(), &mut entries);
+            }
+        }
+        let new = index::Index {
+            header: index::Header {
+                snapshot: snapshot.to_owned(),
+                fingerprint: self.fingerprint.clone(),
+                incrementals,
+                entries: entries.len() as u64,
+            },
+            entries,
+        };
+        if let Err(e) = new.save(&self.file) {
+            report::warn(format_args!(
+                "cannot write the change index (the next backup is a full pass): {e}"
+            ));
+            let _ = std::fs::remove_file(&self.file);
+        }
+    }
+}
+
+/// An absolute path rsync's `--relative` reads as written: no trailing
+/// `/`, no empty, `.` or `..` components.
+fn plain_absolute(path: &std::path::Path) -> bool {
+    let bytes = path.as_os_str().as_encoded_bytes();
+    bytes == b"/"
+        || (bytes.starts_with(b"/")
+            && bytes[1..]
+                .split(|&b| b == b'/')
+                .all(|c| !c.is_empty() && c != b"." && c != b".."))
+}
+
 /// Where the shared connection's socket lives: in the config directory
 /// (root's own), unless that path is too long for a Unix socket.
 pub fn control_socket(dir: &ConfigDir) -> std::path::PathBuf {
@@ -551,15 +882,25 @@ pub fn control_socket(dir: &ConfigDir) -> std::path::PathBuf {
 
 /// Runs rsync, passing its output through and collecting failed file names,
 /// the server's own error if it gave one, and the `--stats` figures.
-fn transfer_files(transfer: &BackupTransfer) -> Result<Transferred> {
+/// `input`: what rsync reads on its standard input (the `--files-from` list).
+fn transfer_files(transfer: &BackupTransfer, input: Option<Vec<u8>>) -> Result<Transferred> {
+    let piped = input.is_some();
     let mut child = transfer
         .command()
         .configure(|c| {
-            c.stdin(Stdio::null())
+            c.stdin(if piped { Stdio::piped() } else { Stdio::null() })
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped());
         })
         .spawn()?;
+    if let (Some(input), Some(mut pipe)) = (input, child.stdin.take()) {
+        // rsync reads the list while it builds its file list; an rsync that
+        // ends early closes the pipe, and its exit status says why.
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let _ = pipe.write_all(&input);
+        });
+    }
     let verbose = transfer.verbose;
     let stdout = child.stdout.take();
     let relay = std::thread::spawn(move || stdout.map(|o| relay_stdout(o, verbose)));
@@ -637,6 +978,19 @@ fn relay_stdout(stdout: impl std::io::Read, verbose: bool) -> Traffic {
         if verbose || !(stats || line.is_empty()) {
             let mut out = out.lock();
             let _ = out.write_all(&piece).and_then(|()| out.flush());
+        }
+    }
+}
+
+impl Transferred {
+    /// No rsync run: nothing to send.
+    fn nothing() -> Self {
+        Transferred {
+            outcome: Outcome::Ok,
+            code: Some(0),
+            failed: Vec::new(),
+            server_said: None,
+            traffic: Traffic::default(),
         }
     }
 }

@@ -56,6 +56,9 @@ pub struct ClientConfig {
     pub nice: Option<i32>,
     /// The client's rsync runs in this I/O class.
     pub ionice: Option<IoNice>,
+    /// One backup in this many is a full rsync pass; the others send what
+    /// the change index found changed (1: every backup is a full pass).
+    pub full_scan_every: u32,
 }
 
 impl ClientConfig {
@@ -84,6 +87,7 @@ impl Default for ClientConfig {
             compress: false,
             nice: None,
             ionice: None,
+            full_scan_every: 7,
         }
     }
 }
@@ -199,6 +203,11 @@ name = "{name}"
 # compress = false
 # nice = 10
 # ionice = "idle"
+
+# Backups walk the sources and send only what changed since the last
+# snapshot (by size, times, inode; see the README); one in this many is a
+# full rsync pass instead (1: always). `byteback backup --full` makes one now.
+# full_scan_every = 7
 "#
     )
 }
@@ -252,6 +261,11 @@ impl ConfigDir {
     /// The backup lock.
     pub fn lock_file(&self) -> PathBuf {
         self.dir.join("lock")
+    }
+
+    /// The change index: what the sources looked like at the last snapshot.
+    pub fn index_file(&self) -> PathBuf {
+        self.dir.join("index")
     }
 
     /// The hooks run before each backup.

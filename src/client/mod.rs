@@ -3,6 +3,7 @@
 pub mod backup;
 pub mod config;
 pub mod hooks;
+pub mod index;
 pub mod local;
 pub mod query;
 pub mod remote;
@@ -122,6 +123,9 @@ enum Command {
         /// Print the summary as one JSON object instead of a line.
         #[arg(long)]
         json: bool,
+        /// Make a full rsync pass instead of sending what the change index found.
+        #[arg(long)]
+        full: bool,
     },
 }
 
@@ -182,6 +186,7 @@ pub fn run(cli: Cli) -> Result<()> {
             dry_run,
             quiet,
             json,
+            full,
         } => {
             crate::exec::set_verbose(verbose);
             crate::exec::set_dry_run(dry_run);
@@ -195,6 +200,7 @@ pub fn run(cli: Cli) -> Result<()> {
                     quiet,
                     json,
                     destination: cli.destination.clone(),
+                    full,
                 },
             )
         }
@@ -222,6 +228,7 @@ fn show_config(dir: &ConfigDir, destination: Option<&str>) -> Result<()> {
         nice: Option<i32>,
         #[serde(skip_serializing_if = "Option::is_none")]
         ionice: Option<crate::sys::priority::IoNice>,
+        full_scan_every: u32,
     }
     let (config, target) = backup::resolve(dir, destination)?;
     let mut excludes = config.excludes.clone();
@@ -244,6 +251,7 @@ fn show_config(dir: &ConfigDir, destination: Option<&str>) -> Result<()> {
         compress: config.compress,
         nice: config.nice,
         ionice: config.ionice,
+        full_scan_every: config.full_scan_every,
     };
     let text = toml::to_string(&effective)
         .map_err(|e| crate::error::Error::Command(format!("cannot write TOML: {e}")))?;

@@ -109,3 +109,13 @@ pub fn complete(ssh: &Ssh, failed_files: Option<&str>) -> Result<String> {
         .map(|c| c.snapshot)
         .ok_or_else(|| Error::Refused("the server did not name the snapshot it took".into()))
 }
+
+/// Asks the server to ready `current` for an incremental transfer from
+/// `snapshot`, less the paths in `replace_list` (see
+/// [`crate::protocol::render_replace_list`]).
+pub fn incremental(ssh: &Ssh, snapshot: &str, replace_list: &str) -> Result<()> {
+    let request = Request::Incremental {
+        snapshot: snapshot.to_owned(),
+    };
+    call(ssh, &request, Some(replace_list)).map(drop)
+}

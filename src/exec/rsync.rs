@@ -141,6 +141,10 @@ pub struct BackupTransfer {
     pub progress: bool,
     /// Settings for slow or shared links.
     pub throttle: Throttle,
+    /// Index mode: only the paths rsync reads on its standard input (NUL
+    /// ended, relative to `/`, the only source) are sent; see
+    /// [`crate::client::index`].
+    pub files_from: bool,
 }
 
 /// How gently a backup uses the link and the machine (client config
@@ -201,10 +205,6 @@ impl BackupTransfer {
             "--xattrs",
             // Store holes as holes (VM images, databases).
             "--sparse",
-            // `current` mirrors the source: deleted and excluded files go,
-            // while the snapshots keep history.
-            "--delete",
-            "--delete-excluded",
             // Keep full paths, so several sources land side by side.
             "--relative",
             // Compare modification times to the nanosecond: a file
@@ -215,6 +215,29 @@ impl BackupTransfer {
         .into_iter()
         .map(OsString::from)
         .collect();
+        if self.files_from {
+            args.extend(
+                [
+                    // Exactly the listed paths (a directory without its
+                    // contents: no recursion), read from standard input.
+                    "--files-from=-",
+                    "--from0",
+                    // A listed path that vanished is deleted on the server.
+                    "--delete-missing-args",
+                    // A directory replaced by a file goes, contents and all.
+                    "--force",
+                    // Every listed file is sent, even when size and mtime
+                    // match: its ctime or inode said it changed (an mtime
+                    // put back by `touch -r`, `cp -p`, tar).
+                    "--ignore-times",
+                ]
+                .map(OsString::from),
+            );
+        } else {
+            // `current` mirrors the source: deleted and excluded files go,
+            // while the snapshots keep history.
+            args.extend(["--delete", "--delete-excluded"].map(OsString::from));
+        }
         // Update files in place: unchanged blocks stay shared with the
         // snapshots on btrfs, and an interrupted transfer resumes. (A
         // server with plain directories drops it on its side.)
@@ -620,6 +643,7 @@ mod tests {
             verbose: false,
             progress: false,
             throttle: Throttle::default(),
+            files_from: false,
         };
         let args: Vec<String> = t
             .args()
@@ -698,6 +722,52 @@ mod tests {
     }
 
     #[test]
+    fn index_mode_argv_lists_paths_and_never_deletes_by_walking() {
+        let t = BackupTransfer {
+            rsync: "rsync".into(),
+            to: TransferTo::Remote {
+                rsh: "ssh".into(),
+                remote: "bb@host".into(),
+            },
+            sources: vec!["/".into()],
+            excludes: vec![],
+            io_timeout_secs: 300,
+            verbose: false,
+            progress: false,
+            throttle: Throttle::default(),
+            files_from: true,
+        };
+        let args: Vec<String> = t
+            .args()
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        for want in [
+            "--archive",
+            "--hard-links",
+            "--acls",
+            "--xattrs",
+            "--numeric-ids",
+            "--sparse",
+            "--relative",
+            "--modify-window=-1",
+            "--inplace",
+            "--files-from=-",
+            "--from0",
+            "--delete-missing-args",
+            "--force",
+            "--ignore-times",
+        ] {
+            assert!(args.contains(&want.to_string()), "{want}: {args:?}");
+        }
+        assert!(!args.iter().any(|a| a == "--delete"
+            || a == "--delete-excluded"
+            || a == "-r"
+            || a == "--recursive"));
+        assert_eq!(&args[args.len() - 3..], ["--", "/", "bb@host:current/"]);
+    }
+
+    #[test]
     fn local_plain_argv_links_and_never_writes_in_place() {
         let t = BackupTransfer {
             rsync: "rsync".into(),
@@ -716,6 +786,7 @@ mod tests {
                 compress: true,
                 ..Throttle::default()
             },
+            files_from: false,
         };
         let args: Vec<String> = t
             .args()
@@ -752,6 +823,7 @@ mod tests {
                     io: None,
                 },
             },
+            files_from: false,
         };
         let args: Vec<String> = t
             .args()

@@ -218,8 +218,12 @@ fn options_that_change_what_is_written_are_refused() {
     refused(&receiver("--atimes"), "--atimes");
     refused(&receiver("--crtimes"), "--crtimes");
     refused(&receiver("--open-noatime"), "--open-noatime");
-    // --delete-missing-args: deletes what named arguments lack; not byteback's.
-    refused(&receiver("--delete-missing-args"), "--delete-missing-args");
+    // --delete-missing-args: deletes the listed paths the sender lacks.
+    // Only a client's incremental backup uses it, and the server starts
+    // such a receive only into a `current` readied for it (`byteback
+    // incremental`; tests/incremental.rs); never for a sender.
+    assert!(parse(Some(&receiver("--delete-missing-args"))).is_ok());
+    refused(&sender("--delete-missing-args"), "--delete-missing-args");
     // --del is rsync's alias of --delete-during: only exact, listed names pass.
     refused(&receiver("--del"), "--del");
     // --no-implied-dirs with --relative changes which directories a

@@ -43,6 +43,12 @@ pub enum Request {
     /// The transfer finished: take the snapshot. `partial` marks one whose
     /// transfer left some files out; their names follow on standard input.
     Complete { partial: bool },
+    /// The next transfer is incremental (index mode): ready `current` as
+    /// the snapshot `snapshot`, which must be the client's newest, less the
+    /// paths listed on standard input ([`parse_replace_list`]), which the
+    /// transfer sends fresh. Only then does the receiver accept
+    /// `--delete-missing-args`, the mark of an incremental transfer.
+    Incremental { snapshot: String },
     /// List this client's snapshots.
     Snapshots,
     /// Find files matching `patterns` (absolute glob patterns) in the
@@ -79,6 +85,7 @@ impl Request {
             Request::Complete { partial: false } => "byteback complete".to_owned(),
             Request::Complete { partial: true } => "byteback complete --partial".to_owned(),
             Request::Snapshots => "byteback snapshots".to_owned(),
+            Request::Incremental { snapshot } => format!("byteback incremental {snapshot}"),
             Request::List {
                 all,
                 nanoseconds,
@@ -198,6 +205,11 @@ pub fn parse_replica(command: Option<&str>) -> Result<ReplicaRequest, Refusal> {
         }
         ["rsync", "--server", rest @ ..] => {
             let (options, rest) = split_rsync(rest)?;
+            // Only a client's incremental backup, readied first, names
+            // vanished paths; replication always sends whole trees.
+            if options.iter().any(|o| o == "--delete-missing-args") {
+                return refuse("rsync option --delete-missing-args is not allowed on a replica");
+            }
             let [destination] = rest else {
                 return refuse("rsync receiver needs exactly one destination, CLIENT/current/");
             };
@@ -249,6 +261,15 @@ pub fn parse(command: Option<&str>) -> Result<Request, Refusal> {
         ["byteback", "complete"] => Ok(Request::Complete { partial: false }),
         ["byteback", "complete", "--partial"] => Ok(Request::Complete { partial: true }),
         ["byteback", "snapshots"] => Ok(Request::Snapshots),
+        ["byteback", "incremental", snapshot] => match SnapshotName::parse(snapshot) {
+            Some(name) => Ok(Request::Incremental {
+                snapshot: name.to_string(),
+            }),
+            None => refuse(format!(
+                "incremental needs a snapshot name, not {:?}",
+                truncate(snapshot)
+            )),
+        },
         ["byteback", "list", rest @ ..] => parse_list(rest),
         ["byteback", "digest", rest @ ..] => parse_digest(rest),
         ["rsync", "--server", "--sender", rest @ ..] => parse_sender(rest),
@@ -312,6 +333,9 @@ const LONG_FLAGS: &[&str] = &[
     "fsync",
     "no-W",
     "size-only",
+    // Index mode: paths that vanished from the source are named, and the
+    // receiver deletes them (inside `current`; see `Request::Incremental`).
+    "delete-missing-args",
 ];
 
 /// Long options with a value that must be a plain number (or a size like `1m`).
@@ -416,6 +440,49 @@ fn parse_digest(words: &[&str]) -> Result<Request, Refusal> {
     })
 }
 
+/// The most a replace list ([`Request::Incremental`]'s standard input) may
+/// hold, in bytes; a client with more changes makes a full pass instead.
+pub const MAX_REPLACE_LIST: usize = 64 << 20;
+
+/// Renders the paths an incremental transfer replaces (relative to
+/// `current`, as rsync `--relative` places them): one encoded path a line.
+pub fn render_replace_list(paths: &[Vec<u8>]) -> String {
+    let mut text = String::new();
+    for p in paths {
+        text.push_str(&encode_arg(p));
+        text.push('\n');
+    }
+    text
+}
+
+/// Reads a replace list: each line one encoded path relative to `current`,
+/// without empty, `.` or `..` components — never a way out of `current`.
+pub fn parse_replace_list(text: &[u8]) -> Result<Vec<Vec<u8>>, Refusal> {
+    if text.len() > MAX_REPLACE_LIST {
+        return refuse(format!("replace list longer than {MAX_REPLACE_LIST} bytes"));
+    }
+    let Ok(text) = std::str::from_utf8(text) else {
+        return refuse("replace list is not encoded text");
+    };
+    let mut paths = Vec::new();
+    for line in text.lines() {
+        let path = decode(line)?;
+        if path.is_empty()
+            || path
+                .split(|&b| b == b'/')
+                .any(|c| c.is_empty() || c == b"." || c == b"..")
+            || path.contains(&0)
+        {
+            return refuse(format!(
+                "replace list path {:?} is not a plain relative path",
+                truncate(line)
+            ));
+        }
+        paths.push(path);
+    }
+    Ok(paths)
+}
+
 /// Splits an rsync server command into its options (each checked against
 /// the allow-list) and the arguments after the `.` that ends them.
 fn split_rsync<'a>(words: &'a [&'a str]) -> Result<(Vec<String>, &'a [&'a str]), Refusal> {
@@ -432,6 +499,9 @@ fn split_rsync<'a>(words: &'a [&'a str]) -> Result<(Vec<String>, &'a [&'a str]),
 
 fn parse_sender(words: &[&str]) -> Result<Request, Refusal> {
     let (options, rest) = split_rsync(words)?;
+    if options.iter().any(|o| o == "--delete-missing-args") {
+        return refuse("rsync option --delete-missing-args is not allowed on a sender");
+    }
     let paths: Vec<Vec<u8>> = rest.iter().map(|p| decode(p)).collect::<Result<_, _>>()?;
     if paths.is_empty() {
         return refuse("rsync sender without anything to send");
@@ -976,6 +1046,10 @@ mod tests {
                 Some("rsync --server -logDtpUre.iLsfxCIvu . a/current/"),
                 "-U",
             ),
+            (
+                Some("rsync --server -logDtpre.iLsfxCIvu --delete-missing-args . a/current/"),
+                "--delete-missing-args",
+            ),
         ];
         for (cmd, why) in cases {
             let err = parse_replica(cmd)
@@ -986,5 +1060,94 @@ mod tests {
         assert!(parse_replica(Some("byteback\treplica-state")).is_err());
         let long = format!("byteback replica-state {}", "x".repeat(5000));
         assert!(parse_replica(Some(&long)).unwrap_err().0.contains("longer"));
+    }
+
+    /// What rsync 3.5 puts on the server's command line for an index-mode
+    /// transfer (`--files-from=- --from0 --delete-missing-args --force
+    /// --ignore-times`, no recursion): the files-from list itself stays on
+    /// the client, and the server sees only `--delete-missing-args` new.
+    const INCREMENTAL: &str = "rsync --server -lHogDtpAXIRSe.LsfxCIvu --timeout=30 --force --stats --delete-missing-args -@-1 --numeric-ids --inplace . current/";
+
+    #[test]
+    fn incremental_requests() {
+        assert_eq!(
+            parse(Some("byteback incremental 2026-11-28T03:00:00Z")),
+            Ok(Request::Incremental {
+                snapshot: "2026-11-28T03:00:00Z".into()
+            })
+        );
+        let r = Request::Incremental {
+            snapshot: "2026-11-28T03:00:00Z".into(),
+        };
+        assert_eq!(parse(Some(&r.render())), Ok(r));
+        let Ok(Request::Receive { options }) = parse(Some(INCREMENTAL)) else {
+            panic!("{INCREMENTAL} refused")
+        };
+        assert!(options.contains(&"--delete-missing-args".to_string()));
+        for (cmd, why) in [
+            ("byteback incremental", "not allowed"),
+            ("byteback incremental current", "snapshot name"),
+            ("byteback incremental ../x", "snapshot name"),
+            ("byteback incremental 2026-11-28T03:00:00Z x", "not allowed"),
+            (
+                "rsync --server -lHogDtpAXIRSe.LsfxCIvu --files-from=- . current/",
+                "--files-from",
+            ),
+            (
+                "rsync --server -lHogDtpAXIRSe.LsfxCIvu --files-from=/etc/passwd . current/",
+                "--files-from",
+            ),
+            (
+                "rsync --server -lHogDtpAXIRSe.LsfxCIvu --from0 . current/",
+                "--from0",
+            ),
+            (
+                "rsync --server -lHogDtpAXIRSe.LsfxCIvu --delete-missing-args=x . current/",
+                "--delete-missing-args",
+            ),
+            (
+                "rsync --server -lHogDtpAXIRSe.LsfxCIvu --ignore-missing-args . current/",
+                "--ignore-missing-args",
+            ),
+        ] {
+            let err = parse(Some(cmd)).expect_err(cmd).0;
+            assert!(err.contains(why), "{cmd}: {err}");
+        }
+    }
+
+    #[test]
+    fn replace_lists_stay_inside_current() {
+        let paths = vec![
+            b"etc/host name".to_vec(),
+            b"a/\xff\n%".to_vec(),
+            b"x".to_vec(),
+        ];
+        assert_eq!(
+            parse_replace_list(render_replace_list(&paths).as_bytes()),
+            Ok(paths)
+        );
+        assert_eq!(parse_replace_list(b""), Ok(vec![]));
+        for bad in [
+            &b"../other.example/current\n"[..],
+            b"a/../../x\n",
+            b"/etc/passwd\n",
+            b"a//b\n",
+            b"./a\n",
+            b"a/.\n",
+            b"\n",
+            b"a%00b\n",
+            b"a%2F..%2F..%2Fx\n",
+            b"a%zz\n",
+            b"a b\n",
+            b"\xff\n",
+        ] {
+            assert!(
+                parse_replace_list(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        let huge = vec![b'a'; MAX_REPLACE_LIST + 1];
+        assert!(parse_replace_list(&huge).is_err());
     }
 }

@@ -88,6 +88,7 @@ const SAFE: &[(&str, Option<char>, bool)] = &[
     ("delete-delay", None, false),
     ("delete-after", None, false),
     ("delete-excluded", None, false),
+    ("delete-missing-args", None, false),
     ("numeric-ids", None, false),
     ("inplace", None, false),
     ("partial", None, false),
@@ -581,7 +582,14 @@ fn request() -> impl Strategy<Value = Request> {
                     patterns: patterns.into_iter().map(String::into_bytes).collect(),
                 }
             }),
-        (vec(allowed_option(), 1..6), vec(bytes(), 1..4))
+        // A receiver's option only (an incremental backup's): refused on a sender.
+        (
+            vec(
+                allowed_option().prop_filter("receivers only", |o| o != "--delete-missing-args"),
+                1..6
+            ),
+            vec(bytes(), 1..4)
+        )
             .prop_map(|(options, paths)| Request::Send { options, paths }),
         vec(allowed_option(), 1..6).prop_map(|options| Request::Receive { options }),
     ]

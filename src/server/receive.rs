@@ -68,6 +68,7 @@ pub fn run(store_root: &Path, client: &str, role: KeyRole, command: Option<&str>
         Ok(Request::Receive { .. }) => Some("receive"),
         Ok(Request::Complete { .. }) => Some("complete"),
         Ok(Request::Send { .. }) => Some("send"),
+        Ok(Request::Incremental { .. }) => Some("incremental"),
         Ok(_) => None,
         Err(_) => Some("refused"),
     };
@@ -134,6 +135,17 @@ fn serve(store: &Store, client: &ClientName, request: Request) -> Result<u8> {
             Ok(0)
         }
         Request::Receive { options } => receive(&backups, &options),
+        Request::Incremental { snapshot } => {
+            let mut text = Vec::new();
+            std::io::stdin()
+                .take(protocol::MAX_REPLACE_LIST as u64 + 1)
+                .read_to_end(&mut text)
+                .map_err(|e| Error::Refused(format!("cannot read the replace list: {e}")))?;
+            let replace = protocol::parse_replace_list(&text)
+                .map_err(|refusal| Error::Refused(format!("refused: {refusal}")))?;
+            backups.prepare_incremental(&snapshot, replace)?;
+            Ok(0)
+        }
         Request::Snapshots => {
             for s in backups.snapshots()? {
                 let line = SnapshotLine {
@@ -299,7 +311,14 @@ fn receive(backups: &ClientBackups, options: &[String]) -> Result<u8> {
     if let Some(notice) = store.client_notice(client) {
         crate::report::warn(notice);
     }
-    let plan = backups.prepare_transfer()?;
+    // `--delete-missing-args` marks an index-mode transfer, for which
+    // `current` must have been readied (`byteback incremental`).
+    let incremental = options.iter().any(|o| o == "--delete-missing-args");
+    let plan = if incremental {
+        backups.start_incremental()?
+    } else {
+        backups.prepare_transfer()?
+    };
     let inplace = plan.inplace;
     let confine = rsync::has_confine_root(Path::new(RSYNC));
     let args = |seen: &Path| {

@@ -8,6 +8,7 @@
 //! store service, pruning, the forced command — is the same for both; this
 //! file is the only place that looks at which one a store uses.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -48,6 +49,18 @@ pub trait SnapshotBackend: fmt::Debug + Send + Sync {
         client_dir: &Path,
         newest: Option<&SnapshotName>,
     ) -> Result<TransferPlan>;
+    /// Readies `current` for an incremental transfer: afterwards it holds
+    /// the snapshot `newest`, except the paths in `replace` (relative to
+    /// `current`, with everything below them), which the transfer sends
+    /// fresh. `clean`: `current` is known to hold exactly `newest` already.
+    /// Nothing a snapshot holds is written, then or by the transfer.
+    fn prepare_incremental(
+        &self,
+        client_dir: &Path,
+        newest: &SnapshotName,
+        replace: &HashSet<Vec<u8>>,
+        clean: bool,
+    ) -> Result<()>;
     /// Takes the snapshot `name` of the client's `current`, atomically:
     /// afterwards it is complete and never written again.
     fn snapshot(&self, client_dir: &Path, name: &SnapshotName) -> Result<()>;
@@ -99,6 +112,22 @@ impl SnapshotBackend for Btrfs {
             inplace: true,
             link_dests: Vec::new(),
         })
+    }
+
+    fn prepare_incremental(
+        &self,
+        client_dir: &Path,
+        newest: &SnapshotName,
+        _replace: &HashSet<Vec<u8>>,
+        clean: bool,
+    ) -> Result<()> {
+        // `current` is a writable copy of the newest snapshot after each
+        // snapshot; anything since (a failed attempt) is rolled back, in
+        // constant time. rsync then updates it in place, copy-on-write.
+        if !clean {
+            btrfs::roll_back(client_dir, Some(&client_dir.join(newest.as_str())))?;
+        }
+        Ok(())
     }
 
     fn snapshot(&self, client_dir: &Path, name: &SnapshotName) -> Result<()> {
@@ -172,6 +201,16 @@ impl SnapshotBackend for Plain {
             inplace: false,
             link_dests: plain::prepare_current(client_dir, newest.map(SnapshotName::as_str))?,
         })
+    }
+
+    fn prepare_incremental(
+        &self,
+        client_dir: &Path,
+        newest: &SnapshotName,
+        replace: &HashSet<Vec<u8>>,
+        _clean: bool,
+    ) -> Result<()> {
+        plain::prepare_incremental(client_dir, newest.as_str(), replace)
     }
 
     fn snapshot(&self, client_dir: &Path, name: &SnapshotName) -> Result<()> {

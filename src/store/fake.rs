@@ -52,6 +52,16 @@ impl SnapshotBackend for FakeBackend {
         Ok(TransferPlan::default())
     }
 
+    fn prepare_incremental(
+        &self,
+        client_dir: &Path,
+        newest: &SnapshotName,
+        replace: &HashSet<Vec<u8>>,
+        _clean: bool,
+    ) -> Result<()> {
+        super::plain::prepare_incremental(client_dir, newest.as_str(), replace)
+    }
+
     fn snapshot(&self, client_dir: &Path, name: &SnapshotName) -> Result<()> {
         let current = client_dir.join("current");
         std::fs::rename(&current, client_dir.join(name.as_str()))

@@ -51,6 +51,16 @@ const NOTICE_XATTR: &str = "user.byteback.notice";
 /// records (see [`Store::records`]).
 pub const RECORDS_DIR: &str = ".records";
 
+/// An xattr of a client's directory: `current` was readied for an
+/// incremental transfer from the snapshot named in it (`building` while
+/// that is under way). See [`service::ClientBackups::prepare_incremental`].
+pub const INCREMENTAL_XATTR: &str = "user.byteback.incremental";
+
+/// An xattr of a client's directory: `current` holds exactly its newest
+/// snapshot (set when a snapshot is taken or `current` rolled back to it,
+/// dropped when a transfer starts).
+pub const CLEAN_XATTR: &str = "user.byteback.clean";
+
 /// The size at which the server log is rotated (one older file is kept).
 const LOG_LIMIT: u64 = 1 << 20;
 
@@ -663,6 +673,9 @@ impl Store {
     /// client's lock.
     pub fn roll_back_current(&self, client: &ClientName) -> Result<()> {
         let newest = self.snapshots(client)?.pop();
+        // Whatever an incremental transfer was readied for is gone.
+        self.clear_client_mark(client, INCREMENTAL_XATTR);
+        self.clear_client_mark(client, CLEAN_XATTR);
         self.backend
             .roll_back(&self.client_dir(client), newest.as_ref().map(|s| &s.name))
     }
@@ -702,6 +715,24 @@ impl Store {
     /// One of the client's records, into `buf`; its length.
     pub fn record(&self, client: &ClientName, name: &str, buf: &mut [u8]) -> Option<usize> {
         rustix::fs::getxattr(self.records(client), name, buf).ok()
+    }
+
+    /// Records a short fact about the client's `current` among its records
+    /// (see [`Store::records`]; no data space needed).
+    pub fn set_client_mark(&self, client: &ClientName, name: &str, value: &str) -> Result<()> {
+        self.set_record(client, name, value.as_bytes())
+    }
+
+    /// A fact recorded with [`Store::set_client_mark`], if any.
+    pub fn client_mark(&self, client: &ClientName, name: &str) -> Option<String> {
+        let mut buf = vec![0u8; 256];
+        let len = self.record(client, name, &mut buf)?;
+        Some(String::from_utf8_lossy(&buf[..len]).into_owned())
+    }
+
+    /// Forgets a fact recorded with [`Store::set_client_mark`].
+    pub fn clear_client_mark(&self, client: &ClientName, name: &str) {
+        let _ = rustix::fs::removexattr(self.records(client), name);
     }
 
     /// A message for the client, kept until its next snapshot (e.g. why its
@@ -790,10 +821,15 @@ impl Store {
             }
             write_atomic(&marker, note, 0o600)?;
         }
+        self.clear_client_mark(client, INCREMENTAL_XATTR);
         crate::sys::crash::point("before-snapshot");
         let result = self.backend.snapshot(&self.client_dir(client), &name);
         if result.is_err() && partial.is_some() {
             let _ = std::fs::remove_file(&marker);
+        }
+        if result.is_ok() && self.backend.kind() == Backend::Btrfs {
+            // `current` goes on as a copy of this snapshot.
+            let _ = self.set_client_mark(client, CLEAN_XATTR, name.as_str());
         }
         result.map(|()| name)
     }

@@ -10,7 +10,20 @@
 //! renames the snapshot to a hidden `.deleting-*` name (atomic, so it is
 //! never listed half-deleted) and then removes the tree; leftovers of a
 //! crash are finished on the next run.
+//!
+//! An incremental transfer (the client's change index) sends only what
+//! changed, so `current` must hold the rest first: it is made a hard-link
+//! tree of the newest snapshot, as rsnapshot does (directories are new,
+//! with the snapshot's metadata; every other file is a link), *less* the
+//! paths the client said it will send. Those arrive as new files; with
+//! `--ignore-existing` rsync never touches a file that is there, and
+//! without `--inplace` it never writes into one: so no inode a snapshot
+//! holds is ever written.
 
+use std::collections::HashSet;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, IoContext, Result};
@@ -68,6 +81,106 @@ pub fn prepare_current(client_dir: &Path, newest_snapshot: Option<&str>) -> Resu
         link_dests.push(format!("../{newest}"));
     }
     Ok(link_dests)
+}
+
+/// Readies `current` for an incremental transfer: a hard-link tree of the
+/// snapshot `newest`, less the paths in `replace` (relative, with all below
+/// them). A `current` that holds anything (an interrupted attempt) is set
+/// aside first, as for a full transfer.
+pub fn prepare_incremental(
+    client_dir: &Path,
+    newest: &str,
+    replace: &HashSet<Vec<u8>>,
+) -> Result<()> {
+    prepare_current(client_dir, None)?;
+    let current = client_dir.join("current");
+    link_tree(&client_dir.join(newest), &current, &mut Vec::new(), replace)
+}
+
+/// Recreates the directory `from/rel` at `to/rel` (`rel` empty: the roots)
+/// with hard links to its files, skipping what `replace` names; then gives
+/// the directory the original's mode, owner, xattrs and times.
+fn link_tree(from: &Path, to: &Path, rel: &mut Vec<u8>, replace: &HashSet<Vec<u8>>) -> Result<()> {
+    let join = |root: &Path, rel: &[u8]| -> PathBuf {
+        if rel.is_empty() {
+            root.to_path_buf()
+        } else {
+            root.join(OsStr::from_bytes(rel))
+        }
+    };
+    let (src, dst) = (join(from, rel), join(to, rel));
+    let meta = std::fs::symlink_metadata(&src).on("cannot read", &src)?;
+    if !rel.is_empty() {
+        std::fs::create_dir(&dst).on("cannot create", &dst)?;
+    }
+    // Writable while it is filled.
+    std::fs::set_permissions(&dst, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .on("cannot chmod", &dst)?;
+    let mut names: Vec<(Vec<u8>, bool)> = Vec::new();
+    for item in std::fs::read_dir(&src).on("cannot list", &src)? {
+        let item = item.on("cannot list", &src)?;
+        let is_dir = item.file_type().on("cannot read", &item.path())?.is_dir();
+        names.push((item.file_name().as_bytes().to_vec(), is_dir));
+    }
+    for (name, is_dir) in names {
+        let len = rel.len();
+        if !rel.is_empty() {
+            rel.push(b'/');
+        }
+        rel.extend_from_slice(&name);
+        if !replace.contains(rel.as_slice()) {
+            if is_dir {
+                link_tree(from, to, rel, replace)?;
+            } else {
+                // linkat without following: a symlink is linked as itself.
+                let (a, b) = (join(from, rel), join(to, rel));
+                std::fs::hard_link(&a, &b).on("cannot link", &b)?;
+            }
+        }
+        rel.truncate(len);
+    }
+    copy_dir_metadata(&src, &dst, &meta)
+}
+
+fn copy_dir_metadata(src: &Path, dst: &Path, meta: &std::fs::Metadata) -> Result<()> {
+    let mut names = vec![0u8; 64 * 1024];
+    let n = rustix::fs::llistxattr(src, &mut names)
+        .map_err(|e| Error::io("cannot read xattrs of", src, e.into()))?;
+    let mut value = vec![0u8; 64 * 1024];
+    for name in names[..n].split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        let Ok(name) = std::ffi::CString::new(name) else {
+            continue;
+        };
+        let len = rustix::fs::lgetxattr(src, name.as_c_str(), &mut value)
+            .map_err(|e| Error::io("cannot read xattrs of", src, e.into()))?;
+        let set = rustix::fs::lsetxattr(
+            dst,
+            name.as_c_str(),
+            &value[..len],
+            rustix::fs::XattrFlags::empty(),
+        );
+        // security.* labels are the system's own, set on the new directory by it.
+        if let Err(e) = set {
+            if !name.as_bytes().starts_with(b"security.") {
+                return Err(Error::io("cannot set xattrs of", dst, e.into()));
+            }
+        }
+    }
+    if rustix::process::geteuid().is_root() {
+        std::os::unix::fs::lchown(dst, Some(meta.uid()), Some(meta.gid()))
+            .on("cannot chown", dst)?;
+    }
+    std::fs::set_permissions(
+        dst,
+        std::os::unix::fs::PermissionsExt::from_mode(meta.mode() & 0o7777),
+    )
+    .on("cannot chmod", dst)?;
+    let times = std::fs::FileTimes::new()
+        .set_accessed(meta.accessed().on("cannot read the times of", src)?)
+        .set_modified(meta.modified().on("cannot read the times of", src)?);
+    std::fs::File::open(dst)
+        .and_then(|f| f.set_times(times))
+        .on("cannot set the times of", dst)
 }
 
 /// Takes the snapshot: `current` becomes `dest` in one rename, and an empty

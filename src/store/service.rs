@@ -19,7 +19,10 @@ use crate::protocol::{PROTOCOL_VERSION, PingReply};
 use crate::prune::{self, growth};
 
 use super::backend::TransferPlan;
-use super::{Snapshot, Store, no_space};
+use super::{CLEAN_XATTR, INCREMENTAL_XATTR, Snapshot, Store, no_space};
+
+/// The incremental mark while `current` is being readied.
+const BUILDING: &str = "building";
 
 /// How far in the future a replicated snapshot's name may be (the
 /// primary's clock may run a little ahead of the replica's).
@@ -52,18 +55,96 @@ impl<'s> ClientBackups<'s> {
     /// holds the client's lock.
     pub fn prepare_transfer(&self) -> Result<TransferPlan> {
         let (store, client) = (self.store, &self.client);
-        match prune::run(store, Timestamp::now(), prune::Mode::IfNeeded, Some(client)) {
-            Ok(_) => {}
-            Err(e @ Error::Refused(_)) => return Err(e),
-            Err(e) => {
-                store.log(&format!("{client}: prune before receiving: {e}"));
-                crate::report::warn(&e);
-            }
-        }
+        self.make_room()?;
+        store.clear_client_mark(client, INCREMENTAL_XATTR);
+        store.clear_client_mark(client, CLEAN_XATTR);
         let newest = store.snapshots(client)?.pop().map(|s| s.name);
         store
             .backend()
             .prepare_current(&store.client_dir(client), newest.as_ref())
+    }
+
+    /// Prunes if space is short, before a transfer; refused (with the
+    /// reason) if this client's own unsnapshotted data had to go.
+    fn make_room(&self) -> Result<()> {
+        let (store, client) = (self.store, &self.client);
+        match prune::run(store, Timestamp::now(), prune::Mode::IfNeeded, Some(client)) {
+            Ok(_) => Ok(()),
+            Err(e @ Error::Refused(_)) => Err(e),
+            Err(e) => {
+                store.log(&format!("{client}: prune before receiving: {e}"));
+                crate::report::warn(&e);
+                Ok(())
+            }
+        }
+    }
+
+    /// Readies `current` for an incremental transfer (the client's change
+    /// index found what changed since `snapshot`): refused unless
+    /// `snapshot` is the client's newest. Afterwards `current` holds that
+    /// snapshot less the `replace` paths (see
+    /// [`super::backend::SnapshotBackend::prepare_incremental`]), and the
+    /// next receive may be incremental. The caller holds the client's lock.
+    pub fn prepare_incremental(&self, snapshot: &str, replace: Vec<Vec<u8>>) -> Result<()> {
+        let (store, client) = (self.store, &self.client);
+        let _lock = store.lock_client(client, store.config.lock_wait.to_std())?;
+        self.make_room()?;
+        let Some(newest) = store.snapshots(client)?.pop() else {
+            return Err(Error::Refused(format!(
+                "{client} has no snapshot for an incremental backup to start from: make a full pass"
+            )));
+        };
+        if newest.name.as_str() != snapshot {
+            return Err(Error::Refused(format!(
+                "the newest snapshot of {client} is {}, not {snapshot}: make a full pass",
+                newest.name
+            )));
+        }
+        let clean = store.client_mark(client, CLEAN_XATTR).as_deref() == Some(snapshot);
+        // A half-built `current` is never snapshotted (see `complete`).
+        store.set_client_mark(client, INCREMENTAL_XATTR, BUILDING)?;
+        let count = replace.len();
+        let replace: std::collections::HashSet<Vec<u8>> = replace.into_iter().collect();
+        store
+            .backend()
+            .prepare_incremental(&store.client_dir(client), &newest.name, &replace, clean)
+            .map_err(|e| {
+                Error::Refused(format!(
+                    "cannot ready current of {client} for an incremental backup ({e}): make a full pass"
+                ))
+            })?;
+        if store.backend().kind() == super::Backend::Btrfs {
+            store.set_client_mark(client, CLEAN_XATTR, snapshot)?;
+        }
+        store.set_client_mark(client, INCREMENTAL_XATTR, snapshot)?;
+        store.log(&format!(
+            "{client}: current readied from {snapshot} for an incremental backup ({count} path(s) to replace)"
+        ));
+        Ok(())
+    }
+
+    /// Starts an incremental transfer: refused unless `current` was readied
+    /// for one from the client's newest snapshot (and nothing changed it
+    /// since). The caller holds the client's lock.
+    pub fn start_incremental(&self) -> Result<TransferPlan> {
+        let (store, client) = (self.store, &self.client);
+        let readied = store.client_mark(client, INCREMENTAL_XATTR);
+        store.clear_client_mark(client, INCREMENTAL_XATTR);
+        store.clear_client_mark(client, CLEAN_XATTR);
+        let newest = store.snapshots(client)?.pop().map(|s| s.name.to_string());
+        if readied.is_none() || readied != newest {
+            return Err(Error::Refused(format!(
+                "current of {client} was not readied for an incremental backup from its newest snapshot (byteback incremental): make a full pass"
+            )));
+        }
+        // No `--link-dest` on plain stores: with `--ignore-times` rsync
+        // would read each changed file's old version there as a delta
+        // basis, and reading changes the atime of a snapshot's inode. The
+        // changed files are sent whole instead.
+        Ok(TransferPlan {
+            inplace: store.backend().kind() == super::Backend::Btrfs,
+            link_dests: Vec::new(),
+        })
     }
 
     /// Records that a transfer wrote `written` bytes into the client's space.
@@ -81,6 +162,16 @@ impl<'s> ClientBackups<'s> {
     pub fn complete(&self, now: Timestamp, note: Option<&str>) -> Result<SnapshotName> {
         let store = self.store;
         let _lock = store.lock_client(&self.client, store.config.lock_wait.to_std())?;
+        if store
+            .client_mark(&self.client, INCREMENTAL_XATTR)
+            .as_deref()
+            == Some(BUILDING)
+        {
+            return Err(Error::Refused(format!(
+                "current of {} is half readied for an incremental backup; not taking a snapshot of it",
+                self.client
+            )));
+        }
         self.check_interval(now)?;
         self.finish(now, note)
     }
@@ -498,5 +589,52 @@ mod tests {
             ClientBackups::open(&fake.store, &stranger),
             Err(Error::Refused(_))
         ));
+    }
+
+    #[test]
+    fn an_incremental_backup_starts_from_a_link_tree_of_the_newest_snapshot() {
+        use std::os::unix::fs::MetadataExt;
+        let fake = FakeStore::new(1 << 30, ServerConfig::default());
+        let client = fake.client("host.example");
+        let backups = ClientBackups::open(&fake.store, &client).unwrap();
+        // Nothing to start from yet.
+        assert!(matches!(
+            backups.prepare_incremental("2026-11-28T03:00:00Z", vec![]),
+            Err(Error::Refused(_))
+        ));
+        let current = fake.store.current(&client);
+        std::fs::create_dir_all(current.join("d/sub")).unwrap();
+        std::fs::write(current.join("d/keep"), "k").unwrap();
+        std::fs::write(current.join("d/changed"), "c").unwrap();
+        std::fs::write(current.join("d/sub/gone"), "g").unwrap();
+        let name = backups.finish(at("2026-11-28T03:00:00Z"), None).unwrap();
+        let snap = fake.store.client_dir(&client).join(name.as_str());
+        // An incremental receive needs a readied current.
+        let err = backups.start_incremental().unwrap_err().to_string();
+        assert!(err.contains("not readied"), "{err}");
+        // Another snapshot than the newest is refused.
+        let err = backups
+            .prepare_incremental("2026-11-27T03:00:00Z", vec![])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("make a full pass"), "{err}");
+        backups
+            .prepare_incremental(
+                name.as_str(),
+                vec![b"d/changed".to_vec(), b"d/sub".to_vec()],
+            )
+            .unwrap();
+        let ino = |p: &std::path::Path| std::fs::metadata(p).unwrap().ino();
+        assert_eq!(ino(&current.join("d/keep")), ino(&snap.join("d/keep")));
+        assert!(!current.join("d/changed").exists() && !current.join("d/sub").exists());
+        assert_ne!(
+            ino(&current.join("d")),
+            ino(&snap.join("d")),
+            "directories are new"
+        );
+        let plan = backups.start_incremental().unwrap();
+        assert!(plan.link_dests.is_empty() && !plan.inplace);
+        // Once only.
+        assert!(backups.start_incremental().is_err());
     }
 }

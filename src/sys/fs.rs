@@ -46,6 +46,16 @@ pub fn mount_of(path: &Path) -> Option<crate::sys::mountinfo::Mount> {
 /// directory, fsync, rename, fsync of the directory. Readers see the old
 /// file or the new one, never a torn one.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
+    write_atomic_with(path, mode, |w| w.write_all(contents))
+}
+
+/// [`write_atomic`] for contents written piece by piece by `fill` (through
+/// a buffer), so they need not be in memory at once.
+pub fn write_atomic_with(
+    path: &Path,
+    mode: u32,
+    fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
@@ -53,7 +63,7 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let result = (|| {
-        let mut file = std::fs::OpenOptions::new()
+        let file = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
@@ -62,7 +72,12 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
             .on("cannot create", &tmp)?;
         file.set_permissions(std::fs::Permissions::from_mode(mode))
             .on("cannot chmod", &tmp)?;
-        file.write_all(contents).on("cannot write", &tmp)?;
+        let mut out = std::io::BufWriter::with_capacity(256 * 1024, file);
+        fill(&mut out).on("cannot write", &tmp)?;
+        let file = out
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .on("cannot write", &tmp)?;
         file.sync_all().on("cannot fsync", &tmp)?;
         std::fs::rename(&tmp, path).on("cannot rename into place", path)?;
         File::open(dir)

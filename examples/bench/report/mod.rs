@@ -142,6 +142,7 @@ impl Sample {
                 .stdout
                 .lines()
                 .find_map(|l| l.strip_prefix("Backup complete: snapshot "))
+                .and_then(|rest| rest.split(' ').next())
                 .unwrap_or("")
                 .to_owned(),
         };
@@ -333,6 +334,8 @@ pub struct Report {
     pub src_dir: String,
     /// (d) and (e).
     pub ops: crate::ops::Ops,
+    /// (f), index mode against bare rsync.
+    pub index: Option<crate::index::IndexPhase>,
 }
 
 pub(crate) fn median(v: &[f64]) -> f64 {
@@ -398,6 +401,7 @@ impl Report {
             floor_argv: Vec::new(),
             src_dir: String::new(),
             ops: crate::ops::Ops::default(),
+            index: None,
         }
     }
 
@@ -946,6 +950,10 @@ impl Report {
                     median(&cpu)
                 );
             }
+        }
+
+        if let Some(index) = &self.index {
+            o.push_str(&index.markdown());
         }
 
         // ---- Not measured ---------------------------------------------------------

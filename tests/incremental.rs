@@ -1,0 +1,535 @@
+//! End to end: index-mode backups (the client's change index) — every kind
+//! of change is in the next snapshot, only changed paths are sent, the
+//! index is rebuilt whenever it cannot be trusted, an interrupted attempt
+//! never leaves it committed, and plain snapshots are never written —
+//! real sshd, rsync, btrfs and ext4.
+
+use byteback_testbed as support;
+
+use std::fs;
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use support::FsKind;
+use support::manifest::{self, Reading, inside};
+use support::world::{World, show, stdout};
+
+support::world::on_both_backends!(
+    every_kind_of_change_is_in_the_next_snapshot,
+    a_killed_incremental_backup_leaves_the_index_uncommitted,
+);
+
+/// Interval 0 so a test can take several snapshots in a row.
+const NO_INTERVAL: &str = "min_snapshot_interval = \"0s\"\n";
+
+/// Entries changed just before a walk are sent again by the next backup
+/// (they could still change unseen within one timestamp tick; 3 s on a
+/// whole-second filesystem, 100 ms else): waiting this long makes the next
+/// walk trust them.
+fn settle() {
+    std::thread::sleep(Duration::from_millis(3100));
+}
+
+fn snapshot_tree(w: &World, client: &str, snapshot: &str) -> PathBuf {
+    inside(&w.store().join(client).join(snapshot), &w.src)
+}
+
+/// Runs a verbose backup of `src` with `extra` arguments; returns stdout
+/// and stderr together.
+fn backup(w: &World, extra: &[&str]) -> String {
+    let src = w.src.to_string_lossy().into_owned();
+    let mut args = vec!["backup", "--verbose", "--source", &src];
+    args.extend_from_slice(extra);
+    let out = w.client(&args);
+    assert!(out.status.success(), "backup: {}", show(&out));
+    format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr))
+}
+
+/// The directories above the source: rsync sends their metadata too, and
+/// other tests change them (`/tmp`) at any time.
+fn above(w: &World) -> usize {
+    w.src.components().count() - 1
+}
+
+/// How many paths an index-mode backup sent; `None` for a full pass.
+fn incremental_paths(out: &str) -> Option<usize> {
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("Backup complete"))
+        .unwrap_or_else(|| panic!("no summary in {out}"));
+    if line.ends_with(", full pass)") {
+        return None;
+    }
+    let n = line.split("incremental: ").nth(1)?.split(' ').next()?;
+    Some(n.parse().unwrap())
+}
+
+fn write_at(path: &Path, content: &str, stamp: &str) {
+    fs::write(path, content).unwrap();
+    support::run_ok(&["touch", "-m", "-d", stamp, &path.to_string_lossy()]);
+}
+
+fn setfacl(spec: &str, path: &Path) {
+    support::run_ok(&["setfacl", "-m", spec, &path.to_string_lossy()]);
+}
+
+type Manifest = std::collections::BTreeMap<PathBuf, manifest::Entry>;
+
+fn check_snapshot(w: &World, client: &str, snapshot: &str, want: &Manifest, what: &str) {
+    manifest::assert_same(
+        what,
+        want,
+        &manifest::read(&snapshot_tree(w, client, snapshot), Reading::FakeSuper),
+    );
+}
+
+/// The ACL rsync stored for a file (fake-super keeps it in an xattr).
+fn stored_acl(path: &Path) -> Vec<u8> {
+    let mut buf = vec![0u8; 4096];
+    let n = rustix::fs::lgetxattr(path, "user.rsync.%aacl", &mut buf).unwrap_or(0);
+    buf.truncate(n);
+    buf
+}
+
+fn every_kind_of_change_is_in_the_next_snapshot(kind: FsKind) {
+    let Some(w) = World::on("incremental", kind) else {
+        return;
+    };
+    let client = w.enroll("incremental.example");
+    w.server_config(NO_INTERVAL);
+    support::tree::populate(&w.src);
+    let kinds = w.src.join("kinds");
+    fs::create_dir_all(kinds.join("dir-to-file/inner")).unwrap();
+    fs::write(kinds.join("dir-to-file/inner/x"), "x\n").unwrap();
+    fs::write(kinds.join("file-to-link"), "plain\n").unwrap();
+    fs::write(kinds.join("file-to-dir"), "plain\n").unwrap();
+    fs::write(kinds.join("same-second"), "balance 100\n").unwrap();
+    write_at(
+        &kinds.join("same-second"),
+        "balance 100\n",
+        "2026-01-01 00:00:00.100",
+    );
+    fs::write(kinds.join("mode"), "mode\n").unwrap();
+    fs::write(kinds.join("owner"), "owner\n").unwrap();
+    fs::write(kinds.join("xattr"), "xattr\n").unwrap();
+    fs::write(kinds.join("acl"), "acl\n").unwrap();
+    settle();
+    let first_source = manifest::read(&w.src, Reading::Plain);
+
+    // The first backup has no index: a full pass, which makes one.
+    let out = backup(&w, &[]);
+    assert_eq!(incremental_paths(&out), None, "{out}");
+    assert!(out.contains("full pass: no change index yet"), "{out}");
+    assert!(w.client_dir.join("index").exists());
+    let snaps = w.snapshots(&client);
+    check_snapshot(&w, &client, &snaps[0], &first_source, "first snapshot");
+    let acl_before = stored_acl(&snapshot_tree(&w, &client, &snaps[0]).join("kinds/acl"));
+
+    // Every kind of change.
+    let bashrc = w.src.join("home/alice/.bashrc");
+    fs::write(&bashrc, "export PS1='# '\n").unwrap(); // same size
+    support::run_ok(&[
+        "touch",
+        "-m",
+        "-d",
+        "@1500000000",
+        &bashrc.to_string_lossy(),
+    ]);
+    write_at(
+        &kinds.join("same-second"),
+        "balance 999\n",
+        "2026-01-01 00:00:00.900",
+    );
+    fs::set_permissions(kinds.join("mode"), fs::Permissions::from_mode(0o600)).unwrap();
+    std::os::unix::fs::chown(kinds.join("owner"), Some(4242), Some(4343)).unwrap();
+    rustix::fs::lsetxattr(
+        kinds.join("xattr"),
+        "user.colour",
+        b"blue",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+    setfacl("u:1234:rw", &kinds.join("acl"));
+    fs::hard_link(
+        w.src.join("var/lib/data/f050"),
+        w.src.join("var/lib/f050-link"),
+    )
+    .unwrap();
+    fs::rename(
+        w.src.join("name with spaces"),
+        w.src.join("renamed with spaces"),
+    )
+    .unwrap();
+    fs::remove_file(w.src.join("empty")).unwrap();
+    fs::create_dir_all(w.src.join("newdir/a/b")).unwrap();
+    fs::write(w.src.join("newdir/a/b/c.txt"), "deep\n").unwrap();
+    fs::write(w.src.join("newdir/x"), "x\n").unwrap();
+    fs::remove_file(kinds.join("file-to-link")).unwrap();
+    symlink("../etc/hostname", kinds.join("file-to-link")).unwrap();
+    fs::remove_file(kinds.join("file-to-dir")).unwrap();
+    fs::create_dir(kinds.join("file-to-dir")).unwrap();
+    fs::write(kinds.join("file-to-dir/inside"), "inside\n").unwrap();
+    fs::remove_dir_all(kinds.join("dir-to-file")).unwrap();
+    fs::write(kinds.join("dir-to-file"), "now a file\n").unwrap();
+    fs::set_permissions(w.src.join("home/alice"), fs::Permissions::from_mode(0o700)).unwrap();
+    let second_source = manifest::read(&w.src, Reading::Plain);
+    std::thread::sleep(Duration::from_millis(1100)); // snapshot names are per second
+
+    let out = backup(&w, &[]);
+    let sent = incremental_paths(&out).unwrap_or_else(|| panic!("not incremental: {out}"));
+    // Changed files, the three links of f050, the directories whose
+    // entries changed, new ones, the vanished ones: a few dozen, not the
+    // 230-odd paths of the tree.
+    assert!((15..60).contains(&sent), "{sent} paths sent: {out}");
+    for unchanged in ["data/f010", "data/f199", "etc/shadow", "latin1"] {
+        assert!(
+            !out.lines()
+                .any(|l| l.contains(unchanged) && !l.contains("deleting")),
+            "{unchanged} was sent: {out}"
+        );
+    }
+    for changed in [
+        "same-second",
+        ".bashrc",
+        "kinds/acl",
+        "f050-link",
+        "newdir/a/b/c.txt",
+    ] {
+        assert!(out.contains(changed), "{changed} was not sent: {out}");
+    }
+    let snaps = w.snapshots(&client);
+    assert_eq!(snaps.len(), 2);
+    check_snapshot(&w, &client, &snaps[1], &second_source, "second snapshot");
+    let second = snapshot_tree(&w, &client, &snaps[1]);
+    assert_eq!(
+        fs::read_to_string(second.join("kinds/same-second")).unwrap(),
+        "balance 999\n"
+    );
+    assert_eq!(
+        fs::read_to_string(second.join("home/alice/.bashrc")).unwrap(),
+        "export PS1='# '\n"
+    );
+    assert_ne!(
+        stored_acl(&second.join("kinds/acl")),
+        acl_before,
+        "the ACL change was missed"
+    );
+
+    // Nothing changed: what was changed just before the last walk is sent
+    // again (it could have changed unseen in the same tick), then nothing.
+    settle();
+    let out = backup(&w, &[]);
+    assert!(incremental_paths(&out).is_some(), "{out}");
+    std::thread::sleep(Duration::from_millis(1100));
+    let out = backup(&w, &[]);
+    let sent = incremental_paths(&out).unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        sent <= above(&w),
+        "{sent} paths sent after no change: {out}"
+    );
+    let snaps = w.snapshots(&client);
+    assert_eq!(snaps.len(), 4);
+    check_snapshot(&w, &client, &snaps[3], &second_source, "no-change snapshot");
+
+    // A full pass over the same tree gives the same snapshot.
+    std::thread::sleep(Duration::from_millis(1100));
+    let out = backup(&w, &["--full"]);
+    assert_eq!(incremental_paths(&out), None, "{out}");
+    assert!(out.contains("full pass: --full"), "{out}");
+    let snaps = w.snapshots(&client);
+    check_snapshot(&w, &client, &snaps[4], &second_source, "--full snapshot");
+
+    // Older snapshots never changed, though later backups linked to their
+    // files (plain) or shared their extents (btrfs).
+    check_snapshot(
+        &w,
+        &client,
+        &snaps[0],
+        &first_source,
+        "first snapshot at the end",
+    );
+    check_snapshot(
+        &w,
+        &client,
+        &snaps[1],
+        &second_source,
+        "second snapshot at the end",
+    );
+    assert_eq!(
+        stored_acl(&snapshot_tree(&w, &client, &snaps[0]).join("kinds/acl")),
+        acl_before
+    );
+}
+
+/// Index-mode backups that must not use the index: a snapshot the index
+/// does not describe, changed excludes or sources, a corrupt index, every
+/// `full_scan_every`; and a receiver that was not readied refuses.
+#[test]
+fn the_index_is_rebuilt_when_it_cannot_be_trusted() {
+    let Some(w) = World::on("untrusted", FsKind::Btrfs) else {
+        return;
+    };
+    let client = w.enroll("untrusted.example");
+    w.server_config(NO_INTERVAL);
+    fs::create_dir_all(w.src.join("d")).unwrap();
+    for i in 0..20 {
+        fs::write(w.src.join(format!("d/f{i}")), format!("{i}\n")).unwrap();
+    }
+    settle();
+    let pause = || std::thread::sleep(Duration::from_millis(1100));
+    let out = backup(&w, &[]);
+    assert_eq!(incremental_paths(&out), None, "{out}");
+    pause();
+    let out = backup(&w, &[]);
+    assert!(
+        incremental_paths(&out).is_some_and(|n| n <= above(&w)),
+        "{out}"
+    );
+
+    // A snapshot taken by hand on the server: the index no longer
+    // describes the newest snapshot.
+    pause();
+    fs::write(w.src.join("d/f1"), "changed\n").unwrap();
+    let out = w.server(&["snapshot", "--client", &client]);
+    assert!(out.status.success(), "{}", show(&out));
+    pause();
+    let out = backup(&w, &[]);
+    assert_eq!(incremental_paths(&out), None, "{out}");
+    assert!(out.contains("which the change index describes"), "{out}");
+    let check = |w: &World| {
+        let snaps = w.snapshots(&client);
+        manifest::assert_same(
+            "snapshot",
+            &manifest::read(&w.src, Reading::Plain),
+            &manifest::read(
+                &snapshot_tree(w, &client, snaps.last().unwrap()),
+                Reading::FakeSuper,
+            ),
+        );
+    };
+    check(&w);
+
+    // A corrupt index is no index.
+    let index = w.client_dir.join("index");
+    let mut bytes = fs::read(&index).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x55;
+    fs::write(&index, &bytes).unwrap();
+    pause();
+    let out = backup(&w, &[]);
+    assert!(
+        out.contains("no change index yet (or it was unreadable)"),
+        "{out}"
+    );
+    check(&w);
+    fs::write(&index, b"").unwrap();
+    pause();
+    let out = backup(&w, &[]);
+    assert_eq!(incremental_paths(&out), None, "{out}");
+
+    // Changed sources or excludes.
+    settle();
+    let out = backup(&w, &[]);
+    assert!(incremental_paths(&out).is_some(), "{out}");
+    let d = w.src.join("d").to_string_lossy().into_owned();
+    for extra in [&["--source", d.as_str()][..], &[]] {
+        pause();
+        let out = backup(&w, extra);
+        assert!(
+            out.contains("the sources, exclusions or destination changed"),
+            "{out}"
+        );
+    }
+    pause();
+    let out = backup(&w, &["--exclude", "/nothing/*"]);
+    assert!(out.contains("the exclude pattern \"/nothing/*\""), "{out}");
+    // That pass could not walk: the index describes the snapshot before.
+    pause();
+    let out = backup(&w, &[]);
+    assert!(out.contains("which the change index describes"), "{out}");
+    check(&w);
+
+    // One backup in full_scan_every is a full pass.
+    w.client_config("full_scan_every = 3\n");
+    for want_full in [false, false, true, false] {
+        pause();
+        let out = backup(&w, &[]);
+        assert_eq!(incremental_paths(&out).is_none(), want_full, "{out}");
+    }
+    check(&w);
+
+    // A receiver that was not readied refuses an incremental transfer.
+    let file = format!("{}/d/f1", w.src.display());
+    let out = w.raw_rsync(&["-a", "--delete-missing-args", &file], "current/");
+    assert!(!out.status.success(), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not readied for an incremental backup"),
+        "{}",
+        show(&out)
+    );
+}
+
+/// The pid of a child of `parent` running `program`, if any.
+fn child_named(parent: u32, program: &str) -> Option<u32> {
+    let children = fs::read_to_string(format!("/proc/{parent}/task/{parent}/children")).ok()?;
+    children
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .find(|pid: &u32| {
+            fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == program)
+        })
+}
+
+fn random_blobs(dir: &Path, seed: u64) {
+    let mut seed = seed;
+    for i in 0..32 {
+        let mut data = vec![0u8; 4 << 20];
+        for chunk in data.chunks_mut(8) {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            chunk.copy_from_slice(&seed.to_le_bytes());
+        }
+        fs::write(dir.join(format!("blob{i:02}")), &data).unwrap();
+    }
+}
+
+/// A crash between transfer and snapshot: the index stays as it was, and
+/// the next backup — though what the killed attempt wrote is in `current`,
+/// and the source changed again meanwhile — makes an exact snapshot. A
+/// file changed while a transfer runs is in the next snapshot.
+fn a_killed_incremental_backup_leaves_the_index_uncommitted(kind: FsKind) {
+    let Some(w) = World::on("killedinc", kind) else {
+        return;
+    };
+    let client = w.enroll("killedinc.example");
+    w.server_config(NO_INTERVAL);
+    w.client_config("retry_attempts = 1\n");
+    let big = w.src.join("big");
+    fs::create_dir(&big).unwrap();
+    random_blobs(&big, 0x9e3779b97f4a7c15);
+    fs::write(w.src.join("small"), "small one\n").unwrap();
+    settle();
+    backup(&w, &[]);
+    let index = w.client_dir.join("index");
+    let committed = fs::read(&index).unwrap();
+
+    // New content everywhere, and a file that the attempt sends and that
+    // is gone before the next one.
+    random_blobs(&big, 0x1234_5678_9abc_def1);
+    fs::write(w.src.join("a-doomed"), "sent, then deleted\n").unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    let src = w.src.to_string_lossy().into_owned();
+    let mut child = w
+        .client_command(&["backup", "--source", &src])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let killed = loop {
+        assert!(Instant::now() < deadline, "the transfer never started");
+        let current = inside(&w.store().join(&client).join("current"), &w.src);
+        let sent_first = current.join("a-doomed").exists();
+        if let (Some(rsync), true) = (child_named(child.id(), "rsync"), sent_first) {
+            rustix::process::kill_process(
+                rustix::process::Pid::from_raw(rsync as i32).unwrap(),
+                rustix::process::Signal::KILL,
+            )
+            .unwrap();
+            break true;
+        } else if child.try_wait().unwrap().is_some() {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    let out = child.wait_with_output().unwrap();
+    assert!(killed, "finished before it could be killed: {}", show(&out));
+    assert!(!out.status.success(), "{}", show(&out));
+    assert_eq!(
+        w.snapshots(&client).len(),
+        1,
+        "no snapshot after a killed attempt"
+    );
+    assert_eq!(
+        fs::read(&index).unwrap(),
+        committed,
+        "the index was committed"
+    );
+    // It was killed once it had sent the first file (in walk order).
+
+    fs::remove_file(w.src.join("a-doomed")).unwrap();
+    fs::write(w.src.join("small"), "small two\n").unwrap();
+    let want = manifest::read(&w.src, Reading::Plain);
+    std::thread::sleep(Duration::from_millis(1100));
+    let config = w.client_dir.join("config.toml");
+    let text = fs::read_to_string(&config).unwrap();
+    fs::write(
+        &config,
+        text.replace(
+            "retry_attempts = 1",
+            "retry_attempts = 3\nretry_pause = \"1s\"",
+        ),
+    )
+    .unwrap();
+
+    // Meanwhile, a file changed while the transfer runs (same size, mtime
+    // put back) is sent by the backup after.
+    let small = w.src.join("small");
+    let mut child = w
+        .client_command(&["backup", "--source", &src])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(Instant::now() < deadline, "the transfer never started");
+        if child_named(child.id(), "rsync").is_some() || child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let stamp = fs::metadata(&small).unwrap().modified().unwrap();
+    fs::write(&small, "small 333\n").unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&small)
+        .unwrap()
+        .set_modified(stamp)
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let snaps = w.snapshots(&client);
+    assert_eq!(snaps.len(), 2);
+    let mut got = manifest::read(&snapshot_tree(&w, &client, &snaps[1]), Reading::FakeSuper);
+    // `small` is either version, depending on when rsync read it.
+    let key = PathBuf::from("./small");
+    let small_in_snapshot = got.remove(&key).unwrap();
+    let mut want_rest = want.clone();
+    let small_wanted = want_rest.remove(&key).unwrap();
+    manifest::assert_same("after the killed attempt", &want_rest, &got);
+    assert_eq!(small_in_snapshot.size, small_wanted.size);
+    assert_ne!(
+        fs::read(&index).unwrap(),
+        committed,
+        "the index was not committed"
+    );
+
+    std::thread::sleep(Duration::from_millis(1100));
+    let out = backup(&w, &[]);
+    assert!(incremental_paths(&out).is_some(), "{out}");
+    let snaps = w.snapshots(&client);
+    let third = snapshot_tree(&w, &client, &snaps[2]);
+    assert_eq!(
+        fs::read_to_string(third.join("small")).unwrap(),
+        "small 333\n"
+    );
+    manifest::assert_same(
+        "third snapshot",
+        &manifest::read(&w.src, Reading::Plain),
+        &manifest::read(&third, Reading::FakeSuper),
+    );
+}
