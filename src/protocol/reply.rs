@@ -151,27 +151,20 @@ impl Row {
     /// `snapshot TAB time-or-"-" TAB` + [`wire::encode_found`]: one line,
     /// whatever bytes the path holds.
     pub fn render(&self) -> String {
-        let time = self
-            .time
-            .map_or("-".to_owned(), |t| t.strftime(UTC).to_string());
-        format!(
-            "{}\t{time}\t{}",
-            self.snapshot,
-            wire::encode_found(&self.found)
-        )
+        self.render_with(wire::encode_found(&self.found))
     }
 
     /// Like [`Row::render`], with the mtime's nanoseconds as a ninth field
     /// of the found file (`byteback list --ns`).
     pub fn render_exact(&self) -> String {
+        self.render_with(wire::encode_found_exact(&self.found))
+    }
+
+    fn render_with(&self, found: String) -> String {
         let time = self
             .time
             .map_or("-".to_owned(), |t| t.strftime(UTC).to_string());
-        format!(
-            "{}\t{time}\t{}",
-            self.snapshot,
-            wire::encode_found_exact(&self.found)
-        )
+        format!("{}\t{time}\t{found}", self.snapshot)
     }
 
     /// Reads a row made by [`Row::render`] or [`Row::render_exact`].
