@@ -137,8 +137,20 @@ impl Drop for AreaGuard {
         let mounts = mounts_under(&self.0);
         if !mounts.is_empty() {
             eprintln!("support: NOT removing {:?}: {mounts:?} mounted", self.0);
-        } else if let Err(e) = fs::remove_dir_all(&self.0) {
-            eprintln!("support: cannot remove {:?}: {e}", self.0);
+        } else {
+            // An ssh master that is still exiting may drop its socket into
+            // a directory being removed: try again a few times.
+            let mut result = fs::remove_dir_all(&self.0);
+            for _ in 0..20 {
+                if result.is_ok() || !self.0.exists() {
+                    return;
+                }
+                sleep(Duration::from_millis(100));
+                result = fs::remove_dir_all(&self.0);
+            }
+            if let Err(e) = result {
+                eprintln!("support: cannot remove {:?}: {e}", self.0);
+            }
         }
     }
 }
