@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use support::FsKind;
 use support::manifest::{self, Reading, inside};
 use support::world::{World, show, stderr, stdout};
+use support::{child_named, dir_bytes};
 
 support::world::on_both_backends!(
     one_backup_at_a_time_on_client_and_server,
@@ -146,33 +147,6 @@ fn a_snapshot_inside_the_interval_is_refused(kind: FsKind) {
         std::fs::read_to_string(current.join("file")).unwrap(),
         "two, longer\n"
     );
-}
-
-/// The pid of a child of `parent` running `program`, if any.
-fn child_named(parent: u32, program: &str) -> Option<u32> {
-    let children =
-        std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children")).ok()?;
-    children
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .find(|pid: &u32| {
-            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == program)
-        })
-}
-
-fn dir_bytes(path: &Path) -> u64 {
-    let mut total = 0;
-    if let Ok(entries) = std::fs::read_dir(path) {
-        for e in entries.flatten() {
-            let m = e.metadata().unwrap();
-            total += if m.is_dir() {
-                dir_bytes(&e.path())
-            } else {
-                m.len()
-            };
-        }
-    }
-    total
 }
 
 fn a_killed_backup_resumes_and_completes(kind: FsKind) {

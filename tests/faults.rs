@@ -12,6 +12,8 @@
 
 use byteback_testbed as support;
 
+use support::children_named;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::sync::Arc;
@@ -45,19 +47,6 @@ impl Rng {
         }
         data
     }
-}
-
-/// The direct children of `parent` whose program is `program`.
-fn children_named(parent: u32, program: &str) -> Vec<u32> {
-    let path = format!("/proc/{parent}/task/{parent}/children");
-    let children = std::fs::read_to_string(path).unwrap_or_default();
-    children
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .filter(|pid: &u32| {
-            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == program)
-        })
-        .collect()
 }
 
 fn kill(pid: u32) {

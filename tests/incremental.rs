@@ -6,6 +6,8 @@
 
 use byteback_testbed as support;
 
+use support::child_named;
+
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
@@ -369,17 +371,6 @@ fn the_index_is_rebuilt_when_it_cannot_be_trusted() {
         "{}",
         show(&out)
     );
-}
-
-/// The pid of a child of `parent` running `program`, if any.
-fn child_named(parent: u32, program: &str) -> Option<u32> {
-    let children = fs::read_to_string(format!("/proc/{parent}/task/{parent}/children")).ok()?;
-    children
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .find(|pid: &u32| {
-            fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == program)
-        })
 }
 
 fn random_blobs(dir: &Path, seed: u64) {

@@ -5,6 +5,8 @@
 
 use byteback_testbed as support;
 
+use support::dir_bytes;
+
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -630,19 +632,4 @@ fn used_bytes(w: &World, kind: FsKind) -> u64 {
     let out = support::run_ok(&["stat", "-f", "-c", "%b %f %S", &mp]);
     let n: Vec<u64> = out.split_whitespace().flat_map(str::parse).collect();
     (n[0] - n[1]) * n[2]
-}
-
-fn dir_bytes(path: &Path) -> u64 {
-    let mut total = 0;
-    if let Ok(entries) = std::fs::read_dir(path) {
-        for e in entries.flatten() {
-            let Ok(m) = e.metadata() else { continue };
-            total += if m.is_dir() {
-                dir_bytes(&e.path())
-            } else {
-                m.len()
-            };
-        }
-    }
-    total
 }

@@ -714,3 +714,38 @@ fn kill_pids(pids: &[u32]) -> Result<String, String> {
     let pids: Vec<&str> = pids.iter().map(String::as_str).collect();
     try_run(&words("kill -s KILL", &pids))
 }
+
+/// The pids of the direct children of `parent` whose program is `program`.
+pub fn children_named(parent: u32, program: &str) -> Vec<u32> {
+    let children =
+        fs::read_to_string(format!("/proc/{parent}/task/{parent}/children")).unwrap_or_default();
+    children
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .filter(|pid: &u32| {
+            fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == program)
+        })
+        .collect()
+}
+
+/// The pid of a child of `parent` running `program`, if any.
+pub fn child_named(parent: u32, program: &str) -> Option<u32> {
+    children_named(parent, program).into_iter().next()
+}
+
+/// The bytes of the regular files below `path` (what a transfer has written
+/// so far); entries vanishing meanwhile are skipped.
+pub fn dir_bytes(path: &Path) -> u64 {
+    let mut total = 0;
+    if let Ok(entries) = fs::read_dir(path) {
+        for e in entries.flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            total += if m.is_dir() {
+                dir_bytes(&e.path())
+            } else {
+                m.len()
+            };
+        }
+    }
+    total
+}
