@@ -64,7 +64,8 @@ impl Pair {
             "{}",
             show(&out)
         );
-        let key_line = args[4..].join(" ");
+        assert_eq!(&args[4..6], ["--clients", CLIENT], "the primary's clients");
+        let key_line = args[6..].join(" ");
         // The replica is configured too (status and pruning look at it).
         p.server_config(&format!("{QUICK}to = [\"{}\"]\n", r.destination()));
         Some(Pair { p, r, key_line })

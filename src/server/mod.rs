@@ -6,6 +6,7 @@ pub mod keys;
 pub mod privileged;
 pub mod receive;
 pub mod replicate;
+pub mod roles;
 pub mod root_setup;
 pub mod setup;
 pub mod status;
@@ -68,6 +69,16 @@ enum Command {
         /// named by --name: it may only replicate its own clients' snapshots here, as NAME__CLIENT.
         #[arg(long, conflicts_with = "read_only")]
         replica: bool,
+        /// With --replica (required there): the primary's clients it may replicate here,
+        /// comma-separated; any other is refused before anything is written. Run new-client
+        /// again with the same key to change the list.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            value_name = "NAME,...",
+            requires = "replica"
+        )]
+        clients: Vec<String>,
         /// The key may only list and restore (e.g. a client's own key on a replica, named
         /// PRIMARY__CLIENT), never back up.
         #[arg(long)]
@@ -283,6 +294,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             from,
             replace_key,
             replica,
+            clients,
             read_only,
             key,
         } => setup::new_client(
@@ -292,6 +304,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             &key,
             replace_key,
             key_role(replica, read_only),
+            &clients,
         )
         .map(|()| 0),
         Command::Clients { store, json } => clients::list(&store_or_home(store)?, json).map(|()| 0),

@@ -24,16 +24,16 @@ use crate::protocol::{
 };
 use crate::prune::growth;
 use crate::server::keys::KeyRole;
+use crate::server::roles::{self, Incoming, KeyId, ReplicaClients};
 use crate::store::Store;
 use crate::store::service::ClientBackups;
 use crate::sys::sandbox::Confinement;
 
 /// Serves one request; returns the exit status for sshd to pass back.
-/// `role` is what the key line lets this key do (see [`KeyRole`]).
-pub fn run(store_root: &Path, client: &str, role: KeyRole, command: Option<&str>) -> u8 {
-    if role == KeyRole::Replica {
-        return run_replica(store_root, client, command);
-    }
+/// `role` is what the key line lets this key do, and `name` the client (or,
+/// for a replica key, the primary) its forced command names. What the key
+/// may ask is decided by [`roles::admit`] before anything touches the store.
+pub fn run(store_root: &Path, name: &str, role: KeyRole, command: Option<&str>) -> u8 {
     let store = match Store::open(store_root) {
         Ok(store) => store,
         Err(e) => {
@@ -41,7 +41,11 @@ pub fn run(store_root: &Path, client: &str, role: KeyRole, command: Option<&str>
             return e.exit_code().code();
         }
     };
-    let client = match ClientName::new(client) {
+    let named = match role {
+        KeyRole::Replica => ClientName::primary(name),
+        KeyRole::Client | KeyRole::ReadOnly => ClientName::new(name),
+    };
+    let named = match named {
         Ok(c) => c,
         Err(e) => {
             store.log(&format!("receive: bad --client in authorized_keys: {e}"));
@@ -50,40 +54,38 @@ pub fn run(store_root: &Path, client: &str, role: KeyRole, command: Option<&str>
             return e.exit_code().code();
         }
     };
-    let request = protocol::parse(command)
-        .map_err(|refusal| Error::Refused(format!("refused: {refusal}")))
-        .and_then(|request| match (role, &request) {
-            (KeyRole::ReadOnly, Request::Receive { .. } | Request::Complete { .. }) => {
-                Err(Error::Refused(
-                    "refused: this key may only list, restore and verify (it was enrolled with --read-only), not back up".into(),
-                ))
-            }
-            _ => Ok(request),
-        });
+    let incoming = roles::admit(role, command);
     // What status reports as this client's last attempt (not pings, lists;
-    // nothing for a read-only key, whose refusals and restores say nothing
-    // about the backups of the client it reads).
-    let attempt = match &request {
+    // nothing for a read-only or replica key, whose refusals and restores
+    // say nothing about the backups of the client it reads).
+    let attempt = match &incoming {
         _ if role != KeyRole::Client => None,
-        Ok(Request::Receive { .. }) => Some("receive"),
-        Ok(Request::Complete { .. }) => Some("complete"),
-        Ok(Request::Send { .. }) => Some("send"),
-        Ok(Request::Incremental { .. }) => Some("incremental"),
+        Ok(Incoming::Client(Request::Receive { .. })) => Some("receive"),
+        Ok(Incoming::Client(Request::Complete { .. })) => Some("complete"),
+        Ok(Incoming::Client(Request::Send { .. })) => Some("send"),
+        Ok(Incoming::Client(Request::Incremental { .. })) => Some("incremental"),
         Ok(_) => None,
         Err(_) => Some("refused"),
     };
-    let result = request.and_then(|request| serve(&store, &client, request));
+    let result = incoming.and_then(|incoming| match incoming {
+        // The table admits a client's language only from client and
+        // read-only keys, and a primary's only from replica keys.
+        Incoming::Client(request) => serve(&store, &named, request),
+        Incoming::Replica(request) => serve_replica(&store, &named, request),
+    });
     let code = match &result {
         Ok(code) => *code,
         Err(e) => {
-            store.log(&format!(
-                "{client}: {e} (command {:?})",
-                command.unwrap_or("")
-            ));
+            let who = match role {
+                KeyRole::Replica => format!("replica of {named}"),
+                KeyRole::Client | KeyRole::ReadOnly => named.to_string(),
+            };
+            store.log(&format!("{who}: {e} (command {:?})", command.unwrap_or("")));
             eprintln!("{}", Failure::of(e).render());
             e.exit_code().code()
         }
     };
+    let client = named;
     if let Some(request) = attempt.filter(|_| store.has_client(&client)) {
         // rsync's 24 (files vanished while sent) is a success.
         let ok = code == 0 || (request == "receive" && code == 24);
@@ -105,8 +107,12 @@ pub fn run(store_root: &Path, client: &str, role: KeyRole, command: Option<&str>
     code
 }
 
+/// Serves a request of a client's language (from a client or read-only
+/// key: [`roles::allows`] has decided which). Whatever writes is the client
+/// key's own.
 fn serve(store: &Store, client: &ClientName, request: Request) -> Result<u8> {
     let backups = ClientBackups::open(store, client)?;
+    let key = KeyId::client(client);
     match request {
         Request::Ping => {
             print!("{}", backups.ping()?.render());
@@ -125,7 +131,7 @@ fn serve(store: &Store, client: &ClientName, request: Request) -> Result<u8> {
             } else {
                 None
             };
-            let name = backups.complete(Timestamp::now(), note.as_deref())?;
+            let name = backups.complete(Timestamp::now(), note.as_deref(), key.as_str())?;
             crate::sys::crash::point("before-reply");
             let reply = Completed {
                 snapshot: name.to_string(),
@@ -134,7 +140,7 @@ fn serve(store: &Store, client: &ClientName, request: Request) -> Result<u8> {
             print!("{}", reply.render());
             Ok(0)
         }
-        Request::Receive { options } => receive(&backups, &options),
+        Request::Receive { options } => receive(&backups, &options, &key),
         Request::Incremental { snapshot } => {
             let mut text = Vec::new();
             std::io::stdin()
@@ -143,7 +149,7 @@ fn serve(store: &Store, client: &ClientName, request: Request) -> Result<u8> {
                 .map_err(|e| Error::Refused(format!("cannot read the replace list: {e}")))?;
             let replace = protocol::parse_replace_list(&text)
                 .map_err(|refusal| Error::Refused(format!("refused: {refusal}")))?;
-            backups.prepare_incremental(&snapshot, replace)?;
+            backups.prepare_incremental(&snapshot, replace, key.as_str())?;
             Ok(0)
         }
         Request::Snapshots => {
@@ -190,37 +196,9 @@ fn serve(store: &Store, client: &ClientName, request: Request) -> Result<u8> {
     }
 }
 
-/// Serves one request of a primary server (a key enrolled with
-/// `new-client --replica`, whose `--client` is the primary's name).
-fn run_replica(store_root: &Path, primary: &str, command: Option<&str>) -> u8 {
-    let store = match Store::open(store_root) {
-        Ok(store) => store,
-        Err(e) => {
-            eprintln!("{}", Failure::of(&e).render());
-            return e.exit_code().code();
-        }
-    };
-    let result = ClientName::primary(primary)
-        .map_err(|e| Error::Config(format!("server misconfigured: {e}")))
-        .and_then(|primary| {
-            let request = protocol::parse_replica(command)
-                .map_err(|refusal| Error::Refused(format!("refused: {refusal}")))?;
-            serve_replica(&store, &primary, request)
-        });
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            store.log(&format!(
-                "replica of {primary}: {e} (command {:?})",
-                command.unwrap_or("")
-            ));
-            eprintln!("{}", Failure::of(&e).render());
-            e.exit_code().code()
-        }
-    }
-}
-
+/// Serves a request of a primary's language (from its replica key).
 fn serve_replica(store: &Store, primary: &ClientName, request: ReplicaRequest) -> Result<u8> {
+    let key = KeyId::replica(primary);
     match request {
         ReplicaRequest::State => {
             let mut state = ReplicaState {
@@ -247,11 +225,18 @@ fn serve_replica(store: &Store, primary: &ClientName, request: ReplicaRequest) -
         }
         ReplicaRequest::Receive { client, options } => {
             let mapped = ClientName::replicated(primary, &client)?;
-            if !store.has_client(&mapped) {
+            let exists = store.has_client(&mapped);
+            // Checked before anything is written: a primary creates only
+            // the clients the administrator said it replicates.
+            let allowed = ReplicaClients::load(store, primary);
+            if !allowed.admits(&client, exists) {
+                return Err(allowed.refusal(primary, &client));
+            }
+            if !exists {
                 store.add_client(&mapped)?;
                 store.log(&format!("{mapped}: new replicated client of {primary}"));
             }
-            receive(&ClientBackups::open(store, &mapped)?, &options)
+            receive(&ClientBackups::open(store, &mapped)?, &options, &key)
         }
         ReplicaRequest::Snapshot {
             client,
@@ -262,7 +247,8 @@ fn serve_replica(store: &Store, primary: &ClientName, request: ReplicaRequest) -
             let backups = ClientBackups::open(store, &mapped)?;
             let _lock = store.lock_client(&mapped, store.config.lock_wait.to_std())?;
             let note = partial.then(|| format!("partial on the primary {primary}\n"));
-            let name = backups.finish_replicated(name, Timestamp::now(), note.as_deref())?;
+            let name =
+                backups.finish_replicated(name, Timestamp::now(), note.as_deref(), key.as_str())?;
             let reply = Completed {
                 snapshot: name.to_string(),
                 partial,
@@ -293,13 +279,19 @@ fn send(backups: &ClientBackups, options: &[String], paths: &[Vec<u8>]) -> Resul
     Ok(exit_code(&ended.status))
 }
 
-/// Runs rsync's receiver inside the client's `current` and nowhere else.
-fn receive(backups: &ClientBackups, options: &[String]) -> Result<u8> {
+/// Runs rsync's receiver inside the client's `current` and nowhere else,
+/// for `key`, which spends the transfer slot and is recorded as what
+/// produced `current`.
+fn receive(backups: &ClientBackups, options: &[String], key: &KeyId) -> Result<u8> {
     let (store, client) = (backups.store, &backups.client);
     let lock = store.lock_client(client, store.config.lock_wait.to_std())?;
     // The rsync child inherits the lock: if this process is killed, the
     // receiver it started still holds it until it ends.
     lock.share_with_children()?;
+    // One transfer at a time per key, whatever client names it writes
+    // under, so no key holds more than one of the store's slots.
+    let key_lock = store.lock_key_transfer(key.as_str(), client)?;
+    key_lock.share_with_children()?;
     // At most max_concurrent_backups transfers at once; the others queue.
     let slot = store.backup_slot(client, &mut |busy| {
         crate::report::note(format_args!(
@@ -319,6 +311,8 @@ fn receive(backups: &ClientBackups, options: &[String]) -> Result<u8> {
     } else {
         backups.prepare_transfer()?
     };
+    // From here on `current` is this key's work, whatever it held before.
+    backups.mark_produced_by(key.as_str())?;
     let inplace = plan.inplace;
     let confine = rsync::has_confine_root(Path::new(RSYNC));
     let args = |seen: &Path| {

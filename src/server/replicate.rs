@@ -92,7 +92,23 @@ pub fn setup(store_root: &Path, name: Option<&str>, to: &[String]) -> Result<()>
         to => to.join(", "),
     };
     println!("On {where_}, as its backup user, run:");
-    println!("  byteback-server new-client --replica --name {primary} {public}");
+    // The replica creates only the clients named at enrolment.
+    let clients: Vec<String> = store
+        .clients()?
+        .iter()
+        .filter(|c| c.split_replicated().is_none())
+        .map(ToString::to_string)
+        .collect();
+    let clients = match clients.as_slice() {
+        [] => "CLIENT,...".to_owned(),
+        names => names.join(","),
+    };
+    println!(
+        "  byteback-server new-client --replica --name {primary} --clients {clients} {public}"
+    );
+    println!(
+        "  (--clients names the clients it may replicate there; run it again with more names when clients are added here)"
+    );
     println!(
         "Then here, once: byteback-server replicate --to {} --accept-new-host-key",
         to.first().map_or("USER@REPLICA", String::as_str)

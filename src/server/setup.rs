@@ -59,9 +59,24 @@ pub fn new_client(
     key_words: &[String],
     replace_key: bool,
     role: KeyRole,
+    replica_clients: &[String],
 ) -> Result<()> {
     super::refuse_root()?;
     let key = PublicKey::from_words(key_words)?;
+    // A replica key creates only the clients named here (see
+    // `roles::ReplicaClients`), so the list is part of its enrolment.
+    let replica_clients = match role {
+        KeyRole::Replica if replica_clients.is_empty() => {
+            return Err(Error::Usage(
+                "a replica key needs --clients NAME,... : the primary's clients it may replicate here (its `byteback-server replicate --setup` prints the line with them)".into(),
+            ));
+        }
+        KeyRole::Replica => replica_clients
+            .iter()
+            .map(|n| ClientName::new(n))
+            .collect::<Result<std::collections::BTreeSet<_>>>()?,
+        KeyRole::Client | KeyRole::ReadOnly => Default::default(),
+    };
     let name = match name {
         Some(n) => n,
         None => key.suggested_name().ok_or_else(|| {
@@ -87,7 +102,9 @@ pub fn new_client(
     // A replica's key line names the primary, which has no space of its
     // own: its clients' spaces are made as their snapshots arrive.
     let add_space = |store: &Store| match role {
-        KeyRole::Replica => Ok(()),
+        KeyRole::Replica => {
+            crate::server::roles::ReplicaClients::save(store, &client, &replica_clients)
+        }
         _ => store.add_client(&client),
     };
     let exe = std::env::current_exe()
@@ -153,7 +170,12 @@ pub fn new_client(
     }
     match role {
         KeyRole::Replica => println!(
-            "Replica setup for primary {client} done! Its clients' snapshots arrive as {client}{}CLIENT.",
+            "Replica setup for primary {client} done! It may replicate {}; their snapshots arrive as {client}{}CLIENT.",
+            replica_clients
+                .iter()
+                .map(ClientName::as_str)
+                .collect::<Vec<_>>()
+                .join(", "),
             crate::names::REPLICA_SEPARATOR
         ),
         _ => println!("Client setup for {client} done!"),

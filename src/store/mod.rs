@@ -61,6 +61,14 @@ pub const INCREMENTAL_XATTR: &str = "user.byteback.incremental";
 /// dropped when a transfer starts).
 pub const CLEAN_XATTR: &str = "user.byteback.clean";
 
+/// An xattr of a client's directory: the key whose transfer (or
+/// incremental readying) last produced `current`, as
+/// [`crate::server::roles::KeyId`] writes it. A snapshot is taken only for
+/// the key named here (see [`service::ClientBackups::complete`]), so no
+/// other key can change what the next snapshot holds between a transfer
+/// and its snapshot. Dropped when `current` is rolled back.
+pub const PRODUCER_XATTR: &str = "user.byteback.producer";
+
 /// The size at which the server log is rotated (one older file is kept).
 const LOG_LIMIT: u64 = 1 << 20;
 
@@ -533,6 +541,24 @@ impl Store {
         Lock::acquire(&dir.join(client.as_str()), Duration::ZERO)
     }
 
+    /// Takes the transfer lock of one key (`key` as
+    /// [`crate::server::roles::KeyId`] writes it), waiting up to
+    /// `lock_wait`: a key runs one transfer at a time, whichever client
+    /// names it writes under, so it never holds more than one of the
+    /// store's transfer slots. (Its name has a `:`, which no client name
+    /// has, so it cannot be a client's lock.)
+    pub fn lock_key_transfer(&self, key: &str, client: &ClientName) -> Result<Lock> {
+        let dir = Self::state_dir_of(&self.root).join("locks");
+        std::fs::create_dir_all(&dir).on("cannot create", &dir)?;
+        let wait = self.config.lock_wait.to_std();
+        Lock::acquire(&dir.join(format!("key-{key}.transfer")), wait)?.ok_or_else(|| {
+            Error::Locked(format!(
+                "another transfer by the same key ({key}) is still running on the server (waited {}s); the transfer into {client} will try again",
+                wait.as_secs()
+            ))
+        })
+    }
+
     /// Takes one of the store's `max_concurrent_backups` transfer slots,
     /// waiting up to `lock_wait` for one to free; `waiting` is told, once,
     /// how many others run.
@@ -673,9 +699,11 @@ impl Store {
     /// client's lock.
     pub fn roll_back_current(&self, client: &ClientName) -> Result<()> {
         let newest = self.snapshots(client)?.pop();
-        // Whatever an incremental transfer was readied for is gone.
+        // Whatever an incremental transfer was readied for is gone, and
+        // so is what any key's transfer produced.
         self.clear_client_mark(client, INCREMENTAL_XATTR);
         self.clear_client_mark(client, CLEAN_XATTR);
+        self.clear_client_mark(client, PRODUCER_XATTR);
         self.backend
             .roll_back(&self.client_dir(client), newest.as_ref().map(|s| &s.name))
     }

@@ -19,7 +19,7 @@ use crate::protocol::{PROTOCOL_VERSION, PingReply};
 use crate::prune::{self, growth};
 
 use super::backend::TransferPlan;
-use super::{CLEAN_XATTR, INCREMENTAL_XATTR, Snapshot, Store, no_space};
+use super::{CLEAN_XATTR, INCREMENTAL_XATTR, PRODUCER_XATTR, Snapshot, Store, no_space};
 
 /// The incremental mark while `current` is being readied.
 const BUILDING: &str = "building";
@@ -84,10 +84,19 @@ impl<'s> ClientBackups<'s> {
     /// `snapshot` is the client's newest. Afterwards `current` holds that
     /// snapshot less the `replace` paths (see
     /// [`super::backend::SnapshotBackend::prepare_incremental`]), and the
-    /// next receive may be incremental. The caller holds the client's lock.
-    pub fn prepare_incremental(&self, snapshot: &str, replace: Vec<Vec<u8>>) -> Result<()> {
+    /// next receive may be incremental, and `key` (the requesting key, see
+    /// [`Self::mark_produced_by`]) is what produced `current`.
+    pub fn prepare_incremental(
+        &self,
+        snapshot: &str,
+        replace: Vec<Vec<u8>>,
+        key: &str,
+    ) -> Result<()> {
         let (store, client) = (self.store, &self.client);
         let _lock = store.lock_client(client, store.config.lock_wait.to_std())?;
+        // Whatever happens below, `current` is no longer what another
+        // key's transfer left there.
+        self.mark_produced_by(key)?;
         self.make_room()?;
         let Some(newest) = store.snapshots(client)?.pop() else {
             return Err(Error::Refused(format!(
@@ -147,6 +156,34 @@ impl<'s> ClientBackups<'s> {
         })
     }
 
+    /// Records that `key` (a [`crate::server::roles::KeyId`]) is producing
+    /// `current`: set when its transfer starts or it readies `current`
+    /// for an incremental one, before anything is written. The caller
+    /// holds the client's lock.
+    pub fn mark_produced_by(&self, key: &str) -> Result<()> {
+        self.store
+            .set_client_mark(&self.client, PRODUCER_XATTR, key)
+    }
+
+    /// Refuses a snapshot for `key` unless its own transfer (or
+    /// incremental readying) was the last to produce `current`: whatever
+    /// another key did in between, it cannot put its data under this key's
+    /// snapshot.
+    fn check_produced_by(&self, key: &str) -> Result<()> {
+        let mark = self.store.client_mark(&self.client, PRODUCER_XATTR);
+        if mark.as_deref() == Some(key) {
+            return Ok(());
+        }
+        Err(Error::Refused(format!(
+            "not taking a snapshot of {}: its current was not produced by this key's own last transfer ({}); run the backup again",
+            self.client,
+            match mark {
+                Some(_) => "another key's request changed it since",
+                None => "none since it was last rolled back or made",
+            }
+        )))
+    }
+
     /// Records that a transfer wrote `written` bytes into the client's space.
     pub fn record_transfer(&self, written: u64) {
         if let Err(e) = growth::record_transfer(self.store, &self.client, written) {
@@ -158,10 +195,12 @@ impl<'s> ClientBackups<'s> {
     }
 
     /// A client asks for the snapshot that ends its backup: taken unless
-    /// one was taken less than `min_snapshot_interval` ago.
-    pub fn complete(&self, now: Timestamp, note: Option<&str>) -> Result<SnapshotName> {
+    /// one was taken less than `min_snapshot_interval` ago, or `key` is not
+    /// what produced `current`.
+    pub fn complete(&self, now: Timestamp, note: Option<&str>, key: &str) -> Result<SnapshotName> {
         let store = self.store;
         let _lock = store.lock_client(&self.client, store.config.lock_wait.to_std())?;
+        self.check_produced_by(key)?;
         if store
             .client_mark(&self.client, INCREMENTAL_XATTR)
             .as_deref()
@@ -188,14 +227,17 @@ impl<'s> ClientBackups<'s> {
     /// name for it, accepted only if it is newer than every snapshot of the
     /// client here and not in the future (beyond [`CLOCK_SKEW`]), so a
     /// primary can only add history after what the replica holds — never
-    /// replace, reorder or pre-empt it. The caller holds the client's lock.
+    /// replace, reorder or pre-empt it — and only of a `current` that
+    /// `key`'s own transfer produced. The caller holds the client's lock.
     pub fn finish_replicated(
         &self,
         name: SnapshotName,
         now: Timestamp,
         note: Option<&str>,
+        key: &str,
     ) -> Result<SnapshotName> {
         let client = &self.client;
+        self.check_produced_by(key)?;
         if let Some(newest) = self.snapshots()?.pop() {
             if name.time() <= newest.name.time() {
                 return Err(Error::Refused(format!(
@@ -469,6 +511,8 @@ mod tests {
     use crate::store::ServerConfig;
     use crate::store::fake::FakeStore;
 
+    const KEY: &str = "client:host.example";
+
     fn at(t: &str) -> Timestamp {
         t.parse().unwrap()
     }
@@ -508,7 +552,8 @@ mod tests {
         // The primary's names, not the replica's time, and no interval.
         for n in ["2026-11-28T03:00:00Z", "2026-11-28T03:00:01Z"] {
             fake.write(&client, n, 10);
-            let taken = backups.finish_replicated(name(n), now, None).unwrap();
+            backups.mark_produced_by(KEY).unwrap();
+            let taken = backups.finish_replicated(name(n), now, None, KEY).unwrap();
             assert_eq!(taken.as_str(), n);
         }
         for (n, why) in [
@@ -518,14 +563,19 @@ mod tests {
             ("2026-11-28T12:05:01Z", "in the future"),
         ] {
             let err = backups
-                .finish_replicated(name(n), now, None)
+                .finish_replicated(name(n), now, None, KEY)
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(why), "{n}: {err}");
         }
         // Within the allowed skew, and partial ones keep their mark.
         backups
-            .finish_replicated(name("2026-11-28T12:04:59Z"), now, Some("partial on p\n"))
+            .finish_replicated(
+                name("2026-11-28T12:04:59Z"),
+                now,
+                Some("partial on p\n"),
+                KEY,
+            )
             .unwrap();
         let all = backups.snapshots().unwrap();
         assert_eq!(all.len(), 3);
@@ -537,16 +587,59 @@ mod tests {
         let fake = FakeStore::new(1 << 30, ServerConfig::default());
         let client = fake.client("host.example");
         let backups = ClientBackups::open(&fake.store, &client).unwrap();
-        backups.complete(at("2026-11-28T03:00:00Z"), None).unwrap();
+        backups.mark_produced_by(KEY).unwrap();
+        backups
+            .complete(at("2026-11-28T03:00:00Z"), None, KEY)
+            .unwrap();
         let err = backups
-            .complete(at("2026-11-28T05:00:00Z"), None)
+            .complete(at("2026-11-28T05:00:00Z"), None, KEY)
             .unwrap_err();
         assert!(
             matches!(&err, Error::Refused(m) if m.contains("min_snapshot_interval")),
             "{err}"
         );
-        backups.complete(at("2026-11-28T09:00:01Z"), None).unwrap();
+        backups
+            .complete(at("2026-11-28T09:00:01Z"), None, KEY)
+            .unwrap();
         assert_eq!(backups.snapshots().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn only_the_key_that_produced_current_gets_its_snapshot() {
+        let fake = FakeStore::new(1 << 30, ServerConfig::default());
+        let client = fake.client("p__host.example");
+        let backups = ClientBackups::open(&fake.store, &client).unwrap();
+        let now = at("2026-11-28T12:00:00Z");
+        let name = |s: &str| SnapshotName::parse(s).unwrap();
+        let replica = "replica:p";
+        // Nothing produced it yet.
+        let err = backups
+            .finish_replicated(name("2026-11-28T03:00:00Z"), now, None, replica)
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("not produced by this key"),
+            "{err}"
+        );
+        // Another key touched it after the replica's transfer.
+        backups.mark_produced_by(replica).unwrap();
+        backups.mark_produced_by("client:p__host.example").unwrap();
+        let err = backups
+            .finish_replicated(name("2026-11-28T03:00:00Z"), now, None, replica)
+            .unwrap_err();
+        assert!(err.to_string().contains("another key"), "{err}");
+        // A rollback (reclaim) forgets every producer.
+        backups.mark_produced_by(replica).unwrap();
+        fake.store.roll_back_current(&client).unwrap();
+        assert!(
+            backups
+                .finish_replicated(name("2026-11-28T03:00:00Z"), now, None, replica)
+                .is_err()
+        );
+        backups.mark_produced_by(replica).unwrap();
+        backups
+            .finish_replicated(name("2026-11-28T03:00:00Z"), now, None, replica)
+            .unwrap();
+        assert!(backups.snapshots().unwrap().len() == 1);
     }
 
     #[test]
@@ -599,7 +692,7 @@ mod tests {
         let backups = ClientBackups::open(&fake.store, &client).unwrap();
         // Nothing to start from yet.
         assert!(matches!(
-            backups.prepare_incremental("2026-11-28T03:00:00Z", vec![]),
+            backups.prepare_incremental("2026-11-28T03:00:00Z", vec![], KEY),
             Err(Error::Refused(_))
         ));
         let current = fake.store.current(&client);
@@ -614,7 +707,7 @@ mod tests {
         assert!(err.contains("not readied"), "{err}");
         // Another snapshot than the newest is refused.
         let err = backups
-            .prepare_incremental("2026-11-27T03:00:00Z", vec![])
+            .prepare_incremental("2026-11-27T03:00:00Z", vec![], KEY)
             .unwrap_err()
             .to_string();
         assert!(err.contains("make a full pass"), "{err}");
@@ -622,6 +715,7 @@ mod tests {
             .prepare_incremental(
                 name.as_str(),
                 vec![b"d/changed".to_vec(), b"d/sub".to_vec()],
+                KEY,
             )
             .unwrap();
         let ino = |p: &std::path::Path| std::fs::metadata(p).unwrap().ino();

@@ -1,0 +1,412 @@
+//! What each kind of key may ask of the server: the one table that decides.
+//!
+//! Every key line's forced command names a role ([`KeyRole`]); everything a
+//! key sends is parsed into an [`Incoming`] request of either language (a
+//! client's or a primary's), and [`allows`] says whether that role may make
+//! that request. It is an allow-list matched exhaustively, with no catch-all
+//! arm: a new role or a new request does not compile until someone has
+//! written down, here, what it may do. The check runs before anything
+//! touches the store (`receive::run`), so a refused request changes nothing.
+//!
+//! Rules that are not about the kind of request (which clients a replica
+//! key may create, how much space and how many transfer slots a key may
+//! spend) belong to the key too, and are stated next to the request they
+//! bound — see [`ReplicaClients`] and [`KeyId`].
+
+use std::collections::BTreeSet;
+
+use crate::error::{Error, IoContext, Result};
+use crate::names::ClientName;
+use crate::protocol::{self, Refusal, ReplicaRequest, Request};
+use crate::server::keys::KeyRole;
+use crate::store::Store;
+
+/// A request of either language, as parsed from `SSH_ORIGINAL_COMMAND`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Incoming {
+    /// A client's language ([`protocol::parse`]).
+    Client(Request),
+    /// A primary's language on its replica ([`protocol::parse_replica`]).
+    Replica(ReplicaRequest),
+}
+
+/// The kind of a request, without its arguments: what the table decides on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Ask {
+    Ping,
+    Receive,
+    Incremental,
+    Complete,
+    Snapshots,
+    List,
+    Digest,
+    Send,
+    ReplicaState,
+    ReplicaReceive,
+    ReplicaSnapshot,
+}
+
+impl Ask {
+    /// Every kind, for tests that walk the whole table.
+    pub const ALL: [Ask; 11] = [
+        Ask::Ping,
+        Ask::Receive,
+        Ask::Incremental,
+        Ask::Complete,
+        Ask::Snapshots,
+        Ask::List,
+        Ask::Digest,
+        Ask::Send,
+        Ask::ReplicaState,
+        Ask::ReplicaReceive,
+        Ask::ReplicaSnapshot,
+    ];
+
+    /// The request's name in refusals and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Ask::Ping => "ping",
+            Ask::Receive => "a backup transfer (rsync receiver)",
+            Ask::Incremental => "incremental",
+            Ask::Complete => "complete",
+            Ask::Snapshots => "snapshots",
+            Ask::List => "list",
+            Ask::Digest => "digest",
+            Ask::Send => "a restore (rsync sender)",
+            Ask::ReplicaState => "replica-state",
+            Ask::ReplicaReceive => "a replica transfer (rsync receiver into CLIENT/current/)",
+            Ask::ReplicaSnapshot => "replica-snapshot",
+        }
+    }
+}
+
+impl Incoming {
+    /// The request's kind.
+    pub fn ask(&self) -> Ask {
+        match self {
+            Incoming::Client(r) => match r {
+                Request::Ping => Ask::Ping,
+                Request::Receive { .. } => Ask::Receive,
+                Request::Incremental { .. } => Ask::Incremental,
+                Request::Complete { .. } => Ask::Complete,
+                Request::Snapshots => Ask::Snapshots,
+                Request::List { .. } => Ask::List,
+                Request::Digest { .. } => Ask::Digest,
+                Request::Send { .. } => Ask::Send,
+            },
+            Incoming::Replica(r) => match r {
+                ReplicaRequest::State => Ask::ReplicaState,
+                ReplicaRequest::Receive { .. } => Ask::ReplicaReceive,
+                ReplicaRequest::Snapshot { .. } => Ask::ReplicaSnapshot,
+            },
+        }
+    }
+}
+
+/// THE TABLE: whether a key of `role` may make a request of kind `ask`.
+///
+/// - A **client** key backs up, lists, restores and verifies its own
+///   client; it speaks nothing of the replica language.
+/// - A **read-only** key (a client's key on a replica, or a reader) may
+///   look and read back, never write: no transfer, no `incremental` (it
+///   rolls `current` back), no `complete`.
+/// - A **replica** key (a primary server) may only report what it holds
+///   and add its clients' snapshots; it cannot restore, list or ping.
+pub fn allows(role: KeyRole, ask: Ask) -> bool {
+    use Ask::*;
+    match role {
+        KeyRole::Client => match ask {
+            Ping | Receive | Incremental | Complete | Snapshots | List | Digest | Send => true,
+            ReplicaState | ReplicaReceive | ReplicaSnapshot => false,
+        },
+        KeyRole::ReadOnly => match ask {
+            Ping | Snapshots | List | Digest | Send => true,
+            Receive | Incremental | Complete | ReplicaState | ReplicaReceive | ReplicaSnapshot => {
+                false
+            }
+        },
+        KeyRole::Replica => match ask {
+            ReplicaState | ReplicaReceive | ReplicaSnapshot => true,
+            Ping | Receive | Incremental | Complete | Snapshots | List | Digest | Send => false,
+        },
+    }
+}
+
+/// Parses a command in the role's own language first, then in the other
+/// (so that a request of the wrong language is refused by [`allows`], by
+/// name, rather than as gibberish); if neither parses, the refusal of the
+/// role's own language.
+pub fn parse(role: KeyRole, command: Option<&str>) -> std::result::Result<Incoming, Refusal> {
+    let as_client = || protocol::parse(command).map(Incoming::Client);
+    let as_replica = || protocol::parse_replica(command).map(Incoming::Replica);
+    match role {
+        KeyRole::Client | KeyRole::ReadOnly => as_client().or_else(|e| as_replica().map_err(|_| e)),
+        KeyRole::Replica => as_replica().or_else(|e| as_client().map_err(|_| e)),
+    }
+}
+
+/// Parses and checks a command against the table: the request, or the
+/// refusal a key of `role` gets.
+pub fn admit(role: KeyRole, command: Option<&str>) -> Result<Incoming> {
+    let incoming =
+        parse(role, command).map_err(|refusal| Error::Refused(format!("refused: {refusal}")))?;
+    let ask = incoming.ask();
+    if allows(role, ask) {
+        return Ok(incoming);
+    }
+    let enrolled = match role.flag() {
+        Some(flag) => format!("with {flag}"),
+        None => "as a client".to_owned(),
+    };
+    Err(Error::Refused(format!(
+        "refused: {} is not allowed for this key: it was enrolled {enrolled} ({}); see README, Key roles",
+        ask.name(),
+        role.describe()
+    )))
+}
+
+/// Who spends what a request writes: the key, not the client name it
+/// writes under. A client key spends for its client; a replica key for all
+/// of its primary's clients together. Locks and limits that bound a key
+/// (its transfer slot, the generation mark of `current`) are named by it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct KeyId(String);
+
+impl KeyId {
+    /// The key of a client's own line.
+    pub fn client(client: &ClientName) -> KeyId {
+        KeyId(format!("client:{client}"))
+    }
+
+    /// The key of a primary server on its replica.
+    pub fn replica(primary: &ClientName) -> KeyId {
+        KeyId(format!("replica:{primary}"))
+    }
+
+    /// As written in marks and lock names (letters, digits, `.-_:` only,
+    /// since client names are).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Which clients a primary's replica key may replicate here, as the
+/// administrator stated at enrolment (`new-client --replica --clients
+/// A,B`), kept in `<store>/.byteback/replica-clients/<PRIMARY>`, one name a
+/// line. A client outside it is refused before anything is written. A
+/// replica key enrolled before this list existed may go on replicating the
+/// clients it already has here, and no others.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplicaClients {
+    /// The names stated at enrolment (`None`: never stated).
+    pub stated: Option<BTreeSet<ClientName>>,
+}
+
+impl ReplicaClients {
+    fn path(store: &Store, primary: &ClientName) -> std::path::PathBuf {
+        Store::state_dir_of(store.root())
+            .join("replica-clients")
+            .join(primary.as_str())
+    }
+
+    /// Reads the list for `primary` (an unreadable or missing file: never stated).
+    pub fn load(store: &Store, primary: &ClientName) -> ReplicaClients {
+        let Ok(text) = std::fs::read_to_string(Self::path(store, primary)) else {
+            return ReplicaClients::default();
+        };
+        let names = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .filter_map(|l| ClientName::new(l).ok())
+            .collect();
+        ReplicaClients {
+            stated: Some(names),
+        }
+    }
+
+    /// Writes the list for `primary` (atomically).
+    pub fn save(store: &Store, primary: &ClientName, names: &BTreeSet<ClientName>) -> Result<()> {
+        let path = Self::path(store, primary);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).on("cannot create", dir)?;
+        }
+        let mut text = format!(
+            "# Clients the replica key of {primary} may replicate here (byteback-server new-client --replica --clients).\n"
+        );
+        for name in names {
+            text.push_str(name.as_str());
+            text.push('\n');
+        }
+        crate::sys::fs::write_atomic(&path, text.as_bytes(), 0o600)
+    }
+
+    /// Whether the key may write into `client` of its primary; `exists`:
+    /// whether the store already holds that replicated client.
+    pub fn admits(&self, client: &ClientName, exists: bool) -> bool {
+        match &self.stated {
+            Some(names) => names.contains(client),
+            None => exists,
+        }
+    }
+
+    /// The refusal for a client outside the list.
+    pub fn refusal(&self, primary: &ClientName, client: &ClientName) -> Error {
+        let remedy = format!(
+            "on this server run `byteback-server new-client --replica --name {primary} --clients NAME,... KEY` with every client it may replicate"
+        );
+        match &self.stated {
+            Some(_) => Error::Refused(format!(
+                "refused: primary {primary} may not replicate client {client} here (not among the clients stated at enrolment); {remedy}"
+            )),
+            None => Error::Refused(format!(
+                "refused: primary {primary} has no list of the clients it may replicate here, and {client} is not one it already has; {remedy}"
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROLES: [KeyRole; 3] = [KeyRole::Client, KeyRole::ReadOnly, KeyRole::Replica];
+
+    /// The table written out again, row by row, as the README states it:
+    /// a change to either must be made to both.
+    fn expected(role: KeyRole) -> &'static [Ask] {
+        use Ask::*;
+        match role {
+            KeyRole::Client => &[
+                Ping,
+                Receive,
+                Incremental,
+                Complete,
+                Snapshots,
+                List,
+                Digest,
+                Send,
+            ],
+            KeyRole::ReadOnly => &[Ping, Snapshots, List, Digest, Send],
+            KeyRole::Replica => &[ReplicaState, ReplicaReceive, ReplicaSnapshot],
+        }
+    }
+
+    #[test]
+    fn the_table_is_the_documented_allow_list() {
+        for role in ROLES {
+            for ask in Ask::ALL {
+                assert_eq!(
+                    allows(role, ask),
+                    expected(role).contains(&ask),
+                    "{role:?} × {ask:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn no_role_writes_without_being_a_writer() {
+        let writes = [
+            Ask::Receive,
+            Ask::Incremental,
+            Ask::Complete,
+            Ask::ReplicaReceive,
+            Ask::ReplicaSnapshot,
+        ];
+        for ask in writes {
+            assert!(!allows(KeyRole::ReadOnly, ask), "{ask:?}");
+        }
+        // Each writing request belongs to exactly one role.
+        for ask in writes {
+            assert_eq!(ROLES.iter().filter(|r| allows(**r, ask)).count(), 1);
+        }
+    }
+
+    /// One command line of each kind, as each side renders it.
+    fn sample(ask: Ask) -> String {
+        let snapshot = "2026-11-26T03:00:00Z";
+        let client = |r: Request| r.render();
+        match ask {
+            Ask::Ping => client(Request::Ping),
+            Ask::Receive => {
+                "rsync --server -lHogDtpAXrRSe.iLsfxCIvu --numeric-ids --inplace . current/".into()
+            }
+            Ask::Incremental => client(Request::Incremental {
+                snapshot: snapshot.into(),
+            }),
+            Ask::Complete => client(Request::Complete { partial: false }),
+            Ask::Snapshots => client(Request::Snapshots),
+            Ask::List => client(Request::List {
+                all: false,
+                nanoseconds: false,
+                snapshots: b"*".to_vec(),
+                patterns: vec![b"/etc".to_vec()],
+            }),
+            Ask::Digest => client(Request::Digest {
+                snapshot: snapshot.into(),
+                patterns: vec![b"/etc".to_vec()],
+            }),
+            Ask::Send => client(Request::Send {
+                options: vec!["-logDtpAXrRSe.iLsfxCIvu".into(), "--numeric-ids".into()],
+                paths: vec![format!("{snapshot}/etc").into_bytes()],
+            }),
+            Ask::ReplicaState => ReplicaRequest::State.render(),
+            Ask::ReplicaReceive => {
+                "rsync --server -lHogDtpAXrSe.iLsfxCIvu --numeric-ids . web1/current/".into()
+            }
+            Ask::ReplicaSnapshot => ReplicaRequest::Snapshot {
+                client: ClientName::new("web1").unwrap(),
+                name: crate::names::SnapshotName::parse(snapshot).unwrap(),
+                partial: false,
+            }
+            .render(),
+        }
+    }
+
+    #[test]
+    fn every_role_parses_every_language_and_the_table_decides() {
+        for role in ROLES {
+            for ask in Ask::ALL {
+                let line = sample(ask);
+                let parsed = parse(role, Some(&line))
+                    .unwrap_or_else(|e| panic!("{role:?} {ask:?} {line}: {e}"));
+                // A role's own requests read as themselves; a line of the
+                // other language may read as one of the role's (a client
+                // may name any destination: its receiver writes `current`).
+                if allows(role, ask) {
+                    assert_eq!(parsed.ask(), ask, "{line}");
+                }
+                let admitted = admit(role, Some(&line));
+                assert_eq!(
+                    admitted.is_ok(),
+                    allows(role, parsed.ask()),
+                    "{role:?} × {ask:?}"
+                );
+                if let Err(e) = admitted {
+                    assert!(e.to_string().contains("is not allowed for this key"), "{e}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn replica_clients_admit_only_what_was_stated() {
+        let web = ClientName::new("web1").unwrap();
+        let evil = ClientName::new("evil1").unwrap();
+        let never = ReplicaClients::default();
+        assert!(never.admits(&web, true), "an existing client goes on");
+        assert!(!never.admits(&evil, false), "no new client without a list");
+        let stated = ReplicaClients {
+            stated: Some([web.clone()].into_iter().collect()),
+        };
+        assert!(stated.admits(&web, false));
+        assert!(!stated.admits(&evil, false));
+        assert!(
+            !stated.admits(&evil, true),
+            "the list wins over what exists"
+        );
+        let p = ClientName::new("primary").unwrap();
+        assert!(stated.refusal(&p, &evil).to_string().contains("--clients"));
+    }
+}
