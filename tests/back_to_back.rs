@@ -42,7 +42,10 @@ fn assert_distinct(what: &str, printed: &[String], client_dir: &Path, took: f64)
         times.windows(2).all(|w| w[0] < w[1]),
         "{what}: not distinct and in order: {printed:?}"
     );
-    assert!(times.iter().all(|t| *t <= now), "{what}: {printed:?} after {now}");
+    assert!(
+        times.iter().all(|t| *t <= now),
+        "{what}: {printed:?} after {now}"
+    );
     assert_eq!(snapshot_names(client_dir), printed, "{what}");
     eprintln!("{what}: {RUNS} backups in {took:.2}s: {printed:?}");
 }
@@ -188,5 +191,20 @@ fn hardened_backups_back_to_back() {
         })
         .collect();
     assert!(names[0] < names[1], "{names:?}");
+    assert_eq!(w.snapshots(&client).len(), RUNS + 2);
+
+    // Root's interval refuses, and says when the next snapshot may be taken.
+    w.server_config("min_snapshot_interval = \"6h\"\n");
+    let out = w.helper_as_user(&["snapshot", &client]);
+    assert_eq!(out.status.code(), Some(6), "{}", show(&out));
+    let newest: Timestamp = names[1].parse().unwrap();
+    let next = (newest + jiff::SignedDuration::from_hours(6)).strftime("%Y-%m-%dT%H:%M:%SZ");
+    assert!(
+        stderr(&out).contains(&format!(
+            "younger than min_snapshot_interval (6h); the next may be taken from {next}"
+        )),
+        "{}",
+        show(&out)
+    );
     assert_eq!(w.snapshots(&client).len(), RUNS + 2);
 }
