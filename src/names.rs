@@ -4,6 +4,8 @@
 //! here, and carried around as types that cannot hold anything else.
 //! Snapshot names encode their UTC time; the original byteback's format
 //! (`YYYY-MM-DDTHH:MM+ZZZZ`) is recognised too, so an old store stays usable.
+//! [`next_free_name`] decides what a new snapshot is called when its second
+//! is already taken.
 
 use std::fmt;
 
