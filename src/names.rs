@@ -4,6 +4,8 @@
 //! here, and carried around as types that cannot hold anything else.
 //! Snapshot names encode their UTC time; the original byteback's format
 //! (`YYYY-MM-DDTHH:MM+ZZZZ`) is recognised too, so an old store stays usable.
+//! [`next_free_name`] decides what a new snapshot is called when its second
+//! is already taken.
 
 use std::fmt;
 
@@ -177,6 +179,66 @@ impl SnapshotName {
     }
 }
 
+/// How far past the time asked for a snapshot's name may move when that
+/// second's name is taken: a few seconds, waited out if they are still to
+/// come. Two backups of one client are never closer than the time one takes,
+/// so only a clock stepping back exhausts it.
+pub const MAX_NAME_SHIFT: jiff::SignedDuration = jiff::SignedDuration::from_secs(5);
+
+/// What to call a snapshot asked for at `at`, given what is `now` and the
+/// names already in the client's directory (`taken`: every entry's name,
+/// snapshots or not; a `.partial` marker counts as its snapshot's name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NextName {
+    /// This name is free and not in the future: take it.
+    Take(SnapshotName),
+    /// The first free name is still to come: wait until this time, then
+    /// look again.
+    WaitUntil(Timestamp),
+    /// No name is free within [`MAX_NAME_SHIFT`] of `at`; the name it first
+    /// tried.
+    Exhausted(SnapshotName),
+}
+
+/// The name for a snapshot asked for at `at` (a backup's end, or a time
+/// given by hand): the first second from `at` on whose time no entry in
+/// `taken` stands for (in either format, so an old store's `HH:MM+ZZZZ` name
+/// blocks its UTC twin) — the same name as [`SnapshotName::for_time`] when
+/// that is free. A name moved past `now` is waited for, never taken early,
+/// so names stay in the order of the clock. Pure: the store and the
+/// hardened helper both decide with it.
+pub fn next_free_name<'a>(
+    taken: impl IntoIterator<Item = &'a str>,
+    at: Timestamp,
+    now: Timestamp,
+) -> NextName {
+    let times: std::collections::BTreeSet<Timestamp> = taken
+        .into_iter()
+        .filter_map(|n| SnapshotName::parse(n.strip_suffix(".partial").unwrap_or(n)))
+        .map(|n| n.time())
+        .collect();
+    let first = SnapshotName::for_time(at);
+    let mut candidate = first.clone();
+    while times.contains(&candidate.time()) {
+        let next = candidate
+            .time()
+            .checked_add(jiff::SignedDuration::from_secs(1))
+            .ok()
+            .map(SnapshotName::for_time);
+        match next {
+            Some(n) if n.time().duration_since(first.time()) <= MAX_NAME_SHIFT => candidate = n,
+            _ => return NextName::Exhausted(first),
+        }
+    }
+    // A time asked for by hand may be ahead of the clock; only a name moved
+    // past a taken one is waited for (at most MAX_NAME_SHIFT).
+    if candidate.time() > now && first.time() <= now {
+        NextName::WaitUntil(candidate.time())
+    } else {
+        NextName::Take(candidate)
+    }
+}
+
 impl fmt::Display for SnapshotName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.name)
@@ -276,5 +338,118 @@ mod tests {
         ] {
             assert_eq!(SnapshotName::parse(s), None, "{s}");
         }
+    }
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn take(s: &str) -> NextName {
+        NextName::Take(SnapshotName::parse(s).unwrap())
+    }
+
+    #[test]
+    fn a_free_second_keeps_its_name() {
+        let at = ts("2026-11-26T05:07:09.400Z");
+        assert_eq!(next_free_name([], at, at), take("2026-11-26T05:07:09Z"));
+        let taken = [
+            "current",
+            ".records",
+            "2026-11-26T05:07:08Z",
+            "2026-11-26T05:07:10Z.partial",
+        ];
+        assert_eq!(next_free_name(taken, at, at), take("2026-11-26T05:07:09Z"));
+        // Later names (a clock stepped back) do not move it either.
+        let taken = ["2026-11-26T06:00:00Z"];
+        assert_eq!(next_free_name(taken, at, at), take("2026-11-26T05:07:09Z"));
+    }
+
+    #[test]
+    fn a_taken_second_waits_for_the_next() {
+        let at = ts("2026-11-26T05:07:09.400Z");
+        let taken = ["2026-11-26T05:07:09Z"];
+        assert_eq!(
+            next_free_name(taken, at, at),
+            NextName::WaitUntil(ts("2026-11-26T05:07:10Z"))
+        );
+        // Once that second has come, it is taken.
+        let later = ts("2026-11-26T05:07:10.001Z");
+        assert_eq!(
+            next_free_name(taken, at, later),
+            take("2026-11-26T05:07:10Z")
+        );
+        assert_eq!(
+            next_free_name(taken, later, later),
+            take("2026-11-26T05:07:10Z")
+        );
+        // A run of taken seconds, and a partial marker without its snapshot.
+        let taken = [
+            "2026-11-26T05:07:09Z",
+            "2026-11-26T05:07:10Z",
+            "2026-11-26T05:07:11Z.partial",
+        ];
+        assert_eq!(
+            next_free_name(taken, at, at),
+            NextName::WaitUntil(ts("2026-11-26T05:07:12Z"))
+        );
+        let now = ts("2026-11-26T05:07:12Z");
+        assert_eq!(next_free_name(taken, at, now), take("2026-11-26T05:07:12Z"));
+    }
+
+    #[test]
+    fn a_past_time_moves_on_without_waiting() {
+        let at = ts("2026-11-26T05:07:09Z");
+        let now = ts("2026-11-26T09:00:00Z");
+        let taken = ["2026-11-26T05:07:09Z"];
+        assert_eq!(next_free_name(taken, at, now), take("2026-11-26T05:07:10Z"));
+        // A time by hand ahead of the clock is taken as asked.
+        let ahead = ts("2026-11-27T00:00:00Z");
+        assert_eq!(
+            next_free_name(["2026-11-27T00:00:00Z"], ahead, now),
+            take("2026-11-27T00:00:01Z")
+        );
+    }
+
+    #[test]
+    fn a_legacy_name_blocks_its_utc_twin() {
+        // 23:10+0100 is 22:10:00 UTC.
+        let at = ts("2014-03-02T22:10:00.5Z");
+        let taken = ["2014-03-02T23:10+0100"];
+        assert_eq!(
+            next_free_name(taken, at, at),
+            NextName::WaitUntil(ts("2014-03-02T22:10:01Z"))
+        );
+        // Other legacy names are no obstacle.
+        let taken = ["2014-03-02T23:09+0100", "2014-03-02T23:11+0100"];
+        assert_eq!(next_free_name(taken, at, at), take("2014-03-02T22:10:00Z"));
+    }
+
+    #[test]
+    fn names_run_out_after_a_few_seconds() {
+        let at = ts("2026-11-26T05:07:09Z");
+        let names: Vec<String> = (0..=MAX_NAME_SHIFT.as_secs())
+            .map(|s| {
+                let t = at.checked_add(jiff::SignedDuration::from_secs(s)).unwrap();
+                SnapshotName::for_time(t).to_string()
+            })
+            .collect();
+        let taken = names.iter().map(String::as_str);
+        assert_eq!(
+            next_free_name(taken.clone(), at, at),
+            NextName::Exhausted(SnapshotName::for_time(at))
+        );
+        // One fewer, and the last second of the shift is it.
+        let last = names.last().unwrap().as_str();
+        assert_eq!(
+            next_free_name(taken.take(names.len() - 1), at, at),
+            NextName::WaitUntil(SnapshotName::parse(last).unwrap().time())
+        );
+        // At the end of time there is no next second.
+        let end = Timestamp::MAX;
+        let taken = [SnapshotName::for_time(end).to_string()];
+        assert!(matches!(
+            next_free_name(taken.iter().map(String::as_str), end, end),
+            NextName::Exhausted(_)
+        ));
     }
 }

@@ -84,8 +84,8 @@ fn walkthrough_then_a_second_backup(kind: FsKind) {
         snaps[0]
     );
 
-    // Change things and back up again.
-    std::thread::sleep(Duration::from_millis(1100)); // names are per second
+    // Change things and back up again, at once (a snapshot whose second is
+    // taken gets the next one).
     std::fs::write(w.src.join("etc/hostname"), "renamed.example\n").unwrap();
     std::fs::remove_file(w.src.join("name with spaces")).unwrap();
     std::fs::write(w.src.join("new file"), "new\n").unwrap();
@@ -136,8 +136,13 @@ fn a_snapshot_inside_the_interval_is_refused(kind: FsKind) {
     let out = w.client(&["backup", "--source", &w.src.to_string_lossy()]);
     assert_eq!(out.status.code(), Some(6), "{}", show(&out));
     let err = stderr(&out);
+    // It says when the next snapshot may be taken: the default 6h after.
+    let newest: jiff::Timestamp = w.snapshots(&client)[0].parse().unwrap();
+    let next = (newest + jiff::SignedDuration::from_hours(6)).strftime("%Y-%m-%dT%H:%M:%SZ");
     assert!(
-        err.contains("min_snapshot_interval") && err.contains("safe in current"),
+        err.contains("min_snapshot_interval")
+            && err.contains("safe in current")
+            && err.contains(&format!("the next snapshot may be taken from {next}")),
         "{err}"
     );
     assert_eq!(w.snapshots(&client).len(), 1);
@@ -225,6 +230,30 @@ fn a_killed_backup_resumes_and_completes(kind: FsKind) {
     );
 }
 
+/// The child's stderr, line by line as it comes (for waiting on a
+/// message), and the whole of it once the child has ended.
+fn stderr_lines(
+    child: &mut std::process::Child,
+) -> (
+    std::sync::mpsc::Receiver<String>,
+    std::thread::JoinHandle<String>,
+) {
+    use std::io::BufRead;
+    let pipe = child.stderr.take().expect("stderr is piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in std::io::BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            all.push_str(&line);
+            all.push('\n');
+            let _ = tx.send(line);
+        }
+        all
+    });
+    (rx, reader)
+}
+
 fn retries_until_the_server_is_back(kind: FsKind) {
     let Some(mut w) = World::on("retries", kind) else {
         return;
@@ -234,17 +263,28 @@ fn retries_until_the_server_is_back(kind: FsKind) {
     std::fs::write(w.src.join("file"), "data\n").unwrap();
     w.client_config("retry_attempts = 5\nretry_pause = \"2s\"\n");
     w.sshd.stop();
-    let child = w
+    let mut child = w
         .client_command(&["backup", "--source", &w.src.to_string_lossy()])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(2500));
+    // sshd comes back once the first attempt has failed (the client says
+    // so), not after a pause that a slow machine could outlast.
+    let (lines, reader) = stderr_lines(&mut child);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) if line.contains("attempt 1 of 5 failed") => break,
+            Ok(_) => {}
+            Err(e) => panic!("the first attempt did not fail within 60s: {e}"),
+        }
+    }
     w.sshd.start_again();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", show(&out));
-    let err = stderr(&out);
+    let err = reader.join().unwrap();
+    assert!(out.status.success(), "{}{err}", show(&out));
     assert!(
         err.contains("attempt 1 of 5 failed") && err.contains("cannot reach"),
         "{err}"
@@ -411,8 +451,6 @@ fn a_same_second_same_size_rewrite_is_backed_up(kind: FsKind) {
     write_at(&file, "balance 100\n", "2026-01-01 00:00:00.100");
     w.backup_ok();
     write_at(&file, "balance 999\n", "2026-01-01 00:00:00.900");
-    // Snapshots are named by the second: let one pass.
-    std::thread::sleep(std::time::Duration::from_millis(1100));
     w.backup_ok();
     let snaps = w.snapshots(&client);
     assert_eq!(snaps.len(), 2);

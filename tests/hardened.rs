@@ -152,7 +152,6 @@ fn backups_make_root_owned_snapshots_the_user_cannot_touch() {
     // A helper killed while current was root's: the next snapshot gives it
     // back. A partial one's marker is root's too.
     std::os::unix::fs::chown(dir.join("current"), Some(0), Some(0)).unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1100));
     let out = w.helper_as_user(&["snapshot", &client, "--partial"]);
     assert!(out.status.success(), "{}", show(&out));
     let name = stdout(&out).trim().to_owned();
@@ -170,7 +169,6 @@ fn backups_make_root_owned_snapshots_the_user_cannot_touch() {
     // Without the sudo rule the server says so in one line, and takes no
     // snapshot itself.
     std::fs::remove_file(format!("/etc/sudoers.d/byteback-{}", w.user.name)).unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1100));
     let out = w.server(&["snapshot", "--client", &client]);
     refused(&out, 1, "hardened mode: sudo: ");
     assert_eq!(w.snapshots(&client).len(), 3);

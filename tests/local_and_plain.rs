@@ -90,7 +90,6 @@ fn local_destination(kind: FsKind) {
     );
 
     // A second backup right away (no interval for a local store).
-    std::thread::sleep(Duration::from_millis(1100));
     std::fs::write(src.join("etc/hostname"), "changed.example\n").unwrap();
     ok(byteback(&config, &["backup", "--source", &src_s]));
     let snaps = snapshot_names(&client_dir);
@@ -215,7 +214,6 @@ fn plain_snapshots_never_change() {
     let mut history: Vec<(String, std::collections::BTreeMap<PathBuf, manifest::Entry>)> =
         Vec::new();
     let mut backup = |w: &World| {
-        std::thread::sleep(Duration::from_millis(1100));
         w.backup_ok();
         let snap = w.snapshots(&client).last().unwrap().clone();
         let tree = inside(&w.store().join(&client).join(&snap), &w.src);
@@ -301,7 +299,6 @@ fn plain_space_grows_with_the_changes_only() {
     };
     let before = used(&w);
     // Change 1% of the files.
-    std::thread::sleep(Duration::from_millis(1100));
     for d in 0..10 {
         std::fs::write(w.src.join(format!("d{d:02}/f00")), random(64 << 10)).unwrap();
     }
@@ -332,7 +329,6 @@ fn a_crash_while_deleting_a_plain_snapshot_is_repaired() {
         }
     }
     w.backup_ok();
-    std::thread::sleep(Duration::from_millis(1100));
     std::fs::write(w.src.join("d00/f000"), "changed\n").unwrap();
     w.backup_ok();
     let snaps = w.snapshots(&client);
@@ -355,17 +351,18 @@ fn a_crash_while_deleting_a_plain_snapshot_is_repaired() {
         .store()
         .join(&client)
         .join(format!(".deleting-{}", snaps[0]));
-    for _ in 0..2000 {
-        if doomed.exists() {
-            break;
-        }
+    // Until the deletion has begun (or the prune has ended): a deadline,
+    // not a number of polls a slow machine could outlast.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !doomed.exists() && child.try_wait().unwrap().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the prune began no deletion within 60s"
+        );
         std::thread::sleep(Duration::from_millis(1));
     }
-    rustix::process::kill_process(
-        rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
-        rustix::process::Signal::KILL,
-    )
-    .unwrap();
+    // SIGKILL, or nothing if the prune has ended (std knows it was reaped).
+    child.kill().unwrap();
     let _ = child.wait();
 
     // Whatever moment it died at, the snapshot is either whole or not listed.
@@ -429,7 +426,6 @@ fn a_same_second_rewrite_reaches_a_local_store() {
     write_at("balance 100\n", "2026-01-01 00:00:00.100");
     ok(byteback(&config, &["backup", "--source", &src_s]));
     write_at("balance 999\n", "2026-01-01 00:00:00.900");
-    std::thread::sleep(Duration::from_millis(1100));
     ok(byteback(&config, &["backup", "--source", &src_s]));
     let snaps = snapshot_names(&store.join("local.example"));
     assert_eq!(snaps.len(), 2, "{snaps:?}");

@@ -215,17 +215,32 @@ pub fn parse(args: &[OsString]) -> Result<Request> {
     }
 }
 
+/// The names in a directory opened by the helper (those that are UTF-8).
+fn list_names(dir: std::os::fd::BorrowedFd<'_>) -> Result<Vec<String>> {
+    let fail = |e| io_err("cannot list a client's directory".to_owned(), e);
+    let mut names = Vec::new();
+    for entry in rustix::fs::Dir::read_from(dir).map_err(fail)? {
+        let entry = entry.map_err(fail)?;
+        names.extend(entry.file_name().to_str().ok().map(str::to_owned));
+    }
+    Ok(names)
+}
+
 /// Whether a client may have a new snapshot now: its newest (root's) is at
-/// least `interval` old.
+/// least `interval` old. If not, why, and from when it may.
 pub fn check_interval(
     newest: Option<&SnapshotName>,
     now: Timestamp,
     interval: config::Duration,
 ) -> std::result::Result<(), String> {
     match newest {
-        Some(n) if now.duration_since(n.time()) < interval.0 => Err(format!(
-            "the newest snapshot {n} is younger than min_snapshot_interval ({interval})"
-        )),
+        Some(n) if now.duration_since(n.time()) < interval.0 => {
+            let next = n.time().checked_add(interval.0).unwrap_or(n.time());
+            Err(format!(
+                "the newest snapshot {n} is younger than min_snapshot_interval ({interval}); the next may be taken from {}",
+                next.strftime("%Y-%m-%dT%H:%M:%SZ")
+            ))
+        }
         _ => Ok(()),
     }
 }
@@ -442,10 +457,16 @@ impl Helper {
         let newest = self.store.snapshots(client)?.pop().map(|s| s.name);
         check_interval(newest.as_ref(), now, self.cfg.policy.min_snapshot_interval)
             .map_err(|why| Error::Refused(format!("refused: no snapshot of {client}: {why}")))?;
-        let name = SnapshotName::for_time(now);
+        // Two backups may end within one second: the second waits for the
+        // next free name (read through the descriptor, not a path).
+        let name = crate::store::wait_for_free_name(client, now, || list_names(dir.as_fd()))
+            .map_err(|e| match e {
+                Error::Refused(why) => Error::Refused(format!("refused: {why}")),
+                e => e,
+            })?;
         if rustix::fs::statat(&dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW).is_ok() {
             return Err(Error::Refused(format!(
-                "refused: {client} {name} already exists; snapshots are at least a second apart"
+                "refused: {client} {name} already exists; not replacing it"
             )));
         }
         let current = rustix::fs::openat(
@@ -865,6 +886,14 @@ mod tests {
         assert!(check_interval(Some(&old), now, six_hours).is_ok());
         let e = check_interval(Some(&recent), now, six_hours).unwrap_err();
         assert!(e.contains("min_snapshot_interval (6h)"), "{e}");
+        assert!(
+            e.contains("the next may be taken from 2026-11-26T13:00:00Z"),
+            "{e}"
+        );
+        // No interval: never refused, even within the second.
+        let zero = config::Duration::from_secs(0);
+        let same = SnapshotName::parse("2026-11-26T12:00:00Z").unwrap();
+        assert!(check_interval(Some(&same), now, zero).is_ok());
     }
 
     #[test]

@@ -784,7 +784,8 @@ impl Store {
         let _ = rustix::fs::removexattr(self.records(client), NOTICE_XATTR);
     }
 
-    /// Takes a read-only snapshot of the client's `current` named for `at`.
+    /// Takes a read-only snapshot of the client's `current` named for `at`, or
+    /// for the first free second after it (see [`wait_for_free_name`]).
     /// `partial` is the list of files the transfer left out, if it did.
     /// The caller holds the client's lock.
     pub fn take_snapshot(
@@ -813,7 +814,18 @@ impl Store {
                 ))
             });
         }
-        self.take_snapshot_named(client, SnapshotName::for_time(at), partial)
+        // Two backups may end within one second: the second waits for the
+        // next free name rather than being refused.
+        let dir = self.client_dir(client);
+        let name = wait_for_free_name(client, at, || {
+            let mut names = Vec::new();
+            for entry in std::fs::read_dir(&dir).on("cannot list", &dir)? {
+                let entry = entry.on("cannot list", &dir)?;
+                names.extend(entry.file_name().to_str().map(str::to_owned));
+            }
+            Ok(names)
+        })?;
+        self.snapshot_as(client, name, partial)
     }
 
     /// Takes a read-only snapshot of the client's `current` named `name`
@@ -833,10 +845,21 @@ impl Store {
                 "snapshot {name} of {client}: this store is in hardened mode, whose helper names snapshots by its own clock, so it cannot keep a primary's snapshot names as a replica"
             )));
         }
+        self.snapshot_as(client, name, partial)
+    }
+
+    /// Takes the snapshot named `name`, which must not exist yet. The
+    /// caller holds the client's lock.
+    fn snapshot_as(
+        &self,
+        client: &ClientName,
+        name: SnapshotName,
+        partial: Option<&str>,
+    ) -> Result<SnapshotName> {
         let dest = self.client_dir(client).join(name.as_str());
         if std::fs::symlink_metadata(&dest).is_ok() {
             return Err(Error::Refused(format!(
-                "snapshot {name} of {client} already exists; snapshots are at least a second apart"
+                "snapshot {name} of {client} already exists; not replacing it"
             )));
         }
         // The marker goes first: a crash in between leaves a marker without a
@@ -994,6 +1017,39 @@ pub fn no_space(client: &ClientName) -> Error {
     ))
 }
 
+/// The name for a snapshot of `client` asked for at `at`: the decision is
+/// [`crate::names::next_free_name`]'s over `list()` (the entries of the
+/// client's directory), and when the free name is a second still to come,
+/// this sleeps until it and looks again — a few seconds at most. Both the
+/// store and the hardened helper name their snapshots through it.
+pub fn wait_for_free_name(
+    client: &ClientName,
+    at: Timestamp,
+    mut list: impl FnMut() -> Result<Vec<String>>,
+) -> Result<SnapshotName> {
+    use crate::names::{MAX_NAME_SHIFT, NextName, next_free_name};
+    let deadline =
+        std::time::Instant::now() + MAX_NAME_SHIFT.unsigned_abs() + Duration::from_secs(2);
+    loop {
+        let taken = list()?;
+        let now = Timestamp::now();
+        match next_free_name(taken.iter().map(String::as_str), at, now) {
+            NextName::Take(name) => return Ok(name),
+            NextName::WaitUntil(time) if std::time::Instant::now() < deadline => {
+                let wait = time.duration_since(now).unsigned_abs();
+                std::thread::sleep(wait.min(MAX_NAME_SHIFT.unsigned_abs()));
+            }
+            NextName::WaitUntil(_) | NextName::Exhausted(_) => {
+                let first = SnapshotName::for_time(at);
+                return Err(Error::Refused(format!(
+                    "no snapshot of {client}: no free name within {}s of {first} (has the clock stepped back?); check the system clock, then back up again",
+                    MAX_NAME_SHIFT.as_secs()
+                )));
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1014,6 +1070,48 @@ mod tests {
         );
         assert!(size("server.log.1") >= LOG_LIMIT);
         assert!(read_log(fake.store.root()).lines().count() > 1000);
+    }
+
+    #[test]
+    fn snapshots_in_one_second_take_the_next_free_names() {
+        let fake = fake::FakeStore::new(1 << 30, ServerConfig::default());
+        let (store, client) = (&fake.store, fake.client("a.example"));
+        // A time by hand, long past: the next seconds, at once.
+        let at: Timestamp = "2026-01-01T00:00:00.5Z".parse().unwrap();
+        let names: Vec<String> = (0..3)
+            .map(|_| store.take_snapshot(&client, at, None).unwrap().to_string())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "2026-01-01T00:00:00Z",
+                "2026-01-01T00:00:01Z",
+                "2026-01-01T00:00:02Z"
+            ]
+        );
+        // Now, twice: the second waits for its second to come, never names
+        // a snapshot ahead of the clock.
+        let now = Timestamp::now();
+        let first = store.take_snapshot(&client, now, Some("a\n")).unwrap();
+        let second = store.take_snapshot(&client, now, None).unwrap();
+        assert_eq!(first, SnapshotName::for_time(now));
+        assert_eq!(
+            second.time().as_second(),
+            first.time().as_second() + 1,
+            "{first} {second}"
+        );
+        assert!(Timestamp::now() >= second.time());
+        let all = store.snapshots(&client).unwrap();
+        assert_eq!(all.len(), 5);
+        assert!(all[3].partial && !all[4].partial);
+        // A replica's name is taken as given, or refused if it exists.
+        let err = store
+            .take_snapshot_named(&client, first.clone(), None)
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::Refused(m) if m.contains("already exists")),
+            "{err}"
+        );
     }
 
     #[test]

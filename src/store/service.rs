@@ -305,7 +305,7 @@ impl<'s> ClientBackups<'s> {
             .checked_add(interval.0)
             .unwrap_or(newest.name.time());
         Err(Error::Refused(format!(
-            "not taking a snapshot of {client}: the last one ({}) is only {} old and the server allows one every {interval} (min_snapshot_interval); the data is safe in current and the first backup after {} will be snapshotted",
+            "not taking a snapshot of {client}: the last one ({}) is only {} old and the server allows one every {interval} (min_snapshot_interval); the data is safe in current, and the next snapshot may be taken from {} (the first backup from then on is snapshotted)",
             newest.name,
             round(age),
             next.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -595,7 +595,8 @@ mod tests {
             .complete(at("2026-11-28T05:00:00Z"), None, KEY)
             .unwrap_err();
         assert!(
-            matches!(&err, Error::Refused(m) if m.contains("min_snapshot_interval")),
+            matches!(&err, Error::Refused(m) if m.contains("min_snapshot_interval")
+                && m.contains("the next snapshot may be taken from 2026-11-28T09:00:00Z")),
             "{err}"
         );
         backups
