@@ -482,38 +482,42 @@ fn a_hostile_primary_can_only_add_newer_history() {
             format!("{CLIENT}/current/"),
             "not allowed",
         ),
+        // Not a replica's destination: read as a client's transfer, which
+        // the role table refuses a replica key.
         (
             vec!["-a"],
             format!("{CLIENT}/{newest}/"),
-            "not CLIENT/current/",
+            "not allowed for this key",
         ),
         (
             vec!["-a"],
             "../victim.example/current/".to_owned(),
-            "invalid client name",
+            "not allowed for this key",
         ),
         (
             vec!["-a"],
             "victim.example/../x/current/".to_owned(),
-            "invalid client name",
+            "not allowed for this key",
         ),
-        (vec!["-a"], "current/".to_owned(), "not CLIENT/current/"),
+        (vec!["-a"], "current/".to_owned(), "not allowed for this key"),
     ] {
         let mut a = args.clone();
         a.push(&scratch_s);
         refused(&rsync(&a, &remote), why);
     }
-    // What it may do — empty its own current, or push into "victim.example"
-    // or "other__c" — lands in its own mapped areas only.
-    for target in [CLIENT, "victim.example", "other__c"] {
+    // What it may do — empty its own client's current — lands in that
+    // client's mapped area only; a client it was not enrolled for
+    // ("victim.example", "other__c") is refused before anything is made.
+    let out = rsync(&["-a", "--delete", &scratch_s], &format!("{CLIENT}/current/"));
+    assert!(out.status.success(), "{CLIENT}: {}", show(&out));
+    for target in ["victim.example", "other__c"] {
         let out = rsync(
             &["-a", "--delete", &scratch_s],
             &format!("{target}/current/"),
         );
-        assert!(out.status.success(), "{target}: {}", show(&out));
+        refused(&out, "may not replicate client");
+        assert!(!r.store().join(format!("primary__{target}")).exists());
     }
-    assert!(r.store().join("primary__victim.example/current").is_dir());
-    assert!(r.store().join("primary__other__c/current").is_dir());
     manifest::assert_same("a client's area", &before[0], &state("victim.example"));
     manifest::assert_same("another primary's area", &before[1], &state("other__c"));
     let history = |mut m: std::collections::BTreeMap<PathBuf, manifest::Entry>| {
@@ -525,6 +529,7 @@ fn a_hostile_primary_can_only_add_newer_history() {
             dir.xattrs.remove("user.byteback.growth");
             dir.xattrs.remove("user.byteback.clean");
             dir.xattrs.remove("user.byteback.incremental");
+            dir.xattrs.remove("user.byteback.producer");
         }
         m
     };
