@@ -37,7 +37,7 @@ use crate::finder::Meta;
 use crate::finder::digest::{self, Digest};
 use crate::names::SnapshotName;
 use crate::protocol::{DigestLine, Request, SnapshotLine};
-use crate::store::service::ClientBackups;
+use crate::store::service::{ClientBackups, ReadLimits};
 
 const S_IFMT: u32 = 0o170000;
 const S_IFREG: u32 = 0o100000;
@@ -557,11 +557,14 @@ fn snapshot_digests(
                     keep(line)
                 })?
             }
-            Backups::Local(local) => ClientBackups::open(&local.store, &local.client)?.digest(
-                name.as_str(),
-                &batch,
-                &mut keep,
-            )?,
+            Backups::Local(local) => {
+                ClientBackups::open(&local.store, &local.client)?.digest(
+                    name.as_str(),
+                    &batch,
+                    &ReadLimits::NONE,
+                    &mut keep,
+                )?;
+            }
         }
     }
     Ok(map)
