@@ -204,7 +204,10 @@ mod tests {
         assert_eq!(d, digest(std::fs::File::open(&path).unwrap()).unwrap());
         assert_eq!(read + holes, 80 << 20, "every byte hashed once");
         // Filesystems allocate in blocks: at most a few of them per extent.
-        assert!(read < 1 << 20, "read {read} bytes of a file with 75000 of data");
+        assert!(
+            read < 1 << 20,
+            "read {read} bytes of a file with 75000 of data"
+        );
         // Empty files, and a stop asked for midway.
         std::fs::write(dir.join("empty"), b"").unwrap();
         let empty = std::fs::File::open(dir.join("empty")).unwrap();

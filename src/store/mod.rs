@@ -1034,7 +1034,10 @@ mod tests {
         drop(backup);
         let restore = store.read_slot(&a).unwrap();
         let e = store.lock_client_idle(&a).unwrap_err();
-        assert!(e.to_string().contains("restore or verify) of a.example"), "{e}");
+        assert!(
+            e.to_string().contains("restore or verify) of a.example"),
+            "{e}"
+        );
         drop(restore);
         // Renamed: history and records follow; never onto another client.
         let held = store.lock_client_idle(&a).unwrap();
