@@ -1033,6 +1033,15 @@ mod tests {
         );
         drop(backup);
         let restore = store.read_slot(&a).unwrap();
+        // Reads: two at once, a third refused at once (busy, exit 4).
+        let second = store.read_slot(&a).unwrap();
+        let e = store.read_slot(&a).unwrap_err();
+        assert_eq!(e.exit_code(), crate::error::Exit::Locked, "{e}");
+        assert!(
+            e.to_string().contains("busy") && e.to_string().contains("try again"),
+            "{e}"
+        );
+        drop(second);
         let e = store.lock_client_idle(&a).unwrap_err();
         assert!(
             e.to_string().contains("restore or verify) of a.example"),
