@@ -29,8 +29,11 @@ const BUILDING: &str = "building";
 /// primary's clock may run a little ahead of the replica's).
 pub const CLOCK_SKEW: SignedDuration = SignedDuration::from_secs(300);
 
-/// The most hard-linked inodes a digest remembers (some 50 bytes each).
-const MAX_LINKED: usize = 1 << 20;
+/// The most hard-linked inodes a digest remembers (some 60 bytes each, so
+/// at most ~16 MiB); past it, another name of an inode is hashed again,
+/// within the request's budget. (On a plain store every unchanged file is
+/// linked to other snapshots, so it counts here too.)
+const MAX_LINKED: usize = 1 << 18;
 
 /// What one read request may spend (see [`ClientBackups::digest`]).
 pub struct ReadLimits<'a> {
