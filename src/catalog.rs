@@ -273,14 +273,5 @@ impl Ord for HeadMeta {
 /// Shows a client path on one line: invalid UTF-8 lossily, control
 /// characters (newlines!) escaped, so a name cannot forge table rows.
 pub fn display_path(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes)
-        .chars()
-        .flat_map(|c| {
-            if c.is_control() {
-                c.escape_default().collect::<Vec<_>>()
-            } else {
-                vec![c]
-            }
-        })
-        .collect()
+    crate::quote::one_line(&String::from_utf8_lossy(bytes)).into_owned()
 }

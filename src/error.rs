@@ -14,8 +14,9 @@ pub enum Error {
     /// A configuration file is missing, unreadable or invalid.
     #[error("{0}")]
     Config(String),
-    /// An operating-system call failed on a named object.
-    #[error("{what}: {source}")]
+    /// An operating-system call failed on a named object (which may be a
+    /// client's path: shown with control characters escaped).
+    #[error("{}", crate::quote::one_line(&format!("{what}: {source}")))]
     Io {
         what: String,
         #[source]
@@ -155,6 +156,23 @@ impl<T> IoContext<T> for std::io::Result<T> {
 mod tests {
     use super::*;
 
+    /// A client's path in an I/O error cannot forge lines (in the log, the
+    /// client's terminal, `status`).
+    #[test]
+    fn io_errors_escape_control_characters() {
+        let e = Error::io(
+            "cannot read",
+            Path::new("/snap/a\nbyteback-server: error: forged\u{1b}[2J"),
+            std::io::Error::from_raw_os_error(2),
+        );
+        let text = e.to_string();
+        assert!(!text.contains('\n') && !text.contains('\u{1b}'), "{text}");
+        assert!(
+            text.starts_with("cannot read /snap/a\\nbyteback-server: error: forged\\u{1b}[2J: "),
+            "{text}"
+        );
+    }
+
     /// The table the README documents, so the two cannot drift.
     #[test]
     fn exit_codes_are_the_documented_ones() {
@@ -178,6 +196,7 @@ mod tests {
             (Error::Mismatch(String::new()), 12),
         ];
         for (error, code) in cases {
+            assert!(!error.to_string().contains('\n'), "{error:?}");
             assert_eq!(error.exit_code().code(), code, "{error:?}");
         }
         let readme = include_str!("../README.md");

@@ -9,7 +9,8 @@
 //!   double quote would end the option and nothing can escape it.
 //!
 //! Client data inside byteback's own requests has a fourth encoding, byte
-//! exact and percent-based: [`crate::protocol::wire`].
+//! exact and percent-based: [`crate::protocol::wire`]. And text that may
+//! carry client-chosen names is shown on one line by [`one_line`].
 
 use crate::error::{Error, Result};
 
@@ -54,8 +55,36 @@ pub fn forced_command_word(word: &str) -> Result<String> {
     })
 }
 
+/// `text` with its control characters escaped (`\n`, `\u{1b}`, ...), so
+/// a client-chosen name inside it cannot break a line of output or a log,
+/// forge another line, or reach a terminal's escape sequences. What the
+/// listing does to paths ([`crate::catalog::display_path`]).
+pub fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn one_line_escapes_control_characters_only() {
+        assert_eq!(super::one_line("/home/é b\\c"), "/home/é b\\c");
+        assert_eq!(
+            super::one_line("/a\nfake line\r\t\u{1b}[31m\u{7f}\u{85}"),
+            "/a\\nfake line\\r\\t\\u{1b}[31m\\u{7f}\\u{85}"
+        );
+    }
+
     use super::*;
 
     #[test]

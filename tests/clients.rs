@@ -355,7 +355,7 @@ fn a_busy_client_is_neither_removed_nor_renamed() {
         ("busy.example", "a backup of busy.example is running"),
         (
             "busy.example.restore-2",
-            "a restore of busy.example is running",
+            "a read (list, restore or verify) of busy.example is running",
         ),
     ] {
         let held = hold(&w, lock);

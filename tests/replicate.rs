@@ -499,7 +499,11 @@ fn a_hostile_primary_can_only_add_newer_history() {
             "victim.example/../x/current/".to_owned(),
             "not allowed for this key",
         ),
-        (vec!["-a"], "current/".to_owned(), "not allowed for this key"),
+        (
+            vec!["-a"],
+            "current/".to_owned(),
+            "not allowed for this key",
+        ),
     ] {
         let mut a = args.clone();
         a.push(&scratch_s);
@@ -508,7 +512,10 @@ fn a_hostile_primary_can_only_add_newer_history() {
     // What it may do — empty its own client's current — lands in that
     // client's mapped area only; a client it was not enrolled for
     // ("victim.example", "other__c") is refused before anything is made.
-    let out = rsync(&["-a", "--delete", &scratch_s], &format!("{CLIENT}/current/"));
+    let out = rsync(
+        &["-a", "--delete", &scratch_s],
+        &format!("{CLIENT}/current/"),
+    );
     assert!(out.status.success(), "{CLIENT}: {}", show(&out));
     for target in ["victim.example", "other__c"] {
         let out = rsync(

@@ -37,7 +37,7 @@ use crate::finder::Meta;
 use crate::finder::digest::{self, Digest};
 use crate::names::SnapshotName;
 use crate::protocol::{DigestLine, Request, SnapshotLine};
-use crate::store::service::ClientBackups;
+use crate::store::service::{ClientBackups, ReadLimits};
 
 const S_IFMT: u32 = 0o170000;
 const S_IFREG: u32 = 0o100000;
@@ -557,11 +557,14 @@ fn snapshot_digests(
                     keep(line)
                 })?
             }
-            Backups::Local(local) => ClientBackups::open(&local.store, &local.client)?.digest(
-                name.as_str(),
-                &batch,
-                &mut keep,
-            )?,
+            Backups::Local(local) => {
+                ClientBackups::open(&local.store, &local.client)?.digest(
+                    name.as_str(),
+                    &batch,
+                    &ReadLimits::NONE,
+                    &mut keep,
+                )?;
+            }
         }
     }
     Ok(map)
@@ -665,14 +668,30 @@ pub fn run(dir: &ConfigDir, args: &VerifyArgs, destination: Option<&str>) -> Res
             }
         }
     }
+    let mut hashed = std::collections::HashMap::new();
     let mut same_content = |path: &[u8]| -> Option<bool> {
         let digests = digests.as_ref()?;
         let Some(Some(stored)) = digests.get(path) else {
             // Unreadable on the server (it said why) counts as differing.
             return Some(false);
         };
-        let file = std::fs::File::open(std::ffi::OsStr::from_bytes(path));
-        match file.and_then(digest::digest) {
+        let here = std::fs::File::open(std::ffi::OsStr::from_bytes(path)).and_then(|file| {
+            // Like the server: each inode hashed once, holes not read.
+            let st = file.metadata()?;
+            let key = (st.nlink() > 1).then(|| (st.dev(), st.ino()));
+            if let Some(known) = key.and_then(|k| hashed.get(&k)) {
+                return Ok(*known);
+            }
+            let d = digest::digest_sparse(&file, &mut |_, _| Ok(())).map_err(|e| match e {
+                digest::DigestError::Read(e) => e,
+                digest::DigestError::Stopped(e) => std::io::Error::other(e.to_string()),
+            })?;
+            if let Some(k) = key {
+                hashed.insert(k, d);
+            }
+            Ok(d)
+        });
+        match here {
             Ok(here) => Some(here == *stored),
             Err(e) => {
                 crate::report::warn(format_args!("cannot read {}: {e}", display_path(path)));

@@ -733,7 +733,8 @@ fn accepted_senders_and_listings_stay_in_the_clients_area() {
                     patterns,
                 }) => {
                     let mut lines = Vec::new();
-                    let hashed = backups.digest(&name, &patterns, &mut |line| {
+                    let limits = crate::store::service::ReadLimits::NONE;
+                    let hashed = backups.digest(&name, &patterns, &limits, &mut |line| {
                         lines.push(line);
                         Ok(())
                     });

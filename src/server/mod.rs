@@ -11,6 +11,7 @@ pub mod root_setup;
 pub mod setup;
 pub mod status;
 pub mod verify;
+pub mod watch;
 
 use std::path::{Path, PathBuf};
 

@@ -25,8 +25,9 @@ use crate::protocol::{
 use crate::prune::growth;
 use crate::server::keys::KeyRole;
 use crate::server::roles::{self, Incoming, KeyId, ReplicaClients};
+use crate::server::watch::Watch;
 use crate::store::Store;
-use crate::store::service::ClientBackups;
+use crate::store::service::{ClientBackups, ReadLimits};
 use crate::sys::sandbox::Confinement;
 
 /// Serves one request; returns the exit status for sshd to pass back.
@@ -168,32 +169,67 @@ fn serve(store: &Store, client: &ClientName, request: Request) -> Result<u8> {
             snapshots,
             patterns,
         } => {
+            let _slot = store.read_slot(client)?;
+            let watch = Watch::start(
+                format!("the listing of {client}"),
+                store.config.read_timeout,
+            );
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             backups.find(all, &snapshots, &patterns, &mut |row| {
+                watch.check()?;
                 let line = if nanoseconds {
                     row.render_exact()
                 } else {
                     row.render()
                 };
-                writeln!(out, "{line}")
-                    .map_err(|e| Error::Connection(format!("the client went away: {e}")))
+                writeln!(out, "{line}").map_err(went_away)
             })?;
-            out.flush()
-                .map_err(|e| Error::Connection(format!("the client went away: {e}")))?;
+            out.flush().map_err(went_away)?;
             Ok(0)
         }
         Request::Send { options, paths } => send(&backups, &options, &paths),
-        Request::Digest { snapshot, patterns } => {
-            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            backups.digest(&snapshot, &patterns, &mut |line| {
-                writeln!(out, "{}", line.render())
-                    .map_err(|e| Error::Connection(format!("the client went away: {e}")))
-            })?;
-            out.flush()
-                .map_err(|e| Error::Connection(format!("the client went away: {e}")))?;
-            Ok(0)
-        }
+        Request::Digest { snapshot, patterns } => digest(&backups, &snapshot, &patterns),
     }
+}
+
+/// A failed write to the client.
+fn went_away(e: std::io::Error) -> Error {
+    Error::Connection(format!("the client went away: {e}"))
+}
+
+/// Answers `byteback digest` in one of the client's read slots, within the
+/// store's limits (see [`ClientBackups::digest`] and [`Watch`]), each line
+/// sent as soon as it is known.
+fn digest(backups: &ClientBackups, snapshot: &str, patterns: &[Vec<u8>]) -> Result<u8> {
+    let (store, client) = (backups.store, &backups.client);
+    let _slot = store.read_slot(client)?;
+    let watch = Watch::start(
+        format!(
+            "the digest of {client}'s snapshot {}",
+            crate::catalog::display_path(snapshot.as_bytes())
+        ),
+        store.config.read_timeout,
+    );
+    let go_on = || watch.check();
+    let limits = ReadLimits {
+        max_bytes: store.config.max_digest_bytes,
+        go_on: &go_on,
+    };
+    let mut out = std::io::stdout().lock();
+    let stats = backups.digest(snapshot, patterns, &limits, &mut |line| {
+        writeln!(out, "{}", line.render())
+            .and_then(|()| out.flush())
+            .map_err(went_away)
+    })?;
+    store.log(&format!(
+        "{client}: digest of {}: {} file(s), {} inode(s) hashed, {} bytes read, {} bytes of holes not read",
+        crate::catalog::display_path(snapshot.as_bytes()),
+        stats.files,
+        stats.inodes,
+        stats.data_bytes,
+        stats.hole_bytes
+    ));
+    Ok(0)
 }
 
 /// Serves a request of a primary's language (from its replica key).
@@ -267,7 +303,7 @@ fn send(backups: &ClientBackups, options: &[String], paths: &[Vec<u8>]) -> Resul
         .iter()
         .map(|p| backups.restore_source(p))
         .collect::<Result<Vec<_>>>()?;
-    let _slot = store.restore_slot(client)?;
+    let _slot = store.read_slot(client)?;
     enter_dir(store, client, false)?;
     store.log(&format!("{client}: restore of {} path(s)", paths.len()));
     let confine = rsync::has_confine_root(Path::new(RSYNC));

@@ -269,7 +269,8 @@ pub fn render_text(status: &Status) -> String {
                 "; last {} at {} failed: {}",
                 last.request,
                 last.time.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                last.reason.as_deref().unwrap_or("no reason given")
+                // The reason may quote a client's path: kept on its line.
+                crate::quote::one_line(last.reason.as_deref().unwrap_or("no reason given"))
             );
         }
         o.push('\n');
@@ -481,6 +482,27 @@ mod tests {
             ok: false,
             reason: Some("refused".into()),
         }
+    }
+
+    /// A reason quoting a hostile client's path stays on its line.
+    #[test]
+    fn text_escapes_control_characters_of_the_last_reason() {
+        let mut c = client("a.example", State::Failing, Some(100));
+        c.last_attempt = Some(Outcome {
+            reason: Some("cannot read /x\nb.example: ok\u{1b}[2J".into()),
+            ..failed()
+        });
+        let text = render_text(&status(vec![c], None));
+        assert!(!text.contains('\u{1b}'), "{text}");
+        let line = text
+            .lines()
+            .find(|l| l.contains("a.example"))
+            .unwrap_or_default();
+        assert!(
+            line.ends_with("failed: cannot read /x\\nb.example: ok\\u{1b}[2J"),
+            "{text}"
+        );
+        assert!(!text.lines().any(|l| l.starts_with("b.example")), "{text}");
     }
 
     #[test]

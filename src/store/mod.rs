@@ -79,8 +79,9 @@ pub fn read_log(root: &Path) -> String {
     old + &std::fs::read_to_string(&path).unwrap_or_default()
 }
 
-/// How many restores of one client may run at once.
-pub const MAX_RESTORES_PER_CLIENT: u32 = 2;
+/// How many reads of one client (restores, listings, digests) may run at
+/// once; one more is refused at once.
+pub const MAX_READS_PER_CLIENT: u32 = 2;
 
 /// The most a partial marker keeps of the list of failed files.
 const MAX_PARTIAL_NOTE: usize = 64 * 1024;
@@ -134,6 +135,11 @@ pub struct ServerConfig {
     pub stale_after: config::Duration,
     /// At most this many backups transfer at once; others wait their turn.
     pub max_concurrent_backups: u32,
+    /// A listing or a digest of one client ends after this long.
+    pub read_timeout: config::Duration,
+    /// A digest reads at most this many bytes of file data (holes are not
+    /// read, and a hard-linked file is read once).
+    pub max_digest_bytes: u64,
     /// The system log's socket [default: /dev/log].
     pub log_socket: Option<PathBuf>,
     /// Copies of this store's snapshots on other byteback servers (boxed:
@@ -183,6 +189,8 @@ impl Default for ServerConfig {
             max_unsnapshotted_percent: 50.0,
             stale_after: config::Duration::from_secs(26 * 3600),
             max_concurrent_backups: 4,
+            read_timeout: config::Duration::from_secs(3600),
+            max_digest_bytes: 64 << 30,
             log_socket: None,
             replicate: Box::default(),
         }
@@ -221,6 +229,14 @@ lock_wait = "2m"
 # At most this many backups transfer at once; the others wait their turn
 # (up to lock_wait, and are told so) instead of all competing at 03:00.
 max_concurrent_backups = 4
+
+# Reads: each client may run at most 2 listings, restores or verifies at
+# once (more are refused: busy, try again). A listing or a digest (`verify
+# --checksum`) ends after read_timeout, and a digest after reading
+# max_digest_bytes of file data (64 GiB; holes are not read, a hard-linked
+# file is read once); the client is told which limit it reached.
+read_timeout = "1h"
+max_digest_bytes = 68719476736
 
 # Every event also goes to the system log (journald or syslog) through this
 # socket; nothing fails if it is missing.
@@ -590,12 +606,13 @@ impl Store {
         }
     }
 
-    /// Takes one of the few restore slots of a client: restores take no
-    /// client lock (they only read), but their number is bounded.
-    pub fn restore_slot(&self, client: &ClientName) -> Result<Lock> {
+    /// Takes one of the few read slots of a client (a restore, a listing or
+    /// a digest: each takes one, and no client lock, since they only read),
+    /// or refuses at once when all are taken.
+    pub fn read_slot(&self, client: &ClientName) -> Result<Lock> {
         let dir = Self::state_dir_of(&self.root).join("locks");
         std::fs::create_dir_all(&dir).on("cannot create", &dir)?;
-        for slot in 1..=MAX_RESTORES_PER_CLIENT {
+        for slot in 1..=MAX_READS_PER_CLIENT {
             if let Some(lock) = Lock::acquire(
                 &dir.join(format!("{client}.restore-{slot}")),
                 Duration::ZERO,
@@ -604,11 +621,11 @@ impl Store {
             }
         }
         Err(Error::Locked(format!(
-            "{MAX_RESTORES_PER_CLIENT} restores of {client} are already running on the server; try again when one has finished"
+            "the server is busy: {MAX_READS_PER_CLIENT} reads (list, restore or verify) of {client} are already running there; try again when one has finished"
         )))
     }
 
-    /// Takes the client's lock and every one of its restore slots, at once:
+    /// Takes the client's lock and every one of its read slots, at once:
     /// while they are held no backup, snapshot or restore of the client
     /// runs. Refused at once (not waited for) if one is running.
     pub fn lock_client_idle(&self, client: &ClientName) -> Result<Vec<Lock>> {
@@ -622,19 +639,22 @@ impl Store {
                 .ok_or_else(|| busy("backup"))?,
         ];
         let dir = Self::state_dir_of(&self.root).join("locks");
-        for slot in 1..=MAX_RESTORES_PER_CLIENT {
+        for slot in 1..=MAX_READS_PER_CLIENT {
             let path = dir.join(format!("{client}.restore-{slot}"));
-            held.push(Lock::acquire(&path, Duration::ZERO)?.ok_or_else(|| busy("restore"))?);
+            held.push(
+                Lock::acquire(&path, Duration::ZERO)?
+                    .ok_or_else(|| busy("read (list, restore or verify)"))?,
+            );
         }
         Ok(held)
     }
 
-    /// Removes the client's lock files (its lock and restore slots), which
+    /// Removes the client's lock files (its lock and read slots), which
     /// the caller holds, once the client is gone or renamed.
     fn remove_lock_files(&self, client: &ClientName) {
         let dir = Self::state_dir_of(&self.root).join("locks");
         let names = std::iter::once(client.to_string())
-            .chain((1..=MAX_RESTORES_PER_CLIENT).map(|slot| format!("{client}.restore-{slot}")));
+            .chain((1..=MAX_READS_PER_CLIENT).map(|slot| format!("{client}.restore-{slot}")));
         for name in names {
             let _ = std::fs::remove_file(dir.join(name));
         }
@@ -1138,9 +1158,21 @@ mod tests {
             "{e}"
         );
         drop(backup);
-        let restore = store.restore_slot(&a).unwrap();
+        let restore = store.read_slot(&a).unwrap();
+        // Reads: two at once, a third refused at once (busy, exit 4).
+        let second = store.read_slot(&a).unwrap();
+        let e = store.read_slot(&a).unwrap_err();
+        assert_eq!(e.exit_code(), crate::error::Exit::Locked, "{e}");
+        assert!(
+            e.to_string().contains("busy") && e.to_string().contains("try again"),
+            "{e}"
+        );
+        drop(second);
         let e = store.lock_client_idle(&a).unwrap_err();
-        assert!(e.to_string().contains("restore of a.example"), "{e}");
+        assert!(
+            e.to_string().contains("restore or verify) of a.example"),
+            "{e}"
+        );
         drop(restore);
         // Renamed: history and records follow; never onto another client.
         let held = store.lock_client_idle(&a).unwrap();

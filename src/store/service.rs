@@ -14,6 +14,7 @@ use jiff::{SignedDuration, Timestamp};
 use crate::catalog;
 use crate::error::{Error, Result};
 use crate::finder::Pattern;
+use crate::finder::digest::Digest;
 use crate::names::{ClientName, SnapshotName};
 use crate::protocol::{PROTOCOL_VERSION, PingReply};
 use crate::prune::{self, growth};
@@ -27,6 +28,42 @@ const BUILDING: &str = "building";
 /// How far in the future a replicated snapshot's name may be (the
 /// primary's clock may run a little ahead of the replica's).
 pub const CLOCK_SKEW: SignedDuration = SignedDuration::from_secs(300);
+
+/// The most hard-linked inodes a digest remembers (some 60 bytes each, so
+/// at most ~16 MiB); past it, another name of an inode is hashed again,
+/// within the request's budget. (On a plain store every unchanged file is
+/// linked to other snapshots, so it counts here too.)
+const MAX_LINKED: usize = 1 << 18;
+
+/// What one read request may spend (see [`ClientBackups::digest`]).
+pub struct ReadLimits<'a> {
+    /// Bytes of file data a digest may read.
+    pub max_bytes: u64,
+    /// Asked often (between files, every 64 KiB hashed): an error ends the
+    /// request with it (the client went away, the deadline passed).
+    pub go_on: &'a dyn Fn() -> Result<()>,
+}
+
+impl ReadLimits<'_> {
+    /// No limits: for a person reading a store on their own machine.
+    pub const NONE: ReadLimits<'static> = ReadLimits {
+        max_bytes: u64::MAX,
+        go_on: &|| Ok(()),
+    };
+}
+
+/// What a digest did, for the log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DigestStats {
+    /// Regular files answered.
+    pub files: u64,
+    /// Inodes hashed (a hard-linked file's other names reuse its hash).
+    pub inodes: u64,
+    /// Bytes of data read.
+    pub data_bytes: u64,
+    /// Bytes of holes hashed as zeros, not read.
+    pub hole_bytes: u64,
+}
 
 /// One client's backups on an opened store.
 #[derive(Debug)]
@@ -377,14 +414,19 @@ impl<'s> ClientBackups<'s> {
     /// client's file type from its fake-super metadata); each file is
     /// opened again beneath the snapshot by the kernel's `RESOLVE_BENEATH`
     /// without symlinks, and read in 64 KiB pieces, so memory stays small
-    /// whatever the client stored. A file that cannot be read is sent
-    /// without a hash, with a warning.
+    /// whatever the client stored. Only data is read (holes are hashed as
+    /// zeros without reading them), each inode once (its other hard links
+    /// reuse the hash), at most `limits.max_bytes` of it, and `limits.go_on`
+    /// is asked between files and pieces: its error ends the request. A
+    /// file that cannot be read is sent without a hash, with a warning.
     pub fn digest(
         &self,
         snapshot: &str,
         patterns: &[Vec<u8>],
+        limits: &ReadLimits<'_>,
         emit: &mut dyn FnMut(crate::protocol::DigestLine) -> Result<()>,
-    ) -> Result<()> {
+    ) -> Result<DigestStats> {
+        use crate::finder::digest::{DigestError, digest_sparse, open_regular_beneath};
         let name = SnapshotName::parse(snapshot)
             .filter(|name| {
                 self.snapshots()
@@ -415,6 +457,11 @@ impl<'s> ClientBackups<'s> {
             rustix::fs::Mode::empty(),
         )
         .map_err(|e| Error::io("cannot open snapshot", &root, e.into()))?;
+        let mut stats = DigestStats::default();
+        // Hashes of hard-linked inodes, by (device, inode), for their other
+        // names; bounded (past it, a link is hashed again, within budget).
+        let mut linked: std::collections::HashMap<(u64, u64), Option<Digest>> =
+            std::collections::HashMap::new();
         let mut failure = None;
         crate::finder::walk(
             &root,
@@ -424,16 +471,59 @@ impl<'s> ClientBackups<'s> {
                 if found.meta.mode & 0o170000 != 0o100000 {
                     return std::ops::ControlFlow::Continue(());
                 }
-                let digest = crate::finder::digest::open_regular_beneath(&root_dir, &found.path)
-                    .and_then(crate::finder::digest::digest);
-                let digest = match digest {
-                    Ok(d) => Some(d),
+                let mut stopped = |e: Error| {
+                    failure = Some(e);
+                    std::ops::ControlFlow::Break(())
+                };
+                if let Err(e) = (limits.go_on)() {
+                    return stopped(e);
+                }
+                stats.files += 1;
+                let warn = |e: &dyn std::fmt::Display| {
+                    crate::report::warn(format_args!(
+                        "{name}: cannot read {}: {e}",
+                        catalog::display_path(&found.path)
+                    ));
+                };
+                let digest = match open_regular_beneath(&root_dir, &found.path) {
                     Err(e) => {
-                        crate::report::warn(format_args!(
-                            "{name}: cannot read {}: {e}",
-                            catalog::display_path(&found.path)
-                        ));
+                        warn(&e);
                         None
+                    }
+                    Ok(file) => {
+                        let st = rustix::fs::fstat(&file).ok();
+                        let key = st
+                            .filter(|st| st.st_nlink > 1)
+                            .map(|st| (st.st_dev, st.st_ino));
+                        match key.and_then(|k| linked.get(&k)) {
+                            Some(known) => *known,
+                            None => {
+                                stats.inodes += 1;
+                                let mut progress = |read: u64, holes: u64| {
+                                    stats.data_bytes += read;
+                                    stats.hole_bytes += holes;
+                                    if stats.data_bytes > limits.max_bytes {
+                                        return Err(Error::Refused(format!(
+                                            "the digest of {name} stopped after reading {} bytes of file data, the server's limit for one request (max_digest_bytes); verify fewer paths at a time, or ask the server's administrator to raise the limit",
+                                            limits.max_bytes
+                                        )));
+                                    }
+                                    (limits.go_on)()
+                                };
+                                let digest = match digest_sparse(&file, &mut progress) {
+                                    Ok(d) => Some(d),
+                                    Err(DigestError::Stopped(e)) => return stopped(e),
+                                    Err(DigestError::Read(e)) => {
+                                        warn(&e);
+                                        None
+                                    }
+                                };
+                                if let Some(k) = key.filter(|_| linked.len() < MAX_LINKED) {
+                                    linked.insert(k, digest);
+                                }
+                                digest
+                            }
+                        }
                     }
                 };
                 match emit(crate::protocol::DigestLine {
@@ -441,15 +531,12 @@ impl<'s> ClientBackups<'s> {
                     digest,
                 }) {
                     Ok(()) => std::ops::ControlFlow::Continue(()),
-                    Err(e) => {
-                        failure = Some(e);
-                        std::ops::ControlFlow::Break(())
-                    }
+                    Err(e) => stopped(e),
                 }
             },
         )
         .map_err(|e| Error::io("cannot read snapshot", &root, e))?;
-        failure.map_or(Ok(()), Err)
+        failure.map_or(Ok(stats), Err)
     }
 
     /// Checks a path a restore asks for: `<snapshot or current>[/<path
