@@ -354,7 +354,8 @@ fn the_helper_deletes_only_what_the_policy_deletes_next() {
 /// Swaps two directories atomically (`renameat2(RENAME_EXCHANGE)`) as the
 /// backup user, as an attacker running code as that user would.
 fn exchange_as_user(w: &World, a: &Path, b: &Path) -> Output {
-    const EXCHANGE: &str = r#"syscall($ARGV[0], -100, $ARGV[1], -100, $ARGV[2], 2) == 0 or die "renameat2: $!\n""#;
+    const EXCHANGE: &str =
+        r#"syscall($ARGV[0], -100, $ARGV[1], -100, $ARGV[2], 2) == 0 or die "renameat2: $!\n""#;
     w.user.run_as(&[
         "perl",
         "-e",

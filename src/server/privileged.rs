@@ -692,8 +692,7 @@ fn target_subvolume(
 ) -> Result<u64> {
     let st = rustix::fs::statat(dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
         .map_err(|_| Error::Refused(format!("refused: {client} has no snapshot {name}")))?;
-    let is_dir =
-        rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory;
+    let is_dir = rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory;
     if !is_dir || st.st_ino != 256 || st.st_uid != 0 {
         return Err(Error::Refused(format!(
             "refused: {client} {name} is not a snapshot taken in hardened mode (root's subvolume)"

@@ -139,9 +139,9 @@ impl std::fmt::Display for Layers {
                 "Landlock ABI {}: not used (needs ABI 2, Linux 5.19 or later)",
                 self.abi
             ),
-            (false, _) => f.write_str(
-                "no Landlock (kernel older than 5.13, or landlock not among its LSMs)",
-            ),
+            (false, _) => {
+                f.write_str("no Landlock (kernel older than 5.13, or landlock not among its LSMs)")
+            }
         }
     }
 }
@@ -587,7 +587,12 @@ mod tests {
             vec!["rmdir".to_owned(), format!("{s}/sub")],
             vec!["mv".to_owned(), format!("{s}/f"), format!("{s}/g")],
             vec!["mv".to_owned(), format!("{s}/f"), "stolen".to_owned()],
-            vec!["ln".to_owned(), "-s".to_owned(), "/".to_owned(), format!("{s}/root")],
+            vec![
+                "ln".to_owned(),
+                "-s".to_owned(),
+                "/".to_owned(),
+                format!("{s}/root"),
+            ],
             vec!["mv".to_owned(), s.to_owned(), "../old".to_owned()],
             vec!["mkdir".to_owned(), "../2026-11-27T03:00:00Z".to_owned()],
         ] {
@@ -615,7 +620,10 @@ mod tests {
         assert!(!none.filesystem && !none.scoped);
         assert!(none.to_string().starts_with("no Landlock"), "{none}");
         let one = Layers::of_abi(1);
-        assert!(!one.filesystem && one.to_string().contains("not used"), "{one}");
+        assert!(
+            !one.filesystem && one.to_string().contains("not used"),
+            "{one}"
+        );
         let five = Layers::of_abi(5);
         assert!(five.filesystem && !five.scoped);
         assert!(five.to_string().contains("no signal"), "{five}");
