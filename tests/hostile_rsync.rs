@@ -695,7 +695,7 @@ fn a_compromised_rsync_reaches_no_process_socket_or_snapshot() {
         let (out, _) = confined_as_user(&w, &dir, &argv);
         assert!(!out.status.success(), "{argv:?} succeeded: {}", show(&out));
     }
-    assert_eq!(w.snapshots(&client), [snapshot.clone()]);
+    assert_eq!(w.snapshots(&client), std::slice::from_ref(&snapshot));
     let file = dir
         .join(&snapshot)
         .join(w.src.strip_prefix("/").unwrap())

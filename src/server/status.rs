@@ -652,7 +652,10 @@ mod tests {
         let text = render_text(&s);
         assert!(text.ends_with(&format!("store: WARNING: {w}\n")), "{text}");
         let json: serde_json::Value = serde_json::from_str(&render_json(&s).unwrap()).unwrap();
-        assert_eq!(json["store"]["kernel_warning"], serde_json::Value::String(w));
+        assert_eq!(
+            json["store"]["kernel_warning"],
+            serde_json::Value::String(w)
+        );
     }
 
     #[test]

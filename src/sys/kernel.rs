@@ -159,7 +159,10 @@ mod tests {
             parse_upstream("#1 SMP PREEMPT_DYNAMIC Debian 6.1.167-1 (2026-03-28)"),
             Some(v(6, 1, 167))
         );
-        assert_eq!(parse_upstream("#101-Ubuntu SMP Tue Nov 14 13:30:08 UTC"), None);
+        assert_eq!(
+            parse_upstream("#101-Ubuntu SMP Tue Nov 14 13:30:08 UTC"),
+            None
+        );
         assert_eq!(parse_upstream("Debian"), None);
         assert_eq!(parse_upstream(""), None);
     }
@@ -192,9 +195,12 @@ mod tests {
 
     #[test]
     fn the_warning_names_the_kernel_and_the_fix() {
-        let w = name_hash_warning("6.1.0-28-amd64", "#1 SMP PREEMPT_DYNAMIC Debian 6.1.119-1")
-            .unwrap();
-        assert!(w.starts_with("kernel 6.1.0-28-amd64 (btrfs 6.1.119)"), "{w}");
+        let w =
+            name_hash_warning("6.1.0-28-amd64", "#1 SMP PREEMPT_DYNAMIC Debian 6.1.119-1").unwrap();
+        assert!(
+            w.starts_with("kernel 6.1.0-28-amd64 (btrfs 6.1.119)"),
+            "{w}"
+        );
         assert!(
             w.contains("btrfs: fix transaction abort on file creation due to name hash collision"),
             "{w}"
