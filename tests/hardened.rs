@@ -348,3 +348,135 @@ fn the_helper_deletes_only_what_the_policy_deletes_next() {
     refused(&out, 2, "runs as root, through sudo");
     assert_eq!(w.snapshots("a.example"), [newest]);
 }
+
+/// Swaps two directories atomically (`renameat2(RENAME_EXCHANGE)`) as the
+/// backup user, as an attacker running code as that user would.
+fn exchange_as_user(w: &World, a: &Path, b: &Path) -> Output {
+    const EXCHANGE: &str =
+        r#"syscall($ARGV[0], -100, $ARGV[1], -100, $ARGV[2], 2) == 0 or die "renameat2: $!\n""#;
+    w.user.run_as(&[
+        "perl",
+        "-e",
+        EXCHANGE,
+        &libc::SYS_renameat2.to_string(),
+        &path(a),
+        &path(b),
+    ])
+}
+
+/// Runs the helper as root for the backup user (as sudo would) with
+/// `delete ARGS`, paused at the debug-only point `point` until `act` has
+/// run: the helper waits to read a fifo, which this opens (once the helper
+/// is there, within a deadline), then runs `act` and closes.
+fn delete_paused_at(w: &World, point: &str, args: [&str; 2], act: impl FnOnce()) -> Output {
+    use std::os::unix::fs::OpenOptionsExt;
+    let fifo = w.area.path.join(format!("pause-{point}"));
+    let _ = std::fs::remove_file(&fifo);
+    support::run_ok(&["mkfifo", &path(&fifo)]);
+    let mut helper = Command::new(w.helper())
+        .arg("delete")
+        .args(args)
+        .env_clear()
+        .env("SUDO_UID", w.user.uid.to_string())
+        .env("BYTEBACK_PAUSE_AT", format!("{point}:{}", fifo.display()))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    // Opening for writing without blocking succeeds once the helper has
+    // opened it for reading, that is, once it is at the point.
+    let writer = loop {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+        {
+            Ok(f) => break f,
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {}
+            Err(e) => panic!("cannot open {}: {e}", fifo.display()),
+        }
+        if let Some(status) = helper.try_wait().unwrap() {
+            let out = helper.wait_with_output().unwrap();
+            panic!("the helper ended ({status}) before {point}: {}", show(&out));
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the helper did not reach {point} within 60s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    act();
+    drop(writer);
+    helper.wait_with_output().unwrap()
+}
+
+#[test]
+fn swapping_client_directories_cannot_steer_a_deletion() {
+    if !require_sudo() {
+        return;
+    }
+    let Some(w) = World::new("hardswap") else {
+        return;
+    };
+    let out = w.server(&["setup"]);
+    assert!(out.status.success(), "{}", show(&out));
+    // a has one snapshot, its newest; b has one of the same name and a
+    // newer one. By names, after a swap, a's only snapshot looks like an
+    // old one of a client with two.
+    let (old, recent) = (days_ago(30), days_ago(2));
+    w.add_client_with_file("a.example", "f", "a\n", &old);
+    w.add_client_with_file("b.example", "g", "b\n", &old);
+    let out = w.server(&["snapshot", "--client", "b.example", "--at", &recent]);
+    assert!(out.status.success(), "{}", show(&out));
+    harden(&w);
+    let config = w.hardened_config();
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text
+        .replace("min_free_percent = 5.0", "min_free_percent = 99.5")
+        .replace("target_free_percent = 10.0", "target_free_percent = 99.9")
+        .replace("min_age = \"7 days\"", "min_age = \"1s\"");
+    std::fs::write(&config, text).unwrap();
+    let (a, b) = (w.store().join("a.example"), w.store().join("b.example"));
+    let history = || (w.snapshots("a.example"), w.snapshots("b.example"));
+    let before = (vec![old.clone()], vec![old.clone(), recent.clone()]);
+    assert_eq!(history(), before);
+    let out = w.helper_as_user(&["delete", "a.example", &old]);
+    refused(&out, 6, "is a.example's newest");
+
+    // The user may swap the two (it owns the store's top directory).
+    let out = exchange_as_user(&w, &a, &b);
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(w.snapshots("a.example").len(), 2);
+    let out = exchange_as_user(&w, &a, &b);
+    assert!(out.status.success(), "{}", show(&out));
+
+    // Swapped after the helper opened a's directory, before it planned:
+    // by names the plan would see b's history as a's, and delete a's only
+    // snapshot through the descriptor. Refused; nothing deleted.
+    let out = delete_paused_at(&w, "privileged-delete-opened", ["a.example", &old], || {
+        let out = exchange_as_user(&w, &a, &b);
+        assert!(out.status.success(), "{}", show(&out));
+    });
+    refused(&out, 6, "a.example names another directory now");
+    assert!(stderr(&out).contains("try again"), "{}", show(&out));
+    let out = exchange_as_user(&w, &a, &b);
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(history(), before);
+
+    // Swapped after a rightful plan, before the deletion: the last check
+    // sees it and refuses.
+    let out = delete_paused_at(&w, "privileged-delete-planned", ["b.example", &old], || {
+        let out = exchange_as_user(&w, &a, &b);
+        assert!(out.status.success(), "{}", show(&out));
+    });
+    refused(&out, 6, "client directories were renamed");
+    let out = exchange_as_user(&w, &a, &b);
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(history(), before);
+
+    // Undisturbed, the same request is served.
+    let out = delete_paused_at(&w, "privileged-delete-planned", ["b.example", &old], || {});
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(history(), (vec![old.clone()], vec![recent.clone()]));
+}

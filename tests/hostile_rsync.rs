@@ -534,3 +534,173 @@ fn one_clients_flood_cannot_cost_another_its_history(kind: FsKind) {
         show(&ping)
     );
 }
+
+/// A compromised rsync's first moves, in perl: signal another process of
+/// the backup user (`kill 0`, then SIGTERM unless told not to) and connect
+/// to an abstract unix socket; prints each result as `ok` or the errno.
+const ESCAPE: &str = r#"
+use Socket;
+my ($pid, $name, $term) = @ARGV;
+my @r;
+push @r, "kill0=" . (kill(0, $pid) ? "ok" : $! + 0);
+push @r, "term=" . (kill('TERM', $pid) ? "ok" : $! + 0) if $term;
+socket(my $s, AF_UNIX, SOCK_STREAM, 0) or die "socket: $!";
+push @r, "connect=" . (connect($s, pack_sockaddr_un("\0$name")) ? "ok" : $! + 0);
+print join(" ", @r), "\n";
+"#;
+
+/// Runs `argv` as the backup user in `dir`'s `current`, confined exactly
+/// as the server's rsync for a backup is; its output and how far the
+/// kernel confined it. The sandbox is set up from a thread that is the
+/// backup user (credentials are per thread in Linux), as the server is.
+fn confined_as_user(
+    w: &World,
+    dir: &Path,
+    argv: &[&str],
+) -> (Output, byteback::sys::sandbox::Enforcement) {
+    use byteback::sys::sandbox::Confinement;
+    use rustix::process::{Gid, Uid};
+    let jail = Confinement {
+        dir: dir.to_owned(),
+        writable: true,
+        cwd: "current".into(),
+    };
+    let (uid, gid) = (Uid::from_raw(w.user.uid), Gid::from_raw(w.user.gid));
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                rustix::thread::set_thread_groups(&[]).unwrap();
+                rustix::thread::set_thread_res_gid(gid, gid, gid).unwrap();
+                rustix::thread::set_thread_res_uid(uid, uid, uid).unwrap();
+                // A credential change makes the process undumpable, and its
+                // /proc/self files root's: the sandbox could not write its
+                // user namespace's maps (a server started as the user can).
+                rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::Dumpable)
+                    .unwrap();
+                let (child, enforcement) = jail
+                    .spawn(|_| {
+                        byteback::exec::Cmd::new(argv[0])
+                            .args(&argv[1..])
+                            .configure(|c| {
+                                c.env_clear()
+                                    .stdin(Stdio::null())
+                                    .stdout(Stdio::piped())
+                                    .stderr(Stdio::piped());
+                            })
+                    })
+                    .unwrap();
+                (child.wait_with_output().unwrap(), enforcement)
+            })
+            .join()
+            .unwrap()
+    })
+}
+
+#[test]
+fn a_compromised_rsync_reaches_no_process_socket_or_snapshot() {
+    let Some(w) = World::on("hostilescope", FsKind::Ext4) else {
+        return;
+    };
+    let client = w.enroll("scoped.example");
+    std::fs::write(w.src.join("file"), "kept\n").unwrap();
+    w.backup_ok();
+    let dir = w.store().join(&client);
+    let snapshot = w.snapshots(&client)[0].clone();
+    let kept = Path::new("..")
+        .join(&snapshot)
+        .join(w.src.strip_prefix("/").unwrap())
+        .join("file");
+    let kept = kept.to_string_lossy().into_owned();
+
+    // Another process of the backup user (a prune, another client's
+    // receiver), and an abstract socket.
+    let mut other = Command::new("sleep")
+        .arg("600")
+        .uid(w.user.uid)
+        .gid(w.user.gid)
+        .spawn()
+        .unwrap();
+    let pid = other.id().to_string();
+    let name = format!("byteback-test-{}", std::process::id());
+    let addr =
+        <std::os::unix::net::SocketAddr as std::os::linux::net::SocketAddrExt>::from_abstract_name(
+            name.as_bytes(),
+        )
+        .unwrap();
+    let listener = std::os::unix::net::UnixListener::bind_addr(&addr).unwrap();
+
+    // Unconfined, the user reaches both (so the refusals below are the
+    // sandbox's).
+    let out = w.user.run_as(&["perl", "-e", ESCAPE, &pid, &name, ""]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "kill0=ok connect=ok",
+        "{}",
+        show(&out)
+    );
+
+    let (out, enforcement) = confined_as_user(&w, &dir, &["perl", "-e", ESCAPE, &pid, &name, "1"]);
+    let abi = byteback::sys::sandbox::landlock_abi();
+    if abi >= 6 {
+        assert!(
+            enforcement.landlock && enforcement.scoped,
+            "{enforcement:?}"
+        );
+        let eperm = libc::EPERM;
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            format!("kill0={eperm} term={eperm} connect={eperm}"),
+            "{}",
+            show(&out)
+        );
+    } else {
+        eprintln!("*** Landlock ABI {abi} (< 6): signal and socket scoping not tested ***");
+    }
+    assert!(
+        other.try_wait().unwrap().is_none(),
+        "the other process was killed"
+    );
+    let _ = other.kill();
+    let _ = other.wait();
+    drop(listener);
+
+    // The snapshot beside current, --link-dest's source: nothing made,
+    // removed, renamed or replaced in it; linking from it still works.
+    let (out, enforcement) = confined_as_user(&w, &dir, &["ln", &kept, "linked"]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(enforcement.private_view, "{enforcement:?}");
+    if !enforcement.landlock {
+        eprintln!("*** no Landlock: the snapshot's protection not tested ***");
+        return;
+    }
+    let in_snapshot = |p: &str| format!("../{snapshot}/{p}");
+    for argv in [
+        vec!["touch".to_owned(), in_snapshot("new")],
+        vec!["rm".to_owned(), kept.clone()],
+        vec!["mv".to_owned(), kept.clone(), "stolen".to_owned()],
+        vec![
+            "sh".to_owned(),
+            "-c".to_owned(),
+            format!("echo evil > {}", in_snapshot("new")),
+        ],
+        vec!["cp".to_owned(), "linked".to_owned(), in_snapshot("copy")],
+        vec![
+            "mv".to_owned(),
+            format!("../{snapshot}"),
+            "../moved".to_owned(),
+        ],
+        vec!["rm".to_owned(), "-rf".to_owned(), format!("../{snapshot}")],
+    ] {
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let (out, _) = confined_as_user(&w, &dir, &argv);
+        assert!(!out.status.success(), "{argv:?} succeeded: {}", show(&out));
+    }
+    assert_eq!(w.snapshots(&client), std::slice::from_ref(&snapshot));
+    let file = dir
+        .join(&snapshot)
+        .join(w.src.strip_prefix("/").unwrap())
+        .join("file");
+    assert_eq!(std::fs::read_to_string(file).unwrap(), "kept\n");
+    let out = w.server(&["verify"]);
+    assert!(out.status.success(), "{}", show(&out));
+}

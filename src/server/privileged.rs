@@ -515,18 +515,30 @@ impl Helper {
         Ok(name)
     }
 
+    /// Deletes `client`'s snapshot `name` if the policy deletes it next.
+    ///
+    /// The backup user owns the store's top directory, so it may rename
+    /// client directories (even swap two, `RENAME_EXCHANGE`) at any moment.
+    /// So the plan is computed over one pinned view: every client directory
+    /// opened once (without following symlinks) and listed through that
+    /// descriptor, the requested client's being the very descriptor the
+    /// deletion acts on; and just before deleting, the view is checked
+    /// again (each client name still the same directory, the target still
+    /// the same subvolume and not its directory's newest). Any change in
+    /// between refuses the request: only the user can make one, and the
+    /// user is the only caller.
     fn delete(&self, client: &ClientName, name: &SnapshotName, now: Timestamp) -> Result<()> {
         let dir = self.client_dir(client)?;
-        let st = rustix::fs::statat(&dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
-            .map_err(|_| Error::Refused(format!("refused: {client} has no snapshot {name}")))?;
-        let is_dir =
-            rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory;
-        if !is_dir || st.st_ino != 256 || st.st_uid != 0 {
-            return Err(Error::Refused(format!(
-                "refused: {client} {name} is not a snapshot taken in hardened mode (root's subvolume)"
-            )));
-        }
-        let all = prune::all_snapshots(&self.store)?;
+        let dir_id = dir_id(&dir).map_err(|e| io_err(format!("cannot stat {client}"), e))?;
+        let target_dev = target_subvolume(dir.as_fd(), client, name)?;
+        pause_point("privileged-delete-opened");
+        let view = self.pinned_view()?;
+        let changed = |why: String| {
+            Error::Refused(format!(
+                "refused: not deleting {client} {name}: {why}; the store changed while the helper read it, try again"
+            ))
+        };
+        let all = plan_input(&view, client, dir_id).map_err(changed)?;
         let free = self.store.space()?.free_percent();
         let target = StoredSnapshot {
             client: client.clone(),
@@ -535,6 +547,20 @@ impl Helper {
         check_deletion(&all, free, &self.cfg.policy, &target, now).map_err(|why| {
             Error::Refused(format!("refused: not deleting {client} {name}: {why}"))
         })?;
+        pause_point("privileged-delete-planned");
+        // The last look, through the descriptors the deletion uses.
+        let again = self.pinned_view()?;
+        if names_and_ids(&again) != names_and_ids(&view) {
+            return Err(changed("client directories were renamed".into()));
+        }
+        if target_subvolume(dir.as_fd(), client, name)? != target_dev {
+            return Err(changed(format!("{client}/{name} was replaced")));
+        }
+        let now_there = list_snapshots_at(dir.as_fd())
+            .map_err(|e| io_err(format!("cannot list {client}"), e))?;
+        if !now_there.iter().any(|s| s.time() > name.time()) {
+            return Err(changed(format!("{name} is {client}'s newest snapshot")));
+        }
         btrfs::destroy_at(dir.as_fd(), name.as_str()).map_err(|e| {
             Error::io(
                 &format!("cannot delete {client}"),
@@ -548,6 +574,47 @@ impl Helper {
         }
     }
 
+    /// Every client directory of the store as it is now: opened once from
+    /// the store's pinned descriptor, without following symlinks, and its
+    /// snapshots (root's) listed through that descriptor.
+    fn pinned_view(&self) -> Result<Vec<PinnedClient>> {
+        let e = |what: String| move |e| io_err(what, e);
+        let mut view = Vec::new();
+        let entries = rustix::fs::Dir::read_from(&self.root)
+            .map_err(e(format!("cannot list {}", self.cfg.store.display())))?;
+        for entry in entries {
+            let entry = entry.map_err(e(format!("cannot list {}", self.cfg.store.display())))?;
+            let Some(client) = entry
+                .file_name()
+                .to_str()
+                .ok()
+                .and_then(|n| ClientName::new(n).ok())
+            else {
+                continue;
+            };
+            // Not a directory (or gone already): not a client; a rename in
+            // between shows when the view is taken again.
+            let Ok(fd) = rustix::fs::openat(
+                &self.root,
+                client.as_str(),
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            ) else {
+                continue;
+            };
+            let id = dir_id(&fd).map_err(e(format!("cannot stat {client}")))?;
+            let snapshots =
+                list_snapshots_at(fd.as_fd()).map_err(e(format!("cannot list {client}")))?;
+            view.push(PinnedClient {
+                client,
+                id,
+                snapshots,
+            });
+        }
+        view.sort_by(|a, b| a.client.cmp(&b.client));
+        Ok(view)
+    }
+
     /// To the system log only: the store's log file is the user's.
     fn log(&self, line: &str) {
         crate::sys::syslog::send(
@@ -557,6 +624,122 @@ impl Helper {
             &format!("{}: {line}", self.cfg.user),
         );
     }
+}
+
+/// One client directory as the helper saw it through its own descriptor:
+/// the name it had, which directory it was (device, inode) and the
+/// snapshots in it (root's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PinnedClient {
+    pub client: ClientName,
+    pub id: (u64, u64),
+    pub snapshots: Vec<SnapshotName>,
+}
+
+/// The snapshots the deletion plan is computed over, from a pinned view
+/// of the store, if that view is one consistent store: no directory under
+/// two names, and the requested client's name naming the directory the
+/// deletion acts on (`target_id`). Why not, otherwise.
+pub fn plan_input(
+    view: &[PinnedClient],
+    client: &ClientName,
+    target_id: (u64, u64),
+) -> std::result::Result<Vec<StoredSnapshot>, String> {
+    for (i, a) in view.iter().enumerate() {
+        if let Some(b) = view[i + 1..].iter().find(|b| b.id == a.id) {
+            return Err(format!(
+                "{} and {} are the same directory",
+                a.client, b.client
+            ));
+        }
+    }
+    match view.iter().find(|c| &c.client == client) {
+        Some(c) if c.id == target_id => {}
+        Some(_) => return Err(format!("{client} names another directory now")),
+        None => return Err(format!("{client} is gone from the store")),
+    }
+    Ok(view
+        .iter()
+        .flat_map(|c| {
+            c.snapshots.iter().map(|name| StoredSnapshot {
+                client: c.client.clone(),
+                name: name.clone(),
+            })
+        })
+        .collect())
+}
+
+fn names_and_ids(view: &[PinnedClient]) -> Vec<(&ClientName, (u64, u64))> {
+    view.iter().map(|c| (&c.client, c.id)).collect()
+}
+
+/// Which directory `fd` is: its device and inode.
+fn dir_id(fd: &OwnedFd) -> rustix::io::Result<(u64, u64)> {
+    let st = rustix::fs::fstat(fd)?;
+    Ok((st.st_dev, st.st_ino))
+}
+
+/// The snapshots in a client's directory, listed through its descriptor:
+/// directories named as snapshots and root's (in hardened mode, only the
+/// helper's count, as in [`Store::snapshots`]), oldest first.
+fn list_snapshots_at(dir: std::os::fd::BorrowedFd<'_>) -> rustix::io::Result<Vec<SnapshotName>> {
+    let mut names = Vec::new();
+    for entry in rustix::fs::Dir::read_from(dir)? {
+        let entry = entry?;
+        let Ok(name) = entry.file_name().to_str() else {
+            continue;
+        };
+        let Some(snapshot) = SnapshotName::parse(name) else {
+            continue;
+        };
+        let Ok(st) = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) else {
+            continue;
+        };
+        let kind = rustix::fs::FileType::from_raw_mode(st.st_mode);
+        if kind == rustix::fs::FileType::Directory && st.st_uid == 0 {
+            names.push(snapshot);
+        }
+    }
+    names.sort_by_key(|s| s.time());
+    Ok(names)
+}
+
+/// The device of `client`'s snapshot `name`, seen through its directory's
+/// descriptor, if it is one the helper made (a root-owned subvolume).
+fn target_subvolume(
+    dir: std::os::fd::BorrowedFd<'_>,
+    client: &ClientName,
+    name: &SnapshotName,
+) -> Result<u64> {
+    let st = rustix::fs::statat(dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
+        .map_err(|_| Error::Refused(format!("refused: {client} has no snapshot {name}")))?;
+    let is_dir = rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory;
+    if !is_dir || st.st_ino != 256 || st.st_uid != 0 {
+        return Err(Error::Refused(format!(
+            "refused: {client} {name} is not a snapshot taken in hardened mode (root's subvolume)"
+        )));
+    }
+    Ok(st.st_dev)
+}
+
+/// For the race tests: in debug builds, `BYTEBACK_PAUSE_AT=<point>:<fifo>`
+/// makes the helper wait at that point until the test has opened `<fifo>`
+/// for writing and closed it again (so the test acts, say swaps two client
+/// directories, at exactly that instant). Release builds compile it away,
+/// and sudo passes the caller's environment to no helper.
+fn pause_point(name: &str) {
+    #[cfg(debug_assertions)]
+    if let Some(asked) = std::env::var_os("BYTEBACK_PAUSE_AT") {
+        if let Some((at, fifo)) = asked.to_str().and_then(|a| a.split_once(':')) {
+            if at == name {
+                if let Ok(mut f) = std::fs::File::open(fifo) {
+                    let _ = std::io::copy(&mut f, &mut std::io::sink());
+                }
+            }
+        }
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = name;
 }
 
 /// Gives `current` back to the backup user, as it was (or, after a crash
@@ -874,6 +1057,64 @@ mod tests {
         let lone = vec![snap("a", "2026-10-01T12:00:00Z")];
         let e = check_deletion(&lone, 3.0, &policy, &lone[0], now).unwrap_err();
         assert!(e.contains("newest"), "{e}");
+    }
+
+    fn pinned(client: &str, id: u64, times: &[&str]) -> PinnedClient {
+        PinnedClient {
+            client: ClientName::new(client).unwrap(),
+            id: (7, id),
+            snapshots: times
+                .iter()
+                .map(|t| SnapshotName::parse(t).unwrap())
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn the_plan_is_over_one_consistent_pinned_view() {
+        let now: Timestamp = "2026-11-26T12:00:00Z".parse().unwrap();
+        let (old, recent) = ("2026-10-01T12:00:00Z", "2026-11-25T12:00:00Z");
+        let policy = Policy {
+            min_free_percent: 5.0,
+            target_free_percent: 10.0,
+            min_age: config::Duration::from_secs(7 * 86400),
+            min_snapshot_interval: config::Duration::from_secs(0),
+        };
+        let a = ClientName::new("a").unwrap();
+        let b = ClientName::new("b").unwrap();
+        // a (directory 1) has only `old`, its newest; b (directory 2) has
+        // `old` and `recent`.
+        let view = vec![pinned("a", 1, &[old]), pinned("b", 2, &[old, recent])];
+        let all = plan_input(&view, &a, (7, 1)).unwrap();
+        assert_eq!(all.len(), 3);
+        let a_old = snap("a", old);
+        let e = check_deletion(&all, 3.0, &policy, &a_old, now).unwrap_err();
+        assert!(e.contains("is a's newest"), "{e}");
+        let b_old = snap("b", old);
+        let all_b = plan_input(&view, &b, (7, 2)).unwrap();
+        assert_eq!(check_deletion(&all_b, 3.0, &policy, &b_old, now), Ok(()));
+
+        // The two directories swapped after the helper opened a's: the
+        // name a now lists b's directory (the attack, which by names alone
+        // would make a's only snapshot look deletable). Refused.
+        let swapped = vec![pinned("a", 2, &[old, recent]), pinned("b", 1, &[old])];
+        let e = plan_input(&swapped, &a, (7, 1)).unwrap_err();
+        assert!(e.contains("a names another directory"), "{e}");
+        // Swapped in the middle of the listing: one directory under two
+        // names, the other nowhere.
+        let twice = vec![pinned("a", 1, &[old]), pinned("b", 1, &[old])];
+        let e = plan_input(&twice, &a, (7, 1)).unwrap_err();
+        assert!(e.contains("a and b are the same directory"), "{e}");
+        // Renamed away.
+        let gone = vec![pinned("b", 2, &[old, recent])];
+        let e = plan_input(&gone, &a, (7, 1)).unwrap_err();
+        assert!(e.contains("a is gone"), "{e}");
+        // Another client's directory, consistent: a's plan still sees its
+        // own listing, so its newest is still its newest.
+        let renamed = vec![pinned("a", 1, &[old]), pinned("c", 2, &[old, recent])];
+        let all = plan_input(&renamed, &a, (7, 1)).unwrap();
+        let e = check_deletion(&all, 3.0, &policy, &a_old, now).unwrap_err();
+        assert!(e.contains("is a's newest"), "{e}");
     }
 
     #[test]

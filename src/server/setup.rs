@@ -35,6 +35,13 @@ pub fn run(store: &Path, backend: Option<Backend>) -> Result<()> {
         account.name
     );
     println!("Config: {} ({config_note})", config_path.display());
+    let layers = crate::sys::sandbox::layers();
+    println!("Sandbox: {layers}");
+    if prepared.backend == Backend::Btrfs {
+        if let Some(w) = crate::sys::kernel::running_name_hash_warning() {
+            println!("WARNING: {w}");
+        }
+    }
     match account.shell.as_deref() {
         Some("/bin/sh") | Some("/usr/bin/sh") | Some("/bin/dash") | None => {}
         Some(shell) => println!(

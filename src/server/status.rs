@@ -94,6 +94,9 @@ pub struct StoreStatus {
     pub free_percent: f64,
     pub alert: Option<String>,
     pub pruned_last_24h: usize,
+    /// On a btrfs store, what is wrong with the running kernel's btrfs
+    /// ([`crate::sys::kernel::name_hash_warning`]).
+    pub kernel_warning: Option<String>,
 }
 
 /// Everything status reports.
@@ -191,6 +194,10 @@ pub fn gather(store: &Store, now: Timestamp, only: Option<&ClientName>) -> Resul
             free_percent: space.free_percent(),
             alert: store.space_alert(),
             pruned_last_24h: pruned_since(&log, now - SignedDuration::from_hours(24)),
+            kernel_warning: crate::sys::fs::is_btrfs(store.root())
+                .unwrap_or(false)
+                .then(crate::sys::kernel::running_name_hash_warning)
+                .flatten(),
         },
     })
 }
@@ -288,6 +295,9 @@ pub fn render_text(status: &Status) -> String {
             .map(|a| format!("; ALERT: {a}"))
             .unwrap_or_default()
     );
+    if let Some(w) = &s.kernel_warning {
+        let _ = writeln!(o, "store: WARNING: {w}");
+    }
     o
 }
 
@@ -556,6 +566,7 @@ mod tests {
                 free_percent: 50.0,
                 alert: alert.map(str::to_owned),
                 pruned_last_24h: 0,
+                kernel_warning: None,
             },
         }
     }
@@ -650,6 +661,23 @@ mod tests {
             let (_, value) = line.rsplit_once(' ').unwrap();
             assert!(value.parse::<f64>().is_ok(), "{line}");
         }
+    }
+
+    #[test]
+    fn a_kernel_warning_shows_in_text_and_json() {
+        let mut s = status(vec![client("a", State::Ok, Some(60))], None);
+        assert!(!render_text(&s).contains("WARNING"));
+        let json: serde_json::Value = serde_json::from_str(&render_json(&s).unwrap()).unwrap();
+        assert_eq!(json["store"]["kernel_warning"], serde_json::Value::Null);
+        let w = crate::sys::kernel::name_hash_warning("6.1.0-28-amd64", "").unwrap();
+        s.store.kernel_warning = Some(w.clone());
+        let text = render_text(&s);
+        assert!(text.ends_with(&format!("store: WARNING: {w}\n")), "{text}");
+        let json: serde_json::Value = serde_json::from_str(&render_json(&s).unwrap()).unwrap();
+        assert_eq!(
+            json["store"]["kernel_warning"],
+            serde_json::Value::String(w)
+        );
     }
 
     #[test]

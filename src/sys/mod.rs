@@ -3,6 +3,7 @@
 
 pub mod crash;
 pub mod fs;
+pub mod kernel;
 pub mod lock;
 pub mod mountinfo;
 pub mod priority;

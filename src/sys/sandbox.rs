@@ -16,6 +16,15 @@
 //!    (a restore) the client's directory, read and execute the system's
 //!    programs, and nothing else — no other client, no `/etc`, no
 //!    `/dev/zero`. Rules follow inodes, so they hold inside the private view.
+//!    A backup may change only its working directory (`current`): the
+//!    snapshots beside it, its `--link-dest` sources, stay as they are —
+//!    no file created, removed, renamed or replaced in them (see
+//!    [`Confinement::ruleset`] for what hard links leave open). Where the
+//!    kernel has Landlock's sixth ABI (Linux 6.12), the child is also
+//!    *scoped*: it may signal no process and reach no abstract unix socket
+//!    outside its own sandbox (not a prune, not another client's receiver,
+//!    not the server that relays it). [`layers`] says which of these the
+//!    running kernel gives.
 //!
 //! Both are set up in the child between fork and exec, so the server
 //! process itself stays free to write its log and records.
@@ -30,7 +39,7 @@ use std::sync::Mutex;
 
 use landlock::{
     ABI, Access, AccessFs, BitFlags, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset,
-    RulesetAttr, RulesetCreated, RulesetCreatedAttr,
+    RulesetAttr, RulesetCreated, RulesetCreatedAttr, Scope,
 };
 use rustix::fs::{Mode, OFlags};
 
@@ -70,6 +79,9 @@ pub struct Enforcement {
     pub landlock: bool,
     /// The child sees only its private view of the filesystem.
     pub private_view: bool,
+    /// Landlock also keeps the child from signalling processes and
+    /// reaching abstract unix sockets outside its sandbox (ABI 6).
+    pub scoped: bool,
 }
 
 /// Landlock's second ABI (Linux 5.19) is the least the sandbox uses: the
@@ -78,6 +90,61 @@ pub struct Enforcement {
 const REQUIRED_ABI: ABI = ABI::V2;
 /// Rights of newer ABIs (truncation, device ioctls) are added where known.
 const BEST_ABI: ABI = ABI::V5;
+/// The ABI (Linux 6.12) that scopes signals and abstract unix sockets.
+const SCOPE_ABI: ABI = ABI::V6;
+
+/// Which Landlock layers the running kernel gives the server's rsync (the
+/// private view is tried at each transfer, and its absence logged).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layers {
+    /// The kernel's Landlock ABI version (0 or less: none, or disabled).
+    pub abi: i32,
+    /// Filesystem rules are applied (ABI 2 or later).
+    pub filesystem: bool,
+    /// Signals and abstract unix sockets are scoped (ABI 6 or later).
+    pub scoped: bool,
+}
+
+/// The Landlock layers of the running kernel.
+pub fn layers() -> Layers {
+    Layers::of_abi(landlock_abi())
+}
+
+impl Layers {
+    /// What a kernel with Landlock ABI `abi` gives.
+    pub fn of_abi(abi: i32) -> Layers {
+        Layers {
+            abi,
+            filesystem: abi >= REQUIRED_ABI as i32,
+            scoped: abi >= SCOPE_ABI as i32,
+        }
+    }
+}
+
+impl std::fmt::Display for Layers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.filesystem, self.scoped) {
+            (true, true) => write!(
+                f,
+                "Landlock ABI {}: filesystem rules, signal and abstract-socket scoping",
+                self.abi
+            ),
+            (true, false) => write!(
+                f,
+                "Landlock ABI {}: filesystem rules; no signal or abstract-socket scoping (needs Linux 6.12 or later)",
+                self.abi
+            ),
+            (false, _) if self.abi > 0 => write!(
+                f,
+                "Landlock ABI {}: not used (needs ABI 2, Linux 5.19 or later)",
+                self.abi
+            ),
+            (false, _) => {
+                f.write_str("no Landlock (kernel older than 5.13, or landlock not among its LSMs)")
+            }
+        }
+    }
+}
 
 impl Confinement {
     /// Starts `command(the directory as the child sees it)` confined, and
@@ -85,7 +152,9 @@ impl Confinement {
     /// where the private view cannot be made; the child then starts in the
     /// caller's working directory, which must be `dir.join(cwd)`.
     pub fn spawn(&self, mut command: impl FnMut(&Path) -> Cmd) -> Result<(Child, Enforcement)> {
-        let landlock = landlock_abi() >= REQUIRED_ABI as i32;
+        let layers = layers();
+        let landlock = layers.filesystem;
+        let scoped = landlock && layers.scoped;
         let private = PrivateRoot::prepare(self).map_err(|e| self.fail(&e))?;
         let mut cmd = command(Path::new(PRIVATE_CLIENT_DIR)).into_command();
         self.arm(&mut cmd, landlock, Some(private))?;
@@ -96,6 +165,7 @@ impl Confinement {
                     Enforcement {
                         landlock,
                         private_view: true,
+                        scoped,
                     },
                 ));
             }
@@ -111,6 +181,7 @@ impl Confinement {
             Enforcement {
                 landlock,
                 private_view: false,
+                scoped,
             },
         ))
     }
@@ -161,13 +232,28 @@ impl Confinement {
         Ok(())
     }
 
+    /// The Landlock rules. A restore reads the client's directory; a backup
+    /// changes only its working directory (`current`) and reads the rest,
+    /// its snapshots and `--link-dest` sources: no entry may be made,
+    /// removed or renamed there. A hard link into `current` may not give
+    /// the file more rights than it had where it was (Landlock refuses
+    /// with `EXDEV`, and rsync would then copy what `--link-dest` should
+    /// link), so files keep in the snapshots the rights they get in
+    /// `current`: the content of a file a plain snapshot shares with
+    /// `current` is as writable through either name (an inode has one
+    /// content; the transfer's options keep rsync from writing in place,
+    /// and btrfs snapshots are read-only subvolumes). Signals and abstract
+    /// sockets are scoped where the kernel can.
     fn ruleset(&self) -> std::result::Result<RulesetCreated, String> {
         let e = |e: &dyn std::fmt::Display| e.to_string();
         let read = AccessFs::from_read(BEST_ABI);
-        let data: BitFlags<AccessFs> = if self.writable {
-            AccessFs::from_all(BEST_ABI) & !AccessFs::Execute
-        } else {
-            read & !AccessFs::Execute
+        let all: BitFlags<AccessFs> = AccessFs::from_all(BEST_ABI) & !AccessFs::Execute;
+        let file_rights = AccessFs::from_file(BEST_ABI) & !AccessFs::Execute;
+        let beside_work = self.writable && !self.cwd.as_os_str().is_empty();
+        let data = match (self.writable, beside_work) {
+            (false, _) => read & !AccessFs::Execute,
+            (true, false) => all,
+            (true, true) => (read & !AccessFs::Execute) | file_rights | AccessFs::Refer,
         };
         let mut ruleset = Ruleset::default()
             .set_compatibility(CompatLevel::SoftRequirement)
@@ -176,9 +262,29 @@ impl Confinement {
             .set_compatibility(CompatLevel::BestEffort)
             .handle_access(AccessFs::from_all(BEST_ABI))
             .map_err(|x| e(&x))?
+            .scope(Scope::from_all(SCOPE_ABI))
+            .map_err(|x| e(&x))?
             .create()
             .map_err(|x| e(&x))?;
-        let dir = PathFd::new(&self.dir).map_err(|x| e(&x))?;
+        let dir = rustix::fs::open(
+            &self.dir,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|x| e(&x))?;
+        if beside_work {
+            // The working directory itself, never through a symlink.
+            let work = rustix::fs::openat(
+                &dir,
+                &self.cwd,
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|x| format!("{}: {x}", self.dir.join(&self.cwd).display()))?;
+            ruleset = ruleset
+                .add_rule(PathBeneath::new(work, all))
+                .map_err(|x| e(&x))?;
+        }
         ruleset = ruleset
             .add_rule(PathBeneath::new(dir, data))
             .map_err(|x| e(&x))?;
@@ -428,6 +534,106 @@ fn proc_fd_path<'a>(fd: &OwnedFd, buf: &'a mut [u8; 32]) -> &'a std::ffi::CStr {
 mod tests {
     use super::*;
     use std::process::Stdio;
+
+    /// Runs `argv` confined as a backup is, in `dir`'s `current`: whether
+    /// it succeeded, its stderr, and how far it was confined.
+    fn in_backup_jail(dir: &Path, argv: &[&str]) -> (bool, String, Enforcement) {
+        let jail = Confinement {
+            dir: dir.to_owned(),
+            writable: true,
+            cwd: "current".into(),
+        };
+        let (child, enforcement) = jail
+            .spawn(|_| {
+                Cmd::new(argv[0]).args(&argv[1..]).configure(|c| {
+                    c.stdout(Stdio::piped()).stderr(Stdio::piped());
+                })
+            })
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.success(), err, enforcement)
+    }
+
+    #[test]
+    fn a_backup_changes_only_current_and_still_links() {
+        use std::os::unix::fs::MetadataExt;
+        let base = std::env::temp_dir().join(format!("byteback-plain-{}", std::process::id()));
+        let snap = base.join("2026-11-26T03:00:00Z");
+        std::fs::create_dir_all(base.join("current")).unwrap();
+        std::fs::create_dir_all(snap.join("sub")).unwrap();
+        std::fs::write(snap.join("f"), "kept\n").unwrap();
+        // --link-dest's hard link still links (a copy would double a plain
+        // store's size).
+        let (ok, err, enforcement) =
+            in_backup_jail(&base, &["ln", "../2026-11-26T03:00:00Z/f", "linked"]);
+        assert!(ok, "{err}");
+        assert_eq!(std::fs::metadata(snap.join("f")).unwrap().nlink(), 2);
+        let (ok, err, _) = in_backup_jail(
+            &base,
+            &["sh", "-c", "echo new > made && mkdir d && mv made d/"],
+        );
+        assert!(ok, "{err}");
+        if !enforcement.landlock {
+            eprintln!("*** Landlock is not available on this kernel: not tested ***");
+            std::fs::remove_dir_all(&base).unwrap();
+            return;
+        }
+        let s = "../2026-11-26T03:00:00Z";
+        for argv in [
+            vec!["touch".to_owned(), format!("{s}/new")],
+            vec!["mkdir".to_owned(), format!("{s}/d")],
+            vec!["rm".to_owned(), format!("{s}/f")],
+            vec!["rmdir".to_owned(), format!("{s}/sub")],
+            vec!["mv".to_owned(), format!("{s}/f"), format!("{s}/g")],
+            vec!["mv".to_owned(), format!("{s}/f"), "stolen".to_owned()],
+            vec![
+                "ln".to_owned(),
+                "-s".to_owned(),
+                "/".to_owned(),
+                format!("{s}/root"),
+            ],
+            vec!["mv".to_owned(), s.to_owned(), "../old".to_owned()],
+            vec!["mkdir".to_owned(), "../2026-11-27T03:00:00Z".to_owned()],
+        ] {
+            let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+            let (ok, err, _) = in_backup_jail(&base, &argv);
+            assert!(!ok, "{argv:?} succeeded");
+            assert!(
+                err.contains("ermission denied") || err.contains("cross-device"),
+                "{argv:?}: {err}"
+            );
+        }
+        assert_eq!(std::fs::read_to_string(snap.join("f")).unwrap(), "kept\n");
+        let mut names: Vec<_> = std::fs::read_dir(&snap)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["f", "sub"]);
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn layers_follow_the_abi() {
+        let none = Layers::of_abi(-1);
+        assert!(!none.filesystem && !none.scoped);
+        assert!(none.to_string().starts_with("no Landlock"), "{none}");
+        let one = Layers::of_abi(1);
+        assert!(
+            !one.filesystem && one.to_string().contains("not used"),
+            "{one}"
+        );
+        let five = Layers::of_abi(5);
+        assert!(five.filesystem && !five.scoped);
+        assert!(five.to_string().contains("no signal"), "{five}");
+        let six = Layers::of_abi(6);
+        assert!(six.filesystem && six.scoped, "{six}");
+        assert_eq!(
+            Layers::of_abi(7).to_string(),
+            "Landlock ABI 7: filesystem rules, signal and abstract-socket scoping"
+        );
+    }
 
     #[test]
     fn child_reads_only_its_directory() {
