@@ -990,7 +990,8 @@ mod tests {
             "--include=user.*",
             "--filter=merge /tmp/x",
         ] {
-            let line = format!("rsync --server -lHogDtpAXrRSe.iLsfxCIvu {sneaky} --inplace . current/");
+            let line =
+                format!("rsync --server -lHogDtpAXrRSe.iLsfxCIvu {sneaky} --inplace . current/");
             assert!(
                 crate::protocol::parse(Some(&line)).is_err(),
                 "{line} was accepted"
