@@ -78,9 +78,10 @@ fn rsync_3_2_7() -> Option<PathBuf> {
     let cache = Path::new(CACHE);
     let bin = cache.join("bin");
     let is_327 = |rsync: &Path| {
-        support::run(&[&rsync.to_string_lossy(), "--version"])
-            .stdout
-            .starts_with(b"rsync  version 3.2.7 ")
+        std::process::Command::new(rsync)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.stdout.starts_with(b"rsync  version 3.2.7 "))
     };
     if is_327(&bin.join("rsync")) {
         return Some(bin);
@@ -461,6 +462,16 @@ fn differential(kind: FsKind, rsync_dir: Option<PathBuf>, break_link: bool) {
     let inc = wi.enroll("attrs-inc.example");
     wi.server_config(NO_INTERVAL);
     let full = wf.enroll("attrs-full.example");
+    if rsync.is_some() {
+        // The client runs the first rsync in its PATH: one that fails
+        // makes the backup fail.
+        let fake = wi.area.path.join("false-rsync");
+        fs::create_dir(&fake).unwrap();
+        symlink("/bin/false", fake.join("rsync")).unwrap();
+        let src = p(&wi.src);
+        let out = client(&wi, Some(&fake), &["backup", "--source", &src]);
+        assert!(!out.status.success(), "{}", show(&out));
+    }
     let caps = have_setcap();
     let src = wi.src.clone();
     populate(&src, caps);
@@ -508,6 +519,23 @@ fn differential(kind: FsKind, rsync_dir: Option<PathBuf>, break_link: bool) {
     findings.compare("incremental vs full restore", &full_restored, &inc_restored);
     findings.compare("full restore vs source", &after, &full_restored);
     findings.compare("incremental restore vs source", &after, &inc_restored);
+    // A full pass into the existing `current` (btrfs: updated in place)
+    // after more changes keeps as much.
+    let c = src.join("c");
+    write(&c.join("content"), "changed again, and longer\n");
+    chown(c.join("mode"), Some(1001), None).unwrap();
+    touch("2021-01-01 01:01:01.010101010", &c.join("mtime-only"));
+    xattr(&c.join("xattr-added"), "user.colour", b"violet");
+    let last = manifest::read(&src, Reading::Plain);
+    std::thread::sleep(Duration::from_millis(1100));
+    let out = backup(&wi, rsync, &src, &["--full"]);
+    assert_eq!(incremental_paths(&out), None, "{out}");
+    let again = wi.snapshots(&inc).pop().unwrap();
+    findings.compare(
+        "second full pass (into current) vs source",
+        &last,
+        &manifest::read(&snapshot_tree(&wi, &inc, &again), Reading::FakeSuper),
+    );
     assert!(
         findings.0.is_empty(),
         "{} differences ({kind:?}, client rsync {}):\n{}",
