@@ -98,7 +98,7 @@ fn rsync_3_2_7() -> Option<PathBuf> {
         .unwrap()
         .map(|e| e.unwrap().path())
         .find(|p| p.extension().is_some_and(|x| x == "deb"));
-    let unpacked = deb.is_some_and(|deb| {
+    let unpacked = deb.as_ref().is_some_and(|deb| {
         let root = work.join("root");
         support::run(&[
             "dpkg-deb",
@@ -126,6 +126,7 @@ fn rsync_3_2_7() -> Option<PathBuf> {
         return None;
     }
     fs::remove_dir_all(work.join("root")).unwrap();
+    fs::remove_file(deb.unwrap()).unwrap();
     let _ = fs::remove_dir_all(cache);
     fs::rename(&work, cache).unwrap();
     assert!(is_327(&bin.join("rsync")));
@@ -525,6 +526,24 @@ fn differential(kind: FsKind, rsync_dir: Option<PathBuf>, break_link: bool) {
 
     let inc_restored = restore(&wi, rsync, &inc_snap, &src, &wi.area.path.join("r-inc"));
     let full_restored = restore(&wf, rsync, &full_snap, &src, &wf.area.path.join("r-full"));
+    // Holes stay holes, in the stores and in the restores.
+    for (what, tree) in [
+        ("incremental snapshot", snapshot_tree(&wi, &inc, &inc_snap)),
+        ("full snapshot", snapshot_tree(&wf, &full, &full_snap)),
+        ("incremental restore", inc_restored.clone()),
+        ("full restore", full_restored.clone()),
+    ] {
+        use std::os::unix::fs::MetadataExt;
+        let allocated = fs::metadata(tree.join("c/sparse")).unwrap().blocks() * 512;
+        println!(
+            "figure: {kind:?} {what}: c/sparse (8 MiB, 8 KiB of data) allocates {allocated} bytes"
+        );
+        if allocated >= 1 << 20 {
+            findings
+                .0
+                .push(format!("{what}: c/sparse allocates {allocated} bytes"));
+        }
+    }
     let inc_restored = manifest::read(&inc_restored, Reading::Plain);
     let full_restored = manifest::read(&full_restored, Reading::Plain);
     findings.compare("incremental vs full restore", &full_restored, &inc_restored);
