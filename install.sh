@@ -42,7 +42,7 @@ build_tools="ca-certificates curl gcc libc6-dev"
 # What the end-to-end tests use: filesystems on loop devices, users, ACLs and
 # xattrs, a pseudo-terminal, the database hooks' servers, man and systemd's
 # unit checker for the package test.
-test_tools="e2fsprogs acl attr util-linux bsdutils mount passwd procps man-db
+test_tools="e2fsprogs acl attr libcap2-bin util-linux bsdutils mount passwd procps man-db
     systemd mariadb-server mariadb-client postgresql"
 packages="$runtime $build_tools"
 [ "$tests" = yes ] && packages="$packages $test_tools"

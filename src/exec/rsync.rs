@@ -477,6 +477,25 @@ pub struct ServerSide {
     pub confine_root: Option<PathBuf>,
 }
 
+/// Receiver-side xattr filter rules that keep rsync's own ACL xattrs out of
+/// its xattr clean-up. With `--fake-super` the receiver keeps a file's ACLs
+/// in `user.rsync.%aacl` (access) and `user.rsync.%dacl` (default). When it
+/// updates an existing file (`--inplace`: every incremental, and a full
+/// pass's changed files) rsync (3.2.7 to 3.5 at least, `set_file_attrs`)
+/// first reads the file's ACL from that xattr, then removes every xattr the
+/// sender did not list — these included, only `%stat` is spared — and then
+/// compares the sender's ACL with the one it read *before* the removal:
+/// equal, so it writes nothing, and the ACL is silently lost. Excluded from
+/// the xattr pass, they are never removed; the ACL code writes them
+/// directly, so added, changed and removed ACLs still arrive. They come
+/// after the client's options, and the client can send no `--filter`
+/// (`protocol::parse`); command-line rules precede any the sender sends in
+/// the stream, and rsync's first matching rule wins.
+pub const ACL_XATTR_GUARDS: [&str; 2] = [
+    "--filter=-x user.rsync.%aacl",
+    "--filter=-x user.rsync.%dacl",
+];
+
 /// rsync's default allocation limit, restored whatever the client asked for.
 const MAX_ALLOC: &str = "--max-alloc=1G";
 
@@ -505,6 +524,9 @@ pub fn server_args(client_options: &[String], side: &ServerSide) -> Vec<OsString
     // No --munge-links: with --fake-super on Linux, rsync stores a symlink
     // as a regular file holding its target, so nothing is ever followed.
     args.push("--fake-super".into());
+    if matches!(side.role, ServerRole::Receiver { .. }) {
+        args.extend(ACL_XATTR_GUARDS.map(OsString::from));
+    }
     if side.role == (ServerRole::Receiver { inplace: false }) {
         // A plain `current` starts empty, so anything already there was
         // made by this very transfer — possibly a hard link into a snapshot.
@@ -866,6 +888,8 @@ mod tests {
                 "--inplace",
                 "--delete",
                 "--fake-super",
+                "--filter=-x user.rsync.%aacl",
+                "--filter=-x user.rsync.%dacl",
                 "--timeout=600",
                 "--max-alloc=1G",
                 "--confine-root=/srv/store/host"
@@ -883,6 +907,8 @@ mod tests {
                 "-logDtpre.iLsfxCIvu",
                 "--delete",
                 "--fake-super",
+                "--filter=-x user.rsync.%aacl",
+                "--filter=-x user.rsync.%dacl",
                 "--ignore-existing",
                 "--timeout=600",
                 "--max-alloc=1G"
@@ -894,6 +920,8 @@ mod tests {
         };
         let w = words(&sender);
         assert_eq!(&w[..2], ["--server", "--sender"]);
+        // The sender reads the ACL xattrs to present the ACLs: no guard.
+        assert!(!w.iter().any(|a| a.starts_with("--filter")), "{w:?}");
         assert!(
             !w.iter()
                 .any(|a| a == "--timeout=0" || a == "--max-alloc=100G")
@@ -903,6 +931,72 @@ mod tests {
             "--max-alloc=1G".into(),
             "--confine-root=/srv/store/host".into()
         ]));
+    }
+
+    /// Every receiver (a backup's, btrfs or plain, and a replica's) keeps
+    /// rsync's ACL xattrs out of its xattr clean-up, after the client's
+    /// options; the client cannot send filter rules of its own.
+    #[test]
+    fn every_receiver_guards_the_acl_xattrs() {
+        let words = |options: &[String], side: &ServerSide| -> Vec<String> {
+            receiver_argv(options, side, &["../2026-11-26T03:00:00Z".into()])
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect()
+        };
+        let backup = "rsync --server -lHogDtpAXIRSe.LsfxCIvu --timeout=30 --force --stats --delete-missing-args -@-1 --numeric-ids --inplace . current/";
+        let crate::protocol::Request::Receive { options } =
+            crate::protocol::parse(Some(backup)).unwrap()
+        else {
+            panic!("not a receive: {backup}")
+        };
+        let replica = "rsync --server -lHogDtpAXrSe.iLsfxCIvu --timeout=600 --delete --numeric-ids --inplace --fake-super -@-1 . web1/current/";
+        let crate::protocol::ReplicaRequest::Receive {
+            options: replica_options,
+            ..
+        } = crate::protocol::parse_replica(Some(replica)).unwrap()
+        else {
+            panic!("not a receive: {replica}")
+        };
+        for options in [&options, &replica_options] {
+            for inplace in [true, false] {
+                let side = ServerSide {
+                    role: ServerRole::Receiver { inplace },
+                    io_timeout_secs: 600,
+                    confine_root: None,
+                };
+                let w = words(options, &side);
+                for guard in ACL_XATTR_GUARDS {
+                    let at: Vec<usize> = (0..w.len()).filter(|&i| w[i] == guard).collect();
+                    assert_eq!(at.len(), 1, "{guard}: {w:?}");
+                    // After every option the client sent.
+                    for o in options.iter().filter(|o| !o.starts_with("--timeout=")) {
+                        if let Some(p) = w.iter().position(|a| a == o) {
+                            assert!(p < at[0], "{o} after {guard}: {w:?}");
+                        }
+                    }
+                }
+                assert_eq!(w.iter().filter(|a| a.starts_with("--filter")).count(), 2);
+                assert_eq!(&w[w.len() - 2..], [".", "."]);
+            }
+        }
+        // A client's own filter rules never reach the server's rsync, in
+        // any spelling.
+        for sneaky in [
+            "--filter=+x user.rsync.%aacl",
+            "--filter=!",
+            "-f!",
+            "--exclude=x",
+            "--include=user.*",
+            "--filter=merge /tmp/x",
+        ] {
+            let line =
+                format!("rsync --server -lHogDtpAXrRSe.iLsfxCIvu {sneaky} --inplace . current/");
+            assert!(
+                crate::protocol::parse(Some(&line)).is_err(),
+                "{line} was accepted"
+            );
+        }
     }
 
     #[test]

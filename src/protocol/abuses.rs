@@ -69,8 +69,10 @@ fn words(argv: &[OsString]) -> Vec<String> {
 
 /// What every server receiver's argv ends with: the server's settings,
 /// then `. .` — it runs in `current`, whatever the client named.
-const PLAIN_TAIL: [&str; 8] = [
+const PLAIN_TAIL: [&str; 10] = [
     "--fake-super",
+    "--filter=-x user.rsync.%aacl",
+    "--filter=-x user.rsync.%dacl",
     "--ignore-existing",
     "--timeout=600",
     "--max-alloc=1G",

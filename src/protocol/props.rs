@@ -16,7 +16,8 @@
 //!   empty component, and resolving inside the client's directory;
 //! - the server's settings win: `--sender` only for a restore, the last
 //!   `--timeout` and `--max-alloc` are the server's, `--fake-super` is on,
-//!   `--confine-root` and `--link-dest` are exactly the server's, and a
+//!   `--confine-root`, `--link-dest` and a receiver's `--filter` rules (the
+//!   ACL xattr guards) are exactly the server's, and a
 //!   plain store's receiver has `--ignore-existing` and no `--inplace`;
 //! - no value holds popt's `!#:+` (which would pull in the next word).
 //!
@@ -51,6 +52,9 @@ const SAFE: &[(&str, Option<char>, bool)] = &[
     ("max-alloc", None, true),
     ("confine-root", None, true),
     ("link-dest", None, true),
+    // Only the server's own receiver-side ACL xattr guards
+    // (`rsync::ACL_XATTR_GUARDS`), checked exactly below.
+    ("filter", Some('f'), true),
     // What a byteback client asks for: none names a file or a program, or
     // changes anything outside the transfer's own tree.
     ("verbose", Some('v'), false),
@@ -237,6 +241,14 @@ fn assert_confined(
         "{argv:?}"
     );
     assert_eq!(view.values("link-dest"), link_dests, "{argv:?}");
+    let guards: Vec<&str> = match side.role {
+        ServerRole::Sender => vec![],
+        ServerRole::Receiver { .. } => rsync::ACL_XATTR_GUARDS
+            .iter()
+            .map(|g| g.strip_prefix("--filter=").unwrap())
+            .collect(),
+    };
+    assert_eq!(view.values("filter"), guards, "{argv:?}");
     if side.role == (ServerRole::Receiver { inplace: false }) {
         assert!(
             view.has("ignore-existing") && !view.has("inplace"),
