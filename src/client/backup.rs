@@ -371,6 +371,7 @@ fn remote_backup(
         progress: show.progress,
         throttle: throttle(config),
         files_from: false,
+        server_deletes_gone: false,
     };
     let attempts = config.retry_attempts.max(1);
     let mut attempt = 1;
@@ -444,6 +445,7 @@ fn local_backup(
         progress: show.progress,
         throttle: throttle(config),
         files_from: false,
+        server_deletes_gone: false,
     };
     let t = transfer_files(&transfer, None)?;
     traffic.add(t.traffic);
@@ -554,7 +556,8 @@ fn try_once(
                 old.release();
             }
             let snapshot = ping.newest.clone().unwrap_or_default();
-            match ready_incremental(ssh, &snapshot, &changes) {
+            let server_deletes = ping.protocol >= crate::protocol::SERVER_DELETES_GONE;
+            match ready_incremental(ssh, &snapshot, &changes, server_deletes) {
                 Ok(()) => incremental = Some(changes),
                 // Refused as an incremental backup (a stale snapshot, a
                 // server without the request): a full pass. Refused as a
@@ -578,18 +581,32 @@ fn try_once(
                     changes.vanished
                 ));
             }
-            if changes.send.is_empty() {
-                // Nothing changed: `current` already is the newest snapshot.
+            // A protocol 3 server deleted what vanished when it readied
+            // `current`; rsync is given only what exists.
+            let server_deletes = ping.protocol >= crate::protocol::SERVER_DELETES_GONE;
+            let gone: std::collections::HashSet<&[u8]> = if server_deletes {
+                changes.gone.iter().map(Vec::as_slice).collect()
+            } else {
+                Default::default()
+            };
+            let listed: Vec<&Vec<u8>> = changes
+                .send
+                .iter()
+                .filter(|p| !gone.contains(p.as_slice()))
+                .collect();
+            if listed.is_empty() {
+                // Nothing (left) to send: `current` is ready as it is.
                 Transferred::nothing()
             } else {
                 let mut list = Vec::new();
-                for p in &changes.send {
+                for p in listed {
                     list.extend_from_slice(index::files_from_entry(p));
                     list.push(0);
                 }
                 let by_list = BackupTransfer {
                     sources: vec![PathBuf::from("/")],
                     files_from: true,
+                    server_deletes_gone: server_deletes,
                     ..transfer.clone()
                 };
                 transfer_files(&by_list, Some(list))?
@@ -681,19 +698,35 @@ fn incremental_only(why: &str) -> bool {
 }
 
 /// Asks the server to ready `current` for an incremental transfer from
-/// `snapshot`, naming the paths it must not take from the snapshot.
-fn ready_incremental(ssh: &Ssh, snapshot: &str, changes: &index::Changes) -> Result<()> {
-    let replace: Vec<Vec<u8>> = changes
-        .replace
-        .iter()
-        .filter(|p| p.as_slice() != b"/")
-        .map(|p| p.strip_prefix(b"/").unwrap_or(p).to_vec())
-        .collect();
-    let text = crate::protocol::render_replace_list(&replace);
+/// `snapshot`, naming the paths it must not take from the snapshot and,
+/// where it deletes them itself (`server_deletes`, protocol 3), which of
+/// them vanished.
+fn ready_incremental(
+    ssh: &Ssh,
+    snapshot: &str,
+    changes: &index::Changes,
+    server_deletes: bool,
+) -> Result<()> {
+    let relative = |paths: &[Vec<u8>]| -> Vec<Vec<u8>> {
+        paths
+            .iter()
+            .filter(|p| p.as_slice() != b"/")
+            .map(|p| p.strip_prefix(b"/").unwrap_or(p).to_vec())
+            .collect()
+    };
+    let list = crate::protocol::ReplaceList {
+        replace: relative(&changes.replace),
+        gone: if server_deletes {
+            relative(&changes.gone)
+        } else {
+            Vec::new()
+        },
+    };
+    let text = crate::protocol::render_replace_list(&list);
     if text.len() > crate::protocol::MAX_REPLACE_LIST {
         return Err(Error::Refused(format!(
             "{} changed paths are too many to list: make a full pass",
-            replace.len()
+            list.replace.len()
         )));
     }
     remote::incremental(ssh, snapshot, &text)

@@ -518,6 +518,8 @@ pub struct Changes {
     pub replace: Vec<Vec<u8>>,
     /// How many of `send` vanished from the source.
     pub vanished: usize,
+    /// Those paths (the topmost of each vanished tree), in walk order.
+    pub gone: Vec<Vec<u8>>,
 }
 
 fn is_below(path: &[u8], dir: &[u8]) -> bool {
@@ -591,6 +593,7 @@ pub fn compare(old: impl IntoIterator<Item = Entry>, new: &[Entry]) -> Changes {
     }
     let mut changes = Changes {
         vanished: vanished.len(),
+        gone: vanished.clone(),
         ..Changes::default()
     };
     let mut from_new = new

@@ -145,6 +145,10 @@ pub struct BackupTransfer {
     /// ended, relative to `/`, the only source) are sent; see
     /// [`crate::client::index`].
     pub files_from: bool,
+    /// With `files_from`: the server deleted what vanished itself
+    /// (protocol 3), so rsync is not given vanished paths nor
+    /// `--delete-missing-args`, and names `incremental/` as its destination.
+    pub server_deletes_gone: bool,
 }
 
 /// How gently a backup uses the link and the machine (client config
@@ -222,8 +226,6 @@ impl BackupTransfer {
                     // contents: no recursion), read from standard input.
                     "--files-from=-",
                     "--from0",
-                    // A listed path that vanished is deleted on the server.
-                    "--delete-missing-args",
                     // A directory replaced by a file goes, contents and all.
                     "--force",
                     // Every listed file is sent, even when size and mtime
@@ -233,6 +235,12 @@ impl BackupTransfer {
                 ]
                 .map(OsString::from),
             );
+            if !self.server_deletes_gone {
+                // A server before protocol 3: a listed path that vanished
+                // is deleted by rsync (which some rsync builds refuse with
+                // --files-from: see protocol::PROTOCOL_VERSION).
+                args.push("--delete-missing-args".into());
+            }
         } else {
             // `current` mirrors the source: deleted and excluded files go,
             // while the snapshots keep history.
@@ -289,7 +297,14 @@ impl BackupTransfer {
             args.push(source.clone().into_os_string());
         }
         match &self.to {
-            TransferTo::Remote { remote, .. } => args.push(format!("{remote}:current/").into()),
+            TransferTo::Remote { remote, .. } => {
+                let mode = if self.files_from && self.server_deletes_gone {
+                    crate::protocol::TransferMode::Incremental
+                } else {
+                    crate::protocol::TransferMode::Full
+                };
+                args.push(format!("{remote}:{}", mode.destination()).into())
+            }
             TransferTo::Local { current, .. } => {
                 let mut dest = current.clone().into_os_string();
                 dest.push("/");
@@ -666,6 +681,7 @@ mod tests {
             progress: false,
             throttle: Throttle::default(),
             files_from: false,
+            server_deletes_gone: false,
         };
         let args: Vec<String> = t
             .args()
@@ -758,6 +774,7 @@ mod tests {
             progress: false,
             throttle: Throttle::default(),
             files_from: true,
+            server_deletes_gone: false,
         };
         let args: Vec<String> = t
             .args()
@@ -787,6 +804,30 @@ mod tests {
             || a == "-r"
             || a == "--recursive"));
         assert_eq!(&args[args.len() - 3..], ["--", "/", "bb@host:current/"]);
+        // A protocol 3 server deletes what vanished itself; the client
+        // states the mode by its destination.
+        let t = BackupTransfer {
+            server_deletes_gone: true,
+            ..t
+        };
+        let args: Vec<String> = t
+            .args()
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert!(!args.iter().any(|a| a == "--delete-missing-args"), "{args:?}");
+        assert_eq!(&args[args.len() - 3..], ["--", "/", "bb@host:incremental/"]);
+        let remote = format!(
+            "rsync --server -lHogDtpAXIRSe.iLsfxCIvu --inplace --numeric-ids . {}",
+            &args[args.len() - 1]["bb@host:".len()..]
+        );
+        assert!(matches!(
+            crate::protocol::parse(Some(&remote)),
+            Ok(crate::protocol::Request::Receive {
+                mode: crate::protocol::TransferMode::Incremental,
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -809,6 +850,7 @@ mod tests {
                 ..Throttle::default()
             },
             files_from: false,
+            server_deletes_gone: false,
         };
         let args: Vec<String> = t
             .args()
@@ -846,6 +888,7 @@ mod tests {
                 },
             },
             files_from: false,
+            server_deletes_gone: false,
         };
         let args: Vec<String> = t
             .args()
@@ -945,7 +988,7 @@ mod tests {
                 .collect()
         };
         let backup = "rsync --server -lHogDtpAXIRSe.LsfxCIvu --timeout=30 --force --stats --delete-missing-args -@-1 --numeric-ids --inplace . current/";
-        let crate::protocol::Request::Receive { options } =
+        let crate::protocol::Request::Receive { options, .. } =
             crate::protocol::parse(Some(backup)).unwrap()
         else {
             panic!("not a receive: {backup}")

@@ -54,7 +54,7 @@ fn plain_side() -> ServerSide {
 /// The argv the server runs for an accepted receiver `command`.
 #[track_caller]
 fn receiver_argv(command: &str) -> Vec<String> {
-    let Ok(Request::Receive { options }) = parse(Some(command)) else {
+    let Ok(Request::Receive { options, .. }) = parse(Some(command)) else {
         panic!("{command:?} was refused");
     };
     let link = ["../2026-11-28T03:00:00Z".to_owned()];

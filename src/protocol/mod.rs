@@ -26,8 +26,38 @@ pub use reply::{Completed, DigestLine, Failure, PingReply, ReplicaState, Snapsho
 pub use wire::{DecodeError, decode_arg, decode_found, encode_arg, encode_found};
 
 /// Version of this language; sent in every ping reply. 2 added
-/// `list --ns` and `digest` (what `byteback verify` needs), and `***`.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// `list --ns` and `digest` (what `byteback verify` needs), and `***`. 3
+/// added the `incremental/` destination and `gone` lines in the replace
+/// list: the server deletes vanished paths itself, so an incremental
+/// transfer needs no `--delete-missing-args` (which rsync 3.2.7 as
+/// patched by Debian, and 3.4.3, refuse with `--files-from`).
+pub const PROTOCOL_VERSION: u32 = 3;
+
+/// The first protocol whose servers take [`TransferMode::Incremental`] by
+/// its destination and delete the replace list's `gone` paths.
+pub const SERVER_DELETES_GONE: u32 = 3;
+
+/// What a backup transfer is, as the client states it on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransferMode {
+    /// A whole rsync pass (`… . current/`): `current` mirrors the source.
+    Full,
+    /// Only the paths the change index found, into a `current` readied by
+    /// `byteback incremental` (`… . incremental/`; from clients before
+    /// protocol 3, a receiver with `--delete-missing-args`).
+    Incremental,
+}
+
+impl TransferMode {
+    /// The destination the client names for this mode (the receiver runs
+    /// in `current` whatever it is).
+    pub fn destination(self) -> &'static str {
+        match self {
+            TransferMode::Full => "current/",
+            TransferMode::Incremental => "incremental/",
+        }
+    }
+}
 
 /// Longest command line accepted from a client, in bytes.
 const MAX_COMMAND_LEN: usize = 4096;
@@ -38,8 +68,11 @@ pub enum Request {
     /// Check the connection and report the client's space.
     Ping,
     /// Run rsync's receiver into the client's `current`, with these
-    /// (already allowed) server options.
-    Receive { options: Vec<String> },
+    /// (already allowed) server options, as a transfer of `mode`.
+    Receive {
+        options: Vec<String>,
+        mode: TransferMode,
+    },
     /// The transfer finished: take the snapshot. `partial` marks one whose
     /// transfer left some files out; their names follow on standard input.
     Complete { partial: bool },
@@ -120,8 +153,12 @@ impl Request {
                     paths.join(" ")
                 )
             }
-            Request::Receive { options } => {
-                format!("rsync --server {} . current/", options.join(" "))
+            Request::Receive { options, mode } => {
+                format!(
+                    "rsync --server {} . {}",
+                    options.join(" "),
+                    mode.destination()
+                )
             }
         }
     }
@@ -444,29 +481,54 @@ fn parse_digest(words: &[&str]) -> Result<Request, Refusal> {
 /// hold, in bytes; a client with more changes makes a full pass instead.
 pub const MAX_REPLACE_LIST: usize = 64 << 20;
 
-/// Renders the paths an incremental transfer replaces (relative to
-/// `current`, as rsync `--relative` places them): one encoded path a line.
-pub fn render_replace_list(paths: &[Vec<u8>]) -> String {
+/// What `byteback incremental` readies `current` without: `replace`, the
+/// paths the transfer sends fresh (a plain store does not link them from
+/// the snapshot), and among them `gone`, the ones that vanished from the
+/// source, which the server deletes from `current` itself (protocol 3;
+/// before, rsync's `--delete-missing-args` did).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplaceList {
+    pub replace: Vec<Vec<u8>>,
+    pub gone: Vec<Vec<u8>>,
+}
+
+/// The word that marks a vanished path's line (an encoded path has no
+/// space, so `gone PATH` is never a path).
+const GONE: &str = "gone ";
+
+/// Renders a replace list, relative to `current` as rsync `--relative`
+/// places the paths: one encoded path a line, `gone PATH` for a vanished
+/// one (every `gone` path must also be in `replace`).
+pub fn render_replace_list(list: &ReplaceList) -> String {
+    let gone: std::collections::HashSet<&[u8]> = list.gone.iter().map(Vec::as_slice).collect();
     let mut text = String::new();
-    for p in paths {
+    for p in &list.replace {
+        if gone.contains(p.as_slice()) {
+            text.push_str(GONE);
+        }
         text.push_str(&encode_arg(p));
         text.push('\n');
     }
     text
 }
 
-/// Reads a replace list: each line one encoded path relative to `current`,
-/// without empty, `.` or `..` components — never a way out of `current`.
-pub fn parse_replace_list(text: &[u8]) -> Result<Vec<Vec<u8>>, Refusal> {
+/// Reads a replace list: each line one encoded path relative to `current`
+/// (`gone PATH` for a vanished one), without empty, `.` or `..` components
+/// — never a way out of `current`.
+pub fn parse_replace_list(text: &[u8]) -> Result<ReplaceList, Refusal> {
     if text.len() > MAX_REPLACE_LIST {
         return refuse(format!("replace list longer than {MAX_REPLACE_LIST} bytes"));
     }
     let Ok(text) = std::str::from_utf8(text) else {
         return refuse("replace list is not encoded text");
     };
-    let mut paths = Vec::new();
+    let mut list = ReplaceList::default();
     for line in text.lines() {
-        let path = decode(line)?;
+        let (gone, word) = match line.strip_prefix(GONE) {
+            Some(word) => (true, word),
+            None => (false, line),
+        };
+        let path = decode(word)?;
         if path.is_empty()
             || path
                 .split(|&b| b == b'/')
@@ -478,9 +540,12 @@ pub fn parse_replace_list(text: &[u8]) -> Result<Vec<Vec<u8>>, Refusal> {
                 truncate(line)
             ));
         }
-        paths.push(path);
+        if gone {
+            list.gone.push(path.clone());
+        }
+        list.replace.push(path);
     }
-    Ok(paths)
+    Ok(list)
 }
 
 /// Splits an rsync server command into its options (each checked against
@@ -512,13 +577,22 @@ fn parse_sender(words: &[&str]) -> Result<Request, Refusal> {
 fn parse_receiver(words: &[&str]) -> Result<Request, Refusal> {
     let (options, rest) = split_rsync(words)?;
     // After "." rsync names the destination; whatever it is, data lands in
-    // the client's own `current`, so it is only checked for shape.
-    match rest {
-        [_destination] => {}
+    // the client's own `current`, so it is only checked for shape — and
+    // read for the mode the client states (before protocol 3, an
+    // incremental transfer was known by `--delete-missing-args`).
+    let destination = match rest {
+        [destination] => *destination,
         [] => return refuse("rsync command without a destination"),
         _ => return refuse("rsync receiver with more than one destination"),
-    }
-    Ok(Request::Receive { options })
+    };
+    let incremental = destination.trim_end_matches('/') == "incremental"
+        || options.iter().any(|o| o == "--delete-missing-args");
+    let mode = if incremental {
+        TransferMode::Incremental
+    } else {
+        TransferMode::Full
+    };
+    Ok(Request::Receive { options, mode })
 }
 
 fn check_option(word: &str) -> Result<(), Refusal> {
@@ -614,7 +688,7 @@ mod tests {
             parse(Some("byteback complete --partial")),
             Ok(Request::Complete { partial: true })
         );
-        let Ok(Request::Receive { options }) = parse(Some(REAL)) else {
+        let Ok(Request::Receive { options, .. }) = parse(Some(REAL)) else {
             panic!()
         };
         assert_eq!(options[0], "-lHogDtpAXrRSe.iLsfxCIvu");
@@ -1080,10 +1154,34 @@ mod tests {
             snapshot: "2026-11-28T03:00:00Z".into(),
         };
         assert_eq!(parse(Some(&r.render())), Ok(r));
-        let Ok(Request::Receive { options }) = parse(Some(INCREMENTAL)) else {
+        let Ok(Request::Receive { options, mode }) = parse(Some(INCREMENTAL)) else {
             panic!("{INCREMENTAL} refused")
         };
         assert!(options.contains(&"--delete-missing-args".to_string()));
+        assert_eq!(mode, TransferMode::Incremental, "before protocol 3");
+        let by_destination = Request::Receive {
+            options: vec!["-lHogDtpAXIRSe.LsfxCIvu".into(), "--inplace".into()],
+            mode: TransferMode::Incremental,
+        };
+        assert!(by_destination.render().ends_with(" . incremental/"));
+        assert_eq!(parse(Some(&by_destination.render())), Ok(by_destination));
+        let Ok(Request::Receive { mode, .. }) = parse(Some(REAL)) else {
+            panic!("{REAL} refused")
+        };
+        assert_eq!(mode, TransferMode::Full);
+        // The replace list: vanished paths marked, nothing outside current.
+        let list = ReplaceList {
+            replace: vec![b"etc/a b".to_vec(), b"gone".to_vec(), b"x/y".to_vec()],
+            gone: vec![b"x/y".to_vec(), b"gone".to_vec()],
+        };
+        let text = render_replace_list(&list);
+        assert_eq!(text, "etc/a%20b\ngone gone\ngone x/y\n");
+        let back = parse_replace_list(text.as_bytes()).unwrap();
+        assert_eq!(back.replace, list.replace);
+        assert_eq!(back.gone, [b"gone".to_vec(), b"x/y".to_vec()]);
+        for bad in ["gone ../x", "gone ", "gone a//b", "gone  a", "a/./b"] {
+            assert!(parse_replace_list(bad.as_bytes()).is_err(), "{bad}");
+        }
         for (cmd, why) in [
             ("byteback incremental", "not allowed"),
             ("byteback incremental current", "snapshot name"),
@@ -1122,11 +1220,15 @@ mod tests {
             b"a/\xff\n%".to_vec(),
             b"x".to_vec(),
         ];
+        let list = ReplaceList {
+            replace: paths,
+            gone: Vec::new(),
+        };
         assert_eq!(
-            parse_replace_list(render_replace_list(&paths).as_bytes()),
-            Ok(paths)
+            parse_replace_list(render_replace_list(&list).as_bytes()),
+            Ok(list)
         );
-        assert_eq!(parse_replace_list(b""), Ok(vec![]));
+        assert_eq!(parse_replace_list(b""), Ok(ReplaceList::default()));
         for bad in [
             &b"../other.example/current\n"[..],
             b"a/../../x\n",

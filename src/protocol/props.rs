@@ -603,7 +603,15 @@ fn request() -> impl Strategy<Value = Request> {
             vec(bytes(), 1..4)
         )
             .prop_map(|(options, paths)| Request::Send { options, paths }),
-        vec(allowed_option(), 1..6).prop_map(|options| Request::Receive { options }),
+        (vec(allowed_option(), 1..6), proptest::bool::ANY).prop_map(|(options, incremental)| {
+            // Before protocol 3, --delete-missing-args alone said so.
+            let mode = if incremental || options.iter().any(|o| o == "--delete-missing-args") {
+                super::TransferMode::Incremental
+            } else {
+                super::TransferMode::Full
+            };
+            Request::Receive { options, mode }
+        }),
     ]
 }
 
@@ -643,7 +651,7 @@ proptest! {
     /// the server's settings last; the options pass as they came.
     #[test]
     fn accepted_receivers_are_confined(cmd in rsync_command()) {
-        if let Ok(Request::Receive { options }) = parse(Some(&cmd)) {
+        if let Ok(Request::Receive { options, .. }) = parse(Some(&cmd)) {
             for (side, links) in sides().into_iter().filter(|(s, _)| s.role != ServerRole::Sender) {
                 assert_confined(&rsync::receiver_argv(&options, &side, &links), &side, &links, None);
             }

@@ -141,7 +141,7 @@ fn serve(store: &Store, client: &ClientName, request: Request) -> Result<u8> {
             print!("{}", reply.render());
             Ok(0)
         }
-        Request::Receive { options } => receive(&backups, &options, &key),
+        Request::Receive { options, mode } => receive(&backups, &options, mode, &key),
         Request::Incremental { snapshot } => {
             let mut text = Vec::new();
             std::io::stdin()
@@ -272,7 +272,9 @@ fn serve_replica(store: &Store, primary: &ClientName, request: ReplicaRequest) -
                 store.add_client(&mapped)?;
                 store.log(&format!("{mapped}: new replicated client of {primary}"));
             }
-            receive(&ClientBackups::open(store, &mapped)?, &options, &key)
+            // A replica's transfer is always a whole pass.
+            let mode = protocol::TransferMode::Full;
+            receive(&ClientBackups::open(store, &mapped)?, &options, mode, &key)
         }
         ReplicaRequest::Snapshot {
             client,
@@ -318,7 +320,12 @@ fn send(backups: &ClientBackups, options: &[String], paths: &[Vec<u8>]) -> Resul
 /// Runs rsync's receiver inside the client's `current` and nowhere else,
 /// for `key`, which spends the transfer slot and is recorded as what
 /// produced `current`.
-fn receive(backups: &ClientBackups, options: &[String], key: &KeyId) -> Result<u8> {
+fn receive(
+    backups: &ClientBackups,
+    options: &[String],
+    mode: protocol::TransferMode,
+    key: &KeyId,
+) -> Result<u8> {
     let (store, client) = (backups.store, &backups.client);
     let lock = store.lock_client(client, store.config.lock_wait.to_std())?;
     // The rsync child inherits the lock: if this process is killed, the
@@ -339,13 +346,11 @@ fn receive(backups: &ClientBackups, options: &[String], key: &KeyId) -> Result<u
     if let Some(notice) = store.client_notice(client) {
         crate::report::warn(notice);
     }
-    // `--delete-missing-args` marks an index-mode transfer, for which
-    // `current` must have been readied (`byteback incremental`).
-    let incremental = options.iter().any(|o| o == "--delete-missing-args");
-    let plan = if incremental {
-        backups.start_incremental()?
-    } else {
-        backups.prepare_transfer()?
+    // An index-mode transfer needs a `current` readied for it
+    // (`byteback incremental`).
+    let plan = match mode {
+        protocol::TransferMode::Incremental => backups.start_incremental()?,
+        protocol::TransferMode::Full => backups.prepare_transfer()?,
     };
     // From here on `current` is this key's work, whatever it held before.
     backups.mark_produced_by(key.as_str())?;

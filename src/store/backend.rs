@@ -59,6 +59,7 @@ pub trait SnapshotBackend: fmt::Debug + Send + Sync {
         client_dir: &Path,
         newest: &SnapshotName,
         replace: &HashSet<Vec<u8>>,
+        gone: &[Vec<u8>],
         clean: bool,
     ) -> Result<()>;
     /// Takes the snapshot `name` of the client's `current`, atomically:
@@ -75,6 +76,52 @@ pub trait SnapshotBackend: fmt::Debug + Send + Sync {
     fn space(&self, root: &Path) -> Result<Space>;
     /// Returns once the space of deleted snapshots is really free.
     fn wait_for_reclaim(&self, root: &Path) -> Result<()>;
+}
+
+/// Removes `rel` (a relative path whose components are plain names, as
+/// `protocol::parse_replace_list` checked) from beneath `dir`, whatever it
+/// is, never following a symlink on the way: each directory is opened with
+/// `O_NOFOLLOW` from the one before. A path that is not there is no error.
+pub fn remove_beneath(dir: &Path, rel: &[u8]) -> Result<()> {
+    use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+    use std::os::unix::ffi::OsStrExt;
+    let failed = |what: &str, e: rustix::io::Errno| {
+        crate::error::Error::io(what, &dir.join(std::ffi::OsStr::from_bytes(rel)), e.into())
+    };
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let mut at = rustix::fs::open(dir, flags, Mode::empty()).map_err(|e| failed("cannot open", e))?;
+    let mut parts = rel.split(|&b| b == b'/').peekable();
+    while let Some(name) = parts.next() {
+        let name = std::ffi::OsStr::from_bytes(name);
+        if parts.peek().is_some() {
+            at = match rustix::fs::openat(&at, name, flags, Mode::empty()) {
+                Ok(fd) => fd,
+                // Not there, or not a directory: nothing below it to remove.
+                Err(rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR) => return Ok(()),
+                Err(e) => return Err(failed("cannot open", e)),
+            };
+            continue;
+        }
+        let stat = match rustix::fs::statat(&at, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(rustix::io::Errno::NOENT) => return Ok(()),
+            Err(e) => return Err(failed("cannot stat", e)),
+        };
+        if FileType::from_raw_mode(stat.st_mode) == FileType::Directory {
+            // std's remove_dir_all works by descriptors below the directory
+            // and never follows a symlink inside it; the directory itself
+            // is named through the pinned descriptor of its parent.
+            use std::os::fd::AsRawFd;
+            let mut pinned = std::path::PathBuf::from(format!("/proc/self/fd/{}", at.as_raw_fd()));
+            pinned.push(name);
+            std::fs::remove_dir_all(&pinned).map_err(|e| {
+                crate::error::Error::io("cannot remove", &dir.join(std::ffi::OsStr::from_bytes(rel)), e)
+            })?;
+        } else {
+            rustix::fs::unlinkat(&at, name, AtFlags::empty()).map_err(|e| failed("cannot remove", e))?;
+        }
+    }
+    Ok(())
 }
 
 /// The implementation for a store of `kind`.
@@ -119,6 +166,7 @@ impl SnapshotBackend for Btrfs {
         client_dir: &Path,
         newest: &SnapshotName,
         _replace: &HashSet<Vec<u8>>,
+        gone: &[Vec<u8>],
         clean: bool,
     ) -> Result<()> {
         // `current` is a writable copy of the newest snapshot after each
@@ -126,6 +174,13 @@ impl SnapshotBackend for Btrfs {
         // constant time. rsync then updates it in place, copy-on-write.
         if !clean {
             btrfs::roll_back(client_dir, Some(&client_dir.join(newest.as_str())))?;
+        }
+        // What vanished from the source goes from `current` here, not by
+        // rsync's --delete-missing-args (refused with --files-from by
+        // some rsync builds; see protocol::PROTOCOL_VERSION).
+        let current = client_dir.join("current");
+        for path in gone {
+            remove_beneath(&current, path)?;
         }
         Ok(())
     }
@@ -208,8 +263,10 @@ impl SnapshotBackend for Plain {
         client_dir: &Path,
         newest: &SnapshotName,
         replace: &HashSet<Vec<u8>>,
+        _gone: &[Vec<u8>],
         _clean: bool,
     ) -> Result<()> {
+        // Vanished paths are among `replace`: never linked, so gone.
         plain::prepare_incremental(client_dir, newest.as_str(), replace)
     }
 

@@ -57,6 +57,7 @@ impl SnapshotBackend for FakeBackend {
         client_dir: &Path,
         newest: &SnapshotName,
         replace: &HashSet<Vec<u8>>,
+        _gone: &[Vec<u8>],
         _clean: bool,
     ) -> Result<()> {
         super::plain::prepare_incremental(client_dir, newest.as_str(), replace)

@@ -126,7 +126,7 @@ impl<'s> ClientBackups<'s> {
     pub fn prepare_incremental(
         &self,
         snapshot: &str,
-        replace: Vec<Vec<u8>>,
+        list: crate::protocol::ReplaceList,
         key: &str,
     ) -> Result<()> {
         let (store, client) = (self.store, &self.client);
@@ -149,17 +149,28 @@ impl<'s> ClientBackups<'s> {
         let clean = store.client_mark(client, CLEAN_XATTR).as_deref() == Some(snapshot);
         // A half-built `current` is never snapshotted (see `complete`).
         store.set_client_mark(client, INCREMENTAL_XATTR, BUILDING)?;
-        let count = replace.len();
-        let replace: std::collections::HashSet<Vec<u8>> = replace.into_iter().collect();
+        let count = list.replace.len();
+        let replace: std::collections::HashSet<Vec<u8>> = list.replace.into_iter().collect();
+        // Deleting what vanished changes `current`: from then on it is no
+        // longer the snapshot, whatever happens to this transfer.
+        if !list.gone.is_empty() {
+            store.clear_client_mark(client, CLEAN_XATTR);
+        }
         store
             .backend()
-            .prepare_incremental(&store.client_dir(client), &newest.name, &replace, clean)
+            .prepare_incremental(
+                &store.client_dir(client),
+                &newest.name,
+                &replace,
+                &list.gone,
+                clean,
+            )
             .map_err(|e| {
                 Error::Refused(format!(
                     "cannot ready current of {client} for an incremental backup ({e}): make a full pass"
                 ))
             })?;
-        if store.backend().kind() == super::Backend::Btrfs {
+        if store.backend().kind() == super::Backend::Btrfs && list.gone.is_empty() {
             store.set_client_mark(client, CLEAN_XATTR, snapshot)?;
         }
         store.set_client_mark(client, INCREMENTAL_XATTR, snapshot)?;
@@ -780,7 +791,7 @@ mod tests {
         let backups = ClientBackups::open(&fake.store, &client).unwrap();
         // Nothing to start from yet.
         assert!(matches!(
-            backups.prepare_incremental("2026-11-28T03:00:00Z", vec![], KEY),
+            backups.prepare_incremental("2026-11-28T03:00:00Z", Default::default(), KEY),
             Err(Error::Refused(_))
         ));
         let current = fake.store.current(&client);
@@ -795,14 +806,17 @@ mod tests {
         assert!(err.contains("not readied"), "{err}");
         // Another snapshot than the newest is refused.
         let err = backups
-            .prepare_incremental("2026-11-27T03:00:00Z", vec![], KEY)
+            .prepare_incremental("2026-11-27T03:00:00Z", Default::default(), KEY)
             .unwrap_err()
             .to_string();
         assert!(err.contains("make a full pass"), "{err}");
         backups
             .prepare_incremental(
                 name.as_str(),
-                vec![b"d/changed".to_vec(), b"d/sub".to_vec()],
+                crate::protocol::ReplaceList {
+                    replace: vec![b"d/changed".to_vec(), b"d/sub".to_vec()],
+                    gone: Vec::new(),
+                },
                 KEY,
             )
             .unwrap();
