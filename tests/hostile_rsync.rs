@@ -564,6 +564,7 @@ fn confined_as_user(
         dir: dir.to_owned(),
         writable: true,
         cwd: "current".into(),
+        ..Confinement::default()
     };
     let (uid, gid) = (Uid::from_raw(w.user.uid), Gid::from_raw(w.user.gid));
     std::thread::scope(|scope| {
@@ -578,7 +579,7 @@ fn confined_as_user(
                 rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::Dumpable)
                     .unwrap();
                 let (child, enforcement) = jail
-                    .spawn(|_| {
+                    .spawn(|_view| {
                         byteback::exec::Cmd::new(argv[0])
                             .args(&argv[1..])
                             .configure(|c| {

@@ -595,15 +595,6 @@ pub fn sender_argv(
     args
 }
 
-/// Whether the installed rsync has `--confine-root` (3.5.0 and later),
-/// which confines the files its filter rules may open.
-pub fn has_confine_root(rsync: &Path) -> bool {
-    super::Cmd::new(rsync)
-        .arg("--help")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("--confine-root"))
-}
-
 /// The exclude pattern that leaves out everything below `mount_point` but
 /// keeps the directory itself, anchored at the transfer root.
 pub fn exclude_contents_of(mount_point: &Path) -> String {
@@ -815,7 +806,10 @@ mod tests {
             .iter()
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
-        assert!(!args.iter().any(|a| a == "--delete-missing-args"), "{args:?}");
+        assert!(
+            !args.iter().any(|a| a == "--delete-missing-args"),
+            "{args:?}"
+        );
         assert_eq!(&args[args.len() - 3..], ["--", "/", "bb@host:incremental/"]);
         let remote = format!(
             "rsync --server -lHogDtpAXIRSe.iLsfxCIvu --inplace --numeric-ids . {}",

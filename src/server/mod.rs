@@ -4,6 +4,7 @@
 pub mod clients;
 pub mod keys;
 pub mod privileged;
+pub mod probe;
 pub mod receive;
 pub mod replicate;
 pub mod roles;

@@ -24,6 +24,7 @@ use crate::protocol::{
 };
 use crate::prune::growth;
 use crate::server::keys::KeyRole;
+use crate::server::probe;
 use crate::server::roles::{self, Incoming, KeyId, ReplicaClients};
 use crate::server::watch::Watch;
 use crate::store::Store;
@@ -308,12 +309,11 @@ fn send(backups: &ClientBackups, options: &[String], paths: &[Vec<u8>]) -> Resul
     let _slot = store.read_slot(client)?;
     enter_dir(store, client, false)?;
     store.log(&format!("{client}: restore of {} path(s)", paths.len()));
-    let confine = rsync::has_confine_root(Path::new(RSYNC));
-    let args = |seen: &Path| {
+    let args = |seen: &Path, confine: bool| {
         let side = server_side(store, ServerRole::Sender, confine.then_some(seen));
         rsync::sender_argv(options, &side, &checked)
     };
-    let ended = run_confined(store, client, false, confine, args, |_| None)?;
+    let ended = run_confined(store, client, false, args, |_| None)?;
     Ok(exit_code(&ended.status))
 }
 
@@ -355,8 +355,7 @@ fn receive(
     // From here on `current` is this key's work, whatever it held before.
     backups.mark_produced_by(key.as_str())?;
     let inplace = plan.inplace;
-    let confine = rsync::has_confine_root(Path::new(RSYNC));
-    let args = |seen: &Path| {
+    let args = |seen: &Path, confine: bool| {
         let role = ServerRole::Receiver { inplace };
         // The destination is the working directory, whatever the client named.
         rsync::receiver_argv(
@@ -394,7 +393,7 @@ fn receive(
                 )
             })
     };
-    let ended = run_confined(store, client, true, confine, args, over_limit)?;
+    let ended = run_confined(store, client, true, args, over_limit)?;
     let written = growth::written_by_children().saturating_sub(written_before);
     let code = exit_code(&ended.status);
     store.log(&format!(
@@ -424,16 +423,14 @@ fn server_side(store: &Store, role: ServerRole, confine_root: Option<&Path>) -> 
     }
 }
 
-/// The rsync the server runs (found on the backup user's PATH).
-const RSYNC: &str = "rsync";
-
 /// rsync's exit status as ours (a signal counts as rsync's 20).
 fn exit_code(status: &std::process::ExitStatus) -> u8 {
     u8::try_from(status.code().unwrap_or(20)).unwrap_or(1)
 }
 
-/// Runs the server's rsync, with the arguments `args(the client's directory
-/// as rsync sees it)`, confined to the client's directory (see
+/// Runs the server's rsync (the configured one, see [`probe`]), with the
+/// arguments `args(the client's directory as rsync sees it, whether rsync
+/// has --confine-root)`, confined to the client's directory (see
 /// [`crate::sys::sandbox`]) and between the connection and pipes (see
 /// [`relay`]). The working directory is already the client's directory
 /// (a restore) or its `current` (a backup). Refuses to run rsync with no
@@ -443,8 +440,7 @@ fn run_confined(
     store: &Store,
     client: &ClientName,
     writable: bool,
-    confine_root: bool,
-    args: impl Fn(&Path) -> Vec<std::ffi::OsString>,
+    args: impl Fn(&Path, bool) -> Vec<std::ffi::OsString>,
     mut check: impl FnMut(u32) -> Option<String>,
 ) -> Result<relay::Ended> {
     let jail = Confinement {
@@ -455,13 +451,21 @@ fn run_confined(
         } else {
             PathBuf::new()
         },
+        program: Some(store.config.rsync.clone()),
+        limits: store.config.sandbox.limits(),
     };
-    let (child, enforcement) = jail.spawn(|seen| {
-        let cmd = Cmd::new(RSYNC).args(args(seen)).configure(|c| {
-            c.stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .process_group(0);
-        });
+    // The rsync that runs is the one asked, in the view it runs in.
+    let facts = probe::rsync(store, &jail)?;
+    let confine_root = facts.confine_root;
+    let (child, enforcement) = jail.spawn(|view| {
+        let program = view.program.unwrap_or(&facts.path);
+        let cmd = Cmd::new(program)
+            .args(args(view.dir, confine_root))
+            .configure(|c| {
+                c.stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .process_group(0);
+            });
         store.log(&format!("{client}: running {}", cmd.display()));
         cmd
     })?;
@@ -474,18 +478,19 @@ fn run_confined(
                 "refusing to run rsync unconfined: this kernel allows neither Landlock (Linux 5.19 or later, with landlock among its LSMs) nor unprivileged user namespaces, and this rsync has no --confine-root (3.5.0 or later); upgrade one of them".into(),
             ));
         }
-        (true, true, _) => {}
+        (true, true, _) if enforcement.scoped => {}
         (landlock, private_view, _) => store.log(&format!(
-            "{client}: WARNING: rsync runs with {}{}{}",
-            if landlock {
-                "Landlock"
-            } else {
-                "no Landlock (kernel too old or Landlock disabled)"
+            "{client}: WARNING: rsync {} runs with {}{}{}",
+            facts.version,
+            match (landlock, enforcement.scoped) {
+                (true, true) => "Landlock",
+                (true, false) => "Landlock without signal and socket scoping (ABI 6, Linux 6.12)",
+                (false, _) => "no Landlock (kernel too old, Landlock disabled or capped in [sandbox])",
             },
             if private_view {
                 ", a private view"
             } else {
-                ", no private view (unprivileged user namespaces not allowed)"
+                ", no private view (unprivileged user namespaces not allowed, or [sandbox] private_view = false)"
             },
             if confine_root {
                 ", --confine-root"

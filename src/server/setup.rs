@@ -35,8 +35,12 @@ pub fn run(store: &Path, backend: Option<Backend>) -> Result<()> {
         account.name
     );
     println!("Config: {} ({config_note})", config_path.display());
-    let layers = crate::sys::sandbox::layers();
-    println!("Sandbox: {layers}");
+    let opened = Store::open(store)?;
+    println!("Sandbox: {}", crate::server::probe::layers_line(&opened));
+    match crate::server::probe::rsync_of_store(&opened) {
+        Ok(facts) => println!("rsync: {facts}"),
+        Err(e) => println!("WARNING: {e}"),
+    }
     if prepared.backend == Backend::Btrfs {
         if let Some(w) = crate::sys::kernel::running_name_hash_warning() {
             println!("WARNING: {w}");

@@ -97,6 +97,10 @@ pub struct StoreStatus {
     /// On a btrfs store, what is wrong with the running kernel's btrfs
     /// ([`crate::sys::kernel::name_hash_warning`]).
     pub kernel_warning: Option<String>,
+    /// The server's rsync as probed in its sandbox (or why it cannot be).
+    pub rsync: String,
+    /// The sandbox's layers on this kernel, within `[sandbox]`.
+    pub sandbox: String,
 }
 
 /// Everything status reports.
@@ -198,6 +202,11 @@ pub fn gather(store: &Store, now: Timestamp, only: Option<&ClientName>) -> Resul
                 .unwrap_or(false)
                 .then(crate::sys::kernel::running_name_hash_warning)
                 .flatten(),
+            rsync: match crate::server::probe::rsync_of_store(store) {
+                Ok(facts) => facts.to_string(),
+                Err(e) => format!("WARNING: {e}"),
+            },
+            sandbox: crate::server::probe::layers_line(store),
         },
     })
 }
@@ -298,6 +307,7 @@ pub fn render_text(status: &Status) -> String {
     if let Some(w) = &s.kernel_warning {
         let _ = writeln!(o, "store: WARNING: {w}");
     }
+    let _ = writeln!(o, "server: rsync {}; sandbox: {}", s.rsync, s.sandbox);
     o
 }
 
@@ -567,6 +577,8 @@ mod tests {
                 alert: alert.map(str::to_owned),
                 pruned_last_24h: 0,
                 kernel_warning: None,
+                rsync: "/usr/bin/rsync 3.5.0 (with --confine-root)".into(),
+                sandbox: "Landlock ABI 7".into(),
             },
         }
     }
@@ -672,7 +684,10 @@ mod tests {
         let w = crate::sys::kernel::name_hash_warning("6.1.0-28-amd64", "").unwrap();
         s.store.kernel_warning = Some(w.clone());
         let text = render_text(&s);
-        assert!(text.ends_with(&format!("store: WARNING: {w}\n")), "{text}");
+        assert!(
+            text.contains(&format!("store: WARNING: {w}\nserver: rsync ")),
+            "{text}"
+        );
         let json: serde_json::Value = serde_json::from_str(&render_json(&s).unwrap()).unwrap();
         assert_eq!(
             json["store"]["kernel_warning"],

@@ -89,7 +89,8 @@ pub fn remove_beneath(dir: &Path, rel: &[u8]) -> Result<()> {
         crate::error::Error::io(what, &dir.join(std::ffi::OsStr::from_bytes(rel)), e.into())
     };
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let mut at = rustix::fs::open(dir, flags, Mode::empty()).map_err(|e| failed("cannot open", e))?;
+    let mut at =
+        rustix::fs::open(dir, flags, Mode::empty()).map_err(|e| failed("cannot open", e))?;
     let mut parts = rel.split(|&b| b == b'/').peekable();
     while let Some(name) = parts.next() {
         let name = std::ffi::OsStr::from_bytes(name);
@@ -115,10 +116,15 @@ pub fn remove_beneath(dir: &Path, rel: &[u8]) -> Result<()> {
             let mut pinned = std::path::PathBuf::from(format!("/proc/self/fd/{}", at.as_raw_fd()));
             pinned.push(name);
             std::fs::remove_dir_all(&pinned).map_err(|e| {
-                crate::error::Error::io("cannot remove", &dir.join(std::ffi::OsStr::from_bytes(rel)), e)
+                crate::error::Error::io(
+                    "cannot remove",
+                    &dir.join(std::ffi::OsStr::from_bytes(rel)),
+                    e,
+                )
             })?;
         } else {
-            rustix::fs::unlinkat(&at, name, AtFlags::empty()).map_err(|e| failed("cannot remove", e))?;
+            rustix::fs::unlinkat(&at, name, AtFlags::empty())
+                .map_err(|e| failed("cannot remove", e))?;
         }
     }
     Ok(())

@@ -142,9 +142,47 @@ pub struct ServerConfig {
     pub max_digest_bytes: u64,
     /// The system log's socket [default: /dev/log].
     pub log_socket: Option<PathBuf>,
+    /// The rsync the server runs for every transfer (absolute path); it is
+    /// probed (version, `--confine-root`) in the sandbox it runs in.
+    pub rsync: PathBuf,
+    /// Layers of the sandbox switched off or capped (for kernels that lack
+    /// them, and to test those).
+    pub sandbox: SandboxConfig,
     /// Copies of this store's snapshots on other byteback servers (boxed:
     /// rarely set, and a `Store` travels by value).
     pub replicate: Box<ReplicateConfig>,
+}
+
+/// The `[sandbox]` section: how the server's rsync is confined (see
+/// [`crate::sys::sandbox`]). By default every layer the kernel gives is
+/// used; these switch one off, as on a kernel without it.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SandboxConfig {
+    /// Make the private view of the filesystem (needs unprivileged user
+    /// namespaces).
+    pub private_view: bool,
+    /// Use at most this Landlock ABI (0: none; unset: the kernel's).
+    pub landlock_max_abi: Option<u32>,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            private_view: true,
+            landlock_max_abi: None,
+        }
+    }
+}
+
+impl SandboxConfig {
+    /// The sandbox's limits.
+    pub fn limits(&self) -> crate::sys::sandbox::Limits {
+        crate::sys::sandbox::Limits {
+            no_private_view: !self.private_view,
+            max_landlock_abi: self.landlock_max_abi,
+        }
+    }
 }
 
 /// The `[replicate]` section: where `byteback-server replicate` (and the
@@ -191,6 +229,8 @@ impl Default for ServerConfig {
             max_concurrent_backups: 4,
             read_timeout: config::Duration::from_secs(3600),
             max_digest_bytes: 64 << 30,
+            rsync: PathBuf::from("/usr/bin/rsync"),
+            sandbox: SandboxConfig::default(),
             log_socket: None,
             replicate: Box::default(),
         }
@@ -242,6 +282,11 @@ max_digest_bytes = 68719476736
 # socket; nothing fails if it is missing.
 # log_socket = "/dev/log"
 
+# The rsync the server runs for every transfer (the distribution's by
+# default). Its version, and whether it has --confine-root (3.5.0+), are
+# probed in the same sandbox it runs in; `setup` and `status` show them.
+rsync = "/usr/bin/rsync"
+
 # Pruning: when the store's really writable space (btrfs's own figures, with
 # headroom for metadata) falls below min_free_percent, the least important
 # snapshots are deleted one by one until it reaches target_free_percent.
@@ -266,6 +311,15 @@ max_unsnapshotted_percent = 50.0
 # `byteback-server status` calls a client stale (and its --check warns)
 # when its newest snapshot is older than this.
 stale_after = "26h"
+
+# How the server's rsync is confined: a private view of the filesystem
+# (unprivileged user namespaces) and Landlock, each used where the kernel
+# has it. These switch a layer off as on a kernel without it (the others
+# stay; with none at all and an rsync without --confine-root, transfers are
+# refused). `setup` and `status` say which layers are in force.
+[sandbox]
+private_view = true
+# landlock_max_abi = 3
 
 # Replication: a second copy of every client's snapshots on other byteback
 # servers (see README, "Replication"). `byteback-server replicate` with no

@@ -61,8 +61,12 @@ pub const PRIVATE_CLIENT_DIR: &str = "/client";
 /// tmpfs mounted over it is seen by the child alone).
 const ASSEMBLY_POINT: &str = "/tmp";
 
+/// Where a program outside the system's directories (a configured rsync)
+/// appears in the private view.
+const PRIVATE_PROGRAM: &str = "/program";
+
 /// What the confined child may touch.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Confinement {
     /// The one directory the child works in.
     pub dir: PathBuf,
@@ -70,6 +74,34 @@ pub struct Confinement {
     pub writable: bool,
     /// The child's working directory, relative to `dir`.
     pub cwd: PathBuf,
+    /// The program the child runs (absolute), if it may live outside the
+    /// system's directories (a configured rsync): it is made visible and
+    /// executable in the sandbox, at [`View::program`].
+    pub program: Option<PathBuf>,
+    /// Layers switched off by the administrator (see [`Limits`]).
+    pub limits: Limits,
+}
+
+/// Layers of the sandbox an administrator may switch off or cap
+/// (`[sandbox]` in server.toml): to run where the kernel lacks them in the
+/// same way it would, and to test every such machine on one. Off by
+/// default: everything the kernel gives is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Limits {
+    /// Never make the private view (as where unprivileged user namespaces
+    /// are not allowed).
+    pub no_private_view: bool,
+    /// Use at most this Landlock ABI (0: no Landlock at all).
+    pub max_landlock_abi: Option<u32>,
+}
+
+/// What the confined child sees: its directory and its program.
+#[derive(Debug, Clone, Copy)]
+pub struct View<'a> {
+    /// [`Confinement::dir`], as the child sees it.
+    pub dir: &'a Path,
+    /// [`Confinement::program`], as the child sees it (`None`: none given).
+    pub program: Option<&'a Path>,
 }
 
 /// How far the kernel confines the child.
@@ -151,30 +183,45 @@ impl Confinement {
     /// says how far the kernel confined it. Falls back to Landlock alone
     /// where the private view cannot be made; the child then starts in the
     /// caller's working directory, which must be `dir.join(cwd)`.
-    pub fn spawn(&self, mut command: impl FnMut(&Path) -> Cmd) -> Result<(Child, Enforcement)> {
-        let layers = layers();
+    pub fn spawn(&self, mut command: impl FnMut(View<'_>) -> Cmd) -> Result<(Child, Enforcement)> {
+        let layers = self.layers();
         let landlock = layers.filesystem;
         let scoped = landlock && layers.scoped;
-        let private = PrivateRoot::prepare(self).map_err(|e| self.fail(&e))?;
-        let mut cmd = command(Path::new(PRIVATE_CLIENT_DIR)).into_command();
-        self.arm(&mut cmd, landlock, Some(private))?;
-        match cmd.spawn() {
-            Ok(child) => {
-                return Ok((
-                    child,
-                    Enforcement {
-                        landlock,
-                        private_view: true,
-                        scoped,
-                    },
-                ));
+        let outside = self.program_outside_system();
+        let real_program = self.program.as_deref();
+        if !self.limits.no_private_view {
+            let private = PrivateRoot::prepare(self).map_err(|e| self.fail(&e))?;
+            let view = View {
+                dir: Path::new(PRIVATE_CLIENT_DIR),
+                program: match outside {
+                    true => Some(Path::new(PRIVATE_PROGRAM)),
+                    false => real_program,
+                },
+            };
+            let mut cmd = command(view).into_command();
+            self.arm(&mut cmd, layers, Some(private))?;
+            match cmd.spawn() {
+                Ok(child) => {
+                    return Ok((
+                        child,
+                        Enforcement {
+                            landlock,
+                            private_view: true,
+                            scoped,
+                        },
+                    ));
+                }
+                Err(e) if e.raw_os_error() == Some(NO_PRIVATE_VIEW) => {}
+                Err(e) => return Err(self.cannot_run(&cmd, &e)),
             }
-            Err(e) if e.raw_os_error() == Some(NO_PRIVATE_VIEW) => {}
-            Err(e) => return Err(self.cannot_run(&cmd, &e)),
         }
         // The caller's working directory (pinned there) is the child's.
-        let mut cmd = command(&self.dir).into_command();
-        self.arm(&mut cmd, landlock, None)?;
+        let view = View {
+            dir: &self.dir,
+            program: real_program,
+        };
+        let mut cmd = command(view).into_command();
+        self.arm(&mut cmd, layers, None)?;
         let child = cmd.spawn().map_err(|e| self.cannot_run(&cmd, &e))?;
         Ok((
             child,
@@ -201,11 +248,29 @@ impl Confinement {
         ))
     }
 
+    /// The Landlock layers this child gets: what the kernel gives, within
+    /// the administrator's cap.
+    pub fn layers(&self) -> Layers {
+        let kernel = landlock_abi();
+        let abi = match self.limits.max_landlock_abi {
+            Some(cap) => kernel.min(i32::try_from(cap).unwrap_or(i32::MAX)),
+            None => kernel,
+        };
+        Layers::of_abi(abi)
+    }
+
+    /// Whether the program lives outside the directories the view shows.
+    fn program_outside_system(&self) -> bool {
+        self.program
+            .as_deref()
+            .is_some_and(|p| !SYSTEM_DIRS.iter().any(|d| p.starts_with(d)))
+    }
+
     /// Makes `cmd` set up its private view (if given) and restrict itself
-    /// with Landlock (if the kernel has it) before it starts.
-    fn arm(&self, cmd: &mut Command, landlock: bool, private: Option<PrivateRoot>) -> Result<()> {
-        let ruleset = match landlock {
-            true => Some(self.ruleset().map_err(|e| self.fail(&e))?),
+    /// with Landlock (if `layers` has it) before it starts.
+    fn arm(&self, cmd: &mut Command, layers: Layers, private: Option<PrivateRoot>) -> Result<()> {
+        let ruleset = match layers.filesystem {
+            true => Some(self.ruleset(layers).map_err(|e| self.fail(&e))?),
             false => None,
         };
         // The closure must be Sync; it runs once, in the child alone.
@@ -244,11 +309,14 @@ impl Confinement {
     /// content; the transfer's options keep rsync from writing in place,
     /// and btrfs snapshots are read-only subvolumes). Signals and abstract
     /// sockets are scoped where the kernel can.
-    fn ruleset(&self) -> std::result::Result<RulesetCreated, String> {
+    fn ruleset(&self, layers: Layers) -> std::result::Result<RulesetCreated, String> {
         let e = |e: &dyn std::fmt::Display| e.to_string();
-        let read = AccessFs::from_read(BEST_ABI);
-        let all: BitFlags<AccessFs> = AccessFs::from_all(BEST_ABI) & !AccessFs::Execute;
-        let file_rights = AccessFs::from_file(BEST_ABI) & !AccessFs::Execute;
+        // The newest ABI used: the kernel's (or the administrator's cap),
+        // up to what this code knows.
+        let best = abi_of(layers.abi.min(BEST_ABI as i32));
+        let read = AccessFs::from_read(best);
+        let all: BitFlags<AccessFs> = AccessFs::from_all(best) & !AccessFs::Execute;
+        let file_rights = AccessFs::from_file(best) & !AccessFs::Execute;
         let beside_work = self.writable && !self.cwd.as_os_str().is_empty();
         let data = match (self.writable, beside_work) {
             (false, _) => read & !AccessFs::Execute,
@@ -260,9 +328,12 @@ impl Confinement {
             .handle_access(AccessFs::from_all(REQUIRED_ABI))
             .map_err(|x| e(&x))?
             .set_compatibility(CompatLevel::BestEffort)
-            .handle_access(AccessFs::from_all(BEST_ABI))
+            .handle_access(AccessFs::from_all(best))
             .map_err(|x| e(&x))?
-            .scope(Scope::from_all(SCOPE_ABI))
+            .scope(match layers.scoped {
+                true => Scope::from_all(SCOPE_ABI),
+                false => BitFlags::empty(),
+            })
             .map_err(|x| e(&x))?
             .create()
             .map_err(|x| e(&x))?;
@@ -294,7 +365,18 @@ impl Confinement {
                 .add_rule(PathBeneath::new(fd, read))
                 .map_err(|x| e(&x))?;
         }
-        let file = AccessFs::from_file(BEST_ABI) & !AccessFs::Execute;
+        if let Some(program) = self
+            .program
+            .as_deref()
+            .filter(|_| self.program_outside_system())
+        {
+            // The configured program itself (its libraries are the system's).
+            let fd = PathFd::new(program).map_err(|x| format!("{}: {x}", program.display()))?;
+            ruleset = ruleset
+                .add_rule(PathBeneath::new(fd, AccessFs::from_file(best) & read))
+                .map_err(|x| e(&x))?;
+        }
+        let file = AccessFs::from_file(best) & !AccessFs::Execute;
         for path in SYSTEM_FILES.iter().map(Path::new).filter(|p| p.exists()) {
             let access = match path == Path::new("/dev/null") {
                 true => file,
@@ -313,6 +395,18 @@ impl Confinement {
 /// (unprivileged namespaces not allowed here): the parent then starts it
 /// again without one.
 const NO_PRIVATE_VIEW: i32 = libc::ENOTSUP;
+
+/// The `landlock` crate's name for ABI `n` (2 at the least: the least the
+/// sandbox uses).
+fn abi_of(n: i32) -> ABI {
+    match n {
+        ..=2 => ABI::V2,
+        3 => ABI::V3,
+        4 => ABI::V4,
+        5 => ABI::V5,
+        _ => ABI::V6,
+    }
+}
 
 /// The Landlock ABI version of the running kernel (0 or less: none).
 pub fn landlock_abi() -> i32 {
@@ -385,6 +479,16 @@ impl PrivateRoot {
             entries.push(Entry::File {
                 source: c_path(file)?,
                 target: inside(file)?,
+            });
+        }
+        if let Some(program) = jail
+            .program
+            .as_deref()
+            .filter(|_| jail.program_outside_system())
+        {
+            entries.push(Entry::File {
+                source: c_path(program)?,
+                target: inside(Path::new(PRIVATE_PROGRAM))?,
             });
         }
         let pinned = rustix::fs::open(
@@ -542,9 +646,10 @@ mod tests {
             dir: dir.to_owned(),
             writable: true,
             cwd: "current".into(),
+            ..Confinement::default()
         };
         let (child, enforcement) = jail
-            .spawn(|_| {
+            .spawn(|_view| {
                 Cmd::new(argv[0]).args(&argv[1..]).configure(|c| {
                     c.stdout(Stdio::piped()).stderr(Stdio::piped());
                 })
@@ -648,13 +753,14 @@ mod tests {
             dir: inside.clone(),
             writable: false,
             cwd: PathBuf::new(),
+            ..Confinement::default()
         };
         let cat = |path: &Path| {
             let path = path.to_owned();
             let (child, enforcement) = jail
-                .spawn(|seen| {
+                .spawn(|view| {
                     let target = if path.starts_with(&inside) {
-                        seen.join(path.strip_prefix(&inside).unwrap())
+                        view.dir.join(path.strip_prefix(&inside).unwrap())
                     } else {
                         path.clone()
                     };
