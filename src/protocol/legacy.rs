@@ -259,10 +259,7 @@ pub fn decode_qp(word: &str) -> Result<Vec<u8>, Refusal> {
             .and_then(|h| std::str::from_utf8(h).ok())
             .and_then(|h| u8::from_str_radix(h, 16).ok());
         let Some(byte) = hex else {
-            return refuse(format!(
-                "badly quoted-printable path {:?}",
-                truncate(word)
-            ));
+            return refuse(format!("badly quoted-printable path {:?}", truncate(word)));
         };
         out.push(byte);
         i += 3;
@@ -295,7 +292,10 @@ mod tests {
 
     #[test]
     fn reads_what_the_original_client_sends() {
-        for ping in ["byteback-receive --ping ", "byteback-receive --ping --verbose"] {
+        for ping in [
+            "byteback-receive --ping ",
+            "byteback-receive --ping --verbose",
+        ] {
             assert_eq!(
                 parse_legacy(Some(ping)),
                 Ok(LegacyRequest::Same(Request::Ping))
@@ -329,7 +329,12 @@ mod tests {
             ]
         );
         // Verbose, and a destination path: ignored, as ours.
-        assert!(parse_legacy(Some(&BACKUP.replace("-log", "-vlog").replace(". .", ". /store"))).is_ok());
+        assert!(
+            parse_legacy(Some(
+                &BACKUP.replace("-log", "-vlog").replace(". .", ". /store")
+            ))
+            .is_ok()
+        );
         assert_eq!(
             parse_legacy(Some(
                 "byteback-receive --snapshot * --list --all --verbose /etc/a=20b /srv/*"
@@ -360,7 +365,10 @@ mod tests {
         )) else {
             panic!()
         };
-        assert_eq!((snapshots.as_slice(), all), (&b"2014-01-01T00:00+0000"[..], true));
+        assert_eq!(
+            (snapshots.as_slice(), all),
+            (&b"2014-01-01T00:00+0000"[..], true)
+        );
     }
 
     #[test]
@@ -373,15 +381,24 @@ mod tests {
             (Some("byteback-receive --ping --complete"), "exactly one"),
             (Some("byteback-receive --ping /etc"), "take no"),
             (Some("byteback-receive --list"), "at least one path"),
-            (Some("byteback-receive --snapshot ../x --list /etc"), "not a snapshot"),
-            (Some("byteback-receive --snapshot a/b --list /etc"), "not a snapshot"),
+            (
+                Some("byteback-receive --snapshot ../x --list /etc"),
+                "not a snapshot",
+            ),
+            (
+                Some("byteback-receive --snapshot a/b --list /etc"),
+                "not a snapshot",
+            ),
             (Some("byteback-receive --list etc/passwd"), "absolute"),
             (Some("byteback-receive --list /a/=2E=2E/b"), "'..'"),
             (Some("byteback-receive --list /a=zz"), "quoted-printable"),
             (Some("byteback-receive --root /x --complete"), "not allowed"),
             (Some("byteback-snapshot --root /home/other"), "not allowed"),
             (Some("sudo byteback-snapshot --snapshot"), "not allowed"),
-            (Some("rsync --server -logDtprRe.iLsfxCIvu . /etc"), "not allowed"),
+            (
+                Some("rsync --server -logDtprRe.iLsfxCIvu . /etc"),
+                "not allowed",
+            ),
             (
                 Some("rsync --fake-super --server --sender -logDtprRe.iLsfxCIvu . /etc"),
                 "--sender",
@@ -399,7 +416,9 @@ mod tests {
                 "--rsync-path",
             ),
             (
-                Some("byteback-restore --server --sender -logDtprRe.iLsfxCIvu --remove-source-files . /etc"),
+                Some(
+                    "byteback-restore --server --sender -logDtprRe.iLsfxCIvu --remove-source-files . /etc",
+                ),
                 "--remove-source-files",
             ),
             (
@@ -411,7 +430,9 @@ mod tests {
                 "without anything",
             ),
             (
-                Some("byteback-restore --snapshot * --server --sender -logDtprRe.iLsfxCIvu . ../../etc"),
+                Some(
+                    "byteback-restore --snapshot * --server --sender -logDtprRe.iLsfxCIvu . ../../etc",
+                ),
                 "absolute",
             ),
             (

@@ -1027,16 +1027,12 @@ mod tests {
             (KeyRole::Legacy, true, true)
         );
         let again = replace_line(&text, 1, Some(line));
-        assert!(
-            plan_import(&again, &make)
-                .iter()
-                .any(|i| matches!(i, Import::Already { index: 1, client } if client == "web1.example"))
-        );
-        assert!(
-            !plan_import(&again, &make)
-                .iter()
-                .any(|i| matches!(i, Import::Rewrite { client, .. } if client.as_str() == "web1.example"))
-        );
+        assert!(plan_import(&again, &make).iter().any(
+            |i| matches!(i, Import::Already { index: 1, client } if client == "web1.example")
+        ));
+        assert!(!plan_import(&again, &make).iter().any(
+            |i| matches!(i, Import::Rewrite { client, .. } if client.as_str() == "web1.example")
+        ));
     }
 
     #[test]

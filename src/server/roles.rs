@@ -371,14 +371,20 @@ mod tests {
             ),
         ];
         for (line, ask) in lines {
-            let admitted = admit(KeyRole::Legacy, Some(line)).unwrap_or_else(|e| panic!("{line}: {e}"));
+            let admitted =
+                admit(KeyRole::Legacy, Some(line)).unwrap_or_else(|e| panic!("{line}: {e}"));
             assert_eq!(admitted.ask(), ask, "{line}");
             for role in [KeyRole::Client, KeyRole::ReadOnly, KeyRole::Replica] {
                 assert!(admit(role, Some(line)).is_err(), "{role:?} {line}");
             }
         }
         // What it never asked for is refused by name.
-        for ask in [Ask::Incremental, Ask::Snapshots, Ask::Digest, Ask::ReplicaState] {
+        for ask in [
+            Ask::Incremental,
+            Ask::Snapshots,
+            Ask::Digest,
+            Ask::ReplicaState,
+        ] {
             let e = admit(KeyRole::Legacy, Some(&sample(ask))).unwrap_err();
             assert!(e.to_string().contains("enrolled with --legacy"), "{e}");
         }
