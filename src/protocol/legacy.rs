@@ -458,4 +458,86 @@ mod tests {
         // Ruby's pack("M") with its soft line break left on.
         assert_eq!(decode_qp("/etc/a=20b="), Ok(b"/etc/a b".to_vec()));
     }
+
+    mod props {
+        use super::super::*;
+        use crate::protocol::parse;
+        use proptest::prelude::*;
+        use proptest::sample::select;
+
+        /// Words the original's commands are made of, and some that are not.
+        fn word() -> impl Strategy<Value = String> {
+            prop_oneof![
+                select(vec![
+                    "byteback-receive",
+                    "byteback-restore",
+                    "byteback-snapshot",
+                    "rsync",
+                    "--fake-super",
+                    "--server",
+                    "--sender",
+                    "--ping",
+                    "--complete",
+                    "--list",
+                    "--all",
+                    "--verbose",
+                    "--snapshot",
+                    "--root",
+                    "*",
+                    ".",
+                    "..",
+                    "/etc",
+                    "/../x",
+                    "-logDtpXrRe.iLsfxCIvu",
+                    "-LogDtpre.iLsfxCIvu",
+                    "--inplace",
+                    "--log-file=/tmp/x",
+                    "--timeout=300",
+                    "--rsync-path=sh",
+                    "a=20b",
+                    "=zz",
+                    "2014-01-01T00:00+0000",
+                    "",
+                ])
+                .prop_map(str::to_owned),
+                "[ -~]{0,12}",
+            ]
+        }
+
+        proptest! {
+            /// Whatever a legacy key sends never panics the parser, and
+            /// every transfer it accepts is one our own grammar accepts
+            /// with the same options (so `protocol::props`' model of
+            /// rsync's option parser covers it); every path it accepts is
+            /// an absolute pattern without `..`, and every snapshot
+            /// selection a plain glob of names.
+            #[test]
+            fn accepts_only_what_ours_accepts(words in proptest::collection::vec(word(), 0..12)) {
+                let line = words.join(" ");
+                let Ok(request) = parse_legacy(Some(&line)) else {
+                    return Ok(());
+                };
+                match request {
+                    LegacyRequest::Same(Request::Receive { options }) => {
+                        let ours = parse(Some(&format!("rsync --server {} . current/", options.join(" "))));
+                        prop_assert_eq!(ours, Ok(Request::Receive { options }));
+                    }
+                    LegacyRequest::Same(r) => prop_assert!(matches!(r, Request::Ping | Request::Complete { partial: false }), "{:?}", r),
+                    LegacyRequest::List(Request::List { snapshots, patterns, .. })
+                    | LegacyRequest::Restore { snapshots, patterns, .. } => {
+                        prop_assert!(!snapshots.contains(&b'/') && !snapshots.contains(&b'.'));
+                        for p in patterns {
+                            prop_assert!(p.starts_with(b"/"));
+                            prop_assert!(!p.split(|b| *b == b'/').any(|c| c == b".."));
+                        }
+                    }
+                    LegacyRequest::List(other) => prop_assert!(false, "{:?}", other),
+                }
+                if let Ok(LegacyRequest::Restore { options, .. }) = parse_legacy(Some(&line)) {
+                    let ours = parse(Some(&format!("rsync --server --sender {} . current/x", options.join(" "))));
+                    prop_assert!(ours.is_ok(), "{:?}", ours);
+                }
+            }
+        }
+    }
 }

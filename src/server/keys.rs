@@ -567,15 +567,15 @@ pub enum Import {
     Skip { index: usize, why: String },
 }
 
+/// Writes a client's new line from its name, `from=` pattern and key.
+pub type MakeLine<'a> = dyn Fn(&ClientName, Option<&str>, &PublicKey) -> Result<String> + 'a;
+
 /// Decides what `import-keys` does with every original and imported line
 /// of `text`; `make_line` writes a client's new line (it may refuse, e.g. a
 /// `from=` pattern the new line cannot carry). Pure: nothing is changed.
 /// The client's name is `BYTEBACK_HOST`, checked as any client name, and
 /// from then on fixed by the new line: the environment is never read again.
-pub fn plan_import(
-    text: &str,
-    make_line: &dyn Fn(&ClientName, Option<&str>, &PublicKey) -> Result<String>,
-) -> Vec<Import> {
+pub fn plan_import(text: &str, make_line: &MakeLine<'_>) -> Vec<Import> {
     let ours = client_lines(text);
     let mut planned: Vec<Import> = ours
         .iter()
