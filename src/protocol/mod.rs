@@ -18,9 +18,11 @@ mod abuses;
 #[cfg(test)]
 mod props;
 
+pub mod legacy;
 pub mod reply;
 pub mod wire;
 
+pub use legacy::{LegacyRequest, parse_legacy};
 pub use reply::{Completed, DigestLine, Failure, PingReply, ReplicaState, SnapshotLine};
 
 pub use wire::{DecodeError, decode_arg, decode_found, encode_arg, encode_found};

@@ -72,6 +72,7 @@ impl ClientRow {
             (false, _) => "NOT byteback's own forced command",
             (true, "replica") => keys::KeyRole::Replica.describe(),
             (true, "read-only") => keys::KeyRole::ReadOnly.describe(),
+            (true, "legacy") => keys::KeyRole::Legacy.describe(),
             (true, _) => keys::KeyRole::Client.describe(),
         });
         let from = self.from.as_ref().map(|f| format!("from={f}"));
@@ -125,6 +126,7 @@ pub fn gather(store: &Store, authorized_keys: &str) -> Result<Vec<ClientRow>> {
                 keys::KeyRole::Client => "client",
                 keys::KeyRole::Replica => "replica",
                 keys::KeyRole::ReadOnly => "read-only",
+                keys::KeyRole::Legacy => "legacy",
             }
             .to_owned(),
             data: count.is_some(),

@@ -126,6 +126,11 @@ pub enum KeyRole {
     Replica,
     /// List and restore only (e.g. a client's key on a replica): no backups.
     ReadOnly,
+    /// An original byteback client's key, imported by `import-keys`: its
+    /// client's backups, snapshots, listings and restores, in the
+    /// original's language (`protocol::legacy`), within the same
+    /// confinement and limits as a client key.
+    Legacy,
 }
 
 impl KeyRole {
@@ -135,6 +140,7 @@ impl KeyRole {
             KeyRole::Client => None,
             KeyRole::Replica => Some("--replica"),
             KeyRole::ReadOnly => Some("--read-only"),
+            KeyRole::Legacy => Some("--legacy"),
         }
     }
 
@@ -144,6 +150,7 @@ impl KeyRole {
             KeyRole::Client => "receive only",
             KeyRole::Replica => "replica of a primary",
             KeyRole::ReadOnly => "read only",
+            KeyRole::Legacy => "original byteback client",
         }
     }
 }
@@ -318,6 +325,7 @@ impl KeyLine {
         let role = match words.get(6).map(String::as_str) {
             Some("--replica") => KeyRole::Replica,
             Some("--read-only") => KeyRole::ReadOnly,
+            Some("--legacy") => KeyRole::Legacy,
             _ => KeyRole::Client,
         };
         let receive_only = words.len() == 6 + usize::from(role.flag().is_some())
@@ -483,6 +491,185 @@ pub fn with_line(existing: &str, line: &str) -> String {
     text.push_str(line);
     text.push('\n');
     text
+}
+
+/// An original byteback client's line, as its `byteback-setup-client`
+/// wrote it: `command="byteback-receive",from="IP",environment="BYTEBACK_HOST=HOST" KEY`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OriginalLine {
+    /// Its place among the file's lines (from 0).
+    pub index: usize,
+    /// `BYTEBACK_HOST` as written (checked by [`plan_import`]).
+    pub host: Option<String>,
+    /// Its `from="..."` pattern, if any.
+    pub from: Option<String>,
+    /// The key.
+    pub key: PublicKey,
+}
+
+impl OriginalLine {
+    /// Reads one line; `None` unless its forced command is the original's
+    /// `byteback-receive` (by name or path, without arguments).
+    fn parse(index: usize, line: &str) -> Option<OriginalLine> {
+        let (options, kind, blob, comment) = split_line(line)?;
+        let options = parse_options(options);
+        let command = options
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case("command"))?
+            .1
+            .clone()?;
+        let words = command_words(&command);
+        let [program] = words.as_slice() else {
+            return None;
+        };
+        if program.rsplit('/').next() != Some("byteback-receive") {
+            return None;
+        }
+        let host = options
+            .iter()
+            .filter(|(name, _)| name.eq_ignore_ascii_case("environment"))
+            .filter_map(|(_, v)| v.as_deref()?.strip_prefix("BYTEBACK_HOST="))
+            .next_back()
+            .map(str::to_owned);
+        Some(OriginalLine {
+            index,
+            host,
+            from: options
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case("from"))
+                .and_then(|(_, v)| v.clone()),
+            key: PublicKey {
+                kind: kind.to_owned(),
+                blob: blob.to_owned(),
+                comment: comment.to_owned(),
+            },
+        })
+    }
+}
+
+/// What `import-keys` does with one line of authorized_keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Import {
+    /// Replace the original line `index` with `line` (the client's
+    /// `--legacy` forced command, same key, comment and `from=`).
+    Rewrite {
+        index: usize,
+        client: ClientName,
+        key: PublicKey,
+        line: String,
+    },
+    /// Drop the original line `index`: the same key already has its line
+    /// for the same client (an import interrupted, or done by hand).
+    Drop { index: usize, client: ClientName },
+    /// Line `index` was imported before.
+    Already { index: usize, client: String },
+    /// Leave line `index` as it is, for the reason given.
+    Skip { index: usize, why: String },
+}
+
+/// Writes a client's new line from its name, `from=` pattern and key.
+pub type MakeLine<'a> = dyn Fn(&ClientName, Option<&str>, &PublicKey) -> Result<String> + 'a;
+
+/// Decides what `import-keys` does with every original and imported line
+/// of `text`; `make_line` writes a client's new line (it may refuse, e.g. a
+/// `from=` pattern the new line cannot carry). Pure: nothing is changed.
+/// The client's name is `BYTEBACK_HOST`, checked as any client name, and
+/// from then on fixed by the new line: the environment is never read again.
+pub fn plan_import(text: &str, make_line: &MakeLine<'_>) -> Vec<Import> {
+    let ours = client_lines(text);
+    let mut planned: Vec<Import> = ours
+        .iter()
+        .filter(|l| l.role == KeyRole::Legacy)
+        .map(|l| Import::Already {
+            index: l.index,
+            client: l.client.clone(),
+        })
+        .collect();
+    let mut taken: Vec<(String, usize)> = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let Some(original) = OriginalLine::parse(index, line) else {
+            continue;
+        };
+        let skip = |why: String| Import::Skip { index, why };
+        let Some(host) = original.host.as_deref() else {
+            planned.push(skip(
+                "its forced command is byteback-receive but it sets no BYTEBACK_HOST, so the original server refused it too; enrol the key with `byteback-server new-client --name NAME KEY`".into(),
+            ));
+            continue;
+        };
+        let client = match ClientName::new(host) {
+            Ok(c) if !host.contains(crate::names::REPLICA_SEPARATOR) => c,
+            Ok(_) => {
+                planned.push(skip(format!(
+                    "BYTEBACK_HOST={host:?} has '{}', which names a replica's copies here; rename its directory and enrol the key with `byteback-server new-client --name NAME KEY`",
+                    crate::names::REPLICA_SEPARATOR
+                )));
+                continue;
+            }
+            Err(e) => {
+                planned.push(skip(format!(
+                    "BYTEBACK_HOST={host:?} is not a client name here ({e}); rename its directory and enrol the key with `byteback-server new-client --name NAME KEY`"
+                )));
+                continue;
+            }
+        };
+        if !KEY_TYPES.contains(&original.key.kind.as_str()) {
+            planned.push(skip(format!(
+                "{client}'s key type {} is not one OpenSSH still accepts; give the machine a new key and enrol it with `byteback-server new-client --name {client} KEY`",
+                original.key.kind
+            )));
+            continue;
+        }
+        let same_key = ours.iter().find(|l| l.key.blob == original.key.blob);
+        match same_key {
+            Some(l) if l.client == client.as_str() => {
+                planned.push(Import::Drop { index, client });
+                continue;
+            }
+            Some(l) => {
+                planned.push(skip(format!(
+                    "its key is already authorised for client {} (line {}); each client needs a key of its own",
+                    l.client,
+                    l.index + 1
+                )));
+                continue;
+            }
+            None => {}
+        }
+        if let Some(l) = ours.iter().find(|l| l.client == client.as_str()) {
+            planned.push(skip(format!(
+                "client {client} already has a key (line {}); remove one of them, or give the client this key with `byteback-server new-client --name {client} --replace-key KEY`",
+                l.index + 1
+            )));
+            continue;
+        }
+        if let Some((_, first)) = taken.iter().find(|(c, _)| c == client.as_str()) {
+            planned.push(skip(format!(
+                "client {client} was imported from line {} already; a client has one key here: enrol this machine under another name with `byteback-server new-client --name NAME KEY`",
+                first + 1
+            )));
+            continue;
+        }
+        match make_line(&client, original.from.as_deref(), &original.key) {
+            Ok(new) => {
+                taken.push((client.to_string(), index));
+                planned.push(Import::Rewrite {
+                    index,
+                    client,
+                    key: original.key,
+                    line: new,
+                });
+            }
+            Err(e) => planned.push(skip(format!("{e}"))),
+        }
+    }
+    planned.sort_by_key(|i| match i {
+        Import::Rewrite { index, .. }
+        | Import::Drop { index, .. }
+        | Import::Already { index, .. }
+        | Import::Skip { index, .. } => *index,
+    });
+    planned
 }
 
 /// The backup user's authorized_keys file.
@@ -768,6 +955,84 @@ mod tests {
                 "{e}"
             );
         }
+    }
+
+    #[test]
+    fn plans_the_import_of_original_lines() {
+        // As byteback-setup-client-receive wrote them.
+        let original = |host: &str, blob: &str| {
+            format!(
+                r#"command="byteback-receive",from="192.0.2.7",environment="BYTEBACK_HOST={host}" ssh-rsa {blob} byteback client key"#
+            )
+        };
+        let text = [
+            "# admin".to_owned(),
+            original("web1.example", "R1"),
+            "ssh-rsa ADMIN admin@laptop".to_owned(),
+            original("../etc", "R2"),
+            r#"command="byteback-receive" ssh-rsa R3 lost"#.to_owned(),
+            original("a.example", "R4"),
+            original("web1.example", "R5"),
+            original("a.example", "AAAA"),
+            original("db1", "R6").replace("ssh-rsa", "ssh-dss"),
+            A.to_owned(),
+            original("b.example", "R7"),
+        ]
+        .join("\n");
+        let make = |c: &ClientName, from: Option<&str>, k: &PublicKey| {
+            authorized_line(
+                Path::new("/usr/bin/byteback-server"),
+                Path::new("/srv/s"),
+                c,
+                from,
+                k,
+                KeyRole::Legacy,
+            )
+        };
+        let planned = plan_import(&text, &make);
+        let summary: Vec<String> = planned
+            .iter()
+            .map(|i| match i {
+                Import::Rewrite { index, client, .. } => format!("{index} rewrite {client}"),
+                Import::Drop { index, client } => format!("{index} drop {client}"),
+                Import::Already { index, client } => format!("{index} already {client}"),
+                Import::Skip { index, why } => format!("{index} skip {why}"),
+            })
+            .collect();
+        let expect = [
+            "1 rewrite web1.example",
+            "3 skip BYTEBACK_HOST=\"../etc\" is not a client name",
+            "4 skip its forced command is byteback-receive but it sets no BYTEBACK_HOST",
+            "5 skip client a.example already has a key (line 10)",
+            "6 skip client web1.example was imported from line 2 already",
+            "7 drop a.example",
+            "8 skip db1's key type ssh-dss",
+            "10 rewrite b.example",
+        ];
+        assert_eq!(summary.len(), expect.len(), "{summary:#?}");
+        for (got, want) in summary.iter().zip(expect) {
+            assert!(got.starts_with(want), "{got:?} is not {want:?}");
+        }
+        let Import::Rewrite { line, .. } = &planned[0] else {
+            panic!()
+        };
+        assert_eq!(
+            line,
+            r#"restrict,command="/usr/bin/byteback-server receive --store /srv/s --client web1.example --legacy",from="192.0.2.7" ssh-rsa R1 byteback client key"#
+        );
+        // The new line reads back as a legacy key's, and is not imported again.
+        let read = &client_lines(line)[0];
+        assert_eq!(
+            (read.role, read.receive_only, read.restrict),
+            (KeyRole::Legacy, true, true)
+        );
+        let again = replace_line(&text, 1, Some(line));
+        assert!(plan_import(&again, &make).iter().any(
+            |i| matches!(i, Import::Already { index: 1, client } if client == "web1.example")
+        ));
+        assert!(!plan_import(&again, &make).iter().any(
+            |i| matches!(i, Import::Rewrite { client, .. } if client.as_str() == "web1.example")
+        ));
     }
 
     #[test]

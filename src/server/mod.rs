@@ -136,6 +136,18 @@ enum Command {
         /// The key may only list and restore (set by new-client --read-only).
         #[arg(long)]
         read_only: bool,
+        /// The key is an original byteback client's, speaking its language (set by import-keys).
+        #[arg(long, conflicts_with_all = ["replica", "read_only"])]
+        legacy: bool,
+    },
+    /// Rewrite the original byteback's client lines (command="byteback-receive", BYTEBACK_HOST) in authorized_keys into this server's; see README, Upgrading from the original byteback.
+    ImportKeys {
+        /// The store directory [default: the backup user's home, where the original kept its clients].
+        #[arg(long)]
+        store: Option<PathBuf>,
+        /// The authorized_keys file to rewrite [default: the backup user's ~/.ssh/authorized_keys].
+        #[arg(value_name = "FILE")]
+        file: Option<PathBuf>,
     },
     /// Send every snapshot a replica lacks to it (oldest first, resumable); see README, Replication.
     Replicate {
@@ -323,6 +335,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             client,
             replica,
             read_only,
+            legacy,
         } => {
             // Bytes that are not UTF-8 are never byteback's (it encodes its
             // arguments), so they are turned into a refusal by the parser.
@@ -331,9 +344,19 @@ pub fn run(cli: Cli) -> Result<u8> {
             Ok(receive::run(
                 &store,
                 &client,
-                key_role(replica, read_only),
+                match legacy {
+                    true => keys::KeyRole::Legacy,
+                    false => key_role(replica, read_only),
+                },
                 command.as_deref(),
             ))
+        }
+        Command::ImportKeys { store, file } => {
+            let file = match file {
+                Some(f) => absolute(&f)?,
+                None => keys::default_path()?,
+            };
+            setup::import_keys(&store_or_home(store)?, &file).map(|()| 0)
         }
         Command::Replicate {
             store,

@@ -20,7 +20,7 @@ use crate::exec::rsync::{self, ServerRole};
 use crate::exec::{Cmd, relay};
 use crate::names::ClientName;
 use crate::protocol::{
-    self, Completed, Failure, ReplicaRequest, ReplicaState, Request, SnapshotLine,
+    self, Completed, Failure, LegacyRequest, ReplicaRequest, ReplicaState, Request, SnapshotLine,
 };
 use crate::prune::growth;
 use crate::server::keys::KeyRole;
@@ -45,7 +45,7 @@ pub fn run(store_root: &Path, name: &str, role: KeyRole, command: Option<&str>) 
     };
     let named = match role {
         KeyRole::Replica => ClientName::primary(name),
-        KeyRole::Client | KeyRole::ReadOnly => ClientName::new(name),
+        KeyRole::Client | KeyRole::ReadOnly | KeyRole::Legacy => ClientName::new(name),
     };
     let named = match named {
         Ok(c) => c,
@@ -61,12 +61,14 @@ pub fn run(store_root: &Path, name: &str, role: KeyRole, command: Option<&str>) 
     // nothing for a read-only or replica key, whose refusals and restores
     // say nothing about the backups of the client it reads).
     let attempt = match &incoming {
-        _ if role != KeyRole::Client => None,
-        Ok(Incoming::Client(Request::Receive { .. })) => Some("receive"),
-        Ok(Incoming::Client(Request::Complete { .. })) => Some("complete"),
-        Ok(Incoming::Client(Request::Send { .. })) => Some("send"),
-        Ok(Incoming::Client(Request::Incremental { .. })) => Some("incremental"),
-        Ok(_) => None,
+        _ if !matches!(role, KeyRole::Client | KeyRole::Legacy) => None,
+        Ok(incoming) => match incoming.ask() {
+            roles::Ask::Receive => Some("receive"),
+            roles::Ask::Complete => Some("complete"),
+            roles::Ask::Send => Some("send"),
+            roles::Ask::Incremental => Some("incremental"),
+            _ => None,
+        },
         Err(_) => Some("refused"),
     };
     let result = incoming.and_then(|incoming| match incoming {
@@ -74,13 +76,15 @@ pub fn run(store_root: &Path, name: &str, role: KeyRole, command: Option<&str>) 
         // read-only keys, and a primary's only from replica keys.
         Incoming::Client(request) => serve(&store, &named, request),
         Incoming::Replica(request) => serve_replica(&store, &named, request),
+        // Only from legacy keys: the original client's requests, as ours.
+        Incoming::Legacy(request) => serve_legacy(&store, &named, request),
     });
     let code = match &result {
         Ok(code) => *code,
         Err(e) => {
             let who = match role {
                 KeyRole::Replica => format!("replica of {named}"),
-                KeyRole::Client | KeyRole::ReadOnly => named.to_string(),
+                KeyRole::Client | KeyRole::ReadOnly | KeyRole::Legacy => named.to_string(),
             };
             store.log(&format!("{who}: {e} (command {:?})", command.unwrap_or("")));
             eprintln!("{}", Failure::of(e).render());
@@ -190,6 +194,79 @@ fn serve(store: &Store, client: &ClientName, request: Request) -> Result<u8> {
         }
         Request::Send { options, paths } => send(&backups, &options, &paths),
         Request::Digest { snapshot, patterns } => digest(&backups, &snapshot, &patterns),
+    }
+}
+
+/// Serves an original byteback client's request (from a legacy key) as
+/// the request of ours it means: a listing is printed for a person (its
+/// client shows what the server says), and a restore's selection is found
+/// by the listing's search and sent by our sender, every path checked by
+/// `restore_source` as any restore's.
+fn serve_legacy(store: &Store, client: &ClientName, request: LegacyRequest) -> Result<u8> {
+    let backups = ClientBackups::open(store, client)?;
+    match request {
+        LegacyRequest::Same(request) => serve(store, client, request),
+        LegacyRequest::List(Request::List {
+            all,
+            snapshots,
+            patterns,
+            ..
+        }) => {
+            let mut printer = crate::client::query::Printer::new(false);
+            {
+                let _slot = store.read_slot(client)?;
+                let watch = Watch::start(
+                    format!("the listing of {client}"),
+                    store.config.read_timeout,
+                );
+                backups.find(all, &snapshots, &patterns, &mut |row| {
+                    watch.check()?;
+                    printer.row(&row)
+                })?;
+            }
+            if printer.finish() == 0 {
+                println!("** Sorry.  There were no files matching:");
+                for p in &patterns {
+                    println!("--> {}", crate::catalog::display_path(p));
+                }
+            }
+            Ok(0)
+        }
+        LegacyRequest::List(other) => serve(store, client, other),
+        LegacyRequest::Restore {
+            options,
+            snapshots,
+            all,
+            patterns,
+        } => {
+            let mut paths = Vec::new();
+            {
+                let _slot = store.read_slot(client)?;
+                let watch = Watch::start(
+                    format!("the restore selection of {client}"),
+                    store.config.read_timeout,
+                );
+                backups.find(all, &snapshots, &patterns, &mut |row| {
+                    watch.check()?;
+                    let mut path = row.snapshot.into_bytes();
+                    path.extend_from_slice(&row.found.path);
+                    paths.push(path);
+                    Ok(())
+                })?;
+            }
+            if paths.is_empty() {
+                let shown: Vec<String> = patterns
+                    .iter()
+                    .map(|p| crate::catalog::display_path(p))
+                    .collect();
+                return Err(Error::NotFound(format!(
+                    "nothing in the backups matches {}: list them with byteback-restore --list",
+                    shown.join(" ")
+                )));
+            }
+            crate::report::note(format_args!("restoring {} path(s)", paths.len()));
+            send(&backups, &options, &paths)
+        }
     }
 }
 

@@ -17,7 +17,7 @@ use std::collections::BTreeSet;
 
 use crate::error::{Error, IoContext, Result};
 use crate::names::ClientName;
-use crate::protocol::{self, Refusal, ReplicaRequest, Request};
+use crate::protocol::{self, LegacyRequest, Refusal, ReplicaRequest, Request};
 use crate::server::keys::KeyRole;
 use crate::store::Store;
 
@@ -28,6 +28,9 @@ pub enum Incoming {
     Client(Request),
     /// A primary's language on its replica ([`protocol::parse_replica`]).
     Replica(ReplicaRequest),
+    /// The original byteback's language ([`protocol::parse_legacy`]): each
+    /// is of the kind of the request of ours it is served as.
+    Legacy(LegacyRequest),
 }
 
 /// The kind of a request, without its arguments: what the table decides on.
@@ -83,17 +86,21 @@ impl Ask {
 impl Incoming {
     /// The request's kind.
     pub fn ask(&self) -> Ask {
+        let client = |r: &Request| match r {
+            Request::Ping => Ask::Ping,
+            Request::Receive { .. } => Ask::Receive,
+            Request::Incremental { .. } => Ask::Incremental,
+            Request::Complete { .. } => Ask::Complete,
+            Request::Snapshots => Ask::Snapshots,
+            Request::List { .. } => Ask::List,
+            Request::Digest { .. } => Ask::Digest,
+            Request::Send { .. } => Ask::Send,
+        };
         match self {
-            Incoming::Client(r) => match r {
-                Request::Ping => Ask::Ping,
-                Request::Receive { .. } => Ask::Receive,
-                Request::Incremental { .. } => Ask::Incremental,
-                Request::Complete { .. } => Ask::Complete,
-                Request::Snapshots => Ask::Snapshots,
-                Request::List { .. } => Ask::List,
-                Request::Digest { .. } => Ask::Digest,
-                Request::Send { .. } => Ask::Send,
-            },
+            Incoming::Client(r) => client(r),
+            Incoming::Legacy(LegacyRequest::Same(r) | LegacyRequest::List(r)) => client(r),
+            // A selection resolved into our sender's paths.
+            Incoming::Legacy(LegacyRequest::Restore { .. }) => Ask::Send,
             Incoming::Replica(r) => match r {
                 ReplicaRequest::State => Ask::ReplicaState,
                 ReplicaRequest::Receive { .. } => Ask::ReplicaReceive,
@@ -112,6 +119,10 @@ impl Incoming {
 ///   rolls `current` back), no `complete`.
 /// - A **replica** key (a primary server) may only report what it holds
 ///   and add its clients' snapshots; it cannot restore, list or ping.
+/// - A **legacy** key (an original byteback client's, `import-keys`) may
+///   do what the original's client does — ping, transfer, snapshot, list,
+///   restore — and nothing it never asked for (no `incremental`, no
+///   `snapshots`, no `digest`).
 pub fn allows(role: KeyRole, ask: Ask) -> bool {
     use Ask::*;
     match role {
@@ -129,6 +140,12 @@ pub fn allows(role: KeyRole, ask: Ask) -> bool {
             ReplicaState | ReplicaReceive | ReplicaSnapshot => true,
             Ping | Receive | Incremental | Complete | Snapshots | List | Digest | Send => false,
         },
+        KeyRole::Legacy => match ask {
+            Ping | Receive | Complete | List | Send => true,
+            Incremental | Snapshots | Digest | ReplicaState | ReplicaReceive | ReplicaSnapshot => {
+                false
+            }
+        },
     }
 }
 
@@ -139,9 +156,13 @@ pub fn allows(role: KeyRole, ask: Ask) -> bool {
 pub fn parse(role: KeyRole, command: Option<&str>) -> std::result::Result<Incoming, Refusal> {
     let as_client = || protocol::parse(command).map(Incoming::Client);
     let as_replica = || protocol::parse_replica(command).map(Incoming::Replica);
+    let as_legacy = || protocol::parse_legacy(command).map(Incoming::Legacy);
     match role {
         KeyRole::Client | KeyRole::ReadOnly => as_client().or_else(|e| as_replica().map_err(|_| e)),
         KeyRole::Replica => as_replica().or_else(|e| as_client().map_err(|_| e)),
+        KeyRole::Legacy => as_legacy()
+            .or_else(|e| as_client().map_err(|_| e))
+            .or_else(|e| as_replica().map_err(|_| e)),
     }
 }
 
@@ -270,7 +291,12 @@ impl ReplicaClients {
 mod tests {
     use super::*;
 
-    const ROLES: [KeyRole; 3] = [KeyRole::Client, KeyRole::ReadOnly, KeyRole::Replica];
+    const ROLES: [KeyRole; 4] = [
+        KeyRole::Client,
+        KeyRole::ReadOnly,
+        KeyRole::Replica,
+        KeyRole::Legacy,
+    ];
 
     /// The table written out again, row by row, as the README states it:
     /// a change to either must be made to both.
@@ -289,6 +315,7 @@ mod tests {
             ],
             KeyRole::ReadOnly => &[Ping, Snapshots, List, Digest, Send],
             KeyRole::Replica => &[ReplicaState, ReplicaReceive, ReplicaSnapshot],
+            KeyRole::Legacy => &[Ping, Receive, Complete, List, Send],
         }
     }
 
@@ -317,10 +344,53 @@ mod tests {
         for ask in writes {
             assert!(!allows(KeyRole::ReadOnly, ask), "{ask:?}");
         }
-        // Each writing request belongs to exactly one role.
+        // Each writing request belongs to exactly one role of ours; an
+        // original client's key writes only what a client key writes.
         for ask in writes {
-            assert_eq!(ROLES.iter().filter(|r| allows(**r, ask)).count(), 1);
+            let ours = [KeyRole::Client, KeyRole::ReadOnly, KeyRole::Replica];
+            assert_eq!(ours.iter().filter(|r| allows(**r, ask)).count(), 1);
+            assert!(!allows(KeyRole::Legacy, ask) || allows(KeyRole::Client, ask));
         }
+    }
+
+    /// The original client's lines, as a legacy key's, and what they are.
+    #[test]
+    fn an_original_clients_lines_read_as_ours_for_its_key_only() {
+        let lines = [
+            ("byteback-receive --ping ", Ask::Ping),
+            (
+                "rsync --fake-super --server -logDtpXrRe.iLsfxCIvu --timeout=10800 --delete-during --delete-excluded --numeric-ids --inplace . .",
+                Ask::Receive,
+            ),
+            ("byteback-receive --complete ", Ask::Complete),
+            ("byteback-snapshot --snapshot ", Ask::Complete),
+            ("byteback-receive --snapshot * --list /etc", Ask::List),
+            (
+                "byteback-restore --fake-super --snapshot * --server --sender -logDtprRze.iLsfxCIvu --timeout=300 --numeric-ids --inplace . /etc/hostname",
+                Ask::Send,
+            ),
+        ];
+        for (line, ask) in lines {
+            let admitted =
+                admit(KeyRole::Legacy, Some(line)).unwrap_or_else(|e| panic!("{line}: {e}"));
+            assert_eq!(admitted.ask(), ask, "{line}");
+            for role in [KeyRole::Client, KeyRole::ReadOnly, KeyRole::Replica] {
+                assert!(admit(role, Some(line)).is_err(), "{role:?} {line}");
+            }
+        }
+        // What it never asked for is refused by name.
+        for ask in [
+            Ask::Incremental,
+            Ask::Snapshots,
+            Ask::Digest,
+            Ask::ReplicaState,
+        ] {
+            let e = admit(KeyRole::Legacy, Some(&sample(ask))).unwrap_err();
+            assert!(e.to_string().contains("enrolled with --legacy"), "{e}");
+        }
+        // Gibberish gets the original language's refusal.
+        let e = admit(KeyRole::Legacy, Some("/bin/sh")).unwrap_err();
+        assert!(e.to_string().contains("original byteback client"), "{e}");
     }
 
     /// One command line of each kind, as each side renders it.

@@ -86,7 +86,7 @@ pub fn new_client(
             .iter()
             .map(|n| ClientName::new(n))
             .collect::<Result<std::collections::BTreeSet<_>>>()?,
-        KeyRole::Client | KeyRole::ReadOnly => Default::default(),
+        KeyRole::Client | KeyRole::ReadOnly | KeyRole::Legacy => Default::default(),
     };
     let name = match name {
         Some(n) => n,
@@ -191,5 +191,94 @@ pub fn new_client(
         ),
         _ => println!("Client setup for {client} done!"),
     }
+    Ok(())
+}
+
+/// `import-keys`: rewrites every original byteback client's line of the
+/// authorized_keys file at `path` into this server's `--legacy` forced
+/// command for the client its `BYTEBACK_HOST` names (key, comment and
+/// `from=` kept), under the lock every key edit takes, in one atomic write,
+/// after making each client's space if missing (an original store's
+/// `<store>/<host>/current` and its snapshots stay as they are). Prints one
+/// line per key; running it again changes nothing.
+pub fn import_keys(store_root: &Path, path: &Path) -> Result<()> {
+    super::refuse_root()?;
+    let store = Store::open(store_root)?;
+    let exe = std::env::current_exe()
+        .and_then(std::fs::canonicalize)
+        .map_err(|e| {
+            Error::Command(format!(
+                "cannot tell where byteback-server is installed: {e}"
+            ))
+        })?;
+    let mut authorized_keys = keys::Editing::open(path)?;
+    let make_line = |client: &ClientName, from: Option<&str>, key: &PublicKey| {
+        keys::authorized_line(&exe, store.root(), client, from, key, KeyRole::Legacy)
+    };
+    let planned = keys::plan_import(authorized_keys.text(), &make_line);
+    let mut text = authorized_keys.text().to_owned();
+    // Lines dropped below this one, so indices are taken from the end.
+    let mut changes: Vec<(usize, Option<String>)> = Vec::new();
+    let mut imported = 0;
+    for step in planned {
+        match step {
+            keys::Import::Rewrite {
+                index,
+                client,
+                key,
+                line,
+            } => {
+                // Space first: a key that works for a client without space
+                // would only produce errors.
+                let had = store.has_client(&client);
+                if let Err(e) = store.add_client(&client) {
+                    println!("skipped line {}: {e}", index + 1);
+                    continue;
+                }
+                let snapshots = store.snapshots(&client).map(|s| s.len()).unwrap_or(0);
+                println!(
+                    "imported {client} (line {}, {}): {} {}, {snapshots} snapshot(s)",
+                    index + 1,
+                    key.sha256().unwrap_or_else(|_| key.kind.clone()),
+                    if had { "its space" } else { "new space" },
+                    store.client_dir(&client).display(),
+                );
+                store.log(&format!(
+                    "{client}: original byteback key imported, {}",
+                    key.sha256().unwrap_or_default()
+                ));
+                changes.push((index, Some(line)));
+                imported += 1;
+            }
+            keys::Import::Drop { index, client } => {
+                println!(
+                    "removed line {}: its key already has {client}'s line here",
+                    index + 1
+                );
+                changes.push((index, None));
+            }
+            keys::Import::Already { index, client } => {
+                println!("already imported: {client} (line {})", index + 1);
+            }
+            keys::Import::Skip { index, why } => {
+                println!("skipped line {}: {why}", index + 1);
+            }
+        }
+    }
+    if changes.is_empty() {
+        println!(
+            "Nothing to change in {} ({imported} key(s) imported).",
+            authorized_keys.path().display()
+        );
+        return Ok(());
+    }
+    for (index, line) in changes.iter().rev() {
+        text = keys::replace_line(&text, *index, line.as_deref());
+    }
+    authorized_keys.write(text)?;
+    println!(
+        "{imported} key(s) imported into {}; their clients back up, snapshot and restore as before.",
+        authorized_keys.path().display()
+    );
     Ok(())
 }
