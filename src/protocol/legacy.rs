@@ -313,7 +313,7 @@ mod tests {
                 "{complete}"
             );
         }
-        let Ok(LegacyRequest::Same(Request::Receive { options })) = parse_legacy(Some(BACKUP))
+        let Ok(LegacyRequest::Same(Request::Receive { options, .. })) = parse_legacy(Some(BACKUP))
         else {
             panic!()
         };
@@ -518,9 +518,9 @@ mod tests {
                     return Ok(());
                 };
                 match request {
-                    LegacyRequest::Same(Request::Receive { options }) => {
+                    LegacyRequest::Same(Request::Receive { options, mode }) => {
                         let ours = parse(Some(&format!("rsync --server {} . current/", options.join(" "))));
-                        prop_assert_eq!(ours, Ok(Request::Receive { options }));
+                        prop_assert_eq!(ours, Ok(Request::Receive { options, mode }));
                     }
                     LegacyRequest::Same(r) => prop_assert!(matches!(r, Request::Ping | Request::Complete { partial: false }), "{:?}", r),
                     LegacyRequest::List(Request::List { snapshots, patterns, .. })
