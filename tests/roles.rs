@@ -23,6 +23,8 @@ enum Role {
     Client,
     ReadOnly,
     Replica,
+    /// An original byteback client's key, imported with `import-keys`.
+    Legacy,
 }
 
 /// Every kind of request, as each side sends it.
@@ -66,6 +68,7 @@ fn allowed(role: Role, ask: Ask) -> bool {
         ),
         Role::ReadOnly => matches!(ask, Ping | Snapshots | List | Digest | Send),
         Role::Replica => matches!(ask, ReplicaState | ReplicaReceive | ReplicaSnapshot),
+        Role::Legacy => matches!(ask, Ping | Receive | Complete | List | Send),
     }
 }
 
@@ -171,6 +174,14 @@ fn every_role_gets_exactly_its_requests() {
     let replica = enrol(&w, "replica", PRIMARY, &["--replica", "--clients", "web1"]);
     let read_at = "2026-01-01T12:00:00Z";
     let reader = reader_of_a_replicated_client(&w, read_at);
+    // An original byteback client's key line, imported.
+    let legacy = w.area.path.join("legacy-key");
+    let public = support::ssh_keygen(&legacy);
+    w.user.authorize_key(&format!(
+        r#"command="byteback-receive",from="127.0.0.1",environment="BYTEBACK_HOST=old.example" {public} byteback client key"#
+    ));
+    let out = w.server(&["import-keys"]);
+    assert!(out.status.success(), "{}", show(&out));
     let keys = [
         (
             Role::Client,
@@ -180,6 +191,7 @@ fn every_role_gets_exactly_its_requests() {
         ),
         (Role::ReadOnly, reader, read_at, String::new()),
         (Role::Replica, replica, read_at, String::new()),
+        (Role::Legacy, legacy, read_at, String::new()),
     ];
     let mut refused = 0;
     for (role, key, snapshot, src) in &keys {
@@ -192,7 +204,7 @@ fn every_role_gets_exactly_its_requests() {
             // own `current`), so a replica's transfer line is, from a
             // client's key, that client's own transfer.
             let ask = match (role, ask) {
-                (Role::Client | Role::ReadOnly, Ask::ReplicaReceive) => Ask::Receive,
+                (Role::Client | Role::ReadOnly | Role::Legacy, Ask::ReplicaReceive) => Ask::Receive,
                 _ => ask,
             };
             if allowed(*role, ask) {
@@ -216,9 +228,10 @@ fn every_role_gets_exactly_its_requests() {
         }
     }
     // Of 11 each: 2 of the client's (the replica's transfer line is its
-    // own), 6 of the read-only key's, 8 of the replica's.
-    assert_eq!(refused, 2 + 6 + 8);
-    println!("roles: {refused} refusals of 33 requests, each leaving the store unchanged");
+    // own), 6 of the read-only key's, 8 of the replica's, 5 of the
+    // original client's.
+    assert_eq!(refused, 2 + 6 + 8 + 5);
+    println!("roles: {refused} refusals of 44 requests, each leaving the store unchanged");
 }
 
 #[test]
