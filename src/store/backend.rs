@@ -161,6 +161,9 @@ impl SnapshotBackend for Btrfs {
 
     fn prepare_current(&self, client_dir: &Path, _: Option<&SnapshotName>) -> Result<TransferPlan> {
         btrfs::finish_deletions(client_dir)?;
+        // A whole pass may re-send any file in place: none may share its
+        // inode with a name that rsync leaves alone.
+        btrfs::break_hard_links(&client_dir.join("current"), None)?;
         Ok(TransferPlan {
             inplace: true,
             link_dests: Vec::new(),
@@ -171,7 +174,7 @@ impl SnapshotBackend for Btrfs {
         &self,
         client_dir: &Path,
         newest: &SnapshotName,
-        _replace: &HashSet<Vec<u8>>,
+        replace: &HashSet<Vec<u8>>,
         gone: &[Vec<u8>],
         clean: bool,
     ) -> Result<()> {
@@ -188,6 +191,8 @@ impl SnapshotBackend for Btrfs {
         for path in gone {
             remove_beneath(&current, path)?;
         }
+        // The files rsync re-sends in place get inodes of their own first.
+        btrfs::break_hard_links(&current, Some(replace))?;
         Ok(())
     }
 

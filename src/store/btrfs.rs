@@ -435,3 +435,151 @@ pub fn set_readonly_at(subvol: std::os::fd::BorrowedFd<'_>, readonly: bool) -> s
     }
     .map_err(Into::into)
 }
+
+/// Gives every multiply-linked regular file under `current` (or, with
+/// `only`, at those relative paths) an inode of its own, before an
+/// in-place transfer.
+///
+/// Why: rsync `--inplace` writes into the file that is there, and "hard
+/// links are not broken" — so when a link is broken in the source (one
+/// name replaced by a new file), writing the new content into `current`
+/// would also change every other name of the old inode, whose files did
+/// not change and are not sent again: the next snapshot would hold wrong
+/// content under them. Each name here becomes a reflink copy (its data
+/// shared, copy-on-write, so nothing is read or written but metadata) with
+/// the same xattrs (where `--fake-super` keeps owner, mode and ACLs), mode
+/// and times, renamed over it; rsync's `--hard-links` then links again the
+/// names that are still one file in the source. Returns how many names
+/// were given their own inode.
+pub fn break_hard_links(
+    current: &Path,
+    only: Option<&std::collections::HashSet<Vec<u8>>>,
+) -> Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut broken = 0;
+    match only {
+        Some(paths) => {
+            for rel in paths {
+                let path = current.join(std::ffi::OsStr::from_bytes(rel));
+                let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+                    continue;
+                };
+                if !parent.starts_with(current) {
+                    continue;
+                }
+                broken += break_one(parent, name)?;
+            }
+        }
+        None => {
+            let mut dirs = vec![current.to_path_buf()];
+            while let Some(dir) = dirs.pop() {
+                let entries =
+                    std::fs::read_dir(&dir).map_err(|e| Error::io("cannot read", &dir, e))?;
+                for entry in entries {
+                    let entry = entry.map_err(|e| Error::io("cannot read", &dir, e))?;
+                    let Ok(kind) = entry.file_type() else {
+                        continue;
+                    };
+                    if kind.is_dir() {
+                        dirs.push(entry.path());
+                    } else if kind.is_file() {
+                        broken += break_one(&dir, &entry.file_name())?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(broken)
+}
+
+/// [`break_hard_links`] for one name in `dir`: 1 if it was given its own
+/// inode, 0 if it had one already (or is not a regular file, or is gone).
+fn break_one(dir: &Path, name: &std::ffi::OsStr) -> Result<u64> {
+    use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timestamps};
+    let failed = |what: &str, e: rustix::io::Errno| Error::io(what, &dir.join(name), e.into());
+    let parent = match rustix::fs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR | rustix::io::Errno::LOOP) => {
+            return Ok(0);
+        }
+        Err(e) => return Err(Error::io("cannot open", dir, e.into())),
+    };
+    let source = match rustix::fs::openat(
+        &parent,
+        name,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOENT | rustix::io::Errno::LOOP | rustix::io::Errno::NXIO) => {
+            return Ok(0);
+        }
+        Err(e) => return Err(failed("cannot open", e)),
+    };
+    let st = rustix::fs::fstat(&source).map_err(|e| failed("cannot stat", e))?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile || st.st_nlink < 2 {
+        return Ok(0);
+    }
+    let mut temp = std::ffi::OsString::from(".byteback-unlink-");
+    temp.push(name);
+    let _ = rustix::fs::unlinkat(&parent, &temp, AtFlags::empty());
+    let copy = rustix::fs::openat(
+        &parent,
+        &temp,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )
+    .map_err(|e| failed("cannot create a copy of", e))?;
+    let made = (|| -> rustix::io::Result<()> {
+        rustix::fs::ioctl_ficlone(&copy, &source)?;
+        copy_xattrs(&source, &copy)?;
+        rustix::fs::fchmod(&copy, Mode::from_raw_mode(st.st_mode & 0o7777))?;
+        rustix::fs::futimens(
+            &copy,
+            &Timestamps {
+                last_access: rustix::fs::Timespec {
+                    tv_sec: st.st_atime,
+                    tv_nsec: st.st_atime_nsec as _,
+                },
+                last_modification: rustix::fs::Timespec {
+                    tv_sec: st.st_mtime,
+                    tv_nsec: st.st_mtime_nsec as _,
+                },
+            },
+        )?;
+        rustix::fs::renameat(&parent, &temp, &parent, name)
+    })();
+    if let Err(e) = made {
+        let _ = rustix::fs::unlinkat(&parent, &temp, AtFlags::empty());
+        return Err(failed("cannot give its own inode to", e));
+    }
+    Ok(1)
+}
+
+/// Copies every xattr of `from` onto `to` (a fresh file of the same owner).
+fn copy_xattrs(from: &std::os::fd::OwnedFd, to: &std::os::fd::OwnedFd) -> rustix::io::Result<()> {
+    let mut names = vec![0u8; 64 * 1024];
+    let len = rustix::fs::flistxattr(from, &mut names)?;
+    let mut value = vec![0u8; 64 * 1024];
+    for name in names[..len].split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        let Ok(name) = std::ffi::CString::new(name) else {
+            continue;
+        };
+        let n = match rustix::fs::fgetxattr(from, name.as_c_str(), &mut value) {
+            Ok(n) => n,
+            Err(rustix::io::Errno::NODATA) => continue,
+            Err(e) => return Err(e),
+        };
+        rustix::fs::fsetxattr(
+            to,
+            name.as_c_str(),
+            &value[..n],
+            rustix::fs::XattrFlags::empty(),
+        )?;
+    }
+    Ok(())
+}
