@@ -340,26 +340,60 @@ fn connection_problems_are_named() {
 
     // Unknown host key on a terminal: ssh asks; "no" trusts nothing, "yes"
     // records the key in byteback's own known_hosts. (`script` gives the
-    // client a terminal; the answer arrives after the question.)
+    // client a terminal; the answer is typed once the question is seen.)
     let on_terminal = |answer: &str| {
+        use std::io::{Read, Write};
         let cmd = format!(
             "BYTEBACK_CONFIG_DIR='{}' '{}' test",
             w.client_dir.display(),
             env!("CARGO_BIN_EXE_byteback")
         );
-        let script = format!("sleep 2; echo {answer}");
-        let mut feeder = Command::new("sh")
-            .args(["-c", &script])
+        let mut script = Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        let out = Command::new("script")
-            .args(["-qec", &cmd, "/dev/null"])
-            .stdin(feeder.stdout.take().unwrap())
-            .output()
-            .unwrap();
-        feeder.wait().unwrap();
-        out
+        let mut stdin = script.stdin.take().unwrap();
+        let mut stdout = script.stdout.take().unwrap();
+        // Read what the terminal shows until ssh asks (or the client ends).
+        let (seen_tx, seen_rx) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            let (mut all, mut buf) = (Vec::new(), [0u8; 4096]);
+            let mut told = false;
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                all.extend_from_slice(&buf[..n]);
+                if !told && String::from_utf8_lossy(&all).contains("continue connecting") {
+                    let _ = seen_tx.send(());
+                    told = true;
+                }
+            }
+            all
+        });
+        let asked = seen_rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .is_ok();
+        if asked {
+            stdin.write_all(format!("{answer}\n").as_bytes()).unwrap();
+        } else {
+            // Never asked within a minute: end it (the assertions say why).
+            let _ = script.kill();
+        }
+        let status = script.wait().unwrap();
+        drop(stdin);
+        let mut stderr = Vec::new();
+        if let Some(mut e) = script.stderr.take() {
+            let _ = e.read_to_end(&mut stderr);
+        }
+        std::process::Output {
+            status,
+            stdout: reader.join().unwrap(),
+            stderr,
+        }
     };
     std::fs::write(&known_hosts, "").unwrap();
     let out = on_terminal("no");
