@@ -376,6 +376,7 @@ fn remote_backup(
     let attempts = config.retry_attempts.max(1);
     let mut attempt = 1;
     let mut unanswered = None;
+    let mut failed_before = None;
     loop {
         *made = attempt;
         if let Some(r) = recorder.as_deref_mut() {
@@ -390,6 +391,7 @@ fn remote_backup(
             last,
             traffic,
             &mut unanswered,
+            &mut failed_before,
             pass,
         ) {
             Ok(snapshot) => return Ok((snapshot, attempt)),
@@ -513,6 +515,7 @@ fn try_once(
     last: bool,
     traffic: &mut Traffic,
     unanswered: &mut Option<UnansweredSnapshot>,
+    failed_before: &mut Option<Vec<String>>,
     pass: &mut Pass,
 ) -> Result<String> {
     let master = Master::open(plain, control_socket(dir))?;
@@ -650,7 +653,12 @@ fn try_once(
             );
             Ok(snapshot)
         }
-        Outcome::SomeFilesFailed if last => {
+        // The same files failed as on the attempt before: not a passing
+        // problem (a name the server's filesystem refuses, say), so trying
+        // again would only fail again; the snapshot is taken now.
+        Outcome::SomeFilesFailed
+            if last || (!failed.is_empty() && same(failed_before, &failed)) =>
+        {
             // A partial snapshot: the index (which would say the failed
             // files were sent) is not committed; the next backup is full.
             let note = if failed.is_empty() {
@@ -662,14 +670,25 @@ fn try_once(
             Err(partial_error(&snapshot, &failed))
         }
         // Exit 23 may be a transient I/O problem: try again first.
-        Outcome::SomeFilesFailed | Outcome::Retryable => {
+        Outcome::SomeFilesFailed => {
+            let mut sorted = failed;
+            sorted.sort();
+            *failed_before = Some(sorted);
             Err(Error::Connection(describe_exit(code)))
         }
+        Outcome::Retryable => Err(Error::Connection(describe_exit(code))),
         Outcome::Fatal => Err(Error::Command(format!(
             "{}; see rsync's messages above",
             describe_exit(code)
         ))),
     }
+}
+
+/// Whether `failed` names the same files as the attempt before (sorted).
+fn same(before: &Option<Vec<String>>, failed: &[String]) -> bool {
+    let mut sorted = failed.to_vec();
+    sorted.sort();
+    before.as_deref() == Some(sorted.as_slice())
 }
 
 /// A snapshot request whose answer was lost with the connection.
