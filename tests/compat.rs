@@ -144,7 +144,6 @@ fn report(cell: &str, result: &str, start: Instant) {
         start.elapsed().as_secs_f64()
     );
     println!("{line}");
-    eprintln!("{line}");
 }
 
 /// The client of `w` with `rsync_dir` (if any) first in its PATH.
