@@ -345,7 +345,8 @@ fn rsync_cell(w: &mut World, rsync: &ServerRsync, client_rsync: Option<&Path>, l
 /// The filter-rule attack of tests/hostile_rsync.rs: a merge rule naming
 /// the victim's file, sent through the relay, on a restore and on a backup
 /// with `--delete`. Neither may read the victim's lines as rules.
-fn filter_attack(w: &World, client_name: &str, victim_file: &Path, cell: &str) {
+/// `refused`: the server runs no rsync in this cell.
+fn filter_attack(w: &World, client_name: &str, victim_file: &Path, cell: &str, refused: bool) {
     let relay = w.area.path.join("relay.pl");
     if !relay.exists() {
         fs::write(&relay, RELAY).unwrap();
@@ -373,18 +374,27 @@ fn filter_attack(w: &World, client_name: &str, victim_file: &Path, cell: &str) {
             .unwrap()
     };
     let rule = format!(":- {}", victim_file.display());
+    let snapshot = w.snapshots(client_name).pop().unwrap();
+    let from_snapshot = format!("{}/", snapshot.replace(':', "%3A"));
+    let found_root = || {
+        let found = support::run(&["find", &loot.to_string_lossy(), "-name", "root"]);
+        !found.stdout.is_empty()
+    };
+    // The control: without the rule, the same pull through the relay
+    // brings "root" back, wherever the server runs rsync at all.
+    let out = rsync(&["-r"], true, &from_snapshot);
+    assert_eq!(
+        out.status.success() && found_root(),
+        !refused,
+        "{cell}: the control pull\n{}",
+        show(&out)
+    );
+    let _ = fs::remove_dir_all(&loot);
     // The victim's lines ("root", "secret") as excludes would hide the
     // attacker's own "root".
-    let snapshot = w.snapshots(client_name).pop().unwrap();
-    let out = rsync(
-        &["-r", "--filter", &rule],
-        true,
-        &format!("{}/", snapshot.replace(':', "%3A")),
-    );
-    let found = support::run(&["find", &loot.to_string_lossy(), "-name", "root"]);
-    let got = !found.stdout.is_empty();
+    let out = rsync(&["-r", "--filter", &rule], true, &from_snapshot);
     assert!(
-        !(out.status.success() && !got),
+        !out.status.success() || found_root(),
         "{cell}: the victim's file was read as filter rules by the sender\n{}",
         show(&out)
     );
@@ -415,7 +425,10 @@ fn sandbox_cell(
     kernel_abi: i32,
 ) {
     let start = Instant::now();
-    let cell = format!("server rsync {} × [sandbox] {}", rsync.version, sandbox.label);
+    let cell = format!(
+        "server rsync {} × [sandbox] {}",
+        rsync.version, sandbox.label
+    );
     w.server_config(&server_toml(rsync, sandbox));
     let log_from = log_len(w);
     let landlock_abi = match sandbox.landlock_max_abi {
@@ -461,7 +474,11 @@ fn sandbox_cell(
         let lines: Vec<&str> = text.lines().filter(|l| l.contains(&want)).collect();
         assert!(!lines.is_empty(), "{cell}: {}", show(&out));
         assert_eq!(out.status.code(), Some(8), "{cell}: {}", show(&out));
-        assert_eq!(w.snapshots(client_name), before, "{cell}: a snapshot was taken");
+        assert_eq!(
+            w.snapshots(client_name),
+            before,
+            "{cell}: a snapshot was taken"
+        );
         manifest::assert_same(
             &format!("{cell}: current after the refusal"),
             &current_before,
@@ -486,7 +503,7 @@ fn sandbox_cell(
         let log = log_since(w, log_from);
         assert!(log.contains(&want), "{cell}: the log says\n{log}");
         assert!(!log.contains(": running "), "{cell}: rsync ran:\n{log}");
-        filter_attack(w, client_name, victim_file, &cell);
+        filter_attack(w, client_name, victim_file, &cell, true);
         report(
             &cell,
             &format!("refused (exit 8): {}", lines[0].trim()),
@@ -509,7 +526,10 @@ fn sandbox_cell(
 
     // The log names the missing layers in one WARNING line per transfer.
     let log = log_since(w, log_from);
-    let warnings: Vec<&str> = log.lines().filter(|l| l.contains("WARNING: rsync")).collect();
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("WARNING: rsync"))
+        .collect();
     let mut missing = Vec::new();
     if !landlock {
         missing.push("no Landlock (kernel too old, Landlock disabled or capped in [sandbox])");
@@ -537,7 +557,7 @@ fn sandbox_cell(
             );
         }
     }
-    filter_attack(w, client_name, victim_file, &cell);
+    filter_attack(w, client_name, victim_file, &cell, false);
     let layers = match (landlock, scoped) {
         (true, true) => format!("Landlock ABI {landlock_abi} scoped"),
         (true, false) => format!("Landlock ABI {landlock_abi}"),

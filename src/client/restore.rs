@@ -43,10 +43,11 @@ pub(crate) fn stream(
     }
 }
 
-/// Where the backups are: a server, or a store on this machine.
+/// Where the backups are: a server, or a store on this machine (boxed:
+/// a store carries its whole configuration).
 pub(crate) enum Backups {
     Remote(Ssh),
-    Local(Local),
+    Local(Box<Local>),
 }
 
 /// Asks for the rows of `query`, handing each to `each`.
@@ -92,11 +93,11 @@ fn query_rows(
 pub(crate) fn connect(dir: &ConfigDir, destination: Option<&str>) -> Result<Backups> {
     let (mut config, target) = backup::resolve(dir, destination)?;
     match target {
-        Target::Local(root) => Ok(Backups::Local(local::open(
+        Target::Local(root) => Ok(Backups::Local(Box::new(local::open(
             &root,
             &backup::machine_name(&config),
             false,
-        )?)),
+        )?))),
         Target::Remote(d) => {
             config.destination = Some(Target::Remote(d));
             Ok(Backups::Remote(dir.ssh(&config, HostKeyPolicy::Strict)?))

@@ -548,7 +548,10 @@ fn run_confined(
                     .stdout(Stdio::piped())
                     .process_group(0);
             });
-        store.log(&format!("{client}: running {} (rsync {facts})", cmd.display()));
+        store.log(&format!(
+            "{client}: running {} (rsync {facts})",
+            cmd.display()
+        ));
         cmd
     })?;
     match (enforcement.landlock, enforcement.private_view, confine_root) {
