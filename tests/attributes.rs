@@ -66,71 +66,10 @@ const NO_INTERVAL: &str = "min_snapshot_interval = \"0s\"\n";
 /// The usual PATH of the client (as `World::client_command` sets it).
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// Where rsync 3.2.7 is unpacked, once for all runs.
-const CACHE: &str = "/var/lib/byteback-tests/rsync-3.2.7";
-const RSYNC_3_2_7: &str = "rsync=3.2.7-1+deb12u6";
-
-/// A directory holding only an `rsync` that is 3.2.7, fetched with apt once
-/// into [`CACHE`]; `None` (said loudly) where apt cannot fetch it, except in
-/// CI, where that fails.
+/// A directory holding only an `rsync` that is 3.2.7 (see
+/// [`support::rsync::rsync_3_2_7`]).
 fn rsync_3_2_7() -> Option<PathBuf> {
-    static ONCE: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _one_at_a_time = ONCE.lock().unwrap_or_else(|e| e.into_inner());
-    let cache = Path::new(CACHE);
-    let bin = cache.join("bin");
-    let is_327 = |rsync: &Path| {
-        std::process::Command::new(rsync)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.stdout.starts_with(b"rsync  version 3.2.7 "))
-    };
-    if is_327(&bin.join("rsync")) {
-        return Some(bin);
-    }
-    // Fetched into a private directory, then renamed into place whole.
-    let work = cache.with_file_name(format!("rsync-3.2.7.{}", support::unique()));
-    fs::create_dir_all(&work).unwrap();
-    let fetched = std::process::Command::new("apt-get")
-        .args(["download", "-q", RSYNC_3_2_7])
-        .current_dir(&work)
-        .output();
-    let deb = fs::read_dir(&work)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|x| x == "deb"));
-    let unpacked = deb.as_ref().is_some_and(|deb| {
-        let root = work.join("root");
-        support::run(&[
-            "dpkg-deb",
-            "-x",
-            &deb.to_string_lossy(),
-            &root.to_string_lossy(),
-        ])
-        .status
-        .success()
-            && fs::create_dir(work.join("bin")).is_ok()
-            && fs::rename(root.join("usr/bin/rsync"), work.join("bin/rsync")).is_ok()
-            && is_327(&work.join("bin/rsync"))
-    });
-    if !unpacked {
-        let _ = fs::remove_dir_all(&work);
-        let why = match fetched {
-            Ok(out) => show(&out),
-            Err(e) => e.to_string(),
-        };
-        let msg = format!("cannot fetch {RSYNC_3_2_7} with apt-get download: {why}");
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("\n\n*** {msg} ***\n");
-        }
-        eprintln!("\n*** SKIPPED (rsync 3.2.7): {msg} ***\n");
-        return None;
-    }
-    fs::remove_dir_all(work.join("root")).unwrap();
-    fs::remove_file(deb.unwrap()).unwrap();
-    let _ = fs::remove_dir_all(cache);
-    fs::rename(&work, cache).unwrap();
-    assert!(is_327(&bin.join("rsync")));
-    Some(bin)
+    support::rsync::rsync_3_2_7().map(|dir| dir.join("bin"))
 }
 
 /// Runs the client of `w` with `rsync_dir` (if any) first in its PATH.

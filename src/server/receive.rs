@@ -534,6 +534,11 @@ fn run_confined(
     // The rsync that runs is the one asked, in the view it runs in.
     let facts = probe::rsync(store, &jail)?;
     let confine_root = facts.confine_root;
+    let unconfined = || unconfined(store, &jail, &facts);
+    // Known before the start when [sandbox] switched both layers off.
+    if jail.limits.no_private_view && !jail.layers().filesystem && !confine_root {
+        return Err(unconfined());
+    }
     let (child, enforcement) = jail.spawn(|view| {
         let program = view.program.unwrap_or(&facts.path);
         let cmd = Cmd::new(program)
@@ -543,7 +548,10 @@ fn run_confined(
                     .stdout(Stdio::piped())
                     .process_group(0);
             });
-        store.log(&format!("{client}: running {}", cmd.display()));
+        store.log(&format!(
+            "{client}: running {} (rsync {facts})",
+            cmd.display()
+        ));
         cmd
     })?;
     match (enforcement.landlock, enforcement.private_view, confine_root) {
@@ -551,9 +559,7 @@ fn run_confined(
             let mut child = child;
             let _ = child.kill();
             let _ = child.wait();
-            return Err(Error::Unsupported(
-                "refusing to run rsync unconfined: this kernel allows neither Landlock (Linux 5.19 or later, with landlock among its LSMs) nor unprivileged user namespaces, and this rsync has no --confine-root (3.5.0 or later); upgrade one of them".into(),
-            ));
+            return Err(unconfined());
         }
         (true, true, _) if enforcement.scoped => {}
         (landlock, private_view, _) => store.log(&format!(
@@ -586,6 +592,40 @@ fn run_confined(
         },
         || check(pid),
     )
+}
+
+/// Why rsync is not run at all (no layer of the sandbox, and no
+/// `--confine-root`), in one line naming what to change: the `[sandbox]`
+/// settings that switched the layers off, or else the kernel; or the rsync.
+fn unconfined(store: &Store, jail: &Confinement, facts: &probe::RsyncFacts) -> Error {
+    let sandbox = &store.config.sandbox;
+    let mut settings = Vec::new();
+    if crate::sys::sandbox::layers().filesystem && !jail.layers().filesystem {
+        if let Some(abi) = sandbox.landlock_max_abi {
+            settings.push(format!("landlock_max_abi = {abi}"));
+        }
+    }
+    if !sandbox.private_view {
+        settings.push("private_view = false".to_owned());
+    }
+    let (why, fix) = match settings.is_empty() {
+        true => (
+            "on this kernel".to_owned(),
+            "upgrade the kernel (Landlock: Linux 5.19 or later, with landlock among its LSMs), allow unprivileged user namespaces, or set `rsync` in server.toml to rsync 3.5.0 or later".to_owned(),
+        ),
+        false => (
+            format!("([sandbox] {} in server.toml)", settings.join(", ")),
+            format!(
+                "remove {} from [sandbox] in server.toml, or set `rsync` there to rsync 3.5.0 or later",
+                settings.join(" and ")
+            ),
+        ),
+    };
+    Error::Unsupported(format!(
+        "refusing to run rsync unconfined: no Landlock and no private view {why}, and {} (rsync {}) has no --confine-root; {fix}",
+        facts.path.display(),
+        facts.version
+    ))
 }
 
 /// Changes into the client's `current` through directory handles opened

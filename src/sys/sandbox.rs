@@ -323,20 +323,22 @@ impl Confinement {
             (true, false) => all,
             (true, true) => (read & !AccessFs::Execute) | file_rights | AccessFs::Refer,
         };
-        let mut ruleset = Ruleset::default()
+        let mut handled = Ruleset::default()
             .set_compatibility(CompatLevel::SoftRequirement)
             .handle_access(AccessFs::from_all(REQUIRED_ABI))
             .map_err(|x| e(&x))?
             .set_compatibility(CompatLevel::BestEffort)
             .handle_access(AccessFs::from_all(best))
-            .map_err(|x| e(&x))?
-            .scope(match layers.scoped {
-                true => Scope::from_all(SCOPE_ABI),
-                false => BitFlags::empty(),
-            })
-            .map_err(|x| e(&x))?
-            .create()
             .map_err(|x| e(&x))?;
+        // Scoping only where it is in force: the crate refuses an empty
+        // scope ("empty access-right"), which would fail every transfer on
+        // kernels before 6.12 and under a `landlock_max_abi` below 6.
+        if layers.scoped {
+            handled = handled
+                .scope(Scope::from_all(SCOPE_ABI))
+                .map_err(|x| e(&x))?;
+        }
+        let mut ruleset = handled.create().map_err(|x| e(&x))?;
         let dir = rustix::fs::open(
             &self.dir,
             OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
@@ -717,6 +719,30 @@ mod tests {
         names.sort();
         assert_eq!(names, ["f", "sub"]);
         std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn a_ruleset_without_scoping_is_made() {
+        // An ABI below 6 (a kernel before 6.12, or a cap) has no scoping:
+        // the ruleset is still made, without it.
+        let dir = std::env::temp_dir();
+        for cap in [2, 3, 5, 6] {
+            let jail = Confinement {
+                dir: dir.clone(),
+                limits: Limits {
+                    no_private_view: false,
+                    max_landlock_abi: Some(cap),
+                },
+                ..Confinement::default()
+            };
+            let layers = jail.layers();
+            if layers.filesystem {
+                assert_eq!(layers.scoped, cap >= 6 && landlock_abi() >= 6);
+                if let Err(e) = jail.ruleset(layers) {
+                    panic!("ABI {cap}: {e}");
+                }
+            }
+        }
     }
 
     #[test]
