@@ -249,7 +249,7 @@ fn clients_are_listed_rekeyed_renamed_and_removed() {
     );
     one_line(&b.backup(), 6, &["refused this machine's key"]);
     assert!(!w.store().join("b.example").exists());
-    assert!(!w.store().join(".byteback/locks/b.example").exists());
+    assert!(!w.store().join(".byteback/locks/client/b.example").exists());
     let rows = clients_json(&w);
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert!(!authorized_keys(&w).contains("b.example"));

@@ -52,7 +52,7 @@ fn status_reports_every_state() {
     assert!(out.status.success(), "{}", show(&out));
     // running: ok.example's lock is held, as by a backup in progress (held
     // here, in this process, so it goes with the test whatever happens).
-    let lock = w.store().join(".byteback/locks/ok.example");
+    let lock = w.store().join(".byteback/locks/client/ok.example");
     let held = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)

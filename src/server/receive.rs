@@ -148,6 +148,8 @@ fn serve(store: &Store, client: &ClientName, request: Request) -> Result<u8> {
         }
         Request::Receive { options, mode } => receive(&backups, &options, mode, &key),
         Request::Incremental { snapshot } => {
+            // The lock first: one list of this client in memory at a time.
+            let _lock = store.lock_client(client, store.config.lock_wait.to_std())?;
             let mut text = Vec::new();
             std::io::stdin()
                 .take(protocol::MAX_REPLACE_LIST as u64 + 1)
@@ -155,7 +157,7 @@ fn serve(store: &Store, client: &ClientName, request: Request) -> Result<u8> {
                 .map_err(|e| Error::Refused(format!("cannot read the replace list: {e}")))?;
             let replace = protocol::parse_replace_list(&text)
                 .map_err(|refusal| Error::Refused(format!("refused: {refusal}")))?;
-            backups.prepare_incremental(&snapshot, replace, key.as_str())?;
+            backups.prepare_incremental_locked(&snapshot, replace, key.as_str())?;
             Ok(0)
         }
         Request::Snapshots => {

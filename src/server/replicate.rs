@@ -305,51 +305,100 @@ fn attempt_once(
     })?;
     let mut record = Record::load(store, target);
     done.clients = clients.len();
+    // One client's failure (a refusal, a transfer its tree makes fail) is
+    // that client's: the others are still sent, and the run fails at the
+    // end, naming it. A lost connection ends the attempt (and is retried).
+    let mut failed = Vec::new();
     for client in clients {
-        let theirs = state
-            .clients
-            .get(client.as_str())
-            .and_then(|n| n.as_deref())
-            .and_then(SnapshotName::parse);
-        record.set(client, theirs.as_ref());
-        let todo: Vec<_> = store
-            .snapshots(client)?
-            .into_iter()
-            .filter(|s| theirs.as_ref().is_none_or(|t| s.name.time() > t.time()))
-            .collect();
-        for snapshot in todo {
-            let traffic = send(store, &ssh, client, &snapshot.name, verbose)?;
-            let request = ReplicaRequest::Snapshot {
-                client: client.clone(),
-                name: snapshot.name.clone(),
-                partial: snapshot.partial,
-            };
-            let answer = remote::call_line(&ssh, &request.render(), None)?;
-            let taken = Completed::parse(&answer).map(|c| c.snapshot);
-            if taken.as_deref() != Some(snapshot.name.as_str()) {
-                return Err(Error::Refused(format!(
-                    "the replica did not confirm snapshot {} of {client}",
-                    snapshot.name
-                )));
+        let result = send_client(
+            store,
+            &ssh,
+            target,
+            client,
+            &state,
+            &mut record,
+            verbose,
+            done,
+        );
+        match result {
+            Ok(()) => {}
+            Err(e @ Error::Connection(_)) => {
+                record.save(store, target)?;
+                return Err(e);
             }
-            record.set(client, Some(&snapshot.name));
-            record.save(store, target)?;
-            done.snapshots += 1;
-            done.traffic.add(traffic);
-            store.log(&format!(
-                "replication to {target}: {client} {} sent ({} file(s), {} bytes changed, {} bytes sent)",
-                snapshot.name, traffic.files, traffic.bytes, traffic.sent
-            ));
-            println!(
-                "{client} {}: {} file(s), {} changed, {} sent",
-                snapshot.name,
-                traffic.files,
-                human_bytes(traffic.bytes),
-                human_bytes(traffic.sent)
-            );
+            Err(e) => {
+                store.log(&format!("replication to {target}: {client} failed: {e}"));
+                failed.push(format!("{client} ({e})"));
+            }
         }
     }
     record.save(store, target)?;
+    if failed.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Refused(format!(
+        "replication to {target}: {} of {} client(s) failed, the others were sent: {}",
+        failed.len(),
+        clients.len(),
+        failed.join("; ")
+    )))
+}
+
+/// Sends every snapshot of `client` newer than the replica's newest
+/// (`state`), oldest first, recording each in `record`.
+#[allow(clippy::too_many_arguments)]
+fn send_client(
+    store: &Store,
+    ssh: &crate::exec::ssh::Ssh,
+    target: &Destination,
+    client: &ClientName,
+    state: &ReplicaState,
+    record: &mut Record,
+    verbose: bool,
+    done: &mut Done,
+) -> Result<()> {
+    let theirs = state
+        .clients
+        .get(client.as_str())
+        .and_then(|n| n.as_deref())
+        .and_then(SnapshotName::parse);
+    record.set(client, theirs.as_ref());
+    let todo: Vec<_> = store
+        .snapshots(client)?
+        .into_iter()
+        .filter(|s| theirs.as_ref().is_none_or(|t| s.name.time() > t.time()))
+        .collect();
+    for snapshot in todo {
+        let traffic = send(store, ssh, client, &snapshot.name, verbose)?;
+        let request = ReplicaRequest::Snapshot {
+            client: client.clone(),
+            name: snapshot.name.clone(),
+            partial: snapshot.partial,
+        };
+        let answer = remote::call_line(ssh, &request.render(), None)?;
+        let taken = Completed::parse(&answer).map(|c| c.snapshot);
+        if taken.as_deref() != Some(snapshot.name.as_str()) {
+            return Err(Error::Refused(format!(
+                "the replica did not confirm snapshot {} of {client}",
+                snapshot.name
+            )));
+        }
+        record.set(client, Some(&snapshot.name));
+        record.save(store, target)?;
+        done.snapshots += 1;
+        done.traffic.add(traffic);
+        store.log(&format!(
+            "replication to {target}: {client} {} sent ({} file(s), {} bytes changed, {} bytes sent)",
+            snapshot.name, traffic.files, traffic.bytes, traffic.sent
+        ));
+        println!(
+            "{client} {}: {} file(s), {} changed, {} sent",
+            snapshot.name,
+            traffic.files,
+            human_bytes(traffic.bytes),
+            human_bytes(traffic.sent)
+        );
+    }
     Ok(())
 }
 

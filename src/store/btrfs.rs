@@ -524,17 +524,17 @@ fn break_one(dir: &Path, name: &std::ffi::OsStr) -> Result<u64> {
     if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile || st.st_nlink < 2 {
         return Ok(0);
     }
-    let mut temp = std::ffi::OsString::from(".byteback-unlink-");
-    temp.push(name);
-    let _ = rustix::fs::unlinkat(&parent, &temp, AtFlags::empty());
+    // The copy is made unnamed (O_TMPFILE): no name of the client's is ever
+    // taken, replaced or removed but `name` itself, and a name too long
+    // for a prefix is no problem.
     let copy = rustix::fs::openat(
         &parent,
-        &temp,
-        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        ".",
+        OFlags::TMPFILE | OFlags::WRONLY | OFlags::CLOEXEC,
         Mode::from_raw_mode(0o600),
     )
-    .map_err(|e| failed("cannot create a copy of", e))?;
-    let made = (|| -> rustix::io::Result<()> {
+    .map_err(|e| failed("cannot make a copy of", e))?;
+    let filled = (|| -> rustix::io::Result<()> {
         rustix::fs::ioctl_ficlone(&copy, &source)?;
         copy_xattrs(&source, &copy)?;
         rustix::fs::fchmod(&copy, Mode::from_raw_mode(st.st_mode & 0o7777))?;
@@ -550,19 +550,58 @@ fn break_one(dir: &Path, name: &std::ffi::OsStr) -> Result<u64> {
                     tv_nsec: st.st_mtime_nsec as _,
                 },
             },
-        )?;
-        rustix::fs::renameat(&parent, &temp, &parent, name)
+        )
     })();
-    if let Err(e) = made {
-        let _ = rustix::fs::unlinkat(&parent, &temp, AtFlags::empty());
+    filled.map_err(|e| failed("cannot copy", e))?;
+    // Named under a fresh short name of its own (never one that exists),
+    // then renamed over `name` in one step.
+    use std::os::fd::AsRawFd;
+    let unnamed = format!("/proc/self/fd/{}", copy.as_raw_fd());
+    let mut temp;
+    let mut tries = 0u32;
+    loop {
+        tries += 1;
+        temp = fresh_name();
+        match rustix::fs::linkat(
+            rustix::fs::CWD,
+            unnamed.as_str(),
+            &parent,
+            temp.as_str(),
+            AtFlags::SYMLINK_FOLLOW,
+        ) {
+            Ok(()) => break,
+            Err(rustix::io::Errno::EXIST) if tries < 100 => continue,
+            Err(e) => return Err(failed("cannot name the copy of", e)),
+        }
+    }
+    if let Err(e) = rustix::fs::renameat(&parent, temp.as_str(), &parent, name) {
+        let _ = rustix::fs::unlinkat(&parent, temp.as_str(), AtFlags::empty());
         return Err(failed("cannot give its own inode to", e));
     }
     Ok(1)
 }
 
+/// A short name no client file is likely to have (and if one has, it is
+/// never touched: the link that would take it fails, and another is tried).
+fn fresh_name() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!(
+        ".bb{:x}{:x}{:x}",
+        std::process::id(),
+        nanos,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
 /// Copies every xattr of `from` onto `to` (a fresh file of the same owner).
 fn copy_xattrs(from: &std::os::fd::OwnedFd, to: &std::os::fd::OwnedFd) -> rustix::io::Result<()> {
-    let mut names = vec![0u8; 64 * 1024];
+    // As large as the list is (a file may carry more than 64 KiB of names).
+    let size = rustix::fs::flistxattr(from, &mut [0u8; 0][..])?;
+    let mut names = vec![0u8; size];
     let len = rustix::fs::flistxattr(from, &mut names)?;
     let mut value = vec![0u8; 64 * 1024];
     for name in names[..len].split(|&b| b == 0).filter(|n| !n.is_empty()) {

@@ -4,7 +4,8 @@
 //! ```text
 //! <store>/.byteback/server.toml     configuration
 //! <store>/.byteback/server.log      what happened, one line per event (rotated at 1 MiB)
-//! <store>/.byteback/locks/<client>  one receive or snapshot per client at a time
+//! <store>/.byteback/locks/client/<client>  one receive or snapshot per client at a time
+//! <store>/.byteback/locks/{read,slot,key}/  read slots, transfer slots, one transfer per key
 //! <store>/<client>/current          subvolume the client's rsync writes into
 //! <store>/<client>/<time>           read-only snapshots
 //! <store>/<client>/<time>.partial   marker: that snapshot's transfer left files out
@@ -334,6 +335,20 @@ retry_pause = "1m"
 # bwlimit = "10m"
 "#;
 
+/// The store's locks, each kind in its own namespace (see
+/// [`Store::lock_path`]).
+#[derive(Debug, Clone, Copy)]
+enum LockName<'a> {
+    /// A client's backups: one transfer, snapshot or prune of it at a time.
+    Client(&'a ClientName),
+    /// One of a client's read slots (1 to [`MAX_READS_PER_CLIENT`]).
+    Read(&'a ClientName, u32),
+    /// One of the store's `max_concurrent_backups` transfer slots.
+    Slot(u32),
+    /// One key's transfers ([`crate::server::roles::KeyId`]).
+    Key(&'a str),
+}
+
 /// One snapshot of a client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
@@ -557,11 +572,26 @@ impl Store {
         Ok(clients)
     }
 
+    /// Where a lock file lives: each kind in a directory of its own under
+    /// `.byteback/locks/`, so no client name (which may look like anything
+    /// a client chose: `backup-slot-1`, `other.example.restore-1`) can name
+    /// another kind's lock. Made on first use.
+    fn lock_path(&self, lock: LockName<'_>) -> Result<PathBuf> {
+        let base = Self::state_dir_of(&self.root).join("locks");
+        let (dir, name) = match lock {
+            LockName::Client(c) => (base.join("client"), c.to_string()),
+            LockName::Read(c, slot) => (base.join("read"), format!("{c}.{slot}")),
+            LockName::Slot(slot) => (base.join("slot"), slot.to_string()),
+            LockName::Key(key) => (base.join("key"), key.to_owned()),
+        };
+        std::fs::create_dir_all(&dir).on("cannot create", &dir)?;
+        Ok(dir.join(name))
+    }
+
     /// Takes the per-client lock, waiting up to `wait`.
     pub fn lock_client(&self, client: &ClientName, wait: Duration) -> Result<Lock> {
-        let dir = Self::state_dir_of(&self.root).join("locks");
-        std::fs::create_dir_all(&dir).on("cannot create", &dir)?;
-        let lock = Lock::acquire(&dir.join(client.as_str()), wait)?.ok_or_else(|| {
+        let path = self.lock_path(LockName::Client(client))?;
+        let lock = Lock::acquire(&path, wait)?.ok_or_else(|| {
             Error::Locked(format!(
                 "a backup of {client} is already in progress on the server (waited {}s); try again when it has finished",
                 wait.as_secs()
@@ -588,9 +618,7 @@ impl Store {
 
     /// Since when a backup of the client has been running, if one is.
     pub fn running_since(&self, client: &ClientName) -> Option<Timestamp> {
-        let path = Self::state_dir_of(&self.root)
-            .join("locks")
-            .join(client.as_str());
+        let path = self.lock_path(LockName::Client(client)).ok()?;
         if !path.exists() {
             return None;
         }
@@ -606,22 +634,17 @@ impl Store {
 
     /// Takes the per-client lock if nobody holds it now.
     pub fn try_lock_client(&self, client: &ClientName) -> Result<Option<Lock>> {
-        let dir = Self::state_dir_of(&self.root).join("locks");
-        std::fs::create_dir_all(&dir).on("cannot create", &dir)?;
-        Lock::acquire(&dir.join(client.as_str()), Duration::ZERO)
+        Lock::acquire(&self.lock_path(LockName::Client(client))?, Duration::ZERO)
     }
 
     /// Takes the transfer lock of one key (`key` as
     /// [`crate::server::roles::KeyId`] writes it), waiting up to
     /// `lock_wait`: a key runs one transfer at a time, whichever client
     /// names it writes under, so it never holds more than one of the
-    /// store's transfer slots. (Its name has a `:`, which no client name
-    /// has, so it cannot be a client's lock.)
+    /// store's transfer slots.
     pub fn lock_key_transfer(&self, key: &str, client: &ClientName) -> Result<Lock> {
-        let dir = Self::state_dir_of(&self.root).join("locks");
-        std::fs::create_dir_all(&dir).on("cannot create", &dir)?;
         let wait = self.config.lock_wait.to_std();
-        Lock::acquire(&dir.join(format!("key-{key}.transfer")), wait)?.ok_or_else(|| {
+        Lock::acquire(&self.lock_path(LockName::Key(key))?, wait)?.ok_or_else(|| {
             Error::Locked(format!(
                 "another transfer by the same key ({key}) is still running on the server (waited {}s); the transfer into {client} will try again",
                 wait.as_secs()
@@ -633,15 +656,13 @@ impl Store {
     /// waiting up to `lock_wait` for one to free; `waiting` is told, once,
     /// how many others run.
     pub fn backup_slot(&self, client: &ClientName, waiting: &mut dyn FnMut(u32)) -> Result<Lock> {
-        let dir = Self::state_dir_of(&self.root).join("locks");
-        std::fs::create_dir_all(&dir).on("cannot create", &dir)?;
         let slots = self.config.max_concurrent_backups.max(1);
         let deadline = std::time::Instant::now() + self.config.lock_wait.to_std();
         let mut told = false;
         loop {
             for slot in 1..=slots {
                 if let Some(lock) =
-                    Lock::acquire(&dir.join(format!("backup-slot-{slot}")), Duration::ZERO)?
+                    Lock::acquire(&self.lock_path(LockName::Slot(slot))?, Duration::ZERO)?
                 {
                     return Ok(lock);
                 }
@@ -664,11 +685,9 @@ impl Store {
     /// a digest: each takes one, and no client lock, since they only read),
     /// or refuses at once when all are taken.
     pub fn read_slot(&self, client: &ClientName) -> Result<Lock> {
-        let dir = Self::state_dir_of(&self.root).join("locks");
-        std::fs::create_dir_all(&dir).on("cannot create", &dir)?;
         for slot in 1..=MAX_READS_PER_CLIENT {
             if let Some(lock) = Lock::acquire(
-                &dir.join(format!("{client}.restore-{slot}")),
+                &self.lock_path(LockName::Read(client, slot))?,
                 Duration::ZERO,
             )? {
                 return Ok(lock);
@@ -692,9 +711,8 @@ impl Store {
             self.try_lock_client(client)?
                 .ok_or_else(|| busy("backup"))?,
         ];
-        let dir = Self::state_dir_of(&self.root).join("locks");
         for slot in 1..=MAX_READS_PER_CLIENT {
-            let path = dir.join(format!("{client}.restore-{slot}"));
+            let path = self.lock_path(LockName::Read(client, slot))?;
             held.push(
                 Lock::acquire(&path, Duration::ZERO)?
                     .ok_or_else(|| busy("read (list, restore or verify)"))?,
@@ -706,11 +724,12 @@ impl Store {
     /// Removes the client's lock files (its lock and read slots), which
     /// the caller holds, once the client is gone or renamed.
     fn remove_lock_files(&self, client: &ClientName) {
-        let dir = Self::state_dir_of(&self.root).join("locks");
-        let names = std::iter::once(client.to_string())
-            .chain((1..=MAX_READS_PER_CLIENT).map(|slot| format!("{client}.restore-{slot}")));
+        let names = std::iter::once(LockName::Client(client))
+            .chain((1..=MAX_READS_PER_CLIENT).map(|slot| LockName::Read(client, slot)));
         for name in names {
-            let _ = std::fs::remove_file(dir.join(name));
+            if let Ok(path) = self.lock_path(name) {
+                let _ = std::fs::remove_file(path);
+            }
         }
     }
 
@@ -1238,13 +1257,14 @@ mod tests {
         assert_eq!(store.snapshots(&c).unwrap().len(), 2);
         assert_eq!(store.last_outcome(&c), Some(note));
         let locks = Store::state_dir_of(store.root()).join("locks");
-        assert!(!locks.join("a.example").exists());
+        assert!(!locks.join("client/a.example").exists());
         // Removed: every snapshot, current, the directory, the lock files.
         let _held = store.lock_client_idle(&c).unwrap();
         assert_eq!(store.remove_client(&c).unwrap(), 2);
         assert!(!store.has_data(&c));
-        let left: Vec<_> = std::fs::read_dir(&locks)
-            .unwrap()
+        let left: Vec<_> = ["client", "read"]
+            .iter()
+            .flat_map(|kind| std::fs::read_dir(locks.join(kind)).unwrap())
             .map(|e| e.unwrap().file_name())
             .collect();
         assert!(left.is_empty(), "{left:?}");

@@ -129,8 +129,21 @@ impl<'s> ClientBackups<'s> {
         list: crate::protocol::ReplaceList,
         key: &str,
     ) -> Result<()> {
+        let store = self.store;
+        let _lock = store.lock_client(&self.client, store.config.lock_wait.to_std())?;
+        self.prepare_incremental_locked(snapshot, list, key)
+    }
+
+    /// [`Self::prepare_incremental`], for a caller that holds the client's
+    /// lock (the forced command takes it before it reads the list, so one
+    /// client holds at most one list in memory).
+    pub fn prepare_incremental_locked(
+        &self,
+        snapshot: &str,
+        list: crate::protocol::ReplaceList,
+        key: &str,
+    ) -> Result<()> {
         let (store, client) = (self.store, &self.client);
-        let _lock = store.lock_client(client, store.config.lock_wait.to_std())?;
         // Whatever happens below, `current` is no longer what another
         // key's transfer left there.
         self.mark_produced_by(key)?;
