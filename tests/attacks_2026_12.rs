@@ -1,0 +1,553 @@
+//! Attacks of December 2026 on the day's changes: the hard-link breaking
+//! before btrfs transfers (`store/btrfs.rs` `break_hard_links`), the
+//! server-side `gone` deletions of protocol 3 (`store/backend.rs`
+//! `remove_beneath`), the producer mark, the original client's grammar
+//! (`protocol/legacy.rs`) and the replace list's bounds — each by a key
+//! holder assumed hostile, on a real sshd, rsync and btrfs/ext4 store.
+//!
+//! An attack that is stopped stays as a regression test asserting that it
+//! is (and that the store did not change); one that succeeds is kept
+//! asserting the safe behaviour and `#[ignore]`d with what it does.
+
+use byteback_testbed as support;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use support::manifest::{self, Entry, Reading, inside};
+use support::world::{World, show, stderr};
+
+/// Interval 0 so a test can take several snapshots in a row.
+const NO_INTERVAL: &str = "min_snapshot_interval = \"0s\"\n";
+
+/// A full (verbose) backup of the world's source; its output.
+fn backup(w: &World) -> Output {
+    let src = w.src.to_string_lossy().into_owned();
+    w.client(&["backup", "--verbose", "--source", &src])
+}
+
+/// The whole store but its state directory (log, locks, probe cache) and
+/// the records the server keeps of requests served.
+fn store_state(w: &World) -> BTreeMap<PathBuf, Entry> {
+    let mut m = manifest::read(w.store(), Reading::Plain);
+    m.retain(|p, _| !p.starts_with("./.byteback"));
+    for entry in m.values_mut() {
+        entry.xattrs.retain(|k, _| k != "user.byteback.last");
+    }
+    m
+}
+
+/// The store without one client's `current` (what an attack by that
+/// client may legitimately change).
+fn store_but_current_of(w: &World, client: &str) -> BTreeMap<PathBuf, Entry> {
+    let mut m = store_state(w);
+    let current = PathBuf::from(format!("./{client}/current"));
+    m.retain(|p, _| !p.starts_with(&current));
+    for entry in m.values_mut() {
+        entry.xattrs.retain(|k, _| !k.starts_with("user.byteback."));
+    }
+    m
+}
+
+/// ssh into the server with the key at `key`, running `command` with
+/// `input` on its standard input.
+fn ssh_key_input(w: &World, key: &Path, command: &str, input: &[u8]) -> Output {
+    let mut options = w.raw_ssh_options();
+    let at = options.iter().position(|o| o == "-i").unwrap();
+    options[at + 1] = key.to_string_lossy().into_owned();
+    let mut child = Command::new("ssh")
+        .args(options)
+        .arg(format!("{}@127.0.0.1", w.user.name))
+        .arg(command)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run ssh");
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().expect("wait for ssh");
+    let _ = writer.join();
+    out
+}
+
+/// The client's own key.
+fn own_key(w: &World) -> PathBuf {
+    w.client_dir.join("key")
+}
+
+/// An xattr of `path` (not following a symlink), if set.
+fn xattr(path: &Path, name: &str) -> Option<String> {
+    let mut buf = vec![0u8; 4096];
+    let n = rustix::fs::lgetxattr(path, name, &mut buf).ok()?;
+    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+// ---------------------------------------------------------------------
+// break_hard_links: the temporary name `.byteback-unlink-NAME`
+// ---------------------------------------------------------------------
+
+/// A client whose tree holds a multiply-linked file with a long (but
+/// legal) name: the temporary name `.byteback-unlink-` + NAME is longer
+/// than NAME_MAX, so `break_one` fails, and every later full pass of this
+/// client on btrfs is refused before its transfer — for good.
+#[test]
+#[ignore = "ATTACK SUCCEEDS: a hard-linked file with a name of 239..255 bytes makes every later btrfs backup of its client fail (ENAMETOOLONG on .byteback-unlink-NAME)"]
+fn a_long_hard_linked_name_does_not_stop_later_backups() {
+    let Some(w) = World::new("atk-longname") else {
+        return;
+    };
+    let client = w.enroll("longname.example");
+    w.server_config(NO_INTERVAL);
+    // Both names long: whichever the walk meets first fails.
+    let long = "n".repeat(250);
+    fs::write(w.src.join(&long), "linked\n").unwrap();
+    fs::hard_link(w.src.join(&long), w.src.join("m".repeat(250))).unwrap();
+    let out = backup(&w);
+    assert!(out.status.success(), "first backup: {}", show(&out));
+    // Whatever the client sends next, the pass must not be refused.
+    fs::write(w.src.join("new"), "new\n").unwrap();
+    for attempt in 0..2 {
+        let out = w.client(&[
+            "backup",
+            "--verbose",
+            "--full",
+            "--source",
+            &w.src.to_string_lossy(),
+        ]);
+        assert!(
+            out.status.success(),
+            "backup {attempt} after a long hard-linked name: {}",
+            show(&out)
+        );
+    }
+    assert_eq!(w.snapshots(&client).len(), 3);
+}
+
+/// A directory in the client's tree named `.byteback-unlink-NAME` next to
+/// a multiply-linked `NAME`: `break_one` cannot unlink it (EISDIR, ignored)
+/// and its O_EXCL create fails, so every later full pass is refused.
+#[test]
+#[ignore = "ATTACK SUCCEEDS: a directory named .byteback-unlink-NAME next to a hard-linked NAME makes every later btrfs backup of its client fail (EEXIST)"]
+fn a_directory_named_like_the_temporary_copy_does_not_stop_backups() {
+    let Some(w) = World::new("atk-unlinkdir") else {
+        return;
+    };
+    let client = w.enroll("unlinkdir.example");
+    w.server_config(NO_INTERVAL);
+    fs::write(w.src.join("a"), "linked\n").unwrap();
+    fs::hard_link(w.src.join("a"), w.src.join("b")).unwrap();
+    // Whichever name the walk meets first is copied: both are covered.
+    for name in [".byteback-unlink-a", ".byteback-unlink-b"] {
+        fs::create_dir(w.src.join(name)).unwrap();
+        fs::write(w.src.join(name).join("inner"), "inner\n").unwrap();
+    }
+    let out = backup(&w);
+    assert!(out.status.success(), "first backup: {}", show(&out));
+    let cur = inside(&w.store().join(&client).join("current"), &w.src);
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(fs::metadata(cur.join("a")).unwrap().nlink(), 2);
+    assert!(cur.join(".byteback-unlink-a").is_dir());
+    fs::write(w.src.join("new"), "new\n").unwrap();
+    let out = w.client(&[
+        "backup",
+        "--verbose",
+        "--full",
+        "--source",
+        &w.src.to_string_lossy(),
+    ]);
+    assert!(out.status.success(), "second backup: {}", show(&out));
+    assert_eq!(w.snapshots(&client).len(), 2);
+}
+
+/// A client's own file `.byteback-unlink-a` next to a multiply-linked `a`
+/// that changed: the incremental readying unlinks it from `current` (its
+/// "stale temporary copy"), and since it did not change it is not sent
+/// again — the next snapshot silently lacks it.
+#[test]
+#[ignore = "ATTACK SUCCEEDS: break_one unlinks a client's own .byteback-unlink-NAME file; an incremental (index) backup then snapshots current without it (silent loss)"]
+fn a_clients_own_unlink_named_file_survives_an_incremental() {
+    let Some(w) = World::new("atk-unlinkfile") else {
+        return;
+    };
+    let client = w.enroll("unlinkfile.example");
+    w.server_config(NO_INTERVAL);
+    fs::write(w.src.join("a"), "linked\n").unwrap();
+    fs::hard_link(w.src.join("a"), w.src.join("b")).unwrap();
+    // Whichever linked name is copied first: both are covered.
+    fs::write(w.src.join(".byteback-unlink-a"), "precious\n").unwrap();
+    fs::write(w.src.join(".byteback-unlink-b"), "precious\n").unwrap();
+    let out = backup(&w);
+    assert!(out.status.success(), "first backup: {}", show(&out));
+    // Let the index trust what it saw, then change the linked file.
+    std::thread::sleep(std::time::Duration::from_millis(3100));
+    fs::write(w.src.join("a"), "changed\n").unwrap();
+    let out = backup(&w);
+    assert!(out.status.success(), "second backup: {}", show(&out));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.contains("incremental"), "not incremental: {}", show(&out));
+    let snaps = w.snapshots(&client);
+    assert_eq!(snaps.len(), 2);
+    let tree = inside(&w.store().join(&client).join(&snaps[1]), &w.src);
+    assert_eq!(
+        fs::read_to_string(tree.join("a")).unwrap(),
+        "changed\n",
+        "the changed file"
+    );
+    for name in [".byteback-unlink-a", ".byteback-unlink-b"] {
+        assert_eq!(
+            fs::read_to_string(tree.join(name)).ok().as_deref(),
+            Some("precious\n"),
+            "the client's unchanged {name} is in the new snapshot"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------
+// `gone` lines: server-side deletions in `current`
+// ---------------------------------------------------------------------
+
+/// A client whose backup holds symlinks to another client's space (stored
+/// as plain files by --fake-super), then names paths through them, and
+/// `..` spelled with percent escapes, as `gone` in its replace list: the
+/// escapes are refused, the symlink-shaped paths delete nothing, and
+/// nothing outside its own `current` changes.
+#[test]
+fn gone_paths_never_leave_current() {
+    let Some(w) = World::new("atk-gone") else {
+        return;
+    };
+    let client = w.enroll("gone.example");
+    w.server_config(NO_INTERVAL);
+    w.add_client_with_file("victim.example", "secret", "victim\n", "2026-01-01T00:00:00Z");
+    let victim_current = w.store().join("victim.example/current");
+    fs::write(w.src.join("keep"), "keep\n").unwrap();
+    symlink(&victim_current, w.src.join("abs")).unwrap();
+    symlink("../../victim.example/current", w.src.join("rel")).unwrap();
+    symlink("/", w.src.join("root")).unwrap();
+    let out = backup(&w);
+    assert!(out.status.success(), "backup: {}", show(&out));
+    let snapshot = w.snapshots(&client).pop().unwrap();
+    // Every way of naming the victim's file through the stored links.
+    let relative_src = w.src.strip_prefix("/").unwrap().to_string_lossy().into_owned();
+    let store_rel = w.store().strip_prefix("/").unwrap().to_string_lossy().into_owned();
+    let through_links = [
+        format!("gone {relative_src}/abs/secret"),
+        format!("gone {relative_src}/rel/secret"),
+        format!("gone {relative_src}/root/{store_rel}/victim.example/current/secret"),
+        format!("gone {relative_src}/abs"),
+    ];
+    let before = store_but_current_of(&w, &client);
+    let victim_before = manifest::read(&w.store().join("victim.example"), Reading::Plain);
+    let out = ssh_key_input(
+        &w,
+        &own_key(&w),
+        &format!("byteback incremental {snapshot}"),
+        (through_links.join("\n") + "\n").as_bytes(),
+    );
+    assert!(out.status.success(), "incremental: {}", show(&out));
+    // The link itself (a plain file here) is the client's to delete.
+    let cur = inside(&w.store().join(&client).join("current"), &w.src);
+    assert!(!cur.join("abs").exists());
+    assert!(cur.join("rel").exists() && cur.join("keep").exists());
+    manifest::assert_same(
+        "the victim after gone paths through links",
+        &victim_before,
+        &manifest::read(&w.store().join("victim.example"), Reading::Plain),
+    );
+    manifest::assert_same(
+        "the store after gone paths through links",
+        &before,
+        &store_but_current_of(&w, &client),
+    );
+    // `..` in any spelling is refused before anything is touched.
+    for bad in [
+        "gone %2E%2E/victim.example".to_owned(),
+        "gone x/%2E%2E/%2E%2E/victim.example".to_owned(),
+        "gone x/%2e%2e".to_owned(),
+        "gone %2F".to_owned(),
+        format!("gone %2F{store_rel}/victim.example"),
+        "gone a%2F..%2Fb".to_owned(),
+        "gone .".to_owned(),
+        "gone a%00b".to_owned(),
+    ] {
+        let all = store_state(&w);
+        let out = ssh_key_input(
+            &w,
+            &own_key(&w),
+            &format!("byteback incremental {snapshot}"),
+            format!("{bad}\n").as_bytes(),
+        );
+        assert!(!out.status.success(), "{bad} accepted: {}", show(&out));
+        assert!(
+            stderr(&out).contains("not a plain relative path"),
+            "{bad}: {}",
+            show(&out)
+        );
+        let mut after = store_state(&w);
+        // Only the outcome record may differ.
+        for m in [&mut after] {
+            for e in m.values_mut() {
+                e.xattrs.retain(|k, _| !k.starts_with("user.byteback."));
+            }
+        }
+        let mut all = all;
+        for e in all.values_mut() {
+            e.xattrs.retain(|k, _| !k.starts_with("user.byteback."));
+        }
+        manifest::assert_same(&format!("the store after {bad}"), &all, &after);
+    }
+    assert!(victim_current.join("secret").exists());
+}
+
+/// A deep nest of directories named as one `gone` path, and a list at the
+/// 64 MiB cap of distinct paths: the server answers in bounded time and
+/// memory, and changes nothing beyond the client's own `current`.
+#[test]
+fn a_huge_replace_list_costs_bounded_time_and_memory() {
+    let Some(w) = World::new("atk-hugelist") else {
+        return;
+    };
+    let client = w.enroll("huge.example");
+    w.server_config(NO_INTERVAL);
+    fs::write(w.src.join("f"), "f\n").unwrap();
+    let out = backup(&w);
+    assert!(out.status.success(), "backup: {}", show(&out));
+    let snapshot = w.snapshots(&client).pop().unwrap();
+    let before = store_but_current_of(&w, &client);
+    // Just under 64 MiB of distinct short paths, every one `gone`.
+    let mut list = Vec::with_capacity(64 << 20);
+    let mut i = 0u64;
+    loop {
+        let line = format!("gone d/{i:x}\n");
+        if list.len() + line.len() > (64 << 20) {
+            break;
+        }
+        list.extend_from_slice(line.as_bytes());
+        i += 1;
+    }
+    let uid = w.user.uid;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut peak_kib = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for pid in support::processes_of(uid, "byteback-server") {
+                    let status =
+                        fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+                    for l in status.lines() {
+                        if let Some(v) = l.strip_prefix("VmHWM:") {
+                            let kib: u64 = v.trim().trim_end_matches(" kB").parse().unwrap_or(0);
+                            peak_kib = peak_kib.max(kib);
+                        }
+                    }
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            peak_kib
+        })
+    };
+    let started = std::time::Instant::now();
+    let out = ssh_key_input(
+        &w,
+        &own_key(&w),
+        &format!("byteback incremental {snapshot}"),
+        &list,
+    );
+    let took = started.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let peak_mib = watcher.join().unwrap() / 1024;
+    println!(
+        "{i} gone paths ({} bytes): {} in {took:?}, server peak RSS {peak_mib} MiB",
+        list.len(),
+        if out.status.success() {
+            "served"
+        } else {
+            "refused"
+        }
+    );
+    manifest::assert_same(
+        "the store after a huge replace list",
+        &before,
+        &store_but_current_of(&w, &client),
+    );
+    assert!(
+        took < std::time::Duration::from_secs(120),
+        "one replace list held the client for {took:?}"
+    );
+    assert!(
+        peak_mib < 1024,
+        "one connection made the server hold {peak_mib} MiB"
+    );
+}
+
+// ---------------------------------------------------------------------
+// The producer mark
+// ---------------------------------------------------------------------
+
+/// A client's own rsync sets `user.byteback.producer` (and the other marks)
+/// on the top of its transfer with -X: they land on its `current` (its own
+/// data), never on its client directory, where the server keeps them.
+#[test]
+fn a_client_cannot_forge_the_marks_of_its_directory() {
+    let Some(w) = World::new("atk-producer") else {
+        return;
+    };
+    let client = w.enroll("producer.example");
+    w.server_config(NO_INTERVAL);
+    let top = w.area.path.join("forge");
+    fs::create_dir(&top).unwrap();
+    fs::write(top.join("f"), "f\n").unwrap();
+    for (name, value) in [
+        ("user.byteback.producer", "replica:evil"),
+        ("user.byteback.incremental", "building"),
+        ("user.byteback.clean", "2020-01-01T00:00:00Z"),
+        ("user.byteback.notice", "forged"),
+    ] {
+        rustix::fs::setxattr(&top, name, value.as_bytes(), rustix::fs::XattrFlags::empty())
+            .unwrap();
+    }
+    let top_arg = format!("{}/", top.display());
+    let out = w.raw_rsync(&["-rlptX", &top_arg], "current/");
+    // Whether or not rsync could write the xattrs, the client dir's are
+    // the server's own.
+    let dir = w.store().join(&client);
+    assert_eq!(
+        xattr(&dir, "user.byteback.producer").as_deref(),
+        Some(format!("client:{client}").as_str()),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(xattr(&dir, "user.byteback.notice"), None);
+    assert_eq!(xattr(&dir, "user.byteback.incremental"), None);
+    assert_ne!(
+        xattr(&dir, "user.byteback.clean").as_deref(),
+        Some("2020-01-01T00:00:00Z")
+    );
+    // Nor through a destination that names the client directory.
+    for dest in [".", "..", "../", "./..", "/"] {
+        let _ = w.raw_rsync(&["-rlptX", &top_arg], dest);
+        assert_eq!(
+            xattr(&dir, "user.byteback.producer").as_deref(),
+            Some(format!("client:{client}").as_str()),
+            "destination {dest}"
+        );
+        assert_eq!(xattr(&dir, "user.byteback.notice"), None, "{dest}");
+    }
+}
+
+// ---------------------------------------------------------------------
+// The original client's grammar (legacy keys)
+// ---------------------------------------------------------------------
+
+/// An original byteback client's key, imported; its private key's path.
+fn legacy_key(w: &World, host: &str) -> PathBuf {
+    let path = w.area.path.join("legacy-key");
+    let public = support::ssh_keygen(&path);
+    w.user.authorize_key(&format!(
+        r#"command="byteback-receive",from="127.0.0.1",environment="BYTEBACK_HOST={host}" {public} byteback client key"#
+    ));
+    let out = w.server(&["import-keys"]);
+    assert!(out.status.success(), "{}", show(&out));
+    path
+}
+
+/// A legacy key tries to run its own rsync options (paths on the server,
+/// programs), name another host's snapshots or paths, or reach the shell:
+/// every line refused, the store unchanged, no file made outside it.
+#[test]
+fn a_legacy_key_runs_no_options_of_its_own_and_reaches_no_other_host() {
+    let Some(w) = World::new("atk-legacy") else {
+        return;
+    };
+    w.enroll("other.example");
+    fs::write(w.src.join("secret"), "other's\n").unwrap();
+    w.backup_ok();
+    let key = legacy_key(&w, "old.example");
+    // The legacy client's space exists after import-keys.
+    let marker = w.area.path.join("pwned");
+    let m = marker.display().to_string();
+    let rsync_opts = [
+        format!("--log-file={m}"),
+        format!("--temp-dir={m}"),
+        format!("--partial-dir={m}"),
+        format!("--backup-dir={m}"),
+        "-b".into(),
+        format!("--rsync-path={m}"),
+        format!("-T{m}"),
+        "-L".into(),
+        "-K".into(),
+        "-s".into(),
+        format!("--files-from={m}"),
+        format!("--exclude-from={m}"),
+        format!("--filter=merge {m}"),
+        format!("--link-dest={m}"),
+        format!("--compare-dest={m}"),
+        format!("--write-batch={m}"),
+        "--no-fake-super".into(),
+        "--super".into(),
+        "--copy-links".into(),
+        "-e.iLsfxCIvu --log-file=/tmp/x".into(),
+    ];
+    let secret = inside(Path::new("/"), &w.src.join("secret"));
+    let secret = secret.to_string_lossy();
+    let mut lines = Vec::new();
+    for o in &rsync_opts {
+        lines.push(format!(
+            "rsync --fake-super --server -logDtpXrRe.iLsfxCIvu {o} --numeric-ids --inplace . ."
+        ));
+        lines.push(format!(
+            "byteback-restore --fake-super --snapshot * --server --sender -logDtprRze.iLsfxCIvu {o} --numeric-ids . /etc/hostname"
+        ));
+    }
+    lines.extend([
+        // Another host's directory, by snapshot glob or path.
+        "byteback-receive --snapshot ../other.example/* --list /etc".to_owned(),
+        "byteback-receive --snapshot *%2F.. --list /etc".to_owned(),
+        format!("byteback-receive --list /../other.example/*{secret}"),
+        format!("byteback-receive --list /=2E=2E/other.example{secret}"),
+        format!("byteback-restore --fake-super --snapshot * --server --sender -logDtprRze.iLsfxCIvu . /../../other.example/current{secret}"),
+        format!("byteback-restore --fake-super --snapshot ../other.example --server --sender -logDtprRze.iLsfxCIvu . {secret}"),
+        format!("byteback-restore --fake-super --root /srv --snapshot * --server --sender -logDtprRze.iLsfxCIvu . {secret}"),
+        // Our own sender's language, with a path into the other host.
+        format!("rsync --server --sender -logDtprRze.iLsfxCIvu . ../other.example/current{secret}"),
+        "byteback-snapshot --snapshot --root /srv/other.example".to_owned(),
+        "byteback-receive --ping; touch /tmp/x".to_owned(),
+        "byteback-receive --ping\ntouch /tmp/x".to_owned(),
+        "rsync --fake-super --server --sender -logDtprRze.iLsfxCIvu . .".to_owned(),
+    ]);
+    for line in &lines {
+        let before = store_state(&w);
+        let out = ssh_key_input(&w, &key, line, b"");
+        assert!(!out.status.success(), "{line}: served: {}", show(&out));
+        if rsync_opts.iter().any(|o| line.contains(o.as_str())) {
+            assert!(
+                stderr(&out).contains("not allowed"),
+                "{line}: not refused by the allow-list: {}",
+                show(&out)
+            );
+        }
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains("other's"),
+            "{line}: {}",
+            show(&out)
+        );
+        let mut after = store_state(&w);
+        let mut before = before;
+        for m in [&mut before, &mut after] {
+            for e in m.values_mut() {
+                e.xattrs.retain(|k, _| !k.starts_with("user.byteback."));
+            }
+        }
+        manifest::assert_same(&format!("the store after {line:?}"), &before, &after);
+        assert!(!marker.exists(), "{line} made {m}");
+    }
+}
