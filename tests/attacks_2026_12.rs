@@ -634,3 +634,127 @@ fn concurrent_replace_lists_of_one_key_hold_bounded_memory() {
         "one key's concurrent replace lists made the server hold {peak} MiB"
     );
 }
+
+// ---------------------------------------------------------------------
+// --fake-super: nothing in `current` is ever followed
+// ---------------------------------------------------------------------
+
+/// Every entry below `root` that is not a directory or a regular file
+/// (a symlink, device, fifo or socket the server's rsync made for real).
+fn special_entries(root: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let kind = entry.file_type().unwrap();
+            if kind.is_dir() {
+                dirs.push(entry.path());
+            } else if !kind.is_file() {
+                found.push(entry.path());
+            }
+        }
+    }
+    found
+}
+
+/// A client's own rsync sends symlinks (absolute, relative, into another
+/// client's space), hard links between symlinks, devices, fifos and
+/// sockets, with every creating option the server allows (--inplace,
+/// --partial, -H, -D, --delete, --force, later changing a file into a
+/// symlink in place): the server's `current` holds regular files and
+/// directories only, so no path the server walks later (hard-link
+/// breaking, `gone` deletions) can follow anything out of it.
+#[test]
+fn every_way_of_sending_a_link_or_device_stores_a_plain_file() {
+    use std::os::unix::fs::MetadataExt;
+    let Some(w) = World::new("atk-fakesuper") else {
+        return;
+    };
+    let client = w.enroll("fakesuper.example");
+    w.server_config(NO_INTERVAL);
+    w.add_client_with_file("victim.example", "secret", "victim\n", "2026-01-01T00:00:00Z");
+    let victim = w.store().join("victim.example");
+    let top = w.area.path.join("specials");
+    fs::create_dir(&top).unwrap();
+    fs::write(top.join("file"), "file\n").unwrap();
+    fs::write(top.join("becomes-link"), "plain\n").unwrap();
+    symlink(victim.join("current"), top.join("abs")).unwrap();
+    symlink("../../victim.example/current", top.join("rel")).unwrap();
+    symlink("/", top.join("root")).unwrap();
+    // Two names of one symlink (ln without -L links the symlink itself).
+    support::run_ok(&[
+        "ln",
+        "-P",
+        &top.join("abs").to_string_lossy(),
+        &top.join("abs-link").to_string_lossy(),
+    ]);
+    support::run_ok(&["mknod", &top.join("null").to_string_lossy(), "c", "1", "3"]);
+    support::run_ok(&["mknod", &top.join("disk").to_string_lossy(), "b", "7", "0"]);
+    support::run_ok(&["mkfifo", &top.join("fifo").to_string_lossy()]);
+    let sock = top.join("sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let src = format!("{}/", top.display());
+    let rounds: [&[&str]; 4] = [
+        &["-aHDX", "--numeric-ids", "--inplace"],
+        &["-aHD", "--partial", "--delete", "--force"],
+        &["-rlHD", "--inplace", "--delete-during", "-I"],
+        &["-aHDX", "--inplace", "--delete"],
+    ];
+    let before = manifest::read(&victim, Reading::Plain);
+    for (round, args) in rounds.iter().enumerate() {
+        if round == 2 {
+            // A file becomes a symlink, and a symlink a directory, in place.
+            fs::remove_file(top.join("becomes-link")).unwrap();
+            symlink(victim.join("current/secret"), top.join("becomes-link")).unwrap();
+            fs::remove_file(top.join("rel")).unwrap();
+            fs::create_dir(top.join("rel")).unwrap();
+            fs::write(top.join("rel/inside"), "inside\n").unwrap();
+        }
+        let mut args = args.to_vec();
+        args.push(&src);
+        let out = w.raw_rsync(&args, "current/");
+        assert!(
+            out.status.success() || out.status.code() == Some(23),
+            "round {round}: {}",
+            show(&out)
+        );
+        let current = w.store().join(&client).join("current");
+        let specials = special_entries(&current);
+        assert!(
+            specials.is_empty(),
+            "round {round} made real special files: {specials:?}"
+        );
+        // The stored symlink holds its target as data.
+        let abs = current.join("abs");
+        if abs.exists() {
+            assert!(fs::symlink_metadata(&abs).unwrap().is_file());
+            assert_eq!(
+                fs::read(&abs).unwrap(),
+                victim.join("current").to_string_lossy().as_bytes()
+            );
+            assert_eq!(fs::symlink_metadata(&abs).unwrap().uid(), w.user.uid);
+        }
+        let out = w.raw_ssh(Some("byteback complete"));
+        assert!(out.status.success(), "complete {round}: {}", show(&out));
+    }
+    // Then a full pass breaks hard links and an incremental deletes
+    // `gone` paths through the stored links: the victim never changes.
+    let snapshot = w.snapshots(&client).pop().unwrap();
+    let list = "gone abs/secret\ngone abs-link/secret\nabs-link\nabs\ngone rel/inside\ngone root/etc/hostname\nnull\nfifo\n";
+    let out = ssh_key_input(
+        &w,
+        &own_key(&w),
+        &format!("byteback incremental {snapshot}"),
+        list.as_bytes(),
+    );
+    assert!(out.status.success(), "incremental: {}", show(&out));
+    manifest::assert_same(
+        "the victim's space",
+        &before,
+        &manifest::read(&victim, Reading::Plain),
+    );
+    assert!(special_entries(w.store()).is_empty());
+}
