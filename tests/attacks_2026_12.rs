@@ -192,7 +192,11 @@ fn a_clients_own_unlink_named_file_survives_an_incremental() {
     let out = backup(&w);
     assert!(out.status.success(), "second backup: {}", show(&out));
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(text.contains("incremental"), "not incremental: {}", show(&out));
+    assert!(
+        text.contains("incremental"),
+        "not incremental: {}",
+        show(&out)
+    );
     let snaps = w.snapshots(&client);
     assert_eq!(snaps.len(), 2);
     let tree = inside(&w.store().join(&client).join(&snaps[1]), &w.src);
@@ -226,7 +230,12 @@ fn gone_paths_never_leave_current() {
     };
     let client = w.enroll("gone.example");
     w.server_config(NO_INTERVAL);
-    w.add_client_with_file("victim.example", "secret", "victim\n", "2026-01-01T00:00:00Z");
+    w.add_client_with_file(
+        "victim.example",
+        "secret",
+        "victim\n",
+        "2026-01-01T00:00:00Z",
+    );
     let victim_current = w.store().join("victim.example/current");
     fs::write(w.src.join("keep"), "keep\n").unwrap();
     symlink(&victim_current, w.src.join("abs")).unwrap();
@@ -236,8 +245,18 @@ fn gone_paths_never_leave_current() {
     assert!(out.status.success(), "backup: {}", show(&out));
     let snapshot = w.snapshots(&client).pop().unwrap();
     // Every way of naming the victim's file through the stored links.
-    let relative_src = w.src.strip_prefix("/").unwrap().to_string_lossy().into_owned();
-    let store_rel = w.store().strip_prefix("/").unwrap().to_string_lossy().into_owned();
+    let relative_src = w
+        .src
+        .strip_prefix("/")
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let store_rel = w
+        .store()
+        .strip_prefix("/")
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
     let through_links = [
         format!("gone {relative_src}/abs/secret"),
         format!("gone {relative_src}/rel/secret"),
@@ -412,8 +431,13 @@ fn a_client_cannot_forge_the_marks_of_its_directory() {
         ("user.byteback.clean", "2020-01-01T00:00:00Z"),
         ("user.byteback.notice", "forged"),
     ] {
-        rustix::fs::setxattr(&top, name, value.as_bytes(), rustix::fs::XattrFlags::empty())
-            .unwrap();
+        rustix::fs::setxattr(
+            &top,
+            name,
+            value.as_bytes(),
+            rustix::fs::XattrFlags::empty(),
+        )
+        .unwrap();
     }
     let top_arg = format!("{}/", top.display());
     let out = w.raw_rsync(&["-rlptX", &top_arg], "current/");
@@ -675,7 +699,12 @@ fn every_way_of_sending_a_link_or_device_stores_a_plain_file() {
     };
     let client = w.enroll("fakesuper.example");
     w.server_config(NO_INTERVAL);
-    w.add_client_with_file("victim.example", "secret", "victim\n", "2026-01-01T00:00:00Z");
+    w.add_client_with_file(
+        "victim.example",
+        "secret",
+        "victim\n",
+        "2026-01-01T00:00:00Z",
+    );
     let victim = w.store().join("victim.example");
     let top = w.area.path.join("specials");
     fs::create_dir(&top).unwrap();
@@ -757,4 +786,37 @@ fn every_way_of_sending_a_link_or_device_stores_a_plain_file() {
         &manifest::read(&victim, Reading::Plain),
     );
     assert!(special_entries(w.store()).is_empty());
+}
+
+// ---------------------------------------------------------------------
+// Read slots across keys of one client
+// ---------------------------------------------------------------------
+
+/// A second key (read-only) for a client that has one would share its
+/// read slots (two per client) and could keep its owner from listing or
+/// restoring: enrolment refuses it, so every client's read slots are its
+/// one key's. A reader of a replicated client is that client's only key.
+#[test]
+fn no_other_key_can_share_a_clients_read_slots() {
+    let Some(w) = World::new("atk-readslots") else {
+        return;
+    };
+    let client = w.enroll("readslots.example");
+    fs::write(w.src.join("file"), "data\n").unwrap();
+    w.backup_ok();
+    let before = store_state(&w);
+    let authorized = w.store().join(".ssh/authorized_keys");
+    let keys_before = fs::read_to_string(&authorized).unwrap();
+    for flags in [&["--read-only"][..], &[][..]] {
+        let reader = w.area.path.join(format!("reader{}-key", flags.len()));
+        let public = support::ssh_keygen(&reader);
+        let mut args = vec!["new-client", "--name", client.as_str()];
+        args.extend_from_slice(flags);
+        args.extend(public.split(' '));
+        let out = w.server(&args);
+        assert!(!out.status.success(), "{flags:?}: {}", show(&out));
+        assert!(stderr(&out).contains("already taken"), "{}", show(&out));
+    }
+    assert_eq!(fs::read_to_string(&authorized).unwrap(), keys_before);
+    manifest::assert_same("the store", &before, &store_state(&w));
 }
