@@ -820,3 +820,80 @@ fn no_other_key_can_share_a_clients_read_slots() {
     assert_eq!(fs::read_to_string(&authorized).unwrap(), keys_before);
     manifest::assert_same("the store", &before, &store_state(&w));
 }
+
+// ---------------------------------------------------------------------
+// Replication: one client's tree against every other client's copies
+// ---------------------------------------------------------------------
+
+/// A hostile client on a (plain) primary keeps a multiply-linked file with
+/// a long name in its backups. On a btrfs replica every later transfer of
+/// that client fails in `break_hard_links` (the temporary name is too
+/// long), and `replicate` stops at the first failing client: the copies of
+/// every client after it are never made again.
+#[test]
+#[ignore = "ATTACK SUCCEEDS: a client's hard-linked long-named file makes every replication of its primary to a btrfs replica stop at that client, so clients after it are no longer replicated"]
+fn one_clients_tree_cannot_stop_the_replication_of_others() {
+    let Some(p) = World::on("atk-repl-p", support::FsKind::Ext4) else {
+        return;
+    };
+    let Some(r) = World::new("atk-repl-r") else {
+        return;
+    };
+    p.enroll("aaa.example");
+    p.server_config(NO_INTERVAL);
+    p.add_client_with_file("zzz.example", "file", "victim 1\n", "2026-01-01T00:00:00Z");
+    let long = "n".repeat(250);
+    fs::write(p.src.join(&long), "linked\n").unwrap();
+    fs::hard_link(p.src.join(&long), p.src.join("m".repeat(250))).unwrap();
+    let out = backup(&p);
+    assert!(out.status.success(), "hostile backup 1: {}", show(&out));
+    let out = r.server(&["setup"]);
+    assert!(out.status.success(), "replica setup: {}", show(&out));
+    let out = p.server(&[
+        "replicate",
+        "--setup",
+        "--name",
+        "prim",
+        "--to",
+        &r.destination(),
+    ]);
+    assert!(out.status.success(), "replicate --setup: {}", show(&out));
+    let printed = support::world::stdout(&out);
+    let line = printed
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("byteback-server "))
+        .expect("setup prints the new-client line")
+        .to_owned();
+    let args: Vec<&str> = line.split(' ').collect();
+    let out = r.server(&args);
+    assert!(out.status.success(), "new-client --replica: {}", show(&out));
+    p.server_config(&format!(
+        "{NO_INTERVAL}[replicate]\nretry_pause = \"1s\"\nretry_attempts = 1\n"
+    ));
+    let dest = r.destination();
+    let out = p.server(&["replicate", "--to", &dest, "--accept-new-host-key"]);
+    assert!(out.status.success(), "first replication: {}", show(&out));
+    assert_eq!(r.snapshots("prim__zzz.example").len(), 1);
+    // The hostile client backs up again; the victim gets a new snapshot.
+    fs::write(p.src.join("new"), "new\n").unwrap();
+    let out = backup(&p);
+    assert!(out.status.success(), "hostile backup 2: {}", show(&out));
+    let file = p.store().join("zzz.example/current/file2");
+    fs::write(&file, "victim 2\n").unwrap();
+    std::os::unix::fs::chown(&file, Some(p.user.uid), Some(p.user.gid)).unwrap();
+    let out = p.server(&[
+        "snapshot",
+        "--client",
+        "zzz.example",
+        "--at",
+        "2026-01-02T00:00:00Z",
+    ]);
+    assert!(out.status.success(), "{}", show(&out));
+    let out = p.server(&["replicate", "--to", &dest]);
+    assert_eq!(
+        r.snapshots("prim__zzz.example").len(),
+        2,
+        "the victim's new snapshot reached the replica: {}",
+        show(&out)
+    );
+}
