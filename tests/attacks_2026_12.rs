@@ -897,3 +897,116 @@ fn one_clients_tree_cannot_stop_the_replication_of_others() {
         show(&out)
     );
 }
+
+// ---------------------------------------------------------------------
+// Lock names: a client's lock is `locks/NAME`
+// ---------------------------------------------------------------------
+
+/// Starts a transfer with the key at `key` that never speaks (stdin open,
+/// nothing sent): the server takes the client's lock and a transfer slot
+/// and holds them until `io_timeout` or the hang-up.
+fn silent_transfer(w: &World, key: &Path) -> std::process::Child {
+    let mut options = w.raw_ssh_options();
+    let at = options.iter().position(|o| o == "-i").unwrap();
+    options[at + 1] = key.to_string_lossy().into_owned();
+    Command::new("ssh")
+        .args(options)
+        .arg(format!("{}@127.0.0.1", w.user.name))
+        .arg("rsync --server -logDtpre.iLsfxCIvu --numeric-ids . current/")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run ssh")
+}
+
+/// Waits until the store's lock file `name` is held (by someone).
+fn wait_for_lock(w: &World, name: &str) {
+    let path = w.store().join(".byteback/locks").join(name);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::time::Instant::now() < deadline {
+        if let Ok(file) = fs::OpenOptions::new().write(true).open(&path) {
+            match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockShared) {
+                Err(_) => return,
+                Ok(()) => {
+                    let _ = rustix::fs::flock(&file, rustix::fs::FlockOperation::Unlock);
+                }
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("nobody took the lock {name}");
+}
+
+/// Clients named like another client's read slots (`VICTIM.restore-1`,
+/// `VICTIM.restore-2`): their client locks are the victim's read-slot
+/// locks, so their transfers (held as long as they like, up to
+/// `io_timeout`) keep the victim from listing or restoring its backups.
+#[test]
+#[ignore = "ATTACK SUCCEEDS: clients named VICTIM.restore-1/-2 hold VICTIM's two read slots with their own client locks (lock files share one namespace), so VICTIM's list/restore is refused as busy"]
+fn a_client_name_cannot_be_another_clients_read_slot() {
+    let Some(w) = World::new("atk-locknames") else {
+        return;
+    };
+    let victim = w.enroll("victim.example");
+    fs::write(w.src.join("file"), "data\n").unwrap();
+    w.backup_ok();
+    let mut holders = Vec::new();
+    for slot in 1..=2 {
+        let name = format!("{victim}.restore-{slot}");
+        let key = w.add_client_with_file(&name, "f", "f\n", "2026-01-01T00:00:00Z");
+        holders.push(silent_transfer(&w, &key));
+        wait_for_lock(&w, &name);
+    }
+    let src = w.src.to_string_lossy().into_owned();
+    let list = byteback::protocol::Request::List {
+        all: false,
+        nanoseconds: false,
+        snapshots: b"*".to_vec(),
+        patterns: vec![format!("{src}/*").into_bytes()],
+    }
+    .render();
+    let out = w.raw_ssh(Some(&list));
+    for mut h in holders {
+        let _ = h.kill();
+        let _ = h.wait();
+    }
+    assert!(
+        out.status.success(),
+        "the victim's own listing while two other clients transfer: {}",
+        show(&out)
+    );
+}
+
+/// A client named `backup-slot-1`: its client lock is the store's first
+/// transfer slot, so its one transfer holds two of the store's slots (its
+/// lock and the slot it takes), and other clients' backups queue behind
+/// one key.
+#[test]
+#[ignore = "ATTACK SUCCEEDS: a client named backup-slot-N holds transfer slot N with its client lock, so its one transfer takes two of max_concurrent_backups slots and others' backups are refused"]
+fn a_client_name_cannot_be_a_transfer_slot() {
+    let Some(w) = World::new("atk-slotname") else {
+        return;
+    };
+    let victim = w.enroll("victim.example");
+    w.server_config(
+        "min_snapshot_interval = \"0s\"\nmax_concurrent_backups = 2\nlock_wait = \"5s\"\n",
+    );
+    fs::write(w.src.join("file"), "data\n").unwrap();
+    w.backup_ok();
+    let key = w.add_client_with_file("backup-slot-1", "f", "f\n", "2026-01-01T00:00:00Z");
+    // One attempt: the client would otherwise retry for up to 50 minutes.
+    w.client_config("retry_attempts = 1\n");
+    let mut holder = silent_transfer(&w, &key);
+    wait_for_lock(&w, "backup-slot-1");
+    wait_for_lock(&w, "backup-slot-2");
+    fs::write(w.src.join("file2"), "more\n").unwrap();
+    let out = backup(&w);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert!(
+        out.status.success(),
+        "{victim}'s backup while one other key transfers (2 slots): {}",
+        show(&out)
+    );
+}
