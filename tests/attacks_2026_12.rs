@@ -1010,3 +1010,34 @@ fn a_client_name_cannot_be_a_transfer_slot() {
         show(&out)
     );
 }
+
+/// The original byteback let its client choose its host name at enrolment
+/// (`byteback-setup-client-receive`), and `import-keys` takes it as the
+/// client's name here: an original client that named itself after a lock
+/// (`backup-slot-1`, `VICTIM.restore-1`) gets a client of that name.
+#[test]
+#[ignore = "ATTACK SUCCEEDS: import-keys accepts BYTEBACK_HOST=backup-slot-1 / VICTIM.restore-1, names whose client lock is a store slot lock"]
+fn an_original_client_cannot_import_itself_as_a_lock_name() {
+    let Some(w) = World::new("atk-importlock") else {
+        return;
+    };
+    w.enroll("victim.example");
+    for (i, host) in ["backup-slot-1", "victim.example.restore-1"]
+        .iter()
+        .enumerate()
+    {
+        let path = w.area.path.join(format!("legacy{i}-key"));
+        let public = support::ssh_keygen(&path);
+        w.user.authorize_key(&format!(
+            r#"command="byteback-receive",from="127.0.0.1",environment="BYTEBACK_HOST={host}" {public} byteback client key"#
+        ));
+    }
+    let out = w.server(&["import-keys"]);
+    for host in ["backup-slot-1", "victim.example.restore-1"] {
+        assert!(
+            !w.store().join(host).exists(),
+            "{host} was imported as a client: {}",
+            show(&out)
+        );
+    }
+}
