@@ -11,8 +11,9 @@
 //! [`ReplicationGuard`]); each such deletion is logged and left standing
 //! as the store's alert, so `status` shows it.
 //!
-//! Before any history goes, data that no snapshot holds and that is over its
-//! client's limit (see [`growth`]) is reclaimed: that client's `current`
+//! Before any history goes, data that no snapshot holds and that is over a
+//! limit — its client's, its key's, the store's (see [`growth`]) — is
+//! reclaimed, the largest contributors first: each such client's `current`
 //! goes back to its newest snapshot and it is told why. Space held that way
 //! is never paid for with anyone's history, and while such data is still
 //! being written (its client's lock is held) nothing is deleted at all.
@@ -392,9 +393,10 @@ pub fn lock(store: &Store, wait: Duration) -> Result<Lock> {
     })
 }
 
-/// Discards the unsnapshotted data of every client over its limit, largest
-/// excess first, until free space reaches the target. Refuses to go on to
-/// deleting history while such data is still being written.
+/// Discards the unsnapshotted data of every client over a limit — its
+/// own, its key's, the store's (see [`growth::over_limits`]) — largest
+/// contributors first, until free space reaches the target. Refuses to go
+/// on to deleting history while data over a limit is still being written.
 fn reclaim_over_limit(
     store: &Store,
     mode: Mode,
@@ -403,10 +405,9 @@ fn reclaim_over_limit(
     outcome: &mut Outcome,
 ) -> Result<Space> {
     let mut busy = Vec::new();
-    for client in store.clients()? {
-        let Some(why) = growth::excess(store, &client, free.total_bytes) else {
-            continue;
-        };
+    let limits = growth::Limits::of(&store.config, free.total_bytes);
+    let plan = growth::over_limits(&growth::load_all(store)?, &limits);
+    for growth::Excess { client, why, .. } in plan {
         if mode == Mode::DryRun {
             outcome.reclaimed.push(Reclaim { client, why });
             continue;
