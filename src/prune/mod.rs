@@ -270,7 +270,20 @@ pub struct Outcome {
 
 /// The line for an [`Outcome`] in logs and on the terminal.
 fn space_words(s: &Space) -> String {
-    format!("{:.1}% free ({} bytes)", s.free_percent(), s.free_bytes)
+    let scarce = match s.scarce {
+        crate::sys::fs::Scarce::Data => "",
+        crate::sys::fs::Scarce::Metadata => {
+            ", limited by btrfs metadata: metadata that cannot be allocated counts as no free space"
+        }
+        crate::sys::fs::Scarce::Inodes => {
+            ", limited by free inodes: a filesystem out of inodes has no free space"
+        }
+    };
+    format!(
+        "{:.1}% free ({} bytes){scarce}",
+        s.free_percent(),
+        s.free_bytes
+    )
 }
 
 /// Prunes the store per `mode`. `on_behalf` is the client whose backup
