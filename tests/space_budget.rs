@@ -242,16 +242,24 @@ fn metadata_is_charged_and_a_store_out_of_metadata_is_short_of_space() {
         Scarce::Data,
         "room to start with: {start:?} {u:?}"
     );
+    // No retries: a backup that fails is seen at once.
+    w.client_config("retry_attempts = 1\n");
     // Batches of empty long-named files until metadata runs short (bounded).
     let dir = w.src.join("many");
-    let batch = 5000;
+    let batch = 2500;
     let mut made = 0;
     let mut short = None;
-    for _ in 0..16 {
+    for _ in 0..32 {
         long_named_files(&dir, made, batch);
         made += batch;
         let out = w.client(&["backup", "--source", &w.src.to_string_lossy()]);
         let space = store(&w).space().unwrap();
+        println!(
+            "figure: {made} files, backup {}, store {:.1}% free ({:?})",
+            out.status,
+            space.free_percent(),
+            space.scarce
+        );
         if space.scarce == Scarce::Metadata && space.free_percent() < 5.0 {
             short = Some((space, out));
             break;
@@ -261,6 +269,7 @@ fn metadata_is_charged_and_a_store_out_of_metadata_is_short_of_space() {
     let (space, _) = short.expect("metadata ran short within 80,000 files");
     let u = byteback::store::space::usage(w.store()).unwrap();
     let receives = logged_receives(&w, &client);
+    println!("figure: receives (data bytes written, metadata bytes charged): {receives:?}");
     let data: u64 = receives.iter().map(|r| r.0).sum();
     let metadata: u64 = receives.iter().map(|r| r.1).sum();
     let g = charged(&w, &client);

@@ -108,15 +108,21 @@ pub fn parse_usage(text: &str) -> Option<BtrfsUsage> {
 }
 
 /// Metadata to keep free beyond the global reserve: 0.5% of the device, at
-/// least 4 MiB, so writes and snapshot deletion never starve.
+/// least 4 MiB, and an eighth of the metadata allocated (btrfs reserves
+/// for a transaction's worst case, so writes fail with ENOSPC while some
+/// metadata still reads as free), so writes and snapshot deletion never
+/// starve.
 pub fn metadata_headroom(u: &BtrfsUsage) -> u64 {
-    (u.device_size / 200).max(4 << 20)
+    (u.device_size / 200)
+        .max(4 << 20)
+        .max(u.metadata_size / 8)
 }
 
 /// The share of the metadata this filesystem can hold that is still free
 /// (0 to 1): the room left (allocated metadata not yet used, less the
 /// global reserve, plus the unallocated space that could still become
-/// metadata, scaled by the metadata ratio) over that room and what is used.
+/// metadata, scaled by the metadata ratio), less the headroom that must
+/// stay free ([`metadata_headroom`]), over that room and what is used.
 /// Relative to metadata rather than to the device, so a large store whose
 /// metadata is a small but healthy part of it is not read as full.
 pub fn metadata_free_fraction(u: &BtrfsUsage) -> f64 {
@@ -134,7 +140,7 @@ pub fn metadata_free_fraction(u: &BtrfsUsage) -> f64 {
     if possible <= 0.0 {
         return 1.0;
     }
-    room / possible
+    ((room - metadata_headroom(u) as f64) / possible).max(0.0)
 }
 
 /// What the store can really still take, as a [`Space`]: the smaller of
@@ -306,17 +312,30 @@ System,DUP: Size:8388608, Used:16384 (0.20%)
             global_reserve: 4 << 20,
         };
         assert_eq!(writable(&u, statvfs(200 << 20)).free_bytes, 0);
-        // With some unallocated space metadata can grow again, and data gets the rest.
+        // With some unallocated space metadata can grow again; it is still
+        // the scarcer (95% used, room for about a sixth more), data has
+        // over 200 MiB.
         let u = BtrfsUsage {
             unallocated: 64 << 20,
             ..u
         };
         let s = writable(&u, statvfs(u64::MAX));
+        assert_eq!(s.scarce, Scarce::Metadata, "{s:?}");
         assert!(
-            s.free_bytes > 200 << 20 && s.free_bytes < (200 + 64) << 20,
+            s.free_percent() > 10.0 && s.free_percent() < 20.0,
             "{s:?}"
         );
-        assert_eq!(s.scarce, Scarce::Data);
+        // With plenty unallocated, data is the scarcer again.
+        let u = BtrfsUsage {
+            unallocated: 400 << 20,
+            ..u
+        };
+        let s = writable(&u, statvfs(u64::MAX));
+        assert_eq!(s.scarce, Scarce::Data, "{s:?}");
+        assert!(
+            s.free_bytes > 200 << 20 && s.free_bytes < (200 + 400) << 20,
+            "{s:?}"
+        );
         assert!(
             (s.free_percent() - s.free_bytes as f64 * 100.0 / (1u64 << 30) as f64).abs() < 1e-9
         );
@@ -362,9 +381,31 @@ System,DUP: Size:8388608, Used:16384 (0.20%)
             global_reserve: 512 << 20,
         };
         let s = writable(&big, statvfs(u64::MAX));
-        assert!(s.free_percent() > 20.0, "{s:?}");
+        assert!(s.free_percent() > 10.0, "{s:?}");
         // What metadata costs is counted with both copies.
-        assert_eq!(metadata_free_fraction(&BtrfsUsage::default()), 1.0);
+        assert_eq!(
+            metadata_free_fraction(&BtrfsUsage {
+                metadata_ratio: 2.0,
+                ..BtrfsUsage::default()
+            }),
+            1.0
+        );
+        // What a 512 MiB test store read at ENOSPC: 23.8 of 32 MiB used, the
+        // reserve 5.5 MiB: no room at all.
+        let enospc = BtrfsUsage {
+            device_size: 512 << 20,
+            unallocated: 1 << 20,
+            data_size: 431 << 20,
+            data_used: 208 << 20,
+            metadata_size: 32 << 20,
+            metadata_used: 23822336,
+            data_ratio: 1.0,
+            metadata_ratio: 2.0,
+            global_reserve: 5767168,
+        };
+        let s = writable(&enospc, statvfs(u64::MAX));
+        assert_eq!(s.scarce, Scarce::Metadata);
+        assert!(s.free_percent() < 2.0, "{s:?}");
         let a = Reading {
             space: s,
             metadata_spent: 100,
