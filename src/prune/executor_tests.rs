@@ -303,7 +303,9 @@ fn names_invented_by_one_key_share_its_cap_and_no_history_pays() {
         "{reclaimed:?}"
     );
     assert!(
-        outcome.reclaimed[0].why.contains("replica key of primary p"),
+        outcome.reclaimed[0]
+            .why
+            .contains("replica key of primary p"),
         "{}",
         outcome.reclaimed[0].why
     );

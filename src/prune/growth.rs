@@ -245,9 +245,7 @@ pub fn over_limits(records: &[(ClientName, Growth)], limits: &Limits) -> Vec<Exc
         .map(|(c, g)| (c, g))
         .collect();
     // Largest first, then by name, so the order never depends on listing order.
-    left.sort_by(|a, b| {
-        (b.1.written_since_snapshot, a.0).cmp(&(a.1.written_since_snapshot, b.0))
-    });
+    left.sort_by(|a, b| (b.1.written_since_snapshot, a.0).cmp(&(a.1.written_since_snapshot, b.0)));
     let mut out = Vec::new();
     left.retain(|(client, g)| {
         let limit = limits.client_limit(g);

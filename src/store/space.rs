@@ -113,9 +113,7 @@ pub fn parse_usage(text: &str) -> Option<BtrfsUsage> {
 /// metadata still reads as free), so writes and snapshot deletion never
 /// starve.
 pub fn metadata_headroom(u: &BtrfsUsage) -> u64 {
-    (u.device_size / 200)
-        .max(4 << 20)
-        .max(u.metadata_size / 8)
+    (u.device_size / 200).max(4 << 20).max(u.metadata_size / 8)
 }
 
 /// The share of the metadata this filesystem can hold that is still free
@@ -321,10 +319,7 @@ System,DUP: Size:8388608, Used:16384 (0.20%)
         };
         let s = writable(&u, statvfs(u64::MAX));
         assert_eq!(s.scarce, Scarce::Metadata, "{s:?}");
-        assert!(
-            s.free_percent() > 10.0 && s.free_percent() < 20.0,
-            "{s:?}"
-        );
+        assert!(s.free_percent() > 10.0 && s.free_percent() < 20.0, "{s:?}");
         // With plenty unallocated, data is the scarcer again.
         let u = BtrfsUsage {
             unallocated: 400 << 20,

@@ -77,8 +77,8 @@ pub fn space_of(st: &Statvfs) -> Space {
     let total_bytes = st.blocks.saturating_mul(st.frsize);
     let free_bytes = st.bavail.saturating_mul(st.frsize);
     if st.files > 0 {
-        let by_inodes = u128::from(total_bytes) * u128::from(st.favail.min(st.files))
-            / u128::from(st.files);
+        let by_inodes =
+            u128::from(total_bytes) * u128::from(st.favail.min(st.files)) / u128::from(st.files);
         let by_inodes = u64::try_from(by_inodes).unwrap_or(u64::MAX);
         if by_inodes < free_bytes {
             return Space {
