@@ -232,6 +232,9 @@ pub struct Excess {
     pub why: String,
 }
 
+/// A client and its record, as [`over_limits`] weighs them.
+type Entry<'a> = (&'a ClientName, &'a Growth);
+
 /// Whose unsnapshotted data must go for every limit to hold, in the order
 /// to reclaim it (pure): each client over its own limit, largest first;
 /// then, for each key still over its cap (largest total first), that key's
@@ -239,7 +242,7 @@ pub struct Excess {
 /// over the store's cap, the largest contributors left. Once all of these
 /// are reclaimed, no limit is exceeded; a client not listed is within all.
 pub fn over_limits(records: &[(ClientName, Growth)], limits: &Limits) -> Vec<Excess> {
-    let mut left: Vec<(&ClientName, &Growth)> = records
+    let mut left: Vec<Entry<'_>> = records
         .iter()
         .filter(|(_, g)| g.written_since_snapshot > 0)
         .map(|(c, g)| (c, g))
@@ -259,18 +262,18 @@ pub fn over_limits(records: &[(ClientName, Growth)], limits: &Limits) -> Vec<Exc
         });
         false
     });
-    let mut keys: BTreeMap<Spender, Vec<(&ClientName, &Growth)>> = BTreeMap::new();
+    let mut keys: BTreeMap<Spender, Vec<Entry<'_>>> = BTreeMap::new();
     for entry in &left {
         keys.entry(Spender::of(entry.0)).or_default().push(*entry);
     }
     let cap = limits.key_cap();
-    let sum = |clients: &[(&ClientName, &Growth)]| {
+    let sum = |clients: &[Entry<'_>]| {
         clients
             .iter()
             .map(|(_, g)| g.written_since_snapshot)
             .fold(0u64, u64::saturating_add)
     };
-    let mut over: Vec<(u64, Spender, Vec<(&ClientName, &Growth)>)> = keys
+    let mut over: Vec<(u64, Spender, Vec<Entry<'_>>)> = keys
         .into_iter()
         .map(|(key, clients)| (sum(&clients), key, clients))
         .filter(|(total, _, _)| over_limit(*total, cap))

@@ -176,6 +176,22 @@ pub fn ensure_dir(dir: &Path, mode: u32) -> Result<()> {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)).on("cannot chmod", dir)
 }
 
+/// `1.5 GiB` and the like.
+pub fn human_bytes(bytes: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < units.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", units[unit])
+    }
+}
+
 #[cfg(test)]
 mod space_tests {
     use super::*;
@@ -214,21 +230,5 @@ mod space_tests {
         };
         assert_eq!(space_of(&none).scarce, Scarce::Data);
         assert_eq!(none.inode_bytes_used(), 0);
-    }
-}
-
-/// `1.5 GiB` and the like.
-pub fn human_bytes(bytes: u64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < units.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", units[unit])
     }
 }
