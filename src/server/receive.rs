@@ -24,8 +24,9 @@ use crate::protocol::{
 };
 use crate::prune::growth;
 use crate::server::keys::KeyRole;
+use crate::store::Store;
 use crate::store::service::ClientBackups;
-use crate::store::{Store, space};
+use crate::store::space;
 use crate::sys::sandbox::Confinement;
 
 /// Serves one request; returns the exit status for sshd to pass back.
