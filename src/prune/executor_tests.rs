@@ -341,3 +341,30 @@ fn the_store_wide_cap_reclaims_the_largest_before_any_history() {
         outcome.reclaimed[0].why
     );
 }
+
+#[test]
+fn no_history_goes_while_a_keys_largest_client_is_still_writing() {
+    let fake = FakeStore::new(100 * MIB, config());
+    let victim = fake.client("victim.example");
+    for day in ["2026-01-01", "2026-02-01"] {
+        fake.old_snapshot(&victim, &format!("{day}T00:00:00Z"), 8 * MIB);
+    }
+    let mut evil = Vec::new();
+    for (name, mib) in [("p__a", 25), ("p__b", 30), ("p__c", 22)] {
+        let c = fake.client(name);
+        fake.write(&c, "flood", mib * MIB);
+        written(&fake, &c, mib * MIB);
+        evil.push(c);
+    }
+    // p__b, the key's largest, is still receiving.
+    let _running = fake
+        .store
+        .lock_client(&evil[1], std::time::Duration::ZERO)
+        .unwrap();
+    let err = run(&fake.store, now(), Mode::IfNeeded, Some(&victim)).unwrap_err();
+    assert!(matches!(err, Error::SpaceExhausted(_)), "{err:?}");
+    assert_eq!(fake.store.snapshots(&victim).unwrap().len(), 2);
+    assert!(fake.store.current(&evil[1]).join("flood").exists());
+    let alert = fake.store.space_alert().unwrap();
+    assert!(alert.contains("replica key of primary p"), "{alert}");
+}
