@@ -317,6 +317,45 @@ pub fn over_limits(records: &[(ClientName, Growth)], limits: &Limits) -> Vec<Exc
     out
 }
 
+/// Why a running transfer of `client` must stop, if it must (pure): with
+/// the `live` bytes it has cost so far added to its record, its data is
+/// among what [`over_limits`] would reclaim (over its own limit, or among
+/// the largest of a key or a store over its cap), or its key's clients
+/// together are over the key's cap (the key writing now is the one over,
+/// whichever of its names holds the most).
+pub fn stops(
+    records: &[(ClientName, Growth)],
+    client: &ClientName,
+    live: u64,
+    limits: &Limits,
+) -> Option<String> {
+    let mut records = records.to_vec();
+    for (c, g) in &mut records {
+        if c == client {
+            g.written_since_snapshot = g.written_since_snapshot.saturating_add(live);
+        }
+    }
+    if let Some(e) = over_limits(&records, limits)
+        .into_iter()
+        .find(|e| &e.client == client)
+    {
+        return Some(e.why);
+    }
+    let key = Spender::of(client);
+    let total = records
+        .iter()
+        .filter(|(c, _)| Spender::of(c) == key)
+        .map(|(_, g)| g.written_since_snapshot)
+        .fold(0u64, u64::saturating_add);
+    let cap = limits.key_cap();
+    over_limit(total, cap).then(|| {
+        format!(
+            "{key} wrote {total} bytes that no snapshot holds into its clients' areas, at or over its limit of {cap} bytes (max_unsnapshotted_percent = {} of the store, for all the clients one key writes to together), {client}'s transfer among them",
+            limits.max_unsnapshotted_percent
+        )
+    })
+}
+
 /// Every client's record.
 pub fn load_all(store: &Store) -> Result<Vec<(ClientName, Growth)>> {
     Ok(store
@@ -564,6 +603,27 @@ mod tests {
         let mut reversed = records.clone();
         reversed.reverse();
         assert_eq!(over_limits(&reversed, &tight), plan);
+    }
+
+    #[test]
+    fn a_running_transfer_stops_when_its_key_goes_over() {
+        let records = vec![
+            rec("victim.example", 40 * MIB, 0),
+            rec("p__evil1", 0, 20 * MIB),
+            rec("p__evil2", 0, 20 * MIB),
+            rec("p__evil3", 0, 0),
+        ];
+        let l = store_limits();
+        let evil3 = ClientName::new("p__evil3").unwrap();
+        let victim = ClientName::new("victim.example").unwrap();
+        // 40 MiB before it: the third name may write 9 MiB, not 15.
+        assert_eq!(stops(&records, &evil3, 9 * MIB, &l), None);
+        let why = stops(&records, &evil3, 15 * MIB, &l).expect("over the key's cap");
+        assert!(why.contains("replica key of primary p"), "{why}");
+        // Its own limit alone (50 MiB) would have let it write 49.
+        assert_eq!(stops(&[rec("p__evil3", 0, 0)], &evil3, 49 * MIB, &l), None);
+        // The victim's own backup is not stopped for the key's excess.
+        assert_eq!(stops(&records, &victim, 5 * MIB, &l), None);
     }
 
     #[test]

@@ -353,17 +353,10 @@ fn receive(backups: &ClientBackups, options: &[String]) -> Result<u8> {
         }
         let live = growth::written_by_tree(pid)
             .saturating_add(space::spent(reading_before, Some(reading)));
-        let mut records = growth::load_all(store).ok()?;
-        for (c, g) in &mut records {
-            if c == client {
-                g.written_since_snapshot = g.written_since_snapshot.saturating_add(live);
-            }
-        }
+        let records = growth::load_all(store).ok()?;
         let limits = growth::Limits::of(&store.config, reading.space.total_bytes);
-        growth::over_limits(&records, &limits)
-            .into_iter()
-            .find(|e| &e.client == client)
-            .map(|e| format!("{}, while the store is short of space", e.why))
+        growth::stops(&records, client, live, &limits)
+            .map(|why| format!("{why}, while the store is short of space"))
     };
     let ended = run_confined(store, client, true, confine, args, over_limit)?;
     let written = growth::written_by_children().saturating_sub(written_before);
