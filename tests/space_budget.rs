@@ -194,6 +194,68 @@ fn names_invented_by_a_replica_key_cost_no_victim_its_history() {
     assert!(!log.contains("prune: deleted"), "{log}");
 }
 
+#[test]
+fn a_replica_keys_transfer_stops_once_its_key_is_over_while_space_is_short() {
+    let Some(w) = World::new("spacewatch") else {
+        return;
+    };
+    w.enroll("victim.example");
+    // Always short of space (nothing old enough to prune), and a key may
+    // hold a fifth of the store (about 102 MiB) without a snapshot.
+    w.server_config(
+        "min_free_percent = 95.0\ntarget_free_percent = 99.0\nmax_unsnapshotted_percent = 20.0\n",
+    );
+    let key_path = w.area.path.join("replica-key");
+    let key = support::ssh_keygen(&key_path);
+    let mut args = vec!["new-client", "--replica", "--name", "mirror"];
+    args.extend(key.split(' '));
+    let out = w.server(&args);
+    assert!(out.status.success(), "{}", show(&out));
+    let rsh = ssh_with(&w, &key_path);
+    let push = |name: &str, mib: u64, seed: u64| {
+        let src = w.area.path.join(name);
+        std::fs::create_dir(&src).unwrap();
+        random_file(&src.join("flood.bin"), mib * MIB, seed);
+        // At most 8 MiB/s, so the server's watchdog (every 2 s) sees it run.
+        Command::new("rsync")
+            .args(["-a", "--bwlimit=8m"])
+            .arg(format!("{}/", src.display()))
+            .arg("--rsh")
+            .arg(&rsh)
+            .arg(format!("{}@127.0.0.1:{name}/current/", w.user.name))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    // 60 MiB under one name: within the key's cap.
+    let out = push("evil1", 60, 1);
+    assert!(out.status.success(), "{}", show(&out));
+    // 80 more under another, each under a client's cap: stopped once the
+    // key's total reaches its cap.
+    let out = push("evil2", 80, 2);
+    let first = charged(&w, "mirror__evil1").written_since_snapshot;
+    let second = charged(&w, "mirror__evil2").written_since_snapshot;
+    let log = std::fs::read_to_string(w.store().join(".byteback/server.log")).unwrap();
+    println!(
+        "figure: the replica key wrote {first} bytes as evil1, then {second} of 80 MiB as evil2 before the server stopped it (key cap {})",
+        growth::store_cap(&store(&w), store(&w).space().unwrap().total_bytes)
+    );
+    let ended: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("receiver ended") || l.contains("prune"))
+        .collect();
+    println!("figure: server log: {ended:#?}");
+    assert!(!out.status.success(), "must be stopped: {}", show(&out));
+    assert!(
+        log.lines()
+            .any(|l| l.contains("mirror__evil2: receiver ended")
+                && l.contains("stopped:")
+                && l.contains("the replica key of primary mirror")),
+        "{log}"
+    );
+    assert!(second < 80 * MIB, "{second}");
+}
+
 /// Fills the store's btrfs with data chunks and then frees every other
 /// file in them, so data has room in allocated chunks but nothing is left
 /// unallocated for metadata to grow into (as on a store long in use).

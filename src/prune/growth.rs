@@ -396,9 +396,41 @@ fn describe(client: &ClientName, g: &Growth, limit: u64, limits: &Limits) -> Str
     }
 }
 
-/// Bytes written so far by a running process and everything it forked,
-/// from `/proc/<pid>/io` (0 where that cannot be read).
+/// Bytes written so far by a running child of this process (`pid` as
+/// this process numbers it) and everything it forked, from `/proc/<pid>/io`
+/// (0 where that cannot be read).
 pub fn written_by_tree(pid: u32) -> u64 {
+    tree_bytes(proc_pid(pid))
+}
+
+/// This process's child `pid` as `/proc` numbers it. The same, unless this
+/// process runs in a PID namespace of its own under a `/proc` mounted
+/// outside it (a container sharing the host's `/proc`, the tests' sshd):
+/// then `/proc/<pid>` is some other process, and the child is found among
+/// this process's children by the last field of its `NSpid`.
+fn proc_pid(pid: u32) -> u32 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return pid;
+    };
+    for task in tasks.flatten() {
+        let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        for child in children.split_whitespace() {
+            let status =
+                std::fs::read_to_string(format!("/proc/{child}/status")).unwrap_or_default();
+            let inner = status
+                .lines()
+                .find_map(|l| l.strip_prefix("NSpid:"))
+                .and_then(|ids| ids.split_whitespace().last())
+                .and_then(|id| id.parse::<u32>().ok());
+            if inner == Some(pid) {
+                return child.parse().unwrap_or(pid);
+            }
+        }
+    }
+    pid
+}
+
+fn tree_bytes(pid: u32) -> u64 {
     let own = std::fs::read_to_string(format!("/proc/{pid}/io"))
         .ok()
         .and_then(|io| {
@@ -412,7 +444,7 @@ pub fn written_by_tree(pid: u32) -> u64 {
     children
         .split_whitespace()
         .filter_map(|c| c.parse().ok())
-        .map(written_by_tree)
+        .map(tree_bytes)
         .fold(own, u64::saturating_add)
 }
 
