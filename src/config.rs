@@ -244,6 +244,7 @@ mod props {
                 "min_age",
                 "max_growth_percent",
                 "max_unsnapshotted_percent",
+                "max_unsnapshotted_store_percent",
                 "stale_after",
                 "bogus",
                 "\u{e9}t\u{e9}",

@@ -270,3 +270,101 @@ fn unreplicated_snapshots_go_when_nothing_else_can_and_say_so() {
     assert!(outcome.deleted.iter().all(|d| !d.unreplicated));
     assert_eq!(plain.store.space_alert(), None);
 }
+
+#[test]
+fn names_invented_by_one_key_share_its_cap_and_no_history_pays() {
+    let fake = FakeStore::new(100 * MIB, config());
+    let victim = fake.client("victim.example");
+    for day in ["2026-01-01", "2026-02-01", "2026-03-01", "2026-04-01"] {
+        fake.old_snapshot(&victim, &format!("{day}T00:00:00Z"), 5 * MIB);
+    }
+    let history = fake.store.snapshots(&victim).unwrap();
+    // A replica key of primary "p" invents three clients, each under the
+    // per-client cap (50 MiB), together over it.
+    let mut evil = Vec::new();
+    for (name, mib) in [("p__evil1", 20), ("p__evil2", 26), ("p__evil3", 23)] {
+        let c = fake.client(name);
+        fake.write(&c, "flood", mib * MIB);
+        written(&fake, &c, mib * MIB);
+        evil.push(c);
+    }
+    assert!(fake.free_percent() < 20.0, "{}", fake.free_percent());
+    let outcome = run(&fake.store, now(), Mode::IfNeeded, Some(&victim)).unwrap();
+    assert!(outcome.deleted.is_empty(), "{:?}", outcome.deleted);
+    assert_eq!(fake.store.snapshots(&victim).unwrap(), history);
+    let reclaimed: Vec<&str> = outcome
+        .reclaimed
+        .iter()
+        .map(|r| r.client.as_str())
+        .collect();
+    assert_eq!(reclaimed[0], "p__evil2", "the largest first: {reclaimed:?}");
+    assert!(
+        reclaimed.iter().all(|c| c.starts_with("p__")),
+        "{reclaimed:?}"
+    );
+    assert!(
+        outcome.reclaimed[0]
+            .why
+            .contains("replica key of primary p"),
+        "{}",
+        outcome.reclaimed[0].why
+    );
+    // Only what was over the key's cap went: room again, above the minimum.
+    assert_eq!(reclaimed, ["p__evil2"]);
+    assert!(fake.free_percent() >= 20.0, "{}", fake.free_percent());
+}
+
+#[test]
+fn the_store_wide_cap_reclaims_the_largest_before_any_history() {
+    let fake = FakeStore::new(100 * MIB, config());
+    let victim = fake.client("victim.example");
+    for day in ["2026-01-01", "2026-02-01", "2026-03-01"] {
+        fake.old_snapshot(&victim, &format!("{day}T00:00:00Z"), 8 * MIB);
+    }
+    let history = fake.store.snapshots(&victim).unwrap();
+    // Three ordinary clients, each within its own and its key's limit,
+    // together over the store's 50%.
+    for (name, mib) in [("a.example", 18), ("b.example", 25), ("c.example", 15)] {
+        let c = fake.client(name);
+        fake.write(&c, "data", mib * MIB);
+        written(&fake, &c, mib * MIB);
+    }
+    let outcome = run(&fake.store, now(), Mode::IfNeeded, Some(&victim)).unwrap();
+    assert!(outcome.deleted.is_empty(), "{:?}", outcome.deleted);
+    assert_eq!(fake.store.snapshots(&victim).unwrap(), history);
+    assert_eq!(outcome.reclaimed[0].client.as_str(), "b.example");
+    assert!(
+        outcome.reclaimed[0]
+            .why
+            .contains("max_unsnapshotted_store_percent"),
+        "{}",
+        outcome.reclaimed[0].why
+    );
+}
+
+#[test]
+fn no_history_goes_while_a_keys_largest_client_is_still_writing() {
+    let fake = FakeStore::new(100 * MIB, config());
+    let victim = fake.client("victim.example");
+    for day in ["2026-01-01", "2026-02-01"] {
+        fake.old_snapshot(&victim, &format!("{day}T00:00:00Z"), 8 * MIB);
+    }
+    let mut evil = Vec::new();
+    for (name, mib) in [("p__a", 25), ("p__b", 30), ("p__c", 22)] {
+        let c = fake.client(name);
+        fake.write(&c, "flood", mib * MIB);
+        written(&fake, &c, mib * MIB);
+        evil.push(c);
+    }
+    // p__b, the key's largest, is still receiving.
+    let _running = fake
+        .store
+        .lock_client(&evil[1], std::time::Duration::ZERO)
+        .unwrap();
+    let err = run(&fake.store, now(), Mode::IfNeeded, Some(&victim)).unwrap_err();
+    assert!(matches!(err, Error::SpaceExhausted(_)), "{err:?}");
+    assert_eq!(fake.store.snapshots(&victim).unwrap().len(), 2);
+    assert!(fake.store.current(&evil[1]).join("flood").exists());
+    let alert = fake.store.space_alert().unwrap();
+    assert!(alert.contains("replica key of primary p"), "{alert}");
+}

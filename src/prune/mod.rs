@@ -11,8 +11,9 @@
 //! [`ReplicationGuard`]); each such deletion is logged and left standing
 //! as the store's alert, so `status` shows it.
 //!
-//! Before any history goes, data that no snapshot holds and that is over its
-//! client's limit (see [`growth`]) is reclaimed: that client's `current`
+//! Before any history goes, data that no snapshot holds and that is over a
+//! limit — its client's, its key's, the store's (see [`growth`]) — is
+//! reclaimed, the largest contributors first: each such client's `current`
 //! goes back to its newest snapshot and it is told why. Space held that way
 //! is never paid for with anyone's history, and while such data is still
 //! being written (its client's lock is held) nothing is deleted at all.
@@ -269,7 +270,20 @@ pub struct Outcome {
 
 /// The line for an [`Outcome`] in logs and on the terminal.
 fn space_words(s: &Space) -> String {
-    format!("{:.1}% free ({} bytes)", s.free_percent(), s.free_bytes)
+    let scarce = match s.scarce {
+        crate::sys::fs::Scarce::Data => "",
+        crate::sys::fs::Scarce::Metadata => {
+            ", limited by btrfs metadata: metadata that cannot be allocated counts as no free space"
+        }
+        crate::sys::fs::Scarce::Inodes => {
+            ", limited by free inodes: a filesystem out of inodes has no free space"
+        }
+    };
+    format!(
+        "{:.1}% free ({} bytes){scarce}",
+        s.free_percent(),
+        s.free_bytes
+    )
 }
 
 /// Prunes the store per `mode`. `on_behalf` is the client whose backup
@@ -392,9 +406,10 @@ pub fn lock(store: &Store, wait: Duration) -> Result<Lock> {
     })
 }
 
-/// Discards the unsnapshotted data of every client over its limit, largest
-/// excess first, until free space reaches the target. Refuses to go on to
-/// deleting history while such data is still being written.
+/// Discards the unsnapshotted data of every client over a limit — its
+/// own, its key's, the store's (see [`growth::over_limits`]) — largest
+/// contributors first, until free space reaches the target. Refuses to go
+/// on to deleting history while data over a limit is still being written.
 fn reclaim_over_limit(
     store: &Store,
     mode: Mode,
@@ -403,10 +418,9 @@ fn reclaim_over_limit(
     outcome: &mut Outcome,
 ) -> Result<Space> {
     let mut busy = Vec::new();
-    for client in store.clients()? {
-        let Some(why) = growth::excess(store, &client, free.total_bytes) else {
-            continue;
-        };
+    let limits = growth::Limits::of(&store.config, free.total_bytes);
+    let plan = growth::over_limits(&growth::load_all(store)?, &limits);
+    for growth::Excess { client, why, .. } in plan {
         if mode == Mode::DryRun {
             outcome.reclaimed.push(Reclaim { client, why });
             continue;

@@ -29,6 +29,7 @@ use crate::server::roles::{self, Incoming, KeyId, ReplicaClients};
 use crate::server::watch::Watch;
 use crate::store::Store;
 use crate::store::service::{ClientBackups, ReadLimits};
+use crate::store::space;
 use crate::sys::sandbox::Confinement;
 
 /// Serves one request; returns the exit status for sshd to pass back.
@@ -446,37 +447,36 @@ fn receive(
     enter_current(store, client)?;
     store.log(&format!("{client}: receiving backup"));
     let written_before = growth::written_by_children();
-    // A transfer that is over its client's limit while the disk is short
-    // is ended, rather than left to fill the disk for everyone.
-    let record = growth::load(store, client);
+    // What the filesystem spends on metadata is charged too (see
+    // `store::space::spent`): read before and after the transfer.
+    let btrfs = store.backend().kind() == crate::store::Backend::Btrfs;
+    let reading_before = metadata_reading(store, btrfs);
+    // A transfer over a limit — its client's, its key's (all the clients
+    // one key writes to), the store's — while the disk is short is ended,
+    // rather than left to fill the disk for everyone.
     let mut next_check = std::time::Instant::now();
     let over_limit = |pid: u32| {
         if std::time::Instant::now() < next_check {
             return None;
         }
         next_check = std::time::Instant::now() + std::time::Duration::from_secs(2);
-        let written = record
-            .written_since_snapshot
-            .saturating_add(growth::written_by_tree(pid));
-        let room = store.space().ok()?;
-        let limit = growth::limit(
-            &record,
-            store.config.max_growth_percent,
-            growth::store_cap(store, room.total_bytes),
-        );
-        (growth::over_limit(written, limit)
-            && room.free_percent() < store.config.min_free_percent)
-            .then(|| {
-                format!(
-                    "{client}'s transfer wrote {written} bytes without a snapshot, over its limit of {limit} bytes, while the store is short of space"
-                )
-            })
+        let reading = space::read(store.root(), btrfs).ok()?;
+        if reading.space.free_percent() >= store.config.min_free_percent {
+            return None;
+        }
+        let live = growth::written_by_tree(pid)
+            .saturating_add(space::spent(reading_before, Some(reading)));
+        let records = growth::load_all(store).ok()?;
+        let limits = growth::Limits::of(&store.config, reading.space.total_bytes);
+        growth::stops(&records, client, live, &limits)
+            .map(|why| format!("{why}, while the store is short of space"))
     };
     let ended = run_confined(store, client, true, args, over_limit)?;
     let written = growth::written_by_children().saturating_sub(written_before);
+    let metadata = space::spent(reading_before, metadata_reading(store, btrfs));
     let code = exit_code(&ended.status);
     store.log(&format!(
-        "{client}: receiver ended ({}{}), {written} bytes written",
+        "{client}: receiver ended ({}{}), {written} bytes written, {metadata} bytes of metadata",
         ended.status,
         ended
             .ended_because
@@ -487,9 +487,24 @@ fn receive(
     if let Some(why) = &ended.ended_because {
         crate::report::note(format_args!("transfer stopped: {why}"));
     }
-    backups.record_transfer(written);
+    backups.record_transfer(written.saturating_add(metadata));
     drop(lock);
     Ok(code)
+}
+
+/// The store's metadata figure, once what is pending has reached the disk
+/// (btrfs counts metadata as used only when its transaction commits).
+fn metadata_reading(store: &Store, btrfs: bool) -> Option<space::Reading> {
+    if btrfs {
+        if let Ok(root) = rustix::fs::open(
+            store.root(),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            let _ = rustix::fs::syncfs(&root);
+        }
+    }
+    space::read(store.root(), btrfs).ok()
 }
 
 /// The server's side of an rsync; `confine_root` is the client's directory

@@ -90,6 +90,7 @@ impl SnapshotBackend for FakeBackend {
         Ok(Space {
             free_bytes: self.capacity.saturating_sub(used),
             total_bytes: self.capacity,
+            scarce: crate::sys::fs::Scarce::Data,
         })
     }
 

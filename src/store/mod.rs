@@ -132,6 +132,9 @@ pub struct ServerConfig {
     /// No client may hold more data that no snapshot holds than this
     /// percentage of the store (the only limit of a client without a snapshot).
     pub max_unsnapshotted_percent: f64,
+    /// All clients together may hold no more data that no snapshot holds
+    /// than this percentage of the store.
+    pub max_unsnapshotted_store_percent: f64,
     /// `status` calls a client stale when its newest snapshot is older.
     pub stale_after: config::Duration,
     /// At most this many backups transfer at once; others wait their turn.
@@ -226,6 +229,7 @@ impl Default for ServerConfig {
             min_age: config::Duration::from_secs(7 * 86400),
             max_growth_percent: 100,
             max_unsnapshotted_percent: 50.0,
+            max_unsnapshotted_store_percent: 50.0,
             stale_after: config::Duration::from_secs(26 * 3600),
             max_concurrent_backups: 4,
             read_timeout: config::Duration::from_secs(3600),
@@ -302,12 +306,18 @@ min_age = "7 days"
 # newest snapshot, measured as bytes really written on this disk) may reach
 # max_growth_percent of the client's size at that snapshot (100 = it
 # doubled), and never more than max_unsnapshotted_percent of the store (the
-# only limit of a client that has no snapshot yet). When space runs short,
-# such data over its limit is discarded first (the client's current goes
+# only limit of a client that has no snapshot yet). The same share bounds
+# all the clients one key writes to together (a primary's replica key
+# writes every PRIMARY__* client), and all clients together may hold at
+# most max_unsnapshotted_store_percent of the store. Written bytes include
+# what the filesystem spent on metadata (btrfs metadata, both copies; on
+# plain stores the inodes taken). When space runs short, such data over a
+# limit is discarded first, the largest first (the client's current goes
 # back to its newest snapshot, and the client is told why): nobody's
 # history is ever deleted to make room for it.
 max_growth_percent = 100
 max_unsnapshotted_percent = 50.0
+max_unsnapshotted_store_percent = 50.0
 
 # `byteback-server status` calls a client stale (and its --check warns)
 # when its newest snapshot is older than this.
@@ -386,12 +396,19 @@ impl Store {
     pub fn open(root: &Path) -> Result<Store> {
         let store = Self::open_unchecked(root)?;
         let c = &store.config;
-        if !(0.0..=100.0).contains(&c.max_unsnapshotted_percent) {
-            return Err(Error::Config(format!(
-                "invalid config {}: max_unsnapshotted_percent must be between 0 and 100 (now {})",
-                Self::config_path_of(root).display(),
-                c.max_unsnapshotted_percent
-            )));
+        for (key, value) in [
+            ("max_unsnapshotted_percent", c.max_unsnapshotted_percent),
+            (
+                "max_unsnapshotted_store_percent",
+                c.max_unsnapshotted_store_percent,
+            ),
+        ] {
+            if !(0.0..=100.0).contains(&value) {
+                return Err(Error::Config(format!(
+                    "invalid config {}: {key} must be between 0 and 100 (now {value})",
+                    Self::config_path_of(root).display(),
+                )));
+            }
         }
         if !(0.0..=100.0).contains(&c.min_free_percent)
             || !(c.min_free_percent..=100.0).contains(&c.target_free_percent)

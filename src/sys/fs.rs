@@ -10,21 +10,101 @@ use crate::error::{Error, IoContext, Result};
 /// `f_type` of btrfs, from statfs(2).
 const BTRFS_SUPER_MAGIC: i64 = 0x9123_683E;
 
-/// Space on a filesystem, from statvfs(2).
+/// Space on a filesystem, from statvfs(2) (and on btrfs its own figures).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Space {
-    /// Bytes an unprivileged user can still write.
+    /// Bytes an unprivileged user can still write: the data room, or less
+    /// when metadata or inodes are scarcer (then the same share of the
+    /// total as what is left of those).
     pub free_bytes: u64,
     /// Size of the filesystem.
     pub total_bytes: u64,
+    /// What `free_bytes` is limited by.
+    pub scarce: Scarce,
 }
 
-/// How much room the filesystem holding `path` has.
+/// What runs out first on a filesystem.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Scarce {
+    /// Room for data.
+    #[default]
+    Data,
+    /// btrfs metadata ("metadata cannot be allocated" is no free space).
+    Metadata,
+    /// Inodes (ext4 and others with a fixed inode table).
+    Inodes,
+}
+
+/// How much room the filesystem holding `path` has: the smaller share of
+/// bytes and inodes left (a filesystem without a fixed inode count, such
+/// as btrfs, reports none, and only bytes count).
 pub fn space(path: &Path) -> Result<Space> {
+    Ok(space_of(&statvfs(path)?))
+}
+
+/// The figures of statvfs(2) this module uses.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Statvfs {
+    pub bavail: u64,
+    pub blocks: u64,
+    pub frsize: u64,
+    pub files: u64,
+    pub ffree: u64,
+    pub favail: u64,
+}
+
+impl Statvfs {
+    /// What an inode in use costs, in bytes of the filesystem: its share of
+    /// the total (so that using up x% of the inodes costs x% of the store),
+    /// and at least 256 bytes, ext4's inode size. 0 without an inode table.
+    pub fn bytes_per_inode(&self) -> u64 {
+        if self.files == 0 {
+            return 0;
+        }
+        (self.blocks.saturating_mul(self.frsize) / self.files).max(256)
+    }
+
+    /// Inodes in use, charged at [`Statvfs::bytes_per_inode`].
+    pub fn inode_bytes_used(&self) -> u64 {
+        self.files
+            .saturating_sub(self.ffree)
+            .saturating_mul(self.bytes_per_inode())
+    }
+}
+
+/// [`space`] from statvfs's figures (pure).
+pub fn space_of(st: &Statvfs) -> Space {
+    let total_bytes = st.blocks.saturating_mul(st.frsize);
+    let free_bytes = st.bavail.saturating_mul(st.frsize);
+    if st.files > 0 {
+        let by_inodes =
+            u128::from(total_bytes) * u128::from(st.favail.min(st.files)) / u128::from(st.files);
+        let by_inodes = u64::try_from(by_inodes).unwrap_or(u64::MAX);
+        if by_inodes < free_bytes {
+            return Space {
+                free_bytes: by_inodes,
+                total_bytes,
+                scarce: Scarce::Inodes,
+            };
+        }
+    }
+    Space {
+        free_bytes,
+        total_bytes,
+        scarce: Scarce::Data,
+    }
+}
+
+/// statvfs's figures for the filesystem holding `path`.
+pub fn statvfs(path: &Path) -> Result<Statvfs> {
     let st = rustix::fs::statvfs(path).map_err(|e| Error::io("cannot statvfs", path, e.into()))?;
-    Ok(Space {
-        free_bytes: st.f_bavail.saturating_mul(st.f_frsize),
-        total_bytes: st.f_blocks.saturating_mul(st.f_frsize),
+    Ok(Statvfs {
+        bavail: st.f_bavail,
+        blocks: st.f_blocks,
+        frsize: st.f_frsize,
+        files: st.f_files,
+        ffree: st.f_ffree,
+        favail: st.f_favail,
     })
 }
 
@@ -109,5 +189,46 @@ pub fn human_bytes(bytes: u64) -> String {
         format!("{bytes} B")
     } else {
         format!("{value:.1} {}", units[unit])
+    }
+}
+
+#[cfg(test)]
+mod space_tests {
+    use super::*;
+
+    #[test]
+    fn inodes_count_like_bytes() {
+        // 1 GiB, 65536 inodes (16 KiB each), half the bytes free.
+        let st = Statvfs {
+            bavail: 131072,
+            blocks: 262144,
+            frsize: 4096,
+            files: 65536,
+            ffree: 60000,
+            favail: 60000,
+        };
+        let s = space_of(&st);
+        assert_eq!((s.free_bytes, s.scarce), (512 << 20, Scarce::Data));
+        assert_eq!(st.bytes_per_inode(), 16384);
+        assert_eq!(st.inode_bytes_used(), 5536 * 16384);
+        // Nearly all inodes taken by empty files: short of space, whatever
+        // the bytes say.
+        let full = Statvfs {
+            ffree: 600,
+            favail: 600,
+            ..st
+        };
+        let s = space_of(&full);
+        assert_eq!(s.scarce, Scarce::Inodes);
+        assert!(s.free_percent() < 1.0, "{s:?}");
+        // btrfs reports no inode table: bytes only.
+        let none = Statvfs {
+            files: 0,
+            ffree: 0,
+            favail: 0,
+            ..st
+        };
+        assert_eq!(space_of(&none).scarce, Scarce::Data);
+        assert_eq!(none.inode_bytes_used(), 0);
     }
 }
