@@ -362,8 +362,14 @@ pub fn run(
             return Err(Error::SpaceExhausted(msg));
         };
         store.delete_snapshot(&next.snapshot.client, &next.snapshot.name)?;
-        let alert = if next.unreplicated { "ALERT: " } else { "" };
-        store.log(&format!("prune: {alert}deleted {next}"));
+        let (event, alert) = match next.unreplicated {
+            true => (
+                crate::store::LogEvent::UnreplicatedSnapshotDeleted,
+                "ALERT: ",
+            ),
+            false => (crate::store::LogEvent::SnapshotDeleted, ""),
+        };
+        store.log_event(event, &format!("prune: {alert}deleted {next}"));
         remaining.retain(|s| s != &next.snapshot);
         outcome.deleted.push(next);
         free = store.space_after_deletions()?;

@@ -213,9 +213,20 @@ pub fn gather(store: &Store, now: Timestamp, only: Option<&ClientName>) -> Resul
 
 /// Deletions by pruning logged at or after `since`.
 fn pruned_since(log: &str, since: Timestamp) -> usize {
+    use crate::store::LogEvent;
     log.lines()
-        .filter(|l| l.contains(" prune: deleted "))
-        .filter_map(|l| l.split_once(' ')?.0.parse::<Timestamp>().ok())
+        .filter_map(|l| {
+            let (time, text) = l.split_once(' ')?;
+            let deletion = match LogEvent::of(text) {
+                Some(LogEvent::SnapshotDeleted | LogEvent::UnreplicatedSnapshotDeleted) => true,
+                // Lines written before events were tagged.
+                None => {
+                    text.starts_with("prune: deleted ")
+                        || text.starts_with("prune: ALERT: deleted ")
+                }
+            };
+            deletion.then(|| time.parse::<Timestamp>().ok()).flatten()
+        })
         .filter(|t| *t >= since)
         .count()
 }
@@ -701,5 +712,11 @@ mod tests {
                    2026-11-28T01:00:00Z prune: deleted b 2026-01-01T00:00:00Z (x)\n\
                    2026-11-28T02:00:00Z a: snapshot 2026-11-28T02:00:00Z taken\n";
         assert_eq!(pruned_since(log, at("2026-11-27T12:00:00Z")), 1);
+        // Tagged events, alerts (unreplicated deletions) included; a
+        // client's own words that look like one are not an event.
+        let tagged = "2026-11-28T01:00:00Z [snapshot-deleted] prune: deleted a 2026-01-01T00:00:00Z (x)\n\
+                      2026-11-28T01:00:01Z [unreplicated-snapshot-deleted] prune: ALERT: deleted b 2026-01-01T00:00:00Z (x)\n\
+                      2026-11-28T01:00:02Z c: refused: bad option \"[snapshot-deleted]\"\n";
+        assert_eq!(pruned_since(tagged, at("2026-11-27T12:00:00Z")), 2);
     }
 }

@@ -345,6 +345,46 @@ retry_pause = "1m"
 # bwlimit = "10m"
 "#;
 
+/// A log line that something reads back (`status`): its kind is a tag
+/// right after the time (`[snapshot-deleted]`), written and read by this
+/// one type, never found by matching the English words around it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogEvent {
+    /// Pruning deleted a snapshot.
+    SnapshotDeleted,
+    /// Pruning deleted a snapshot no configured replica held yet.
+    UnreplicatedSnapshotDeleted,
+}
+
+impl LogEvent {
+    const ALL: [LogEvent; 2] = [
+        LogEvent::SnapshotDeleted,
+        LogEvent::UnreplicatedSnapshotDeleted,
+    ];
+
+    /// The tag in the log.
+    pub fn tag(self) -> &'static str {
+        match self {
+            LogEvent::SnapshotDeleted => "[snapshot-deleted]",
+            LogEvent::UnreplicatedSnapshotDeleted => "[unreplicated-snapshot-deleted]",
+        }
+    }
+
+    /// How the system log files it.
+    fn severity(self) -> syslog::Severity {
+        match self {
+            LogEvent::SnapshotDeleted => syslog::Severity::Info,
+            LogEvent::UnreplicatedSnapshotDeleted => syslog::Severity::Warning,
+        }
+    }
+
+    /// The event of a log line's text (after its time), if it has one.
+    pub fn of(text: &str) -> Option<LogEvent> {
+        let word = text.split(' ').next()?;
+        LogEvent::ALL.into_iter().find(|e| e.tag() == word)
+    }
+}
+
 /// The store's locks, each kind in its own namespace (see
 /// [`Store::lock_path`]).
 #[derive(Debug, Clone, Copy)]
@@ -1085,6 +1125,15 @@ impl Store {
         } else {
             syslog::Severity::Info
         };
+        self.log_with(severity, line);
+    }
+
+    /// Logs an event that `status` reads back: its tag, then `line`.
+    pub fn log_event(&self, event: LogEvent, line: &str) {
+        self.log_with(event.severity(), &format!("{} {line}", event.tag()));
+    }
+
+    fn log_with(&self, severity: syslog::Severity, line: &str) {
         syslog::send(
             &syslog::socket(self.config.log_socket.as_deref()),
             report::program(),
