@@ -338,7 +338,10 @@ fn one_backup_at_a_time_on_client_and_server(kind: FsKind) {
 
     // Server side: a receiver of this client is still running.
     w.server_config("lock_wait = \"1s\"\n");
-    let lock_path = w.store().join(".byteback/locks").join(&client);
+    let lock_dir = w.store().join(".byteback/locks/client");
+    std::fs::create_dir_all(&lock_dir).unwrap();
+    std::os::unix::fs::chown(&lock_dir, Some(w.user.uid), Some(w.user.gid)).unwrap();
+    let lock_path = lock_dir.join(&client);
     let server_lock = std::fs::File::create(&lock_path).unwrap();
     std::os::unix::fs::chown(&lock_path, Some(w.user.uid), Some(w.user.gid)).unwrap();
     rustix::fs::flock(&server_lock, rustix::fs::FlockOperation::LockExclusive).unwrap();

@@ -328,6 +328,10 @@ support::world::on_both_backends!(removal_keeps_snapshots_when_asked);
 /// restore holds it (released when the file drops).
 fn hold(w: &World, name: &str) -> std::fs::File {
     let path = w.store().join(".byteback/locks").join(name);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).unwrap();
+        std::os::unix::fs::chown(dir, Some(w.user.uid), Some(w.user.gid)).unwrap();
+    }
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -352,9 +356,9 @@ fn a_busy_client_is_neither_removed_nor_renamed() {
     let keys = authorized_keys(&w);
     let snapshots = listed_snapshots(&w, "busy.example");
     for (lock, what) in [
-        ("busy.example", "a backup of busy.example is running"),
+        ("client/busy.example", "a backup of busy.example is running"),
         (
-            "busy.example.restore-2",
+            "read/busy.example.2",
             "a read (list, restore or verify) of busy.example is running",
         ),
     ] {

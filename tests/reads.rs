@@ -165,7 +165,7 @@ fn reads_are_bounded_per_client() {
     let took = wait_for(
         "two digests hold both read slots",
         Duration::from_secs(30),
-        || (1..=2).all(|n| is_flocked(&locks.join(format!("{client}.restore-{n}")))),
+        || (1..=2).all(|n| is_flocked(&locks.join(format!("read/{client}.{n}")))),
     );
     println!("two digests of a 1 TiB sparse file hold both read slots after {took:?}");
 
