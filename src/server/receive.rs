@@ -147,8 +147,14 @@ fn serve(store: &Store, client: &ClientName, request: Request) -> Result<u8> {
             print!("{}", reply.render());
             Ok(0)
         }
-        Request::Receive { options, mode } => receive(&backups, &options, mode, &key),
+        Request::Receive { options, mode } => {
+            confinable(store, client, true)?;
+            receive(&backups, &options, mode, &key)
+        }
         Request::Incremental { snapshot } => {
+            // A transfer that could not run is refused before `current`
+            // is readied for it.
+            confinable(store, client, true)?;
             // The lock first: one list of this client in memory at a time.
             let _lock = store.lock_client(client, store.config.lock_wait.to_std())?;
             let mut text = Vec::new();
@@ -537,25 +543,9 @@ fn run_confined(
     args: impl Fn(&Path, bool) -> Vec<std::ffi::OsString>,
     mut check: impl FnMut(u32) -> Option<String>,
 ) -> Result<relay::Ended> {
-    let jail = Confinement {
-        dir: store.client_dir(client),
-        writable,
-        cwd: if writable {
-            "current".into()
-        } else {
-            PathBuf::new()
-        },
-        program: Some(store.config.rsync.clone()),
-        limits: store.config.sandbox.limits(),
-    };
-    // The rsync that runs is the one asked, in the view it runs in.
-    let facts = probe::rsync(store, &jail)?;
+    let (jail, facts) = confinable(store, client, writable)?;
     let confine_root = facts.confine_root;
     let unconfined = || unconfined(store, &jail, &facts);
-    // Known before the start when [sandbox] switched both layers off.
-    if jail.limits.no_private_view && !jail.layers().filesystem && !confine_root {
-        return Err(unconfined());
-    }
     let (child, enforcement) = jail.spawn(|view| {
         let program = view.program.unwrap_or(&facts.path);
         let cmd = Cmd::new(program)
@@ -609,6 +599,34 @@ fn run_confined(
         },
         || check(pid),
     )
+}
+
+/// The sandbox a transfer of `client` gets, and the rsync it runs
+/// (probed in it); refused when `[sandbox]` switched both layers off and
+/// that rsync has no `--confine-root` — known before anything is readied
+/// or written, so a request that would end there changes nothing.
+fn confinable(
+    store: &Store,
+    client: &ClientName,
+    writable: bool,
+) -> Result<(Confinement, probe::RsyncFacts)> {
+    let jail = Confinement {
+        dir: store.client_dir(client),
+        writable,
+        cwd: if writable {
+            "current".into()
+        } else {
+            PathBuf::new()
+        },
+        program: Some(store.config.rsync.clone()),
+        limits: store.config.sandbox.limits(),
+    };
+    // The rsync that runs is the one asked, in the view it runs in.
+    let facts = probe::rsync(store, &jail)?;
+    if jail.limits.no_private_view && !jail.layers().filesystem && !facts.confine_root {
+        return Err(unconfined(store, &jail, &facts));
+    }
+    Ok((jail, facts))
 }
 
 /// Why rsync is not run at all (no layer of the sandbox, and no
