@@ -22,6 +22,7 @@ use std::time::Duration;
 use rustix::fs::{CWD, FileType, Mode, XattrFlags, lsetxattr, makedev, mknodat};
 use support::FsKind;
 use support::manifest::{self, Entry, Reading, inside};
+use support::world::incremental_paths;
 use support::world::{World, show, stdout};
 
 support::world::on_both_backends!(
@@ -88,19 +89,6 @@ fn backup(w: &World, rsync_dir: Option<&Path>, source: &Path, extra: &[&str]) ->
     let out = client(w, rsync_dir, &args);
     assert!(out.status.success(), "backup: {}", show(&out));
     format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr))
-}
-
-/// How many paths an index-mode backup sent; `None` for a full pass.
-fn incremental_paths(out: &str) -> Option<usize> {
-    let line = out
-        .lines()
-        .find(|l| l.starts_with("Backup complete"))
-        .unwrap_or_else(|| panic!("no summary in {out}"));
-    if line.ends_with(", full pass)") {
-        return None;
-    }
-    let n = line.split("incremental: ").nth(1)?.split(' ').next()?;
-    Some(n.parse().unwrap())
 }
 
 /// Restores `source` from `snapshot` into `into`; the restored tree.

@@ -27,6 +27,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use support::manifest::{self, Entry, Reading, inside};
+use support::world::incremental_paths;
 use support::world::{World, show, stderr, stdout};
 
 /// The usual PATH of the client (as `World::client_command` sets it).
@@ -161,19 +162,6 @@ fn backup(w: &World, rsync_dir: Option<&Path>) -> String {
     let out = client(w, rsync_dir, &["backup", "--verbose", "--source", &src]);
     assert!(out.status.success(), "backup: {}", show(&out));
     format!("{}{}", stdout(&out), stderr(&out))
-}
-
-/// How many paths an index-mode backup sent; `None` for a full pass.
-fn incremental_paths(out: &str) -> Option<usize> {
-    let line = out
-        .lines()
-        .find(|l| l.starts_with("Backup complete"))
-        .unwrap_or_else(|| panic!("no summary in {out}"));
-    if line.ends_with(", full pass)") {
-        return None;
-    }
-    let n = line.split("incremental: ").nth(1)?.split(' ').next()?;
-    Some(n.parse().unwrap())
 }
 
 type Manifest = BTreeMap<PathBuf, Entry>;

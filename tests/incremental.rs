@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use support::FsKind;
 use support::manifest::{self, Reading, inside};
+use support::world::incremental_paths;
 use support::world::{World, show, stdout};
 
 support::world::on_both_backends!(
@@ -53,19 +54,6 @@ fn backup(w: &World, extra: &[&str]) -> String {
 /// other tests change them (`/tmp`) at any time.
 fn above(w: &World) -> usize {
     w.src.components().count() - 1
-}
-
-/// How many paths an index-mode backup sent; `None` for a full pass.
-fn incremental_paths(out: &str) -> Option<usize> {
-    let line = out
-        .lines()
-        .find(|l| l.starts_with("Backup complete"))
-        .unwrap_or_else(|| panic!("no summary in {out}"));
-    if line.ends_with(", full pass)") {
-        return None;
-    }
-    let n = line.split("incremental: ").nth(1)?.split(' ').next()?;
-    Some(n.parse().unwrap())
 }
 
 fn write_at(path: &Path, content: &str, stamp: &str) {

@@ -279,6 +279,16 @@ fn command_words(command: &str) -> Vec<String> {
     words
 }
 
+/// The words of a line's forced command (`command="..."`), if it has one.
+fn forced_command_words(options: &[(String, Option<String>)]) -> Option<Vec<String>> {
+    let command = options
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("command"))?
+        .1
+        .as_deref()?;
+    Some(command_words(command))
+}
+
 /// One client's line in authorized_keys: a key whose forced command is
 /// `byteback-server receive ... --client NAME`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -308,12 +318,7 @@ impl KeyLine {
     fn parse(index: usize, line: &str) -> Option<KeyLine> {
         let (options, kind, blob, comment) = split_line(line)?;
         let options = parse_options(options);
-        let command = options
-            .iter()
-            .find(|(name, _)| name.eq_ignore_ascii_case("command"))?
-            .1
-            .clone()?;
-        let words = command_words(&command);
+        let words = forced_command_words(&options)?;
         if words.get(1).map(String::as_str) != Some("receive") {
             return None;
         }
@@ -513,12 +518,7 @@ impl OriginalLine {
     fn parse(index: usize, line: &str) -> Option<OriginalLine> {
         let (options, kind, blob, comment) = split_line(line)?;
         let options = parse_options(options);
-        let command = options
-            .iter()
-            .find(|(name, _)| name.eq_ignore_ascii_case("command"))?
-            .1
-            .clone()?;
-        let words = command_words(&command);
+        let words = forced_command_words(&options)?;
         let [program] = words.as_slice() else {
             return None;
         };

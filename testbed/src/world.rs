@@ -69,6 +69,20 @@ pub fn show(out: &Output) -> String {
     )
 }
 
+/// How many paths an index-mode backup sent (from its summary line);
+/// `None` for a full pass. Panics when `out` has no summary.
+pub fn incremental_paths(out: &str) -> Option<usize> {
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("Backup complete"))
+        .unwrap_or_else(|| panic!("no summary in {out}"));
+    if line.ends_with(", full pass)") {
+        return None;
+    }
+    let n = line.split("incremental: ").nth(1)?.split(' ').next()?;
+    Some(n.parse().unwrap())
+}
+
 /// stderr as text.
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
