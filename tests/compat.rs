@@ -27,6 +27,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use support::manifest::{self, Entry, Reading, inside};
+use support::relay::RELAY;
 use support::world::incremental_paths;
 use support::world::{World, show, stderr, stdout};
 
@@ -35,39 +36,6 @@ const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 /// This system's rsync: the server's default and the stock client.
 const SYSTEM_RSYNC: &str = "/usr/bin/rsync";
-
-/// The modified client of tests/hostile_rsync.rs, used as rsync's `--rsh`:
-/// runs ssh (the rest of its arguments) and feeds it what rsync writes,
-/// with `RELAY_FROM` replaced by `RELAY_TO` (same length).
-const RELAY: &str = r#"
-use strict;
-my ($from, $to) = ($ENV{RELAY_FROM} // "", $ENV{RELAY_TO} // "");
-pipe(my $r, my $w) or die "relay: pipe: $!";
-my $ssh = fork // die "relay: fork: $!";
-if ($ssh == 0) {
-    close $w;
-    open(STDIN, "<&", $r) or die "relay: $!";
-    exec { $ARGV[0] } @ARGV or die "relay: cannot run $ARGV[0]: $!";
-}
-close $r;
-my $copier = fork // die "relay: fork: $!";
-if ($copier == 0) {
-    binmode STDIN;
-    binmode $w;
-    my $buf = "";
-    while (sysread(STDIN, $buf, 65536)) {
-        $buf =~ s/\Q$from\E/$to/g if length $from;
-        syswrite($w, $buf) or last;
-    }
-    exit 0;
-}
-close $w;
-waitpid($ssh, 0);
-my $status = $? >> 8;
-kill 'KILL', $copier;
-waitpid($copier, 0);
-exit $status;
-"#;
 
 /// The server's rsync in a world.
 struct ServerRsync {

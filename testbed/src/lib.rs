@@ -14,6 +14,7 @@
 //! the last of them is gone, whatever the order.
 
 pub mod manifest;
+pub mod relay;
 pub mod rsync;
 pub mod tree;
 pub mod world;
