@@ -31,6 +31,12 @@ pub enum Error {
     /// The server (or the forced command) refused a request.
     #[error("{0}")]
     Refused(String),
+    /// The server cannot take an incremental transfer now (no snapshot to
+    /// start from, a newer one, `current` not readied): a full pass will
+    /// do. A refusal like [`Error::Refused`], told apart by type so the
+    /// client never has to read the words.
+    #[error("{0}")]
+    FullPassNeeded(String),
     /// The backup finished, but some files could not be transferred.
     #[error("{0}")]
     Partial(String),
@@ -128,7 +134,7 @@ impl Error {
             Error::Partial(_) => Exit::Partial,
             Error::Locked(_) => Exit::Locked,
             Error::Connection(_) => Exit::Connection,
-            Error::Refused(_) => Exit::Refused,
+            Error::Refused(_) | Error::FullPassNeeded(_) => Exit::Refused,
             Error::Config(_) => Exit::Config,
             Error::Unsupported(_) => Exit::Unsupported,
             Error::SpaceExhausted(_) => Exit::SpaceExhausted,
@@ -188,6 +194,7 @@ mod tests {
             (Error::Locked(String::new()), 4),
             (Error::Connection(String::new()), 5),
             (Error::Refused(String::new()), 6),
+            (Error::FullPassNeeded(String::new()), 6),
             (Error::Config(String::new()), 7),
             (Error::Unsupported(String::new()), 8),
             (Error::SpaceExhausted(String::new()), 9),

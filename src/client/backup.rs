@@ -565,7 +565,12 @@ fn try_once(
                 // Refused as an incremental backup (a stale snapshot, a
                 // server without the request): a full pass. Refused as a
                 // backup (space, growth, locks): as a full pass would be.
-                Err(Error::Refused(why)) if incremental_only(&why) => {
+                Err(Error::FullPassNeeded(why)) => {
+                    pass.reason = Some(format!("the server refused an incremental backup: {why}"))
+                }
+                // An older server does not type its refusals (or does not
+                // know the request): any refusal of it is one of the mode.
+                Err(Error::Refused(why)) if ping.protocol < crate::protocol::TYPED_FULL_PASS => {
                     pass.reason = Some(format!("the server refused an incremental backup: {why}"))
                 }
                 Err(e) => return Err(e),
@@ -709,13 +714,6 @@ struct Pass {
     reason: Option<String>,
 }
 
-/// Whether the server's refusal concerns only the incremental mode: its
-/// words for that (see `ClientBackups::prepare_incremental`), or a server
-/// that does not know the request.
-fn incremental_only(why: &str) -> bool {
-    why.contains("make a full pass") || why.contains("command not allowed")
-}
-
 /// Asks the server to ready `current` for an incremental transfer from
 /// `snapshot`, naming the paths it must not take from the snapshot and,
 /// where it deletes them itself (`server_deletes`, protocol 3), which of
@@ -743,7 +741,7 @@ fn ready_incremental(
     };
     let text = crate::protocol::render_replace_list(&list);
     if text.len() > crate::protocol::MAX_REPLACE_LIST {
-        return Err(Error::Refused(format!(
+        return Err(Error::FullPassNeeded(format!(
             "{} changed paths are too many to list: make a full pass",
             list.replace.len()
         )));

@@ -32,8 +32,14 @@ pub use wire::{DecodeError, decode_arg, decode_found, encode_arg, encode_found};
 /// added the `incremental/` destination and `gone` lines in the replace
 /// list: the server deletes vanished paths itself, so an incremental
 /// transfer needs no `--delete-missing-args` (which rsync 3.2.7 as
-/// patched by Debian, and 3.4.3, refuse with `--files-from`).
-pub const PROTOCOL_VERSION: u32 = 3;
+/// patched by Debian, and 3.4.3, refuse with `--files-from`). 4 types the
+/// refusal that concerns only an incremental transfer (`[full-pass]`).
+pub const PROTOCOL_VERSION: u32 = 4;
+
+/// The first protocol whose servers type a refusal of the incremental mode
+/// ([`crate::error::Error::FullPassNeeded`]); before it, any refusal of
+/// `incremental` meant "make a full pass" (or that the request was unknown).
+pub const TYPED_FULL_PASS: u32 = 4;
 
 /// The first protocol whose servers take [`TransferMode::Incremental`] by
 /// its destination and delete the replace list's `gone` paths.

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 
-use crate::error::{Error, Exit};
+use crate::error::Error;
 use crate::finder::Found;
 
 use super::wire::{self, DecodeError};
@@ -291,23 +291,84 @@ impl Completed {
 /// through rsync, which keeps the line but not the status.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
-    pub exit: Exit,
+    pub kind: FailureKind,
     pub message: String,
 }
 
-const KINDS: &[(Exit, &str)] = &[
-    (Exit::Failed, "failed"),
-    (Exit::Usage, "usage"),
-    (Exit::Partial, "partial"),
-    (Exit::Locked, "locked"),
-    (Exit::Connection, "connection"),
-    (Exit::Refused, "refused"),
-    (Exit::Config, "config"),
-    (Exit::Unsupported, "unsupported"),
-    (Exit::SpaceExhausted, "no-space"),
-    (Exit::Attention, "attention"),
-    (Exit::Mismatch, "mismatch"),
-];
+/// The kinds of failure the wire carries: one per kind of [`Error`] the
+/// client must tell apart, each with its tag. The client decides by kind,
+/// never by the message's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    Failed,
+    Usage,
+    Partial,
+    Locked,
+    Connection,
+    Refused,
+    /// Refused as an incremental transfer only: a full pass will do.
+    FullPassNeeded,
+    Config,
+    Unsupported,
+    NoSpace,
+    Attention,
+    Mismatch,
+}
+
+impl FailureKind {
+    const ALL: [FailureKind; 12] = [
+        FailureKind::Failed,
+        FailureKind::Usage,
+        FailureKind::Partial,
+        FailureKind::Locked,
+        FailureKind::Connection,
+        FailureKind::Refused,
+        FailureKind::FullPassNeeded,
+        FailureKind::Config,
+        FailureKind::Unsupported,
+        FailureKind::NoSpace,
+        FailureKind::Attention,
+        FailureKind::Mismatch,
+    ];
+
+    /// Its tag on the wire.
+    pub fn tag(self) -> &'static str {
+        match self {
+            FailureKind::Failed => "failed",
+            FailureKind::Usage => "usage",
+            FailureKind::Partial => "partial",
+            FailureKind::Locked => "locked",
+            FailureKind::Connection => "connection",
+            FailureKind::Refused => "refused",
+            FailureKind::FullPassNeeded => "full-pass",
+            FailureKind::Config => "config",
+            FailureKind::Unsupported => "unsupported",
+            FailureKind::NoSpace => "no-space",
+            FailureKind::Attention => "attention",
+            FailureKind::Mismatch => "mismatch",
+        }
+    }
+
+    /// The kind of a server-side error.
+    pub fn of(error: &Error) -> FailureKind {
+        match error {
+            Error::Usage(_) => FailureKind::Usage,
+            Error::Config(_) => FailureKind::Config,
+            Error::Io { .. } | Error::Command(_) | Error::NotFound(_) | Error::Hook(_) => {
+                FailureKind::Failed
+            }
+            Error::Locked(_) => FailureKind::Locked,
+            Error::Refused(_) => FailureKind::Refused,
+            Error::FullPassNeeded(_) => FailureKind::FullPassNeeded,
+            Error::Partial(_) => FailureKind::Partial,
+            Error::Connection(_) => FailureKind::Connection,
+            Error::SpaceExhausted(_) => FailureKind::NoSpace,
+            Error::Attention(_) => FailureKind::Attention,
+            Error::Unsupported(_) => FailureKind::Unsupported,
+            Error::Mismatch(_) => FailureKind::Mismatch,
+        }
+    }
+}
 
 const PREFIX: &str = "byteback-server: ";
 
@@ -315,27 +376,27 @@ impl Failure {
     /// The failure for a server-side error.
     pub fn of(error: &Error) -> Self {
         Failure {
-            exit: error.exit_code(),
+            kind: FailureKind::of(error),
             message: error.to_string(),
         }
     }
 
     pub fn render(&self) -> String {
-        let kind = KINDS
-            .iter()
-            .find(|(e, _)| *e == self.exit)
-            .map_or("failed", |(_, k)| k);
-        format!("{PREFIX}[{kind}] {}", self.message.replace('\n', " "))
+        format!(
+            "{PREFIX}[{}] {}",
+            self.kind.tag(),
+            self.message.replace('\n', " ")
+        )
     }
 
     /// Reads one stderr line; `None` if it is not a failure line (e.g. a
     /// warning, or rsync's own words).
     pub fn parse(line: &str) -> Option<Self> {
         let rest = line.trim_end().strip_prefix(PREFIX)?.strip_prefix('[')?;
-        let (kind, message) = rest.split_once("] ")?;
-        let exit = KINDS.iter().find(|(_, k)| *k == kind)?.0;
+        let (tag, message) = rest.split_once("] ")?;
+        let kind = FailureKind::ALL.into_iter().find(|k| k.tag() == tag)?;
         Some(Failure {
-            exit,
+            kind,
             message: message.to_owned(),
         })
     }
@@ -343,19 +404,19 @@ impl Failure {
     /// The error the client reports for it.
     pub fn into_error(self) -> Error {
         let said = format!("server: {}", self.message);
-        match self.exit {
-            Exit::Locked => Error::Locked(said),
-            Exit::Connection => Error::Connection(said),
-            Exit::Config => Error::Config(said),
-            Exit::Unsupported => Error::Unsupported(said),
-            Exit::SpaceExhausted => Error::SpaceExhausted(said),
-            Exit::Usage => Error::Usage(said),
-            Exit::Partial => Error::Partial(said),
-            Exit::Attention => Error::Attention(said),
-            Exit::Mismatch => Error::Mismatch(said),
-            // The server never runs hooks: a hook failure is the client's own.
-            Exit::Failed | Exit::Hook => Error::Command(said),
-            Exit::Refused | Exit::Success => Error::Refused(said),
+        match self.kind {
+            FailureKind::Locked => Error::Locked(said),
+            FailureKind::Connection => Error::Connection(said),
+            FailureKind::Config => Error::Config(said),
+            FailureKind::Unsupported => Error::Unsupported(said),
+            FailureKind::NoSpace => Error::SpaceExhausted(said),
+            FailureKind::Usage => Error::Usage(said),
+            FailureKind::Partial => Error::Partial(said),
+            FailureKind::Attention => Error::Attention(said),
+            FailureKind::Mismatch => Error::Mismatch(said),
+            FailureKind::Failed => Error::Command(said),
+            FailureKind::Refused => Error::Refused(said),
+            FailureKind::FullPassNeeded => Error::FullPassNeeded(said),
         }
     }
 }
@@ -524,15 +585,16 @@ mod tests {
     }
 
     #[test]
-    fn failures_round_trip_with_their_exit_code() {
-        for (exit, _) in KINDS {
+    fn failures_round_trip_with_their_kind() {
+        for kind in FailureKind::ALL {
             let f = Failure {
-                exit: *exit,
+                kind,
                 message: "a backup of x is already in progress".into(),
             };
             let parsed = Failure::parse(&f.render()).unwrap();
             assert_eq!(parsed, f);
-            assert_eq!(parsed.into_error().exit_code(), *exit);
+            // The error it becomes is of the same kind again.
+            assert_eq!(FailureKind::of(&parsed.into_error()), kind);
         }
         assert_eq!(Failure::parse("byteback-server: warning: low"), None);
         assert_eq!(Failure::parse("rsync error: x"), None);

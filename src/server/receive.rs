@@ -51,7 +51,7 @@ pub fn run(store_root: &Path, name: &str, role: KeyRole, command: Option<&str>) 
     let named = match named {
         Ok(c) => c,
         Err(e) => {
-            store.log(&format!("receive: bad --client in authorized_keys: {e}"));
+            store.warn(&format!("receive: bad --client in authorized_keys: {e}"));
             let e = Error::Config(format!("server misconfigured: {e}"));
             eprintln!("{}", Failure::of(&e).render());
             return e.exit_code().code();
@@ -87,7 +87,7 @@ pub fn run(store_root: &Path, name: &str, role: KeyRole, command: Option<&str>) 
                 KeyRole::Replica => format!("replica of {named}"),
                 KeyRole::Client | KeyRole::ReadOnly | KeyRole::Legacy => named.to_string(),
             };
-            store.log(&format!("{who}: {e} (command {:?})", command.unwrap_or("")));
+            store.warn(&format!("{who}: {e} (command {:?})", command.unwrap_or("")));
             eprintln!("{}", Failure::of(e).render());
             e.exit_code().code()
         }

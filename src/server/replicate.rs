@@ -180,7 +180,7 @@ pub fn run(store_root: &Path, args: &Args) -> Result<u8> {
         match replicate_to(&store, target, &clients, policy, args.verbose) {
             Ok(done) => println!("{}", done.line(target)),
             Err(e) => {
-                store.log(&format!("replication to {target}: failed: {e}"));
+                store.warn(&format!("replication to {target}: failed: {e}"));
                 failed.push((target, e));
             }
         }
@@ -327,7 +327,7 @@ fn attempt_once(
                 return Err(e);
             }
             Err(e) => {
-                store.log(&format!("replication to {target}: {client} failed: {e}"));
+                store.warn(&format!("replication to {target}: {client} failed: {e}"));
                 failed.push(format!("{client} ({e})"));
             }
         }

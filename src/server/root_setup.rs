@@ -338,7 +338,7 @@ fn ensure_user(name: &str, store: &Path, existing: Option<PasswdEntry>) -> Resul
             "*",
             name,
         ];
-        retry_on_lock(|| Cmd::destructive("useradd").args(argv).run())?;
+        retry_on_lock(|| Cmd::destructive("useradd").args(argv))?;
         let account = user::lookup(name).ok_or_else(|| {
             Error::Command(format!(
                 "useradd succeeded but {name} is not in /etc/passwd"
@@ -354,7 +354,7 @@ fn ensure_user(name: &str, store: &Path, existing: Option<PasswdEntry>) -> Resul
     // sshd runs the forced command with the login shell: nologin would
     // refuse every backup.
     if account.shell.ends_with("nologin") || account.shell.ends_with("false") {
-        retry_on_lock(|| Cmd::destructive("usermod").args(["-s", SHELL, name]).run())?;
+        retry_on_lock(|| Cmd::destructive("usermod").args(["-s", SHELL, name]))?;
         changed.push(format!("shell {} → {SHELL}", account.shell));
     } else if !matches!(
         account.shell.as_str(),
@@ -367,7 +367,7 @@ fn ensure_user(name: &str, store: &Path, existing: Option<PasswdEntry>) -> Resul
     }
     let password = user::shadow_password(name).unwrap_or_default();
     if password.is_empty() || password.starts_with('!') {
-        retry_on_lock(|| Cmd::destructive("usermod").args(["-p", "*", name]).run())?;
+        retry_on_lock(|| Cmd::destructive("usermod").args(["-p", "*", name]))?;
         changed.push("unlocked for key logins (password *)".to_owned());
     }
     if account.home != store {
@@ -388,16 +388,24 @@ fn ensure_user(name: &str, store: &Path, existing: Option<PasswdEntry>) -> Resul
 }
 
 /// `useradd` and `usermod` give up at once when another process holds the
-/// lock on /etc/passwd; a moment later they succeed.
-fn retry_on_lock(mut step: impl FnMut() -> Result<String>) -> Result<String> {
+/// lock on /etc/passwd or /etc/group; a moment later they succeed. They say
+/// so by status: 1 ("can't update password file") or 10 ("can't update
+/// group file"), as shadow-utils documents.
+fn retry_on_lock(mut command: impl FnMut() -> Cmd) -> Result<()> {
+    const PASSWD_BUSY: i32 = 1;
+    const GROUP_BUSY: i32 = 10;
     let mut attempt = 0;
     loop {
-        match step() {
-            Err(e) if attempt < 50 && e.to_string().contains("lock") => {
+        let cmd = command();
+        let line = cmd.display();
+        let out = cmd.output()?;
+        match out.status.code() {
+            Some(0) => return Ok(()),
+            Some(PASSWD_BUSY | GROUP_BUSY) if attempt < 50 => {
                 attempt += 1;
                 std::thread::sleep(Duration::from_millis(100));
             }
-            other => return other,
+            _ => return Err(Error::Command(crate::exec::failure(&line, &out))),
         }
     }
 }

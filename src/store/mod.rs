@@ -1061,7 +1061,7 @@ impl Store {
     /// in an xattr of the state directory, which needs no data space, so it
     /// is recorded even on a full disk.
     pub fn record_space_alert(&self, message: &str) {
-        self.log(&format!("ALERT: {message}"));
+        self.warn(&format!("ALERT: {message}"));
         let state = Self::state_dir_of(&self.root);
         let mut text = message.as_bytes();
         if text.len() > 2048 {
@@ -1120,12 +1120,13 @@ impl Store {
     /// Appends one line to the server log (and never fails the caller: a
     /// log that cannot be written is reported on stderr instead).
     pub fn log(&self, line: &str) {
-        let severity = if line.contains("ALERT") || line.contains("refused") {
-            syslog::Severity::Warning
-        } else {
-            syslog::Severity::Info
-        };
-        self.log_with(severity, line);
+        self.log_with(syslog::Severity::Info, line);
+    }
+
+    /// Logs something a person should look at (a refusal, a failure, an
+    /// alert): a warning in the system log.
+    pub fn warn(&self, line: &str) {
+        self.log_with(syslog::Severity::Warning, line);
     }
 
     /// Logs an event that `status` reads back: its tag, then `line`.

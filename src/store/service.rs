@@ -109,7 +109,7 @@ impl<'s> ClientBackups<'s> {
             Ok(_) => Ok(()),
             Err(e @ Error::Refused(_)) => Err(e),
             Err(e) => {
-                store.log(&format!("{client}: prune before receiving: {e}"));
+                store.warn(&format!("{client}: prune before receiving: {e}"));
                 crate::report::warn(&e);
                 Ok(())
             }
@@ -149,12 +149,12 @@ impl<'s> ClientBackups<'s> {
         self.mark_produced_by(key)?;
         self.make_room()?;
         let Some(newest) = store.snapshots(client)?.pop() else {
-            return Err(Error::Refused(format!(
+            return Err(Error::FullPassNeeded(format!(
                 "{client} has no snapshot for an incremental backup to start from: make a full pass"
             )));
         };
         if newest.name.as_str() != snapshot {
-            return Err(Error::Refused(format!(
+            return Err(Error::FullPassNeeded(format!(
                 "the newest snapshot of {client} is {}, not {snapshot}: make a full pass",
                 newest.name
             )));
@@ -179,7 +179,7 @@ impl<'s> ClientBackups<'s> {
                 clean,
             )
             .map_err(|e| {
-                Error::Refused(format!(
+                Error::FullPassNeeded(format!(
                     "cannot ready current of {client} for an incremental backup ({e}): make a full pass"
                 ))
             })?;
@@ -203,7 +203,7 @@ impl<'s> ClientBackups<'s> {
         store.clear_client_mark(client, CLEAN_XATTR);
         let newest = store.snapshots(client)?.pop().map(|s| s.name.to_string());
         if readied.is_none() || readied != newest {
-            return Err(Error::Refused(format!(
+            return Err(Error::FullPassNeeded(format!(
                 "current of {client} was not readied for an incremental backup from its newest snapshot (byteback incremental): make a full pass"
             )));
         }
@@ -343,7 +343,7 @@ impl<'s> ClientBackups<'s> {
         // Make room for the next backups now, while nobody is waiting on a
         // transfer.
         if let Err(e) = prune::run(store, now, prune::Mode::IfNeeded, Some(client)) {
-            store.log(&format!("{client}: prune after snapshot: {e}"));
+            store.warn(&format!("{client}: prune after snapshot: {e}"));
         }
         Ok(name)
     }
@@ -805,7 +805,7 @@ mod tests {
         // Nothing to start from yet.
         assert!(matches!(
             backups.prepare_incremental("2026-11-28T03:00:00Z", Default::default(), KEY),
-            Err(Error::Refused(_))
+            Err(Error::FullPassNeeded(_))
         ));
         let current = fake.store.current(&client);
         std::fs::create_dir_all(current.join("d/sub")).unwrap();
@@ -815,14 +815,13 @@ mod tests {
         let name = backups.finish(at("2026-11-28T03:00:00Z"), None).unwrap();
         let snap = fake.store.client_dir(&client).join(name.as_str());
         // An incremental receive needs a readied current.
-        let err = backups.start_incremental().unwrap_err().to_string();
-        assert!(err.contains("not readied"), "{err}");
+        let err = backups.start_incremental().unwrap_err();
+        assert!(matches!(err, Error::FullPassNeeded(_)), "{err}");
         // Another snapshot than the newest is refused.
         let err = backups
             .prepare_incremental("2026-11-27T03:00:00Z", Default::default(), KEY)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("make a full pass"), "{err}");
+            .unwrap_err();
+        assert!(matches!(err, Error::FullPassNeeded(_)), "{err}");
         backups
             .prepare_incremental(
                 name.as_str(),
