@@ -134,6 +134,24 @@ pub enum Target {
     Local(std::path::PathBuf),
 }
 
+impl Target {
+    /// The server, when it is one.
+    pub fn server(&self) -> Option<&Destination> {
+        match self {
+            Target::Remote(d) => Some(d),
+            Target::Local(_) => None,
+        }
+    }
+
+    /// The store directory, when it is on this machine.
+    pub fn local_store(&self) -> Option<&std::path::Path> {
+        match self {
+            Target::Remote(_) => None,
+            Target::Local(root) => Some(root),
+        }
+    }
+}
+
 impl FromStr for Target {
     type Err = Error;
 
@@ -164,6 +182,13 @@ impl fmt::Display for Target {
             Target::Remote(d) => d.fmt(f),
             Target::Local(p) => p.display().fmt(f),
         }
+    }
+}
+
+/// As it is written: in the config file, and in `show-config`.
+impl serde::Serialize for Target {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 

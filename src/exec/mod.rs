@@ -8,6 +8,7 @@
 //! failed child's error carries its own last words (stderr), so the message
 //! says why.
 
+pub mod host;
 pub mod relay;
 pub mod rsync;
 pub mod ssh;

@@ -18,6 +18,7 @@ mod abuses;
 #[cfg(test)]
 mod props;
 
+pub mod call;
 pub mod legacy;
 pub mod reply;
 pub mod wire;

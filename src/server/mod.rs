@@ -219,7 +219,7 @@ enum Command {
         #[arg(long)]
         client: String,
         #[command(flatten)]
-        query: crate::client::query::Query,
+        query: crate::listing::Query,
         /// One JSON object per line.
         #[arg(long)]
         json: bool,
@@ -447,7 +447,7 @@ pub fn run(cli: Cli) -> Result<u8> {
                 .map(|p| p.as_bytes().to_vec())
                 .collect();
             let snapshots = query.snapshot.clone().unwrap_or_else(|| "*".into());
-            let mut printer = crate::client::query::Printer::new(json);
+            let mut printer = crate::listing::Printer::new(json);
             let backups = crate::store::service::ClientBackups::open(&store, &client)?;
             backups.find(query.all, snapshots.as_bytes(), &patterns, &mut |row| {
                 printer.row(&row)
@@ -497,7 +497,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             for client in clients {
                 for s in store.snapshots(&client)? {
                     if json {
-                        let value = crate::client::restore::snapshot_json(
+                        let value = crate::listing::snapshot_json(
                             Some(client.as_str()),
                             &s.name,
                             s.partial,

@@ -1,0 +1,202 @@
+//! A store on this machine: `byteback backup --destination /var/backups/x`
+//! backs up with no SSH and no server user, through the same lifecycle —
+//! locks, slots, growth, outcome records, incremental readying, snapshots
+//! and the prune that follows — as a server's forced command, called in
+//! process. This module is the local door; it decides nothing about the
+//! store itself.
+
+use std::path::Path;
+
+use jiff::Timestamp;
+
+use super::{Backups, Find, Session};
+use crate::catalog::Row;
+use crate::client::transfer::Transferred;
+use crate::error::{Error, Result};
+use crate::exec::rsync::{Outcome, RestoreFrom, TransferTo, describe_exit};
+use crate::names::{ClientName, SnapshotName};
+use crate::protocol::{DigestLine, PingReply, ReplaceList, TransferMode};
+use crate::store::Snapshot;
+use crate::store::Store;
+use crate::store::service::{ClientBackups, ReadLimits};
+
+/// What the local door calls itself where the lifecycle records who did
+/// what: the producer of `current`, the transfer lock. (A server's keys are
+/// named by [`crate::server::roles::KeyId`]; no key is called this.)
+pub const LOCAL_KEY: &str = "local";
+
+/// A local store and this machine's name in it.
+#[derive(Debug)]
+pub struct LocalBackups {
+    pub store: Store,
+    pub client: ClientName,
+}
+
+impl LocalBackups {
+    /// Opens the store at `root` for the machine called `name`. With
+    /// `create`, the store (with the backend its filesystem calls for) and
+    /// the machine's space in it are made on first use.
+    pub fn open(root: &Path, name: &str, create: bool) -> Result<LocalBackups> {
+        let client = ClientName::new(name)?;
+        if create {
+            if !root.exists() {
+                std::fs::create_dir_all(root)
+                    .map_err(|e| Error::io("cannot create store", root, e))?;
+                std::fs::set_permissions(root, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+                    .map_err(|e| Error::io("cannot chmod", root, e))?;
+            }
+            crate::store::setup::prepare(root, None)?;
+        } else if !Store::config_path_of(root).exists() {
+            return Err(Error::NotFound(format!(
+                "there is no byteback store at {} yet: back up into it first",
+                root.display()
+            )));
+        }
+        let store = Store::open(root)?;
+        if create && !store.has_client(&client) {
+            store.add_client(&client)?;
+        }
+        if !store.has_client(&client) {
+            return Err(Error::NotFound(format!(
+                "the store at {} has no backups of {client}",
+                root.display()
+            )));
+        }
+        Ok(LocalBackups { store, client })
+    }
+
+    /// The lifecycle of this machine's backups in the store.
+    fn lifecycle(&self) -> Result<ClientBackups<'_>> {
+        ClientBackups::open(&self.store, &self.client)
+    }
+
+    /// Records a request's outcome, as the forced command records a
+    /// client key's (for `byteback-server status`).
+    fn record<T>(&self, request: &str, result: &Result<T>, failed: Option<String>) {
+        let reason = match result {
+            Err(e) => Some(e.to_string()),
+            Ok(_) => failed,
+        };
+        self.store.record_outcome(
+            &self.client,
+            &crate::store::outcome::Outcome {
+                time: Timestamp::now(),
+                request: request.into(),
+                ok: reason.is_none(),
+                reason,
+            },
+        );
+    }
+
+    /// Readies `current` for a transfer of `mode` under the client's lock,
+    /// the door's transfer lock and a slot; runs `send`; records what it
+    /// wrote.
+    fn transfer_locked(
+        &self,
+        mode: TransferMode,
+        send: &mut dyn FnMut(TransferTo) -> Result<Transferred>,
+    ) -> Result<Transferred> {
+        let (store, client) = (&self.store, &self.client);
+        let backups = self.lifecycle()?;
+        let wait = store.config.lock_wait.to_std();
+        let _lock = store.lock_client(client, wait)?;
+        let _key = store.lock_key_transfer(LOCAL_KEY, client)?;
+        let _slot = store.backup_slot(client, &mut |busy| {
+            crate::report::note(format_args!(
+                "waiting for {busy} other backup(s) to finish (max_concurrent_backups = {})",
+                store.config.max_concurrent_backups
+            ))
+        })?;
+        let plan = match mode {
+            TransferMode::Incremental => backups.start_incremental()?,
+            TransferMode::Full => backups.prepare_transfer()?,
+        };
+        backups.mark_produced_by(LOCAL_KEY)?;
+        let before = crate::prune::growth::written_by_children();
+        let sent = send(TransferTo::Local {
+            current: store.current(client),
+            inplace: plan.inplace,
+            link_dests: plan.link_dests,
+        });
+        backups.record_transfer(crate::prune::growth::written_by_children().saturating_sub(before));
+        sent
+    }
+}
+
+impl Backups for LocalBackups {
+    fn describe(&self) -> String {
+        format!("store {}", self.store.root().display())
+    }
+
+    fn session(&self) -> Result<Session<'_>> {
+        Ok(Session::Same(self))
+    }
+
+    fn ping(&self) -> Result<PingReply> {
+        self.lifecycle()?.ping()
+    }
+
+    fn snapshots(&self) -> Result<Vec<Snapshot>> {
+        self.lifecycle()?.snapshots()
+    }
+
+    fn find(&self, find: &Find, each: &mut dyn FnMut(Row) -> Result<()>) -> Result<()> {
+        self.lifecycle()?
+            .find(find.all, &find.snapshots, &find.patterns, each)
+    }
+
+    fn digest(
+        &self,
+        name: &SnapshotName,
+        patterns: &[Vec<u8>],
+        each: &mut dyn FnMut(DigestLine) -> Result<()>,
+    ) -> Result<()> {
+        self.lifecycle()?
+            .digest(name.as_str(), patterns, &ReadLimits::NONE, each)
+            .map(drop)
+    }
+
+    fn restore_from(&self) -> RestoreFrom {
+        RestoreFrom::Local {
+            client_dir: self.store.client_dir(&self.client),
+        }
+    }
+
+    fn incremental(&self, snapshot: &str, list: ReplaceList) -> Result<()> {
+        let result = self
+            .lifecycle()
+            .and_then(|b| b.prepare_incremental(snapshot, list, LOCAL_KEY));
+        self.record("incremental", &result, None);
+        result
+    }
+
+    fn transfer(
+        &self,
+        mode: TransferMode,
+        send: &mut dyn FnMut(TransferTo) -> Result<Transferred>,
+    ) -> Result<Transferred> {
+        let result = self.transfer_locked(mode, send);
+        // As the server counts a receive: files that vanished are a
+        // success, anything else rsync says is not.
+        let failed = match &result {
+            Ok(t) if !matches!(t.outcome, Outcome::Ok | Outcome::Vanished) => {
+                Some(describe_exit(t.code))
+            }
+            _ => None,
+        };
+        self.record("receive", &result, failed);
+        result
+    }
+
+    /// No `min_snapshot_interval` here: the person on this machine decides
+    /// how often.
+    fn complete(&self, failed_files: Option<&str>) -> Result<String> {
+        let result = self.lifecycle().and_then(|backups| {
+            let store = &self.store;
+            let _lock = store.lock_client(&self.client, store.config.lock_wait.to_std())?;
+            backups.finish(Timestamp::now(), failed_files)
+        });
+        self.record("complete", &result, None);
+        result.map(|name| name.to_string())
+    }
+}
