@@ -23,9 +23,9 @@ use crate::exec::rsync::{
     failed_file,
 };
 use crate::exec::ssh::{HostKeyPolicy, Master, Ssh};
+use crate::lifecycle::ClientBackups;
 use crate::protocol::Failure;
 use crate::report;
-use crate::store::service::ClientBackups;
 use crate::sys::fs::human_bytes;
 use crate::sys::lock::Lock;
 use crate::sys::mountinfo;

@@ -17,8 +17,8 @@ use crate::error::{Error, Result};
 use crate::exec::Cmd;
 use crate::exec::rsync::{RestoreFrom, RestoreTransfer};
 use crate::exec::ssh::{HostKeyPolicy, Master, Ssh, explain_failure};
+use crate::lifecycle::ClientBackups;
 use crate::protocol::{Request, SnapshotLine};
-use crate::store::service::ClientBackups;
 
 pub use crate::client::query::Query;
 use crate::client::query::{Printer, table_header, table_line};

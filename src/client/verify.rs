@@ -35,9 +35,9 @@ use crate::client::state;
 use crate::error::{Error, Result};
 use crate::finder::Meta;
 use crate::finder::digest::{self, Digest};
+use crate::lifecycle::{ClientBackups, ReadLimits};
 use crate::names::SnapshotName;
 use crate::protocol::{DigestLine, Request, SnapshotLine};
-use crate::store::service::{ClientBackups, ReadLimits};
 
 const S_IFMT: u32 = 0o170000;
 const S_IFREG: u32 = 0o100000;

@@ -14,6 +14,11 @@ pub mod status;
 pub mod verify;
 pub mod watch;
 
+/// Tests of the trust boundary: what a client may send (parsed by
+/// [`crate::protocol`]) against what the lifecycle then does.
+#[cfg(test)]
+mod boundary;
+
 use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
@@ -448,7 +453,7 @@ pub fn run(cli: Cli) -> Result<u8> {
                 .collect();
             let snapshots = query.snapshot.clone().unwrap_or_else(|| "*".into());
             let mut printer = crate::client::query::Printer::new(json);
-            let backups = crate::store::service::ClientBackups::open(&store, &client)?;
+            let backups = crate::lifecycle::ClientBackups::open(&store, &client)?;
             backups.find(query.all, snapshots.as_bytes(), &patterns, &mut |row| {
                 printer.row(&row)
             })?;

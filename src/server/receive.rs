@@ -18,6 +18,7 @@ use rustix::fs::{Mode, OFlags, openat};
 use crate::error::{Error, Result};
 use crate::exec::rsync::{self, ServerRole};
 use crate::exec::{Cmd, relay};
+use crate::lifecycle::{ClientBackups, ReadLimits};
 use crate::names::ClientName;
 use crate::protocol::{
     self, Completed, Failure, LegacyRequest, ReplicaRequest, ReplicaState, Request, SnapshotLine,
@@ -28,7 +29,6 @@ use crate::server::probe;
 use crate::server::roles::{self, Incoming, KeyId, ReplicaClients};
 use crate::server::watch::Watch;
 use crate::store::Store;
-use crate::store::service::{ClientBackups, ReadLimits};
 use crate::store::space;
 use crate::sys::sandbox::Confinement;
 

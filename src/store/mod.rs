@@ -21,7 +21,6 @@ pub mod fake;
 pub mod outcome;
 pub mod plain;
 pub mod replicas;
-pub mod service;
 pub mod setup;
 pub mod space;
 
@@ -54,7 +53,7 @@ pub const RECORDS_DIR: &str = ".records";
 
 /// An xattr of a client's directory: `current` was readied for an
 /// incremental transfer from the snapshot named in it (`building` while
-/// that is under way). See [`service::ClientBackups::prepare_incremental`].
+/// that is under way). See [`crate::lifecycle::ClientBackups::prepare_incremental`].
 pub const INCREMENTAL_XATTR: &str = "user.byteback.incremental";
 
 /// An xattr of a client's directory: `current` holds exactly its newest
@@ -65,7 +64,7 @@ pub const CLEAN_XATTR: &str = "user.byteback.clean";
 /// An xattr of a client's directory: the key whose transfer (or
 /// incremental readying) last produced `current`, as
 /// [`crate::server::roles::KeyId`] writes it. A snapshot is taken only for
-/// the key named here (see [`service::ClientBackups::complete`]), so no
+/// the key named here (see [`crate::lifecycle::ClientBackups::complete`]), so no
 /// other key can change what the next snapshot holds between a transfer
 /// and its snapshot. Dropped when `current` is rolled back.
 pub const PRODUCER_XATTR: &str = "user.byteback.producer";

@@ -19,8 +19,10 @@ use crate::names::{ClientName, SnapshotName};
 use crate::protocol::{PROTOCOL_VERSION, PingReply};
 use crate::prune::{self, growth};
 
-use super::backend::TransferPlan;
-use super::{CLEAN_XATTR, INCREMENTAL_XATTR, PRODUCER_XATTR, Snapshot, Store, no_space};
+use crate::store::backend::TransferPlan;
+use crate::store::{
+    Backend, CLEAN_XATTR, INCREMENTAL_XATTR, PRODUCER_XATTR, Snapshot, Store, no_space,
+};
 
 /// The incremental mark while `current` is being readied.
 const BUILDING: &str = "building";
@@ -120,7 +122,7 @@ impl<'s> ClientBackups<'s> {
     /// index found what changed since `snapshot`): refused unless
     /// `snapshot` is the client's newest. Afterwards `current` holds that
     /// snapshot less the `replace` paths (see
-    /// [`super::backend::SnapshotBackend::prepare_incremental`]), and the
+    /// [`crate::store::backend::SnapshotBackend::prepare_incremental`]), and the
     /// next receive may be incremental, and `key` (the requesting key, see
     /// [`Self::mark_produced_by`]) is what produced `current`.
     pub fn prepare_incremental(
@@ -183,7 +185,7 @@ impl<'s> ClientBackups<'s> {
                     "cannot ready current of {client} for an incremental backup ({e}): make a full pass"
                 ))
             })?;
-        if store.backend().kind() == super::Backend::Btrfs && list.gone.is_empty() {
+        if store.backend().kind() == Backend::Btrfs && list.gone.is_empty() {
             store.set_client_mark(client, CLEAN_XATTR, snapshot)?;
         }
         store.set_client_mark(client, INCREMENTAL_XATTR, snapshot)?;
@@ -212,7 +214,7 @@ impl<'s> ClientBackups<'s> {
         // basis, and reading changes the atime of a snapshot's inode. The
         // changed files are sent whole instead.
         Ok(TransferPlan {
-            inplace: store.backend().kind() == super::Backend::Btrfs,
+            inplace: store.backend().kind() == Backend::Btrfs,
             link_dests: Vec::new(),
         })
     }
