@@ -33,7 +33,7 @@ pub fn open(root: &Path, name: &str, create: bool) -> Result<Local> {
             root.display()
         )));
     }
-    let store = Store::open(root)?;
+    let store = crate::lifecycle::open_store(root)?;
     if create && !store.has_client(&client) {
         store.add_client(&client)?;
     }

@@ -8,6 +8,7 @@
 //! and render replies; every decision about the store is made here.
 
 use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 
 use jiff::{SignedDuration, Timestamp};
 
@@ -23,6 +24,41 @@ use crate::store::backend::TransferPlan;
 use crate::store::{
     Backend, CLEAN_XATTR, INCREMENTAL_XATTR, PRODUCER_XATTR, Snapshot, Store, no_space,
 };
+
+pub mod hardened;
+
+/// Opens the store at `root` as every command must: in hardened mode if
+/// root hardened it for this user (root's file decides, and its policy is
+/// the one the helper enforces, so the server uses it too).
+pub fn open_store(root: &Path) -> Result<Store> {
+    let mut store = Store::open(root)?;
+    if store.config.backend == Backend::Btrfs {
+        if let Some(config) = hardened::for_store(root)? {
+            hardened::harden(&mut store, config);
+        }
+    }
+    Ok(store)
+}
+
+/// [`open_store`] for a dry run: its keeper writes nothing, whatever a
+/// command asks of it (see [`crate::store::DryRun`]).
+pub fn open_store_dry_run(root: &Path) -> Result<Store> {
+    let mut store = open_store(root)?;
+    store.decorate(|real| Box::new(crate::store::DryRun { real }));
+    Ok(store)
+}
+
+/// Prunes the store from the command line (or its maintenance timer):
+/// `force` deletes the least important deletable snapshot now, which only
+/// a keeper that deletes on request can.
+pub fn prune(store: &Store, now: Timestamp, mode: prune::Mode) -> Result<prune::Outcome> {
+    if mode == prune::Mode::Force && !store.powers().deletes_on_request {
+        return Err(Error::Refused(
+            "prune --force is not available in hardened mode: the privileged helper deletes only what the policy deletes when space is short".into(),
+        ));
+    }
+    prune::run(store, now, mode, None)
+}
 
 /// The incremental mark while `current` is being readied.
 const BUILDING: &str = "building";
@@ -373,6 +409,22 @@ impl<'s> ClientBackups<'s> {
             round(age),
             next.strftime("%Y-%m-%dT%H:%M:%SZ")
         )))
+    }
+
+    /// `byteback-server snapshot`: a snapshot of `current` taken by hand
+    /// (named for `at`, else now), followed by all that follows every
+    /// snapshot: the growth count restarts and pruning makes room.
+    pub fn snapshot_by_hand(&self, at: Option<Timestamp>) -> Result<SnapshotName> {
+        let store = self.store;
+        if at.is_some() && !store.powers().names_as_asked {
+            return Err(Error::Usage(
+                "--at is not available in hardened mode: the privileged helper names snapshots by its own clock".into(),
+            ));
+        }
+        let _lock = store.lock_client(&self.client, store.config.lock_wait.to_std())?;
+        let name = self.finish(at.unwrap_or_else(Timestamp::now), None)?;
+        store.log(&format!("{}: snapshot {name} taken by hand", self.client));
+        Ok(name)
     }
 
     /// The client's snapshots, oldest first.

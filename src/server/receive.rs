@@ -37,7 +37,7 @@ use crate::sys::sandbox::Confinement;
 /// for a replica key, the primary) its forced command names. What the key
 /// may ask is decided by [`roles::admit`] before anything touches the store.
 pub fn run(store_root: &Path, name: &str, role: KeyRole, command: Option<&str>) -> u8 {
-    let store = match Store::open(store_root) {
+    let store = match crate::lifecycle::open_store(store_root) {
         Ok(store) => store,
         Err(e) => {
             eprintln!("{}", Failure::of(&e).render());
