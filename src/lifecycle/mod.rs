@@ -17,13 +17,15 @@ use crate::error::{Error, Result};
 use crate::finder::Pattern;
 use crate::finder::digest::Digest;
 use crate::names::{ClientName, SnapshotName};
-use crate::protocol::{PROTOCOL_VERSION, PingReply};
+use crate::protocol::{PROTOCOL_VERSION, PingReply, TransferMode};
 use crate::prune::{self, growth};
 
 use crate::store::backend::TransferPlan;
+use crate::store::space;
 use crate::store::{
     Backend, CLEAN_XATTR, INCREMENTAL_XATTR, PRODUCER_XATTR, Snapshot, Store, no_space,
 };
+use crate::sys::lock::Lock;
 
 pub mod hardened;
 
@@ -137,6 +139,64 @@ impl<'s> ClientBackups<'s> {
         store
             .backend()
             .prepare_current(&store.client_dir(client), newest.as_ref())
+    }
+
+    /// Begins a transfer into `current` for `key`, whichever door it
+    /// comes through: takes the client's lock, the key's transfer lock
+    /// (one transfer per key at a time, whatever client names it writes
+    /// under) and one of the store's `max_concurrent_backups` slots
+    /// (calling `waiting` with how many others run while it queues), each
+    /// shared with the child that will write (so a killed door leaves them
+    /// held until the writer ends); readies `current` for `mode` (an
+    /// incremental one must have been readied by
+    /// [`Self::prepare_incremental`]); and marks `key` as what produced
+    /// `current`. End it with [`Transfer::end`].
+    pub fn begin_transfer(
+        &self,
+        key: &str,
+        mode: TransferMode,
+        waiting: &mut dyn FnMut(u32),
+    ) -> Result<Transfer<'_, 's>> {
+        let (store, client) = (self.store, &self.client);
+        let client_lock = store.lock_client(client, store.config.lock_wait.to_std())?;
+        client_lock.share_with_children()?;
+        let key_lock = store.lock_key_transfer(key, client)?;
+        key_lock.share_with_children()?;
+        let slot = store.backup_slot(client, waiting)?;
+        slot.share_with_children()?;
+        let plan = match mode {
+            TransferMode::Incremental => self.start_incremental()?,
+            TransferMode::Full => self.prepare_transfer()?,
+        };
+        // From here on `current` is this key's work, whatever it held before.
+        self.mark_produced_by(key)?;
+        let btrfs = store.backend().kind() == Backend::Btrfs;
+        Ok(Transfer {
+            backups: self,
+            plan,
+            btrfs,
+            written_before: growth::written_by_children(),
+            // What the filesystem spends on metadata is charged too (see
+            // `store::space::spent`): read before and after the transfer.
+            reading_before: metadata_reading(store, btrfs),
+            next_check: std::cell::Cell::new(std::time::Instant::now()),
+            _locks: [client_lock, key_lock, slot],
+        })
+    }
+
+    /// Records what status shows as the client's last attempt: `request`
+    /// (`receive`, `complete`, `send`, `incremental`, `refused`) and why it
+    /// failed, if it did.
+    pub fn record_attempt(&self, request: &str, failure: Option<String>) {
+        self.store.record_outcome(
+            &self.client,
+            &crate::store::outcome::Outcome {
+                time: Timestamp::now(),
+                request: request.into(),
+                ok: failure.is_none(),
+                reason: failure,
+            },
+        );
     }
 
     /// Prunes if space is short, before a transfer; refused (with the
@@ -300,17 +360,26 @@ impl<'s> ClientBackups<'s> {
         let store = self.store;
         let _lock = store.lock_client(&self.client, store.config.lock_wait.to_std())?;
         self.check_produced_by(key)?;
-        if store
-            .client_mark(&self.client, INCREMENTAL_XATTR)
-            .as_deref()
-            == Some(BUILDING)
-        {
-            return Err(Error::Refused(format!(
-                "current of {} is half readied for an incremental backup; not taking a snapshot of it",
-                self.client
-            )));
-        }
+        self.check_readied()?;
         self.check_interval(now)?;
+        self.finish(now, note)
+    }
+
+    /// The local door's end of a backup (`byteback backup` into a store
+    /// on its own machine): the snapshot of what `key`'s transfer
+    /// produced, as [`Self::complete`] takes it but with no
+    /// `min_snapshot_interval`, which keeps a remote client from flooding
+    /// a server; the local door's user owns the store.
+    pub fn complete_local(
+        &self,
+        now: Timestamp,
+        note: Option<&str>,
+        key: &str,
+    ) -> Result<SnapshotName> {
+        let store = self.store;
+        let _lock = store.lock_client(&self.client, store.config.lock_wait.to_std())?;
+        self.check_produced_by(key)?;
+        self.check_readied()?;
         self.finish(now, note)
     }
 
@@ -384,6 +453,19 @@ impl<'s> ClientBackups<'s> {
             store.warn(&format!("{client}: prune after snapshot: {e}"));
         }
         Ok(name)
+    }
+
+    /// Refuses a snapshot of a `current` half readied for an incremental
+    /// transfer.
+    fn check_readied(&self) -> Result<()> {
+        let mark = self.store.client_mark(&self.client, INCREMENTAL_XATTR);
+        if mark.as_deref() == Some(BUILDING) {
+            return Err(Error::Refused(format!(
+                "current of {} is half readied for an incremental backup; not taking a snapshot of it",
+                self.client
+            )));
+        }
+        Ok(())
     }
 
     /// Refuses a snapshot sooner than `min_snapshot_interval` after the
@@ -668,6 +750,80 @@ fn raise_open_file_limit() {
 
 fn round(d: SignedDuration) -> String {
     format!("{:#}", SignedDuration::from_secs(d.as_secs()))
+}
+
+/// A transfer into a client's `current` under way (see
+/// [`ClientBackups::begin_transfer`]): it holds the locks, and knows what
+/// the store looked like when it began, so its end charges what it spent.
+#[must_use = "a transfer's end records what it wrote"]
+pub struct Transfer<'b, 's> {
+    backups: &'b ClientBackups<'s>,
+    plan: TransferPlan,
+    btrfs: bool,
+    written_before: u64,
+    reading_before: Option<space::Reading>,
+    next_check: std::cell::Cell<std::time::Instant>,
+    _locks: [Lock; 3],
+}
+
+impl Transfer<'_, '_> {
+    /// How to transfer into `current`.
+    pub fn plan(&self) -> &TransferPlan {
+        &self.plan
+    }
+
+    /// Why the transfer whose writer is `pid` must stop now, if it must:
+    /// over a limit — its client's, its key's (all the clients one key
+    /// writes to), the store's — while the disk is short. Asked often;
+    /// looks at most every 2 s.
+    pub fn over_limit(&self, pid: u32) -> Option<String> {
+        let now = std::time::Instant::now();
+        if now < self.next_check.get() {
+            return None;
+        }
+        self.next_check.set(now + std::time::Duration::from_secs(2));
+        let (store, client) = (self.backups.store, &self.backups.client);
+        let reading = space::read(store.root(), self.btrfs).ok()?;
+        if reading.space.free_percent() >= store.config.min_free_percent {
+            return None;
+        }
+        let live = growth::written_by_tree(pid)
+            .saturating_add(space::spent(self.reading_before, Some(reading)));
+        let records = growth::load_all(store).ok()?;
+        let limits = growth::Limits::of(&store.config, reading.space.total_bytes);
+        growth::stops(&records, client, live, &limits)
+            .map(|why| format!("{why}, while the store is short of space"))
+    }
+
+    /// Ends the transfer once its writer has: charges what the children
+    /// wrote and the metadata the filesystem spent on it to the client's
+    /// growth, logs `how` it ended, and releases the locks.
+    pub fn end(self, how: &str) {
+        let (store, client) = (self.backups.store, &self.backups.client);
+        let written = growth::written_by_children().saturating_sub(self.written_before);
+        let metadata = space::spent(self.reading_before, metadata_reading(store, self.btrfs));
+        store.log(&format!(
+            "{client}: receiver ended ({how}), {written} bytes written, {metadata} bytes of metadata"
+        ));
+        self.backups
+            .record_transfer(written.saturating_add(metadata));
+    }
+}
+
+/// The store's metadata figure, once what is pending has reached the disk
+/// (btrfs counts metadata as used only when its transaction commits).
+fn metadata_reading(store: &Store, btrfs: bool) -> Option<space::Reading> {
+    if btrfs {
+        use rustix::fs::{Mode, OFlags};
+        if let Ok(root) = rustix::fs::open(
+            store.root(),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            let _ = rustix::fs::syncfs(&root);
+        }
+    }
+    space::read(store.root(), btrfs).ok()
 }
 
 #[cfg(test)]
