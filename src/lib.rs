@@ -10,6 +10,7 @@ pub mod destination;
 pub mod error;
 pub mod exec;
 pub mod finder;
+pub mod lifecycle;
 pub mod listing;
 pub mod names;
 pub mod protocol;

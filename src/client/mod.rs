@@ -189,7 +189,6 @@ pub fn run(cli: Cli) -> Result<()> {
             full,
         } => {
             crate::exec::set_verbose(verbose);
-            crate::exec::set_dry_run(dry_run);
             backup::run(
                 &dir,
                 &backup::BackupArgs {

@@ -43,7 +43,7 @@ pub fn setup(dir: &ConfigDir, destination: &str, name: Option<&str>) -> Result<(
     make_hook_dirs(dir)?;
     let key = dir.key();
     if !key.exists() {
-        Cmd::destructive("ssh-keygen")
+        Cmd::new("ssh-keygen")
             .args(["-q", "-t", "ed25519", "-N", "", "-C"])
             .arg(format!("root@{name}"))
             .arg("-f")

@@ -50,7 +50,13 @@ impl Transferred {
 /// Runs rsync, passing its output through and collecting failed file names,
 /// the server's own error if it gave one, and the `--stats` figures.
 /// `input`: what rsync reads on its standard input (the `--files-from` list).
-pub fn run(transfer: &BackupTransfer, input: Option<Vec<u8>>) -> Result<Transferred> {
+/// `stop(pid)` is asked every [`WATCH_EVERY`] while rsync runs: a reason
+/// ends it (a store's growth watchdog; see [`crate::client::backups`]).
+pub fn run(
+    transfer: &BackupTransfer,
+    input: Option<Vec<u8>>,
+    stop: &dyn Fn(u32) -> Option<String>,
+) -> Result<Transferred> {
     let piped = input.is_some();
     let mut child = transfer
         .command()
@@ -72,17 +78,40 @@ pub fn run(transfer: &BackupTransfer, input: Option<Vec<u8>>) -> Result<Transfer
     let relay = std::thread::spawn(move || {
         stdout.map(|o| relay_stdout(o, verbose, &mut std::io::stdout()))
     });
-    let mut said = Stderr::default();
-    if let Some(stderr) = child.stderr.take() {
-        for line in BufReader::new(stderr).split(b'\n').map_while(|l| l.ok()) {
+    let stderr = child.stderr.take();
+    let reader = std::thread::spawn(move || {
+        let mut said = Stderr::default();
+        for line in stderr
+            .into_iter()
+            .flat_map(|e| BufReader::new(e).split(b'\n'))
+            .map_while(|l| l.ok())
+        {
             let line = String::from_utf8_lossy(&line);
             report::relay(&line);
             said.line(&line);
         }
-    }
-    let status = child
-        .wait()
-        .map_err(|e| Error::Command(format!("rsync: {e}")))?;
+        said
+    });
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) => {}
+            Err(e) => return Err(Error::Command(format!("rsync: {e}"))),
+        }
+        if let Some(why) = stop(child.id()) {
+            // rsync ends its own helpers when told to end.
+            report::note(format_args!("transfer stopped: {why}"));
+            let _ = rustix::process::kill_process(
+                rustix::process::Pid::from_child(&child),
+                rustix::process::Signal::TERM,
+            );
+            break child
+                .wait()
+                .map_err(|e| Error::Command(format!("rsync: {e}")))?;
+        }
+        std::thread::sleep(WATCH_EVERY);
+    };
+    let said = reader.join().unwrap_or_default();
     let traffic = relay.join().ok().flatten().unwrap_or_default();
     Ok(Transferred {
         outcome: Outcome::of_exit(status.code()),
@@ -92,6 +121,9 @@ pub fn run(transfer: &BackupTransfer, input: Option<Vec<u8>>) -> Result<Transfer
         traffic,
     })
 }
+
+/// How often a running rsync's `stop` is asked.
+const WATCH_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// What rsync's standard error told, read line by line.
 #[derive(Debug, Default)]

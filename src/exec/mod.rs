@@ -21,39 +21,24 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::error::{Error, Result};
 
 static VERBOSE: AtomicBool = AtomicBool::new(false);
-static DRY_RUN: AtomicBool = AtomicBool::new(false);
 
 /// Print every child's argv on stderr before it runs (`--verbose`).
 pub fn set_verbose(on: bool) {
     VERBOSE.store(on, Ordering::Relaxed);
 }
 
-/// Skip (and only print) every destructive child (`--dry-run`).
-pub fn set_dry_run(on: bool) {
-    DRY_RUN.store(on, Ordering::Relaxed);
-}
-
-/// One child process: its argv, and whether running it changes anything.
+/// One child process: its argv. (A dry run never gets here: what it may
+/// not do, it is not given the means to do — see `crate::store::DryRun`.)
 #[derive(Debug)]
 pub struct Cmd {
     command: Command,
-    destructive: bool,
 }
 
 impl Cmd {
-    /// A command that only reads (or whose effect is the caller's output).
+    /// A command to run.
     pub fn new(program: impl AsRef<OsStr>) -> Cmd {
         Cmd {
             command: Command::new(program),
-            destructive: false,
-        }
-    }
-
-    /// A command that creates, changes or deletes something on disk.
-    pub fn destructive(program: impl AsRef<OsStr>) -> Cmd {
-        Cmd {
-            destructive: true,
-            ..Cmd::new(program)
         }
     }
 
@@ -85,32 +70,21 @@ impl Cmd {
         self.command.get_args()
     }
 
-    /// Whether running it changes anything.
-    pub fn is_destructive(&self) -> bool {
-        self.destructive
-    }
-
     /// The argv as a line that can be pasted into a shell.
     pub fn display(&self) -> String {
         display(&self.command)
     }
 
-    fn announce(&self) -> bool {
-        let dry = self.destructive && DRY_RUN.load(Ordering::Relaxed);
-        if dry {
-            eprintln!("would run: {}", self.display());
-        } else if VERBOSE.load(Ordering::Relaxed) {
+    fn announce(&self) {
+        if VERBOSE.load(Ordering::Relaxed) {
             eprintln!("+ {}", self.display());
         }
-        !dry
     }
 
     /// Runs it to completion with stdin closed, capturing its output.
     /// Fails only if it cannot be started.
     pub fn output(mut self) -> Result<Output> {
-        if !self.announce() {
-            return Ok(skipped());
-        }
+        self.announce();
         self.command
             .stdin(Stdio::null())
             .output()
@@ -121,9 +95,7 @@ impl Cmd {
     /// output. Fails only if it cannot be started.
     pub fn output_with_input(mut self, input: &[u8]) -> Result<Output> {
         use std::io::Write;
-        if !self.announce() {
-            return Ok(skipped());
-        }
+        self.announce();
         let line = self.display();
         let mut child = self
             .command
@@ -210,16 +182,6 @@ impl Cmd {
     }
 }
 
-/// The output of a command a dry run skipped: success, nothing printed.
-fn skipped() -> Output {
-    use std::os::unix::process::ExitStatusExt;
-    Output {
-        status: std::process::ExitStatus::from_raw(0),
-        stdout: Vec::new(),
-        stderr: Vec::new(),
-    }
-}
-
 /// Renders argv so it can be pasted into a shell, for logs and errors.
 pub fn display(cmd: &Command) -> String {
     let word = |w: &OsStr| crate::quote::shell_word(&w.to_string_lossy());
@@ -252,14 +214,13 @@ mod tests {
 
     #[test]
     fn quoting() {
-        let c = Cmd::destructive("btrfs").args([
+        let c = Cmd::new("btrfs").args([
             "subvolume",
             "snapshot",
             "-r",
             "/srv/my store/current",
             "it's",
         ]);
-        assert!(c.is_destructive());
         assert_eq!(
             c.display(),
             r"btrfs subvolume snapshot -r '/srv/my store/current' 'it'\''s'"
@@ -296,19 +257,5 @@ mod tests {
             .args(["-c", "echo one; echo two"])
             .stream(|_| Err(Error::NotFound("enough".into())));
         assert!(matches!(stopped, Err(Error::NotFound(_))));
-    }
-
-    #[test]
-    fn a_dry_run_skips_exactly_the_destructive() {
-        let dir = std::env::temp_dir().join(format!("byteback-dry-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let (a, b) = (dir.join("a"), dir.join("b"));
-        set_dry_run(true);
-        let skipped = Cmd::destructive("touch").arg(&a).run();
-        let ran = Cmd::new("touch").arg(&b).run();
-        set_dry_run(false);
-        assert!(skipped.is_ok() && ran.is_ok());
-        assert!(!a.exists() && b.exists());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

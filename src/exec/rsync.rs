@@ -577,7 +577,7 @@ pub fn receiver_argv(
 /// The whole argv of the server's restore sender (without the program):
 /// [`server_args`], `.`, then the paths to send, relative to the client's
 /// directory, each already checked by
-/// [`crate::store::service::ClientBackups::restore_source`] (so none starts
+/// [`crate::lifecycle::ClientBackups::restore_source`] (so none starts
 /// with `-`, none is absolute, none has a `..`).
 pub fn sender_argv(
     client_options: &[String],

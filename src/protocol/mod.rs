@@ -13,11 +13,6 @@ use std::fmt;
 
 use crate::names::{ClientName, SnapshotName};
 
-#[cfg(test)]
-mod abuses;
-#[cfg(test)]
-mod props;
-
 pub mod call;
 pub mod legacy;
 pub mod reply;
@@ -69,7 +64,7 @@ impl TransferMode {
 }
 
 /// Longest command line accepted from a client, in bytes.
-const MAX_COMMAND_LEN: usize = 4096;
+pub(crate) const MAX_COMMAND_LEN: usize = 4096;
 
 /// A request a client may make.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -357,10 +352,10 @@ fn truncate(s: &str) -> &str {
 /// every other option that names a path, and `U`/`N` (access and create
 /// times: on a plain store rsync would set them on a file it has just
 /// hard-linked from a snapshot, changing that snapshot).
-const SHORT_ALLOWED: &str = "vqlHogDtpAXrRSxczWnIJOdu";
+pub(crate) const SHORT_ALLOWED: &str = "vqlHogDtpAXrRSxczWnIJOdu";
 
 /// Long options without a value that a receiver may get.
-const LONG_FLAGS: &[&str] = &[
+pub(crate) const LONG_FLAGS: &[&str] = &[
     "delete",
     "delete-before",
     "delete-during",
@@ -385,7 +380,7 @@ const LONG_FLAGS: &[&str] = &[
 ];
 
 /// Long options with a value that must be a plain number (or a size like `1m`).
-const LONG_NUMBERS: &[&str] = &[
+pub(crate) const LONG_NUMBERS: &[&str] = &[
     "timeout",
     "bwlimit",
     "max-delete",
@@ -396,7 +391,7 @@ const LONG_NUMBERS: &[&str] = &[
 ];
 
 /// Long options with a value of plain words: what the server reports back.
-const LONG_WORDS: &[&str] = &[
+pub(crate) const LONG_WORDS: &[&str] = &[
     "log-format",
     "out-format",
     "info",

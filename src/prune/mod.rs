@@ -122,7 +122,7 @@ impl ReplicationGuard {
     /// snapshot (root's policy knows nothing of the user's replicas).
     pub fn of(store: &Store) -> Option<ReplicationGuard> {
         use crate::store::replicas;
-        if store.hardened().is_some() {
+        if !store.powers().deletes_on_request {
             return None;
         }
         let records = replicas::configured_records(store);
@@ -296,7 +296,12 @@ pub fn run(
     mode: Mode,
     on_behalf: Option<&ClientName>,
 ) -> Result<Outcome> {
-    let _lock = lock(store, Duration::from_secs(600))?;
+    // A dry run reads what a running prune may be changing, and takes no
+    // lock: a lock file made for it would be a write.
+    let _lock = match mode {
+        Mode::DryRun => None,
+        Mode::IfNeeded | Mode::Force => Some(lock(store, Duration::from_secs(600))?),
+    };
     let config = &store.config;
     let mut outcome = Outcome::default();
     let mut free = store.space()?;

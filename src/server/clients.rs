@@ -217,7 +217,7 @@ pub fn render_text(rows: &[ClientRow]) -> String {
 pub fn list(store_root: &Path, json: bool) -> Result<()> {
     // The keys read are the running user's: they must be the store's.
     super::refuse_root()?;
-    let store = Store::open(store_root)?;
+    let store = crate::lifecycle::open_store(store_root)?;
     super::run_as_owner(&store)?;
     let text = keys::read(&keys::default_path()?)?;
     let rows = gather(&store, &text)?;
@@ -273,10 +273,10 @@ fn hold(store: &Store, clients: &[&ClientName]) -> Result<Held> {
 /// data, each snapshot deleted as pruning deletes one.
 pub fn remove(store_root: &Path, name: &str, keep_snapshots: bool) -> Result<()> {
     super::refuse_root()?;
-    let store = Store::open(store_root)?;
+    let store = crate::lifecycle::open_store(store_root)?;
     super::run_as_owner(&store)?;
     let client = ClientName::new(name)?;
-    if store.hardened().is_some() && !keep_snapshots && store.has_data(&client) {
+    if !store.powers().deletes_on_request && !keep_snapshots && store.has_data(&client) {
         return Err(Error::Refused(format!(
             "in hardened mode the backup user cannot delete history: `remove-client --keep-snapshots {client}` removes the key, and root deletes the data (btrfs subvolume delete)"
         )));
@@ -335,7 +335,7 @@ pub fn remove(store_root: &Path, name: &str, keep_snapshots: bool) -> Result<()>
 /// names it; if the key line cannot be written, the directory moves back.
 pub fn rename(store_root: &Path, old: &str, new: &str) -> Result<()> {
     super::refuse_root()?;
-    let store = Store::open(store_root)?;
+    let store = crate::lifecycle::open_store(store_root)?;
     super::run_as_owner(&store)?;
     let old = ClientName::new(old)?;
     let new = ClientName::new(new)?;

@@ -14,12 +14,18 @@ pub mod status;
 pub mod verify;
 pub mod watch;
 
+/// Tests of the trust boundary: what a client may send (parsed by
+/// [`crate::protocol`]) against what the lifecycle then does.
+#[cfg(test)]
+mod boundary;
+
 use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
 use jiff::Timestamp;
 
 use crate::error::{Error, Result};
+use crate::lifecycle::ClientBackups;
 use crate::names::ClientName;
 use crate::prune;
 use crate::store::Store;
@@ -382,17 +388,10 @@ pub fn run(cli: Cli) -> Result<u8> {
             },
         ),
         Command::Snapshot { store, client, at } => {
-            let store = Store::open(&store_or_home(store)?)?;
+            let store = crate::lifecycle::open_store(&store_or_home(store)?)?;
             run_as_owner(&store)?;
             let client = ClientName::new(&client)?;
-            if at.is_some() && store.hardened().is_some() {
-                return Err(Error::Usage(
-                    "--at is not available in hardened mode: the privileged helper names snapshots by its own clock".into(),
-                ));
-            }
-            let _lock = store.lock_client(&client, store.config.lock_wait.to_std())?;
-            let name = store.take_snapshot(&client, at.unwrap_or_else(Timestamp::now), None)?;
-            store.log(&format!("{client}: snapshot {name} taken by hand"));
+            let name = ClientBackups::open(&store, &client)?.snapshot_by_hand(at)?;
             println!("{name}");
             Ok(0)
         }
@@ -405,26 +404,20 @@ pub fn run(cli: Cli) -> Result<u8> {
             order,
             now,
         } => {
-            let store = Store::open(&store_or_home(store)?)?;
+            let root = store_or_home(store)?;
             let now = now.unwrap_or_else(Timestamp::now);
             if list {
-                prune_list(&store, now, order, json)
+                prune_list(&crate::lifecycle::open_store(&root)?, now, order, json)
+            } else if dry_run {
+                // Its keeper writes nothing, whatever the prune asks of it.
+                let store = crate::lifecycle::open_store_dry_run(&root)?;
+                prune_run(&store, now, prune::Mode::DryRun)
             } else {
-                if force && store.hardened().is_some() {
-                    return Err(Error::Refused(
-                        "prune --force is not available in hardened mode: the privileged helper deletes only what the policy deletes when space is short".into(),
-                    ));
-                }
-                if dry_run {
-                    // Belt and braces: nothing destructive runs, whatever asks.
-                    crate::exec::set_dry_run(true);
-                } else {
-                    run_as_owner(&store)?;
-                }
-                let mode = match (dry_run, force) {
-                    (true, _) => prune::Mode::DryRun,
-                    (_, true) => prune::Mode::Force,
-                    _ => prune::Mode::IfNeeded,
+                let store = crate::lifecycle::open_store(&root)?;
+                run_as_owner(&store)?;
+                let mode = match force {
+                    true => prune::Mode::Force,
+                    false => prune::Mode::IfNeeded,
                 };
                 prune_run(&store, now, mode)
             }
@@ -436,7 +429,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             json,
         } => {
             use std::os::unix::ffi::OsStrExt;
-            let store = Store::open(&store_or_home(store)?)?;
+            let store = crate::lifecycle::open_store(&store_or_home(store)?)?;
             let client = ClientName::new(&client)?;
             if !store.has_client(&client) {
                 return Err(crate::store::no_space(&client));
@@ -448,7 +441,7 @@ pub fn run(cli: Cli) -> Result<u8> {
                 .collect();
             let snapshots = query.snapshot.clone().unwrap_or_else(|| "*".into());
             let mut printer = crate::listing::Printer::new(json);
-            let backups = crate::store::service::ClientBackups::open(&store, &client)?;
+            let backups = ClientBackups::open(&store, &client)?;
             backups.find(query.all, snapshots.as_bytes(), &patterns, &mut |row| {
                 printer.row(&row)
             })?;
@@ -467,7 +460,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             prometheus,
         } => run_status(store, client, json, check, warn, crit, prometheus),
         Command::ShowConfig { store } => {
-            let store = Store::open(&store_or_home(store)?)?;
+            let store = crate::lifecycle::open_store(&store_or_home(store)?)?;
             let text = toml::to_string(&store.config)
                 .map_err(|e| Error::Command(format!("cannot write TOML: {e}")))?;
             println!(
@@ -488,7 +481,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             client,
             json,
         } => {
-            let store = Store::open(&store_or_home(store)?)?;
+            let store = crate::lifecycle::open_store(&store_or_home(store)?)?;
             let clients = match client {
                 Some(c) => vec![ClientName::new(&c)?],
                 None => store.clients()?,
@@ -525,7 +518,7 @@ fn run_status(
     prometheus: Option<PathBuf>,
 ) -> Result<u8> {
     let gathered = (|| {
-        let store = Store::open(&store_or_home(store)?)?;
+        let store = crate::lifecycle::open_store(&store_or_home(store)?)?;
         let client = client.map(|c| ClientName::new(&c)).transpose()?;
         let warn = warn.unwrap_or(store.config.stale_after).0;
         let crit = crit.map_or(warn * 3, |c| c.0);
@@ -580,7 +573,7 @@ fn prune_list(store: &Store, now: Timestamp, order: prune::OrderKind, json: bool
 
 fn prune_run(store: &Store, now: Timestamp, mode: prune::Mode) -> Result<u8> {
     let c = &store.config;
-    let outcome = prune::run(store, now, mode, None)?;
+    let outcome = crate::lifecycle::prune(store, now, mode)?;
     let free = |s: &Option<crate::sys::fs::Space>| {
         s.map_or("?".to_owned(), |s| format!("{:.1}%", s.free_percent()))
     };

@@ -34,24 +34,21 @@
 use std::ffi::OsString;
 use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use jiff::Timestamp;
 use rustix::fs::{AtFlags, Mode, OFlags};
-use serde::{Deserialize, Serialize};
 
 use crate::config;
 use crate::error::{Error, Result};
-use crate::exec::Cmd;
 use crate::names::{ClientName, SnapshotName};
 use crate::prune::{self, StoredSnapshot};
 use crate::store::{Backend, RECORDS_DIR, ServerConfig, Store, backend, btrfs};
 use crate::sys::user;
 
-/// Where root keeps one file per hardened backup user.
-/// (Not `/etc/byteback`, the client's directory, which is root's alone: the
-/// backup user must read its own file to know the store is hardened.)
-pub const CONFIG_DIR: &str = "/etc/byteback-server/hardened.d";
+pub use crate::lifecycle::hardened::{
+    CONFIG_DIR, HardenedConfig, Policy, Request, call, config_path, for_store,
+};
 
 /// The mode of a hardened client's directory: root's, group-writable for
 /// the backup user, sticky.
@@ -62,119 +59,6 @@ const MAX_PARTIAL_NOTE: usize = 64 * 1024;
 
 /// One process of the helper at a time (root's own directory).
 const LOCK: &str = "/run/byteback-privileged.lock";
-
-/// `/etc/byteback-server/hardened.d/<user>.toml`: which store the user's helper
-/// requests act on, where the helper is, and the policy it enforces.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct HardenedConfig {
-    /// The backup user's name.
-    pub user: String,
-    /// Its uid: the only caller (`SUDO_UID`) served.
-    pub uid: u32,
-    /// Its group: the group of every client's directory.
-    pub gid: u32,
-    /// The store.
-    pub store: PathBuf,
-    /// The helper, as the sudo rule names it.
-    pub helper: PathBuf,
-    /// What the helper allows, whatever the store's own config says.
-    #[serde(default)]
-    pub policy: Policy,
-}
-
-/// The part of the prune and snapshot policy the helper enforces. Kept by
-/// root: the store's `server.toml` is the backup user's to edit.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Policy {
-    /// Pruning starts when free space falls below this percentage.
-    pub min_free_percent: f64,
-    /// The helper deletes only while free space is below this percentage.
-    pub target_free_percent: f64,
-    /// Nothing is deleted unless some snapshot is at least this old.
-    pub min_age: config::Duration,
-    /// A client's snapshots are at least this far apart.
-    pub min_snapshot_interval: config::Duration,
-}
-
-impl Default for Policy {
-    fn default() -> Self {
-        Policy::of(&ServerConfig::default())
-    }
-}
-
-impl Policy {
-    /// The policy a store's configuration states.
-    pub fn of(c: &ServerConfig) -> Policy {
-        Policy {
-            min_free_percent: c.min_free_percent,
-            target_free_percent: c.target_free_percent,
-            min_age: c.min_age,
-            min_snapshot_interval: c.min_snapshot_interval,
-        }
-    }
-
-    /// Makes a store's configuration state this policy, so the server asks
-    /// for exactly what the helper grants.
-    pub fn apply(&self, c: &mut ServerConfig) {
-        c.min_free_percent = self.min_free_percent;
-        c.target_free_percent = self.target_free_percent;
-        c.min_age = self.min_age;
-        c.min_snapshot_interval = self.min_snapshot_interval;
-    }
-}
-
-/// The hardened-mode file of the backup user `name`.
-pub fn config_path(name: &str) -> PathBuf {
-    Path::new(CONFIG_DIR).join(format!("{name}.toml"))
-}
-
-/// The running user's hardened-mode settings, if root has hardened the
-/// store at `root` for them (how the server finds out it must go through
-/// the helper).
-pub fn for_store(root: &Path) -> Result<Option<HardenedConfig>> {
-    let me = user::current();
-    let Some(cfg) = config::load::<HardenedConfig>(&config_path(&me.name))? else {
-        return Ok(None);
-    };
-    let same = |a: &Path, b: &Path| match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => a == b,
-    };
-    Ok((cfg.uid == me.uid && same(&cfg.store, root)).then_some(cfg))
-}
-
-/// A request to the helper.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Request {
-    /// Snapshot the client's `current` now; `partial`: the files left out
-    /// come on stdin.
-    Snapshot { client: ClientName, partial: bool },
-    /// Delete this snapshot if the policy deletes it next.
-    Delete {
-        client: ClientName,
-        snapshot: SnapshotName,
-    },
-}
-
-impl Request {
-    /// The helper's arguments for this request.
-    pub fn to_args(&self) -> Vec<String> {
-        match self {
-            Request::Snapshot { client, partial } => {
-                let mut args = vec!["snapshot".to_owned(), client.to_string()];
-                if *partial {
-                    args.push("--partial".to_owned());
-                }
-                args
-            }
-            Request::Delete { client, snapshot } => {
-                vec!["delete".into(), client.to_string(), snapshot.to_string()]
-            }
-        }
-    }
-}
 
 const USAGE: &str =
     "usage: byteback-privileged snapshot CLIENT [--partial] | delete CLIENT SNAPSHOT";
@@ -419,7 +303,7 @@ impl Helper {
             )));
         }
         let mut store = Store::with_backend(&cfg.store, config, backend::for_kind(Backend::Btrfs));
-        store.set_hardened(cfg.clone());
+        crate::lifecycle::hardened::harden(&mut store, cfg.clone());
         Ok(Helper { cfg, store, root })
     }
 
@@ -910,33 +794,6 @@ pub fn adopt_snapshots(dir: std::os::fd::BorrowedFd<'_>) -> Result<usize> {
         changed += 1;
     }
     Ok(changed)
-}
-
-/// Asks the helper, through sudo, to do `request` (the server's side);
-/// its stdout. A refusal is one line with exit status 6; sudo's own
-/// failure (no rule, a password asked for) is one line too.
-pub fn call(cfg: &HardenedConfig, request: &Request, input: &[u8]) -> Result<String> {
-    let cmd = Cmd::destructive("sudo")
-        .args(["-n", "--"])
-        .arg(&cfg.helper)
-        .args(request.to_args());
-    let line = cmd.display();
-    let out = cmd.output_with_input(input)?;
-    if out.status.success() {
-        return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
-    }
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let last = stderr
-        .lines()
-        .map(str::trim)
-        .rfind(|l| !l.is_empty())
-        .map_or_else(|| format!("{line} failed ({})", out.status), str::to_owned);
-    let message = format!("hardened mode: {last}");
-    Err(match out.status.code() {
-        Some(6) => Error::Refused(message),
-        Some(4) => Error::Locked(message),
-        _ => Error::Command(message),
-    })
 }
 
 #[cfg(test)]

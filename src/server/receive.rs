@@ -18,18 +18,16 @@ use rustix::fs::{Mode, OFlags, openat};
 use crate::error::{Error, Result};
 use crate::exec::rsync::{self, ServerRole};
 use crate::exec::{Cmd, relay};
+use crate::lifecycle::{ClientBackups, ReadLimits};
 use crate::names::ClientName;
 use crate::protocol::{
     self, Completed, Failure, LegacyRequest, ReplicaRequest, ReplicaState, Request, SnapshotLine,
 };
-use crate::prune::growth;
 use crate::server::keys::KeyRole;
 use crate::server::probe;
 use crate::server::roles::{self, Incoming, KeyId, ReplicaClients};
 use crate::server::watch::Watch;
 use crate::store::Store;
-use crate::store::service::{ClientBackups, ReadLimits};
-use crate::store::space;
 use crate::sys::sandbox::Confinement;
 
 /// Serves one request; returns the exit status for sshd to pass back.
@@ -37,7 +35,7 @@ use crate::sys::sandbox::Confinement;
 /// for a replica key, the primary) its forced command names. What the key
 /// may ask is decided by [`roles::admit`] before anything touches the store.
 pub fn run(store_root: &Path, name: &str, role: KeyRole, command: Option<&str>) -> u8 {
-    let store = match Store::open(store_root) {
+    let store = match crate::lifecycle::open_store(store_root) {
         Ok(store) => store,
         Err(e) => {
             eprintln!("{}", Failure::of(&e).render());
@@ -93,23 +91,17 @@ pub fn run(store_root: &Path, name: &str, role: KeyRole, command: Option<&str>) 
         }
     };
     let client = named;
-    if let Some(request) = attempt.filter(|_| store.has_client(&client)) {
-        // rsync's 24 (files vanished while sent) is a success.
-        let ok = code == 0 || (request == "receive" && code == 24);
-        let reason = match &result {
-            Err(e) => Some(e.to_string()),
-            Ok(_) if !ok => Some(rsync::describe_exit(Some(i32::from(code)))),
-            Ok(_) => None,
-        };
-        store.record_outcome(
-            &client,
-            &crate::store::outcome::Outcome {
-                time: Timestamp::now(),
-                request: request.into(),
-                ok,
-                reason,
-            },
-        );
+    if let Some(request) = attempt {
+        if let Ok(backups) = ClientBackups::open(&store, &client) {
+            // rsync's 24 (files vanished while sent) is a success.
+            let ok = code == 0 || (request == "receive" && code == 24);
+            let failure = match &result {
+                Err(e) => Some(e.to_string()),
+                Ok(_) if !ok => Some(rsync::describe_exit(Some(i32::from(code)))),
+                Ok(_) => None,
+            };
+            backups.record_attempt(request, failure);
+        }
     }
     code
 }
@@ -413,36 +405,21 @@ fn receive(
     key: &KeyId,
 ) -> Result<u8> {
     let (store, client) = (backups.store, &backups.client);
-    let lock = store.lock_client(client, store.config.lock_wait.to_std())?;
-    // The rsync child inherits the lock: if this process is killed, the
-    // receiver it started still holds it until it ends.
-    lock.share_with_children()?;
-    // One transfer at a time per key, whatever client names it writes
-    // under, so no key holds more than one of the store's slots.
-    let key_lock = store.lock_key_transfer(key.as_str(), client)?;
-    key_lock.share_with_children()?;
     // At most max_concurrent_backups transfers at once; the others queue.
-    let slot = store.backup_slot(client, &mut |busy| {
+    let transfer = backups.begin_transfer(key.as_str(), mode, &mut |busy| {
         crate::report::note(format_args!(
             "waiting for {busy} other backup(s) to finish (max_concurrent_backups = {})",
             store.config.max_concurrent_backups
         ))
     })?;
-    slot.share_with_children()?;
     if let Some(notice) = store.client_notice(client) {
         crate::report::warn(notice);
     }
-    // An index-mode transfer needs a `current` readied for it
-    // (`byteback incremental`).
-    let plan = match mode {
-        protocol::TransferMode::Incremental => backups.start_incremental()?,
-        protocol::TransferMode::Full => backups.prepare_transfer()?,
-    };
-    // From here on `current` is this key's work, whatever it held before.
-    backups.mark_produced_by(key.as_str())?;
-    let inplace = plan.inplace;
+    let plan = transfer.plan().clone();
     let args = |seen: &Path, confine: bool| {
-        let role = ServerRole::Receiver { inplace };
+        let role = ServerRole::Receiver {
+            inplace: plan.inplace,
+        };
         // The destination is the working directory, whatever the client named.
         rsync::receiver_argv(
             options,
@@ -452,65 +429,17 @@ fn receive(
     };
     enter_current(store, client)?;
     store.log(&format!("{client}: receiving backup"));
-    let written_before = growth::written_by_children();
-    // What the filesystem spends on metadata is charged too (see
-    // `store::space::spent`): read before and after the transfer.
-    let btrfs = store.backend().kind() == crate::store::Backend::Btrfs;
-    let reading_before = metadata_reading(store, btrfs);
-    // A transfer over a limit — its client's, its key's (all the clients
-    // one key writes to), the store's — while the disk is short is ended,
-    // rather than left to fill the disk for everyone.
-    let mut next_check = std::time::Instant::now();
-    let over_limit = |pid: u32| {
-        if std::time::Instant::now() < next_check {
-            return None;
-        }
-        next_check = std::time::Instant::now() + std::time::Duration::from_secs(2);
-        let reading = space::read(store.root(), btrfs).ok()?;
-        if reading.space.free_percent() >= store.config.min_free_percent {
-            return None;
-        }
-        let live = growth::written_by_tree(pid)
-            .saturating_add(space::spent(reading_before, Some(reading)));
-        let records = growth::load_all(store).ok()?;
-        let limits = growth::Limits::of(&store.config, reading.space.total_bytes);
-        growth::stops(&records, client, live, &limits)
-            .map(|why| format!("{why}, while the store is short of space"))
-    };
-    let ended = run_confined(store, client, true, args, over_limit)?;
-    let written = growth::written_by_children().saturating_sub(written_before);
-    let metadata = space::spent(reading_before, metadata_reading(store, btrfs));
-    let code = exit_code(&ended.status);
-    store.log(&format!(
-        "{client}: receiver ended ({}{}), {written} bytes written, {metadata} bytes of metadata",
-        ended.status,
-        ended
-            .ended_because
-            .as_deref()
-            .map(|why| format!(", stopped: {why}"))
-            .unwrap_or_default()
-    ));
+    // A transfer over a limit while the disk is short is ended, rather
+    // than left to fill the disk for everyone.
+    let ended = run_confined(store, client, true, args, |pid| transfer.over_limit(pid))?;
     if let Some(why) = &ended.ended_because {
         crate::report::note(format_args!("transfer stopped: {why}"));
     }
-    backups.record_transfer(written.saturating_add(metadata));
-    drop(lock);
-    Ok(code)
-}
-
-/// The store's metadata figure, once what is pending has reached the disk
-/// (btrfs counts metadata as used only when its transaction commits).
-fn metadata_reading(store: &Store, btrfs: bool) -> Option<space::Reading> {
-    if btrfs {
-        if let Ok(root) = rustix::fs::open(
-            store.root(),
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        ) {
-            let _ = rustix::fs::syncfs(&root);
-        }
-    }
-    space::read(store.root(), btrfs).ok()
+    transfer.end(&match &ended.ended_because {
+        Some(why) => format!("{}, stopped: {why}", ended.status),
+        None => ended.status.to_string(),
+    });
+    Ok(exit_code(&ended.status))
 }
 
 /// The server's side of an rsync; `confine_root` is the client's directory

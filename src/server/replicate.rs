@@ -57,7 +57,7 @@ fn key_path(store: &Path) -> PathBuf {
 /// and prints the line to run on each replica.
 pub fn setup(store_root: &Path, name: Option<&str>, to: &[String]) -> Result<()> {
     super::refuse_root()?;
-    let store = Store::open(store_root)?;
+    let store = crate::lifecycle::open_store(store_root)?;
     let name = match name {
         Some(n) => n.to_owned(),
         None => crate::exec::host::this_machines_name(),
@@ -122,7 +122,7 @@ pub fn setup(store_root: &Path, name: Option<&str>, to: &[String]) -> Result<()>
 
 /// Runs a replication to every replica asked for (or configured).
 pub fn run(store_root: &Path, args: &Args) -> Result<u8> {
-    let store = Store::open(store_root)?;
+    let store = crate::lifecycle::open_store(store_root)?;
     super::run_as_owner(&store)?;
     let from_config = args.to.is_empty();
     let targets = if from_config {

@@ -68,7 +68,7 @@ pub fn run(
 /// looks first, so running it again changes nothing.
 fn harden(account: &PasswdEntry, store_root: &Path, h: &Hardening) -> Result<()> {
     use crate::server::privileged::{self, HardenedConfig, Policy};
-    let store = crate::store::Store::open(store_root)?;
+    let store = crate::lifecycle::open_store(store_root)?;
     if store.config.backend != Backend::Btrfs {
         return Err(Error::Unsupported(format!(
             "hardened mode is for btrfs stores; {} is a {} store",
@@ -338,7 +338,7 @@ fn ensure_user(name: &str, store: &Path, existing: Option<PasswdEntry>) -> Resul
             "*",
             name,
         ];
-        retry_on_lock(|| Cmd::destructive("useradd").args(argv))?;
+        retry_on_lock(|| Cmd::new("useradd").args(argv))?;
         let account = user::lookup(name).ok_or_else(|| {
             Error::Command(format!(
                 "useradd succeeded but {name} is not in /etc/passwd"
@@ -354,7 +354,7 @@ fn ensure_user(name: &str, store: &Path, existing: Option<PasswdEntry>) -> Resul
     // sshd runs the forced command with the login shell: nologin would
     // refuse every backup.
     if account.shell.ends_with("nologin") || account.shell.ends_with("false") {
-        retry_on_lock(|| Cmd::destructive("usermod").args(["-s", SHELL, name]))?;
+        retry_on_lock(|| Cmd::new("usermod").args(["-s", SHELL, name]))?;
         changed.push(format!("shell {} → {SHELL}", account.shell));
     } else if !matches!(
         account.shell.as_str(),
@@ -367,7 +367,7 @@ fn ensure_user(name: &str, store: &Path, existing: Option<PasswdEntry>) -> Resul
     }
     let password = user::shadow_password(name).unwrap_or_default();
     if password.is_empty() || password.starts_with('!') {
-        retry_on_lock(|| Cmd::destructive("usermod").args(["-p", "*", name]))?;
+        retry_on_lock(|| Cmd::new("usermod").args(["-p", "*", name]))?;
         changed.push("unlocked for key logins (password *)".to_owned());
     }
     if account.home != store {
@@ -475,7 +475,7 @@ fn enable_timer(name: &str) {
         );
         return;
     }
-    match Cmd::destructive("systemctl")
+    match Cmd::new("systemctl")
         .args(["enable", "--now", &timer])
         .run()
     {

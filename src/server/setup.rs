@@ -35,7 +35,7 @@ pub fn run(store: &Path, backend: Option<Backend>) -> Result<()> {
         account.name
     );
     println!("Config: {} ({config_note})", config_path.display());
-    let opened = Store::open(store)?;
+    let opened = crate::lifecycle::open_store(store)?;
     println!("Sandbox: {}", crate::server::probe::layers_line(&opened));
     match crate::server::probe::rsync_of_store(&opened) {
         Ok(facts) => println!("rsync: {facts}"),
@@ -109,7 +109,7 @@ pub fn new_client(
         }
         _ => ClientName::new(name)?,
     };
-    let store = Store::open(store_root)?;
+    let store = crate::lifecycle::open_store(store_root)?;
     // A replica's key line names the primary, which has no space of its
     // own: its clients' spaces are made as their snapshots arrive.
     let add_space = |store: &Store| match role {
@@ -203,7 +203,7 @@ pub fn new_client(
 /// line per key; running it again changes nothing.
 pub fn import_keys(store_root: &Path, path: &Path) -> Result<()> {
     super::refuse_root()?;
-    let store = Store::open(store_root)?;
+    let store = crate::lifecycle::open_store(store_root)?;
     let exe = std::env::current_exe()
         .and_then(std::fs::canonicalize)
         .map_err(|e| {

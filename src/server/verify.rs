@@ -300,7 +300,7 @@ fn scrub(store: &Store, found: &mut Vec<Problem>, notes: &mut Vec<String>) {
 
 /// `byteback-server verify`.
 pub fn run(store_root: &Path, client: Option<&str>, do_scrub: bool, json: bool) -> Result<u8> {
-    let store = Store::open(store_root)?;
+    let store = crate::lifecycle::open_store(store_root)?;
     let clients = match client {
         Some(c) => {
             let c = ClientName::new(c)?;

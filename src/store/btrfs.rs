@@ -13,7 +13,7 @@ use crate::sys::fs;
 
 /// A btrfs command that changes the filesystem.
 fn btrfs() -> Cmd {
-    Cmd::destructive("btrfs")
+    Cmd::new("btrfs")
 }
 
 /// Checks that `store` can hold a btrfs store for its unprivileged owner:
@@ -167,7 +167,7 @@ pub fn roll_back(client_dir: &Path, newest: Option<&Path>) -> Result<()> {
             create_subvolume(at)?;
             let mut from = snapshot.as_os_str().to_owned();
             from.push("/.");
-            Cmd::destructive("cp")
+            Cmd::new("cp")
                 .args(["-a", "--reflink=always", "--"])
                 .arg(from)
                 .arg(at)

@@ -18,10 +18,10 @@ pub mod backend;
 pub mod btrfs;
 #[cfg(test)]
 pub mod fake;
+pub mod keeper;
 pub mod outcome;
 pub mod plain;
 pub mod replicas;
-pub mod service;
 pub mod setup;
 pub mod space;
 
@@ -41,6 +41,7 @@ use crate::sys::fs::write_atomic;
 use crate::sys::lock::Lock;
 use crate::sys::syslog;
 use backend::SnapshotBackend;
+pub use keeper::{Direct, DryRun, Keeper, Powers};
 
 /// The xattr of the state directory holding the current space alert.
 const ALERT_XATTR: &str = "user.byteback.alert";
@@ -54,7 +55,7 @@ pub const RECORDS_DIR: &str = ".records";
 
 /// An xattr of a client's directory: `current` was readied for an
 /// incremental transfer from the snapshot named in it (`building` while
-/// that is under way). See [`service::ClientBackups::prepare_incremental`].
+/// that is under way). See [`crate::lifecycle::ClientBackups::prepare_incremental`].
 pub const INCREMENTAL_XATTR: &str = "user.byteback.incremental";
 
 /// An xattr of a client's directory: `current` holds exactly its newest
@@ -65,7 +66,7 @@ pub const CLEAN_XATTR: &str = "user.byteback.clean";
 /// An xattr of a client's directory: the key whose transfer (or
 /// incremental readying) last produced `current`, as
 /// [`crate::server::roles::KeyId`] writes it. A snapshot is taken only for
-/// the key named here (see [`service::ClientBackups::complete`]), so no
+/// the key named here (see [`crate::lifecycle::ClientBackups::complete`]), so no
 /// other key can change what the next snapshot holds between a transfer
 /// and its snapshot. Dropped when `current` is rolled back.
 pub const PRODUCER_XATTR: &str = "user.byteback.producer";
@@ -416,9 +417,8 @@ pub struct Store {
     pub config: ServerConfig,
     /// How its snapshots are made (picked from `config.backend`).
     backend: Box<dyn SnapshotBackend>,
-    /// Hardened mode: snapshots are made and deleted by the privileged
-    /// helper (see [`crate::server::privileged`]).
-    hardened: Option<crate::server::privileged::HardenedConfig>,
+    /// Who writes its history and records (see [`keeper`]).
+    keeper: Box<dyn Keeper>,
 }
 
 impl Store {
@@ -465,7 +465,7 @@ impl Store {
 
     fn open_unchecked(root: &Path) -> Result<Store> {
         let path = Self::config_path_of(root);
-        let mut config = config::load::<ServerConfig>(&path)?.ok_or_else(|| {
+        let config = config::load::<ServerConfig>(&path)?.ok_or_else(|| {
             Error::Config(format!(
                 "{} is not a byteback store ({} is missing): run `byteback-server setup --store {}` as the backup user",
                 root.display(),
@@ -473,20 +473,8 @@ impl Store {
                 root.display()
             ))
         })?;
-        // Hardened mode is root's decision, read from root's file: the
-        // policy there is the one the helper enforces, so the server uses
-        // it too.
-        let hardened = match config.backend {
-            Backend::Btrfs => crate::server::privileged::for_store(root)?,
-            Backend::Plain => None,
-        };
-        if let Some(h) = &hardened {
-            h.policy.apply(&mut config);
-        }
         let backend = backend::for_kind(config.backend);
-        let mut store = Store::with_backend(root, config, backend);
-        store.hardened = hardened;
-        Ok(store)
+        Ok(Store::with_backend(root, config, backend))
     }
 
     /// A store at `root` whose snapshots are made by `backend` (another
@@ -500,19 +488,20 @@ impl Store {
             root: root.to_owned(),
             config,
             backend,
-            hardened: None,
+            keeper: Box::new(Direct),
         }
     }
 
-    /// The store's hardened-mode settings, if root hardened it.
-    pub fn hardened(&self) -> Option<&crate::server::privileged::HardenedConfig> {
-        self.hardened.as_ref()
+    /// Hands the store's history to another keeper (a decorator of the
+    /// one it has: hardened mode's helper, a dry run).
+    pub fn decorate(&mut self, wrap: impl FnOnce(Box<dyn Keeper>) -> Box<dyn Keeper>) {
+        let keeper = std::mem::replace(&mut self.keeper, Box::new(Direct));
+        self.keeper = wrap(keeper);
     }
 
-    /// Puts the store in hardened mode (the helper's own view of it).
-    pub fn set_hardened(&mut self, hardened: crate::server::privileged::HardenedConfig) {
-        hardened.policy.apply(&mut self.config);
-        self.hardened = Some(hardened);
+    /// What the store's keeper can do (see [`Powers`]).
+    pub fn powers(&self) -> Powers {
+        self.keeper.powers()
     }
 
     /// How this store's snapshots are made.
@@ -578,7 +567,7 @@ impl Store {
             match SnapshotName::parse(name) {
                 // In hardened mode only the helper's snapshots (root's)
                 // count: a subvolume the user made is nobody's history.
-                Some(_) if self.hardened.is_some() && !root_owned(&entry) => {
+                Some(_) if !self.keeper.admits(&entry) => {
                     report::warn(format_args!(
                         "ignoring {} in {}: not root's, so not a snapshot in hardened mode",
                         name.escape_debug(),
@@ -848,6 +837,11 @@ impl Store {
     /// (plain, where each attempt starts empty anyway). The caller holds the
     /// client's lock.
     pub fn roll_back_current(&self, client: &ClientName) -> Result<()> {
+        self.keeper.roll_back(self, client)
+    }
+
+    /// [`Store::roll_back_current`], done by the store itself.
+    fn roll_back_directly(&self, client: &ClientName) -> Result<()> {
         let newest = self.snapshots(client)?.pop();
         // Whatever an incremental transfer was readied for is gone, and
         // so is what any key's transfer produced.
@@ -947,23 +941,16 @@ impl Store {
         if !self.has_client(client) {
             return Err(no_space(client));
         }
-        if let Some(h) = &self.hardened {
-            // The helper names the snapshot by its own clock and writes the
-            // marker itself, root's.
-            use crate::server::privileged::{Request, call};
-            let request = Request::Snapshot {
-                client: client.clone(),
-                partial: partial.is_some(),
-            };
-            let note = partial.map_or(&[][..], |n| &n.as_bytes()[..n.len().min(MAX_PARTIAL_NOTE)]);
-            let out = call(h, &request, note)?;
-            let printed = out.lines().last().unwrap_or_default().trim();
-            return SnapshotName::parse(printed).ok_or_else(|| {
-                Error::Command(format!(
-                    "hardened mode: the helper printed {printed:?}, not a snapshot name"
-                ))
-            });
-        }
+        self.keeper.take(self, client, at, partial)
+    }
+
+    /// [`Store::take_snapshot`], done by the store itself.
+    fn take_snapshot_directly(
+        &self,
+        client: &ClientName,
+        at: Timestamp,
+        partial: Option<&str>,
+    ) -> Result<SnapshotName> {
         // Two backups may end within one second: the second waits for the
         // next free name rather than being refused.
         let dir = self.client_dir(client);
@@ -990,12 +977,7 @@ impl Store {
         if !self.has_client(client) {
             return Err(no_space(client));
         }
-        if self.hardened.is_some() {
-            return Err(Error::Unsupported(format!(
-                "snapshot {name} of {client}: this store is in hardened mode, whose helper names snapshots by its own clock, so it cannot keep a primary's snapshot names as a replica"
-            )));
-        }
-        self.snapshot_as(client, name, partial)
+        self.keeper.take_named(self, client, name, partial)
     }
 
     /// Takes the snapshot named `name`, which must not exist yet. The
@@ -1037,14 +1019,11 @@ impl Store {
 
     /// Deletes a snapshot and drops its partial marker.
     pub fn delete_snapshot(&self, client: &ClientName, name: &SnapshotName) -> Result<()> {
-        if let Some(h) = &self.hardened {
-            // The helper checks the policy, deletes, and drops the marker.
-            let request = crate::server::privileged::Request::Delete {
-                client: client.clone(),
-                snapshot: name.clone(),
-            };
-            return crate::server::privileged::call(h, &request, &[]).map(drop);
-        }
+        self.keeper.delete(self, client, name)
+    }
+
+    /// [`Store::delete_snapshot`], done by the store itself.
+    fn delete_snapshot_directly(&self, client: &ClientName, name: &SnapshotName) -> Result<()> {
         let dir = self.client_dir(client);
         self.backend.delete(&dir, name)?;
         let marker = dir.join(format!("{name}.partial"));
@@ -1062,6 +1041,16 @@ impl Store {
     /// is recorded even on a full disk.
     pub fn record_space_alert(&self, message: &str) {
         self.warn(&format!("ALERT: {message}"));
+        self.keeper.set_alert(self, Some(message));
+    }
+
+    /// Writes the space alert (`Some`) or removes it.
+    fn write_alert(&self, message: Option<&str>) {
+        let state = Self::state_dir_of(&self.root);
+        let Some(message) = message else {
+            let _ = rustix::fs::removexattr(&state, ALERT_XATTR);
+            return;
+        };
         let state = Self::state_dir_of(&self.root);
         let mut text = message.as_bytes();
         if text.len() > 2048 {
@@ -1114,27 +1103,29 @@ impl Store {
 
     /// Pruning made room again.
     pub fn clear_space_alert(&self) {
-        let _ = rustix::fs::removexattr(Self::state_dir_of(&self.root), ALERT_XATTR);
+        self.keeper.set_alert(self, None);
     }
 
     /// Appends one line to the server log (and never fails the caller: a
     /// log that cannot be written is reported on stderr instead).
     pub fn log(&self, line: &str) {
-        self.log_with(syslog::Severity::Info, line);
+        self.keeper.log(self, syslog::Severity::Info, line);
     }
 
     /// Logs something a person should look at (a refusal, a failure, an
     /// alert): a warning in the system log.
     pub fn warn(&self, line: &str) {
-        self.log_with(syslog::Severity::Warning, line);
+        self.keeper.log(self, syslog::Severity::Warning, line);
     }
 
     /// Logs an event that `status` reads back: its tag, then `line`.
     pub fn log_event(&self, event: LogEvent, line: &str) {
-        self.log_with(event.severity(), &format!("{} {line}", event.tag()));
+        self.keeper
+            .log(self, event.severity(), &format!("{} {line}", event.tag()));
     }
 
-    fn log_with(&self, severity: syslog::Severity, line: &str) {
+    /// Writes one log line (the keeper's to decide whether to).
+    fn append_log(&self, severity: syslog::Severity, line: &str) {
         syslog::send(
             &syslog::socket(self.config.log_socket.as_deref()),
             report::program(),
@@ -1162,12 +1153,6 @@ impl Store {
             report::warn(format_args!("cannot write log {}: {e}", path.display()));
         }
     }
-}
-
-/// Whether a directory entry is root's (not following a symlink).
-fn root_owned(entry: &std::fs::DirEntry) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    entry.metadata().is_ok_and(|m| m.uid() == 0)
 }
 
 /// The error for a client without space in this store.

@@ -31,7 +31,8 @@ pub struct Entry {
     /// Hash of the content (regular files) or the link target (symlinks).
     pub content: Option<u64>,
     pub rdev: Option<(u32, u32)>,
-    /// `user.*` xattrs other than rsync's own.
+    /// `user.*` xattrs other than rsync's own (every xattr, for
+    /// [`Reading::Raw`]).
     pub xattrs: BTreeMap<String, Vec<u8>>,
     /// The access ACL beyond what the mode shows (see [`Acl`]).
     pub acl: Option<Acl>,
@@ -157,6 +158,12 @@ pub enum Reading {
     Plain,
     /// As rsync --fake-super stored it (a snapshot or `current`).
     FakeSuper,
+    /// As it is on disk, every xattr kept verbatim whatever its namespace
+    /// (`user.rsync.*`, the store's own `user.byteback.*`, ACLs as the
+    /// kernel's `system.posix_acl_*`): for comparing a tree with itself
+    /// before and after something that must not write, such as a store
+    /// around a dry run.
+    Raw,
 }
 
 const S_IFMT: u32 = 0o170000;
@@ -246,7 +253,7 @@ fn walk(
                 .and_then(|v| decode_rsync_acl(v, mode, true)),
             all_xattrs.get("user.rsync.security.capability").cloned(),
         ),
-        Reading::Plain => (
+        Reading::Plain | Reading::Raw => (
             all_xattrs
                 .get("system.posix_acl_access")
                 .and_then(|v| decode_kernel_acl(v, false)),
@@ -256,7 +263,9 @@ fn walk(
             all_xattrs.get("security.capability").cloned(),
         ),
     };
-    all_xattrs.retain(|k, _| k.starts_with("user.") && !k.starts_with("user.rsync."));
+    if reading != Reading::Raw {
+        all_xattrs.retain(|k, _| k.starts_with("user.") && !k.starts_with("user.rsync."));
+    }
     let kind = mode & S_IFMT;
     let real_file = meta.file_type().is_file();
     let content = match kind {

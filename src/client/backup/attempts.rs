@@ -273,8 +273,8 @@ impl Backup<'_> {
             if let Some(why) = &pass.reason {
                 report::note(format_args!("full pass: {why}"));
             }
-            return backups.transfer(TransferMode::Full, &mut |to| {
-                transfer::run(&self.sending.full(to), None)
+            return backups.transfer(TransferMode::Full, &mut |into| {
+                transfer::run(&self.sending.full(into.to), None, into.stop)
             });
         };
         pass.incremental = true;
@@ -296,8 +296,9 @@ impl Backup<'_> {
         };
         // Before protocol 3, the mode travels as --delete-missing-args into
         // `current` (see `BackupTransfer`), which is still incremental.
-        backups.transfer(TransferMode::Incremental, &mut |to| {
-            transfer::run(&self.sending.listed(to, store_deletes), Some(list.clone()))
+        backups.transfer(TransferMode::Incremental, &mut |into| {
+            let transfer = self.sending.listed(into.to, store_deletes);
+            transfer::run(&transfer, Some(list.clone()), into.stop)
         })
     }
 

@@ -9,16 +9,15 @@ use std::path::Path;
 
 use jiff::Timestamp;
 
-use super::{Backups, Find, Session};
+use super::{Backups, Find, Receiving, Session};
 use crate::catalog::Row;
 use crate::client::transfer::Transferred;
 use crate::error::{Error, Result};
 use crate::exec::rsync::{Outcome, RestoreFrom, TransferTo, describe_exit};
+use crate::lifecycle::{ClientBackups, ReadLimits};
 use crate::names::{ClientName, SnapshotName};
 use crate::protocol::{DigestLine, PingReply, ReplaceList, TransferMode};
-use crate::store::Snapshot;
-use crate::store::Store;
-use crate::store::service::{ClientBackups, ReadLimits};
+use crate::store::{Snapshot, Store};
 
 /// What the local door calls itself where the lifecycle records who did
 /// what: the producer of `current`, the transfer lock. (A server's keys are
@@ -52,7 +51,7 @@ impl LocalBackups {
                 root.display()
             )));
         }
-        let store = Store::open(root)?;
+        let store = crate::lifecycle::open_store(root)?;
         if create && !store.has_client(&client) {
             store.add_client(&client)?;
         }
@@ -70,55 +69,47 @@ impl LocalBackups {
         ClientBackups::open(&self.store, &self.client)
     }
 
-    /// Records a request's outcome, as the forced command records a
-    /// client key's (for `byteback-server status`).
+    /// Records what `byteback-server status` shows as this machine's last
+    /// attempt, as the forced command records a client key's.
     fn record<T>(&self, request: &str, result: &Result<T>, failed: Option<String>) {
-        let reason = match result {
+        let failure = match result {
             Err(e) => Some(e.to_string()),
             Ok(_) => failed,
         };
-        self.store.record_outcome(
-            &self.client,
-            &crate::store::outcome::Outcome {
-                time: Timestamp::now(),
-                request: request.into(),
-                ok: reason.is_none(),
-                reason,
-            },
-        );
+        if let Ok(backups) = self.lifecycle() {
+            backups.record_attempt(request, failure);
+        }
     }
 
-    /// Readies `current` for a transfer of `mode` under the client's lock,
-    /// the door's transfer lock and a slot; runs `send`; records what it
-    /// wrote.
-    fn transfer_locked(
+    /// The transfer, from its beginning (locks, slot, readying, producer
+    /// mark) to its end (what it wrote charged, the locks released).
+    fn transfer_through(
         &self,
         mode: TransferMode,
-        send: &mut dyn FnMut(TransferTo) -> Result<Transferred>,
+        send: &mut dyn FnMut(Receiving<'_>) -> Result<Transferred>,
     ) -> Result<Transferred> {
-        let (store, client) = (&self.store, &self.client);
+        let store = &self.store;
         let backups = self.lifecycle()?;
-        let wait = store.config.lock_wait.to_std();
-        let _lock = store.lock_client(client, wait)?;
-        let _key = store.lock_key_transfer(LOCAL_KEY, client)?;
-        let _slot = store.backup_slot(client, &mut |busy| {
+        let transfer = backups.begin_transfer(LOCAL_KEY, mode, &mut |busy| {
             crate::report::note(format_args!(
                 "waiting for {busy} other backup(s) to finish (max_concurrent_backups = {})",
                 store.config.max_concurrent_backups
             ))
         })?;
-        let plan = match mode {
-            TransferMode::Incremental => backups.start_incremental()?,
-            TransferMode::Full => backups.prepare_transfer()?,
-        };
-        backups.mark_produced_by(LOCAL_KEY)?;
-        let before = crate::prune::growth::written_by_children();
-        let sent = send(TransferTo::Local {
-            current: store.current(client),
-            inplace: plan.inplace,
-            link_dests: plan.link_dests,
+        let plan = transfer.plan();
+        let sent = send(Receiving {
+            to: TransferTo::Local {
+                current: store.current(&self.client),
+                inplace: plan.inplace,
+                link_dests: plan.link_dests.clone(),
+            },
+            stop: &|pid| transfer.over_limit(pid),
         });
-        backups.record_transfer(crate::prune::growth::written_by_children().saturating_sub(before));
+        let how = match &sent {
+            Ok(t) => describe_exit(t.code),
+            Err(e) => e.to_string(),
+        };
+        transfer.end(&how);
         sent
     }
 }
@@ -173,9 +164,9 @@ impl Backups for LocalBackups {
     fn transfer(
         &self,
         mode: TransferMode,
-        send: &mut dyn FnMut(TransferTo) -> Result<Transferred>,
+        send: &mut dyn FnMut(Receiving<'_>) -> Result<Transferred>,
     ) -> Result<Transferred> {
-        let result = self.transfer_locked(mode, send);
+        let result = self.transfer_through(mode, send);
         // As the server counts a receive: files that vanished are a
         // success, anything else rsync says is not.
         let failed = match &result {
@@ -191,11 +182,9 @@ impl Backups for LocalBackups {
     /// No `min_snapshot_interval` here: the person on this machine decides
     /// how often.
     fn complete(&self, failed_files: Option<&str>) -> Result<String> {
-        let result = self.lifecycle().and_then(|backups| {
-            let store = &self.store;
-            let _lock = store.lock_client(&self.client, store.config.lock_wait.to_std())?;
-            backups.finish(Timestamp::now(), failed_files)
-        });
+        let result = self
+            .lifecycle()
+            .and_then(|backups| backups.complete_local(Timestamp::now(), failed_files, LOCAL_KEY));
         self.record("complete", &result, None);
         result.map(|name| name.to_string())
     }

@@ -93,17 +93,25 @@ pub trait Backups {
 
     /// One transfer into `current`, of `mode` (an incremental one only into
     /// a `current` readied by [`Backups::incremental`]): the store readies
-    /// it, `send` runs rsync to where it is told, and the store records
+    /// it, `send` runs rsync as [`Receiving`] says, and the store records
     /// what was written.
     fn transfer(
         &self,
         mode: TransferMode,
-        send: &mut dyn FnMut(TransferTo) -> Result<Transferred>,
+        send: &mut dyn FnMut(Receiving<'_>) -> Result<Transferred>,
     ) -> Result<Transferred>;
 
     /// Asks for the snapshot that ends the backup (marked partial, with the
     /// files left out, when `failed_files` is given): its name.
     fn complete(&self, failed_files: Option<&str>) -> Result<String>;
+}
+
+/// Where a transfer's rsync sends to, and what may end it early.
+pub struct Receiving<'a> {
+    pub to: TransferTo,
+    /// Why the writer (rsync, by pid) must stop now, if it must: a store's
+    /// growth watchdog. (A server watches its own receiver.)
+    pub stop: &'a dyn Fn(u32) -> Option<String>,
 }
 
 /// One connection's worth of [`Backups`]: the same ones, or new ones that

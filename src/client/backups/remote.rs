@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Backups, Find, Session};
+use super::{Backups, Find, Receiving, Session};
 use crate::catalog::Row;
 use crate::client::config::ConfigDir;
 use crate::client::transfer::Transferred;
@@ -157,11 +157,14 @@ impl Backups for RemoteBackups {
     fn transfer(
         &self,
         _mode: TransferMode,
-        send: &mut dyn FnMut(TransferTo) -> Result<Transferred>,
+        send: &mut dyn FnMut(Receiving<'_>) -> Result<Transferred>,
     ) -> Result<Transferred> {
-        send(TransferTo::Remote {
-            rsh: self.ssh.rsh_string(),
-            remote: self.ssh.rsync_remote(),
+        send(Receiving {
+            to: TransferTo::Remote {
+                rsh: self.ssh.rsh_string(),
+                remote: self.ssh.rsync_remote(),
+            },
+            stop: &|_| None,
         })
     }
 

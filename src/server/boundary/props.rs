@@ -32,12 +32,13 @@ use proptest::prelude::*;
 use proptest::sample::{select, subsequence};
 use proptest::test_runner::TestRunner;
 
-use super::*;
 use crate::exec::rsync::{self, ServerRole, ServerSide};
+use crate::lifecycle::ClientBackups;
+use crate::names::ClientName;
 use crate::names::SnapshotName;
+use crate::protocol::*;
 use crate::store::ServerConfig;
 use crate::store::fake::FakeStore;
-use crate::store::service::ClientBackups;
 
 /// The options the server's rsync may run with, as rsync 3.5's option table
 /// (`options.c`) names them: long name, short letter, whether it takes a
@@ -606,9 +607,9 @@ fn request() -> impl Strategy<Value = Request> {
         (vec(allowed_option(), 1..6), proptest::bool::ANY).prop_map(|(options, incremental)| {
             // Before protocol 3, --delete-missing-args alone said so.
             let mode = if incremental || options.iter().any(|o| o == "--delete-missing-args") {
-                super::TransferMode::Incremental
+                crate::protocol::TransferMode::Incremental
             } else {
-                super::TransferMode::Full
+                crate::protocol::TransferMode::Full
             };
             Request::Receive { options, mode }
         }),
@@ -757,7 +758,7 @@ fn accepted_senders_and_listings_stay_in_the_clients_area() {
                     patterns,
                 }) => {
                     let mut lines = Vec::new();
-                    let limits = crate::store::service::ReadLimits::NONE;
+                    let limits = crate::lifecycle::ReadLimits::NONE;
                     let hashed = backups.digest(&name, &patterns, &limits, &mut |line| {
                         lines.push(line);
                         Ok(())

@@ -8,6 +8,7 @@
 //! and render replies; every decision about the store is made here.
 
 use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 
 use jiff::{SignedDuration, Timestamp};
 
@@ -16,11 +17,50 @@ use crate::error::{Error, Result};
 use crate::finder::Pattern;
 use crate::finder::digest::Digest;
 use crate::names::{ClientName, SnapshotName};
-use crate::protocol::{PROTOCOL_VERSION, PingReply};
+use crate::protocol::{PROTOCOL_VERSION, PingReply, TransferMode};
 use crate::prune::{self, growth};
 
-use super::backend::TransferPlan;
-use super::{CLEAN_XATTR, INCREMENTAL_XATTR, PRODUCER_XATTR, Snapshot, Store, no_space};
+use crate::store::backend::TransferPlan;
+use crate::store::space;
+use crate::store::{
+    Backend, CLEAN_XATTR, INCREMENTAL_XATTR, PRODUCER_XATTR, Snapshot, Store, no_space,
+};
+use crate::sys::lock::Lock;
+
+pub mod hardened;
+
+/// Opens the store at `root` as every command must: in hardened mode if
+/// root hardened it for this user (root's file decides, and its policy is
+/// the one the helper enforces, so the server uses it too).
+pub fn open_store(root: &Path) -> Result<Store> {
+    let mut store = Store::open(root)?;
+    if store.config.backend == Backend::Btrfs {
+        if let Some(config) = hardened::for_store(root)? {
+            hardened::harden(&mut store, config);
+        }
+    }
+    Ok(store)
+}
+
+/// [`open_store`] for a dry run: its keeper writes nothing, whatever a
+/// command asks of it (see [`crate::store::DryRun`]).
+pub fn open_store_dry_run(root: &Path) -> Result<Store> {
+    let mut store = open_store(root)?;
+    store.decorate(|real| Box::new(crate::store::DryRun { real }));
+    Ok(store)
+}
+
+/// Prunes the store from the command line (or its maintenance timer):
+/// `force` deletes the least important deletable snapshot now, which only
+/// a keeper that deletes on request can.
+pub fn prune(store: &Store, now: Timestamp, mode: prune::Mode) -> Result<prune::Outcome> {
+    if mode == prune::Mode::Force && !store.powers().deletes_on_request {
+        return Err(Error::Refused(
+            "prune --force is not available in hardened mode: the privileged helper deletes only what the policy deletes when space is short".into(),
+        ));
+    }
+    prune::run(store, now, mode, None)
+}
 
 /// The incremental mark while `current` is being readied.
 const BUILDING: &str = "building";
@@ -101,6 +141,64 @@ impl<'s> ClientBackups<'s> {
             .prepare_current(&store.client_dir(client), newest.as_ref())
     }
 
+    /// Begins a transfer into `current` for `key`, whichever door it
+    /// comes through: takes the client's lock, the key's transfer lock
+    /// (one transfer per key at a time, whatever client names it writes
+    /// under) and one of the store's `max_concurrent_backups` slots
+    /// (calling `waiting` with how many others run while it queues), each
+    /// shared with the child that will write (so a killed door leaves them
+    /// held until the writer ends); readies `current` for `mode` (an
+    /// incremental one must have been readied by
+    /// [`Self::prepare_incremental`]); and marks `key` as what produced
+    /// `current`. End it with [`Transfer::end`].
+    pub fn begin_transfer(
+        &self,
+        key: &str,
+        mode: TransferMode,
+        waiting: &mut dyn FnMut(u32),
+    ) -> Result<Transfer<'_, 's>> {
+        let (store, client) = (self.store, &self.client);
+        let client_lock = store.lock_client(client, store.config.lock_wait.to_std())?;
+        client_lock.share_with_children()?;
+        let key_lock = store.lock_key_transfer(key, client)?;
+        key_lock.share_with_children()?;
+        let slot = store.backup_slot(client, waiting)?;
+        slot.share_with_children()?;
+        let plan = match mode {
+            TransferMode::Incremental => self.start_incremental()?,
+            TransferMode::Full => self.prepare_transfer()?,
+        };
+        // From here on `current` is this key's work, whatever it held before.
+        self.mark_produced_by(key)?;
+        let btrfs = store.backend().kind() == Backend::Btrfs;
+        Ok(Transfer {
+            backups: self,
+            plan,
+            btrfs,
+            written_before: growth::written_by_children(),
+            // What the filesystem spends on metadata is charged too (see
+            // `store::space::spent`): read before and after the transfer.
+            reading_before: metadata_reading(store, btrfs),
+            next_check: std::cell::Cell::new(std::time::Instant::now()),
+            _locks: [client_lock, key_lock, slot],
+        })
+    }
+
+    /// Records what status shows as the client's last attempt: `request`
+    /// (`receive`, `complete`, `send`, `incremental`, `refused`) and why it
+    /// failed, if it did.
+    pub fn record_attempt(&self, request: &str, failure: Option<String>) {
+        self.store.record_outcome(
+            &self.client,
+            &crate::store::outcome::Outcome {
+                time: Timestamp::now(),
+                request: request.into(),
+                ok: failure.is_none(),
+                reason: failure,
+            },
+        );
+    }
+
     /// Prunes if space is short, before a transfer; refused (with the
     /// reason) if this client's own unsnapshotted data had to go.
     fn make_room(&self) -> Result<()> {
@@ -120,7 +218,7 @@ impl<'s> ClientBackups<'s> {
     /// index found what changed since `snapshot`): refused unless
     /// `snapshot` is the client's newest. Afterwards `current` holds that
     /// snapshot less the `replace` paths (see
-    /// [`super::backend::SnapshotBackend::prepare_incremental`]), and the
+    /// [`crate::store::backend::SnapshotBackend::prepare_incremental`]), and the
     /// next receive may be incremental, and `key` (the requesting key, see
     /// [`Self::mark_produced_by`]) is what produced `current`.
     pub fn prepare_incremental(
@@ -183,7 +281,7 @@ impl<'s> ClientBackups<'s> {
                     "cannot ready current of {client} for an incremental backup ({e}): make a full pass"
                 ))
             })?;
-        if store.backend().kind() == super::Backend::Btrfs && list.gone.is_empty() {
+        if store.backend().kind() == Backend::Btrfs && list.gone.is_empty() {
             store.set_client_mark(client, CLEAN_XATTR, snapshot)?;
         }
         store.set_client_mark(client, INCREMENTAL_XATTR, snapshot)?;
@@ -212,7 +310,7 @@ impl<'s> ClientBackups<'s> {
         // basis, and reading changes the atime of a snapshot's inode. The
         // changed files are sent whole instead.
         Ok(TransferPlan {
-            inplace: store.backend().kind() == super::Backend::Btrfs,
+            inplace: store.backend().kind() == Backend::Btrfs,
             link_dests: Vec::new(),
         })
     }
@@ -262,17 +360,26 @@ impl<'s> ClientBackups<'s> {
         let store = self.store;
         let _lock = store.lock_client(&self.client, store.config.lock_wait.to_std())?;
         self.check_produced_by(key)?;
-        if store
-            .client_mark(&self.client, INCREMENTAL_XATTR)
-            .as_deref()
-            == Some(BUILDING)
-        {
-            return Err(Error::Refused(format!(
-                "current of {} is half readied for an incremental backup; not taking a snapshot of it",
-                self.client
-            )));
-        }
+        self.check_readied()?;
         self.check_interval(now)?;
+        self.finish(now, note)
+    }
+
+    /// The local door's end of a backup (`byteback backup` into a store
+    /// on its own machine): the snapshot of what `key`'s transfer
+    /// produced, as [`Self::complete`] takes it but with no
+    /// `min_snapshot_interval`, which keeps a remote client from flooding
+    /// a server; the local door's user owns the store.
+    pub fn complete_local(
+        &self,
+        now: Timestamp,
+        note: Option<&str>,
+        key: &str,
+    ) -> Result<SnapshotName> {
+        let store = self.store;
+        let _lock = store.lock_client(&self.client, store.config.lock_wait.to_std())?;
+        self.check_produced_by(key)?;
+        self.check_readied()?;
         self.finish(now, note)
     }
 
@@ -348,6 +455,19 @@ impl<'s> ClientBackups<'s> {
         Ok(name)
     }
 
+    /// Refuses a snapshot of a `current` half readied for an incremental
+    /// transfer.
+    fn check_readied(&self) -> Result<()> {
+        let mark = self.store.client_mark(&self.client, INCREMENTAL_XATTR);
+        if mark.as_deref() == Some(BUILDING) {
+            return Err(Error::Refused(format!(
+                "current of {} is half readied for an incremental backup; not taking a snapshot of it",
+                self.client
+            )));
+        }
+        Ok(())
+    }
+
     /// Refuses a snapshot sooner than `min_snapshot_interval` after the
     /// client's newest, so a client cannot flood the disk.
     fn check_interval(&self, now: Timestamp) -> Result<()> {
@@ -371,6 +491,22 @@ impl<'s> ClientBackups<'s> {
             round(age),
             next.strftime("%Y-%m-%dT%H:%M:%SZ")
         )))
+    }
+
+    /// `byteback-server snapshot`: a snapshot of `current` taken by hand
+    /// (named for `at`, else now), followed by all that follows every
+    /// snapshot: the growth count restarts and pruning makes room.
+    pub fn snapshot_by_hand(&self, at: Option<Timestamp>) -> Result<SnapshotName> {
+        let store = self.store;
+        if at.is_some() && !store.powers().names_as_asked {
+            return Err(Error::Usage(
+                "--at is not available in hardened mode: the privileged helper names snapshots by its own clock".into(),
+            ));
+        }
+        let _lock = store.lock_client(&self.client, store.config.lock_wait.to_std())?;
+        let name = self.finish(at.unwrap_or_else(Timestamp::now), None)?;
+        store.log(&format!("{}: snapshot {name} taken by hand", self.client));
+        Ok(name)
     }
 
     /// The client's snapshots, oldest first.
@@ -614,6 +750,80 @@ fn raise_open_file_limit() {
 
 fn round(d: SignedDuration) -> String {
     format!("{:#}", SignedDuration::from_secs(d.as_secs()))
+}
+
+/// A transfer into a client's `current` under way (see
+/// [`ClientBackups::begin_transfer`]): it holds the locks, and knows what
+/// the store looked like when it began, so its end charges what it spent.
+#[must_use = "a transfer's end records what it wrote"]
+pub struct Transfer<'b, 's> {
+    backups: &'b ClientBackups<'s>,
+    plan: TransferPlan,
+    btrfs: bool,
+    written_before: u64,
+    reading_before: Option<space::Reading>,
+    next_check: std::cell::Cell<std::time::Instant>,
+    _locks: [Lock; 3],
+}
+
+impl Transfer<'_, '_> {
+    /// How to transfer into `current`.
+    pub fn plan(&self) -> &TransferPlan {
+        &self.plan
+    }
+
+    /// Why the transfer whose writer is `pid` must stop now, if it must:
+    /// over a limit — its client's, its key's (all the clients one key
+    /// writes to), the store's — while the disk is short. Asked often;
+    /// looks at most every 2 s.
+    pub fn over_limit(&self, pid: u32) -> Option<String> {
+        let now = std::time::Instant::now();
+        if now < self.next_check.get() {
+            return None;
+        }
+        self.next_check.set(now + std::time::Duration::from_secs(2));
+        let (store, client) = (self.backups.store, &self.backups.client);
+        let reading = space::read(store.root(), self.btrfs).ok()?;
+        if reading.space.free_percent() >= store.config.min_free_percent {
+            return None;
+        }
+        let live = growth::written_by_tree(pid)
+            .saturating_add(space::spent(self.reading_before, Some(reading)));
+        let records = growth::load_all(store).ok()?;
+        let limits = growth::Limits::of(&store.config, reading.space.total_bytes);
+        growth::stops(&records, client, live, &limits)
+            .map(|why| format!("{why}, while the store is short of space"))
+    }
+
+    /// Ends the transfer once its writer has: charges what the children
+    /// wrote and the metadata the filesystem spent on it to the client's
+    /// growth, logs `how` it ended, and releases the locks.
+    pub fn end(self, how: &str) {
+        let (store, client) = (self.backups.store, &self.backups.client);
+        let written = growth::written_by_children().saturating_sub(self.written_before);
+        let metadata = space::spent(self.reading_before, metadata_reading(store, self.btrfs));
+        store.log(&format!(
+            "{client}: receiver ended ({how}), {written} bytes written, {metadata} bytes of metadata"
+        ));
+        self.backups
+            .record_transfer(written.saturating_add(metadata));
+    }
+}
+
+/// The store's metadata figure, once what is pending has reached the disk
+/// (btrfs counts metadata as used only when its transaction commits).
+fn metadata_reading(store: &Store, btrfs: bool) -> Option<space::Reading> {
+    if btrfs {
+        use rustix::fs::{Mode, OFlags};
+        if let Ok(root) = rustix::fs::open(
+            store.root(),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            let _ = rustix::fs::syncfs(&root);
+        }
+    }
+    space::read(store.root(), btrfs).ok()
 }
 
 #[cfg(test)]

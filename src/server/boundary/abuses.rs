@@ -14,11 +14,11 @@
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 
-use super::*;
 use crate::exec::rsync::{self, ServerRole, ServerSide};
+use crate::lifecycle::ClientBackups;
+use crate::protocol::*;
 use crate::store::ServerConfig;
 use crate::store::fake::FakeStore;
-use crate::store::service::ClientBackups;
 
 /// The options a real byteback client's rsync sends, before the abuse.
 const BASE: &str = "-logDtpre.iLsfxCIvu";
