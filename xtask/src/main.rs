@@ -16,6 +16,8 @@ use clap::CommandFactory;
 use clap_complete::Shell;
 
 mod config_pages;
+#[cfg(test)]
+mod docs;
 mod reliability;
 
 const USAGE: &str = "usage: cargo run -p xtask -- assets DIR | reliability";
