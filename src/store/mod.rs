@@ -375,7 +375,7 @@ private_view = true
 # landlock_max_abi = 3
 
 # Replication: a second copy of every client's snapshots on other byteback
-# servers (see README, "Replication"). `byteback-server replicate` with no
+# servers (see docs/replication.md). `byteback-server replicate` with no
 # --to sends to each replica listed here, and the maintenance timer runs it
 # after pruning. While a replica is listed, pruning keeps snapshots it does
 # not hold yet, unless nothing else could be deleted.
