@@ -185,7 +185,7 @@ impl fmt::Display for Target {
     }
 }
 
-/// As it is written: in the config file, and in `show-config`.
+/// Written the way it is read: `byteback@host:2222`, `/var/backups/byteback`.
 impl serde::Serialize for Target {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)

@@ -146,7 +146,7 @@ enum Command {
         #[arg(long, conflicts_with_all = ["replica", "read_only"])]
         legacy: bool,
     },
-    /// Rewrite the original byteback's client lines (command="byteback-receive", BYTEBACK_HOST) in authorized_keys into this server's; see README, Upgrading from the original byteback.
+    /// Rewrite the original byteback's client lines (command="byteback-receive", BYTEBACK_HOST) in authorized_keys into this server's; see docs/server-and-clients.md, "Upgrading from the original byteback".
     ImportKeys {
         /// The store directory [default: the backup user's home, where the original kept its clients].
         #[arg(long)]
@@ -155,7 +155,7 @@ enum Command {
         #[arg(value_name = "FILE")]
         file: Option<PathBuf>,
     },
-    /// Send every snapshot a replica lacks to it (oldest first, resumable); see README, Replication.
+    /// Send every snapshot a replica lacks to it (oldest first, resumable); see docs/replication.md.
     Replicate {
         /// The store directory [default: the backup user's home].
         #[arg(long)]
