@@ -189,3 +189,130 @@ impl Backups for LocalBackups {
         result.map(|name| name.to_string())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exec::rsync::Traffic;
+    use crate::store::ServerConfig;
+    use crate::store::fake::FakeBackend;
+
+    /// A local store on the fake disk, removed when dropped.
+    struct Fake {
+        backups: LocalBackups,
+        root: std::path::PathBuf,
+    }
+
+    impl Drop for Fake {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.root);
+        }
+    }
+
+    fn fake(label: &str) -> Fake {
+        let root = std::env::temp_dir().join(format!(
+            "byteback-local-door-{label}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(Store::state_dir_of(&root).join("locks")).unwrap();
+        let store = Store::with_backend(
+            &root,
+            ServerConfig::default(),
+            Box::new(FakeBackend { capacity: 1 << 30 }),
+        );
+        let client = ClientName::new("local.example").unwrap();
+        store.add_client(&client).unwrap();
+        Fake {
+            backups: LocalBackups { store, client },
+            root,
+        }
+    }
+
+    /// A transfer that "writes" `file` into `current`, as rsync would.
+    fn writing(file: &'static str) -> impl FnMut(Receiving<'_>) -> Result<Transferred> {
+        move |into| {
+            let TransferTo::Local { current, .. } = into.to else {
+                panic!("a local transfer goes to a local current");
+            };
+            std::fs::write(current.join(file), file).unwrap();
+            Ok(Transferred {
+                traffic: Traffic {
+                    files: 1,
+                    ..Traffic::default()
+                },
+                ..Transferred::nothing()
+            })
+        }
+    }
+
+    fn last(b: &LocalBackups) -> crate::store::outcome::Outcome {
+        b.store
+            .last_outcome(&b.client)
+            .expect("an outcome recorded")
+    }
+
+    #[test]
+    fn the_local_door_records_each_step_and_runs_incrementally() {
+        let f = fake("steps");
+        let b = &f.backups;
+        assert_eq!(b.ping().unwrap().snapshots, 0);
+        let sent = b.transfer(TransferMode::Full, &mut writing("a")).unwrap();
+        assert_eq!(sent.traffic.files, 1);
+        assert_eq!(last(b).request, "receive");
+        assert!(last(b).ok);
+        let first = b.complete(None).unwrap();
+        assert_eq!((last(b).request.as_str(), last(b).ok), ("complete", true));
+        // The next backup: `current` readied from the newest snapshot less
+        // what changed, then only the change sent.
+        b.incremental(
+            &first,
+            ReplaceList {
+                replace: vec![b"b".to_vec()],
+                gone: Vec::new(),
+            },
+        )
+        .unwrap();
+        assert_eq!(last(b).request, "incremental");
+        b.transfer(TransferMode::Incremental, &mut writing("b"))
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        let second = b.complete(None).unwrap();
+        assert_ne!(first, second);
+        let snapshots = b.snapshots().unwrap();
+        assert_eq!(snapshots.len(), 2);
+        let newest = b.store.client_dir(&b.client).join(&second);
+        assert!(newest.join("a").exists() && newest.join("b").exists());
+    }
+
+    #[test]
+    fn the_local_door_refuses_what_the_lifecycle_refuses_and_records_it() {
+        let f = fake("refusals");
+        let b = &f.backups;
+        // An incremental transfer into a `current` nobody readied.
+        let e = b
+            .transfer(TransferMode::Incremental, &mut writing("a"))
+            .unwrap_err();
+        assert!(matches!(e, Error::FullPassNeeded(_)), "{e}");
+        let o = last(b);
+        assert_eq!((o.request.as_str(), o.ok), ("receive", false));
+        // rsync's own failure is a failed receive too.
+        let failing = &mut |_: Receiving<'_>| {
+            Ok(Transferred {
+                outcome: Outcome::Fatal,
+                code: Some(1),
+                ..Transferred::nothing()
+            })
+        };
+        b.transfer(TransferMode::Full, failing).unwrap();
+        let o = last(b);
+        assert!(!o.ok && o.reason.unwrap().contains("rsync exit 1"));
+        // A snapshot of a `current` another door's key produced is refused.
+        b.lifecycle()
+            .unwrap()
+            .mark_produced_by("client:someone.else")
+            .unwrap();
+        assert!(b.complete(None).is_err());
+        assert_eq!((last(b).request.as_str(), last(b).ok), ("complete", false));
+    }
+}
