@@ -498,6 +498,58 @@ pub fn render_json(status: &Status) -> Result<String> {
         .map_err(|e| Error::Command(format!("cannot write JSON: {e}")))
 }
 
+/// What `byteback-server status` was asked.
+pub struct Args {
+    pub client: Option<String>,
+    pub json: bool,
+    /// One line and a plugin's exit status (Nagios, Icinga).
+    pub check: bool,
+    pub warn: Option<crate::config::Duration>,
+    pub crit: Option<crate::config::Duration>,
+    /// Write the metrics to this file (node_exporter's textfile collector).
+    pub prometheus: Option<std::path::PathBuf>,
+}
+
+/// `byteback-server status`.
+pub fn run(root: &std::path::Path, args: &Args) -> Result<u8> {
+    let gathered = (|| {
+        let store = crate::lifecycle::open_store(root)?;
+        let client = args.client.as_deref().map(ClientName::new).transpose()?;
+        let warn = args.warn.unwrap_or(store.config.stale_after).0;
+        let crit = args.crit.map_or(warn * 3, |c| c.0);
+        Ok::<_, Error>((
+            gather(&store, Timestamp::now(), client.as_ref())?,
+            warn,
+            crit,
+        ))
+    })();
+    if args.check {
+        // A plugin always answers in one line; its own failure is UNKNOWN.
+        return Ok(match gathered {
+            Ok((s, warn, crit)) => {
+                let (code, line) = check(&s, warn, crit);
+                println!("{line}");
+                code
+            }
+            Err(e) => {
+                println!("BYTEBACK UNKNOWN - {e}");
+                3
+            }
+        });
+    }
+    let (s, _, _) = gathered?;
+    if let Some(path) = &args.prometheus {
+        write_prometheus(&s, path)?;
+        return Ok(0);
+    }
+    if args.json {
+        println!("{}", render_json(&s)?);
+    } else {
+        print!("{}", render_text(&s));
+    }
+    Ok(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
