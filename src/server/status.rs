@@ -217,14 +217,11 @@ fn pruned_since(log: &str, since: Timestamp) -> usize {
     log.lines()
         .filter_map(|l| {
             let (time, text) = l.split_once(' ')?;
-            let deletion = match LogEvent::of(text) {
-                Some(LogEvent::SnapshotDeleted | LogEvent::UnreplicatedSnapshotDeleted) => true,
-                // Lines written before events were tagged.
-                None => {
-                    text.starts_with("prune: deleted ")
-                        || text.starts_with("prune: ALERT: deleted ")
-                }
-            };
+            // By the line's tag (its kind), never by its words.
+            let deletion = matches!(
+                LogEvent::of(text),
+                Some(LogEvent::SnapshotDeleted | LogEvent::UnreplicatedSnapshotDeleted)
+            );
             deletion.then(|| time.parse::<Timestamp>().ok()).flatten()
         })
         .filter(|t| *t >= since)
@@ -760,15 +757,14 @@ mod tests {
 
     #[test]
     fn pruned_lines_are_counted_by_time() {
-        let log = "2026-11-27T01:00:00Z prune: deleted a 2026-01-01T00:00:00Z (x)\n\
-                   2026-11-28T01:00:00Z prune: deleted b 2026-01-01T00:00:00Z (x)\n\
-                   2026-11-28T02:00:00Z a: snapshot 2026-11-28T02:00:00Z taken\n";
-        assert_eq!(pruned_since(log, at("2026-11-27T12:00:00Z")), 1);
-        // Tagged events, alerts (unreplicated deletions) included; a
-        // client's own words that look like one are not an event.
-        let tagged = "2026-11-28T01:00:00Z [snapshot-deleted] prune: deleted a 2026-01-01T00:00:00Z (x)\n\
+        // Tagged events, alerts (unreplicated deletions) included, counted
+        // from the given time; untagged words that read like a deletion
+        // (a client's, or an older log's) are not events.
+        let tagged = "2026-11-27T01:00:00Z [snapshot-deleted] prune: deleted a 2026-01-01T00:00:00Z (x)\n\
+                      2026-11-28T01:00:00Z [snapshot-deleted] prune: deleted a 2026-01-01T00:00:00Z (x)\n\
                       2026-11-28T01:00:01Z [unreplicated-snapshot-deleted] prune: ALERT: deleted b 2026-01-01T00:00:00Z (x)\n\
-                      2026-11-28T01:00:02Z c: refused: bad option \"[snapshot-deleted]\"\n";
+                      2026-11-28T01:00:02Z prune: deleted c 2026-01-01T00:00:00Z (x)\n\
+                      2026-11-28T01:00:03Z c: refused: bad option \"[snapshot-deleted]\"\n";
         assert_eq!(pruned_since(tagged, at("2026-11-27T12:00:00Z")), 2);
     }
 }
