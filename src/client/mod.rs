@@ -226,7 +226,7 @@ fn show_config(dir: &ConfigDir, destination: Option<&str>) -> Result<()> {
         #[serde(skip_serializing_if = "Option::is_none")]
         nice: Option<i32>,
         #[serde(skip_serializing_if = "Option::is_none")]
-        ionice: Option<crate::sys::priority::IoNice>,
+        ionice: Option<crate::exec::priority::IoNice>,
         full_scan_every: u32,
     }
     let (config, target) = backup::resolve(dir, destination)?;

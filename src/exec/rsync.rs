@@ -161,7 +161,7 @@ pub struct Throttle {
     pub compress: bool,
     /// CPU and I/O priority of the rsync process (and of the ssh or local
     /// receiver it starts).
-    pub priority: crate::sys::priority::Priority,
+    pub priority: super::priority::Priority,
 }
 
 /// The receiving end of a backup transfer.
@@ -876,7 +876,7 @@ mod tests {
             throttle: Throttle {
                 bwlimit: Some("500".into()),
                 compress: true,
-                priority: crate::sys::priority::Priority {
+                priority: super::priority::Priority {
                     nice: Some(10),
                     io: None,
                 },

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::exec::Cmd;
 use crate::store::Store;
-use crate::sys::sandbox::Confinement;
+use crate::exec::sandbox::Confinement;
 
 /// What the configured rsync is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -44,7 +44,7 @@ use landlock::{
 use rustix::fs::{Mode, OFlags};
 
 use crate::error::{Error, Result};
-use crate::exec::Cmd;
+use super::Cmd;
 
 /// Directories a dynamically linked rsync needs to start: the program, its
 /// libraries and the locale/zone data under `/usr`. Missing ones are skipped.
