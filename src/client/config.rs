@@ -18,8 +18,8 @@ use serde::{Deserialize, Deserializer};
 use crate::config::{self, Duration};
 use crate::destination::Target;
 use crate::error::{Error, IoContext, Result};
-use crate::exec::ssh::{HostKeyPolicy, Ssh};
 use crate::exec::priority::{IoNice, Priority, check_nice};
+use crate::exec::ssh::{HostKeyPolicy, Ssh};
 
 /// Where the client keeps its files unless told otherwise.
 pub const DEFAULT_CONFIG_DIR: &str = "/etc/byteback";

@@ -17,6 +17,7 @@ use rustix::fs::{Mode, OFlags, openat};
 
 use crate::error::{Error, Result};
 use crate::exec::rsync::{self, ServerRole};
+use crate::exec::sandbox::Confinement;
 use crate::exec::{Cmd, relay};
 use crate::lifecycle::{ClientBackups, ReadLimits};
 use crate::names::ClientName;
@@ -28,7 +29,6 @@ use crate::server::probe;
 use crate::server::roles::{self, Incoming, KeyId, ReplicaClients};
 use crate::server::watch::Watch;
 use crate::store::Store;
-use crate::exec::sandbox::Confinement;
 
 /// Serves one request; returns the exit status for sshd to pass back.
 /// `role` is what the key line lets this key do, and `name` the client (or,
