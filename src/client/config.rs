@@ -423,3 +423,25 @@ mod tests {
         );
     }
 }
+
+/// Property test of the client's `config.toml` loader: any text never
+/// panics, and every error is one line naming the file (the generator is
+/// `config::props`, shared with the server's).
+#[cfg(test)]
+mod props {
+    use std::path::Path;
+
+    use proptest::prelude::*;
+
+    use super::ClientConfig;
+    use crate::config::props::{check, config_text};
+
+    proptest! {
+        #![proptest_config(crate::proptest_config(512))]
+
+        #[test]
+        fn client_config_text_never_panics(text in config_text()) {
+            check::<ClientConfig>(Path::new("/etc/byteback/config.toml"), &text)?;
+        }
+    }
+}

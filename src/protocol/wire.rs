@@ -152,6 +152,22 @@ mod tests {
             },
         };
         assert_eq!(decode_found(&encode_found(&empty)).unwrap(), empty);
+        // The names a walk of hostile files finds (`finder/walk/tests.rs`)
+        // each make one line, and come back intact.
+        for name in [
+            &b"/home/bob/-rf"[..],
+            b"/home/bob/new\nline",
+            b"/home/bob/tab\there",
+            b"/home/bob/\xff\xfe",
+        ] {
+            let f = Found {
+                path: name.to_vec(),
+                meta: Meta::default(),
+            };
+            let line = encode_found(&f);
+            assert!(!line.contains('\n'), "{line}");
+            assert_eq!(decode_found(&line).unwrap(), f);
+        }
         for bad in [
             "",
             "/x",

@@ -21,6 +21,8 @@ pub mod fake;
 pub mod keeper;
 pub mod outcome;
 pub mod plain;
+#[cfg(test)]
+mod props;
 pub mod replicas;
 pub mod setup;
 pub mod space;
