@@ -5,7 +5,8 @@
 #                                a Rust toolchain, the tools its tests use,
 #                                then the binaries (with hardened mode's
 #                                root helper, byteback-privileged), man
-#                                pages, completions and systemd units under
+#                                pages (commands and both config files),
+#                                completions and systemd units under
 #                                /usr/local
 #   ./install.sh --runtime-only  the same without the test tools (databases,
 #                                cargo-deb, systemd-analyze)
@@ -103,11 +104,15 @@ done
 # Man pages and completions, generated from the command definitions.
 rm -rf target/assets
 cargo run --locked --quiet -p xtask -- assets target/assets
-install -d /usr/local/share/man/man1 /usr/local/share/bash-completion/completions \
+install -d /usr/local/share/man/man1 /usr/local/share/man/man5 \
+    /usr/local/share/bash-completion/completions \
     /usr/local/share/zsh/site-functions /usr/local/share/fish/vendor_completions.d \
     /usr/local/lib/systemd/system
 install -m 644 target/assets/man/byteback/*.1 target/assets/man/byteback-server/*.1 \
     /usr/local/share/man/man1/
+# byteback.toml(5) and byteback-server.toml(5), the configuration files.
+install -m 644 target/assets/man/byteback/*.5 target/assets/man/byteback-server/*.5 \
+    /usr/local/share/man/man5/
 install -m 644 target/assets/completions/bash/* /usr/local/share/bash-completion/completions/
 install -m 644 target/assets/completions/zsh/* /usr/local/share/zsh/site-functions/
 install -m 644 target/assets/completions/fish/* /usr/local/share/fish/vendor_completions.d/

@@ -14,6 +14,8 @@ use serde::{Deserialize, Deserializer};
 
 use crate::error::{Error, Result};
 
+pub mod reference;
+
 /// A span of time written the friendly way in config files: `10m`, `6h`, `1 day`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Duration(pub SignedDuration);
@@ -109,7 +111,7 @@ pub fn parse<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T> {
         }
         let message = one_line(&e.message().replace('\n', " "));
         Error::Config(format!(
-            "invalid config {}{location}: {message}; fix or remove it (see the README's configuration reference)",
+            "invalid config {}{location}: {message}; fix or remove it (see byteback.toml(5) or byteback-server.toml(5))",
             path.display()
         ))
     })

@@ -167,6 +167,13 @@ impl fmt::Display for Target {
     }
 }
 
+/// Written the way it is read: `byteback@host:2222`, `/var/backups/byteback`.
+impl serde::Serialize for Target {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 impl fmt::Display for Destination {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}@{}", self.user, self.host_and_port())

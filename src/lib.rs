@@ -22,7 +22,7 @@ pub mod sys;
 
 /// The settings of every property test (`proptest`): `cases` cases by
 /// default, few enough for CI; `PROPTEST_CASES=N` runs N of each instead,
-/// for a long run (see the README's Tests).
+/// for a long run (see docs/contributing.md, "Property tests and fuzzing").
 #[cfg(test)]
 pub(crate) fn proptest_config(cases: u32) -> proptest::test_runner::Config {
     let cases = std::env::var("PROPTEST_CASES")

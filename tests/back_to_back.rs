@@ -51,7 +51,7 @@ fn assert_distinct(what: &str, printed: &[String], client_dir: &Path, took: f64)
 }
 
 /// `byteback backup --destination DIR` `RUNS` times in a row, without a
-/// setup, as the README shows (a local store has no minimum interval).
+/// setup, as the README's Quickstart shows (a local store has no minimum interval).
 fn local_back_to_back(kind: FsKind) {
     if !support::require_root() {
         return;

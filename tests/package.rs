@@ -1,7 +1,8 @@
 //! End to end: the Debian packages. Builds both with packaging/build-debs
-//! (cargo-deb), installs them with dpkg, finds the man pages, completions
-//! and units where they belong, verifies the units, and runs the set-up
-//! walkthrough and a backup with the installed binaries.
+//! (cargo-deb), installs them with dpkg, finds the man pages (the commands'
+//! and the configuration files'), the guide pages, completions and units
+//! where they belong, verifies the units, and runs the set-up walkthrough
+//! and a backup with the installed binaries.
 
 use byteback_testbed as support;
 
@@ -101,6 +102,39 @@ fn packages_install_and_back_up() {
             format!("/usr/share/man/man1/{page}.1.gz"),
             "{}",
             show(&out)
+        );
+    }
+    // The configuration files' pages, byteback.toml(5) and
+    // byteback-server.toml(5), one in each package.
+    for page in ["byteback.toml", "byteback-server.toml"] {
+        let out = Command::new("man")
+            .args(["-M", "/usr/share/man", "-w", "5", page])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "man 5 {page}: {}", show(&out));
+        assert_eq!(
+            stdout(&out).trim(),
+            format!("/usr/share/man/man5/{page}.5.gz"),
+            "{}",
+            show(&out)
+        );
+    }
+    // The README and the guide pages it links, in each package.
+    for package in ["byteback", "byteback-server"] {
+        let doc = Path::new("/usr/share/doc").join(package);
+        for page in std::fs::read_dir(root.join("docs")).unwrap() {
+            let name = page.unwrap().file_name();
+            let shipped = doc.join("docs").join(&name);
+            let gz = shipped.with_extension("md.gz");
+            assert!(
+                shipped.is_file() || gz.is_file(),
+                "{} is missing",
+                shipped.display()
+            );
+        }
+        assert!(
+            doc.join("README.md").is_file() || doc.join("README.md.gz").is_file(),
+            "{package}'s README.md is missing"
         );
     }
     for file in [

@@ -57,7 +57,7 @@ const ASKS: [Ask; 11] = [
     Ask::ReplicaSnapshot,
 ];
 
-/// The table as the README states it (written out independently of the
+/// The table as docs/security.md states it (written out independently of the
 /// code's, so a change to one without the other fails here).
 fn allowed(role: Role, ask: Ask) -> bool {
     use Ask::*;

@@ -1,7 +1,7 @@
 //! The client's configuration directory and file.
 //!
 //! ```text
-//! /etc/byteback/config.toml   settings (documented in the README)
+//! /etc/byteback/config.toml   settings (documented in byteback.toml(5))
 //! /etc/byteback/key, key.pub  this machine's SSH key for the server
 //! /etc/byteback/known_hosts   the server's host key, trusted by `byteback test`
 //! /etc/byteback/excludes      extra exclude patterns, one per line
@@ -13,7 +13,8 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Deserializer};
+use documented::DocumentedFields;
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::config::{self, Duration};
 use crate::destination::Target;
@@ -24,40 +25,69 @@ use crate::exec::ssh::{HostKeyPolicy, Ssh};
 /// Where the client keeps its files unless told otherwise.
 pub const DEFAULT_CONFIG_DIR: &str = "/etc/byteback";
 
-/// `config.toml` of the client.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// `config.toml` of the client. Each field's `///` comment is its entry in
+/// byteback.toml(5) (see [`crate::config::reference`]), so write it for an
+/// administrator: what the key does, and what leaving it unset means.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, DocumentedFields)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClientConfig {
-    /// The server, `[USER@]HOST[:PORT]`, or a store directory on this machine.
+    /// Where backups go: a byteback server, `[USER@]HOST[:PORT]` (USER
+    /// defaults to `byteback`), or a store directory on this machine (an
+    /// absolute path). `byteback setup` writes it; `--destination` overrides
+    /// it for any command. Unset: every command that needs it says to run
+    /// `byteback setup`.
     #[serde(deserialize_with = "destination")]
     pub destination: Option<Target>,
-    /// This machine's name on the server (informational; the server decides).
+    /// This machine's name: the comment of its key (`root@NAME`), the name
+    /// of its local backups and `$BYTEBACK_CLIENT` in hooks. A server knows
+    /// a client by its key, whatever this says. Unset: this machine's FQDN.
     pub name: Option<String>,
-    /// What to back up.
+    /// What to back up (`--source` replaces it). Mounts inside these that
+    /// are not local disks (kernel virtual filesystems, tmpfs and ramfs,
+    /// network and FUSE filesystems, loop-device mounts) are left out
+    /// automatically, their mount points kept as empty directories.
     pub sources: Vec<PathBuf>,
-    /// Extra rsync exclude patterns.
+    /// Extra rsync exclude patterns (`--exclude` adds more, and so does the
+    /// file `excludes` in the configuration directory, one pattern per line,
+    /// `#` comments). With patterns of your own every backup is a full pass:
+    /// the change index does not reimplement rsync's pattern language.
     pub excludes: Vec<String>,
-    /// How many times a backup is tried before giving up.
+    /// How many times a backup is tried before giving up. Only failures a
+    /// later attempt can cure are retried (the network, timeouts, protocol
+    /// errors, the server's disk, a killed server process); each attempt
+    /// resumes where the last one stopped.
     pub retry_attempts: u32,
     /// The pause between attempts.
     pub retry_pause: Duration,
-    /// rsync gives up after this long without I/O.
+    /// rsync gives up after this long without any data moving.
     pub io_timeout: Duration,
-    /// ssh gives up connecting after this long.
+    /// ssh gives up connecting to the server after this long.
     pub connect_timeout: Duration,
-    /// A hook is killed after running this long.
+    /// A hook (in `pre-backup.d/` or `post-backup.d/` of the configuration
+    /// directory) still running after this long is ended with everything it
+    /// started (SIGTERM to its process group, SIGKILL five seconds later),
+    /// and counts as failed.
     pub hook_timeout: Duration,
-    /// rsync's bandwidth limit (`--bwlimit`).
+    /// rsync's `--bwlimit`: KiB per second as a number (`500`), or with a
+    /// unit, `"2M"`, `"512K"` (powers of 1024); `0` is no limit. Both ends
+    /// of rsync pace themselves. Unset: no limit.
     pub bwlimit: Option<Bwlimit>,
-    /// Compress file data on the wire (to a server only).
+    /// Compress file data on the wire to a server (rsync `--compress`;
+    /// rsync 3.2 or later on both ends negotiates the strongest algorithm
+    /// both have, zstd where built in). Ignored for a local destination.
     pub compress: bool,
-    /// The client's rsync runs at this niceness (-20 to 19).
+    /// The CPU niceness of the client's rsync (and of the ssh it starts),
+    /// from -20 (first) to 19 (last). Unset: unchanged.
     #[serde(deserialize_with = "niceness")]
     pub nice: Option<i32>,
-    /// The client's rsync runs in this I/O class.
+    /// The I/O scheduling class of the client's rsync: `"idle"` (disk time
+    /// only when nobody else wants it), `"best-effort"` or
+    /// `"best-effort:N"`, N from 0 (first) to 7 (last; plain `best-effort`
+    /// is 4). Unset: unchanged.
     pub ionice: Option<IoNice>,
-    /// One backup in this many is a full rsync pass; the others send what
-    /// the change index found changed (1: every backup is a full pass).
+    /// One backup in this many is a full rsync pass; the others send only
+    /// what the change index found changed since the last snapshot. `1`:
+    /// every backup is a full pass. `byteback backup --full` makes one now.
     pub full_scan_every: u32,
 }
 
@@ -205,7 +235,7 @@ name = "{name}"
 # ionice = "idle"
 
 # Backups walk the sources and send only what changed since the last
-# snapshot (by size, times, inode; see the README); one in this many is a
+# snapshot (by size, times, inode; see byteback.toml(5)); one in this many is a
 # full rsync pass instead (1: always). `byteback backup --full` makes one now.
 # full_scan_every = 7
 "#

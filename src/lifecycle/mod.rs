@@ -506,6 +506,9 @@ impl<'s> ClientBackups<'s> {
         let _lock = store.lock_client(&self.client, store.config.lock_wait.to_std())?;
         let name = self.finish(at.unwrap_or_else(Timestamp::now), None)?;
         store.log(&format!("{}: snapshot {name} taken by hand", self.client));
+        // What `current` held is history now: the backup that left it
+        // there has ended, as a `complete` would have ended it.
+        self.record_attempt("snapshot", None);
         Ok(name)
     }
 

@@ -87,7 +87,7 @@ pub fn parse_legacy(command: Option<&str>) -> Result<LegacyRequest, Refusal> {
             "this restore command is older than byteback-restore and the original server refused it too: update the client's byteback package",
         ),
         ["byteback-setup-client-receive", ..] => refuse(
-            "enrolment over ssh (byteback-setup-client) is not served: the server's administrator enrols a key with `byteback-server new-client` (see README, Upgrading from the original byteback)",
+            "enrolment over ssh (byteback-setup-client) is not served: the server's administrator enrols a key with `byteback-server new-client` (see docs/server-and-clients.md, \"Upgrading from the original byteback\")",
         ),
         _ => refuse(format!(
             "command not allowed: {:?}; this key (an original byteback client's) may only run its backups and restores",

@@ -2,6 +2,7 @@
 //! (by hand, or by sshd as a client's forced command).
 
 pub mod clients;
+pub mod history;
 pub mod keys;
 pub mod privileged;
 pub mod probe;
@@ -25,8 +26,6 @@ use clap::{Parser, Subcommand};
 use jiff::Timestamp;
 
 use crate::error::{Error, Result};
-use crate::lifecycle::ClientBackups;
-use crate::names::ClientName;
 use crate::prune;
 use crate::store::Store;
 
@@ -146,7 +145,7 @@ enum Command {
         #[arg(long, conflicts_with_all = ["replica", "read_only"])]
         legacy: bool,
     },
-    /// Rewrite the original byteback's client lines (command="byteback-receive", BYTEBACK_HOST) in authorized_keys into this server's; see README, Upgrading from the original byteback.
+    /// Rewrite the original byteback's client lines (command="byteback-receive", BYTEBACK_HOST) in authorized_keys into this server's; see docs/server-and-clients.md, "Upgrading from the original byteback".
     ImportKeys {
         /// The store directory [default: the backup user's home, where the original kept its clients].
         #[arg(long)]
@@ -155,7 +154,7 @@ enum Command {
         #[arg(value_name = "FILE")]
         file: Option<PathBuf>,
     },
-    /// Send every snapshot a replica lacks to it (oldest first, resumable); see README, Replication.
+    /// Send every snapshot a replica lacks to it (oldest first, resumable); see docs/replication.md.
     Replicate {
         /// The store directory [default: the backup user's home].
         #[arg(long)]
@@ -388,12 +387,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             },
         ),
         Command::Snapshot { store, client, at } => {
-            let store = crate::lifecycle::open_store(&store_or_home(store)?)?;
-            run_as_owner(&store)?;
-            let client = ClientName::new(&client)?;
-            let name = ClientBackups::open(&store, &client)?.snapshot_by_hand(at)?;
-            println!("{name}");
-            Ok(0)
+            history::snapshot(&store_or_home(store)?, &client, at)
         }
         Command::Prune {
             store,
@@ -404,22 +398,13 @@ pub fn run(cli: Cli) -> Result<u8> {
             order,
             now,
         } => {
-            let root = store_or_home(store)?;
             let now = now.unwrap_or_else(Timestamp::now);
-            if list {
-                prune_list(&crate::lifecycle::open_store(&root)?, now, order, json)
-            } else if dry_run {
-                // Its keeper writes nothing, whatever the prune asks of it.
-                let store = crate::lifecycle::open_store_dry_run(&root)?;
-                prune_run(&store, now, prune::Mode::DryRun)
-            } else {
-                let store = crate::lifecycle::open_store(&root)?;
-                run_as_owner(&store)?;
-                let mode = match force {
-                    true => prune::Mode::Force,
-                    false => prune::Mode::IfNeeded,
-                };
-                prune_run(&store, now, mode)
+            let root = store_or_home(store)?;
+            match (list, dry_run, force) {
+                (true, _, _) => history::prune_list(&root, now, order, json),
+                (_, true, _) => history::prune(&root, now, prune::Mode::DryRun),
+                (_, _, true) => history::prune(&root, now, prune::Mode::Force),
+                _ => history::prune(&root, now, prune::Mode::IfNeeded),
             }
         }
         Command::List {
@@ -427,29 +412,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             client,
             query,
             json,
-        } => {
-            use std::os::unix::ffi::OsStrExt;
-            let store = crate::lifecycle::open_store(&store_or_home(store)?)?;
-            let client = ClientName::new(&client)?;
-            if !store.has_client(&client) {
-                return Err(crate::store::no_space(&client));
-            }
-            let patterns: Vec<Vec<u8>> = query
-                .patterns
-                .iter()
-                .map(|p| p.as_bytes().to_vec())
-                .collect();
-            let snapshots = query.snapshot.clone().unwrap_or_else(|| "*".into());
-            let mut printer = crate::client::query::Printer::new(json);
-            let backups = ClientBackups::open(&store, &client)?;
-            backups.find(query.all, snapshots.as_bytes(), &patterns, &mut |row| {
-                printer.row(&row)
-            })?;
-            if printer.finish() == 0 {
-                return Err(query.no_match());
-            }
-            Ok(0)
-        }
+        } => history::list(&store_or_home(store)?, &client, &query, json),
         Command::Status {
             store,
             client,
@@ -458,18 +421,18 @@ pub fn run(cli: Cli) -> Result<u8> {
             warn,
             crit,
             prometheus,
-        } => run_status(store, client, json, check, warn, crit, prometheus),
-        Command::ShowConfig { store } => {
-            let store = crate::lifecycle::open_store(&store_or_home(store)?)?;
-            let text = toml::to_string(&store.config)
-                .map_err(|e| Error::Command(format!("cannot write TOML: {e}")))?;
-            println!(
-                "# effective settings of {}",
-                Store::config_path_of(store.root()).display()
-            );
-            print!("{text}");
-            Ok(0)
-        }
+        } => status::run(
+            &store_or_home(store)?,
+            &status::Args {
+                client,
+                json,
+                check,
+                warn,
+                crit,
+                prometheus: prometheus.map(|p| absolute(&p)).transpose()?,
+            },
+        ),
+        Command::ShowConfig { store } => setup::show_config(&store_or_home(store)?),
         Command::Verify {
             store,
             client,
@@ -480,141 +443,8 @@ pub fn run(cli: Cli) -> Result<u8> {
             store,
             client,
             json,
-        } => {
-            let store = crate::lifecycle::open_store(&store_or_home(store)?)?;
-            let clients = match client {
-                Some(c) => vec![ClientName::new(&c)?],
-                None => store.clients()?,
-            };
-            let now = Timestamp::now();
-            for client in clients {
-                for s in store.snapshots(&client)? {
-                    if json {
-                        let value = crate::client::restore::snapshot_json(
-                            Some(client.as_str()),
-                            &s.name,
-                            s.partial,
-                            now,
-                        );
-                        println!("{value}");
-                        continue;
-                    }
-                    let flag = if s.partial { " partial" } else { "" };
-                    println!("{client} {}{flag}", s.name);
-                }
-            }
-            Ok(0)
-        }
+        } => history::snapshots(&store_or_home(store)?, client.as_deref(), json),
     }
-}
-
-fn run_status(
-    store: Option<PathBuf>,
-    client: Option<String>,
-    json: bool,
-    check: bool,
-    warn: Option<crate::config::Duration>,
-    crit: Option<crate::config::Duration>,
-    prometheus: Option<PathBuf>,
-) -> Result<u8> {
-    let gathered = (|| {
-        let store = crate::lifecycle::open_store(&store_or_home(store)?)?;
-        let client = client.map(|c| ClientName::new(&c)).transpose()?;
-        let warn = warn.unwrap_or(store.config.stale_after).0;
-        let crit = crit.map_or(warn * 3, |c| c.0);
-        Ok::<_, Error>((
-            status::gather(&store, Timestamp::now(), client.as_ref())?,
-            warn,
-            crit,
-        ))
-    })();
-    if check {
-        // A plugin always answers in one line; its own failure is UNKNOWN.
-        return Ok(match gathered {
-            Ok((s, warn, crit)) => {
-                let (code, line) = status::check(&s, warn, crit);
-                println!("{line}");
-                code
-            }
-            Err(e) => {
-                println!("BYTEBACK UNKNOWN - {e}");
-                3
-            }
-        });
-    }
-    let (s, _, _) = gathered?;
-    if let Some(path) = prometheus {
-        status::write_prometheus(&s, &absolute(&path)?)?;
-        return Ok(0);
-    }
-    if json {
-        println!("{}", status::render_json(&s)?);
-    } else {
-        print!("{}", status::render_text(&s));
-    }
-    Ok(0)
-}
-
-fn prune_list(store: &Store, now: Timestamp, order: prune::OrderKind, json: bool) -> Result<u8> {
-    let placed = prune::ordered(&prune::all_snapshots(store)?, now, order);
-    if json {
-        for entry in prune::json_entries(&placed) {
-            let text = serde_json::to_string(&entry)
-                .map_err(|e| Error::Command(format!("cannot write JSON: {e}")))?;
-            println!("{text}");
-        }
-    } else {
-        for line in prune::list_lines(&placed) {
-            println!("{line}");
-        }
-    }
-    Ok(0)
-}
-
-fn prune_run(store: &Store, now: Timestamp, mode: prune::Mode) -> Result<u8> {
-    let c = &store.config;
-    let outcome = crate::lifecycle::prune(store, now, mode)?;
-    let free = |s: &Option<crate::sys::fs::Space>| {
-        s.map_or("?".to_owned(), |s| format!("{:.1}%", s.free_percent()))
-    };
-    match mode {
-        prune::Mode::DryRun if outcome.deleted.is_empty() => {
-            println!(
-                "Nothing to delete: {} free (pruning starts below {}%).",
-                free(&outcome.before),
-                c.min_free_percent
-            );
-        }
-        prune::Mode::DryRun => {
-            println!(
-                "{} free, below {}%: would delete, in this order, until {}% is free:",
-                free(&outcome.before),
-                c.min_free_percent,
-                c.target_free_percent
-            );
-            for d in &outcome.deleted {
-                println!("  {d}");
-            }
-        }
-        _ if outcome.deleted.is_empty() => {
-            println!(
-                "Nothing to delete: {} free (pruning starts below {}%).",
-                free(&outcome.before),
-                c.min_free_percent
-            );
-        }
-        _ => {
-            for d in &outcome.deleted {
-                println!("deleted {d}");
-            }
-            println!(
-                "Free space: {} before, {} now.",
-                free(&outcome.before),
-                free(&outcome.after)
-            );
-        }
-    }
-    Ok(0)
 }
 
 /// The role a key line's flags give (see [`keys::KeyRole`]).
@@ -627,7 +457,7 @@ fn key_role(replica: bool, read_only: bool) -> keys::KeyRole {
 }
 
 /// `--store`, or the running user's home.
-fn store_or_home(store: Option<PathBuf>) -> Result<PathBuf> {
+pub(crate) fn store_or_home(store: Option<PathBuf>) -> Result<PathBuf> {
     let store = match store {
         Some(s) => s,
         None => crate::sys::user::current().home.ok_or_else(|| {
@@ -637,13 +467,13 @@ fn store_or_home(store: Option<PathBuf>) -> Result<PathBuf> {
     absolute(&store)
 }
 
-fn absolute(path: &Path) -> Result<PathBuf> {
+pub(crate) fn absolute(path: &Path) -> Result<PathBuf> {
     std::path::absolute(path).map_err(|e| Error::io("cannot resolve", path, e))
 }
 
 /// Commands that change a store run as its owner: the backup user for a
 /// server's store, root for a local store that root's backups made.
-fn run_as_owner(store: &Store) -> Result<()> {
+pub(crate) fn run_as_owner(store: &Store) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
     let owner = std::fs::metadata(store.root())
         .map_err(|e| Error::io("cannot stat", store.root(), e))?

@@ -180,7 +180,7 @@ pub fn admit(role: KeyRole, command: Option<&str>) -> Result<Incoming> {
         None => "as a client".to_owned(),
     };
     Err(Error::Refused(format!(
-        "refused: {} is not allowed for this key: it was enrolled {enrolled} ({}); see README, Key roles",
+        "refused: {} is not allowed for this key: it was enrolled {enrolled} ({}); see docs/security.md, \"Key roles\"",
         ask.name(),
         role.describe()
     )))
@@ -298,7 +298,7 @@ mod tests {
         KeyRole::Legacy,
     ];
 
-    /// The table written out again, row by row, as the README states it:
+    /// The table written out again, row by row, as docs/security.md ("Key roles") states it:
     /// a change to either must be made to both.
     fn expected(role: KeyRole) -> &'static [Ask] {
         use Ask::*;

@@ -282,3 +282,18 @@ pub fn import_keys(store_root: &Path, path: &Path) -> Result<()> {
     );
     Ok(())
 }
+
+/// `byteback-server show-config`: the store's settings as in effect
+/// (defaults filled in, and in hardened mode root's policy), as TOML that
+/// reads back.
+pub fn show_config(root: &Path) -> Result<u8> {
+    let store = crate::lifecycle::open_store(root)?;
+    let text = toml::to_string(&store.config)
+        .map_err(|e| Error::Command(format!("cannot write TOML: {e}")))?;
+    println!(
+        "# effective settings of {}",
+        Store::config_path_of(store.root()).display()
+    );
+    print!("{text}");
+    Ok(0)
+}

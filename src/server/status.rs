@@ -217,14 +217,11 @@ fn pruned_since(log: &str, since: Timestamp) -> usize {
     log.lines()
         .filter_map(|l| {
             let (time, text) = l.split_once(' ')?;
-            let deletion = match LogEvent::of(text) {
-                Some(LogEvent::SnapshotDeleted | LogEvent::UnreplicatedSnapshotDeleted) => true,
-                // Lines written before events were tagged.
-                None => {
-                    text.starts_with("prune: deleted ")
-                        || text.starts_with("prune: ALERT: deleted ")
-                }
-            };
+            // By the line's tag (its kind), never by its words.
+            let deletion = matches!(
+                LogEvent::of(text),
+                Some(LogEvent::SnapshotDeleted | LogEvent::UnreplicatedSnapshotDeleted)
+            );
             deletion.then(|| time.parse::<Timestamp>().ok()).flatten()
         })
         .filter(|t| *t >= since)
@@ -498,6 +495,58 @@ pub fn render_json(status: &Status) -> Result<String> {
         .map_err(|e| Error::Command(format!("cannot write JSON: {e}")))
 }
 
+/// What `byteback-server status` was asked.
+pub struct Args {
+    pub client: Option<String>,
+    pub json: bool,
+    /// One line and a plugin's exit status (Nagios, Icinga).
+    pub check: bool,
+    pub warn: Option<crate::config::Duration>,
+    pub crit: Option<crate::config::Duration>,
+    /// Write the metrics to this file (node_exporter's textfile collector).
+    pub prometheus: Option<std::path::PathBuf>,
+}
+
+/// `byteback-server status`.
+pub fn run(root: &std::path::Path, args: &Args) -> Result<u8> {
+    let gathered = (|| {
+        let store = crate::lifecycle::open_store(root)?;
+        let client = args.client.as_deref().map(ClientName::new).transpose()?;
+        let warn = args.warn.unwrap_or(store.config.stale_after).0;
+        let crit = args.crit.map_or(warn * 3, |c| c.0);
+        Ok::<_, Error>((
+            gather(&store, Timestamp::now(), client.as_ref())?,
+            warn,
+            crit,
+        ))
+    })();
+    if args.check {
+        // A plugin always answers in one line; its own failure is UNKNOWN.
+        return Ok(match gathered {
+            Ok((s, warn, crit)) => {
+                let (code, line) = check(&s, warn, crit);
+                println!("{line}");
+                code
+            }
+            Err(e) => {
+                println!("BYTEBACK UNKNOWN - {e}");
+                3
+            }
+        });
+    }
+    let (s, _, _) = gathered?;
+    if let Some(path) = &args.prometheus {
+        write_prometheus(&s, path)?;
+        return Ok(0);
+    }
+    if args.json {
+        println!("{}", render_json(&s)?);
+    } else {
+        print!("{}", render_text(&s));
+    }
+    Ok(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -708,15 +757,14 @@ mod tests {
 
     #[test]
     fn pruned_lines_are_counted_by_time() {
-        let log = "2026-11-27T01:00:00Z prune: deleted a 2026-01-01T00:00:00Z (x)\n\
-                   2026-11-28T01:00:00Z prune: deleted b 2026-01-01T00:00:00Z (x)\n\
-                   2026-11-28T02:00:00Z a: snapshot 2026-11-28T02:00:00Z taken\n";
-        assert_eq!(pruned_since(log, at("2026-11-27T12:00:00Z")), 1);
-        // Tagged events, alerts (unreplicated deletions) included; a
-        // client's own words that look like one are not an event.
-        let tagged = "2026-11-28T01:00:00Z [snapshot-deleted] prune: deleted a 2026-01-01T00:00:00Z (x)\n\
+        // Tagged events, alerts (unreplicated deletions) included, counted
+        // from the given time; untagged words that read like a deletion
+        // (a client's, or an older log's) are not events.
+        let tagged = "2026-11-27T01:00:00Z [snapshot-deleted] prune: deleted a 2026-01-01T00:00:00Z (x)\n\
+                      2026-11-28T01:00:00Z [snapshot-deleted] prune: deleted a 2026-01-01T00:00:00Z (x)\n\
                       2026-11-28T01:00:01Z [unreplicated-snapshot-deleted] prune: ALERT: deleted b 2026-01-01T00:00:00Z (x)\n\
-                      2026-11-28T01:00:02Z c: refused: bad option \"[snapshot-deleted]\"\n";
+                      2026-11-28T01:00:02Z prune: deleted c 2026-01-01T00:00:00Z (x)\n\
+                      2026-11-28T01:00:03Z c: refused: bad option \"[snapshot-deleted]\"\n";
         assert_eq!(pruned_since(tagged, at("2026-11-27T12:00:00Z")), 2);
     }
 }

@@ -112,64 +112,105 @@ impl Backend {
 }
 
 /// The server configuration, `<store>/.byteback/server.toml`.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, documented::DocumentedFields)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
-    /// How snapshots are made.
+    /// How snapshots are made: `"btrfs"` (`current` is a subvolume,
+    /// snapshots are read-only btrfs snapshots) or `"plain"` (any
+    /// filesystem: snapshots are directories whose unchanged files are hard
+    /// links to the previous snapshot's). `setup` chooses it from the
+    /// store's filesystem and writes it.
     pub backend: Backend,
-    /// Refuse a client's snapshot sooner than this after its newest one.
+    /// A client's snapshots are at least this far apart, so it cannot flood
+    /// the disk with them; a backup inside it is refused with the time from
+    /// which the next snapshot may be taken (its data stays in `current`).
     pub min_snapshot_interval: config::Duration,
-    /// The server's rsync gives up after this long without I/O.
+    /// The server ends its rsync after this long without a byte from the
+    /// client, so a dropped connection frees the client's backup space.
     pub io_timeout: config::Duration,
-    /// How long a backup waits for a previous one of the same client to end.
+    /// How long a backup waits for an earlier one of the same client that
+    /// is still running (e.g. left behind by a dropped connection), or for
+    /// a free transfer slot, before refusing; the client retries later.
     pub lock_wait: config::Duration,
-    /// Pruning starts when free space falls below this percentage.
+    /// Pruning starts when the store's really writable space (btrfs's own
+    /// figures, with headroom for metadata; on plain stores the smaller
+    /// share of bytes and inodes left) falls below this percentage.
     pub min_free_percent: f64,
-    /// Pruning goes on until free space reaches this percentage.
+    /// Pruning deletes the least important snapshots, one by one, until
+    /// free space reaches this percentage.
     pub target_free_percent: f64,
-    /// Nothing is pruned automatically unless a snapshot is at least this old.
+    /// Nothing is pruned automatically until some snapshot is at least this
+    /// old.
     pub min_age: config::Duration,
-    /// No room is made for a backup that grew by this much (percent of its
-    /// previous size) since its last snapshot.
+    /// Data no snapshot holds yet (what a client's rsync wrote since its
+    /// newest snapshot, measured as bytes really written on this disk,
+    /// metadata included) may reach this percentage of what the client's
+    /// snapshots cost (100: it doubled). When space runs short, such data
+    /// over a limit is discarded first (the client's `current` goes back to
+    /// its newest snapshot, and the client is told why): nobody's history is
+    /// deleted to make room for it.
     pub max_growth_percent: u64,
-    /// No client may hold more data that no snapshot holds than this
-    /// percentage of the store (the only limit of a client without a snapshot).
+    /// And never more than this percentage of the store (the only limit of
+    /// a client without a snapshot). The same share bounds all the clients
+    /// one key writes to together (a primary's replica key writes every
+    /// `PRIMARY__*` client).
     pub max_unsnapshotted_percent: f64,
     /// All clients together may hold no more data that no snapshot holds
     /// than this percentage of the store.
     pub max_unsnapshotted_store_percent: f64,
-    /// `status` calls a client stale when its newest snapshot is older.
+    /// `byteback-server status` calls a client stale (and its `--check`
+    /// warns) when its newest snapshot is older than this.
     pub stale_after: config::Duration,
-    /// At most this many backups transfer at once; others wait their turn.
+    /// At most this many backups transfer at once; the others wait their
+    /// turn (up to `lock_wait`, and are told so) instead of all competing at
+    /// 03:00.
     pub max_concurrent_backups: u32,
-    /// A listing or a digest of one client ends after this long.
+    /// A client's listing or digest (`list`, `verify`) ends after this
+    /// long, and the client is told why. Each client may run at most 2
+    /// reads (listings, restores, verifies) at once; more are refused as
+    /// busy.
     pub read_timeout: config::Duration,
-    /// A digest reads at most this many bytes of file data (holes are not
-    /// read, and a hard-linked file is read once).
+    /// A digest (`verify --checksum`) reads at most this many bytes of file
+    /// data (64 GiB by default; holes are not read, and a hard-linked file
+    /// is read once), then ends, and the client is told why.
     pub max_digest_bytes: u64,
-    /// The system log's socket [default: /dev/log].
+    /// The system log's socket (journald or syslog), which gets every line
+    /// of the server's log; `$BYTEBACK_LOG_SOCKET` overrides it, and
+    /// nothing fails if it is missing. Unset: `/dev/log`.
     pub log_socket: Option<PathBuf>,
-    /// The rsync the server runs for every transfer (absolute path); it is
-    /// probed (version, `--confine-root`) in the sandbox it runs in.
+    /// The rsync the server runs for every transfer (an absolute path). It
+    /// is made visible in the sandbox and probed there once per binary for
+    /// its version and `--confine-root` (3.5.0 or later; cached in
+    /// `.byteback/rsync-probe.json`); `setup` and `status` show it.
     pub rsync: PathBuf,
-    /// Layers of the sandbox switched off or capped (for kernels that lack
-    /// them, and to test those).
+    /// How the server's rsync is confined: a private view of the filesystem
+    /// (unprivileged user namespaces) and Landlock, each used where the
+    /// kernel has it. These keys switch a layer off as on a kernel without
+    /// it (the others stay; with none at all and an rsync without
+    /// `--confine-root`, transfers are refused). `setup` and `status` say
+    /// which layers are in force.
     pub sandbox: SandboxConfig,
-    /// Copies of this store's snapshots on other byteback servers (boxed:
-    /// rarely set, and a `Store` travels by value).
+    /// Replication: a second copy of every client's snapshots on other
+    /// byteback servers. `byteback-server replicate` with no `--to` sends to
+    /// each replica listed here, and the maintenance timer runs it after
+    /// pruning. While a replica is listed, pruning keeps the snapshots it
+    /// does not hold yet, unless nothing else could be deleted.
     pub replicate: Box<ReplicateConfig>,
 }
 
 /// The `[sandbox]` section: how the server's rsync is confined (see
 /// [`crate::exec::sandbox`]). By default every layer the kernel gives is
 /// used; these switch one off, as on a kernel without it.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, documented::DocumentedFields)]
 #[serde(deny_unknown_fields, default)]
 pub struct SandboxConfig {
-    /// Make the private view of the filesystem (needs unprivileged user
-    /// namespaces).
+    /// `false` runs the server's rsync without the private view of the
+    /// filesystem, as on a kernel without unprivileged user namespaces.
     pub private_view: bool,
-    /// Use at most this Landlock ABI (0: none; unset: the kernel's).
+    /// Use at most this Landlock ABI (`0`: none; `3`: no signal or socket
+    /// scoping, no truncate rights), as on an older kernel. With no private
+    /// view, no Landlock and an rsync without `--confine-root` (older than
+    /// 3.5.0), transfers are refused. Unset: the kernel's.
     pub landlock_max_abi: Option<u32>,
 }
 
@@ -194,18 +235,18 @@ impl SandboxConfig {
 
 /// The `[replicate]` section: where `byteback-server replicate` (and the
 /// maintenance timer, after pruning) sends this store's snapshots.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, documented::DocumentedFields)]
 #[serde(deny_unknown_fields, default)]
 pub struct ReplicateConfig {
     /// Replicas, each `[USER@]HOST[:PORT]` of a byteback server that
     /// enrolled this server's replication key with `new-client --replica`.
     pub to: Vec<String>,
-    /// Attempts per replica before a run gives up (each resumes).
+    /// Attempts per replica and run before it gives up (each resumes).
     pub retry_attempts: u32,
     /// The pause between attempts.
     pub retry_pause: config::Duration,
-    /// rsync's `--bwlimit` for replication (KiB/s, or with a suffix such
-    /// as `2m`); none by default.
+    /// rsync's `--bwlimit` for replication (KiB per second, or with a
+    /// suffix such as `"10m"`). Unset: no limit.
     pub bwlimit: Option<String>,
 }
 
@@ -336,7 +377,7 @@ private_view = true
 # landlock_max_abi = 3
 
 # Replication: a second copy of every client's snapshots on other byteback
-# servers (see README, "Replication"). `byteback-server replicate` with no
+# servers (see docs/replication.md). `byteback-server replicate` with no
 # --to sends to each replica listed here, and the maintenance timer runs it
 # after pruning. While a replica is listed, pruning keeps snapshots it does
 # not hold yet, unless nothing else could be deleted.

@@ -17,7 +17,8 @@ const XATTR: &str = "user.byteback.last";
 pub struct Outcome {
     /// When it ended, RFC 3339 UTC.
     pub time: Timestamp,
-    /// The request: `receive`, `complete`, `send`, `list`, or `refused`.
+    /// The request: `receive`, `complete`, `incremental`, `send`, `refused`,
+    /// or `snapshot` (one taken by hand on the server).
     pub request: String,
     /// Whether it succeeded.
     pub ok: bool,

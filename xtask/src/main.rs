@@ -2,10 +2,12 @@
 //! RELIABILITY.md (see `reliability.rs`).
 //!
 //! `cargo run -p xtask -- assets DIR`: writes the man pages (one per command
-//! and subcommand, from the clap definitions, in `DIR/man/<program>/`) and
-//! the bash, zsh and fish completions of both programs (in
+//! and subcommand, from the clap definitions, in `DIR/man/<program>/`; and
+//! there too the configuration file's section-5 page, `byteback.toml.5` or
+//! `byteback-server.toml.5`, from the config structs, see `config_pages.rs`)
+//! and the bash, zsh and fish completions of both programs (in
 //! `DIR/completions/<shell>/`), where the Debian packages and
-//! `install.sh` pick them up. Nothing here is written by hand.
+//! `install.sh` pick them up. No key or option is described by hand here.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -13,6 +15,9 @@ use std::process::ExitCode;
 use clap::CommandFactory;
 use clap_complete::Shell;
 
+mod config_pages;
+#[cfg(test)]
+mod docs;
 mod reliability;
 
 const USAGE: &str = "usage: cargo run -p xtask -- assets DIR | reliability";
@@ -49,6 +54,11 @@ fn assets(dir: &Path) -> std::io::Result<()> {
         // One directory per program, so each package takes only its own.
         man_pages(&cmd, &dir.join("man").join(cmd.get_name()))?;
         completions(&cmd, dir)?;
+    }
+    for page in config_pages::pages() {
+        let at = dir.join("man").join(page.program);
+        let text = page.render(env!("CARGO_PKG_VERSION"));
+        std::fs::write(at.join(format!("{}.5", page.name)), text)?;
     }
     Ok(())
 }

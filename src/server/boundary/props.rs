@@ -21,7 +21,7 @@
 //!   plain store's receiver has `--ignore-existing` and no `--inplace`;
 //! - no value holds popt's `!#:+` (which would pull in the next word).
 //!
-//! `PROPTEST_CASES=N` runs N cases of each property (see the README).
+//! `PROPTEST_CASES=N` runs N cases of each property (see docs/contributing.md).
 
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
