@@ -14,8 +14,6 @@ use serde::{Deserialize, Deserializer};
 
 use crate::error::{Error, Result};
 
-pub mod reference;
-
 /// A span of time written the friendly way in config files: `10m`, `6h`, `1 day`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Duration(pub SignedDuration);

@@ -26,7 +26,7 @@ use crate::exec::ssh::{HostKeyPolicy, Ssh};
 pub const DEFAULT_CONFIG_DIR: &str = "/etc/byteback";
 
 /// `config.toml` of the client. Each field's `///` comment is its entry in
-/// byteback.toml(5) (see [`crate::config::reference`]), so write it for an
+/// byteback.toml(5) (see [`crate::config_reference`]), so write it for an
 /// administrator: what the key does, and what leaving it unset means.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, DocumentedFields)]
 #[serde(deny_unknown_fields, default)]
