@@ -244,7 +244,9 @@ fn a_backup_makes_room_for_itself_by_pruning(kind: FsKind) {
     let client = w.enroll("real.example");
     // While history is made, nothing prunes it: every snapshot, one taken
     // by hand included, is followed by a prune when space is short.
-    w.server_config("min_snapshot_interval = \"0s\"\nmin_free_percent = 0.0\ntarget_free_percent = 0.0\n");
+    w.server_config(
+        "min_snapshot_interval = \"0s\"\nmin_free_percent = 0.0\ntarget_free_percent = 0.0\n",
+    );
     let others = ["b.example", "c.example"];
     for c in others {
         add_server_client(&w, c);
