@@ -14,8 +14,6 @@ use serde::{Deserialize, Deserializer};
 
 use crate::error::{Error, Result};
 
-pub mod reference;
-
 /// A span of time written the friendly way in config files: `10m`, `6h`, `1 day`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Duration(pub SignedDuration);
@@ -267,22 +265,21 @@ mod tests {
     }
 }
 
-/// Property tests of both config loaders (the client's `config.toml`, the
-/// server's `server.toml`): any text never panics, and every error is one
-/// line naming the file.
+/// The generator of the property tests of both config loaders (the
+/// client's `config.toml`, beside `ClientConfig`; the server's
+/// `server.toml`, beside `Store::open`): any text never panics, and every
+/// error is one line naming the file.
 #[cfg(test)]
-mod props {
+pub(crate) mod props {
     use proptest::collection::vec;
     use proptest::prelude::*;
     use proptest::sample::select;
 
     use super::*;
-    use crate::client::config::ClientConfig;
-    use crate::store::{ServerConfig, Store};
 
     /// Lines a config might hold: every key of both files with good, bad
     /// and odd values, TOML syntax in pieces, and any text.
-    fn config_text() -> impl Strategy<Value = String> {
+    pub(crate) fn config_text() -> impl Strategy<Value = String> {
         let key = select(
             &[
                 "destination",
@@ -354,7 +351,9 @@ mod props {
         vec(line, 0..8).prop_map(|lines| lines.join("\n"))
     }
 
-    fn check<T: DeserializeOwned>(
+    /// That [`parse`] of `text` as a `T` fails, if at all, with one line
+    /// naming `path`.
+    pub(crate) fn check<T: DeserializeOwned>(
         path: &Path,
         text: &str,
     ) -> std::result::Result<(), TestCaseError> {
@@ -364,36 +363,5 @@ mod props {
             prop_assert!(e.contains(&path.display().to_string()), "{e}");
         }
         Ok(())
-    }
-
-    proptest! {
-        #![proptest_config(crate::proptest_config(512))]
-
-        #[test]
-        fn client_config_text_never_panics(text in config_text()) {
-            check::<ClientConfig>(Path::new("/etc/byteback/config.toml"), &text)?;
-        }
-
-        #[test]
-        fn server_config_text_never_panics(text in config_text()) {
-            check::<ServerConfig>(Path::new("/srv/byteback/.byteback/server.toml"), &text)?;
-        }
-
-        /// Any bytes, read from the file by the server's own loader (which
-        /// also checks the percentages).
-        #[test]
-        fn server_store_open_never_panics(text in config_text(), bytes in vec(any::<u8>(), 0..40)) {
-            let dir = std::env::temp_dir().join(format!("byteback-props-{}", std::process::id()));
-            let path = Store::config_path_of(&dir);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            for content in [text.as_bytes(), &bytes] {
-                std::fs::write(&path, content).unwrap();
-                if let Err(e) = Store::open(&dir) {
-                    let e = e.to_string();
-                    prop_assert!(!e.contains(char::is_control), "{e}");
-                    prop_assert!(e.contains(&path.display().to_string()), "{e}");
-                }
-            }
-        }
     }
 }

@@ -146,6 +146,13 @@ impl Error {
     }
 }
 
+/// A word that cannot go into authorized_keys is a usage error.
+impl From<crate::quote::Unquotable> for Error {
+    fn from(e: crate::quote::Unquotable) -> Self {
+        Error::Usage(e.to_string())
+    }
+}
+
 /// Adds "what was being done" to a bare `io::Error`.
 pub trait IoContext<T> {
     /// Wraps the error as [`Error::Io`] naming the action and the path.
@@ -176,6 +183,17 @@ mod tests {
         assert!(
             text.starts_with("cannot read /snap/a\\nbyteback-server: error: forged\\u{1b}[2J: "),
             "{text}"
+        );
+    }
+
+    /// A word authorized_keys cannot hold is the administrator's to fix.
+    #[test]
+    fn unquotable_words_are_usage_errors() {
+        let e = Error::from(crate::quote::forced_command_word("it's").unwrap_err());
+        assert_eq!(e.exit_code(), Exit::Usage);
+        assert_eq!(
+            e.to_string(),
+            "\"it's\" cannot be used in authorized_keys: it contains a quote, backslash or newline"
         );
     }
 

@@ -6,6 +6,7 @@
 pub mod catalog;
 pub mod client;
 pub mod config;
+pub mod config_reference;
 pub mod destination;
 pub mod error;
 pub mod exec;

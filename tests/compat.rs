@@ -565,7 +565,7 @@ fn matrix(label: &str, rsync: ServerRsync, rsync_3_2_7: Option<&Path>) {
         "2026-01-01T12:00:00Z",
     );
     let victim_file = w.store().join("victim.example/current/shadow");
-    let kernel_abi = byteback::sys::sandbox::landlock_abi();
+    let kernel_abi = byteback::exec::sandbox::landlock_abi();
     for sandbox in SANDBOXES {
         sandbox_cell(&w, &rsync, sandbox, client_name, &victim_file, kernel_abi);
     }

@@ -518,8 +518,8 @@ fn confined_as_user(
     w: &World,
     dir: &Path,
     argv: &[&str],
-) -> (Output, byteback::sys::sandbox::Enforcement) {
-    use byteback::sys::sandbox::Confinement;
+) -> (Output, byteback::exec::sandbox::Enforcement) {
+    use byteback::exec::sandbox::Confinement;
     use rustix::process::{Gid, Uid};
     let jail = Confinement {
         dir: dir.to_owned(),
@@ -602,7 +602,7 @@ fn a_compromised_rsync_reaches_no_process_socket_or_snapshot() {
     );
 
     let (out, enforcement) = confined_as_user(&w, &dir, &["perl", "-e", ESCAPE, &pid, &name, "1"]);
-    let abi = byteback::sys::sandbox::landlock_abi();
+    let abi = byteback::exec::sandbox::landlock_abi();
     if abi >= 6 {
         assert!(
             enforcement.landlock && enforcement.scoped,

@@ -18,14 +18,14 @@ use serde::{Deserialize, Deserializer, Serialize};
 use crate::config::{self, Bwlimit, Duration};
 use crate::destination::{Destination, Target};
 use crate::error::{Error, IoContext, Result};
+use crate::exec::priority::{IoNice, Priority, check_nice};
 use crate::exec::ssh::{HostKeyPolicy, Ssh};
-use crate::sys::priority::{IoNice, Priority, check_nice};
 
 /// Where the client keeps its files unless told otherwise.
 pub const DEFAULT_CONFIG_DIR: &str = "/etc/byteback";
 
 /// `config.toml` of the client. Each field's `///` comment is its entry in
-/// byteback.toml(5) (see [`crate::config::reference`]), so write it for an
+/// byteback.toml(5) (see [`crate::config_reference`]), so write it for an
 /// administrator: what the key does, and what leaving it unset means.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, DocumentedFields)]
 #[serde(deny_unknown_fields, default)]
@@ -383,5 +383,27 @@ mod tests {
             e.contains("line 1, key destination") && e.contains("invalid destination"),
             "{e}"
         );
+    }
+}
+
+/// Property test of the client's `config.toml` loader: any text never
+/// panics, and every error is one line naming the file (the generator is
+/// `config::props`, shared with the server's).
+#[cfg(test)]
+mod props {
+    use std::path::Path;
+
+    use proptest::prelude::*;
+
+    use super::ClientConfig;
+    use crate::config::props::{check, config_text};
+
+    proptest! {
+        #![proptest_config(crate::proptest_config(512))]
+
+        #[test]
+        fn client_config_text_never_panics(text in config_text()) {
+            check::<ClientConfig>(Path::new("/etc/byteback/config.toml"), &text)?;
+        }
     }
 }

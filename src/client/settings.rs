@@ -15,8 +15,8 @@ use crate::client::config::{ClientConfig, ConfigDir};
 use crate::config::{Bwlimit, Duration};
 use crate::destination::Target;
 use crate::error::{Error, Result};
+use crate::exec::priority::{IoNice, Priority};
 use crate::exec::rsync::Throttle;
-use crate::sys::priority::{IoNice, Priority};
 
 /// What the command line says about the settings; the rest comes from the
 /// config file and the defaults.

@@ -6,11 +6,15 @@
 //! changes anything (so a dry run skips exactly those), renders itself as a
 //! line that can be pasted into a shell (for `--verbose` and errors), and a
 //! failed child's error carries its own last words (stderr), so the message
-//! says why.
+//! says why. What a child is given between fork and exec belongs here too:
+//! the server rsync's kernel sandbox ([`sandbox`]) and the client rsync's
+//! CPU and I/O priority ([`priority`]).
 
 pub mod host;
+pub mod priority;
 pub mod relay;
 pub mod rsync;
+pub mod sandbox;
 pub mod ssh;
 
 use std::ffi::OsStr;

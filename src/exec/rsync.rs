@@ -3,6 +3,8 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
+use super::priority::Priority;
+
 /// What an rsync (or ssh) exit status means for the backup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -161,7 +163,30 @@ pub struct Throttle {
     pub compress: bool,
     /// CPU and I/O priority of the rsync process (and of the ssh or local
     /// receiver it starts).
-    pub priority: crate::sys::priority::Priority,
+    pub priority: Priority,
+}
+
+/// What a backup transfer is, as the client states it on the wire: by the
+/// destination it names (see `protocol::parse`, which reads it back).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransferMode {
+    /// A whole rsync pass (`… . current/`): `current` mirrors the source.
+    Full,
+    /// Only the paths the change index found, into a `current` readied by
+    /// `byteback incremental` (`… . incremental/`; from clients before
+    /// protocol 3, a receiver with `--delete-missing-args`).
+    Incremental,
+}
+
+impl TransferMode {
+    /// The destination the client names for this mode (the receiver runs
+    /// in `current` whatever it is).
+    pub fn destination(self) -> &'static str {
+        match self {
+            TransferMode::Full => "current/",
+            TransferMode::Incremental => "incremental/",
+        }
+    }
 }
 
 /// The receiving end of a backup transfer.
@@ -299,9 +324,9 @@ impl BackupTransfer {
         match &self.to {
             TransferTo::Remote { remote, .. } => {
                 let mode = if self.files_from && self.server_deletes_gone {
-                    crate::protocol::TransferMode::Incremental
+                    TransferMode::Incremental
                 } else {
-                    crate::protocol::TransferMode::Full
+                    TransferMode::Full
                 };
                 args.push(format!("{remote}:{}", mode.destination()).into())
             }
@@ -443,7 +468,7 @@ impl RestoreTransfer {
             RestoreFrom::Remote { rsh, remote } => {
                 args.extend(["--rsh".into(), rsh.into(), "--".into()]);
                 for (i, p) in self.paths.iter().enumerate() {
-                    let word = crate::protocol::encode_arg(p);
+                    let word = crate::quote::encode_arg(p);
                     // Further paths of the same remote source start with ':'.
                     args.push(match i {
                         0 => format!("{remote}:{word}").into(),
@@ -739,15 +764,7 @@ mod tests {
                 "bb@replica:web1/current/"
             ]
         );
-        // What it makes rsync send is what a replica's key accepts.
-        let remote = format!(
-            "rsync --server -lHogDtpAXrSe.iLsfxCIvu --timeout=600 --bwlimit=2048 --delete --numeric-ids --inplace --fake-super -@-1 . {}",
-            &tail[4]["bb@replica:".len()..]
-        );
-        assert!(
-            crate::protocol::parse_replica(Some(&remote)).is_ok(),
-            "{remote}"
-        );
+        // What a replica's key accepts of it: `server::boundary::argv`.
     }
 
     #[test]
@@ -811,17 +828,7 @@ mod tests {
             "{args:?}"
         );
         assert_eq!(&args[args.len() - 3..], ["--", "/", "bb@host:incremental/"]);
-        let remote = format!(
-            "rsync --server -lHogDtpAXIRSe.iLsfxCIvu --inplace --numeric-ids . {}",
-            &args[args.len() - 1]["bb@host:".len()..]
-        );
-        assert!(matches!(
-            crate::protocol::parse(Some(&remote)),
-            Ok(crate::protocol::Request::Receive {
-                mode: crate::protocol::TransferMode::Incremental,
-                ..
-            })
-        ));
+        // That the server reads it as incremental: `server::boundary::argv`.
     }
 
     #[test]
@@ -876,7 +883,7 @@ mod tests {
             throttle: Throttle {
                 bwlimit: Some("500".into()),
                 compress: true,
-                priority: crate::sys::priority::Priority {
+                priority: Priority {
                     nice: Some(10),
                     io: None,
                 },
@@ -968,72 +975,6 @@ mod tests {
             "--max-alloc=1G".into(),
             "--confine-root=/srv/store/host".into()
         ]));
-    }
-
-    /// Every receiver (a backup's, btrfs or plain, and a replica's) keeps
-    /// rsync's ACL xattrs out of its xattr clean-up, after the client's
-    /// options; the client cannot send filter rules of its own.
-    #[test]
-    fn every_receiver_guards_the_acl_xattrs() {
-        let words = |options: &[String], side: &ServerSide| -> Vec<String> {
-            receiver_argv(options, side, &["../2026-11-26T03:00:00Z".into()])
-                .iter()
-                .map(|a| a.to_string_lossy().into_owned())
-                .collect()
-        };
-        let backup = "rsync --server -lHogDtpAXIRSe.LsfxCIvu --timeout=30 --force --stats --delete-missing-args -@-1 --numeric-ids --inplace . current/";
-        let crate::protocol::Request::Receive { options, .. } =
-            crate::protocol::parse(Some(backup)).unwrap()
-        else {
-            panic!("not a receive: {backup}")
-        };
-        let replica = "rsync --server -lHogDtpAXrSe.iLsfxCIvu --timeout=600 --delete --numeric-ids --inplace --fake-super -@-1 . web1/current/";
-        let crate::protocol::ReplicaRequest::Receive {
-            options: replica_options,
-            ..
-        } = crate::protocol::parse_replica(Some(replica)).unwrap()
-        else {
-            panic!("not a receive: {replica}")
-        };
-        for options in [&options, &replica_options] {
-            for inplace in [true, false] {
-                let side = ServerSide {
-                    role: ServerRole::Receiver { inplace },
-                    io_timeout_secs: 600,
-                    confine_root: None,
-                };
-                let w = words(options, &side);
-                for guard in ACL_XATTR_GUARDS {
-                    let at: Vec<usize> = (0..w.len()).filter(|&i| w[i] == guard).collect();
-                    assert_eq!(at.len(), 1, "{guard}: {w:?}");
-                    // After every option the client sent.
-                    for o in options.iter().filter(|o| !o.starts_with("--timeout=")) {
-                        if let Some(p) = w.iter().position(|a| a == o) {
-                            assert!(p < at[0], "{o} after {guard}: {w:?}");
-                        }
-                    }
-                }
-                assert_eq!(w.iter().filter(|a| a.starts_with("--filter")).count(), 2);
-                assert_eq!(&w[w.len() - 2..], [".", "."]);
-            }
-        }
-        // A client's own filter rules never reach the server's rsync, in
-        // any spelling.
-        for sneaky in [
-            "--filter=+x user.rsync.%aacl",
-            "--filter=!",
-            "-f!",
-            "--exclude=x",
-            "--include=user.*",
-            "--filter=merge /tmp/x",
-        ] {
-            let line =
-                format!("rsync --server -lHogDtpAXrRSe.iLsfxCIvu {sneaky} --inplace . current/");
-            assert!(
-                crate::protocol::parse(Some(&line)).is_err(),
-                "{line} was accepted"
-            );
-        }
     }
 
     #[test]

@@ -534,7 +534,7 @@ impl<'p> Nfa<'p> {
 mod tests {
     use super::*;
     use crate::finder::meta::mode_string;
-    use crate::protocol::wire::{decode_arg, encode_arg};
+    use crate::quote::{decode_arg, encode_arg};
 
     fn pat(p: &str) -> Pattern {
         Pattern::parse(p.as_bytes()).unwrap_or_else(|e| panic!("{p}: {e}"))

@@ -23,6 +23,10 @@ pub use reply::{Completed, DigestLine, Failure, PingReply, ReplicaState, Snapsho
 
 pub use wire::{DecodeError, decode_arg, decode_found, encode_arg, encode_found};
 
+// What a backup transfer is, as the client states it by its destination:
+// part of the rsync argv, so defined beside it.
+pub use crate::exec::rsync::TransferMode;
+
 /// Version of this language; sent in every ping reply. 2 added
 /// `list --ns` and `digest` (what `byteback verify` needs), and `***`. 3
 /// added the `incremental/` destination and `gone` lines in the replace
@@ -40,28 +44,6 @@ pub const TYPED_FULL_PASS: u32 = 4;
 /// The first protocol whose servers take [`TransferMode::Incremental`] by
 /// its destination and delete the replace list's `gone` paths.
 pub const SERVER_DELETES_GONE: u32 = 3;
-
-/// What a backup transfer is, as the client states it on the wire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TransferMode {
-    /// A whole rsync pass (`… . current/`): `current` mirrors the source.
-    Full,
-    /// Only the paths the change index found, into a `current` readied by
-    /// `byteback incremental` (`… . incremental/`; from clients before
-    /// protocol 3, a receiver with `--delete-missing-args`).
-    Incremental,
-}
-
-impl TransferMode {
-    /// The destination the client names for this mode (the receiver runs
-    /// in `current` whatever it is).
-    pub fn destination(self) -> &'static str {
-        match self {
-            TransferMode::Full => "current/",
-            TransferMode::Incremental => "incremental/",
-        }
-    }
-}
 
 /// Longest command line accepted from a client, in bytes.
 pub(crate) const MAX_COMMAND_LEN: usize = 4096;

@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::exec::Cmd;
+use crate::exec::sandbox::Confinement;
 use crate::store::Store;
-use crate::sys::sandbox::Confinement;
 
 /// What the configured rsync is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -17,6 +17,7 @@ use rustix::fs::{Mode, OFlags, openat};
 
 use crate::error::{Error, Result};
 use crate::exec::rsync::{self, ServerRole};
+use crate::exec::sandbox::Confinement;
 use crate::exec::{Cmd, relay};
 use crate::lifecycle::{ClientBackups, ReadLimits};
 use crate::names::ClientName;
@@ -28,7 +29,6 @@ use crate::server::probe;
 use crate::server::roles::{self, Incoming, KeyId, ReplicaClients};
 use crate::server::watch::Watch;
 use crate::store::Store;
-use crate::sys::sandbox::Confinement;
 
 /// Serves one request; returns the exit status for sshd to pass back.
 /// `role` is what the key line lets this key do, and `name` the client (or,
@@ -460,7 +460,7 @@ fn exit_code(status: &std::process::ExitStatus) -> u8 {
 /// Runs the server's rsync (the configured one, see [`probe`]), with the
 /// arguments `args(the client's directory as rsync sees it, whether rsync
 /// has --confine-root)`, confined to the client's directory (see
-/// [`crate::sys::sandbox`]) and between the connection and pipes (see
+/// [`crate::exec::sandbox`]) and between the connection and pipes (see
 /// [`relay`]). The working directory is already the client's directory
 /// (a restore) or its `current` (a backup). Refuses to run rsync with no
 /// confinement at all: filter rules could then open any file the backup
@@ -564,7 +564,7 @@ fn confinable(
 fn unconfined(store: &Store, jail: &Confinement, facts: &probe::RsyncFacts) -> Error {
     let sandbox = &store.config.sandbox;
     let mut settings = Vec::new();
-    if crate::sys::sandbox::layers().filesystem && !jail.layers().filesystem {
+    if crate::exec::sandbox::layers().filesystem && !jail.layers().filesystem {
         if let Some(abi) = sandbox.landlock_max_abi {
             settings.push(format!("landlock_max_abi = {abi}"));
         }

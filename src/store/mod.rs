@@ -21,6 +21,8 @@ pub mod fake;
 pub mod keeper;
 pub mod outcome;
 pub mod plain;
+#[cfg(test)]
+mod props;
 pub mod replicas;
 pub mod setup;
 pub mod space;
@@ -197,7 +199,7 @@ pub struct ServerConfig {
 }
 
 /// The `[sandbox]` section: how the server's rsync is confined (see
-/// [`crate::sys::sandbox`]). By default every layer the kernel gives is
+/// [`crate::exec::sandbox`]). By default every layer the kernel gives is
 /// used; these switch one off, as on a kernel without it.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, documented::DocumentedFields)]
 #[serde(deny_unknown_fields, default)]
@@ -223,8 +225,8 @@ impl Default for SandboxConfig {
 
 impl SandboxConfig {
     /// The sandbox's limits.
-    pub fn limits(&self) -> crate::sys::sandbox::Limits {
-        crate::sys::sandbox::Limits {
+    pub fn limits(&self) -> crate::exec::sandbox::Limits {
+        crate::exec::sandbox::Limits {
             no_private_view: !self.private_view,
             max_landlock_abi: self.landlock_max_abi,
         }

@@ -6,7 +6,5 @@ pub mod fs;
 pub mod kernel;
 pub mod lock;
 pub mod mountinfo;
-pub mod priority;
-pub mod sandbox;
 pub mod syslog;
 pub mod user;

@@ -2,12 +2,12 @@
 //! `byteback.toml(5)` and `byteback-server.toml(5)`.
 //!
 //! Every key, its text and its default come from
-//! `byteback::config::reference`, that is from the structs the programs
+//! `byteback::config_reference`, that is from the structs the programs
 //! parse the files into (each field's `///` comment, and `Default`
 //! serialized with toml); only the framing (what the file is, where it
 //! lives, what else is in its directory) is written here.
 
-use byteback::config::reference::{self, Section};
+use byteback::config_reference::{self as reference, Section};
 use roff::{Inline, Roff, bold, italic, roman};
 
 /// One configuration file's page.

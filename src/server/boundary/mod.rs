@@ -3,4 +3,5 @@
 //! action of [`crate::lifecycle`] inside that client's area.
 
 mod abuses;
+mod argv;
 mod props;

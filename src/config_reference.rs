@@ -7,6 +7,9 @@
 //! the file. `xtask` renders the result as the man pages `byteback.toml(5)`
 //! and `byteback-server.toml(5)`; the tests below check that every key serde
 //! accepts is documented, nested tables included, and nothing else is.
+//!
+//! It reads the client's and the store's structs, so it sits above both,
+//! not in `config`, which both of them import.
 
 use documented::DocumentedFields;
 use serde::Serialize;

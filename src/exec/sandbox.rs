@@ -43,8 +43,8 @@ use landlock::{
 };
 use rustix::fs::{Mode, OFlags};
 
+use super::Cmd;
 use crate::error::{Error, Result};
-use crate::exec::Cmd;
 
 /// Directories a dynamically linked rsync needs to start: the program, its
 /// libraries and the locale/zone data under `/usr`. Missing ones are skipped.
