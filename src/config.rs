@@ -106,6 +106,23 @@ impl Bwlimit {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The limit in bytes per second, as rsync reads it (a plain number is
+    /// KiB; `K`, `M`, `G`, either case, are powers of 1024); `None` for
+    /// `0`, no limit.
+    pub fn bytes_per_second(&self) -> Option<u64> {
+        let text = self.0.as_str();
+        let number = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+        let unit: u64 = match &text[number.len()..] {
+            "" | "K" | "k" => 1 << 10,
+            "M" | "m" => 1 << 20,
+            "G" | "g" => 1 << 30,
+            _ => return None,
+        };
+        let value: f64 = number.parse().ok()?;
+        let bytes = (value * unit as f64).round();
+        (bytes >= 1.0).then_some(bytes.min(u64::MAX as f64) as u64)
+    }
 }
 
 impl fmt::Display for Bwlimit {
@@ -134,6 +151,14 @@ impl<'de> Deserialize<'de> for Bwlimit {
             Written::Text(s) => s,
         };
         Bwlimit::new(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+impl FromStr for Bwlimit {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        Bwlimit::new(text)
     }
 }
 
@@ -221,6 +246,25 @@ mod tests {
             assert_eq!(d.to_string().parse::<Duration>().unwrap(), d);
         }
         assert_eq!(Duration::from_secs(7 * 86400).to_string(), "7 days");
+    }
+
+    #[test]
+    fn bandwidth_limits_in_bytes_as_rsync_reads_them() {
+        for (text, bytes) in [
+            ("500", Some(500 << 10)),
+            ("512K", Some(512 << 10)),
+            ("512k", Some(512 << 10)),
+            ("2M", Some(2 << 20)),
+            ("1.5m", Some(3 << 19)),
+            ("1G", Some(1 << 30)),
+            ("0", None),
+            ("0M", None),
+        ] {
+            let limit: Bwlimit = text.parse().unwrap();
+            assert_eq!(limit.bytes_per_second(), bytes, "{text}");
+            assert_eq!(limit.as_str(), text);
+        }
+        assert!("2MB".parse::<Bwlimit>().is_err());
     }
 
     #[test]

@@ -15,7 +15,7 @@ use documented::DocumentedFields;
 use serde::Serialize;
 
 use crate::client::config::ClientConfig;
-use crate::store::{ReplicateConfig, SandboxConfig, ServerConfig};
+use crate::store::{LimitsConfig, ReplicateConfig, SandboxConfig, ServerConfig};
 
 /// One key of a configuration file.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,9 +50,10 @@ pub fn client() -> Vec<Section> {
 pub fn server() -> Vec<Section> {
     let doc = |field| ServerConfig::get_field_docs(field).unwrap_or_default();
     vec![
-        section::<ServerConfig>(None, "", &["sandbox", "replicate"]),
+        section::<ServerConfig>(None, "", &["sandbox", "replicate", "limits"]),
         section::<SandboxConfig>(Some("sandbox"), doc("sandbox"), &[]),
         section::<ReplicateConfig>(Some("replicate"), doc("replicate"), &[]),
+        section::<LimitsConfig>(Some("limits"), doc("limits"), &[]),
     ]
 }
 
@@ -208,9 +209,11 @@ mod tests {
             &[
                 ("sandbox", accepted::<SandboxConfig>()),
                 ("replicate", accepted::<ReplicateConfig>()),
+                ("limits", accepted::<LimitsConfig>()),
             ],
         );
         assert!(names(&server()[0]).contains(&"log_socket"));
+        assert_eq!(names(&server()[3]), ["bandwidth", "windows"]);
     }
 
     /// The defaults as a reader sees them, spelled the way the file takes them.

@@ -37,6 +37,15 @@ pub enum Error {
     /// client never has to read the words.
     #[error("{0}")]
     FullPassNeeded(String),
+    /// The server takes no backups now (outside its backup windows) and
+    /// says when it will: `at`, the instant its next window opens. A
+    /// refusal like [`Error::Refused`], told apart by type so the client
+    /// waits for that time without reading the words.
+    #[error("{message}")]
+    RetryAfter {
+        at: jiff::Timestamp,
+        message: String,
+    },
     /// The backup finished, but some files could not be transferred.
     #[error("{0}")]
     Partial(String),
@@ -134,7 +143,9 @@ impl Error {
             Error::Partial(_) => Exit::Partial,
             Error::Locked(_) => Exit::Locked,
             Error::Connection(_) => Exit::Connection,
-            Error::Refused(_) | Error::FullPassNeeded(_) => Exit::Refused,
+            Error::Refused(_) | Error::FullPassNeeded(_) | Error::RetryAfter { .. } => {
+                Exit::Refused
+            }
             Error::Config(_) => Exit::Config,
             Error::Unsupported(_) => Exit::Unsupported,
             Error::SpaceExhausted(_) => Exit::SpaceExhausted,
@@ -213,6 +224,13 @@ mod tests {
             (Error::Connection(String::new()), 5),
             (Error::Refused(String::new()), 6),
             (Error::FullPassNeeded(String::new()), 6),
+            (
+                Error::RetryAfter {
+                    at: jiff::Timestamp::UNIX_EPOCH,
+                    message: String::new(),
+                },
+                6,
+            ),
             (Error::Config(String::new()), 7),
             (Error::Unsupported(String::new()), 8),
             (Error::SpaceExhausted(String::new()), 9),

@@ -21,6 +21,7 @@ pub mod report;
 pub mod server;
 pub mod store;
 pub mod sys;
+pub mod window;
 
 /// The settings of every property test (`proptest`): `cases` cases by
 /// default, few enough for CI; `PROPTEST_CASES=N` runs N of each instead,

@@ -58,6 +58,13 @@ pub struct ClientConfig {
     pub retry_attempts: u32,
     /// The pause between attempts.
     pub retry_pause: Duration,
+    /// How long a backup may wait for a server that takes backups only at
+    /// certain times (its `[limits] windows`). Refused outside them, with
+    /// the time the next window opens, the backup waits until then (once,
+    /// not counted as a failed attempt) if that is at most this far away,
+    /// and otherwise fails at once, exit status 6, saying when the server
+    /// takes backups. `"0s"`: never wait.
+    pub retry_after_max: Duration,
     /// rsync gives up after this long without any data moving.
     pub io_timeout: Duration,
     /// ssh gives up connecting to the server after this long.
@@ -109,6 +116,7 @@ impl Default for ClientConfig {
             excludes: Vec::new(),
             retry_attempts: 5,
             retry_pause: Duration::from_secs(600),
+            retry_after_max: Duration::from_secs(12 * 3600),
             io_timeout: Duration::from_secs(600),
             connect_timeout: Duration::from_secs(30),
             hook_timeout: Duration::from_secs(3600),
@@ -155,6 +163,10 @@ name = "{name}"
 # A failed backup is tried again, resuming where it stopped.
 # retry_attempts = 5
 # retry_pause = "10m"
+
+# A server that takes backups only at certain times says when its next
+# window opens; the backup waits until then if that is at most this far away.
+# retry_after_max = "12h"
 
 # rsync gives up after this long without any data moving.
 # io_timeout = "10m"

@@ -45,6 +45,7 @@ pub struct Settings {
     pub excludes: Excludes,
     pub retry_attempts: u32,
     pub retry_pause: Duration,
+    pub retry_after_max: Duration,
     pub io_timeout: Duration,
     pub connect_timeout: Duration,
     pub hook_timeout: Duration,
@@ -140,6 +141,7 @@ impl Settings {
             excludes,
             retry_attempts,
             retry_pause,
+            retry_after_max,
             io_timeout,
             connect_timeout,
             hook_timeout,
@@ -164,6 +166,7 @@ impl Settings {
             },
             retry_attempts,
             retry_pause,
+            retry_after_max,
             io_timeout,
             connect_timeout,
             hook_timeout,
@@ -242,6 +245,7 @@ sources = ["/home", "/etc"]
 excludes = ["*.tmp"]
 retry_attempts = 2
 retry_pause = "90s"
+retry_after_max = "1h"
 io_timeout = "5m"
 connect_timeout = "10s"
 hook_timeout = "2h"

@@ -168,6 +168,20 @@ pub fn test(dir: &ConfigDir, accept_new_host_key: bool, destination: Option<&str
     if let Some(why) = &reply.failing {
         println!("Warning from {from}: the last attempt of this machine failed: {why}");
     }
+    if let Some(windows) = &reply.windows {
+        let now = match reply.closed_until {
+            None => "open now".to_owned(),
+            Some(at) => format!(
+                "closed now: the next opens at {} ({}), and a backup started before then waits for it (up to retry_after_max, {})",
+                jiff::tz::TimeZone::system()
+                    .to_datetime(at)
+                    .strftime("%H:%M"),
+                at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                settings.retry_after_max
+            ),
+        };
+        println!("Backup windows of {from}: {windows}; {now}.");
+    }
     if reply.alert.is_some() || reply.failing.is_some() {
         return Err(Error::Attention(
             "connected and found backup space, but the backups need attention (see the warnings above)".into(),

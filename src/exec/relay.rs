@@ -13,6 +13,15 @@
 //! - a check the caller supplies (e.g. "this transfer is over its space
 //!   limit") can end it too.
 //!
+//! And since every byte passes here, this is where a transfer keeps to its
+//! share of a bandwidth budget: the caller says, when asked (every
+//! [`RECOUNT`]), how many bytes per second this connection may move now,
+//! both ways together, and the copiers pace themselves to it (a shared
+//! [`Pacer`]). Not reading from the connection is what slows the client
+//! down: its ssh and rsync wait on a full TCP window, as behind a slow
+//! link. The caller decides what the share is (the server's budget over
+//! the transfers running now); this module only keeps to it.
+//!
 //! "Ends" means SIGTERM to the child's process group, then SIGKILL: rsync
 //! forks, and a filter rule can make it spin where SIGTERM is ignored.
 //!
@@ -24,8 +33,8 @@
 
 use std::io::{Read, Write};
 use std::process::{Child, ExitStatus};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal, WaitOptions, kill_process_group};
@@ -68,6 +77,60 @@ impl Clock {
     }
 }
 
+/// How often the relay asks the caller for its rate: a share that
+/// changes as transfers start and end takes effect within this.
+pub const RECOUNT: Duration = Duration::from_millis(500);
+
+/// Paces the bytes of both copiers to one rate, shared between threads.
+/// Each chunk books its time after those before it (a virtual clock that
+/// never falls behind the real one, so idle time earns no burst) and waits
+/// until its slot has passed: over any stretch the bytes moved are at
+/// most the rate times the time, plus one chunk.
+#[derive(Debug, Default)]
+struct Pacer {
+    /// Bytes per second; 0: no limit.
+    rate: AtomicU64,
+    /// When the bytes booked so far have had their time.
+    booked_until: Mutex<Option<Instant>>,
+}
+
+impl Pacer {
+    fn set_rate(&self, rate: Option<u64>) {
+        self.rate.store(rate.unwrap_or(0), Ordering::Relaxed);
+    }
+
+    /// How many bytes to read at a time: a quarter second's worth, so a
+    /// small share moves in small steps, between 1 and 64 KiB.
+    fn chunk(&self) -> usize {
+        match self.rate.load(Ordering::Relaxed) {
+            0 => CHUNK,
+            rate => usize::try_from(rate / 4)
+                .unwrap_or(CHUNK)
+                .clamp(1024, CHUNK),
+        }
+    }
+
+    /// Waits until `bytes` more may go.
+    fn pass(&self, bytes: usize) {
+        let rate = self.rate.load(Ordering::Relaxed);
+        if rate == 0 {
+            return;
+        }
+        let wait = {
+            let mut booked = self.booked_until.lock().unwrap_or_else(|e| e.into_inner());
+            let now = Instant::now();
+            let from = booked.filter(|b| *b > now).unwrap_or(now);
+            let until = from + Duration::from_secs_f64(bytes as f64 / rate as f64);
+            *booked = Some(until);
+            until - now
+        };
+        std::thread::sleep(wait);
+    }
+}
+
+/// The copiers' buffer.
+const CHUNK: usize = 64 * 1024;
+
 /// Waits for what rsync forked and left behind (a receiver finishing after
 /// its parent failed), ending it after a few seconds; returns when this
 /// process has no children left.
@@ -92,15 +155,20 @@ fn reap_stragglers(group: Pid) {
 }
 
 /// Copies stdin to the child and its stdout to ours until the child ends,
-/// ending it early per `watch` or when `check` returns a reason. The child
-/// must have been spawned with piped stdin and stdout, in its own process
-/// group.
+/// ending it early per `watch` or when `check` returns a reason, and
+/// moving at most `rate()` bytes per second (both ways together; `None`:
+/// no limit), asked every [`RECOUNT`]. The child must have been spawned
+/// with piped stdin and stdout, in its own process group.
 pub fn run(
     mut child: Child,
     watch: Watch,
     mut check: impl FnMut() -> Option<String>,
+    mut rate: impl FnMut() -> Option<u64>,
 ) -> Result<Ended> {
     let start = Instant::now();
+    let pacer = Arc::new(Pacer::default());
+    pacer.set_rate(rate());
+    let mut next_recount = start + RECOUNT;
     let last_in = Arc::new(Clock::default());
     let last_out = Arc::new(Clock::default());
     let hung_up = Arc::new(AtomicBool::new(false));
@@ -117,14 +185,17 @@ pub fn run(
     // client that keeps its side open after the child is gone.
     {
         let (last_in, hung_up) = (Arc::clone(&last_in), Arc::clone(&hung_up));
+        let pacer = Arc::clone(&pacer);
         std::thread::spawn(move || {
             let mut stdin = std::io::stdin().lock();
-            let mut buf = vec![0u8; 64 * 1024];
+            let mut buf = vec![0u8; CHUNK];
             loop {
-                match stdin.read(&mut buf) {
+                let chunk = pacer.chunk();
+                match stdin.read(&mut buf[..chunk]) {
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
                         last_in.mark(start);
+                        pacer.pass(n);
                         if to_child.write_all(&buf[..n]).is_err() {
                             return;
                         }
@@ -137,13 +208,16 @@ pub fn run(
     }
     let outbound = {
         let last_out = Arc::clone(&last_out);
+        let pacer = Arc::clone(&pacer);
         std::thread::spawn(move || {
             let mut stdout = std::io::stdout().lock();
-            let mut buf = vec![0u8; 64 * 1024];
+            let mut buf = vec![0u8; CHUNK];
             loop {
-                match from_child.read(&mut buf) {
+                let chunk = pacer.chunk();
+                match from_child.read(&mut buf[..chunk]) {
                     Ok(0) | Err(_) => return,
                     Ok(n) => {
+                        pacer.pass(n);
                         if stdout.write_all(&buf[..n]).is_err() || stdout.flush().is_err() {
                             return;
                         }
@@ -188,6 +262,10 @@ pub fn run(
                 ended_because = Some(why);
             }
         }
+        if Instant::now() >= next_recount {
+            pacer.set_rate(rate());
+            next_recount = Instant::now() + RECOUNT;
+        }
         if ended_because.is_some() {
             match terminated_at {
                 None => {
@@ -217,4 +295,47 @@ pub fn run(
         status,
         ended_because,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two threads sharing one pacer move, together, no more than the rate
+    /// allows, in about the time it allows; no rate costs no time.
+    #[test]
+    fn the_pacer_keeps_both_directions_to_one_rate() {
+        let pacer = Arc::new(Pacer::default());
+        pacer.set_rate(Some(4 << 20));
+        assert_eq!(pacer.chunk(), CHUNK);
+        let start = Instant::now();
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let pacer = Arc::clone(&pacer);
+                std::thread::spawn(move || {
+                    for _ in 0..8 {
+                        pacer.pass(CHUNK);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        // 1 MiB at 4 MiB/s: a quarter second, whatever the threads did.
+        let took = start.elapsed();
+        assert!(took >= Duration::from_millis(245), "{took:?}");
+        assert!(took < Duration::from_millis(600), "{took:?}");
+        // Small shares move in small steps.
+        pacer.set_rate(Some(8 << 10));
+        assert_eq!(pacer.chunk(), 2048);
+        pacer.set_rate(Some(100));
+        assert_eq!(pacer.chunk(), 1024);
+        pacer.set_rate(None);
+        let start = Instant::now();
+        for _ in 0..1000 {
+            pacer.pass(CHUNK);
+        }
+        assert!(start.elapsed() < Duration::from_millis(50));
+    }
 }

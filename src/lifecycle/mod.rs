@@ -10,6 +10,7 @@
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 
 use crate::catalog;
@@ -26,6 +27,7 @@ use crate::store::{
     Backend, CLEAN_XATTR, INCREMENTAL_XATTR, PRODUCER_XATTR, Snapshot, Store, no_space,
 };
 use crate::sys::lock::Lock;
+use crate::window::{self, Gate, Windows};
 
 pub mod hardened;
 
@@ -158,6 +160,7 @@ impl<'s> ClientBackups<'s> {
         waiting: &mut dyn FnMut(u32),
     ) -> Result<Transfer<'_, 's>> {
         let (store, client) = (self.store, &self.client);
+        self.check_window(Timestamp::now())?;
         let client_lock = store.lock_client(client, store.config.lock_wait.to_std())?;
         client_lock.share_with_children()?;
         let key_lock = store.lock_key_transfer(key, client)?;
@@ -232,6 +235,19 @@ impl<'s> ClientBackups<'s> {
         self.prepare_incremental_locked(snapshot, list, key)
     }
 
+    /// Refuses a transfer (or readying `current` for one) outside the
+    /// store's backup windows, with the time the next opens (see
+    /// [`window_refusal`]). Nothing is locked or changed before it.
+    pub fn check_window(&self, now: Timestamp) -> Result<()> {
+        let Some(windows) = &self.store.config.limits.windows else {
+            return Ok(());
+        };
+        match window_refusal(windows, now, &window::server_time_zone()) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
     /// [`Self::prepare_incremental`], for a caller that holds the client's
     /// lock (the forced command takes it before it reads the list, so one
     /// client holds at most one list in memory).
@@ -242,6 +258,7 @@ impl<'s> ClientBackups<'s> {
         key: &str,
     ) -> Result<()> {
         let (store, client) = (self.store, &self.client);
+        self.check_window(Timestamp::now())?;
         // Whatever happens below, `current` is no longer what another
         // key's transfer left there.
         self.mark_produced_by(key)?;
@@ -526,6 +543,21 @@ impl<'s> ClientBackups<'s> {
             Ok(room) => room,
             Err(_) => crate::sys::fs::space(store.root())?,
         };
+        let (windows, closed_until) = match &store.config.limits.windows {
+            None => (None, None),
+            Some(windows) => {
+                let (now, tz) = (Timestamp::now(), window::server_time_zone());
+                let closed_until = match windows.gate(now, &tz) {
+                    Gate::Open => None,
+                    Gate::ClosedUntil(at, _) => Some(at),
+                };
+                let zone = window::zone_name(&tz, now);
+                (
+                    Some(format!("{} ({zone})", windows.describe())),
+                    closed_until,
+                )
+            }
+        };
         Ok(PingReply {
             protocol: PROTOCOL_VERSION,
             client: self.client.to_string(),
@@ -539,6 +571,8 @@ impl<'s> ClientBackups<'s> {
                 .last_outcome(&self.client)
                 .filter(|o| !o.ok)
                 .map(|o| o.reason.unwrap_or_else(|| format!("{} failed", o.request))),
+            windows,
+            closed_until,
         })
     }
 
@@ -751,6 +785,25 @@ fn raise_open_file_limit() {
     }
 }
 
+/// Why a transfer at `now` is refused, if it is: outside every one of
+/// `windows`, read in the server's time zone `tz`; the refusal carries the
+/// instant the next window opens, which the client waits for.
+pub fn window_refusal(windows: &Windows, now: Timestamp, tz: &TimeZone) -> Option<Error> {
+    let Gate::ClosedUntil(at, window) = windows.gate(now, tz) else {
+        return None;
+    };
+    Some(Error::RetryAfter {
+        at,
+        message: format!(
+            "this server takes backups only at {} (its local time, {}); the next window opens at {} ({}), try again then",
+            windows.describe(),
+            window::zone_name(tz, now),
+            window.start(),
+            at.strftime("%Y-%m-%dT%H:%M:%SZ")
+        ),
+    })
+}
+
 fn round(d: SignedDuration) -> String {
     format!("{:#}", SignedDuration::from_secs(d.as_secs()))
 }
@@ -773,6 +826,15 @@ impl Transfer<'_, '_> {
     /// How to transfer into `current`.
     pub fn plan(&self) -> &TransferPlan {
         &self.plan
+    }
+
+    /// Counts this transfer among those sharing the server's bandwidth
+    /// budget ([`Store::bandwidth_shares`]) for as long as it holds its
+    /// slot: for the transfers whose bytes the server relays (a local
+    /// door's do not cross the network).
+    pub fn share_bandwidth(&self) -> Result<()> {
+        let [_, _, slot] = &self._locks;
+        slot.announce()
     }
 
     /// Why the transfer whose writer is `pid` must stop now, if it must:
@@ -904,6 +966,67 @@ mod tests {
         let all = backups.snapshots().unwrap();
         assert_eq!(all.len(), 3);
         assert!(all[2].partial && !all[1].partial);
+    }
+
+    #[test]
+    fn outside_its_windows_a_transfer_is_refused_with_the_time_to_retry() {
+        // The refusal itself, at a fixed time.
+        let windows = Windows::parse(&["22:00-06:00", "12:00-13:00"]).unwrap();
+        let utc = TimeZone::UTC;
+        assert!(window_refusal(&windows, at("2026-12-07T23:00:00Z"), &utc).is_none());
+        match window_refusal(&windows, at("2026-12-07T13:30:00Z"), &utc) {
+            Some(Error::RetryAfter { at: when, message }) => {
+                assert_eq!(when, at("2026-12-07T22:00:00Z"));
+                assert_eq!(
+                    message,
+                    "this server takes backups only at 22:00-06:00, 12:00-13:00 (its local time, UTC); the next window opens at 22:00 (2026-12-07T22:00:00Z), try again then"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // Through the door, now: a window starting two minutes from now
+        // (in this machine's zone) is closed; one around now is open.
+        let tz = window::server_time_zone();
+        let now = Timestamp::now();
+        let time = tz.to_datetime(now).time();
+        let minute = i32::from(time.hour()) * 60 + i32::from(time.minute());
+        let hh_mm = |m: i32| {
+            let m = m.rem_euclid(24 * 60);
+            format!("{:02}:{:02}", m / 60, m % 60)
+        };
+        let closed = format!("{}-{}", hh_mm(minute + 2), hh_mm(minute + 3));
+        let mut config = ServerConfig::default();
+        config.limits.windows = Some(Windows::parse(&[closed]).unwrap());
+        let fake = FakeStore::new(1 << 30, config);
+        let client = fake.client("host.example");
+        let backups = ClientBackups::open(&fake.store, &client).unwrap();
+        let refused = |r: Result<()>| match r {
+            Err(Error::RetryAfter { at, .. }) => assert!(at > now, "{at}"),
+            other => panic!("{other:?}"),
+        };
+        refused(
+            backups
+                .begin_transfer(KEY, TransferMode::Full, &mut |_| {})
+                .map(drop),
+        );
+        refused(backups.prepare_incremental("2026-11-28T03:00:00Z", Default::default(), KEY));
+        // Nothing was touched: no producer mark.
+        assert_eq!(fake.store.client_mark(&client, PRODUCER_XATTR), None);
+        let ping = backups.ping().unwrap();
+        assert!(ping.closed_until.is_some_and(|t| t > now));
+        assert!(ping.windows.unwrap().starts_with(&hh_mm(minute + 2)));
+        // Around now: open.
+        let open = format!("{}-{}", hh_mm(minute - 1), hh_mm(minute + 3));
+        let mut config = ServerConfig::default();
+        config.limits.windows = Some(Windows::parse(&[open]).unwrap());
+        let fake = FakeStore::new(1 << 30, config);
+        let client = fake.client("host.example");
+        let backups = ClientBackups::open(&fake.store, &client).unwrap();
+        assert_eq!(backups.ping().unwrap().closed_until, None);
+        let transfer = backups
+            .begin_transfer(KEY, TransferMode::Full, &mut |_| {})
+            .unwrap();
+        transfer.end("test");
     }
 
     #[test]

@@ -33,8 +33,16 @@ pub use crate::exec::rsync::TransferMode;
 /// list: the server deletes vanished paths itself, so an incremental
 /// transfer needs no `--delete-missing-args` (which rsync 3.2.7 as
 /// patched by Debian, and 3.4.3, refuse with `--files-from`). 4 types the
-/// refusal that concerns only an incremental transfer (`[full-pass]`).
-pub const PROTOCOL_VERSION: u32 = 4;
+/// refusal that concerns only an incremental transfer (`[full-pass]`). 5
+/// adds the server's backup windows: a transfer or `incremental` asked
+/// outside them is refused `[retry-after] TIME …`, TIME (RFC 3339 UTC, the
+/// line's first word) being when the next window opens, which the client
+/// waits for within its `retry_after_max` ([`reply::Failure`]); and the ping
+/// reply's `windows=` (the windows and the server's time zone) and
+/// `closed_until=TIME` (outside them). An older client reads the
+/// `[retry-after]` line as no failure it knows, so as the server's
+/// untyped refusal.
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// The first protocol whose servers type a refusal of the incremental mode
 /// ([`crate::error::Error::FullPassNeeded`]); before it, any refusal of

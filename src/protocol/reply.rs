@@ -33,6 +33,12 @@ pub struct PingReply {
     /// Why this client's last attempt failed, if it did (its status is
     /// `failing` until one succeeds).
     pub failing: Option<String>,
+    /// The server's backup windows, as its config writes them, with its
+    /// time zone (protocol 5), if it has any.
+    pub windows: Option<String>,
+    /// Outside every window: when the next opens (protocol 5). A transfer
+    /// asked before then is refused `[retry-after]` that time.
+    pub closed_until: Option<Timestamp>,
 }
 
 impl PingReply {
@@ -47,10 +53,13 @@ impl PingReply {
             self.snapshots,
             self.newest.as_deref().unwrap_or("none"),
         );
+        let closed_until = self.closed_until.map(|t| t.strftime(UTC).to_string());
         for (key, value) in [
             ("alert", &self.alert),
             ("notice", &self.notice),
             ("failing", &self.failing),
+            ("windows", &self.windows),
+            ("closed_until", &closed_until),
         ] {
             if let Some(v) = value {
                 text.push_str(&format!("{key}={}\n", v.replace('\n', " ")));
@@ -76,6 +85,8 @@ impl PingReply {
             alert: fields.get("alert").map(|a| a.to_string()),
             notice: fields.get("notice").map(|n| n.to_string()),
             failing: fields.get("failing").map(|n| n.to_string()),
+            windows: fields.get("windows").map(|n| n.to_string()),
+            closed_until: fields.get("closed_until").and_then(|t| t.parse().ok()),
         })
     }
 }
@@ -288,11 +299,17 @@ impl Completed {
 /// Why the server refused or failed a request: one line on its stderr,
 /// `byteback-server: [<kind>] <message>`, plus its exit status. The kind
 /// travels in the line because a refused transfer reaches the client
-/// through rsync, which keeps the line but not the status.
+/// through rsync, which keeps the line but not the status. A
+/// `[retry-after]` line (protocol 5) carries the time to try again as its
+/// first word, in RFC 3339 UTC, before the message:
+/// `byteback-server: [retry-after] 2026-12-07T21:00:00Z backups are taken …`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
     pub kind: FailureKind,
     pub message: String,
+    /// For [`FailureKind::RetryAfter`] (and only then): when the server
+    /// takes the request again.
+    pub retry_at: Option<Timestamp>,
 }
 
 /// The kinds of failure the wire carries: one per kind of [`Error`] the
@@ -313,10 +330,13 @@ pub enum FailureKind {
     NoSpace,
     Attention,
     Mismatch,
+    /// Refused for now, with the time from which the server takes it
+    /// (outside the server's backup windows): [`Failure::retry_at`].
+    RetryAfter,
 }
 
 impl FailureKind {
-    const ALL: [FailureKind; 12] = [
+    const ALL: [FailureKind; 13] = [
         FailureKind::Failed,
         FailureKind::Usage,
         FailureKind::Partial,
@@ -329,6 +349,7 @@ impl FailureKind {
         FailureKind::NoSpace,
         FailureKind::Attention,
         FailureKind::Mismatch,
+        FailureKind::RetryAfter,
     ];
 
     /// Its tag on the wire.
@@ -346,6 +367,7 @@ impl FailureKind {
             FailureKind::NoSpace => "no-space",
             FailureKind::Attention => "attention",
             FailureKind::Mismatch => "mismatch",
+            FailureKind::RetryAfter => "retry-after",
         }
     }
 
@@ -366,6 +388,7 @@ impl FailureKind {
             Error::Attention(_) => FailureKind::Attention,
             Error::Unsupported(_) => FailureKind::Unsupported,
             Error::Mismatch(_) => FailureKind::Mismatch,
+            Error::RetryAfter { .. } => FailureKind::RetryAfter,
         }
     }
 }
@@ -378,26 +401,51 @@ impl Failure {
         Failure {
             kind: FailureKind::of(error),
             message: error.to_string(),
+            retry_at: match error {
+                Error::RetryAfter { at, .. } => Some(*at),
+                _ => None,
+            },
         }
     }
 
     pub fn render(&self) -> String {
+        let at = match (self.kind, self.retry_at) {
+            (FailureKind::RetryAfter, Some(at)) => format!("{} ", at.strftime(UTC)),
+            _ => String::new(),
+        };
         format!(
-            "{PREFIX}[{}] {}",
+            "{PREFIX}[{}] {at}{}",
             self.kind.tag(),
             self.message.replace('\n', " ")
         )
     }
 
     /// Reads one stderr line; `None` if it is not a failure line (e.g. a
-    /// warning, or rsync's own words).
+    /// warning, or rsync's own words). A `[retry-after]` line whose time
+    /// does not read is a plain refusal: it is no less a refusal.
     pub fn parse(line: &str) -> Option<Self> {
         let rest = line.trim_end().strip_prefix(PREFIX)?.strip_prefix('[')?;
         let (tag, message) = rest.split_once("] ")?;
         let kind = FailureKind::ALL.into_iter().find(|k| k.tag() == tag)?;
+        if kind == FailureKind::RetryAfter {
+            let (at, words) = message.split_once(' ').unwrap_or((message, ""));
+            return Some(match at.parse::<Timestamp>() {
+                Ok(at) => Failure {
+                    kind,
+                    message: words.to_owned(),
+                    retry_at: Some(at),
+                },
+                Err(_) => Failure {
+                    kind: FailureKind::Refused,
+                    message: message.to_owned(),
+                    retry_at: None,
+                },
+            });
+        }
         Some(Failure {
             kind,
             message: message.to_owned(),
+            retry_at: None,
         })
     }
 
@@ -417,6 +465,10 @@ impl Failure {
             FailureKind::Failed => Error::Command(said),
             FailureKind::Refused => Error::Refused(said),
             FailureKind::FullPassNeeded => Error::FullPassNeeded(said),
+            FailureKind::RetryAfter => match self.retry_at {
+                Some(at) => Error::RetryAfter { at, message: said },
+                None => Error::Refused(said),
+            },
         }
     }
 }
@@ -488,6 +540,8 @@ mod tests {
             alert: Some("short of space: add disk".into()),
             notice: Some("your data was discarded".into()),
             failing: Some("rsync exit 11".into()),
+            windows: Some("22:00-06:00, 12:00-13:00 (Europe/Berlin)".into()),
+            closed_until: Some("2026-12-07T21:00:00Z".parse().unwrap()),
         };
         assert_eq!(PingReply::parse(&r.render()), Some(r.clone()));
         let none = PingReply {
@@ -495,6 +549,8 @@ mod tests {
             alert: None,
             notice: None,
             failing: None,
+            windows: None,
+            closed_until: None,
             ..r
         };
         assert_eq!(PingReply::parse(&none.render()), Some(none));
@@ -590,12 +646,35 @@ mod tests {
             let f = Failure {
                 kind,
                 message: "a backup of x is already in progress".into(),
+                retry_at: (kind == FailureKind::RetryAfter)
+                    .then(|| "2026-12-07T21:00:00Z".parse().unwrap()),
             };
             let parsed = Failure::parse(&f.render()).unwrap();
             assert_eq!(parsed, f);
             // The error it becomes is of the same kind again.
             assert_eq!(FailureKind::of(&parsed.into_error()), kind);
         }
+        // The time to retry travels by type, as the line's first word.
+        let e = Error::RetryAfter {
+            at: "2026-12-07T21:00:00Z".parse().unwrap(),
+            message: "backups are taken from 22:00".into(),
+        };
+        let line = Failure::of(&e).render();
+        assert_eq!(
+            line,
+            "byteback-server: [retry-after] 2026-12-07T21:00:00Z backups are taken from 22:00"
+        );
+        match Failure::parse(&line).unwrap().into_error() {
+            Error::RetryAfter { at, message } => {
+                assert_eq!(at.to_string(), "2026-12-07T21:00:00Z");
+                assert_eq!(message, "server: backups are taken from 22:00");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Without a time it reads, it is still a refusal.
+        let broken = Failure::parse("byteback-server: [retry-after] soon, maybe").unwrap();
+        assert_eq!(broken.kind, FailureKind::Refused);
+        assert!(matches!(broken.into_error(), Error::Refused(_)));
         assert_eq!(Failure::parse("byteback-server: warning: low"), None);
         assert_eq!(Failure::parse("rsync error: x"), None);
         assert_eq!(warning(&render_warning("low")), Some("low"));

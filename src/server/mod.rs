@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use clap::{Parser, Subcommand};
 use jiff::Timestamp;
 
+use crate::config::Bwlimit;
 use crate::error::{Error, Result};
 use crate::prune;
 use crate::store::Store;
@@ -178,6 +179,10 @@ enum Command {
         /// List every file as it is sent.
         #[arg(long, short)]
         verbose: bool,
+        /// rsync's bandwidth limit: KiB per second (500), or with a unit, 2M, 512K (powers of
+        /// 1024); 0 is none [default: [replicate] bwlimit in server.toml].
+        #[arg(long, value_name = "LIMIT", conflicts_with = "setup")]
+        bwlimit: Option<Bwlimit>,
     },
     /// Take a snapshot of a client's current backup by hand.
     Snapshot {
@@ -376,6 +381,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             client,
             accept_new_host_key,
             verbose,
+            bwlimit,
             ..
         } => replicate::run(
             &store_or_home(store)?,
@@ -384,6 +390,7 @@ pub fn run(cli: Cli) -> Result<u8> {
                 clients: client,
                 accept_new_host_key,
                 verbose,
+                bwlimit,
             },
         ),
         Command::Snapshot { store, client, at } => {
@@ -495,4 +502,38 @@ fn refuse_root() -> Result<()> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `replicate --bwlimit` takes what `bwlimit` in the configs takes: a
+    /// plain number is KiB per second, as rsync's; anything else is a
+    /// usage error naming the forms.
+    #[test]
+    fn replicate_takes_a_bandwidth_limit_as_the_configs_do() {
+        for (given, bytes) in [("500", 500 << 10), ("2M", 2 << 20), ("512k", 512 << 10)] {
+            let cli =
+                Cli::try_parse_from(["byteback-server", "replicate", "--bwlimit", given]).unwrap();
+            match cli.command {
+                Command::Replicate {
+                    bwlimit: Some(limit),
+                    ..
+                } => {
+                    assert_eq!(limit.as_str(), given);
+                    assert_eq!(limit.bytes_per_second(), Some(bytes));
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        let e =
+            Cli::try_parse_from(["byteback-server", "replicate", "--bwlimit", "fast"]).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("KiB per second"), "{e}");
+        assert!(
+            Cli::try_parse_from(["byteback-server", "replicate", "--setup", "--bwlimit", "5"])
+                .is_err()
+        );
+    }
 }

@@ -15,6 +15,7 @@ use std::process::Stdio;
 use jiff::Timestamp;
 use rustix::fs::{Mode, OFlags, openat};
 
+use crate::config::Bwlimit;
 use crate::error::{Error, Result};
 use crate::exec::rsync::{self, ServerRole};
 use crate::exec::sandbox::Confinement;
@@ -145,8 +146,10 @@ fn serve(store: &Store, client: &ClientName, request: Request) -> Result<u8> {
         }
         Request::Incremental { snapshot } => {
             // A transfer that could not run is refused before `current`
-            // is readied for it.
+            // is readied for it, and one outside the backup windows
+            // before its list is read.
             confinable(store, client, true)?;
+            backups.check_window(Timestamp::now())?;
             // The lock first: one list of this client in memory at a time.
             let _lock = store.lock_client(client, store.config.lock_wait.to_std())?;
             let mut text = Vec::new();
@@ -391,7 +394,9 @@ fn send(backups: &ClientBackups, options: &[String], paths: &[Vec<u8>]) -> Resul
         let side = server_side(store, ServerRole::Sender, confine.then_some(seen));
         rsync::sender_argv(options, &side, &checked)
     };
-    let ended = run_confined(store, client, false, args, |_| None)?;
+    // A restore is not held to the bandwidth budget: it is rare, a person
+    // waits for it, and it takes no transfer slot.
+    let ended = run_confined(store, client, false, args, |_| None, || None)?;
     Ok(exit_code(&ended.status))
 }
 
@@ -429,9 +434,32 @@ fn receive(
     };
     enter_current(store, client)?;
     store.log(&format!("{client}: receiving backup"));
+    // Its share of the bandwidth budget: the budget over the transfers
+    // running now, this one included (counted from their slots).
+    let budget = store
+        .config
+        .limits
+        .bandwidth
+        .as_ref()
+        .and_then(Bwlimit::bytes_per_second);
+    if budget.is_some() {
+        if let Err(e) = transfer.share_bandwidth() {
+            store.warn(&format!(
+                "{client}: others will not count this transfer against the bandwidth budget: {e}"
+            ));
+        }
+    }
+    let share = || budget.map(|b| b / u64::from(store.bandwidth_shares().max(1)));
     // A transfer over a limit while the disk is short is ended, rather
     // than left to fill the disk for everyone.
-    let ended = run_confined(store, client, true, args, |pid| transfer.over_limit(pid))?;
+    let ended = run_confined(
+        store,
+        client,
+        true,
+        args,
+        |pid| transfer.over_limit(pid),
+        share,
+    )?;
     if let Some(why) = &ended.ended_because {
         crate::report::note(format_args!("transfer stopped: {why}"));
     }
@@ -461,16 +489,17 @@ fn exit_code(status: &std::process::ExitStatus) -> u8 {
 /// arguments `args(the client's directory as rsync sees it, whether rsync
 /// has --confine-root)`, confined to the client's directory (see
 /// [`crate::exec::sandbox`]) and between the connection and pipes (see
-/// [`relay`]). The working directory is already the client's directory
-/// (a restore) or its `current` (a backup). Refuses to run rsync with no
-/// confinement at all: filter rules could then open any file the backup
-/// user can read.
+/// [`relay`]), at most `rate()` bytes per second (see [`relay::run`]).
+/// The working directory is already the client's directory (a restore) or
+/// its `current` (a backup). Refuses to run rsync with no confinement at
+/// all: filter rules could then open any file the backup user can read.
 fn run_confined(
     store: &Store,
     client: &ClientName,
     writable: bool,
     args: impl Fn(&Path, bool) -> Vec<std::ffi::OsString>,
     mut check: impl FnMut(u32) -> Option<String>,
+    rate: impl FnMut() -> Option<u64>,
 ) -> Result<relay::Ended> {
     let (jail, facts) = confinable(store, client, writable)?;
     let confine_root = facts.confine_root;
@@ -527,6 +556,7 @@ fn run_confined(
             after_hangup: std::time::Duration::from_secs(5),
         },
         || check(pid),
+        rate,
     )
 }
 

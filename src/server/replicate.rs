@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use crate::config::Bwlimit;
 use crate::destination::Destination;
 use crate::error::{Error, Result};
 use crate::exec::Cmd;
@@ -47,6 +48,8 @@ pub struct Args {
     pub accept_new_host_key: bool,
     /// List every file as it goes.
     pub verbose: bool,
+    /// rsync's `--bwlimit`, over `[replicate] bwlimit`.
+    pub bwlimit: Option<Bwlimit>,
 }
 
 fn key_path(store: &Path) -> PathBuf {
@@ -122,8 +125,13 @@ pub fn setup(store_root: &Path, name: Option<&str>, to: &[String]) -> Result<()>
 
 /// Runs a replication to every replica asked for (or configured).
 pub fn run(store_root: &Path, args: &Args) -> Result<u8> {
-    let store = crate::lifecycle::open_store(store_root)?;
+    let mut store = crate::lifecycle::open_store(store_root)?;
     super::run_as_owner(&store)?;
+    // The flag over the file: what follows reads the effective setting.
+    if let Some(limit) = &args.bwlimit {
+        store.config.replicate.bwlimit = Some(limit.clone());
+    }
+    let store = store;
     let from_config = args.to.is_empty();
     let targets = if from_config {
         store.config.replicate.to.clone()
@@ -141,14 +149,6 @@ pub fn run(store_root: &Path, args: &Args) -> Result<u8> {
         .iter()
         .map(|t| t.parse::<Destination>())
         .collect::<Result<Vec<_>>>()?;
-    if let Some(limit) = &store.config.replicate.bwlimit {
-        crate::config::Bwlimit::new(limit).map_err(|e| {
-            Error::Config(format!(
-                "invalid config {}: [replicate] bwlimit: {e}",
-                Store::config_path_of(store.root()).display()
-            ))
-        })?;
-    }
     let clients = match args.clients.as_slice() {
         [] => store.clients()?,
         names => names
@@ -322,7 +322,10 @@ fn attempt_once(
         );
         match result {
             Ok(()) => {}
-            Err(e @ Error::Connection(_)) => {
+            // The replica takes nothing now (outside its backup windows):
+            // the other clients would be refused alike. The maintenance
+            // timer's next run tries again.
+            Err(e @ (Error::Connection(_) | Error::RetryAfter { .. })) => {
                 record.save(store, target)?;
                 return Err(e);
             }
@@ -430,7 +433,12 @@ fn send(
         rsh: ssh.rsh_string(),
         remote: ssh.rsync_remote(),
         io_timeout_secs: store.config.io_timeout.as_secs(),
-        bwlimit: store.config.replicate.bwlimit.clone(),
+        bwlimit: store
+            .config
+            .replicate
+            .bwlimit
+            .as_ref()
+            .map(|b| b.as_str().to_owned()),
         verbose,
     };
     let mut child = Cmd::new(&transfer.rsync)

@@ -196,6 +196,39 @@ pub struct ServerConfig {
     /// pruning. While a replica is listed, pruning keeps the snapshots it
     /// does not hold yet, unless nothing else could be deleted.
     pub replicate: Box<ReplicateConfig>,
+    /// Limits the server sets for every client, whatever the client asks:
+    /// a bandwidth budget all transfers share, and the times of day at
+    /// which backups are taken. Unset: no budget, any time.
+    pub limits: LimitsConfig,
+}
+
+/// The `[limits]` section: what the server allows every client, whatever
+/// the client's own settings say (see docs/server-and-clients.md,
+/// "Server-side limits").
+#[derive(
+    Debug, Clone, PartialEq, Default, Deserialize, Serialize, documented::DocumentedFields,
+)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// A bandwidth budget shared by all the transfers into this store that
+    /// run at once (backups, and a primary's replication into a replica):
+    /// each keeps to the budget divided by how many run, re-counted twice a
+    /// second, counting the bytes of the connection both ways. The same
+    /// forms as a client's `bwlimit`: KiB per second as a number (`51200`),
+    /// or with a unit, `"50M"`, `"512K"` (powers of 1024). A client's own
+    /// `bwlimit` can only lower its share. Restores, listings and verifies
+    /// are not held to it. Unset (or `0`): no budget.
+    pub bandwidth: Option<config::Bwlimit>,
+    /// The times of day at which transfers are taken, in the server's local
+    /// time (`$TZ` of the forced command, else `/etc/localtime`), each
+    /// `"HH:MM-HH:MM"`, which may cross midnight (`"22:00-06:00"`; the end
+    /// is not included, `24:00` is midnight). Outside every window a
+    /// transfer (and readying `current` for an incremental one) is refused
+    /// with the time the next window opens, and the client waits until then
+    /// if that is within its `retry_after_max`; a transfer already running
+    /// when a window closes finishes, and its snapshot is taken. Applies to
+    /// a primary's replication into this store too. Unset: any time.
+    pub windows: Option<crate::window::Windows>,
 }
 
 /// The `[sandbox]` section: how the server's rsync is confined (see
@@ -245,9 +278,11 @@ pub struct ReplicateConfig {
     pub retry_attempts: u32,
     /// The pause between attempts.
     pub retry_pause: config::Duration,
-    /// rsync's `--bwlimit` for replication (KiB per second, or with a
-    /// suffix such as `"10m"`). Unset: no limit.
-    pub bwlimit: Option<String>,
+    /// rsync's `--bwlimit` for replication: KiB per second as a number
+    /// (`500`), or with a unit, `"10M"`, `"512K"` (powers of 1024);
+    /// `replicate --bwlimit` overrides it. Unset: no limit (but a replica's
+    /// own `[limits] bandwidth` still applies there).
+    pub bwlimit: Option<config::Bwlimit>,
 }
 
 impl Default for ReplicateConfig {
@@ -282,6 +317,7 @@ impl Default for ServerConfig {
             sandbox: SandboxConfig::default(),
             log_socket: None,
             replicate: Box::default(),
+            limits: LimitsConfig::default(),
         }
     }
 }
@@ -386,7 +422,18 @@ private_view = true
 to = []
 retry_attempts = 3
 retry_pause = "1m"
-# bwlimit = "10m"
+# bwlimit = "10M"
+
+# Limits the server sets whatever its clients ask (see
+# byteback-server.toml(5)): a bandwidth budget all transfers running at once
+# share (KiB per second, or e.g. "50M"; each client's own bwlimit can only
+# lower its share), and the times of day, in this server's local time, at
+# which backups are taken (outside them a backup is refused with the time
+# the next window opens, and the client waits until then). Unset: no
+# budget, any time.
+[limits]
+# bandwidth = "50M"
+# windows = ["22:00-06:00", "12:00-13:00"]
 "#;
 
 /// A log line that something reads back (`status`): its kind is a tag
@@ -768,6 +815,24 @@ impl Store {
             }
             std::thread::sleep(Duration::from_millis(250));
         }
+    }
+
+    /// How many transfers share the bandwidth budget now (`[limits]
+    /// bandwidth`): the transfer slots whose holders announced it
+    /// ([`Lock::announce`]), counted without taking any, so counting never
+    /// makes a starting transfer find its slot busy. Every slot file, not
+    /// only the first `max_concurrent_backups`: a transfer that began
+    /// before the setting was lowered still runs.
+    pub fn bandwidth_shares(&self) -> u32 {
+        let dir = Self::state_dir_of(&self.root).join("locks").join("slot");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return 0;
+        };
+        let held = entries
+            .filter_map(|e| e.ok())
+            .filter(|e| crate::sys::lock::is_announced(&e.path()))
+            .count();
+        u32::try_from(held).unwrap_or(u32::MAX)
     }
 
     /// Takes one of the few read slots of a client (a restore, a listing or

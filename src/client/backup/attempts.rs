@@ -4,10 +4,15 @@
 //! snapshot. A failure a later attempt can cure (a dropped connection, a
 //! lock held, the same transient rsync error) is tried again after a pause,
 //! resuming from what was already sent; anything else ends the backup with
-//! the reason.
+//! the reason. A server that takes no backups now (outside its backup
+//! windows) says when it will: the backup waits until then, once, if that
+//! is within `retry_after_max` ([`after_refusal`]).
 
 use std::collections::HashSet;
 use std::path::PathBuf;
+
+use jiff::tz::TimeZone;
+use jiff::{SignedDuration, Timestamp};
 
 use crate::client::backups::Backups;
 use crate::client::index;
@@ -76,6 +81,8 @@ pub struct Backup<'a> {
     pub attempts: u32,
     /// `retry_pause`.
     pub pause: crate::config::Duration,
+    /// `retry_after_max`: the longest wait for a server's backup window.
+    pub wait_max: crate::config::Duration,
 }
 
 /// What the attempts did so far: for the summary, and for the next
@@ -134,6 +141,49 @@ fn retryable(e: &Error) -> bool {
     matches!(e, Error::Connection(_) | Error::Locked(_))
 }
 
+/// After the server refused for now, saying when it takes backups again
+/// (`at`; `message` its words): how long to wait before trying again, or
+/// the error to stop with. The backup waits once, until a little after
+/// `at` (the two clocks may be a second apart), if that is at most `max`
+/// from `now`; a second refusal after waiting, or a time further away,
+/// ends it. Times are shown in `tz`, this machine's.
+pub fn after_refusal(
+    at: Timestamp,
+    message: &str,
+    now: Timestamp,
+    max: crate::config::Duration,
+    waited: bool,
+    tz: &TimeZone,
+) -> Result<std::time::Duration, Error> {
+    let from = format!(
+        "the server allows backups from {} ({})",
+        tz.to_datetime(at).strftime("%H:%M"),
+        at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    );
+    let away = at.duration_since(now);
+    let stop = |why: String| {
+        Err(Error::RetryAfter {
+            at,
+            message: format!("{from}; {why}; {message}"),
+        })
+    };
+    if waited {
+        return stop("it refused again after this backup waited for that time (are this machine's and the server's clocks apart?)".into());
+    }
+    if away > max.0 {
+        return stop(format!(
+            "that is {} from now, more than retry_after_max ({max}) allows this backup to wait; run it then, or within the server's windows",
+            crate::config::Duration(SignedDuration::from_mins(away.as_mins()))
+        ));
+    }
+    Ok(std::time::Duration::try_from(away)
+        .unwrap_or_default()
+        .saturating_add(WINDOW_MARGIN))
+}
+
+/// How long after the time a server named the backup tries again.
+const WINDOW_MARGIN: std::time::Duration = std::time::Duration::from_secs(2);
+
 fn with_attempts(e: Error, attempts: u32) -> Error {
     let msg = format!("backup failed after {attempts} attempts: {e}");
     match e {
@@ -151,6 +201,7 @@ impl Backup<'_> {
     ) -> Result<(String, u32)> {
         let attempts = self.attempts.max(1);
         let mut attempt = 1;
+        let mut waited = false;
         loop {
             progress.made = attempt;
             if let Some(r) = recorder.as_deref_mut() {
@@ -160,6 +211,21 @@ impl Backup<'_> {
                 Ok(snapshot) => return Ok((snapshot, attempt)),
                 Err(e) => e,
             };
+            // Refused for now, not failed: wait for the window, and the
+            // attempt after it is not counted as another.
+            if let Error::RetryAfter { at, message } = &e {
+                let tz = TimeZone::system();
+                let wait =
+                    after_refusal(*at, message, Timestamp::now(), self.wait_max, waited, &tz)?;
+                report::note(format_args!(
+                    "{message}; waiting until {} ({}) to try again",
+                    tz.to_datetime(*at).strftime("%H:%M"),
+                    at.strftime("%Y-%m-%dT%H:%M:%SZ")
+                ));
+                std::thread::sleep(wait);
+                waited = true;
+                continue;
+            }
             match next(e, attempt, attempts) {
                 Next::Stop(e) => return Err(e),
                 Next::Retry(e) => {
@@ -194,6 +260,18 @@ impl Backup<'_> {
                 // committed, and the next backup makes a full pass.
                 return Ok(snapshot);
             }
+        }
+        // Outside the server's backup windows nothing would be taken:
+        // refused before the walk, as the transfer would be.
+        if let Some(at) = ping.closed_until {
+            return Err(Error::RetryAfter {
+                at,
+                message: format!(
+                    "the {} takes backups only at {}",
+                    backups.describe(),
+                    ping.windows.as_deref().unwrap_or("certain times")
+                ),
+            });
         }
         // The walk comes first: whatever changes from now on is newer than
         // what the index records, and is sent again next time.
@@ -460,6 +538,43 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    /// Waiting for a server's window: once, within `retry_after_max`, a
+    /// little past the time; else one line saying when, exit status 6.
+    #[test]
+    fn waiting_for_the_servers_window() {
+        let tz = TimeZone::posix("CET-1CEST,M3.5.0,M10.5.0/3").unwrap();
+        let now: Timestamp = "2026-12-07T12:00:00Z".parse().unwrap();
+        let at: Timestamp = "2026-12-07T21:00:00Z".parse().unwrap();
+        let max = crate::config::Duration::from_secs(12 * 3600);
+        let said = "server: this server takes backups only at 22:00-06:00 (UTC)";
+        let wait = after_refusal(at, said, now, max, false, &tz).unwrap();
+        assert_eq!(
+            wait,
+            std::time::Duration::from_secs(9 * 3600) + WINDOW_MARGIN
+        );
+        // A time already past (the clocks apart): a moment's pause.
+        let late = after_refusal(now, said, at, max, false, &tz).unwrap();
+        assert_eq!(late, WINDOW_MARGIN);
+        // Further than the bound: stop, saying when (in this machine's time).
+        let short = crate::config::Duration::from_secs(3600);
+        let e = after_refusal(at, said, now, short, false, &tz).unwrap_err();
+        assert_eq!(e.exit_code().code(), 6);
+        assert_eq!(
+            e.to_string(),
+            "the server allows backups from 22:00 (2026-12-07T21:00:00Z); that is 9h from now, more than retry_after_max (1h) allows this backup to wait; run it then, or within the server's windows; server: this server takes backups only at 22:00-06:00 (UTC)"
+        );
+        // Refused again after waiting: stop.
+        let e = after_refusal(at, said, now, max, true, &tz).unwrap_err();
+        assert!(matches!(e, Error::RetryAfter { .. }));
+        assert!(
+            e.to_string()
+                .starts_with("the server allows backups from 22:00")
+        );
+        // "0s": never wait.
+        let zero = crate::config::Duration::from_secs(0);
+        assert!(after_refusal(at, said, now, zero, false, &tz).is_err());
     }
 
     fn changes(send: &[&str], replace: &[&str], gone: &[&str]) -> index::Changes {

@@ -168,5 +168,6 @@ fn backup<'a>(
         index: IndexSettings::new(index_file, settings, plan, args.full),
         attempts: settings.retry_attempts,
         pause: settings.retry_pause,
+        wait_max: settings.retry_after_max,
     }
 }
