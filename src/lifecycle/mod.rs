@@ -239,13 +239,7 @@ impl<'s> ClientBackups<'s> {
     /// store's backup windows, with the time the next opens (see
     /// [`window_refusal`]). Nothing is locked or changed before it.
     pub fn check_window(&self, now: Timestamp) -> Result<()> {
-        let Some(windows) = &self.store.config.limits.windows else {
-            return Ok(());
-        };
-        match window_refusal(windows, now, &window::server_time_zone()) {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        check_window(self.store, now)
     }
 
     /// [`Self::prepare_incremental`], for a caller that holds the client's
@@ -782,6 +776,20 @@ fn raise_open_file_limit() {
                 maximum: Some(limit),
             },
         );
+    }
+}
+
+/// Refuses a transfer into `store` at `now` outside its backup windows
+/// (`[limits] windows`), with the time the next opens; for a door that
+/// has no client's backups to ask yet (a replica's first transfer of a
+/// client, which creates it).
+pub fn check_window(store: &Store, now: Timestamp) -> Result<()> {
+    let Some(windows) = &store.config.limits.windows else {
+        return Ok(());
+    };
+    match window_refusal(windows, now, &window::server_time_zone()) {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
 }
 

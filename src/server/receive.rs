@@ -342,6 +342,8 @@ fn serve_replica(store: &Store, primary: &ClientName, request: ReplicaRequest) -
             Ok(0)
         }
         ReplicaRequest::Receive { client, options } => {
+            // Outside the windows nothing is made, not even the client.
+            crate::lifecycle::check_window(store, Timestamp::now())?;
             let mapped = ClientName::replicated(primary, &client)?;
             let exists = store.has_client(&mapped);
             // Checked before anything is written: a primary creates only
