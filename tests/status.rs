@@ -230,9 +230,8 @@ fn the_client_records_each_backup() {
     assert!(saved.contains("\"result\": \"failed\""), "{saved}");
 }
 
-/// Both programs' events reach the system log socket (the server's
-/// snapshot, the client's result at its own severity), and a missing socket
-/// fails nothing.
+/// Both programs' events reach the system log socket (the server's snapshot
+/// taken, the client's result), and a missing socket fails nothing.
 #[test]
 fn events_reach_the_system_log() {
     use std::os::unix::fs::PermissionsExt;
