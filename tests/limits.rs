@@ -59,6 +59,10 @@ const BUDGET: f64 = 2.0 * 1024.0 * 1024.0;
 /// transfers weigh little.
 const EACH: usize = 8 << 20;
 
+/// Three clients backing up 8 MiB of random data each, at once, against
+/// `[limits] bandwidth = "2M"`, all succeed and move together within 10 %
+/// of the budget, measured from the first server-side rsync's start to the
+/// last one's end (prints a `figure: budget 2M:` line).
 #[test]
 fn three_clients_at_once_share_the_servers_bandwidth_budget() {
     let Some(w) = World::new("budget") else {
@@ -135,8 +139,8 @@ fn three_clients_at_once_share_the_servers_bandwidth_budget() {
     let ratio = rate / BUDGET;
     let whole = last_end.duration_since(first_start).as_secs_f64();
     let mib = |bytes_per_s: f64| bytes_per_s / (1024.0 * 1024.0);
-    eprintln!(
-        "budget 2M: 3 x {} MiB transferred in {span:.2} s = {:.3} MiB/s, {:.1} % of the budget \
+    println!(
+        "figure: budget 2M: 3 x {} MiB transferred in {span:.2} s = {:.3} MiB/s, {:.1} % of the budget \
          ({whole:.2} s and {:.3} MiB/s from the first client's start to the last one's end; they ended after {:?})",
         EACH >> 20,
         mib(rate),
@@ -179,6 +183,13 @@ fn drop_client_key(w: &World, key: &str) {
     std::fs::write(&path, kept.join("\n") + "\n").unwrap();
 }
 
+/// Outside its `[limits] windows` (one opening 20 to 40 s ahead, in the
+/// server's local time): `byteback test` says so; an `incremental` and a
+/// transfer are refused `[retry-after] TIME` on the wire; a client whose
+/// `retry_after_max` is shorter fails in one line, exit 6, taking nothing;
+/// with the default the backup waits for the window and takes one
+/// snapshot after it opens. And `replicate --bwlimit 500` and
+/// `[replicate] bwlimit = 500` are accepted, `--bwlimit fast` is not (2).
 #[test]
 fn a_backup_outside_its_window_waits_for_it_and_is_taken() {
     let Some(w) = World::new("windows") else {
@@ -256,8 +267,8 @@ fn a_backup_outside_its_window_waits_for_it_and_is_taken() {
         taken >= opens,
         "snapshot {taken} before the window opened at {opens}"
     );
-    eprintln!(
-        "window opened at {opens}; the backup asked {:.0} s before it and took {taken}, after {:.1} s",
+    println!(
+        "figure: window opened at {opens}; the backup asked {:.0} s before it and took {taken}, after {:.1} s",
         opens.duration_since(now).as_secs_f64(),
         asked.elapsed().as_secs_f64()
     );

@@ -30,7 +30,7 @@ const AREAS: &[(&str, &[&str])] = &[
     ),
     ("Hostile backup user", &["hardened"]),
     ("Bad input", &["bad_input"]),
-    ("Faults and load", &["faults", "concurrency"]),
+    ("Faults and load", &["faults", "concurrency", "limits"]),
     (
         "Backups",
         &[
