@@ -214,6 +214,12 @@ const SCENARIOS: &[(&str, &str, &str, &str)] = &[
     ),
     (
         "Operations",
+        "prometheus_rules",
+        "",
+        "the shipped Prometheus rules pass `promtool check rules` and their unit tests, read only metrics status exports, and raise exactly the alerts a real store's state calls for",
+    ),
+    (
+        "Operations",
         "clients",
         "",
         "clients listed with fingerprints, re-keyed, renamed, removed (history kept or deleted), busy clients refused",
