@@ -103,6 +103,37 @@ fn every_alert_is_annotated_and_tested() {
     }
 }
 
+/// The Prometheus configurations docs/fleet-monitoring.md shows are valid
+/// as printed (with the rules where the page says to copy them).
+#[test]
+fn the_guides_prometheus_configs_are_valid() {
+    if !has_promtool() {
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let guide = std::fs::read_to_string(root.join("docs/fleet-monitoring.md")).unwrap();
+    let configs: Vec<&str> = guide
+        .split("```yaml\n")
+        .skip(1)
+        .filter_map(|b| b.split("```").next())
+        .filter(|b| b.contains("scrape_configs:"))
+        .collect();
+    assert_eq!(configs.len(), 2, "a single server's and the federation's");
+    let dir = std::env::temp_dir().join(format!("byteback-promconfig-{}", support::unique()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (i, config) in configs.iter().enumerate() {
+        let config = config.replace(
+            "/etc/prometheus/byteback.rules.yml",
+            &rules().to_string_lossy(),
+        );
+        let file = dir.join(format!("prometheus-{i}.yml"));
+        std::fs::write(&file, &config).unwrap();
+        let out = promtool(&["check", "config"], &file);
+        assert!(out.status.success(), "{config}\n{}", show(&out));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn days_ago(days: i64) -> String {
     let t = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(24 * days);
     t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()

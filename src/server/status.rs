@@ -498,7 +498,7 @@ pub fn prometheus(status: &Status, now: Timestamp) -> String {
         ),
         (
             "byteback_prune_alert",
-            "1 while space is short and nothing may be deleted.",
+            "1 while pruning's alert stands: space short and nothing may be deleted, or snapshots no replica held were.",
             u8::from(s.alert.is_some()).to_string(),
         ),
         (
