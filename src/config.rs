@@ -80,6 +80,63 @@ impl<'de> Deserialize<'de> for Duration {
     }
 }
 
+/// rsync's `--bwlimit`: KiB per second as a number, or a number with a unit
+/// (`"2M"`, `"512K"`, `"1.5m"`; rsync's units are powers of 1024); `0` is
+/// no limit. Kept as written and checked, since rsync does the arithmetic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bwlimit(String);
+
+impl Bwlimit {
+    /// Checks `text`'s shape: digits, an optional fraction, an optional unit.
+    pub fn new(text: &str) -> std::result::Result<Bwlimit, String> {
+        let number = text.trim_end_matches(['K', 'M', 'G', 'k', 'm', 'g']);
+        let unit_ok = text.len() - number.len() <= 1;
+        let (whole, fraction) = number.split_once('.').unwrap_or((number, "0"));
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        if unit_ok && digits(whole) && digits(fraction) {
+            Ok(Bwlimit(text.to_owned()))
+        } else {
+            Err(format!(
+                "{text:?} is not a bandwidth limit; write KiB per second (e.g. 500) or a size per second like \"2M\" or \"512K\""
+            ))
+        }
+    }
+
+    /// As rsync's option takes it.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Bwlimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl serde::Serialize for Bwlimit {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Bwlimit {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        /// A number of KiB, or a string with a unit.
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Number(u64),
+            Text(String),
+        }
+        let text = match Written::deserialize(d)? {
+            Written::Number(n) => n.to_string(),
+            Written::Text(s) => s,
+        };
+        Bwlimit::new(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 /// Reads and parses a config file. `Ok(None)` if it does not exist.
 pub fn load<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
     let text = match std::fs::read_to_string(path) {

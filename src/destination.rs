@@ -45,10 +45,14 @@ impl Destination {
     }
 }
 
-fn check_word(what: &str, word: &str, input: &str) -> Result<(), Error> {
+/// What a destination may be, as the messages say it.
+const SERVER: &str = "[USER@]HOST[:PORT]";
+const SERVER_OR_DIRECTORY: &str = "[USER@]HOST[:PORT] or an absolute directory";
+
+fn check_word(what: &str, word: &str, input: &str, expected: &str) -> Result<(), Error> {
     let bad = |why: &str| {
         Err(Error::Usage(format!(
-            "invalid destination {input:?}: the {what} {why}; expected [USER@]HOST[:PORT], e.g. byteback@backup.example.net"
+            "invalid destination {input:?}: the {what} {why}; expected {expected}, e.g. byteback@backup.example.net"
         )))
     };
     if word.is_empty() {
@@ -72,9 +76,16 @@ impl FromStr for Destination {
     fn from_str(input: &str) -> Result<Self, Error> {
         if input.starts_with('/') {
             return Err(Error::Usage(format!(
-                "invalid destination {input:?}: a local directory is not a server; expected [USER@]HOST[:PORT]"
+                "invalid destination {input:?}: a local directory is not a server; expected {SERVER}"
             )));
         }
+        Destination::parse(input, SERVER)
+    }
+}
+
+impl Destination {
+    /// Parses `[USER@]HOST[:PORT]`; a refusal says it `expected` that.
+    fn parse(input: &str, expected: &str) -> Result<Self, Error> {
         let (user, rest) = match input.split_once('@') {
             Some((user, rest)) => (user, rest),
             None => (DEFAULT_USER, input),
@@ -104,11 +115,11 @@ impl FromStr for Destination {
                 None => (rest, None),
             }
         };
-        check_word("user", user, input)?;
+        check_word("user", user, input, expected)?;
         if user.contains(':') {
-            check_word("user", "", input)?;
+            check_word("user", "", input, expected)?;
         }
-        check_word("host", host, input)?;
+        check_word("host", host, input, expected)?;
         let port = match port {
             None => None,
             Some(p) => Some(p.parse::<u16>().ok().filter(|&p| p != 0).ok_or_else(|| {
@@ -134,6 +145,24 @@ pub enum Target {
     Local(std::path::PathBuf),
 }
 
+impl Target {
+    /// The server, when it is one.
+    pub fn server(&self) -> Option<&Destination> {
+        match self {
+            Target::Remote(d) => Some(d),
+            Target::Local(_) => None,
+        }
+    }
+
+    /// The store directory, when it is on this machine.
+    pub fn local_store(&self) -> Option<&std::path::Path> {
+        match self {
+            Target::Remote(_) => None,
+            Target::Local(root) => Some(root),
+        }
+    }
+}
+
 impl FromStr for Target {
     type Err = Error;
 
@@ -148,13 +177,7 @@ impl FromStr for Target {
             let path = if trimmed.is_empty() { "/" } else { trimmed };
             return Ok(Target::Local(path.into()));
         }
-        input.parse().map(Target::Remote).map_err(|e| match e {
-            Error::Usage(msg) => Error::Usage(msg.replace(
-                "expected [USER@]HOST[:PORT]",
-                "expected [USER@]HOST[:PORT] or an absolute directory",
-            )),
-            other => other,
-        })
+        Destination::parse(input, SERVER_OR_DIRECTORY).map(Target::Remote)
     }
 }
 

@@ -12,6 +12,7 @@ pub mod error;
 pub mod exec;
 pub mod finder;
 pub mod lifecycle;
+pub mod listing;
 pub mod names;
 pub mod protocol;
 pub mod prune;

@@ -488,7 +488,8 @@ fn the_server_killed_while_completing_or_pruning(kind: FsKind) {
         );
         if point == "before-reply" {
             assert!(
-                stderr(&out).contains("the server took snapshot"),
+                stderr(&out).contains(" took snapshot ")
+                    && stderr(&out).contains("before the connection dropped"),
                 "{}",
                 show(&out)
             );

@@ -10,14 +10,13 @@
 //! /etc/byteback/post-backup.d hooks run after it
 //! ```
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use documented::DocumentedFields;
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::config::{self, Duration};
-use crate::destination::Target;
+use crate::config::{self, Bwlimit, Duration};
+use crate::destination::{Destination, Target};
 use crate::error::{Error, IoContext, Result};
 use crate::exec::priority::{IoNice, Priority, check_nice};
 use crate::exec::ssh::{HostKeyPolicy, Ssh};
@@ -126,63 +125,6 @@ fn niceness<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i32>, D::Error> {
     check_nice(i32::deserialize(d)?)
         .map(Some)
         .map_err(serde::de::Error::custom)
-}
-
-/// rsync's `--bwlimit`: KiB per second as a number, or a number with a unit
-/// (`"2M"`, `"512K"`, `"1.5m"`; rsync's units are powers of 1024); `0` is
-/// no limit. Kept as written and checked, since rsync does the arithmetic.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Bwlimit(String);
-
-impl Bwlimit {
-    /// Checks `text`'s shape: digits, an optional fraction, an optional unit.
-    pub fn new(text: &str) -> std::result::Result<Bwlimit, String> {
-        let number = text.trim_end_matches(['K', 'M', 'G', 'k', 'm', 'g']);
-        let unit_ok = text.len() - number.len() <= 1;
-        let (whole, fraction) = number.split_once('.').unwrap_or((number, "0"));
-        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-        if unit_ok && digits(whole) && digits(fraction) {
-            Ok(Bwlimit(text.to_owned()))
-        } else {
-            Err(format!(
-                "{text:?} is not a bandwidth limit; write KiB per second (e.g. 500) or a size per second like \"2M\" or \"512K\""
-            ))
-        }
-    }
-
-    /// As rsync's option takes it.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for Bwlimit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl serde::Serialize for Bwlimit {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for Bwlimit {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        /// A number of KiB, or a string with a unit.
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Written {
-            Number(u64),
-            Text(String),
-        }
-        let text = match Written::deserialize(d)? {
-            Written::Number(n) => n.to_string(),
-            Written::Text(s) => s,
-        };
-        Bwlimit::new(&text).map_err(serde::de::Error::custom)
-    }
 }
 
 fn destination<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Target>, D::Error> {
@@ -334,23 +276,13 @@ impl ConfigDir {
         }
     }
 
-    /// How to reach the configured server.
-    pub fn ssh(&self, config: &ClientConfig, host_keys: HostKeyPolicy) -> Result<Ssh> {
-        let destination = match config.destination.clone() {
-            Some(Target::Remote(d)) => d,
-            Some(Target::Local(path)) => {
-                return Err(Error::Usage(format!(
-                    "the destination {} is a directory on this machine, not a server",
-                    path.display()
-                )));
-            }
-            None => {
-                return Err(Error::Config(format!(
-                    "{} names no destination: run `byteback setup [USER@]HOST` (or pass --destination)",
-                    self.config_file().display()
-                )));
-            }
-        };
+    /// How to reach the server `destination` with this machine's key.
+    pub fn ssh(
+        &self,
+        destination: Destination,
+        connect_timeout: Duration,
+        host_keys: HostKeyPolicy,
+    ) -> Result<Ssh> {
         let identity = self.key();
         if !identity.exists() {
             return Err(Error::Config(format!(
@@ -365,7 +297,7 @@ impl ConfigDir {
             known_hosts: self.known_hosts(),
             host_keys,
             keepalive_secs: 15,
-            connect_timeout_secs: config.connect_timeout.as_secs(),
+            connect_timeout_secs: connect_timeout.as_secs(),
             control_path: None,
         })
     }
@@ -409,7 +341,7 @@ mod tests {
             "bwlimit = \"2M\"\ncompress = true\nnice = 10\nionice = \"best-effort:7\"\nhook_timeout = \"90s\"\n",
         )
         .unwrap();
-        assert_eq!(c.bwlimit, Some(Bwlimit("2M".into())));
+        assert_eq!(c.bwlimit, Some(Bwlimit::new("2M").unwrap()));
         assert!(c.compress);
         assert_eq!(
             c.priority(),

@@ -1,15 +1,15 @@
 //! `byteback`: the client's commands, run as root on the machine to back up.
 
 pub mod backup;
+pub mod backups;
 pub mod config;
 pub mod hooks;
 pub mod index;
-pub mod local;
-pub mod query;
-pub mod remote;
 pub mod restore;
+pub mod settings;
 pub mod setup;
 pub mod state;
+pub mod transfer;
 pub mod verify;
 
 use std::path::PathBuf;
@@ -162,7 +162,7 @@ pub fn run(cli: Cli) -> Result<()> {
             dest,
         ),
         Command::Snapshots { json } => restore::snapshots(&dir, json, dest),
-        Command::ShowConfig => show_config(&dir, dest),
+        Command::ShowConfig => settings::show(&dir, dest),
         Command::Verify {
             snapshot,
             checksum,
@@ -206,55 +206,29 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// `byteback show-config`: what a backup would use, after defaults and flags.
-fn show_config(dir: &ConfigDir, destination: Option<&str>) -> Result<()> {
-    /// The settings as the config file writes them.
-    #[derive(serde::Serialize)]
-    struct Effective {
-        destination: String,
-        name: String,
-        sources: Vec<String>,
-        excludes: Vec<String>,
-        retry_attempts: u32,
-        retry_pause: crate::config::Duration,
-        io_timeout: crate::config::Duration,
-        connect_timeout: crate::config::Duration,
-        hook_timeout: crate::config::Duration,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        bwlimit: Option<config::Bwlimit>,
-        compress: bool,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        nice: Option<i32>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        ionice: Option<crate::exec::priority::IoNice>,
-        full_scan_every: u32,
+#[cfg(test)]
+mod tests {
+    /// The server's commands never import the client's: what both programs
+    /// use lives where both may import it (`listing`, `protocol::call`,
+    /// `exec::host`, `config`).
+    #[test]
+    fn nothing_on_the_server_side_imports_the_client() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/server");
+        let mut stack = vec![dir];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    assert!(
+                        !text.contains("crate::client"),
+                        "{} imports crate::client",
+                        path.display()
+                    );
+                }
+            }
+        }
     }
-    let (config, target) = backup::resolve(dir, destination)?;
-    let mut excludes = config.excludes.clone();
-    excludes.extend(dir.file_excludes()?);
-    let effective = Effective {
-        destination: target.to_string(),
-        name: backup::machine_name(&config),
-        sources: config
-            .sources
-            .iter()
-            .map(|s| s.to_string_lossy().into_owned())
-            .collect(),
-        excludes,
-        retry_attempts: config.retry_attempts,
-        retry_pause: config.retry_pause,
-        io_timeout: config.io_timeout,
-        connect_timeout: config.connect_timeout,
-        hook_timeout: config.hook_timeout,
-        bwlimit: config.bwlimit.clone(),
-        compress: config.compress,
-        nice: config.nice,
-        ionice: config.ionice,
-        full_scan_every: config.full_scan_every,
-    };
-    let text = toml::to_string(&effective)
-        .map_err(|e| crate::error::Error::Command(format!("cannot write TOML: {e}")))?;
-    println!("# effective settings; config dir {}", dir.dir.display());
-    print!("{text}");
-    Ok(())
 }

@@ -8,108 +8,42 @@ use std::process::Stdio;
 use jiff::Timestamp;
 
 use crate::catalog::{self, Row};
-use crate::client::backup;
+use crate::client::backups::{self, Backups, Find, Opening};
 use crate::client::config::ConfigDir;
-use crate::client::local::{self, Local};
-use crate::client::remote::server_error;
-use crate::destination::Target;
+use crate::client::settings::{Flags, Settings};
 use crate::error::{Error, Result};
 use crate::exec::Cmd;
-use crate::exec::rsync::{RestoreFrom, RestoreTransfer};
-use crate::exec::ssh::{HostKeyPolicy, Master, Ssh, explain_failure};
-use crate::lifecycle::ClientBackups;
-use crate::protocol::{Request, SnapshotLine};
+use crate::exec::rsync::RestoreTransfer;
+use crate::names::SnapshotName;
 
-pub use crate::client::query::Query;
-use crate::client::query::{Printer, table_header, table_line};
+pub use crate::listing::Query;
+use crate::listing::{Printer, snapshot_json, table_header, table_line};
 
-/// Runs a request whose answer streams back line by line.
-pub(crate) fn stream(
-    ssh: &Ssh,
-    request: &Request,
-    mut each_line: impl FnMut(&str) -> Result<()>,
-) -> Result<()> {
-    let (status, stderr) = ssh.command(&request.render()).stream(&mut each_line)?;
-    for warning in stderr
-        .lines()
-        .filter(|l| l.starts_with("byteback-server: warning: "))
-    {
-        crate::report::note(warning.trim_start_matches("byteback-server: "));
-    }
-    match status.code() {
-        Some(0) => Ok(()),
-        Some(255) | None => Err(explain_failure(&ssh.destination, &ssh.known_hosts, &stderr)),
-        Some(code) => Err(server_error(code, &stderr)),
-    }
+/// What `query` asks the backups for.
+fn find(query: &Query) -> Result<Find> {
+    Ok(Find {
+        all: query.all,
+        nanoseconds: false,
+        snapshots: query.snapshot_glob(),
+        patterns: query.absolute_patterns()?,
+    })
 }
 
-/// Where the backups are: a server, or a store on this machine.
-pub(crate) enum Backups {
-    Remote(Ssh),
-    /// Boxed: an opened store (its whole configuration) is large.
-    Local(Box<Local>),
-}
-
-/// Asks for the rows of `query`, handing each to `each`.
-fn query_rows(
-    backups: &Backups,
-    query: &Query,
-    mut each: impl FnMut(Row) -> Result<()>,
-) -> Result<u64> {
-    let mut count = 0;
-    let request = query.request()?;
-    match backups {
-        Backups::Remote(ssh) => stream(ssh, &request, |line| {
-            let row = catalog::Row::parse(line)
-                .map_err(|e| Error::Refused(format!("the server sent a bad listing line: {e}")))?;
-            count += 1;
-            each(row)
-        })?,
-        Backups::Local(local) => {
-            let Request::List {
-                all,
-                snapshots,
-                patterns,
-                ..
-            } = request
-            else {
-                unreachable!("Query::request makes a List")
-            };
-            ClientBackups::open(&local.store, &local.client)?.find(
-                all,
-                &snapshots,
-                &patterns,
-                &mut |row| {
-                    count += 1;
-                    each(row)
-                },
-            )?;
-        }
-    }
-    Ok(count)
-}
-
-/// Where this machine's backups are, as configured or as `--destination` says.
-pub(crate) fn connect(dir: &ConfigDir, destination: Option<&str>) -> Result<Backups> {
-    let (mut config, target) = backup::resolve(dir, destination)?;
-    match target {
-        Target::Local(root) => Ok(Backups::Local(Box::new(local::open(
-            &root,
-            &backup::machine_name(&config),
-            false,
-        )?))),
-        Target::Remote(d) => {
-            config.destination = Some(Target::Remote(d));
-            Ok(Backups::Remote(dir.ssh(&config, HostKeyPolicy::Strict)?))
-        }
-    }
+/// This machine's backups, as configured or as `--destination` says.
+pub(crate) fn connect(dir: &ConfigDir, destination: Option<&str>) -> Result<Box<dyn Backups>> {
+    let flags = Flags {
+        destination,
+        ..Flags::default()
+    };
+    let settings = Settings::resolve(dir, &flags)?;
+    backups::open(dir, &settings, Opening::READ)
 }
 
 /// `byteback list`.
 pub fn list(dir: &ConfigDir, query: &Query, json: bool, destination: Option<&str>) -> Result<()> {
     let backups = connect(dir, destination)?;
     let mut printer = Printer::new(json);
-    query_rows(&backups, query, |row| printer.row(&row))?;
+    backups.find(&find(query)?, &mut |row| printer.row(&row))?;
     let count = printer.finish();
     if count == 0 {
         return Err(query.no_match());
@@ -132,22 +66,14 @@ const MAX_BATCH: usize = 3000;
 
 /// `byteback restore`.
 pub fn restore(dir: &ConfigDir, args: &RestoreArgs, destination: Option<&str>) -> Result<()> {
-    // The listing and every rsync share one SSH connection.
-    let mut master = None;
-    let backups = match connect(dir, destination)? {
-        Backups::Remote(ssh) => {
-            let m = Master::open(&ssh, backup::control_socket(dir))?;
-            let shared = m.share(&ssh);
-            master = Some(m);
-            Backups::Remote(shared)
-        }
-        local => local,
-    };
+    let backups = connect(dir, destination)?;
+    // The listing and every rsync share one connection.
+    let backups = backups.session()?;
     let into =
         std::path::absolute(&args.into).map_err(|e| Error::io("cannot resolve", &args.into, e))?;
     let mut rows = Vec::new();
     println!("{}", table_header());
-    query_rows(&backups, &args.query, |row| {
+    backups.find(&find(&args.query)?, &mut |row| {
         println!("{}", table_line(&row));
         rows.push(row);
         Ok(())
@@ -187,15 +113,15 @@ pub fn restore(dir: &ConfigDir, args: &RestoreArgs, destination: Option<&str>) -
     let mut size = 0;
     for (_, remote) in &targets {
         if size + remote.len() * 3 > MAX_BATCH && !batch.is_empty() {
-            fetch(&backups, &batch, &into, args.overwrite)?;
+            fetch(&*backups, &batch, &into, args.overwrite)?;
             batch.clear();
             size = 0;
         }
         size += remote.len() * 3 + 1;
         batch.push(remote);
     }
-    fetch(&backups, &batch, &into, args.overwrite)?;
-    drop(master);
+    fetch(&*backups, &batch, &into, args.overwrite)?;
+    drop(backups);
     println!("Restored {} item(s) into {}.", rows.len(), into.display());
     Ok(())
 }
@@ -228,18 +154,9 @@ fn remote_and_target(into: &Path, row: &Row) -> Result<(PathBuf, Vec<u8>)> {
 }
 
 /// One rsync run fetching `paths` (`<snapshot>/<path>`) into `into`.
-fn fetch(backups: &Backups, paths: &[&[u8]], into: &Path, overwrite: bool) -> Result<()> {
-    let from = match backups {
-        Backups::Remote(ssh) => RestoreFrom::Remote {
-            rsh: ssh.rsh_string(),
-            remote: ssh.rsync_remote(),
-        },
-        Backups::Local(local) => RestoreFrom::Local {
-            client_dir: local.store.client_dir(&local.client),
-        },
-    };
+fn fetch(backups: &dyn Backups, paths: &[&[u8]], into: &Path, overwrite: bool) -> Result<()> {
     let transfer = RestoreTransfer {
-        from,
+        from: backups.restore_from(),
         paths: paths.iter().map(|p| p.to_vec()).collect(),
         into: into.to_owned(),
         overwrite,
@@ -264,35 +181,15 @@ fn fetch(backups: &Backups, paths: &[&[u8]], into: &Path, overwrite: bool) -> Re
 
 /// `byteback snapshots`.
 pub fn snapshots(dir: &ConfigDir, json: bool, destination: Option<&str>) -> Result<()> {
-    let backups = connect(dir, destination)?;
-    let now = Timestamp::now();
-    let mut rows = Vec::new();
-    let ssh = match &backups {
-        Backups::Remote(ssh) => ssh,
-        Backups::Local(local) => {
-            rows = local
-                .store
-                .snapshots(&local.client)?
-                .into_iter()
-                .map(|s| (s.name, s.partial))
-                .collect();
-            return print_snapshots(&rows, now, json);
-        }
-    };
-    stream(ssh, &Request::Snapshots, |line| {
-        let parsed = SnapshotLine::parse(line)
-            .and_then(|l| Some((crate::names::SnapshotName::parse(&l.name)?, l.partial)));
-        rows.extend(parsed);
-        Ok(())
-    })?;
-    print_snapshots(&rows, now, json)
+    let rows: Vec<(SnapshotName, bool)> = connect(dir, destination)?
+        .snapshots()?
+        .into_iter()
+        .map(|s| (s.name, s.partial))
+        .collect();
+    print_snapshots(&rows, Timestamp::now(), json)
 }
 
-fn print_snapshots(
-    rows: &[(crate::names::SnapshotName, bool)],
-    now: Timestamp,
-    json: bool,
-) -> Result<()> {
+fn print_snapshots(rows: &[(SnapshotName, bool)], now: Timestamp, json: bool) -> Result<()> {
     if json {
         // A stream: one object per line, oldest first.
         for (s, partial) in rows {
@@ -327,23 +224,4 @@ fn human_age(d: jiff::SignedDuration) -> String {
     } else {
         format!("{s}s")
     }
-}
-
-/// One snapshot as a JSON object (both programs' `snapshots --json`).
-pub fn snapshot_json(
-    client: Option<&str>,
-    s: &crate::names::SnapshotName,
-    partial: bool,
-    now: Timestamp,
-) -> serde_json::Value {
-    let mut value = serde_json::json!({
-        "name": s.as_str(),
-        "time": s.time().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
-        "age_seconds": now.duration_since(s.time()).as_secs(),
-        "partial": partial,
-    });
-    if let Some(client) = client {
-        value["client"] = client.into();
-    }
-    value
 }

@@ -2,8 +2,9 @@
 
 use std::path::Path;
 
+use crate::client::backups::{self, Opening};
 use crate::client::config::{ClientConfig, ConfigDir, template};
-use crate::client::remote;
+use crate::client::settings::{Flags, Settings};
 use crate::config;
 use crate::destination::{Destination, Target};
 use crate::error::{Error, IoContext, Result};
@@ -16,7 +17,7 @@ pub fn setup(dir: &ConfigDir, destination: &str, name: Option<&str>) -> Result<(
     let target: Target = destination.parse()?;
     let name = match name {
         Some(n) => n.to_owned(),
-        None => this_machines_name(),
+        None => crate::exec::host::this_machines_name(),
     };
     crate::names::ClientName::new(&name)
         .map_err(|e| Error::Usage(format!("{e} (pass --name NAME)")))?;
@@ -116,84 +117,56 @@ fn set_key(text: &str, key: &str, value: &str) -> String {
     out.join("\n") + "\n"
 }
 
-/// This machine's fully qualified name, as well as it can be told.
-pub fn this_machines_name() -> String {
-    let short = rustix::system::uname()
-        .nodename()
-        .to_string_lossy()
-        .into_owned();
-    if short.contains('.') {
-        return short;
-    }
-    let fqdn = Cmd::new("hostname")
-        .arg("--fqdn")
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .filter(|n| crate::names::ClientName::new(n).is_ok());
-    fqdn.unwrap_or(short)
-}
-
-/// Connects, trusts the server's host key as told, and pings.
+/// Connects (trusting a server's host key as told) and pings: the same
+/// check for a server and for a store on this machine (which it makes if
+/// missing, as the first backup would).
 pub fn test(dir: &ConfigDir, accept_new_host_key: bool, destination: Option<&str>) -> Result<()> {
-    let (mut config, target) = crate::client::backup::resolve(dir, destination)?;
-    let d = match target {
-        Target::Local(root) => {
-            let local = crate::client::local::open(
-                &root,
-                &crate::client::backup::machine_name(&config),
-                true,
-            )?;
-            let snapshots = local.store.snapshots(&local.client)?;
-            println!(
-                "Local store {} ({} backend): {} snapshots of {}, {} free.",
-                root.display(),
-                local.store.config.backend.as_str(),
-                snapshots.len(),
-                local.client,
-                crate::sys::fs::human_bytes(local.store.space()?.free_bytes)
-            );
-            println!("Found backup space, ready to go.");
-            return Ok(());
-        }
-        Target::Remote(d) => d,
+    let flags = Flags {
+        destination,
+        ..Flags::default()
     };
-    config.destination = Some(Target::Remote(d));
-    let policy = if accept_new_host_key {
+    let settings = Settings::resolve(dir, &flags)?;
+    let host_keys = if accept_new_host_key {
         HostKeyPolicy::AcceptNew
     } else if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
         HostKeyPolicy::Ask
     } else {
         HostKeyPolicy::Strict
     };
-    let ssh = dir.ssh(&config, policy)?;
-    println!(
-        "Connecting to server {}...",
-        ssh.destination.host_and_port()
-    );
-    let known_before = host_key_fingerprint(&dir.known_hosts(), &ssh.destination)?;
-    let reply = remote::ping(&ssh)?;
-    if known_before.is_none() {
-        if let Some(fp) = host_key_fingerprint(&dir.known_hosts(), &ssh.destination)? {
+    let opening = Opening {
+        host_keys,
+        create: true,
+    };
+    let backups = backups::open(dir, &settings, opening)?;
+    println!("Connecting to {}...", backups.describe());
+    // Only a server has a host key to trust.
+    let server = settings.destination.server();
+    let known_before = match server {
+        Some(d) => host_key_fingerprint(&dir.known_hosts(), d)?,
+        None => None,
+    };
+    let reply = backups.ping()?;
+    if let (None, Some(d)) = (known_before, server) {
+        if let Some(fp) = host_key_fingerprint(&dir.known_hosts(), d)? {
             println!("Trusted the server's host key: {fp}");
         }
     }
+    let (from, place) = match server {
+        Some(_) => ("the server", "on the server".to_owned()),
+        None => ("the store", format!("in the {}", backups.describe())),
+    };
     println!(
-        "Backup space for {}: {} snapshots, newest {}; {} free on the server.",
+        "Backup space for {}: {} snapshots, newest {}; {} free {place}.",
         reply.client,
         reply.snapshots,
         reply.newest.as_deref().unwrap_or("none"),
-        crate::sys::fs::human_bytes(reply.free_bytes)
+        crate::sys::fs::human_bytes(reply.free_bytes),
     );
-    if let Some(notice) = &reply.notice {
-        println!("Warning from the server: {notice}");
-    }
-    if let Some(alert) = &reply.alert {
-        println!("Warning from the server: {alert}");
+    for warning in [&reply.notice, &reply.alert].into_iter().flatten() {
+        println!("Warning from {from}: {warning}");
     }
     if let Some(why) = &reply.failing {
-        println!("Warning from the server: the last attempt of this machine failed: {why}");
+        println!("Warning from {from}: the last attempt of this machine failed: {why}");
     }
     if reply.alert.is_some() || reply.failing.is_some() {
         return Err(Error::Attention(

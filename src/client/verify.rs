@@ -28,16 +28,16 @@ use std::path::{Path, PathBuf};
 use jiff::Timestamp;
 
 use crate::catalog::{self, display_path};
-use crate::client::backup;
+use crate::client::backup::plan;
+use crate::client::backups::{self, Backups, Find, Opening};
 use crate::client::config::ConfigDir;
-use crate::client::restore::{Backups, connect, stream};
+use crate::client::settings::{Flags, Settings};
 use crate::client::state;
 use crate::error::{Error, Result};
 use crate::finder::Meta;
 use crate::finder::digest::{self, Digest};
-use crate::lifecycle::{ClientBackups, ReadLimits};
 use crate::names::SnapshotName;
-use crate::protocol::{DigestLine, Request, SnapshotLine};
+use crate::protocol::DigestLine;
 
 const S_IFMT: u32 = 0o170000;
 const S_IFREG: u32 = 0o100000;
@@ -468,104 +468,42 @@ fn paths(args: &VerifyArgs, configured: &[PathBuf]) -> Result<Vec<PathBuf>> {
         .collect()
 }
 
-/// The snapshots of this machine, oldest first.
-fn snapshot_names(backups: &Backups) -> Result<Vec<SnapshotName>> {
-    match backups {
-        Backups::Local(local) => Ok(local
-            .store
-            .snapshots(&local.client)?
-            .into_iter()
-            .map(|s| s.name)
-            .collect()),
-        Backups::Remote(ssh) => {
-            let mut names = Vec::new();
-            stream(ssh, &Request::Snapshots, |line| {
-                names.extend(SnapshotLine::parse(line).and_then(|l| SnapshotName::parse(&l.name)));
-                Ok(())
-            })?;
-            Ok(names)
-        }
-    }
-}
-
 /// The snapshot's side: every file under `patterns`, with nanosecond mtimes.
 fn snapshot_side(
-    backups: &Backups,
+    backups: &dyn Backups,
     name: &SnapshotName,
     patterns: &[Vec<u8>],
 ) -> Result<BTreeMap<Vec<u8>, Meta>> {
     let mut map = BTreeMap::new();
-    let request = Request::List {
+    let find = Find {
         all: true,
         nanoseconds: true,
         snapshots: glob_literal(name.as_str().as_bytes()),
         patterns: patterns.to_vec(),
     };
-    let mut keep = |row: catalog::Row| {
+    backups.find(&find, &mut |row: catalog::Row| {
         // One snapshot: each path comes once, from it.
         if row.snapshot == name.as_str() {
             map.insert(row.found.path, row.found.meta);
         }
         Ok(())
-    };
-    match backups {
-        Backups::Remote(ssh) => stream(ssh, &request, |line| {
-            let row = catalog::Row::parse(line)
-                .map_err(|e| Error::Refused(format!("the server sent a bad listing line: {e}")))?;
-            keep(row)
-        })?,
-        Backups::Local(local) => {
-            let Request::List {
-                all,
-                snapshots,
-                patterns,
-                ..
-            } = &request
-            else {
-                unreachable!("a List request")
-            };
-            ClientBackups::open(&local.store, &local.client)?
-                .find(*all, snapshots, patterns, &mut keep)?;
-        }
-    }
+    })?;
     Ok(map)
 }
 
 /// The snapshot's content hashes of its regular files under `patterns`.
 fn snapshot_digests(
-    backups: &Backups,
+    backups: &dyn Backups,
     name: &SnapshotName,
     patterns: &[Vec<u8>],
 ) -> Result<BTreeMap<Vec<u8>, Option<Digest>>> {
     let mut map = BTreeMap::new();
-    let mut keep = |line: DigestLine| {
-        map.insert(line.path, line.digest);
-        Ok(())
-    };
     // A digest request carries at most 64 patterns, in 4 KiB.
     for batch in batches(patterns) {
-        match backups {
-            Backups::Remote(ssh) => {
-                let request = Request::Digest {
-                    snapshot: name.to_string(),
-                    patterns: batch,
-                };
-                stream(ssh, &request, |line| {
-                    let line = DigestLine::parse(line).map_err(|e| {
-                        Error::Refused(format!("the server sent a bad digest line: {e}"))
-                    })?;
-                    keep(line)
-                })?
-            }
-            Backups::Local(local) => {
-                ClientBackups::open(&local.store, &local.client)?.digest(
-                    name.as_str(),
-                    &batch,
-                    &ReadLimits::NONE,
-                    &mut keep,
-                )?;
-            }
-        }
+        backups.digest(name, &batch, &mut |line: DigestLine| {
+            map.insert(line.path, line.digest);
+            Ok(())
+        })?;
     }
     Ok(map)
 }
@@ -592,8 +530,12 @@ fn batches(patterns: &[Vec<u8>]) -> Vec<Vec<Vec<u8>>> {
 
 /// `byteback verify`.
 pub fn run(dir: &ConfigDir, args: &VerifyArgs, destination: Option<&str>) -> Result<()> {
-    let (config, target) = backup::resolve(dir, destination)?;
-    let paths = paths(args, &config.sources)?;
+    let flags = Flags {
+        destination,
+        ..Flags::default()
+    };
+    let settings = Settings::resolve(dir, &flags)?;
+    let paths = paths(args, &settings.sources)?;
     let existing: Vec<PathBuf> = paths
         .iter()
         .filter(|p| std::fs::symlink_metadata(p).is_ok())
@@ -602,30 +544,23 @@ pub fn run(dir: &ConfigDir, args: &VerifyArgs, destination: Option<&str>) -> Res
     let excludes: Vec<Exclude> = if existing.is_empty() {
         Vec::new()
     } else {
-        backup::exclude_patterns(dir, &config, &existing, &target)?
+        plan::exclude_patterns(&settings, &existing)?
             .iter()
             .map(|p| Exclude::new(p))
             .collect()
     };
+    let backups = backups::open(dir, &settings, Opening::READ)?;
     // One connection for every request.
-    let mut master = None;
-    let backups = match connect(dir, destination)? {
-        Backups::Remote(ssh) => {
-            let m = crate::exec::ssh::Master::open(&ssh, backup::control_socket(dir))?;
-            let shared = m.share(&ssh);
-            master = Some(m);
-            let ping = crate::client::remote::ping(&shared)?;
-            if ping.protocol < 2 {
-                return Err(Error::Unsupported(format!(
-                    "the server speaks byteback protocol {}; verify needs 2 or later: upgrade byteback-server there",
-                    ping.protocol
-                )));
-            }
-            Backups::Remote(shared)
-        }
-        local => local,
-    };
-    let snapshots = snapshot_names(&backups)?;
+    let backups = backups.session()?;
+    let ping = backups.ping()?;
+    if ping.protocol < 2 {
+        return Err(Error::Unsupported(format!(
+            "the {} speaks byteback protocol {}; verify needs 2 or later: upgrade byteback-server there",
+            backups.describe(),
+            ping.protocol
+        )));
+    }
+    let snapshots: Vec<SnapshotName> = backups.snapshots()?.into_iter().map(|s| s.name).collect();
     let name = match &args.snapshot {
         Some(wanted) => snapshots
             .iter()
@@ -650,13 +585,13 @@ pub fn run(dir: &ConfigDir, args: &VerifyArgs, destination: Option<&str>) -> Res
         .iter()
         .map(|p| subtree_pattern(p.as_os_str().as_bytes()))
         .collect();
-    let snapshot = snapshot_side(&backups, &name, &patterns)?;
+    let snapshot = snapshot_side(&*backups, &name, &patterns)?;
     let digests = if args.checksum {
-        Some(snapshot_digests(&backups, &name, &patterns)?)
+        Some(snapshot_digests(&*backups, &name, &patterns)?)
     } else {
         None
     };
-    drop(master);
+    drop(backups);
     let mut live = BTreeMap::new();
     let mut context = BTreeMap::new();
     for p in &paths {

@@ -10,6 +10,7 @@
 //! the server rsync's kernel sandbox ([`sandbox`]) and the client rsync's
 //! CPU and I/O priority ([`priority`]).
 
+pub mod host;
 pub mod priority;
 pub mod relay;
 pub mod rsync;

@@ -13,6 +13,7 @@ use std::fmt;
 
 use crate::names::{ClientName, SnapshotName};
 
+pub mod call;
 pub mod legacy;
 pub mod reply;
 pub mod wire;

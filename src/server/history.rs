@@ -106,12 +106,7 @@ fn prune_run(store: &Store, now: Timestamp, mode: prune::Mode) -> Result<u8> {
 }
 
 /// `byteback-server list`: what a client's `byteback list` would show.
-pub fn list(
-    root: &Path,
-    client: &str,
-    query: &crate::client::query::Query,
-    json: bool,
-) -> Result<u8> {
+pub fn list(root: &Path, client: &str, query: &crate::listing::Query, json: bool) -> Result<u8> {
     let store = lifecycle::open_store(root)?;
     let client = ClientName::new(client)?;
     if !store.has_client(&client) {
@@ -123,7 +118,7 @@ pub fn list(
         .map(|p| p.as_bytes().to_vec())
         .collect();
     let snapshots = query.snapshot.clone().unwrap_or_else(|| "*".into());
-    let mut printer = crate::client::query::Printer::new(json);
+    let mut printer = crate::listing::Printer::new(json);
     let backups = ClientBackups::open(&store, &client)?;
     backups.find(query.all, snapshots.as_bytes(), &patterns, &mut |row| {
         printer.row(&row)
@@ -145,12 +140,8 @@ pub fn snapshots(root: &Path, client: Option<&str>, json: bool) -> Result<u8> {
     for client in clients {
         for s in store.snapshots(&client)? {
             if json {
-                let value = crate::client::restore::snapshot_json(
-                    Some(client.as_str()),
-                    &s.name,
-                    s.partial,
-                    now,
-                );
+                let value =
+                    crate::listing::snapshot_json(Some(client.as_str()), &s.name, s.partial, now);
                 println!("{value}");
                 continue;
             }

@@ -224,7 +224,7 @@ enum Command {
         #[arg(long)]
         client: String,
         #[command(flatten)]
-        query: crate::client::query::Query,
+        query: crate::listing::Query,
         /// One JSON object per line.
         #[arg(long)]
         json: bool,

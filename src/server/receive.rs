@@ -213,7 +213,7 @@ fn serve_legacy(store: &Store, client: &ClientName, request: LegacyRequest) -> R
             patterns,
             ..
         }) => {
-            let mut printer = crate::client::query::Printer::new(false);
+            let mut printer = crate::listing::Printer::new(false);
             {
                 let _slot = store.read_slot(client)?;
                 let watch = Watch::start(

@@ -22,13 +22,13 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::client::remote;
 use crate::destination::Destination;
 use crate::error::{Error, Result};
 use crate::exec::Cmd;
 use crate::exec::rsync::{Outcome, ReplicaTransfer, Traffic, describe_exit};
 use crate::exec::ssh::{HostKeyPolicy, Master, Ssh};
 use crate::names::{ClientName, SnapshotName};
+use crate::protocol::call as remote;
 use crate::protocol::{Completed, Failure, ReplicaRequest, ReplicaState};
 use crate::report;
 use crate::store::Store;
@@ -60,7 +60,7 @@ pub fn setup(store_root: &Path, name: Option<&str>, to: &[String]) -> Result<()>
     let store = crate::lifecycle::open_store(store_root)?;
     let name = match name {
         Some(n) => n.to_owned(),
-        None => crate::client::setup::this_machines_name(),
+        None => crate::exec::host::this_machines_name(),
     };
     let primary = ClientName::primary(&name)?;
     let dir = dir_of(store.root());
@@ -142,7 +142,7 @@ pub fn run(store_root: &Path, args: &Args) -> Result<u8> {
         .map(|t| t.parse::<Destination>())
         .collect::<Result<Vec<_>>>()?;
     if let Some(limit) = &store.config.replicate.bwlimit {
-        crate::client::config::Bwlimit::new(limit).map_err(|e| {
+        crate::config::Bwlimit::new(limit).map_err(|e| {
             Error::Config(format!(
                 "invalid config {}: [replicate] bwlimit: {e}",
                 Store::config_path_of(store.root()).display()

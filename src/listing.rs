@@ -1,7 +1,11 @@
-//! What `list` and `restore` ask for and how their answers print: the
-//! query (clap arguments shared by `byteback list`/`restore` and
-//! `byteback-server list`), its one "nothing matched" error, and the row
-//! printers (a table, or one JSON object per line).
+//! What `list` and `restore` ask for and how their answers print, for
+//! both programs: the query (clap arguments shared by `byteback
+//! list`/`restore` and `byteback-server list`), its one "nothing matched"
+//! error, the row printers (a table, or one JSON object per line), and a
+//! snapshot as JSON (`snapshots --json` of both).
+//!
+//! It lives outside `client/` and `server/` so that neither program's
+//! commands import the other's.
 
 use jiff::Timestamp;
 
@@ -26,11 +30,12 @@ pub struct Query {
 }
 
 impl Query {
-    /// The request for these files, patterns made absolute.
-    pub fn request(&self) -> Result<crate::protocol::Request> {
+    /// The patterns, made absolute (relative ones start at the current
+    /// directory).
+    pub fn absolute_patterns(&self) -> Result<Vec<Vec<u8>>> {
         let cwd = std::env::current_dir()
             .map_err(|e| Error::Usage(format!("cannot tell the current directory: {e}")))?;
-        let patterns = self
+        Ok(self
             .patterns
             .iter()
             .map(|p| {
@@ -44,17 +49,15 @@ impl Query {
                     full
                 }
             })
-            .collect();
-        Ok(crate::protocol::Request::List {
-            all: self.all,
-            nanoseconds: false,
-            snapshots: self
-                .snapshot
-                .clone()
-                .unwrap_or_else(|| "*".into())
-                .into_bytes(),
-            patterns,
-        })
+            .collect())
+    }
+
+    /// The glob of snapshot names asked for (default: every snapshot).
+    pub fn snapshot_glob(&self) -> Vec<u8> {
+        self.snapshot
+            .clone()
+            .unwrap_or_else(|| "*".into())
+            .into_bytes()
     }
 
     /// The error when nothing matched.
@@ -180,6 +183,25 @@ impl Printer {
         let _ = self.out.flush();
         self.count
     }
+}
+
+/// One snapshot as a JSON object (both programs' `snapshots --json`).
+pub fn snapshot_json(
+    client: Option<&str>,
+    s: &crate::names::SnapshotName,
+    partial: bool,
+    now: Timestamp,
+) -> serde_json::Value {
+    let mut value = serde_json::json!({
+        "name": s.as_str(),
+        "time": s.time().strftime(UTC).to_string(),
+        "age_seconds": now.duration_since(s.time()).as_secs(),
+        "partial": partial,
+    });
+    if let Some(client) = client {
+        value["client"] = client.into();
+    }
+    value
 }
 
 #[cfg(test)]
