@@ -8,9 +8,11 @@ pub mod privileged;
 pub mod probe;
 pub mod receive;
 pub mod replicate;
+pub mod report;
 pub mod roles;
 pub mod root_setup;
 pub mod setup;
+pub mod space_history;
 pub mod status;
 pub mod verify;
 pub mod watch;
@@ -253,6 +255,15 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         prometheus: Option<PathBuf>,
     },
+    /// Write a static HTML report of the store into a directory: index.html (every client's state, last backup, last attempt, snapshots, space; the store's free space and alert) and a page per client (snapshot timeline, space over time, what pruning would take next, the last attempt); see docs/monitoring.md, "The report".
+    Report {
+        /// The store directory [default: the backup user's home].
+        #[arg(long)]
+        store: Option<PathBuf>,
+        /// The directory to write the pages into, outside the store (made if missing; each page replaced atomically, pages of removed clients deleted).
+        #[arg(long, value_name = "DIR")]
+        output: PathBuf,
+    },
     /// Print the store's effective settings (its file and the defaults), as TOML.
     ShowConfig {
         /// The store directory [default: the backup user's home].
@@ -430,6 +441,12 @@ pub fn run(cli: Cli) -> Result<u8> {
                 warn,
                 crit,
                 prometheus: prometheus.map(|p| absolute(&p)).transpose()?,
+            },
+        ),
+        Command::Report { store, output } => report::run(
+            &store_or_home(store)?,
+            &report::Args {
+                output: absolute(&output)?,
             },
         ),
         Command::ShowConfig { store } => setup::show_config(&store_or_home(store)?),
