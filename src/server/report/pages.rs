@@ -45,7 +45,7 @@ pub fn is_page_name(file: &str) -> bool {
 
 const STYLE: &str = "
 :root { color-scheme: light; --ok: #2e7d32; --partial: #b58900; --stale: #e65100; --never: #6b6b6b; --failing: #c62828; }
-body { font: 15px/1.45 system-ui, -apple-system, 'Segoe UI', Roboto, 'DejaVu Sans', sans-serif; margin: 0 auto; padding: 1.2em 2em 3em; max-width: 1200px; color: #1d1d1d; background: #fff; }
+body { font: 14px/1.45 system-ui, -apple-system, 'Segoe UI', Roboto, 'DejaVu Sans', sans-serif; margin: 0 auto; padding: 1.2em 2em 3em; max-width: 1200px; color: #1d1d1d; background: #fff; }
 h1 { font-size: 1.6em; margin: 0 0 .2em; }
 h2 { font-size: 1.2em; margin: 1.6em 0 .5em; border-bottom: 1px solid #ddd; padding-bottom: .2em; }
 a { color: #0b57d0; }
@@ -53,18 +53,22 @@ a { color: #0b57d0; }
 footer { margin-top: 3em; font-size: .85em; }
 code { font-family: ui-monospace, 'DejaVu Sans Mono', monospace; font-size: .92em; }
 table { border-collapse: collapse; width: 100%; }
-th, td { text-align: left; padding: .35em .6em; border-bottom: 1px solid #e5e5e5; vertical-align: top; }
+th, td { text-align: left; padding: .3em .45em; border-bottom: 1px solid #e5e5e5; vertical-align: top; }
 th { background: #f4f4f4; font-weight: 600; white-space: nowrap; }
 th button { font: inherit; font-weight: 600; background: none; border: 0; padding: 0; cursor: pointer; color: inherit; }
 th[aria-sort=ascending] button::after { content: ' \\25B2'; }
 th[aria-sort=descending] button::after { content: ' \\25BC'; }
 td.num, th.num { text-align: right; white-space: nowrap; }
 td.when { white-space: nowrap; }
+h1 .state { font-size: .55em; vertical-align: middle; }
 .state { display: inline-block; min-width: 4.5em; text-align: center; border-radius: 1em; padding: 0 .6em; color: #fff; font-weight: 600; font-size: .9em; }
 .state.ok { background: var(--ok); } .state.partial { background: var(--partial); } .state.stale { background: var(--stale); }
 .state.never { background: var(--never); } .state.failing { background: var(--failing); }
 .bad { color: var(--failing); font-weight: 600; }
-.reason { max-width: 28em; overflow-wrap: anywhere; white-space: pre-wrap; }
+.good { color: var(--ok); }
+.reason { min-width: 12em; max-width: 22em; overflow-wrap: anywhere; white-space: pre-wrap; }
+td.notes { min-width: 10em; max-width: 16em; overflow-wrap: anywhere; }
+.wide { overflow-x: auto; }
 ul.notes { margin: 0; padding-left: 1.1em; }
 .alert { border-left: 5px solid var(--failing); background: #fdecea; padding: .6em 1em; margin: .8em 0; white-space: pre-wrap; overflow-wrap: anywhere; }
 .warning { border-left: 5px solid var(--stale); background: #fff4e5; padding: .6em 1em; margin: .8em 0; }
@@ -147,6 +151,29 @@ fn when(t: Timestamp) -> String {
     t.strftime("%Y-%m-%d %H:%M UTC").to_string()
 }
 
+/// A time in a table cell (the page says times are UTC).
+fn short_when(t: Timestamp) -> String {
+    t.strftime("%Y-%m-%d %H:%M").to_string()
+}
+
+/// At most `max` characters of `text` for an overview cell, with `…` if
+/// cut (the whole text is on the client's page and in the cell's title).
+fn clip(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_owned(),
+    }
+}
+
+/// An overview cell's text, clipped, with the whole text as its title.
+fn clipped(text: &str) -> String {
+    format!(
+        "<span title=\"{}\">{}</span>",
+        escape(text),
+        escape(&clip(text, 140))
+    )
+}
+
 fn footer(report: &Report) -> String {
     format!(
         "<footer>Written by <code>byteback-server report</code> at {} from the store <code>{}</code>; run it again to refresh. Times are UTC.</footer>\n",
@@ -188,13 +215,16 @@ fn notes(c: &ClientReport) -> Vec<String> {
     let s = &c.status;
     let mut notes = Vec::new();
     if let Some(notice) = &s.notice {
-        notes.push(escape(notice));
+        notes.push(clipped(notice));
     }
     if s.newest_partial {
         notes.push("newest snapshot is partial".into());
     }
     if let Some(since) = s.running_since {
-        notes.push(format!("backup running since {}", escape(&when(since))));
+        notes.push(format!(
+            "backup running since {}",
+            escape(&short_when(since))
+        ));
     }
     for r in s.replicas.iter().filter(|r| r.snapshots_behind > 0) {
         notes.push(format!(
@@ -220,17 +250,17 @@ fn attempt_words(c: &ClientReport) -> (String, i64, String) {
         None => ("none recorded".into(), 0, String::new()),
         Some(a) => (
             format!(
-                "{} {} <span class=\"sub\">{}</span>",
+                "{} {}<br><span class=\"sub\">{}</span>",
                 if a.ok {
-                    "ok".to_owned()
+                    "<span class=\"good\">ok</span>"
                 } else {
-                    "<span class=\"bad\">failed</span>".to_owned()
+                    "<span class=\"bad\">failed</span>"
                 },
                 escape(&a.request),
-                escape(&when(a.time))
+                escape(&short_when(a.time))
             ),
             a.time.as_second(),
-            a.reason.as_deref().map(escape).unwrap_or_default(),
+            a.reason.as_deref().map(clipped).unwrap_or_default(),
         ),
     }
 }
@@ -294,7 +324,7 @@ pub fn index(report: &Report) -> String {
     }
     let _ = write!(
         b,
-        "<h2>Clients</h2>\n<p>{}. Click a column's title to sort by it.</p>\n",
+        "<h2>Clients</h2>\n<p>{}. Times are UTC; click a column's title to sort by it.</p>\n",
         if counts.is_empty() {
             "No clients yet".to_owned()
         } else {
@@ -302,7 +332,7 @@ pub fn index(report: &Report) -> String {
         }
     );
     b.push_str(
-        "<table id=\"clients\">\n<thead><tr>\
+        "<div class=\"wide\"><table id=\"clients\">\n<thead><tr>\
 <th data-key=\"client\">Client</th>\
 <th data-key=\"state\" data-type=\"num\">State</th>\
 <th data-key=\"last\" data-type=\"num\">Last backup</th>\
@@ -333,7 +363,7 @@ pub fn index(report: &Report) -> String {
 <td class=\"reason\">{reason}</td>\
 <td class=\"num\" data-sort=\"{count}\">{count}</td>\
 <td class=\"num\" data-sort=\"{size}\">{size_text}</td>\
-<td>{notes}</td></tr>\n",
+<td class=\"notes\">{notes}</td></tr>\n",
             name = escape(&s.client),
             state = state_word(s.state),
             href = escape(&page_name(&s.client)),
@@ -341,7 +371,7 @@ pub fn index(report: &Report) -> String {
             meaning = escape(state_meaning(s.state)),
             badge = state_badge(s.state),
             last_key = newest.map_or(0, |m| m.time.as_second()),
-            last = newest.map_or("never".to_owned(), |m| escape(&when(m.time))),
+            last = newest.map_or("never".to_owned(), |m| escape(&short_when(m.time))),
             // Never backed up sorts as the oldest of all.
             age_key = s.newest_age_seconds.unwrap_or(i64::from(i32::MAX) * 1000),
             age = s
@@ -353,7 +383,7 @@ pub fn index(report: &Report) -> String {
             notes = notes_cell(&notes(c)),
         );
     }
-    b.push_str("</tbody>\n</table>\n");
+    b.push_str("</tbody>\n</table></div>\n");
     b.push_str("<h2>Store space over time</h2>\n");
     let used: Vec<(Timestamp, u64)> = report
         .samples
@@ -467,7 +497,21 @@ pub fn client_page(report: &Report, c: &ClientReport) -> String {
     if c.snapshots.is_empty() {
         b.push_str("<p class=\"note\">No snapshot yet.</p>\n");
     }
-    b.push_str(&svg::timeline(&c.snapshots, report.now));
+    b.push_str(&svg::timeline("timeline", &c.snapshots, report.now, None));
+    // A long history crowds the recent snapshots: a closer look at them.
+    let month = jiff::SignedDuration::from_hours(24 * 30);
+    if c.snapshots
+        .first()
+        .is_some_and(|m| report.now.duration_since(m.time) > month * 2)
+    {
+        b.push_str("<p class=\"sub\">The last 30 days:</p>\n");
+        b.push_str(&svg::timeline(
+            "recent",
+            &c.snapshots,
+            report.now,
+            Some(month),
+        ));
+    }
     if !c.snapshots.is_empty() {
         b.push_str("<details><summary>Every snapshot, newest first</summary>\n<table class=\"snapshots\"><thead><tr><th>Snapshot</th><th>Age</th><th>Partial</th></tr></thead><tbody>\n");
         for m in c.snapshots.iter().rev() {

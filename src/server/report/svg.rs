@@ -57,11 +57,18 @@ fn time_ticks(from: Timestamp, to: Timestamp, x0: f64, width: f64) -> Vec<(f64, 
 
 /// The snapshots as marks on a time axis from the oldest (or a week ago,
 /// whichever is earlier) to `now`: filled circles, partial ones hollow.
-/// Each mark is a `<circle class="mark">` with its name as its `<title>`.
-pub fn timeline(marks: &[Mark], now: Timestamp) -> String {
+/// Each mark is a `<circle class="mark">` with its name as its `<title>`;
+/// the drawing's `id` is `id`. With `last`, only that span before `now` is
+/// drawn (a closer look at the recent snapshots, which a long history
+/// crowds together).
+pub fn timeline(id: &str, marks: &[Mark], now: Timestamp, last: Option<SignedDuration>) -> String {
     let height = 80.0;
     let axis = 40.0;
-    let week_ago = now - SignedDuration::from_hours(24 * 7);
+    let marks: Vec<&Mark> = match last {
+        Some(span) => marks.iter().filter(|m| m.time >= now - span).collect(),
+        None => marks.iter().collect(),
+    };
+    let week_ago = now - last.unwrap_or(SignedDuration::from_hours(24 * 7));
     let from = marks
         .iter()
         .map(|m| m.time)
@@ -72,12 +79,14 @@ pub fn timeline(marks: &[Mark], now: Timestamp) -> String {
         .map(|m| m.time)
         .max()
         .map_or(now, |t| t.max(now));
-    let x0 = 20.0;
-    let width = WIDTH - x0 - RIGHT;
+    // Room either side for the first and last date labels.
+    let x0 = 50.0;
+    let width = WIDTH - 2.0 * x0;
     let mut o = String::new();
     let _ = write!(
         o,
-        "<svg class=\"timeline\" viewBox=\"0 0 {WIDTH} {height}\" role=\"img\" aria-label=\"{} snapshot(s) from {} to {}\">",
+        "<svg id=\"{}\" class=\"timeline\" viewBox=\"0 0 {WIDTH} {height}\" role=\"img\" aria-label=\"{} snapshot(s) from {} to {}\">",
+        escape(id),
         marks.len(),
         escape(&label(from, SignedDuration::ZERO)),
         escape(&label(to, SignedDuration::ZERO)),
@@ -97,7 +106,7 @@ pub fn timeline(marks: &[Mark], now: Timestamp) -> String {
             escape(&text)
         );
     }
-    for m in marks {
+    for m in &marks {
         let x = x0 + width * fraction(m.time, from, to);
         let class = if m.partial { "mark partial" } else { "mark" };
         let _ = write!(
@@ -223,14 +232,23 @@ mod tests {
                 partial: true,
             },
         ];
-        let svg = timeline(&marks, at("2026-11-28T03:00:00Z"));
+        let now = at("2026-11-28T03:00:00Z");
+        let svg = timeline("t", &marks, now, None);
+        assert!(svg.starts_with("<svg id=\"t\" "), "{svg}");
         assert_eq!(svg.matches("<circle class=\"mark").count(), 2, "{svg}");
         assert_eq!(svg.matches("class=\"mark partial\"").count(), 1);
         // The oldest sits at the axis' start (a week before now is later).
-        assert!(svg.contains("<circle class=\"mark\" cx=\"20.0\""), "{svg}");
+        assert!(svg.contains("<circle class=\"mark\" cx=\"50.0\""), "{svg}");
         assert!(svg.contains("<title>2026-11-27T03:00:00Z (partial)</title>"));
+        // The last three days: only the newest.
+        let recent = timeline("r", &marks, now, Some(SignedDuration::from_hours(72)));
+        assert_eq!(
+            recent.matches("<circle class=\"mark").count(),
+            1,
+            "{recent}"
+        );
         // Without snapshots: the axis alone, the last week.
-        let empty = timeline(&[], at("2026-11-28T03:00:00Z"));
+        let empty = timeline("t", &[], now, None);
         assert!(!empty.contains("<circle"), "{empty}");
         assert!(empty.contains(">11-21 03:00<") || empty.contains(">2026-11-21<"));
     }
