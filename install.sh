@@ -9,7 +9,7 @@
 #                                completions and systemd units under
 #                                /usr/local
 #   ./install.sh --runtime-only  the same without the test tools (databases,
-#                                cargo-deb, systemd-analyze)
+#                                cargo-deb, systemd-analyze, chromium)
 #   ./install.sh --deps-only     packages and tools only, no byteback (CI)
 #
 # Running it again upgrades the binaries, whatever installed them before.
@@ -42,9 +42,10 @@ runtime="rsync openssh-server openssh-client btrfs-progs sudo"
 build_tools="ca-certificates curl gcc libc6-dev"
 # What the end-to-end tests use: filesystems on loop devices, users, ACLs and
 # xattrs, a pseudo-terminal, the database hooks' servers, man and systemd's
-# unit checker for the package test.
+# unit checker for the package test, and a headless browser for the HTML
+# report's test (tests/report.rs).
 test_tools="e2fsprogs acl attr libcap2-bin util-linux bsdutils mount passwd procps man-db
-    systemd mariadb-server mariadb-client postgresql"
+    systemd mariadb-server mariadb-client postgresql chromium"
 packages="$runtime $build_tools"
 [ "$tests" = yes ] && packages="$packages $test_tools"
 

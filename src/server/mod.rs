@@ -255,7 +255,9 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         prometheus: Option<PathBuf>,
     },
-    /// Write a static HTML report of the store into a directory: index.html (every client's state, last backup, last attempt, snapshots, space; the store's free space and alert) and a page per client (snapshot timeline, space over time, what pruning would take next, the last attempt); see docs/monitoring.md, "The report".
+    /// Write a static HTML report of the store (an overview and a page per client) into a directory.
+    ///
+    /// index.html lists every client (state, last backup and its age, the last attempt and its reason, snapshots, space held, alerts and notices) and the store's free space and alert; each client's page, client-NAME.html, shows its snapshots on a time axis, its space over time, what pruning would take next and its last attempt. Plain files: they open from file:// and from any web server. Each run replaces them atomically and adds a space sample (as status does), so a timer can refresh them: see docs/monitoring.md, "The report".
     Report {
         /// The store directory [default: the backup user's home].
         #[arg(long)]

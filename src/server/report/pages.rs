@@ -141,7 +141,7 @@ fn page(title: &str, body: &str, script: Option<&str>) -> String {
         escape(title)
     );
     if let Some(script) = script {
-        let _ = write!(o, "<script>{script}</script>\n");
+        let _ = writeln!(o, "<script>{script}</script>");
     }
     o.push_str("</body>\n</html>\n");
     o
@@ -269,31 +269,31 @@ fn attempt_words(c: &ClientReport) -> (String, i64, String) {
 pub fn index(report: &Report) -> String {
     let mut b = String::new();
     let s = &report.store;
-    let _ = write!(
+    let _ = writeln!(
         b,
-        "<header><h1>byteback: {}</h1><p class=\"sub\">Store <code>{}</code> &middot; {} client(s) &middot; as of {}</p></header>\n",
+        "<header><h1>byteback: {}</h1><p class=\"sub\">Store <code>{}</code> &middot; {} client(s) &middot; as of {}</p></header>",
         escape(&report.host),
         escape(&report.root),
         report.clients.len(),
         escape(&when(report.now))
     );
     if let Some(alert) = &s.alert {
-        let _ = write!(
+        let _ = writeln!(
             b,
-            "<div class=\"alert\"><strong>Store alert:</strong> {}</div>\n",
+            "<div class=\"alert\"><strong>Store alert:</strong> {}</div>",
             escape(alert)
         );
     }
     if let Some(w) = &s.kernel_warning {
-        let _ = write!(
+        let _ = writeln!(
             b,
-            "<div class=\"warning\"><strong>Warning:</strong> {}</div>\n",
+            "<div class=\"warning\"><strong>Warning:</strong> {}</div>",
             escape(w)
         );
     }
-    let _ = write!(
+    let _ = writeln!(
         b,
-        "<dl class=\"facts\" id=\"store\"><dt>Free space</dt><dd><strong>{}</strong> of {} ({:.1}%)</dd><dt>Pruning</dt><dd>starts below {}% free, deletes until {}% is free; {} snapshot(s) pruned in the last 24 hours</dd><dt>Space alert</dt><dd>{}</dd></dl>\n",
+        "<dl class=\"facts\" id=\"store\"><dt>Free space</dt><dd><strong>{}</strong> of {} ({:.1}%)</dd><dt>Pruning</dt><dd>starts below {}% free, deletes until {}% is free; {} snapshot(s) pruned in the last 24 hours</dd><dt>Space alert</dt><dd>{}</dd></dl>",
         escape(&human_bytes(s.free_bytes)),
         escape(&human_bytes(s.total_bytes)),
         s.free_percent,
@@ -322,9 +322,9 @@ pub fn index(report: &Report) -> String {
             counts.push(format!("{n} {}", state_word(state)));
         }
     }
-    let _ = write!(
+    let _ = writeln!(
         b,
-        "<h2>Clients</h2>\n<p>{}. Times are UTC; click a column's title to sort by it.</p>\n",
+        "<h2>Clients</h2>\n<p>{}. Times are UTC; click a column's title to sort by it.</p>",
         if counts.is_empty() {
             "No clients yet".to_owned()
         } else {
@@ -352,7 +352,7 @@ pub fn index(report: &Report) -> String {
         let s = &c.status;
         let newest = c.snapshots.last();
         let (attempt, attempt_key, reason) = attempt_words(c);
-        let _ = write!(
+        let _ = writeln!(
             b,
             "<tr data-client=\"{name}\" data-state=\"{state}\">\
 <td data-sort=\"{name}\"><a href=\"{href}\">{name}</a></td>\
@@ -363,7 +363,7 @@ pub fn index(report: &Report) -> String {
 <td class=\"reason\">{reason}</td>\
 <td class=\"num\" data-sort=\"{count}\">{count}</td>\
 <td class=\"num\" data-sort=\"{size}\">{size_text}</td>\
-<td class=\"notes\">{notes}</td></tr>\n",
+<td class=\"notes\">{notes}</td></tr>",
             name = escape(&s.client),
             state = state_word(s.state),
             href = escape(&page_name(&s.client)),
@@ -397,9 +397,9 @@ pub fn index(report: &Report) -> String {
         "Space in use on the store (dashed: the store's size)",
     ));
     b.push_str("<p class=\"legend\"><span>&mdash; space in use (what pruning sees as not free)</span><span>- - - the store's size</span></p>\n");
-    let _ = write!(
+    let _ = writeln!(
         b,
-        "<p class=\"sub\">Server: rsync {}; sandbox: {}.</p>\n",
+        "<p class=\"sub\">Server: rsync {}; sandbox: {}.</p>",
         escape(&s.rsync),
         escape(&s.sandbox)
     );
@@ -434,17 +434,17 @@ fn samples_note(points: &[(Timestamp, u64)], what: &str) -> String {
 pub fn client_page(report: &Report, c: &ClientReport) -> String {
     let s = &c.status;
     let mut b = String::new();
-    let _ = write!(
+    let _ = writeln!(
         b,
-        "<nav><a href=\"index.html\">&larr; all clients</a></nav>\n<header><h1>{} {}</h1><p class=\"sub\">{}</p></header>\n",
+        "<nav><a href=\"index.html\">&larr; all clients</a></nav>\n<header><h1>{} {}</h1><p class=\"sub\">{}</p></header>",
         escape(&s.client),
         state_badge(s.state),
         escape(state_meaning(s.state))
     );
     if let Some(notice) = &s.notice {
-        let _ = write!(
+        let _ = writeln!(
             b,
-            "<div class=\"alert\"><strong>Notice:</strong> {}</div>\n",
+            "<div class=\"alert\"><strong>Notice:</strong> {}</div>",
             escape(notice)
         );
     }
@@ -489,9 +489,9 @@ pub fn client_page(report: &Report, c: &ClientReport) -> String {
 
     // Snapshots.
     let partial = c.snapshots.iter().filter(|m| m.partial).count();
-    let _ = write!(
+    let _ = writeln!(
         b,
-        "<h2>Snapshots</h2>\n<p class=\"legend\"><span class=\"full\">snapshot</span><span class=\"part\">partial snapshot (some files left out)</span>{} snapshot(s), {partial} partial</p>\n",
+        "<h2>Snapshots</h2>\n<p class=\"legend\"><span class=\"full\">snapshot</span><span class=\"part\">partial snapshot (some files left out)</span>{} snapshot(s), {partial} partial</p>",
         c.snapshots.len()
     );
     if c.snapshots.is_empty() {
@@ -515,9 +515,9 @@ pub fn client_page(report: &Report, c: &ClientReport) -> String {
     if !c.snapshots.is_empty() {
         b.push_str("<details><summary>Every snapshot, newest first</summary>\n<table class=\"snapshots\"><thead><tr><th>Snapshot</th><th>Age</th><th>Partial</th></tr></thead><tbody>\n");
         for m in c.snapshots.iter().rev() {
-            let _ = write!(
+            let _ = writeln!(
                 b,
-                "<tr><td><code>{}</code></td><td>{}</td><td>{}</td></tr>\n",
+                "<tr><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
                 escape(&m.name),
                 escape(&status::age(report.now.duration_since(m.time).as_secs())),
                 if m.partial { "partial" } else { "" }
@@ -543,9 +543,9 @@ pub fn client_page(report: &Report, c: &ClientReport) -> String {
     // Pruning.
     b.push_str("<h2>What pruning would take next</h2>\n");
     let p = &report.pruning;
-    let _ = write!(
+    let _ = writeln!(
         b,
-        "<p>Pruning runs when the store's free space falls below {}% (it is {:.1}% now) and deletes, across the whole store, the least important snapshot first until {}% is free; never a client's newest{}. Were it to run now, it would take these of this client's snapshots, in this order (the place is in the store's order of deletion, {} deletable in all):</p>\n",
+        "<p>Pruning runs when the store's free space falls below {}% (it is {:.1}% now) and deletes, across the whole store, the least important snapshot first until {}% is free; never a client's newest{}. Were it to run now, it would take these of this client's snapshots, in this order (the place is in the store's order of deletion, {} deletable in all):</p>",
         p.min_free_percent,
         report.store.free_percent,
         p.target_free_percent,
@@ -564,9 +564,9 @@ pub fn client_page(report: &Report, c: &ClientReport) -> String {
     } else {
         b.push_str("<table class=\"prune\"><thead><tr><th class=\"num\">Place</th><th>Snapshot</th><th>Why</th></tr></thead><tbody>\n");
         for d in &c.next_pruned {
-            let _ = write!(
+            let _ = writeln!(
                 b,
-                "<tr><td class=\"num\">{}</td><td><code>{}</code></td><td class=\"reason\">{}{}</td></tr>\n",
+                "<tr><td class=\"num\">{}</td><td><code>{}</code></td><td class=\"reason\">{}{}</td></tr>",
                 d.place,
                 escape(&d.snapshot),
                 escape(&d.why),
@@ -579,9 +579,9 @@ pub fn client_page(report: &Report, c: &ClientReport) -> String {
         }
         b.push_str("</tbody></table>\n");
         if c.more_pruned > 0 {
-            let _ = write!(
+            let _ = writeln!(
                 b,
-                "<p class=\"sub\">and {} more of its snapshots after these.</p>\n",
+                "<p class=\"sub\">and {} more of its snapshots after these.</p>",
                 c.more_pruned
             );
         }
@@ -592,9 +592,9 @@ pub fn client_page(report: &Report, c: &ClientReport) -> String {
     match &s.last_attempt {
         None => b.push_str("<p class=\"note\">None recorded yet.</p>\n"),
         Some(a) => {
-            let _ = write!(
+            let _ = writeln!(
                 b,
-                "<table class=\"attempts\"><thead><tr><th>When</th><th>Request</th><th>Result</th><th>Reason</th></tr></thead><tbody><tr><td class=\"when\">{}</td><td>{}</td><td>{}</td><td class=\"reason\">{}</td></tr></tbody></table>\n",
+                "<table class=\"attempts\"><thead><tr><th>When</th><th>Request</th><th>Result</th><th>Reason</th></tr></thead><tbody><tr><td class=\"when\">{}</td><td>{}</td><td>{}</td><td class=\"reason\">{}</td></tr></tbody></table>",
                 escape(&when(a.time)),
                 escape(&a.request),
                 if a.ok {
