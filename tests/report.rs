@@ -113,6 +113,15 @@ fn series_points(dom: &str) -> Vec<(f64, f64)> {
         .collect()
 }
 
+/// `report` on a store with a client backed up over ssh and then refused
+/// for a hostile command, one with three snapshots (one partial) and one
+/// never backed up, loaded in headless Chromium: the overview's DOM lists
+/// each client with its state, worst first, and its script sorts by a
+/// column named in the address; a client's page has one timeline mark per
+/// snapshot, the partial one apart, and its space chart drawn through
+/// every sample; the hostile command is text, never an element; an output
+/// inside the store is refused; `status` adds no second sample within ten
+/// minutes; a screenshot is a PNG of the window's size.
 #[test]
 fn the_report_in_a_browser() {
     let Some(w) = World::new("report") else {

@@ -24,6 +24,7 @@ mod config_pages;
 mod docs;
 mod reliability;
 mod report_example;
+mod test_docs;
 
 const USAGE: &str = "usage: cargo run -p xtask -- assets DIR | reliability | report-example [DIR]";
 
