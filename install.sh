@@ -9,7 +9,7 @@
 #                                completions, systemd units and the
 #                                Prometheus alert rules under /usr/local
 #   ./install.sh --runtime-only  the same without the test tools (databases,
-#                                cargo-deb, systemd-analyze, promtool)
+#                                cargo-deb, systemd-analyze, promtool, chromium)
 #   ./install.sh --deps-only     packages and tools only, no byteback (CI)
 #
 # Running it again upgrades the binaries, whatever installed them before.
@@ -42,10 +42,11 @@ runtime="rsync openssh-server openssh-client btrfs-progs sudo"
 build_tools="ca-certificates curl gcc libc6-dev"
 # What the end-to-end tests use: filesystems on loop devices, users, ACLs and
 # xattrs, a pseudo-terminal, the database hooks' servers, man and systemd's
-# unit checker for the package test, and promtool (in Debian's prometheus)
-# for the shipped alert rules.
+# unit checker for the package test, promtool (in Debian's prometheus)
+# for the shipped alert rules, and a headless browser for the HTML
+# report's test (tests/report.rs).
 test_tools="e2fsprogs acl attr libcap2-bin util-linux bsdutils mount passwd procps man-db
-    systemd mariadb-server mariadb-client postgresql prometheus"
+    systemd mariadb-server mariadb-client postgresql prometheus chromium"
 packages="$runtime $build_tools"
 [ "$tests" = yes ] && packages="$packages $test_tools"
 

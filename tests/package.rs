@@ -124,11 +124,15 @@ fn packages_install_and_back_up() {
             show(&out)
         );
     }
-    // The README and the guide pages it links, in each package.
+    // The README and the guide pages it links, with their images, in each
+    // package.
     for package in ["byteback", "byteback-server"] {
         let doc = Path::new("/usr/share/doc").join(package);
         for page in std::fs::read_dir(root.join("docs")).unwrap() {
             let name = page.unwrap().file_name();
+            if !name.to_string_lossy().ends_with(".md") {
+                continue;
+            }
             let shipped = doc.join("docs").join(&name);
             let gz = shipped.with_extension("md.gz");
             assert!(
@@ -136,6 +140,11 @@ fn packages_install_and_back_up() {
                 "{} is missing",
                 shipped.display()
             );
+        }
+        for image in std::fs::read_dir(root.join("docs/images")).unwrap() {
+            let name = image.unwrap().file_name();
+            let shipped = doc.join("docs/images").join(&name);
+            assert!(shipped.is_file(), "{} is missing", shipped.display());
         }
         assert!(
             doc.join("README.md").is_file() || doc.join("README.md.gz").is_file(),

@@ -248,7 +248,8 @@ fn events_since(log: &str, since: Timestamp, kinds: &[LogEvent]) -> usize {
         .count()
 }
 
-fn age(secs: i64) -> String {
+/// An age in seconds as status words it: `3d`, `5h`, `12m 3s`.
+pub(crate) fn age(secs: i64) -> String {
     let d = SignedDuration::from_secs(secs.max(0));
     match secs {
         s if s >= 2 * 86400 => format!("{}d", s / 86400),
@@ -535,6 +536,20 @@ pub fn render_json(status: &Status) -> Result<String> {
         .map_err(|e| Error::Command(format!("cannot write JSON: {e}")))
 }
 
+/// Adds a sample of the store's space to its history for the report's
+/// charts (at most one per ten minutes, and only as the store's owner: see
+/// [`crate::server::space_history`]); a failure is only a warning.
+pub(crate) fn sample_space(store: &Store, status: &Status) {
+    if let Err(e) = record_space(store, status) {
+        crate::report::warn(format_args!("cannot record a space sample: {e}"));
+    }
+}
+
+fn record_space(store: &Store, status: &Status) -> Result<bool> {
+    use crate::server::space_history;
+    space_history::record(store, &space_history::Sample::of(status, Timestamp::now()))
+}
+
 /// What `byteback-server status` was asked.
 pub struct Args {
     pub client: Option<String>,
@@ -555,12 +570,17 @@ pub fn run(root: &std::path::Path, args: &Args) -> Result<u8> {
         let client = args.client.as_deref().map(ClientName::new).transpose()?;
         let warn = args.warn.unwrap_or(store.config.stale_after).0;
         let crit = args.crit.map_or(warn * 3, |c| c.0);
-        Ok::<_, Error>((gather(&store, now, client.as_ref())?, warn, crit))
+        let status = gather(&store, now, client.as_ref())?;
+        Ok::<_, Error>((store, status, warn, crit))
     })();
     if args.check {
         // A plugin always answers in one line; its own failure is UNKNOWN.
         return Ok(match gathered {
-            Ok((s, warn, crit)) => {
+            Ok((store, s, warn, crit)) => {
+                if args.client.is_none() {
+                    // Silently: a plugin's answer is its one line.
+                    let _ = record_space(&store, &s);
+                }
                 let (code, line) = check(&s, warn, crit);
                 println!("{line}");
                 code
@@ -571,7 +591,10 @@ pub fn run(root: &std::path::Path, args: &Args) -> Result<u8> {
             }
         });
     }
-    let (s, _, _) = gathered?;
+    let (store, s, _, _) = gathered?;
+    if args.client.is_none() {
+        sample_space(&store, &s);
+    }
     if let Some(path) = &args.prometheus {
         write_prometheus(&s, now, path)?;
         return Ok(0);

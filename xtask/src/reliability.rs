@@ -53,6 +53,7 @@ const AREAS: &[(&str, &[&str])] = &[
         &[
             "status",
             "prometheus_rules",
+            "report",
             "clients",
             "root_setup",
             "package",
