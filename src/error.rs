@@ -37,6 +37,14 @@ pub enum Error {
     /// client never has to read the words.
     #[error("{0}")]
     FullPassNeeded(String),
+    /// This client's backups moved to another server (`byteback-server
+    /// move-client`): the server refuses its backups and names the new one.
+    /// `redirect` is the machine-readable part (a rendered
+    /// [`crate::protocol::Redirect`]: the new server and its host keys),
+    /// `message` the words for a person. A refusal, told apart by type so
+    /// the client follows it without reading the words.
+    #[error("{message}")]
+    Moved { redirect: String, message: String },
     /// The backup finished, but some files could not be transferred.
     #[error("{0}")]
     Partial(String),
@@ -134,7 +142,7 @@ impl Error {
             Error::Partial(_) => Exit::Partial,
             Error::Locked(_) => Exit::Locked,
             Error::Connection(_) => Exit::Connection,
-            Error::Refused(_) | Error::FullPassNeeded(_) => Exit::Refused,
+            Error::Refused(_) | Error::FullPassNeeded(_) | Error::Moved { .. } => Exit::Refused,
             Error::Config(_) => Exit::Config,
             Error::Unsupported(_) => Exit::Unsupported,
             Error::SpaceExhausted(_) => Exit::SpaceExhausted,
@@ -213,6 +221,13 @@ mod tests {
             (Error::Connection(String::new()), 5),
             (Error::Refused(String::new()), 6),
             (Error::FullPassNeeded(String::new()), 6),
+            (
+                Error::Moved {
+                    redirect: String::new(),
+                    message: String::new(),
+                },
+                6,
+            ),
             (Error::Config(String::new()), 7),
             (Error::Unsupported(String::new()), 8),
             (Error::SpaceExhausted(String::new()), 9),
