@@ -235,15 +235,6 @@ pub fn adopt(
         return Err(allowed.adoption_refusal(primary, client));
     }
     let mapped = ClientName::replicated(primary, client)?;
-    let history = match store.has_client(&mapped) {
-        true => store.snapshots(&mapped)?.len(),
-        false => 0,
-    };
-    if history == 0 {
-        return Err(Error::Refused(format!(
-            "refused: this server holds no snapshot of {client} from {primary} ({mapped}): replicate it here first"
-        )));
-    }
     let words = [key.kind.clone(), key.blob.clone()];
     let mut key = PublicKey::from_words(&words)
         .map_err(|e| Error::Refused(format!("refused: the key of {client}: {e}")))?;
@@ -261,6 +252,15 @@ pub fn adopt(
         return Err(Error::Refused(format!(
             "refused: client name {client} is already taken on this server ({} exists)",
             store.client_dir(client).display()
+        )));
+    }
+    let history = match store.has_client(&mapped) {
+        true => store.snapshots(&mapped)?.len(),
+        false => 0,
+    };
+    if history == 0 {
+        return Err(Error::Refused(format!(
+            "refused: this server holds no snapshot of {client} from {primary} ({mapped}): replicate it here first"
         )));
     }
     // The client's own key, reading its copy here: it becomes its key.
