@@ -100,6 +100,7 @@ fn xattr(path: &Path, name: &str) -> Option<String> {
 /// legal) name: the temporary name `.byteback-unlink-` + NAME is longer
 /// than NAME_MAX, so `break_one` fails, and every later full pass of this
 /// client on btrfs is refused before its transfer — for good.
+/// Stopped: every later pass succeeds, with its snapshot.
 #[test]
 fn a_long_hard_linked_name_does_not_stop_later_backups() {
     let Some(w) = World::new("atk-longname") else {
@@ -135,6 +136,7 @@ fn a_long_hard_linked_name_does_not_stop_later_backups() {
 /// A directory in the client's tree named `.byteback-unlink-NAME` next to
 /// a multiply-linked `NAME`: `break_one` cannot unlink it (EISDIR, ignored)
 /// and its O_EXCL create fails, so every later full pass is refused.
+/// Stopped: the next full pass succeeds, with its snapshot.
 #[test]
 fn a_directory_named_like_the_temporary_copy_does_not_stop_backups() {
     let Some(w) = World::new("atk-unlinkdir") else {
@@ -171,6 +173,8 @@ fn a_directory_named_like_the_temporary_copy_does_not_stop_backups() {
 /// that changed: the incremental readying unlinks it from `current` (its
 /// "stale temporary copy"), and since it did not change it is not sent
 /// again — the next snapshot silently lacks it.
+/// Stopped: the incremental snapshot holds the changed file and the
+/// client's own unchanged `.byteback-unlink-` files.
 #[test]
 fn a_clients_own_unlink_named_file_survives_an_incremental() {
     let Some(w) = World::new("atk-unlinkfile") else {
@@ -595,6 +599,7 @@ fn server_rss_mib(uid: u32) -> u64 {
 /// is read and parsed (≈ 12 times its size in memory) before the client's
 /// lock is taken, and then held for up to `lock_wait` while waiting for
 /// it, so one key makes the server hold gigabytes.
+/// Stopped: the server's peak memory stays under 1 GiB.
 #[test]
 fn concurrent_replace_lists_of_one_key_hold_bounded_memory() {
     let Some(w) = World::new("atk-manylists") else {
@@ -828,6 +833,8 @@ fn no_other_key_can_share_a_clients_read_slots() {
 /// that client fails in `break_hard_links` (the temporary name is too
 /// long), and `replicate` stops at the first failing client: the copies of
 /// every client after it are never made again.
+/// Stopped: the next `replicate` still brings the other client's new
+/// snapshot to the replica.
 #[test]
 fn one_clients_tree_cannot_stop_the_replication_of_others() {
     let Some(p) = World::on("atk-repl-p", support::FsKind::Ext4) else {
@@ -940,6 +947,7 @@ fn wait_for_lock(w: &World, name: &str) {
 /// `VICTIM.restore-2`): their client locks are the victim's read-slot
 /// locks, so their transfers (held as long as they like, up to
 /// `io_timeout`) keep the victim from listing or restoring its backups.
+/// Stopped: the victim lists its backups while both of them transfer.
 #[test]
 fn a_client_name_cannot_be_another_clients_read_slot() {
     let Some(w) = World::new("atk-locknames") else {
@@ -979,6 +987,8 @@ fn a_client_name_cannot_be_another_clients_read_slot() {
 /// transfer slot, so its one transfer holds two of the store's slots (its
 /// lock and the slot it takes), and other clients' backups queue behind
 /// one key.
+/// Stopped: it holds its own lock and one slot, and another client's backup
+/// runs beside it (two slots).
 #[test]
 fn a_client_name_cannot_be_a_transfer_slot() {
     let Some(w) = World::new("atk-slotname") else {

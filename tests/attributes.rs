@@ -31,10 +31,16 @@ support::world::on_both_backends!(
     a_replica_keeps_what_its_primary_keeps,
 );
 
+/// A tree with every kind of file and attribute, changed in every way: the
+/// incremental snapshot equals a `--full` one into a fresh store and the
+/// source, attribute by attribute, and so do their restores and a later
+/// full pass into the existing `current`.
 fn an_incremental_backup_keeps_what_a_full_pass_keeps(kind: FsKind) {
     differential(kind, None, false);
 }
 
+/// The same, with rsync 3.2.7 (Debian 12's, Ubuntu LTS's) as the client's
+/// rsync; skipped loudly where it cannot be fetched.
 fn the_same_with_rsync_3_2_7_as_the_clients_rsync(kind: FsKind) {
     let Some(dir) = rsync_3_2_7() else {
         return;
@@ -43,12 +49,12 @@ fn the_same_with_rsync_3_2_7_as_the_clients_rsync(kind: FsKind) {
 }
 
 /// A hard link broken in the source (`hb-2` replaced by a new file,
-/// `hb-1` untouched). On btrfs `current` still holds them as one inode,
-/// and rsync's `--inplace` would write `hb-2`'s new data and attributes
-/// through that inode into `hb-1` too ("hard links are not broken",
-/// rsync(1)); the server gives each re-sent name its own inode first
-/// (`store::btrfs::break_hard_links`), for an incremental and for a full
-/// pass into an existing `current`. Plain stores start `current` without
+/// `hb-1` untouched) stays broken in the snapshot. On btrfs `current`
+/// still holds them as one inode, and rsync's `--inplace` would write
+/// `hb-2`'s new data and attributes through that inode into `hb-1` too
+/// ("hard links are not broken", rsync(1)); the server gives each re-sent
+/// name its own inode first (`store::btrfs::break_hard_links`), for an
+/// incremental and for a full pass into an existing `current`. Plain stores start `current` without
 /// the sent paths.
 mod a_broken_hard_link_is_not_written_through {
     #[test]

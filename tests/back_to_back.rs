@@ -96,11 +96,15 @@ fn local_back_to_back(kind: FsKind) {
     assert_distinct(&format!("local {kind:?}"), &printed, &clients[0], took);
 }
 
+/// Three backups in a row into a local btrfs destination, as fast as they
+/// go: each succeeds with a snapshot of its own, named in order and never
+/// ahead of the clock.
 #[test]
 fn local_btrfs_backups_back_to_back() {
     local_back_to_back(FsKind::Btrfs);
 }
 
+/// The same into a local plain destination (ext4).
 #[test]
 fn local_plain_backups_back_to_back() {
     local_back_to_back(FsKind::Ext4);
@@ -154,18 +158,26 @@ fn remote(kind: FsKind) {
     );
 }
 
+/// Three backups in a row to a btrfs store over ssh with no minimum
+/// interval: each gets a snapshot of its own, in order, never ahead of the
+/// clock; a snapshot by hand at a time already taken moves to the next free
+/// second; where an interval applies, the refusal says when the next
+/// snapshot may be taken.
 #[test]
 fn remote_btrfs_backups_back_to_back() {
     remote(FsKind::Btrfs);
 }
 
+/// The same to a plain store (ext4) over ssh.
 #[test]
 fn remote_plain_backups_back_to_back() {
     remote(FsKind::Ext4);
 }
 
-/// Hardened mode: the privileged helper names the snapshots by its own
-/// clock, and waits for a free name the same way.
+/// Hardened mode: backups in a row, and the privileged helper's snapshots
+/// twice in a row, each get a snapshot of their own in order (the helper
+/// names them by its own clock, and waits for a free name the same way);
+/// root's interval refuses and says when the next may be taken.
 #[test]
 fn hardened_backups_back_to_back() {
     if !Path::new("/usr/sbin/visudo").is_file() {

@@ -42,6 +42,10 @@ fn is_readonly(path: &Path) -> bool {
     out.trim() == "ro=true"
 }
 
+/// The set-up walkthrough and two backups in a row: each snapshot is
+/// identical to its source (sparse files kept sparse; on btrfs read-only;
+/// named by its UTC time), the first unchanged by the second, one ssh login
+/// per backup, and the server lists and logs both.
 fn walkthrough_then_a_second_backup(kind: FsKind) {
     let Some(w) = World::on("walkthrough", kind) else {
         return;
@@ -125,6 +129,9 @@ fn walkthrough_then_a_second_backup(kind: FsKind) {
     );
 }
 
+/// A backup inside `min_snapshot_interval` of the last snapshot is refused
+/// (exit 6) with the time the next snapshot may be taken; no snapshot is
+/// taken, and the data is safe in `current`.
 fn a_snapshot_inside_the_interval_is_refused(kind: FsKind) {
     let Some(w) = World::on("interval", kind) else {
         return;
@@ -154,6 +161,9 @@ fn a_snapshot_inside_the_interval_is_refused(kind: FsKind) {
     );
 }
 
+/// A backup whose rsync is killed mid-transfer fails with no snapshot; the
+/// next run resumes and completes, with one snapshot identical to the
+/// source.
 fn a_killed_backup_resumes_and_completes(kind: FsKind) {
     let Some(w) = World::on("killed", kind) else {
         return;
@@ -254,6 +264,9 @@ fn stderr_lines(
     (rx, reader)
 }
 
+/// A backup started while sshd is down retries until the server is back and
+/// succeeds; if it stays down, the backup fails after its last attempt with
+/// exit 5 and one line naming the cause.
 fn retries_until_the_server_is_back(kind: FsKind) {
     let Some(mut w) = World::on("retries", kind) else {
         return;
@@ -315,6 +328,10 @@ fn retries_until_the_server_is_back(kind: FsKind) {
     );
 }
 
+/// One backup at a time per client: a second backup on the client machine
+/// is refused (exit 4, another is running), and so is one while the server
+/// still holds the client's lock; nothing is snapshotted until the lock is
+/// free.
 fn one_backup_at_a_time_on_client_and_server(kind: FsKind) {
     let Some(w) = World::on("locks", kind) else {
         return;
@@ -358,6 +375,9 @@ fn one_backup_at_a_time_on_client_and_server(kind: FsKind) {
     assert_eq!(w.snapshots(&client).len(), 1);
 }
 
+/// Files the client cannot read give a snapshot marked partial (exit 3)
+/// that names them, in its marker and in the last line of output, and the
+/// server lists it as partial with the readable files in it.
 fn unreadable_files_make_a_partial_snapshot(kind: FsKind) {
     let Some(w) = World::on("partial", kind) else {
         return;
@@ -440,10 +460,10 @@ fn write_at(path: &Path, content: &str, stamp: &str) {
     support::run_ok(&["touch", "-m", "-d", stamp, &path.to_string_lossy()]);
 }
 
-/// rsync's quick check compares sizes and whole-second mtimes: a file
-/// rewritten with the same size within the same second was skipped, and
-/// every later snapshot kept the old content. Times are compared to the
-/// nanosecond now.
+/// A file rewritten with the same size within the same second is backed up.
+/// rsync's quick check compares sizes and whole-second mtimes, so such a
+/// rewrite was skipped and every later snapshot kept the old content; times
+/// are compared to the nanosecond now.
 fn a_same_second_same_size_rewrite_is_backed_up(kind: FsKind) {
     let Some(w) = World::on("samesecond", kind) else {
         return;

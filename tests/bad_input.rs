@@ -35,6 +35,9 @@ fn scratch(label: &str) -> std::path::PathBuf {
     dir
 }
 
+/// `byteback setup` refuses bad destinations (no host, port 0, a relative
+/// path, a leading `-`), bad client names and a misplaced `--destination`
+/// in one line with exit 2, creating nothing.
 #[test]
 fn client_setup_rejects_bad_destinations_and_names() {
     let dir = scratch("badsetup");
@@ -72,6 +75,9 @@ fn client_setup_rejects_bad_destinations_and_names() {
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
 }
 
+/// A missing configuration, or one with an unknown key or a bad value, is
+/// one line naming the file, line and key (exit 7); setup refuses to
+/// rewrite a broken configuration.
 #[test]
 fn broken_client_config_names_file_line_and_key() {
     let dir = scratch("badconfig");
@@ -122,6 +128,9 @@ fn broken_client_config_names_file_line_and_key() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// `backup --dry-run` lists the sources and every exclusion with its reason
+/// (virtual filesystems, the excludes file, `--exclude`), and the effective
+/// settings from file, defaults and flags together.
 #[test]
 fn dry_run_lists_sources_and_automatic_exclusions() {
     let dir = scratch("dryrun");
@@ -158,6 +167,10 @@ fn dry_run_lists_sources_and_automatic_exclusions() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// `new-client` refuses malformed keys and names in one line, changing
+/// nothing; a key already enrolled under another name, or a name taken by
+/// another key, is refused, and `authorized_keys` keeps one line, mode
+/// 0600.
 #[test]
 fn server_rejects_bad_keys_and_names_changing_nothing() {
     let Some(w) = World::new("badkeys") else {
@@ -282,6 +295,10 @@ fn server_rejects_bad_keys_and_names_changing_nothing() {
     );
 }
 
+/// Server setup refuses btrfs on ext4 and a btrfs without
+/// `user_subvol_rm_allowed` (naming the fstab fix), picks plain directories
+/// on ext4 and sticks to them, and tells root to run it as the backup user;
+/// nothing written when refused.
 #[test]
 fn store_backend_follows_the_filesystem() {
     let Some(w) = World::with_fs("ext4store", FsKind::Ext4, &[]) else {
@@ -329,6 +346,10 @@ fn store_backend_follows_the_filesystem() {
     one_line(&out, 2, &["run this as the backup user"]);
 }
 
+/// Each connection problem is one line with its own exit code: an unknown
+/// host key (asked on a terminal, refused unattended), a changed host key
+/// (never accepted), a client with no backup space, a key the server does
+/// not know, an unreadable key, nothing listening.
 #[test]
 fn connection_problems_are_named() {
     let Some(w) = World::new("connfail") else {

@@ -135,6 +135,11 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// `clients` lists every client with ssh-keygen's fingerprints; a
+/// reinstalled machine's new key needs `--replace-key`, after which the old
+/// key is refused at once and the history kept; a renamed client keeps its
+/// history and key; a removed one is refused at once and its data gone, the
+/// other client untouched.
 #[test]
 fn clients_are_listed_rekeyed_renamed_and_removed() {
     let Some(w) = World::new("clients") else {
@@ -257,9 +262,9 @@ fn clients_are_listed_rekeyed_renamed_and_removed() {
     a.backup_ok();
 }
 
-/// `--keep-snapshots` takes only the key; enrolling the name again takes
-/// the data up; removing it then deletes every snapshot the way pruning
-/// does on this backend.
+/// `remove-client --keep-snapshots` takes only the key (refused at once);
+/// enrolling the name again takes the data up; removing it then deletes
+/// every snapshot the way pruning does on this backend.
 fn removal_keeps_snapshots_when_asked(kind: FsKind) {
     let Some(w) = World::on("keepsnaps", kind) else {
         return;
@@ -343,6 +348,10 @@ fn hold(w: &World, name: &str) -> std::fs::File {
     file
 }
 
+/// While a backup or a read of a client runs, `remove-client` (with or
+/// without `--keep-snapshots`) and `rename-client` refuse it in one line
+/// (exit 4), changing neither keys nor snapshots; once free, it is renamed
+/// and removed.
 #[test]
 fn a_busy_client_is_neither_removed_nor_renamed() {
     let Some(w) = World::new("busyclient") else {
@@ -386,6 +395,9 @@ fn a_busy_client_is_neither_removed_nor_renamed() {
     assert!(out.status.success(), "{}", show(&out));
 }
 
+/// Client management refuses unknown clients, bad or taken names, another
+/// client's key and root editing the backup user's keys, each in one line
+/// with its exit code, changing no key and no directory.
 #[test]
 fn bad_client_commands_are_one_line_and_change_nothing() {
     let Some(w) = World::new("badclients") else {

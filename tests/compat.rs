@@ -589,6 +589,12 @@ fn system_rsync() -> ServerRsync {
     }
 }
 
+/// The server running rsync 3.5.0 (this system's), with client rsync 3.5.0
+/// and 3.2.7: the walkthrough, a full and a really incremental backup
+/// matching the source and a restore identical to it; then every
+/// `[sandbox]` setting: backup and restore work, the log and `status` name
+/// the layers, the filter-rule attack fails, and the one refused cell says
+/// so in one line, writing nothing.
 #[test]
 fn with_the_servers_rsync_3_5_0() {
     if !support::require_root() {
@@ -598,6 +604,8 @@ fn with_the_servers_rsync_3_5_0() {
     matrix("compat350", system_rsync(), old.as_deref());
 }
 
+/// The same row with the server running rsync 3.2.7 (Debian 12's, Ubuntu
+/// LTS's); skipped loudly where it cannot be fetched.
 #[test]
 fn with_the_servers_rsync_3_2_7() {
     if !support::require_root() {

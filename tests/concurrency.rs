@@ -26,6 +26,8 @@ fn transfers(uid: u32) -> BTreeSet<String> {
         .collect()
 }
 
+/// With `max_concurrent_backups = 2`, four clients starting together all
+/// succeed, and at no moment do more than two server-side transfers run.
 #[test]
 fn backups_beyond_the_limit_wait_their_turn() {
     let Some(w) = World::new("concurrent") else {

@@ -78,6 +78,11 @@ fn path(p: &Path) -> String {
     p.to_string_lossy().into_owned()
 }
 
+/// Hardened mode: a backup's snapshot is root's and read-only, and the
+/// backup user cannot clear the flag, delete, remove, move or write it;
+/// backups go on (`current` is the user's again, verify passes), a killed
+/// helper's `current` is given back, and without the sudo rule the server
+/// says so and takes no snapshot.
 #[test]
 fn backups_make_root_owned_snapshots_the_user_cannot_touch() {
     if !require_sudo() {
@@ -174,6 +179,12 @@ fn backups_make_root_owned_snapshots_the_user_cannot_touch() {
     assert_eq!(w.snapshots(&client).len(), 3);
 }
 
+/// Hardened mode: history made before hardening is adopted, and the
+/// privileged helper refuses what the policy keeps (with plenty of space, a
+/// client's newest, anything but the plan's next, a looser policy in the
+/// user's `server.toml`); prune deletes through it in plan order and
+/// reclaims unsnapshotted data without costing history; bad names,
+/// symlinked client directories and other callers are refused.
 #[test]
 fn the_helper_deletes_only_what_the_policy_deletes_next() {
     if !require_sudo() {
@@ -415,6 +426,10 @@ fn delete_paused_at(w: &World, point: &str, args: [&str; 2], act: impl FnOnce())
     helper.wait_with_output().unwrap()
 }
 
+/// Hardened mode: the backup user swapping two client directories while the
+/// helper deletes (after it opened one, or after it planned) cannot make it
+/// delete another client's only snapshot: the helper refuses, nothing is
+/// deleted, and the same request undisturbed is served.
 #[test]
 fn swapping_client_directories_cannot_steer_a_deletion() {
     if !require_sudo() {

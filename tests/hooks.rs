@@ -59,6 +59,11 @@ fn read_log(path: &Path) -> Vec<String> {
         .collect()
 }
 
+/// Pre- and post-backup hooks run in name order with every documented
+/// variable, what a pre hook writes into the sources is in the snapshot,
+/// their output reaches ours prefixed, backup files and non-executables are
+/// skipped silently and a likely mistake (`c-post.sh`) noted; a dry run
+/// names the hooks and runs none.
 #[test]
 fn hooks_run_in_order_with_their_environment() {
     let Some(w) = World::new("hooks-order") else {
@@ -142,6 +147,10 @@ fn hooks_run_in_order_with_their_environment() {
     assert_eq!(read_log(&log).len(), 4);
 }
 
+/// A failing pre-backup hook stops the backup (exit 11) naming the hook:
+/// the later pre hooks do not run, the post hooks are told of the failure,
+/// nothing changes on the server and nobody even logs in; the client's
+/// status says it failed.
 #[test]
 fn a_failing_pre_hook_stops_the_backup_before_the_server() {
     let Some(w) = World::new("hooks-pre-fail") else {
@@ -202,6 +211,9 @@ fn a_failing_pre_hook_stops_the_backup_before_the_server() {
     );
 }
 
+/// A failing post-backup hook is a warning, shown even with `-q`: the
+/// backup succeeds (exit 0) with its snapshot, and the other post hooks
+/// still run, told of the success.
 #[test]
 fn a_failing_post_hook_is_a_warning() {
     let Some(w) = World::new("hooks-post-fail") else {
@@ -236,6 +248,8 @@ fn a_failing_post_hook_is_a_warning() {
     );
 }
 
+/// A hook past `hook_timeout` is killed with its background children, and
+/// the backup ends at once (exit 11) naming it, with no snapshot.
 #[test]
 fn a_hook_past_its_timeout_is_killed_with_its_children() {
     let Some(w) = World::new("hooks-timeout") else {
@@ -271,6 +285,9 @@ fn a_hook_past_its_timeout_is_killed_with_its_children() {
     assert!(w.snapshots(&client).is_empty());
 }
 
+/// The WAN settings (`bwlimit`, `compress`, `nice`, `ionice`) reach rsync
+/// and `show-config`, and the backup made with them is identical to the
+/// source.
 #[test]
 fn wan_settings_back_up_faithfully() {
     let Some(w) = World::new("hooks-wan") else {
@@ -447,6 +464,9 @@ fn mariadb_sql(dir: &Path, sql: &str) -> String {
     ]))
 }
 
+/// The shipped MariaDB hook dumps a real server's databases into the
+/// sources (no temporary file left), and the dump, taken from the snapshot,
+/// loads into a fresh server with the same data.
 #[test]
 fn the_mariadb_hook_round_trips_through_a_backup() {
     if !require_tools(
@@ -597,6 +617,9 @@ fn psql(bin: &Path, (uid, gid): (u32, u32), dir: &Path, db: &str, args: &[&str])
         .unwrap()
 }
 
+/// The shipped PostgreSQL hook dumps a real cluster into the sources (no
+/// temporary file left), and the dump, taken from the snapshot, loads into
+/// a fresh cluster with the same data.
 #[test]
 fn the_postgresql_hook_round_trips_through_a_backup() {
     let (bin, user) = match (pg_bin(), postgres_user()) {

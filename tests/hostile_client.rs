@@ -26,6 +26,11 @@ fn guarded(w: &World, attacker: &str) -> BTreeMap<PathBuf, Entry> {
     m
 }
 
+/// A client's own key, with hand-written ssh and rsync commands, gets no
+/// shell, no other program and no second snapshot inside the interval;
+/// rsync aimed at another client or a snapshot lands in its own `current`;
+/// it cannot read with the sender, and a symlink it sends stays inert.
+/// Every refusal is logged, and nothing outside its `current` changes.
 #[test]
 fn hostile_client_is_confined() {
     let Some(w) = World::new("hostile") else {

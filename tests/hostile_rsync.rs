@@ -139,6 +139,10 @@ fn restored(root: &Path) -> Vec<String> {
     names
 }
 
+/// Filter rules a modified rsync sends (merge rules naming server files,
+/// `/dev/zero`) are never opened by the server's rsync, in a restore or a
+/// backup with `--delete`: no server file read as rules, no answer telling
+/// whether a server path exists, no rsync left spinning.
 #[test]
 fn filter_rules_cannot_open_server_files() {
     let Some(s) = Scene::new("hostilefilter", FsKind::Btrfs) else {
@@ -242,6 +246,9 @@ fn filter_rules_cannot_open_server_files() {
     assert!(!stderr(&out).contains("secret"), "{}", show(&out));
 }
 
+/// A client that goes silent during the file list, in the middle of file
+/// data, or while restoring cannot hold a server rsync past `io_timeout`
+/// (its own `--timeout=0` notwithstanding); a backup's lock goes with it.
 #[test]
 fn the_servers_rsync_never_outwaits_a_silent_client() {
     let Some(s) = Scene::new("hostilesilent", FsKind::Btrfs) else {
@@ -298,6 +305,9 @@ fn the_servers_rsync_never_outwaits_a_silent_client() {
     assert!(s.log().contains("the client sent nothing"), "{}", s.log());
 }
 
+/// Restores are limited per client: a third while two hang on is refused at
+/// once, and the server's rsyncs end within seconds of their clients going
+/// away, long before `io_timeout`.
 #[test]
 fn restores_are_bounded_and_end_with_their_connection() {
     let Some(s) = Scene::new("hostilerestore", FsKind::Btrfs) else {
@@ -336,6 +346,9 @@ fn restores_are_bounded_and_end_with_their_connection() {
     assert!(out.status.success(), "{}", show(&out));
 }
 
+/// On a plain store, a push with `-U` (which would set the access time of a
+/// snapshot inode linked into `current`) is refused, and a later backup
+/// leaves the snapshot's inode unchanged.
 #[test]
 fn plain_pushes_cannot_change_snapshot_inodes() {
     let Some(s) = Scene::new("hostileatime", FsKind::Ext4) else {
@@ -393,6 +406,9 @@ fn plain_pushes_cannot_change_snapshot_inodes() {
 
 support::world::on_both_backends!(one_clients_flood_cannot_cost_another_its_history);
 
+/// One client that never snapshots and floods the disk with sparse files is
+/// reclaimed before anyone's history is pruned: the victim's next backup
+/// succeeds with all of its snapshots kept, and the attacker is told why.
 fn one_clients_flood_cannot_cost_another_its_history(kind: FsKind) {
     let Some(w) = World::on("hostileflood", kind) else {
         return;
@@ -558,6 +574,10 @@ fn confined_as_user(
     })
 }
 
+/// An rsync confined as the server confines it for a backup cannot signal
+/// another process of the backup user or connect to an abstract socket
+/// (Landlock ABI 6 and later), nor make, remove, rename or write anything
+/// in the snapshot beside `current`, while linking from it still works.
 #[test]
 fn a_compromised_rsync_reaches_no_process_socket_or_snapshot() {
     let Some(w) = World::on("hostilescope", FsKind::Ext4) else {

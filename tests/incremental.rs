@@ -83,6 +83,11 @@ fn stored_acl(path: &Path) -> Vec<u8> {
     buf
 }
 
+/// Every kind of change (same-size same-second rewrite, mtime put back,
+/// mode, owner, xattr, ACL, hard link, rename, delete, new tree, type
+/// change) is in the next incremental snapshot, identical to the source,
+/// with only the changed paths sent; a full pass gives the same snapshot,
+/// and older snapshots never change.
 fn every_kind_of_change_is_in_the_next_snapshot(kind: FsKind) {
     let Some(w) = World::on("incremental", kind) else {
         return;
@@ -253,9 +258,10 @@ fn every_kind_of_change_is_in_the_next_snapshot(kind: FsKind) {
     );
 }
 
-/// Index-mode backups that must not use the index: a snapshot the index
-/// does not describe, changed excludes or sources, a corrupt index, every
-/// `full_scan_every`; and a receiver that was not readied refuses.
+/// An index that cannot be trusted makes a full pass: after a snapshot it
+/// does not describe (taken by hand), changed excludes or sources, a
+/// corrupt index, and every `full_scan_every`; and a receiver that was not
+/// readied refuses an incremental transfer.
 #[test]
 fn the_index_is_rebuilt_when_it_cannot_be_trusted() {
     let Some(w) = World::on("untrusted", FsKind::Btrfs) else {

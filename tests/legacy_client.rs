@@ -219,6 +219,12 @@ fn authorized_keys(w: &World) -> String {
     fs::read_to_string(w.store().join(".ssh/authorized_keys")).unwrap()
 }
 
+/// An original byteback store and authorized_keys line are imported
+/// (idempotently, a bad `BYTEBACK_HOST` skipped with why, the store
+/// untouched); then the original client's own ssh and rsync commands work:
+/// ping, backup, `--complete`, the older `byteback-snapshot --snapshot`
+/// (interval enforced), `--list`, and restores of the newest version and of
+/// the original's own snapshot.
 #[test]
 fn an_original_client_backs_up_snapshots_and_restores_after_import() {
     let Some(w) = World::new("legacy") else {
@@ -376,6 +382,11 @@ fn an_original_client_backs_up_snapshots_and_restores_after_import() {
     );
 }
 
+/// An imported original client's key gets no shell or program of its own,
+/// no other host by name or path, no sender outside its area, no options
+/// naming server paths or programs; a transfer naming another client's
+/// space lands in its own `current`. Nothing of the other client changes,
+/// and every refusal is logged.
 #[test]
 fn an_original_clients_key_stays_in_its_own_space() {
     let Some(w) = World::new("legacy-hostile") else {

@@ -179,11 +179,18 @@ fn local_destination(kind: FsKind) {
     );
 }
 
+/// A local destination on btrfs: `setup DIR` needs no key or server, the
+/// store is made on first use, backups right after one another are
+/// identical to the source, listing, restore and pruning work on it, a
+/// one-off backup needs no configuration, and a store inside the sources is
+/// never backed up into itself.
 #[test]
 fn local_destination_on_btrfs() {
     local_destination(FsKind::Btrfs);
 }
 
+/// The same local destination on ext4, where the store is plain
+/// directories.
 #[test]
 fn local_destination_on_ext4() {
     local_destination(FsKind::Ext4);
@@ -200,6 +207,9 @@ fn set_note(path: &Path, value: &str) {
     .unwrap();
 }
 
+/// Plain snapshots never change when later backups change a file's content
+/// (same size and mtime), mode, owner or xattrs, and an untouched file is
+/// one inode shared by every snapshot.
 #[test]
 fn plain_snapshots_never_change() {
     let Some(w) = World::on("immutable", FsKind::Ext4) else {
@@ -265,6 +275,8 @@ fn plain_snapshots_never_change() {
     );
 }
 
+/// A plain store grows with the changes only: after 1% of 1,000 files
+/// change, the new snapshot costs about those files and its directories.
 #[test]
 fn plain_space_grows_with_the_changes_only() {
     let Some(w) = World::on("plainspace", FsKind::Ext4) else {
@@ -314,6 +326,9 @@ fn plain_space_grows_with_the_changes_only() {
     assert_eq!(w.snapshots(&client).len(), 2);
 }
 
+/// A prune killed part-way through deleting a plain snapshot of 10,000
+/// files leaves it whole or unlisted, never half listed, and the next
+/// backup finishes the deletion.
 #[test]
 fn a_crash_while_deleting_a_plain_snapshot_is_repaired() {
     let Some(w) = World::on("plaincrash", FsKind::Ext4) else {

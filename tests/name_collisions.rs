@@ -76,6 +76,9 @@ fn colliding_names(count: usize, len: usize) -> Vec<Vec<u8>> {
     names
 }
 
+/// The forged names are distinct and all have one btrfs directory hash (the
+/// crc32c used is checked against its standard value), so the test below
+/// really fills one directory item.
 #[test]
 fn the_forged_names_really_collide() {
     let names = colliding_names(20, 40);
@@ -89,6 +92,10 @@ fn the_forged_names_really_collide() {
     assert_eq!(!crc32c_raw(!0, b"123456789"), 0xE306_9283);
 }
 
+/// 300 file names colliding under btrfs's directory hash: the backup keeps
+/// what fits and ends after two attempts as a partial snapshot (exit 3),
+/// naming the rest in one line; the store stays writable, and another
+/// client's backup and the collider's next one succeed.
 #[test]
 fn colliding_names_do_not_stop_the_store() {
     let Some(w) = World::new("collide") else {

@@ -57,6 +57,11 @@ fn deb(dir: &Path, name: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("no {name} package in {dir:?}"))
 }
 
+/// Both .debs, built with cargo-deb and installed with dpkg, put everything
+/// where it belongs: the commands' man pages and `byteback.toml(5)`,
+/// `byteback-server.toml(5)` found by `man`, the README and guide pages in
+/// `/usr/share/doc/`, completions and units (which pass `systemd-analyze
+/// verify`); the walkthrough and a backup work with the installed binaries.
 #[test]
 fn packages_install_and_back_up() {
     if !support::require_root() || !has_cargo_deb() {

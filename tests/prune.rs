@@ -83,6 +83,13 @@ fn days_ago(days: i64) -> String {
     t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
+/// Pruning by hand: `prune --list` gives the importance order (by rule or
+/// `--order age`, as text or JSON, an original byteback's snapshot name
+/// included, strangers ignored with a warning); with plenty of space
+/// nothing goes, a dry run deletes nothing, `--force` deletes exactly the
+/// least important deletable snapshot; short of space it deletes down to
+/// each client's newest, or says in one line why it cannot (exit 9), and
+/// alerts.
 fn listing_dry_run_and_force(kind: FsKind) {
     let Some(w) = World::on("prunelist", kind) else {
         return;
@@ -237,6 +244,9 @@ fn listing_dry_run_and_force(kind: FsKind) {
     assert!(log.contains("ALERT: store"), "{log}");
 }
 
+/// A backup makes room for itself by pruning: once space is short, the next
+/// backup succeeds with no manual step, and what went is the tail of the
+/// importance order, never a client's newest.
 fn a_backup_makes_room_for_itself_by_pruning(kind: FsKind) {
     let Some(w) = World::on("pruneauto", kind) else {
         return;
@@ -329,6 +339,8 @@ fn a_backup_makes_room_for_itself_by_pruning(kind: FsKind) {
     );
 }
 
+/// A first backup bigger than the free space runs out of space half-way,
+/// and succeeds after pruning other history, with no human step.
 fn a_backup_that_hits_a_full_disk_succeeds_after_pruning(kind: FsKind) {
     let Some(w) = World::on("prunefull", kind) else {
         return;
@@ -377,6 +389,9 @@ fn a_backup_that_hits_a_full_disk_succeeds_after_pruning(kind: FsKind) {
     assert!(log.contains("prune: deleted old.example"), "{log}");
 }
 
+/// A client whose data suddenly grows far beyond double is refused room
+/// (exit 6, naming `max_growth_percent`) instead of costing others their
+/// history; the client's `test` shows the server's warning.
 fn a_backup_that_suddenly_doubles_is_refused_room(kind: FsKind) {
     let Some(w) = World::on("prunegrowth", kind) else {
         return;

@@ -61,6 +61,11 @@ fn is_flocked(path: &Path) -> bool {
     })
 }
 
+/// Reads are bounded per client: 100 hard links to a 1 GiB sparse file are
+/// hashed once, reading only its data; two digests of a 1 TiB sparse file
+/// hold both read slots and a third read is refused at once (busy, exit 4);
+/// hanging up ends both server digests within seconds; `max_digest_bytes`
+/// and `read_timeout` end a digest with the reason the client prints.
 #[test]
 fn reads_are_bounded_per_client() {
     let Some(w) = World::new("reads") else {

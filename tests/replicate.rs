@@ -119,6 +119,11 @@ impl Pair {
 
 support::world::on_both_backends!(three_backups_replicate_then_only_the_fourth_is_sent);
 
+/// A replica (btrfs or plain) holds the primary's snapshots under their
+/// names, identical file by file with the client's ownership; with nothing
+/// new nothing is sent, and a fourth backup alone is sent, the replica
+/// growing by about what changed; the primary records what the replica
+/// holds.
 fn three_backups_replicate_then_only_the_fourth_is_sent(replica: FsKind) {
     let Some(pair) = Pair::new("repl", replica) else {
         return;
@@ -233,6 +238,8 @@ fn three_backups_replicate_then_only_the_fourth_is_sent(replica: FsKind) {
     assert!(text.contains(&names[2][..10]), "{text}");
 }
 
+/// A replication killed mid-transfer resumes and completes identically; a
+/// full replica prunes by itself while the primary keeps everything.
 #[test]
 fn a_killed_replication_resumes_and_completes() {
     let Some(pair) = Pair::new("repl-kill", FsKind::Btrfs) else {
@@ -335,6 +342,10 @@ fn a_killed_replication_resumes_and_completes() {
     assert!(log.contains("prune: deleted"), "{log}");
 }
 
+/// A primary's key on the replica gets no shell, no other command and none
+/// of a client's requests; it cannot alter, delete or pre-date replica
+/// snapshots (only newer, never in the future), nor reach another primary's
+/// or a client's area, nor a client it was not enrolled for.
 #[test]
 fn a_hostile_primary_can_only_add_newer_history() {
     let Some(pair) = Pair::new("repl-hostile", FsKind::Btrfs) else {
@@ -552,6 +563,9 @@ fn a_hostile_primary_can_only_add_newer_history() {
     );
 }
 
+/// A client restores from the replica with its own key enrolled there
+/// read-only, getting the same files as from the primary, and cannot back
+/// up with that key.
 #[test]
 fn restore_from_the_replica_with_a_read_only_key() {
     let Some(pair) = Pair::new("repl-restore", FsKind::Btrfs) else {

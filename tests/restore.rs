@@ -41,6 +41,11 @@ fn three_generations(w: &World, client: &str) -> Vec<String> {
     snaps
 }
 
+/// Every version of a file is listed (with its true owner), matched by
+/// `**`, `{a,b}` and odd names alike; a restore of one version, of every
+/// version or of a whole tree brings back exactly what was backed up,
+/// ownership and ACLs included, over one connection, never overwriting
+/// without `--overwrite`.
 fn list_and_restore_with_true_ownership(kind: FsKind) {
     let Some(w) = World::on("restore", kind) else {
         return;
@@ -293,6 +298,10 @@ fn list_and_restore_with_true_ownership(kind: FsKind) {
     assert_eq!(list[2]["client"], client.as_str());
 }
 
+/// Listing and restore cannot escape the client's backups: patterns with
+/// `..` or server paths reveal nothing, symlinks in a backup are listed as
+/// what they are and never followed, and hand-written sender or listing
+/// requests for anything else are refused.
 fn listing_and_restore_stay_inside_the_clients_backups(kind: FsKind) {
     let Some(w) = World::on("restorehostile", kind) else {
         return;

@@ -171,6 +171,10 @@ fn reader_of_a_replicated_client(w: &World, at: &str) -> PathBuf {
     key
 }
 
+/// Every key role (client, read-only, replica, an original client's
+/// imported line) × every request against a live server: what the role
+/// table allows is served, and everything else is refused by name (exit 6)
+/// with the store byte-identical.
 #[test]
 fn every_role_gets_exactly_its_requests() {
     let Some(w) = World::new("roles") else {
@@ -243,6 +247,9 @@ fn every_role_gets_exactly_its_requests() {
     println!("roles: {refused} refusals of 48 requests, each leaving the store unchanged");
 }
 
+/// A replica key is enrolled only with `--clients`; clients it invents are
+/// refused with nothing made, the stated one is served, and enrolling the
+/// same key again changes its list.
 #[test]
 fn a_replica_key_creates_only_the_clients_it_was_enrolled_for() {
     let Some(w) = World::new("roles-replica") else {
@@ -315,6 +322,9 @@ fn a_replica_key_creates_only_the_clients_it_was_enrolled_for() {
     );
 }
 
+/// A read-only key's `incremental` and `complete` requests are refused, and
+/// the replicated client's `current`, with data no snapshot holds yet,
+/// stays unchanged.
 #[test]
 fn a_read_only_key_cannot_roll_current_back() {
     let Some(w) = World::new("roles-reader") else {

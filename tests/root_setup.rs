@@ -44,6 +44,11 @@ fn shadow_password(name: &str) -> String {
     line.split(':').nth(1).unwrap().to_owned()
 }
 
+/// `byteback-server setup --user NAME` as root from nothing: on a btrfs
+/// without `user_subvol_rm_allowed` the exact fstab line and nothing done;
+/// with it, the user made (home the store, no password), the store theirs
+/// and ready; run again, nothing changed; an existing nologin, locked user
+/// fixed; bad input one line, exit 2.
 #[test]
 fn root_setup_from_nothing_then_again() {
     if !support::require_root() {

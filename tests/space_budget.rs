@@ -103,6 +103,10 @@ fn rsync_to(w: &World, rsh: &str, from: &Path, remote: &str) -> Output {
         .unwrap()
 }
 
+/// Client names a replica key invents, each under a client's cap but
+/// together over it, share one allowance: the victim's next backup succeeds
+/// with all of its history, and the largest invented client's unsnapshotted
+/// data goes instead, with the reason logged.
 #[test]
 fn names_invented_by_a_replica_key_cost_no_victim_its_history() {
     let Some(w) = World::new("spacekey") else {
@@ -203,6 +207,8 @@ fn names_invented_by_a_replica_key_cost_no_victim_its_history() {
     assert!(!log.contains("prune: deleted"), "{log}");
 }
 
+/// While space is short, a replica key's transfers stop once its names
+/// together reach the key's cap, though each is under a client's cap.
 #[test]
 fn a_replica_keys_transfer_stops_once_its_key_is_over_while_space_is_short() {
     let Some(w) = World::new("spacewatch") else {
@@ -309,8 +315,10 @@ fn long_named_files(dir: &Path, from: usize, n: usize) {
 
 support::world::on_both_backends!(metadata_is_charged_and_a_store_out_of_it_is_short_of_space);
 
-/// btrfs: empty files fill the metadata; plain on ext4: they use up the
-/// inodes. Either way, far under the client's byte limit.
+/// Empty files with long names, far under the client's byte limit, are
+/// charged what they cost in metadata (btrfs) or inodes (plain on ext4),
+/// and a store out of them reads as short of space: in `status`, to the
+/// clients' pings, and in a prune's reason.
 fn metadata_is_charged_and_a_store_out_of_it_is_short_of_space(kind: FsKind) {
     let Some(w) = World::on("spacemeta", kind) else {
         return;

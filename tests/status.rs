@@ -17,6 +17,12 @@ fn now_minus(minutes: i64) -> String {
     t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
+/// `status` shows clients in every state (ok, stale, partial, failing with
+/// its reason, never backed up, running) as text and JSON; the client of a
+/// failing one hears of it (`byteback test` exits 10); the Nagios check
+/// prints one line naming the worst clients with exit codes by the book,
+/// and the Prometheus file is written atomically, every line parsing and
+/// every client named.
 #[test]
 fn status_reports_every_state() {
     let Some(w) = World::new("status") else {
@@ -159,6 +165,10 @@ fn status_reports_every_state() {
     drop(held);
 }
 
+/// The client records each backup in its state file: `-q` prints nothing on
+/// success, and the record holds the result, snapshot, attempt, files and
+/// bytes sent; a refused backup is recorded as failed with the reason, the
+/// last success kept, and `byteback status` shows both.
 #[test]
 fn the_client_records_each_backup() {
     let Some(w) = World::new("clientstate") else {
@@ -220,6 +230,8 @@ fn the_client_records_each_backup() {
     assert!(saved.contains("\"result\": \"failed\""), "{saved}");
 }
 
+/// Both programs' events reach the system log socket (the server's snapshot
+/// taken, the client's result), and a missing socket fails nothing.
 #[test]
 fn events_reach_the_system_log() {
     use std::os::unix::fs::PermissionsExt;
@@ -276,6 +288,8 @@ fn events_reach_the_system_log() {
     assert!(out.status.success(), "{}", show(&out));
 }
 
+/// Progress shows on a terminal only: without one, a backup's output has no
+/// control characters at all; with one, rsync's own progress line appears.
 #[test]
 fn progress_shows_on_a_terminal_only() {
     let Some(w) = World::new("progress") else {

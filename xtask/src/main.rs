@@ -19,6 +19,7 @@ mod config_pages;
 #[cfg(test)]
 mod docs;
 mod reliability;
+mod test_docs;
 
 const USAGE: &str = "usage: cargo run -p xtask -- assets DIR | reliability";
 

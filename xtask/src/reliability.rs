@@ -1,284 +1,63 @@
 //! `cargo run -p xtask -- reliability`: runs the whole test suite
 //! (`cargo test --locked --no-fail-fast -- --show-output`) and writes
-//! RELIABILITY.md: every scenario, what it proves, and how it went in this
-//! run, with the figures the tests printed (lines starting `figure: `).
+//! RELIABILITY.md: every end-to-end test, what it proves (its own `///`
+//! comment, read from `tests/*.rs` by `test_docs.rs`), and how it went in
+//! this run, with the figures the tests printed (lines starting `figure: `).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;
 
-/// What each test proves, by test file and the start of its name. The
-/// first matching row names a test; a test no row names is listed at the
-/// end, so nothing run goes unreported.
-const SCENARIOS: &[(&str, &str, &str, &str)] = &[
-    // (area, file, test name prefix, what it proves)
+use crate::test_docs::{self, TestDoc};
+
+/// The report's sections, in order, and the test files each one holds.
+/// What a test proves is its own `///` comment (see `test_docs.rs`); a
+/// test file named nowhere here is reported under [`OTHER`], so nothing
+/// that ran goes unreported.
+const AREAS: &[(&str, &[&str])] = &[
     (
         "Hostile client",
-        "hostile_client",
-        "hostile_client_is_confined",
-        "a client's own key gets no shell, no other command, no write outside its `current`, no other client's data, no snapshot change",
+        &[
+            "hostile_client",
+            "hostile_rsync",
+            "attacks_2026_12",
+            "roles",
+            "reads",
+            "space_budget",
+            "name_collisions",
+        ],
     ),
-    (
-        "Hostile client",
-        "hostile_rsync",
-        "filter_rules_cannot_open_server_files",
-        "filter rules a modified rsync sends cannot open or probe server files (sandbox, Landlock, --confine-root)",
-    ),
-    (
-        "Hostile client",
-        "hostile_rsync",
-        "the_servers_rsync_never_outwaits_a_silent_client",
-        "a client that goes silent cannot hold a server rsync",
-    ),
-    (
-        "Hostile client",
-        "hostile_rsync",
-        "restores_are_bounded_and_end_with_their_connection",
-        "restores are limited per client and end with their connection",
-    ),
-    (
-        "Hostile client",
-        "hostile_rsync",
-        "plain_pushes_cannot_change_snapshot_inodes",
-        "a plain store's snapshot inodes cannot be written through `current`",
-    ),
-    (
-        "Hostile client",
-        "hostile_rsync",
-        "one_clients_flood_cannot_cost_another_its_history",
-        "one client's flood is reclaimed before anyone's history is pruned",
-    ),
-    (
-        "Hostile client",
-        "restore",
-        "listing_and_restore_stay_inside",
-        "listing and restore cannot escape the client's backups (patterns, symlinks, sender paths)",
-    ),
-    (
-        "Hostile backup user",
-        "hardened",
-        "backups_make_root_owned_snapshots",
-        "hardened mode: a backup's snapshot is root's and read-only; the backup user cannot clear the flag, delete, remove, move or write it; backups go on",
-    ),
-    (
-        "Hostile backup user",
-        "hardened",
-        "the_helper_deletes_only_what_the_policy",
-        "hardened mode: the privileged helper refuses what the policy keeps (plenty of space, a newest, not the next), prune deletes through it in plan order, bad names, symlinked client dirs and other callers refused",
-    ),
-    (
-        "Bad input",
-        "bad_input",
-        "",
-        "one clear line and a non-zero exit for every kind of bad input, nothing changed",
-    ),
-    (
-        "Bad input",
-        "clients",
-        "bad_client_commands",
-        "client management refuses bad names in one line, changing nothing",
-    ),
-    (
-        "Faults",
-        "faults",
-        "a_backup_cut_anywhere",
-        "a transfer cut at 10 seeded points (client rsync, client ssh, ssh master, server rsync, sshd stopped): the next run completes, snapshot identical to the source",
-    ),
-    (
-        "Faults",
-        "faults",
-        "the_server_killed_while_completing_or_pruning",
-        "the server killed between marker and snapshot, after the snapshot before the reply, and in the middle of deleting a snapshot: never a half snapshot listed, the retry makes exactly one snapshot, the next run finishes the deletion (btrfs and plain)",
-    ),
-    (
-        "Faults",
-        "faults",
-        "a_source_changing",
-        "a source growing, vanishing and renamed during the backup: success, every saved file a version it had",
-    ),
-    (
-        "Faults",
-        "backup",
-        "a_killed_backup_resumes",
-        "a killed backup resumes and completes (btrfs and plain)",
-    ),
-    (
-        "Faults",
-        "backup",
-        "retries_until_the_server_is_back",
-        "a backup retries until the server is back",
-    ),
-    (
-        "Faults",
-        "backup",
-        "unreadable_files_make_a_partial_snapshot",
-        "unreadable files give a snapshot marked partial, named files, exit 3",
-    ),
-    (
-        "Faults",
-        "backup",
-        "a_same_second_same_size_rewrite",
-        "a same-size rewrite within the same second is backed up",
-    ),
-    (
-        "Faults",
-        "local_and_plain",
-        "a_same_second_rewrite",
-        "the same, into a local store",
-    ),
-    (
-        "Faults",
-        "local_and_plain",
-        "a_crash_while_deleting",
-        "a crash while deleting a plain snapshot is repaired, never listed half",
-    ),
-    (
-        "Faults",
-        "prune",
-        "a_backup_that_hits_a_full_disk",
-        "a backup that fills the disk succeeds after pruning, with no human step",
-    ),
-    (
-        "Faults",
-        "prune",
-        "a_backup_makes_room",
-        "a backup makes room for itself by pruning",
-    ),
-    (
-        "Faults",
-        "prune",
-        "a_backup_that_suddenly_doubles",
-        "a client that suddenly doubles is refused room instead of costing others history",
-    ),
-    (
-        "Load",
-        "faults",
-        "eight_clients_at_once",
-        "8 clients back up at once while pruning runs: all succeed, each snapshot its own source",
-    ),
-    (
-        "Load",
-        "concurrency",
-        "",
-        "with max_concurrent_backups = 2, four clients all succeed and never more than two transfer",
-    ),
-    (
-        "Load",
-        "backup",
-        "one_backup_at_a_time",
-        "one backup at a time per client, on client and server",
-    ),
+    ("Hostile backup user", &["hardened"]),
+    ("Bad input", &["bad_input"]),
+    ("Faults and load", &["faults", "concurrency"]),
     (
         "Backups",
-        "backup",
-        "walkthrough",
-        "the set-up walkthrough and repeated backups",
+        &[
+            "backup",
+            "back_to_back",
+            "local_and_plain",
+            "lifecycle",
+            "dry_run",
+            "restore",
+            "hooks",
+        ],
     ),
-    (
-        "Backups",
-        "backup",
-        "a_snapshot_inside_the_interval",
-        "a snapshot inside min_snapshot_interval is refused",
-    ),
-    (
-        "Backups",
-        "local_and_plain",
-        "",
-        "local destinations; plain snapshots never change; plain space grows with the changes only",
-    ),
-    (
-        "Backups",
-        "restore",
-        "",
-        "every version listed; restore with true ownership and odd names",
-    ),
-    (
-        "Backups",
-        "hooks",
-        "",
-        "pre/post-backup hooks (order, environment, failures, timeout), WAN settings, MariaDB and PostgreSQL dumps restored from a snapshot",
-    ),
-    ("Space", "prune", "", "pruning by hand and by itself"),
-    (
-        "Space",
-        "prune_order",
-        "",
-        "the importance order, by rule and by 120-day simulations",
-    ),
+    ("Incrementals", &["incremental", "attributes"]),
+    ("Space", &["prune", "prune_order"]),
+    ("Replication", &["replicate"]),
+    ("Verification", &["verify"]),
+    ("Compatibility", &["compat", "legacy_client"]),
     (
         "Operations",
-        "status",
-        "",
-        "status (text, JSON, Nagios, Prometheus), the client's state file, the system log, progress on a terminal only",
+        &["status", "clients", "root_setup", "package"],
     ),
-    (
-        "Operations",
-        "clients",
-        "",
-        "clients listed with fingerprints, re-keyed, renamed, removed (history kept or deleted), busy clients refused",
-    ),
-    (
-        "Operations",
-        "root_setup",
-        "",
-        "root set-up from nothing: fstab line, user, ownership, idempotent",
-    ),
-    (
-        "Operations",
-        "package",
-        "",
-        "the .deb packages install and work: man pages, completions, units verified, a backup",
-    ),
-    (
-        "Verification",
-        "verify",
-        "",
-        "`byteback verify` and `byteback-server verify` find changed, missing, extra and corrupted files and broken snapshots",
-    ),
-    (
-        "Replication",
-        "replicate",
-        "three_backups_replicate_then_only_the_fourth_is_sent",
-        "a replica (btrfs and plain) holds the primary's snapshots under their names, identical file by file; a new one alone is sent and costs about what changed",
-    ),
-    (
-        "Replication",
-        "replicate",
-        "a_killed_replication_resumes_and_completes",
-        "a replication killed mid-transfer resumes and completes identically; a full replica prunes by itself while the primary keeps everything",
-    ),
-    (
-        "Replication",
-        "replicate",
-        "a_hostile_primary_can_only_add_newer_history",
-        "a primary's key gets no shell or client request, cannot alter, delete or pre-date replica snapshots, nor reach another primary's or a client's area",
-    ),
-    (
-        "Replication",
-        "replicate",
-        "restore_from_the_replica_with_a_read_only_key",
-        "a client restores from the replica with a read-only key (same files as from the primary) and cannot back up with it",
-    ),
-    (
-        "Incrementals",
-        "incremental",
-        "every_kind_of_change",
-        "every kind of change (same-size same-second rewrite, mtime put back, mode, owner, xattr, ACL, hard link, rename, delete, new tree, type change) is in the next incremental snapshot, identical to the source; old snapshots unchanged",
-    ),
-    (
-        "Incrementals",
-        "incremental",
-        "a_killed_incremental",
-        "a killed incremental backup leaves the index uncommitted; the next backup is exact",
-    ),
-    (
-        "Incrementals",
-        "incremental",
-        "the_index_is_rebuilt",
-        "an index that cannot be trusted (a snapshot by hand, damage, other sources, an exclude, full_scan_every) makes a full pass",
-    ),
+    ("Architecture", &["architecture"]),
 ];
+
+/// The section of the tests no row of [`AREAS`] names, and of results no
+/// test declaration claims.
+const OTHER: &str = "Other tests";
 
 struct Run {
     /// (file, test) → result ("ok", "FAILED", "ignored").
@@ -338,7 +117,7 @@ fn parse(output: &str) -> Run {
     run
 }
 
-fn render(run: &Run, commit: &str, date: &str) -> String {
+fn render(run: &Run, tests: &[TestDoc], commit: &str, date: &str) -> String {
     let mut md = String::new();
     let total = run.results.len();
     let failed = run.results.values().filter(|r| *r != "ok").count();
@@ -365,56 +144,64 @@ fn render(run: &Run, commit: &str, date: &str) -> String {
          (`src/protocol/props.rs`, `abuses.rs`), the wire encodings, the glob parser and \
          matcher in counted steps, the mountinfo parser and both config loaders.\n"
     );
-    let mut claimed = std::collections::BTreeSet::new();
-    let mut area = "";
-    for (row_area, file, prefix, proves) in SCENARIOS {
-        let tests: Vec<(&(String, String), &String)> = run
-            .results
+    // Each test's place: its section, then its file's row in the table,
+    // then the source order `tests` already has.
+    let place = |file: &str| {
+        AREAS
             .iter()
-            .filter(|((f, name), _)| {
-                f == file
-                    && name.starts_with(prefix)
-                    && !claimed.contains(&(f.clone(), name.clone()))
-            })
-            .collect();
-        if *row_area != area {
-            area = row_area;
+            .enumerate()
+            .find_map(|(a, (_, files))| Some((a, files.iter().position(|f| *f == file)?)))
+            .unwrap_or((AREAS.len(), 0))
+    };
+    let mut ordered: Vec<&TestDoc> = tests.iter().collect();
+    ordered.sort_by_key(|t| place(&t.file));
+    let mut claimed = BTreeSet::new();
+    let sections = AREAS.iter().map(|(area, _)| *area).chain([OTHER]);
+    for (a, area) in sections.enumerate() {
+        let mut rows = Vec::new();
+        let in_area = ordered.iter().filter(|t| place(&t.file).0 == a);
+        for test in in_area {
+            let ran: Vec<(&String, &String)> = run
+                .results
+                .iter()
+                .filter(|((f, name), _)| *f == test.file && test.runs_as(name))
+                .map(|((_, name), result)| (name, result))
+                .collect();
+            claimed.extend(
+                ran.iter()
+                    .map(|(name, _)| (test.file.clone(), (*name).clone())),
+            );
+            let proves = if test.doc.is_empty() {
+                "—"
+            } else {
+                &test.doc
+            };
+            rows.push(format!(
+                "| `{}::{}` | {} | {} |",
+                test.file,
+                test.name,
+                proves.replace('|', "\\|"),
+                outcome(&ran)
+            ));
+        }
+        if area == OTHER {
+            for ((file, name), result) in &run.results {
+                if !claimed.contains(&(file.clone(), name.clone())) {
+                    rows.push(format!(
+                        "| `{file}::{name}` | — | {} |",
+                        outcome(&[(name, result)])
+                    ));
+                }
+            }
+        }
+        if !rows.is_empty() {
             let _ = writeln!(
                 md,
-                "\n## {area}\n\n| scenario | proves | tests | result |\n| --- | --- | --- | --- |"
+                "\n## {area}\n\n| test | what it proves | result |\n| --- | --- | --- |"
             );
-        }
-        let result = if tests.is_empty() {
-            "not run".to_owned()
-        } else if tests.iter().all(|(_, r)| *r == "ok") {
-            format!("pass ({})", tests.len())
-        } else {
-            let bad: Vec<&str> = tests
-                .iter()
-                .filter(|(_, r)| *r != "ok")
-                .map(|((_, n), _)| n.as_str())
-                .collect();
-            format!("**FAIL**: {}", bad.join(", "))
-        };
-        let names = if prefix.is_empty() {
-            format!("`tests/{file}.rs` (the rest)")
-        } else {
-            format!("`{file}::{prefix}…`")
-        };
-        let _ = writeln!(md, "| {names} | {proves} | {} | {result} |", tests.len());
-        for ((f, n), _) in &tests {
-            claimed.insert((f.clone(), n.clone()));
-        }
-    }
-    let unlisted: Vec<_> = run
-        .results
-        .iter()
-        .filter(|(k, _)| !claimed.contains(*k))
-        .collect();
-    if !unlisted.is_empty() {
-        let _ = writeln!(md, "\n## Other tests\n\n| test | result |\n| --- | --- |");
-        for ((f, n), r) in unlisted {
-            let _ = writeln!(md, "| `{f}::{n}` | {r} |");
+            for row in rows {
+                let _ = writeln!(md, "{row}");
+            }
         }
     }
     if !run.figures.is_empty() {
@@ -426,6 +213,26 @@ fn render(run: &Run, commit: &str, date: &str) -> String {
         }
     }
     md
+}
+
+/// A test's result from cargo's lines for it (two for one run on both
+/// backends): "pass", "pass (2)", the failed ones by name, or "not run".
+fn outcome(ran: &[(&String, &String)]) -> String {
+    if ran.is_empty() {
+        "not run".to_owned()
+    } else if ran.iter().all(|(_, r)| *r == "ok") {
+        match ran.len() {
+            1 => "pass".to_owned(),
+            n => format!("pass ({n})"),
+        }
+    } else {
+        let bad: Vec<String> = ran
+            .iter()
+            .filter(|(_, r)| *r != "ok")
+            .map(|(name, r)| format!("{name} ({r})"))
+            .collect();
+        format!("**FAIL**: {}", bad.join(", "))
+    }
 }
 
 /// Runs the suite and writes RELIABILITY.md; whether every test passed.
@@ -446,6 +253,7 @@ pub fn reliability(root: &Path) -> std::io::Result<bool> {
     std::io::Read::read_to_end(&mut reader, &mut bytes)?;
     let status = child.wait()?;
     let run = parse(&String::from_utf8_lossy(&bytes));
+    let tests = test_docs::read(root)?;
     let commit = Command::new("git")
         .args(["rev-parse", "--short", "HEAD"])
         .current_dir(root)
@@ -457,7 +265,10 @@ pub fn reliability(root: &Path) -> std::io::Result<bool> {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default();
-    std::fs::write(root.join("RELIABILITY.md"), render(&run, &commit, &date))?;
+    std::fs::write(
+        root.join("RELIABILITY.md"),
+        render(&run, &tests, &commit, &date),
+    )?;
     let failed = run.results.values().any(|r| r != "ok") || run.unit_failed > 0;
     eprintln!(
         "RELIABILITY.md written: {} end-to-end tests, {} unit tests{}",
@@ -472,17 +283,25 @@ pub fn reliability(root: &Path) -> std::io::Result<bool> {
 mod tests {
     use super::*;
 
+    fn root() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    }
+
+    const OUTPUT: &str = "     Running unittests src/lib.rs (target/debug/deps/byteback-1)\n\
+        test a::b ... ok\n\
+        test a::c ... FAILED\n\
+        \x20    Running tests/faults.rs (target/debug/deps/faults-2)\n\
+        test eight_clients_at_once_while_pruning ... ok\n\
+        test a_backup_cut_anywhere_completes_on_the_next_run ... FAILED\n\
+        test the_server_killed_while_completing_or_pruning::btrfs ... ok\n\
+        test the_server_killed_while_completing_or_pruning::ext4_plain ... ok\n\
+        test a_test_nobody_declared ... ok\n\
+        ---- eight_clients_at_once_while_pruning stdout ----\n\
+        figure: load: 8 clients 1.0 s\n";
+
     #[test]
     fn parses_results_and_figures() {
-        let out = "     Running unittests src/lib.rs (target/debug/deps/byteback-1)\n\
-            test a::b ... ok\n\
-            test a::c ... FAILED\n\
-            \x20    Running tests/faults.rs (target/debug/deps/faults-2)\n\
-            test eight_clients_at_once_while_pruning ... ok\n\
-            test a_backup_cut_anywhere_completes_on_the_next_run ... FAILED\n\
-            ---- eight_clients_at_once_while_pruning stdout ----\n\
-            figure: load: 8 clients 1.0 s\n";
-        let run = parse(out);
+        let run = parse(OUTPUT);
         assert_eq!((run.unit_passed, run.unit_failed), (1, 1));
         assert_eq!(
             run.results[&(
@@ -495,12 +314,63 @@ mod tests {
             run.figures["eight_clients_at_once_while_pruning"],
             ["load: 8 clients 1.0 s"]
         );
-        let md = render(&run, "abc", "today");
-        assert!(md.contains("| `faults::eight_clients_at_once…` |"), "{md}");
+    }
+
+    /// The report from a small made-up run and this tree's own test
+    /// declarations: each test's row quotes its `///` comment, a test run
+    /// on both backends is one row, a result no declaration claims still
+    /// appears, and a declared test that did not run says so.
+    #[test]
+    fn renders_each_test_with_its_own_description() {
+        let run = parse(OUTPUT);
+        let tests = test_docs::read(&root()).unwrap();
+        let md = render(&run, &tests, "abc", "today");
+        let doc = |name: &str| {
+            let test = tests
+                .iter()
+                .find(|t| t.file == "faults" && t.name == name)
+                .unwrap_or_else(|| panic!("no faults::{name} in tests/faults.rs"));
+            assert!(!test.doc.is_empty(), "faults::{name} has no description");
+            test.doc.replace('|', "\\|")
+        };
+        for row in [
+            format!(
+                "| `faults::eight_clients_at_once_while_pruning` | {} | pass |",
+                doc("eight_clients_at_once_while_pruning")
+            ),
+            format!(
+                "| `faults::the_server_killed_while_completing_or_pruning` | {} | pass (2) |",
+                doc("the_server_killed_while_completing_or_pruning")
+            ),
+            format!(
+                "| `faults::a_backup_cut_anywhere_completes_on_the_next_run` | {} | \
+                 **FAIL**: a_backup_cut_anywhere_completes_on_the_next_run (FAILED) |",
+                doc("a_backup_cut_anywhere_completes_on_the_next_run")
+            ),
+            "| `faults::a_test_nobody_declared` | — | pass |".to_owned(),
+        ] {
+            assert!(md.contains(&row), "no row\n{row}\nin\n{md}");
+        }
+        assert!(md.contains("\n## Faults and load\n"), "{md}");
+        assert!(md.contains("\n## Other tests\n"), "{md}");
         assert!(
-            md.contains("**FAIL**: a_backup_cut_anywhere_completes_on_the_next_run"),
+            md.contains("| `hostile_client::hostile_client_is_confined` | ")
+                && md.contains(" | not run |"),
             "{md}"
         );
-        assert!(md.contains("1 of 2 end-to-end tests passed"), "{md}");
+        assert!(md.contains("4 of 5 end-to-end tests passed"), "{md}");
+        assert!(md.contains("- `eight_clients_at_once_while_pruning`: load: 8 clients 1.0 s"));
+    }
+
+    /// Every file [`AREAS`] names is a test file, so a renamed one does not
+    /// slip into "Other tests" unseen.
+    #[test]
+    fn every_area_names_existing_test_files() {
+        for (area, files) in AREAS {
+            for file in *files {
+                let path = root().join("tests").join(format!("{file}.rs"));
+                assert!(path.is_file(), "{area}: no {}", path.display());
+            }
+        }
     }
 }
