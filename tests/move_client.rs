@@ -48,6 +48,15 @@ fn move_client(a: &World, b: &World, extra: &[&str]) -> Output {
     a.server(&args)
 }
 
+/// A client with three snapshots on A moves to B: refused with the
+/// enrolment line until B enrols A's replication key; then B holds the
+/// whole history, manifest-identical, as the client itself with its own
+/// key; `--retire` is refused before the client backs up on B; a backup
+/// with `--destination` is told of the move, not redirected; the next
+/// backup follows the redirect once (config.toml changed only in
+/// `destination`, B's host key trusted) and lands on B, the one after goes
+/// straight there; the oldest snapshot restores alike from B and from A;
+/// then `--retire` deletes A's copy and key line.
 #[test]
 fn a_client_moves_with_its_history_and_its_next_backup_lands_on_the_new_server() {
     let Some(a) = World::new("move-a") else {
@@ -271,9 +280,12 @@ impl Attacker {
     }
 }
 
-/// What a hostile primary can try with `replica-adopt` on its replica:
-/// only a client stated at enrolment, with history there, whose name and
-/// key nobody holds, becomes a client — with a line the replica wrote.
+/// What a hostile primary can try with `replica-adopt` on its replica: a
+/// client not stated at enrolment, one it never replicated, an existing
+/// client's name, another client's key or its own, anything but a bare
+/// key — each refused with authorized_keys unchanged; the one it may adopt
+/// becomes a client once, with the line the replica wrote, without what
+/// was sent after its last snapshot, and its key logs in as that client.
 #[test]
 fn a_hostile_primary_adopts_only_what_it_may() {
     let Some(w) = World::new("move-hostile") else {
