@@ -84,7 +84,7 @@ pub fn run(dir: &ConfigDir, args: &BackupArgs) -> Result<()> {
     let destination = settings.destination.to_string();
     let mut recorder = state::Recorder::start(dir, &destination);
     let started = jiff::Timestamp::now();
-    let hooks = hooks::Context {
+    let mut hooks = hooks::Context {
         destination: destination.clone(),
         client: settings.name.clone(),
         config_dir: dir.dir.clone(),
@@ -112,7 +112,10 @@ pub fn run(dir: &ConfigDir, args: &BackupArgs) -> Result<()> {
             }
         }
     });
+    // Where it went, if a redirect was followed: the post-backup hooks and
+    // the summary say so.
     let destination = settings.destination.to_string();
+    hooks.destination = destination.clone();
     if let Some(r) = recorder.as_mut() {
         r.finish(result.as_ref().map(|(s, _)| s.as_str()), progress.traffic);
     }
