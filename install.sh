@@ -6,10 +6,10 @@
 #                                then the binaries (with hardened mode's
 #                                root helper, byteback-privileged), man
 #                                pages (commands and both config files),
-#                                completions and systemd units under
-#                                /usr/local
+#                                completions, systemd units and the
+#                                Prometheus alert rules under /usr/local
 #   ./install.sh --runtime-only  the same without the test tools (databases,
-#                                cargo-deb, systemd-analyze)
+#                                cargo-deb, systemd-analyze, promtool, chromium)
 #   ./install.sh --deps-only     packages and tools only, no byteback (CI)
 #
 # Running it again upgrades the binaries, whatever installed them before.
@@ -42,16 +42,28 @@ runtime="rsync openssh-server openssh-client btrfs-progs sudo"
 build_tools="ca-certificates curl gcc libc6-dev"
 # What the end-to-end tests use: filesystems on loop devices, users, ACLs and
 # xattrs, a pseudo-terminal, the database hooks' servers, man and systemd's
-# unit checker for the package test.
+# unit checker for the package test, promtool (in Debian's prometheus)
+# for the shipped alert rules, and a headless browser for the HTML
+# report's test (tests/report.rs).
 test_tools="e2fsprogs acl attr libcap2-bin util-linux bsdutils mount passwd procps man-db
-    systemd mariadb-server mariadb-client postgresql"
+    systemd mariadb-server mariadb-client postgresql prometheus chromium"
 packages="$runtime $build_tools"
 [ "$tests" = yes ] && packages="$packages $test_tools"
 
 export DEBIAN_FRONTEND=noninteractive
+had_prometheus=no
+if dpkg-query -W -f='${Status}' prometheus 2>/dev/null | grep -q "install ok installed"; then
+    had_prometheus=yes
+fi
 apt-get update -qq
 # shellcheck disable=SC2086 # word splitting of the package lists is wanted
 apt-get install -y -qq --no-install-recommends $packages >/dev/null
+# Only promtool is wanted: the Prometheus server that came with it (Debian
+# starts one, listening on every interface) is not left running. One that
+# was installed before is left alone.
+if [ "$tests" = yes ] && [ "$had_prometheus" = no ] && [ -d /run/systemd/system ]; then
+    systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+fi
 # sshd's privilege-separation directory (tests start their own sshd).
 mkdir -p /run/sshd
 
@@ -124,5 +136,9 @@ install -m 644 contrib/byteback-backup.service contrib/byteback-backup.timer \
 if [ -d /run/systemd/system ]; then
     systemctl daemon-reload
 fi
+# Prometheus alert rules over the metrics the maintenance timer writes (see
+# docs/fleet-monitoring.md).
+install -d /usr/local/share/byteback-server/prometheus
+install -m 644 packaging/prometheus/byteback.rules.yml /usr/local/share/byteback-server/prometheus/
 
 echo "Installed: $(command -v byteback) and $(command -v byteback-server) ($(byteback --version))"

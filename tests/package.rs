@@ -1,8 +1,8 @@
 //! End to end: the Debian packages. Builds both with packaging/build-debs
 //! (cargo-deb), installs them with dpkg, finds the man pages (the commands'
-//! and the configuration files'), the guide pages, completions and units
-//! where they belong, verifies the units, and runs the set-up walkthrough
-//! and a backup with the installed binaries.
+//! and the configuration files'), the guide pages, completions, units and
+//! the Prometheus rules where they belong, verifies the units, and runs the
+//! set-up walkthrough and a backup with the installed binaries.
 
 use byteback_testbed as support;
 
@@ -124,11 +124,15 @@ fn packages_install_and_back_up() {
             show(&out)
         );
     }
-    // The README and the guide pages it links, in each package.
+    // The README and the guide pages it links, with their images, in each
+    // package.
     for package in ["byteback", "byteback-server"] {
         let doc = Path::new("/usr/share/doc").join(package);
         for page in std::fs::read_dir(root.join("docs")).unwrap() {
             let name = page.unwrap().file_name();
+            if !name.to_string_lossy().ends_with(".md") {
+                continue;
+            }
             let shipped = doc.join("docs").join(&name);
             let gz = shipped.with_extension("md.gz");
             assert!(
@@ -136,6 +140,11 @@ fn packages_install_and_back_up() {
                 "{} is missing",
                 shipped.display()
             );
+        }
+        for image in std::fs::read_dir(root.join("docs/images")).unwrap() {
+            let name = image.unwrap().file_name();
+            let shipped = doc.join("docs/images").join(&name);
+            assert!(shipped.is_file(), "{} is missing", shipped.display());
         }
         assert!(
             doc.join("README.md").is_file() || doc.join("README.md.gz").is_file(),
@@ -154,6 +163,21 @@ fn packages_install_and_back_up() {
     ] {
         assert!(Path::new(file).is_file(), "{file} is missing");
     }
+    // The Prometheus rules, in the server's package, as shipped.
+    let rules = "/usr/share/byteback-server/prometheus/byteback.rules.yml";
+    let installed_rules =
+        std::fs::read_to_string(rules).unwrap_or_else(|e| panic!("{rules} is missing: {e}"));
+    assert_eq!(
+        installed_rules,
+        std::fs::read_to_string(root.join("packaging/prometheus/byteback.rules.yml")).unwrap(),
+        "{rules} is not the shipped file"
+    );
+    let out = Command::new("dpkg").args(["-S", rules]).output().unwrap();
+    assert!(
+        stdout(&out).starts_with("byteback-server: "),
+        "{rules} belongs to the server package: {}",
+        show(&out)
+    );
     let bash = std::fs::read_to_string("/usr/share/bash-completion/completions/byteback").unwrap();
     assert!(
         bash.contains("backup") && bash.contains("--destination"),

@@ -9,9 +9,11 @@ pub mod privileged;
 pub mod probe;
 pub mod receive;
 pub mod replicate;
+pub mod report;
 pub mod roles;
 pub mod root_setup;
 pub mod setup;
+pub mod space_history;
 pub mod status;
 pub mod verify;
 pub mod watch;
@@ -287,6 +289,17 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         prometheus: Option<PathBuf>,
     },
+    /// Write a static HTML report of the store (an overview and a page per client) into a directory.
+    ///
+    /// index.html lists every client (state, last backup and its age, the last attempt and its reason, snapshots, space held, alerts and notices) and the store's free space and alert; each client's page, client-NAME.html, shows its snapshots on a time axis, its space over time, what pruning would take next and its last attempt. Plain files: they open from file:// and from any web server. Each run replaces them atomically and adds a space sample (as status does), so a timer can refresh them: see docs/monitoring.md, "The report".
+    Report {
+        /// The store directory [default: the backup user's home].
+        #[arg(long)]
+        store: Option<PathBuf>,
+        /// The directory to write the pages into, outside the store (made if missing; each page replaced atomically, pages of removed clients deleted).
+        #[arg(long, value_name = "DIR")]
+        output: PathBuf,
+    },
     /// Print the store's effective settings (its file and the defaults), as TOML.
     ShowConfig {
         /// The store directory [default: the backup user's home].
@@ -481,6 +494,12 @@ pub fn run(cli: Cli) -> Result<u8> {
                 warn,
                 crit,
                 prometheus: prometheus.map(|p| absolute(&p)).transpose()?,
+            },
+        ),
+        Command::Report { store, output } => report::run(
+            &store_or_home(store)?,
+            &report::Args {
+                output: absolute(&output)?,
             },
         ),
         Command::ShowConfig { store } => setup::show_config(&store_or_home(store)?),

@@ -16,8 +16,8 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::names::ClientName;
 use crate::prune::growth;
-use crate::store::Store;
 use crate::store::outcome::Outcome;
+use crate::store::{LogEvent, Store};
 use crate::sys::fs::{human_bytes, write_atomic};
 
 /// A client's state, worst first.
@@ -93,7 +93,16 @@ pub struct StoreStatus {
     pub total_bytes: u64,
     pub free_percent: f64,
     pub alert: Option<String>,
+    /// Pruning starts when free space falls below this percentage
+    /// (`min_free_percent`): below it for long, pruning cannot keep up.
+    pub min_free_percent: f64,
+    /// A client is stale when its newest snapshot is older than this
+    /// (`stale_after`), in seconds.
+    pub stale_after_seconds: i64,
     pub pruned_last_24h: usize,
+    /// Of those, the snapshots no configured replica held yet: history
+    /// that now exists nowhere.
+    pub unreplicated_pruned_last_24h: usize,
     /// On a btrfs store, what is wrong with the running kernel's btrfs
     /// ([`crate::sys::kernel::name_hash_warning`]).
     pub kernel_warning: Option<String>,
@@ -197,7 +206,21 @@ pub fn gather(store: &Store, now: Timestamp, only: Option<&ClientName>) -> Resul
             total_bytes: space.total_bytes,
             free_percent: space.free_percent(),
             alert: store.space_alert(),
-            pruned_last_24h: pruned_since(&log, now - SignedDuration::from_hours(24)),
+            min_free_percent: store.config.min_free_percent,
+            stale_after_seconds: stale_after.as_secs(),
+            pruned_last_24h: events_since(
+                &log,
+                now - SignedDuration::from_hours(24),
+                &[
+                    LogEvent::SnapshotDeleted,
+                    LogEvent::UnreplicatedSnapshotDeleted,
+                ],
+            ),
+            unreplicated_pruned_last_24h: events_since(
+                &log,
+                now - SignedDuration::from_hours(24),
+                &[LogEvent::UnreplicatedSnapshotDeleted],
+            ),
             kernel_warning: crate::sys::fs::is_btrfs(store.root())
                 .unwrap_or(false)
                 .then(crate::sys::kernel::running_name_hash_warning)
@@ -211,24 +234,22 @@ pub fn gather(store: &Store, now: Timestamp, only: Option<&ClientName>) -> Resul
     })
 }
 
-/// Deletions by pruning logged at or after `since`.
-fn pruned_since(log: &str, since: Timestamp) -> usize {
-    use crate::store::LogEvent;
+/// Events of the given kinds (deletions by pruning) logged at or after
+/// `since`.
+fn events_since(log: &str, since: Timestamp, kinds: &[LogEvent]) -> usize {
     log.lines()
         .filter_map(|l| {
             let (time, text) = l.split_once(' ')?;
             // By the line's tag (its kind), never by its words.
-            let deletion = matches!(
-                LogEvent::of(text),
-                Some(LogEvent::SnapshotDeleted | LogEvent::UnreplicatedSnapshotDeleted)
-            );
-            deletion.then(|| time.parse::<Timestamp>().ok()).flatten()
+            let wanted = LogEvent::of(text).is_some_and(|e| kinds.contains(&e));
+            wanted.then(|| time.parse::<Timestamp>().ok()).flatten()
         })
         .filter(|t| *t >= since)
         .count()
 }
 
-fn age(secs: i64) -> String {
+/// An age in seconds as status words it: `3d`, `5h`, `12m 3s`.
+pub(crate) fn age(secs: i64) -> String {
     let d = SignedDuration::from_secs(secs.max(0));
     match secs {
         s if s >= 2 * 86400 => format!("{}d", s / 86400),
@@ -374,8 +395,8 @@ pub fn check(status: &Status, warn: SignedDuration, crit: SignedDuration) -> (u8
     (code, line)
 }
 
-/// The Prometheus text exposition of the status (pure).
-pub fn prometheus(status: &Status) -> String {
+/// The Prometheus text exposition of the status (pure), gathered at `now`.
+pub fn prometheus(status: &Status, now: Timestamp) -> String {
     let mut o = String::new();
     let metric = |o: &mut String, name: &str, help: &str| {
         let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} gauge");
@@ -459,22 +480,42 @@ pub fn prometheus(status: &Status) -> String {
         (
             "byteback_store_free_bytes",
             "Bytes the store can really still take.",
-            s.free_bytes,
+            s.free_bytes.to_string(),
         ),
         (
             "byteback_store_size_bytes",
             "Size of the store's filesystem.",
-            s.total_bytes,
+            s.total_bytes.to_string(),
+        ),
+        (
+            "byteback_store_min_free_percent",
+            "Pruning starts when free space falls below this percentage (min_free_percent).",
+            s.min_free_percent.to_string(),
+        ),
+        (
+            "byteback_stale_after_seconds",
+            "A client is stale when its newest snapshot is older than this (stale_after).",
+            s.stale_after_seconds.to_string(),
         ),
         (
             "byteback_prune_alert",
-            "1 while space is short and nothing may be deleted.",
-            u64::from(s.alert.is_some()),
+            "1 while pruning's alert stands: space short and nothing may be deleted, or snapshots no replica held were.",
+            u8::from(s.alert.is_some()).to_string(),
         ),
         (
             "byteback_pruned_last_24h",
             "Snapshots pruned in the last 24 hours.",
-            s.pruned_last_24h as u64,
+            s.pruned_last_24h.to_string(),
+        ),
+        (
+            "byteback_unreplicated_pruned_last_24h",
+            "Snapshots no replica held yet that pruning deleted in the last 24 hours.",
+            s.unreplicated_pruned_last_24h.to_string(),
+        ),
+        (
+            "byteback_status_generated_timestamp_seconds",
+            "When byteback-server status gathered these figures.",
+            now.as_second().to_string(),
         ),
     ] {
         metric(&mut o, name, help);
@@ -485,14 +526,28 @@ pub fn prometheus(status: &Status) -> String {
 
 /// Writes the Prometheus file atomically (temp file, then rename), for
 /// node_exporter's textfile collector.
-pub fn write_prometheus(status: &Status, path: &Path) -> Result<()> {
-    write_atomic(path, prometheus(status).as_bytes(), 0o644)
+pub fn write_prometheus(status: &Status, now: Timestamp, path: &Path) -> Result<()> {
+    write_atomic(path, prometheus(status, now).as_bytes(), 0o644)
 }
 
 /// `--json`: one object with `clients` and `store`.
 pub fn render_json(status: &Status) -> Result<String> {
     serde_json::to_string_pretty(status)
         .map_err(|e| Error::Command(format!("cannot write JSON: {e}")))
+}
+
+/// Adds a sample of the store's space to its history for the report's
+/// charts (at most one per ten minutes, and only as the store's owner: see
+/// [`crate::server::space_history`]); a failure is only a warning.
+pub(crate) fn sample_space(store: &Store, status: &Status) {
+    if let Err(e) = record_space(store, status) {
+        crate::report::warn(format_args!("cannot record a space sample: {e}"));
+    }
+}
+
+fn record_space(store: &Store, status: &Status) -> Result<bool> {
+    use crate::server::space_history;
+    space_history::record(store, &space_history::Sample::of(status, Timestamp::now()))
 }
 
 /// What `byteback-server status` was asked.
@@ -509,21 +564,23 @@ pub struct Args {
 
 /// `byteback-server status`.
 pub fn run(root: &std::path::Path, args: &Args) -> Result<u8> {
+    let now = Timestamp::now();
     let gathered = (|| {
         let store = crate::lifecycle::open_store(root)?;
         let client = args.client.as_deref().map(ClientName::new).transpose()?;
         let warn = args.warn.unwrap_or(store.config.stale_after).0;
         let crit = args.crit.map_or(warn * 3, |c| c.0);
-        Ok::<_, Error>((
-            gather(&store, Timestamp::now(), client.as_ref())?,
-            warn,
-            crit,
-        ))
+        let status = gather(&store, now, client.as_ref())?;
+        Ok::<_, Error>((store, status, warn, crit))
     })();
     if args.check {
         // A plugin always answers in one line; its own failure is UNKNOWN.
         return Ok(match gathered {
-            Ok((s, warn, crit)) => {
+            Ok((store, s, warn, crit)) => {
+                if args.client.is_none() {
+                    // Silently: a plugin's answer is its one line.
+                    let _ = record_space(&store, &s);
+                }
                 let (code, line) = check(&s, warn, crit);
                 println!("{line}");
                 code
@@ -534,9 +591,12 @@ pub fn run(root: &std::path::Path, args: &Args) -> Result<u8> {
             }
         });
     }
-    let (s, _, _) = gathered?;
+    let (store, s, _, _) = gathered?;
+    if args.client.is_none() {
+        sample_space(&store, &s);
+    }
     if let Some(path) = &args.prometheus {
-        write_prometheus(&s, path)?;
+        write_prometheus(&s, now, path)?;
         return Ok(0);
     }
     if args.json {
@@ -635,7 +695,10 @@ mod tests {
                 total_bytes: 100,
                 free_percent: 50.0,
                 alert: alert.map(str::to_owned),
+                min_free_percent: 10.0,
+                stale_after_seconds: 26 * 3600,
                 pruned_last_24h: 0,
+                unreplicated_pruned_last_24h: 0,
                 kernel_warning: None,
                 rsync: "/usr/bin/rsync 3.5.0 (with --confine-root)".into(),
                 sandbox: "Landlock ABI 7".into(),
@@ -670,14 +733,17 @@ mod tests {
         );
         let json = render_json(&s).unwrap();
         assert!(json.contains("\"snapshots_behind\": 2"), "{json}");
-        let metrics = prometheus(&s);
+        let metrics = prometheus(&s, at("2026-11-28T12:00:00Z"));
         assert!(
             metrics.contains("byteback_replica_snapshots_behind{client=\"a\",replica=\"bb@r1\"} 2"),
             "{metrics}"
         );
         // Without replicas, no such metric.
-        let plain = prometheus(&status(vec![client("a", State::Ok, Some(1))], None));
-        assert!(!plain.contains("replica"), "{plain}");
+        let plain = prometheus(
+            &status(vec![client("a", State::Ok, Some(1))], None),
+            at("2026-11-28T12:00:00Z"),
+        );
+        assert!(!plain.contains("byteback_replica_"), "{plain}");
     }
 
     #[test]
@@ -724,7 +790,7 @@ mod tests {
             ],
             None,
         );
-        let text = prometheus(&s);
+        let text = prometheus(&s, at("2026-11-28T12:00:00Z"));
         assert!(text.contains("byteback_snapshots{client=\"a.example\"} 1"));
         assert!(text.contains("byteback_snapshots{client=\"b\"} 0"));
         assert!(text.contains("byteback_prune_alert 0"));
@@ -765,6 +831,56 @@ mod tests {
                       2026-11-28T01:00:01Z [unreplicated-snapshot-deleted] prune: ALERT: deleted b 2026-01-01T00:00:00Z (x)\n\
                       2026-11-28T01:00:02Z prune: deleted c 2026-01-01T00:00:00Z (x)\n\
                       2026-11-28T01:00:03Z c: refused: bad option \"[snapshot-deleted]\"\n";
-        assert_eq!(pruned_since(tagged, at("2026-11-27T12:00:00Z")), 2);
+        let since = at("2026-11-27T12:00:00Z");
+        let all = [
+            LogEvent::SnapshotDeleted,
+            LogEvent::UnreplicatedSnapshotDeleted,
+        ];
+        assert_eq!(events_since(tagged, since, &all), 2);
+        // The unreplicated ones alone: history that now exists nowhere.
+        let lost = [LogEvent::UnreplicatedSnapshotDeleted];
+        assert_eq!(events_since(tagged, since, &lost), 1);
+        assert_eq!(events_since(tagged, at("2026-11-28T01:00:02Z"), &lost), 0);
+    }
+
+    /// What the shipped alert rules compare against
+    /// (packaging/prometheus/byteback.rules.yml): the store's own
+    /// thresholds, the unreplicated deletions, and when the figures were
+    /// gathered, so a stale file is told from a quiet store.
+    #[test]
+    fn prometheus_exports_thresholds_losses_and_its_own_time() {
+        let mut s = status(vec![client("a", State::Ok, Some(60))], Some("add disk"));
+        s.store.min_free_percent = 12.5;
+        s.store.pruned_last_24h = 3;
+        s.store.unreplicated_pruned_last_24h = 2;
+        let now = at("2026-11-28T12:00:00Z");
+        let text = prometheus(&s, now);
+        for line in [
+            "byteback_store_min_free_percent 12.5",
+            "byteback_stale_after_seconds 93600",
+            "byteback_prune_alert 1",
+            "byteback_pruned_last_24h 3",
+            "byteback_unreplicated_pruned_last_24h 2",
+            &format!(
+                "byteback_status_generated_timestamp_seconds {}",
+                now.as_second()
+            ),
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line}:\n{text}");
+        }
+        // Every metric is announced once, as a gauge, before its samples.
+        let mut announced = Vec::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').unwrap();
+                assert_eq!(kind, "gauge", "{line}");
+                assert!(!announced.contains(&name), "{name} twice:\n{text}");
+                announced.push(name);
+            } else if !line.starts_with('#') {
+                let name = line.split(['{', ' ']).next().unwrap();
+                assert_eq!(announced.last(), Some(&name), "{line}:\n{text}");
+            }
+        }
+        assert!(announced.contains(&"byteback_status_generated_timestamp_seconds"));
     }
 }

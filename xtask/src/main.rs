@@ -8,6 +8,10 @@
 //! and the bash, zsh and fish completions of both programs (in
 //! `DIR/completions/<shell>/`), where the Debian packages and
 //! `install.sh` pick them up. No key or option is described by hand here.
+//!
+//! `cargo run -p xtask -- report-example [DIR]`: the HTML report of a
+//! made-up store and the screenshots of it in `docs/images/` (see
+//! `report_example.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -19,14 +23,25 @@ mod config_pages;
 #[cfg(test)]
 mod docs;
 mod reliability;
+mod report_example;
 mod test_docs;
 
-const USAGE: &str = "usage: cargo run -p xtask -- assets DIR | reliability";
+const USAGE: &str = "usage: cargo run -p xtask -- assets DIR | reliability | report-example [DIR]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let done = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
         ["assets", dir] => assets(Path::new(dir)).map(|()| true),
+        ["report-example", ref dir @ ..] if dir.len() <= 1 => {
+            let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+            let dir = dir.first().map_or_else(
+                || root.join("target/report-example"),
+                |d| Path::new(d).to_path_buf(),
+            );
+            report_example::run(&root, &dir)
+                .map(|()| true)
+                .map_err(std::io::Error::other)
+        }
         ["reliability"] => {
             let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
             reliability::reliability(&root)

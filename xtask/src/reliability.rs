@@ -50,7 +50,14 @@ const AREAS: &[(&str, &[&str])] = &[
     ("Compatibility", &["compat", "legacy_client"]),
     (
         "Operations",
-        &["status", "clients", "root_setup", "package"],
+        &[
+            "status",
+            "prometheus_rules",
+            "report",
+            "clients",
+            "root_setup",
+            "package",
+        ],
     ),
     ("Architecture", &["architecture"]),
 ];
