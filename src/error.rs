@@ -46,6 +46,14 @@ pub enum Error {
         at: jiff::Timestamp,
         message: String,
     },
+    /// This client's backups moved to another server (`byteback-server
+    /// move-client`): the server refuses its backups and names the new one.
+    /// `redirect` is the machine-readable part (a rendered
+    /// [`crate::protocol::Redirect`]: the new server and its host keys),
+    /// `message` the words for a person. A refusal, told apart by type so
+    /// the client follows it without reading the words.
+    #[error("{message}")]
+    Moved { redirect: String, message: String },
     /// The backup finished, but some files could not be transferred.
     #[error("{0}")]
     Partial(String),
@@ -143,9 +151,10 @@ impl Error {
             Error::Partial(_) => Exit::Partial,
             Error::Locked(_) => Exit::Locked,
             Error::Connection(_) => Exit::Connection,
-            Error::Refused(_) | Error::FullPassNeeded(_) | Error::RetryAfter { .. } => {
-                Exit::Refused
-            }
+            Error::Refused(_)
+            | Error::FullPassNeeded(_)
+            | Error::RetryAfter { .. }
+            | Error::Moved { .. } => Exit::Refused,
             Error::Config(_) => Exit::Config,
             Error::Unsupported(_) => Exit::Unsupported,
             Error::SpaceExhausted(_) => Exit::SpaceExhausted,
@@ -227,6 +236,13 @@ mod tests {
             (
                 Error::RetryAfter {
                     at: jiff::Timestamp::UNIX_EPOCH,
+                    message: String::new(),
+                },
+                6,
+            ),
+            (
+                Error::Moved {
+                    redirect: String::new(),
                     message: String::new(),
                 },
                 6,

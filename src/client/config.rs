@@ -33,8 +33,10 @@ pub struct ClientConfig {
     /// Where backups go: a byteback server, `[USER@]HOST[:PORT]` (USER
     /// defaults to `byteback`), or a store directory on this machine (an
     /// absolute path). `byteback setup` writes it; `--destination` overrides
-    /// it for any command. Unset: every command that needs it says to run
-    /// `byteback setup`.
+    /// it for any command. When the server says this machine's backups
+    /// moved to another one (`byteback-server move-client`), `byteback
+    /// backup` and `byteback test` rewrite it, once, and go on there.
+    /// Unset: every command that needs it says to run `byteback setup`.
     #[serde(deserialize_with = "destination")]
     pub destination: Option<Target>,
     /// This machine's name: the comment of its key (`root@NAME`), the name

@@ -3,6 +3,7 @@
 pub mod backup;
 pub mod backups;
 pub mod config;
+pub mod follow;
 pub mod hooks;
 pub mod index;
 pub mod restore;

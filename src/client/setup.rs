@@ -4,6 +4,7 @@ use std::path::Path;
 
 use crate::client::backups::{self, Opening};
 use crate::client::config::{ClientConfig, ConfigDir, template};
+use crate::client::follow::Following;
 use crate::client::settings::{Flags, Settings};
 use crate::config;
 use crate::destination::{Destination, Target};
@@ -95,6 +96,18 @@ fn write_config(dir: &ConfigDir, destination: &Target, name: &str) -> Result<()>
     write_atomic(&path, text.as_bytes(), 0o644)
 }
 
+/// Records a new destination in the config (a followed redirect, see
+/// [`crate::client::follow`]), as `setup` writes it: the old file checked
+/// first, only the `destination` line changed, the whole file replaced
+/// atomically.
+pub(crate) fn set_destination(dir: &ConfigDir, destination: &Target) -> Result<()> {
+    let path = dir.config_file();
+    let old = std::fs::read_to_string(&path).on("cannot read", &path)?;
+    config::parse::<ClientConfig>(&path, &old)?;
+    let text = set_key(&old, "destination", &destination.to_string());
+    write_atomic(&path, text.as_bytes(), 0o644)
+}
+
 /// Replaces (or adds) a top-level `key = "value"` line.
 fn set_key(text: &str, key: &str, value: &str) -> String {
     let line = format!("{key} = \"{value}\"");
@@ -125,7 +138,7 @@ pub fn test(dir: &ConfigDir, accept_new_host_key: bool, destination: Option<&str
         destination,
         ..Flags::default()
     };
-    let settings = Settings::resolve(dir, &flags)?;
+    let mut settings = Settings::resolve(dir, &flags)?;
     let host_keys = if accept_new_host_key {
         HostKeyPolicy::AcceptNew
     } else if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
@@ -137,15 +150,25 @@ pub fn test(dir: &ConfigDir, accept_new_host_key: bool, destination: Option<&str
         host_keys,
         create: true,
     };
-    let backups = backups::open(dir, &settings, opening)?;
-    println!("Connecting to {}...", backups.describe());
-    // Only a server has a host key to trust.
-    let server = settings.destination.server();
-    let known_before = match server {
-        Some(d) => host_key_fingerprint(&dir.known_hosts(), d)?,
-        None => None,
+    let mut following = Following::default();
+    let (backups, reply, known_before) = loop {
+        let backups = backups::open(dir, &settings, opening)?;
+        println!("Connecting to {}...", backups.describe());
+        // Only a server has a host key to trust.
+        let known_before = match settings.destination.server() {
+            Some(d) => host_key_fingerprint(&dir.known_hosts(), d)?,
+            None => None,
+        };
+        match backups.ping() {
+            Ok(reply) => break (backups, reply, known_before),
+            // Moved to another server: followed once, recorded.
+            Err(e) => {
+                settings.destination =
+                    following.follow(dir, &settings.destination, destination.is_none(), e)?;
+            }
+        }
     };
-    let reply = backups.ping()?;
+    let server = settings.destination.server();
     if let (None, Some(d)) = (known_before, server) {
         if let Some(fp) = host_key_fingerprint(&dir.known_hosts(), d)? {
             println!("Trusted the server's host key: {fp}");

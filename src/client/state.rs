@@ -118,6 +118,12 @@ impl<'d> Recorder<'d> {
         Some(recorder)
     }
 
+    /// The backup goes on at another destination (a followed redirect).
+    pub fn destination(&mut self, destination: &str) {
+        self.state.destination = destination.to_owned();
+        self.save();
+    }
+
     /// Attempt `n` begins.
     pub fn attempt(&mut self, n: u32) {
         self.state.attempt = n;

@@ -207,6 +207,39 @@ impl Drop for Master {
     }
 }
 
+/// The host keys `known_hosts` holds for `dest`, `(type, base64)` each,
+/// as `ssh-keygen -F` finds them (hashed names too); markers
+/// (`@cert-authority`, `@revoked`) are not keys of the host and are left
+/// out. None: an empty list.
+pub fn known_host_keys(
+    known_hosts: &std::path::Path,
+    dest: &Destination,
+) -> Result<Vec<(String, String)>, Error> {
+    if !known_hosts.exists() {
+        return Ok(Vec::new());
+    }
+    let out = Cmd::new("ssh-keygen")
+        .arg("-F")
+        .arg(dest.known_hosts_name())
+        .arg("-f")
+        .arg(known_hosts)
+        .output()?;
+    Ok(host_keys_of(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// The keys in `ssh-keygen -F`'s output (pure, for tests).
+fn host_keys_of(found: &str) -> Vec<(String, String)> {
+    found
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with('@'))
+        .filter_map(|l| {
+            let mut fields = l.split_whitespace().skip(1);
+            Some((fields.next()?.to_owned(), fields.next()?.to_owned()))
+        })
+        .collect()
+}
+
 /// Turns a failed ssh run (exit 255, or the server's refusal) into one line.
 pub fn explain_failure(dest: &Destination, known_hosts: &std::path::Path, stderr: &str) -> Error {
     let words: Vec<&str> = stderr
@@ -303,6 +336,19 @@ mod tests {
         );
         assert_eq!(crate::quote::rsh_word("it's"), r#"'it'"'"'s'"#);
         assert_eq!(ssh().rsync_remote(), "bb@127.0.0.1");
+    }
+
+    #[test]
+    fn host_keys_found() {
+        let found = "# Host [127.0.0.1]:2222 found: line 1\n[127.0.0.1]:2222 ssh-ed25519 AAAAC3 \n@revoked [127.0.0.1]:2222 ssh-rsa AAAAB3\n|1|salt|hash ecdsa-sha2-nistp256 AAAAE2 comment\n";
+        assert_eq!(
+            host_keys_of(found),
+            [
+                ("ssh-ed25519".to_owned(), "AAAAC3".to_owned()),
+                ("ecdsa-sha2-nistp256".to_owned(), "AAAAE2".to_owned())
+            ]
+        );
+        assert!(host_keys_of("").is_empty());
     }
 
     #[test]

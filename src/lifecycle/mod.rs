@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::finder::Pattern;
 use crate::finder::digest::Digest;
 use crate::names::{ClientName, SnapshotName};
-use crate::protocol::{PROTOCOL_VERSION, PingReply, TransferMode};
+use crate::protocol::{HostKey, PROTOCOL_VERSION, PingReply, Redirect, TransferMode};
 use crate::prune::{self, growth};
 
 use crate::store::backend::TransferPlan;
@@ -107,6 +107,28 @@ pub struct DigestStats {
     pub hole_bytes: u64,
 }
 
+/// The refusal a moved client gets: the redirect (the new server, and
+/// the host keys this server's replication trusts for it), and the words.
+pub fn moved_error(client: &ClientName, moved: &crate::store::moved::Moved) -> Error {
+    let redirect = moved.to.parse().ok().map(|to| Redirect {
+        to,
+        host_keys: moved
+            .host_keys
+            .iter()
+            .filter_map(|k| k.split_once(' '))
+            .filter_map(|(kind, blob)| HostKey::new(kind, blob))
+            .collect(),
+    });
+    Error::Moved {
+        redirect: redirect.map(|r| r.render()).unwrap_or_default(),
+        message: format!(
+            "client {client} has moved to {} (since {}): back up there; `byteback backup` and `byteback test` follow this once and record the new server in the configuration",
+            moved.to,
+            moved.at.strftime("%Y-%m-%dT%H:%M:%SZ")
+        ),
+    }
+}
+
 /// One client's backups on an opened store.
 #[derive(Debug)]
 pub struct ClientBackups<'s> {
@@ -162,6 +184,8 @@ impl<'s> ClientBackups<'s> {
         let (store, client) = (self.store, &self.client);
         self.check_window(Timestamp::now())?;
         let client_lock = store.lock_client(client, store.config.lock_wait.to_std())?;
+        // Under the lock: a move finishes while holding it.
+        self.check_not_moved()?;
         client_lock.share_with_children()?;
         let key_lock = store.lock_key_transfer(key, client)?;
         key_lock.share_with_children()?;
@@ -252,6 +276,7 @@ impl<'s> ClientBackups<'s> {
         key: &str,
     ) -> Result<()> {
         let (store, client) = (self.store, &self.client);
+        self.check_not_moved()?;
         self.check_window(Timestamp::now())?;
         // Whatever happens below, `current` is no longer what another
         // key's transfer left there.
@@ -444,6 +469,8 @@ impl<'s> ClientBackups<'s> {
         note: Option<&str>,
     ) -> Result<SnapshotName> {
         let (store, client) = (self.store, &self.client);
+        // History here ends with the move: every snapshot comes this way.
+        self.check_not_moved()?;
         let name = match name {
             Some(name) => store.take_snapshot_named(client, name, note)?,
             // (In hardened mode the helper names it, by its own clock.)
@@ -464,6 +491,18 @@ impl<'s> ClientBackups<'s> {
             store.warn(&format!("{client}: prune after snapshot: {e}"));
         }
         Ok(name)
+    }
+
+    /// Refuses the backups of a client that moved to another server
+    /// (`byteback-server move-client`, [`crate::store::moved`]): its ping,
+    /// transfers, incremental readying and snapshots all get the redirect
+    /// to the new server, which its `byteback` follows once. Reads of the
+    /// history kept here (listings, restores) are still served.
+    fn check_not_moved(&self) -> Result<()> {
+        match self.store.moved(&self.client) {
+            Some(moved) => Err(moved_error(&self.client, &moved)),
+            None => Ok(()),
+        }
     }
 
     /// Refuses a snapshot of a `current` half readied for an incremental
@@ -531,6 +570,7 @@ impl<'s> ClientBackups<'s> {
     /// What a ping reports: the client's snapshots and the store's space.
     pub fn ping(&self) -> Result<PingReply> {
         let store = self.store;
+        self.check_not_moved()?;
         let snapshots = self.snapshots()?;
         // What btrfs can really still take; statvfs if that cannot be read.
         let room = match store.space() {
@@ -974,6 +1014,70 @@ mod tests {
         let all = backups.snapshots().unwrap();
         assert_eq!(all.len(), 3);
         assert!(all[2].partial && !all[1].partial);
+    }
+
+    /// A moved client's backups here end: its ping, transfers, incremental
+    /// readying and snapshots (by hand too) get the redirect, typed; its
+    /// history is still there to read.
+    #[test]
+    fn a_moved_client_gets_the_redirect_and_keeps_its_history_readable() {
+        let fake = FakeStore::new(1 << 30, ServerConfig::default());
+        let client = fake.client("host.example");
+        let backups = ClientBackups::open(&fake.store, &client).unwrap();
+        backups.mark_produced_by(KEY).unwrap();
+        fake.write(&client, "file", 10);
+        let first = backups
+            .complete(at("2026-11-28T03:00:00Z"), None, KEY)
+            .unwrap();
+        let moved = crate::store::moved::Moved {
+            to: "bb@new.example:2222".into(),
+            at: at("2026-11-28T04:00:00Z"),
+            host_keys: vec!["ssh-ed25519 AAAAC3Nz".into(), "bogus".into()],
+        };
+        fake.store.set_moved(&client, &moved).unwrap();
+        let redirected = |r: Result<()>| match r {
+            Err(Error::Moved { redirect, message }) => {
+                assert_eq!(
+                    Redirect::parse(&redirect),
+                    Some(Redirect {
+                        to: "bb@new.example:2222".parse().unwrap(),
+                        host_keys: vec![HostKey::new("ssh-ed25519", "AAAAC3Nz").unwrap()],
+                    })
+                );
+                assert!(
+                    message.contains("has moved to bb@new.example:2222"),
+                    "{message}"
+                );
+            }
+            other => panic!("{other:?}"),
+        };
+        redirected(backups.ping().map(drop));
+        redirected(
+            backups
+                .begin_transfer(KEY, TransferMode::Full, &mut |_| {})
+                .map(drop),
+        );
+        let list = crate::protocol::ReplaceList {
+            replace: Vec::new(),
+            gone: Vec::new(),
+        };
+        redirected(backups.prepare_incremental(first.as_str(), list, KEY));
+        backups.mark_produced_by(KEY).unwrap();
+        redirected(
+            backups
+                .complete(at("2026-11-29T03:00:00Z"), None, KEY)
+                .map(drop),
+        );
+        redirected(backups.snapshot_by_hand(None).map(drop));
+        assert_eq!(backups.snapshots().unwrap().len(), 1);
+        let mut rows = 0;
+        backups
+            .find(false, b"*", &[b"/**".to_vec()], &mut |_| {
+                rows += 1;
+                Ok(())
+            })
+            .unwrap();
+        assert!(rows > 0);
     }
 
     #[test]

@@ -19,7 +19,10 @@ pub mod reply;
 pub mod wire;
 
 pub use legacy::{LegacyRequest, parse_legacy};
-pub use reply::{Completed, DigestLine, Failure, PingReply, ReplicaState, SnapshotLine};
+pub use reply::{
+    Adopted, Completed, DigestLine, Failure, HostKey, PingReply, Redirect, ReplicaState,
+    SnapshotLine,
+};
 
 pub use wire::{DecodeError, decode_arg, decode_found, encode_arg, encode_found};
 
@@ -42,7 +45,16 @@ pub use crate::exec::rsync::TransferMode;
 /// `closed_until=TIME` (outside them). An older client reads the
 /// `[retry-after]` line as no failure it knows, so as the server's
 /// untyped refusal.
-pub const PROTOCOL_VERSION: u32 = 5;
+/// 6 adds moving a client to another server: the `[moved]` refusal a moved
+/// client's ping, transfer and snapshot get (carrying a [`Redirect`]), and,
+/// on a replica key, `replica-adopt` and the `adopted=` lines of
+/// `replica-state`.
+pub const PROTOCOL_VERSION: u32 = 6;
+
+/// The first protocol whose servers answer a moved client with
+/// `[moved]` and whose replicas take `replica-adopt`
+/// ([`ReplicaRequest::Adopt`]).
+pub const MOVES: u32 = 6;
 
 /// The first protocol whose servers type a refusal of the incremental mode
 /// ([`crate::error::Error::FullPassNeeded`]); before it, any refusal of
@@ -181,6 +193,43 @@ pub enum ReplicaRequest {
         name: SnapshotName,
         partial: bool,
     },
+    /// Make the replica's copy of `client` (`PRIMARY__CLIENT`) the client
+    /// `client` itself, whose key is `key` (`byteback-server move-client`):
+    /// the replica checks the key and writes its line with its own code.
+    Adopt { client: ClientName, key: ClientKey },
+}
+
+/// A client's public key as `replica-adopt` carries it: its type and its
+/// base64 blob, nothing else (no comment, no options: the replica writes
+/// the line). Checked here for shape only; the replica has `ssh-keygen`
+/// read it before it writes anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientKey {
+    /// e.g. `ssh-ed25519`.
+    pub kind: String,
+    /// The base64 blob.
+    pub blob: String,
+}
+
+impl ClientKey {
+    /// The key, if both words have a key's shape: a type of lower-case
+    /// letters, digits and `-.@` that starts with a letter (not a
+    /// known_hosts marker), and a base64 blob.
+    pub fn new(kind: &str, blob: &str) -> Option<ClientKey> {
+        let kind_ok = kind.starts_with(|c: char| c.is_ascii_lowercase())
+            && kind.len() <= 64
+            && kind
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-.@".contains(&b));
+        let blob_ok = !blob.is_empty()
+            && blob
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b));
+        (kind_ok && blob_ok).then(|| ClientKey {
+            kind: kind.to_owned(),
+            blob: blob.to_owned(),
+        })
+    }
 }
 
 impl ReplicaRequest {
@@ -199,11 +248,14 @@ impl ReplicaRequest {
                 let flag = if *partial { " --partial" } else { "" };
                 format!("byteback replica-snapshot{flag} {client} {name}")
             }
+            ReplicaRequest::Adopt { client, key } => {
+                format!("byteback replica-adopt {client} {} {}", key.kind, key.blob)
+            }
         }
     }
 }
 
-/// Parses what a primary asked its replica for: only the three requests of
+/// Parses what a primary asked its replica for: only the requests of
 /// [`ReplicaRequest`], each checked as strictly as a client's backup.
 pub fn parse_replica(command: Option<&str>) -> Result<ReplicaRequest, Refusal> {
     let Some(command) = command else {
@@ -214,6 +266,20 @@ pub fn parse_replica(command: Option<&str>) -> Result<ReplicaRequest, Refusal> {
     let client = |word: &str| ClientName::new(word).map_err(|e| Refusal(format!("{e}")));
     match words.as_slice() {
         ["byteback", "replica-state"] => Ok(ReplicaRequest::State),
+        ["byteback", "replica-adopt", who, kind, blob] => match ClientKey::new(kind, blob) {
+            Some(key) => Ok(ReplicaRequest::Adopt {
+                client: client(who)?,
+                key,
+            }),
+            None => refuse(format!(
+                "replica-adopt needs a client and its public key (TYPE BASE64), not {:?} {:?}",
+                truncate(kind),
+                truncate(blob)
+            )),
+        },
+        ["byteback", "replica-adopt", ..] => {
+            refuse("replica-adopt needs a client and its public key (TYPE BASE64)")
+        }
         ["byteback", "replica-snapshot", rest @ ..] => {
             let (partial, rest) = match rest {
                 ["--partial", rest @ ..] => (true, rest),
@@ -1004,6 +1070,10 @@ mod tests {
                 client: c.clone(),
                 options: vec!["-logDtpXAHre.iLsfxCIvu".into(), "--inplace".into()],
             },
+            ReplicaRequest::Adopt {
+                client: c.clone(),
+                key: ClientKey::new("ssh-ed25519", "AAAAC3NzaC1lZDI1NTE5AAAAI+/=").unwrap(),
+            },
         ] {
             assert_eq!(parse_replica(Some(&r.render())), Ok(r));
         }
@@ -1068,6 +1138,29 @@ mod tests {
             (
                 Some("byteback replica-snapshot a 2026-11-26T03:00:00Z/../x"),
                 "not a snapshot name",
+            ),
+            // An adoption names a client and a bare key: no comment, no
+            // options, nothing that is not a key's type and base64.
+            (Some("byteback replica-adopt a"), "needs a client"),
+            (
+                Some("byteback replica-adopt a ssh-ed25519"),
+                "needs a client",
+            ),
+            (
+                Some("byteback replica-adopt a ssh-ed25519 AAAA root@a"),
+                "needs a client",
+            ),
+            (
+                Some("byteback replica-adopt a command=\"sh\" AAAA"),
+                "needs a client",
+            ),
+            (
+                Some("byteback replica-adopt a ssh-ed25519 AAAA\"x"),
+                "needs a client",
+            ),
+            (
+                Some("byteback replica-adopt ../a ssh-ed25519 AAAA"),
+                "invalid client name",
             ),
             (
                 Some("rsync --server -logDtpre.iLsfxCIvu . current/"),

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 
+use crate::destination::Destination;
 use crate::error::Error;
 use crate::finder::Found;
 
@@ -104,21 +105,29 @@ pub struct ReplicaState {
     pub free_bytes: u64,
     /// Client name (the primary's) → its newest snapshot on the replica.
     pub clients: BTreeMap<String, Option<String>>,
+    /// The clients this primary handed over here (`replica-adopt`), now
+    /// clients of the replica's own → their newest snapshot there (what
+    /// `move-client --retire` asks: has the new server taken a backup
+    /// since the move?).
+    pub adopted: BTreeMap<String, Option<String>>,
 }
 
 impl ReplicaState {
     /// `key=value` lines, then one `client=NAME NEWEST` line per client
-    /// (`-` for none).
+    /// (`-` for none), and one `adopted=NAME NEWEST` per adopted client
+    /// (older primaries ignore keys they do not know).
     pub fn render(&self) -> String {
         let mut text = format!(
             "protocol={}\nprimary={}\nfree_bytes={}\n",
             self.protocol, self.primary, self.free_bytes
         );
-        for (client, newest) in &self.clients {
-            text.push_str(&format!(
-                "client={client} {}\n",
-                newest.as_deref().unwrap_or("-")
-            ));
+        for (key, map) in [("client", &self.clients), ("adopted", &self.adopted)] {
+            for (client, newest) in map {
+                text.push_str(&format!(
+                    "{key}={client} {}\n",
+                    newest.as_deref().unwrap_or("-")
+                ));
+            }
         }
         text
     }
@@ -133,10 +142,14 @@ impl ReplicaState {
                 "protocol" => protocol = value.parse().ok(),
                 "primary" => primary = Some(value.to_owned()),
                 "free_bytes" => state.free_bytes = value.parse().ok()?,
-                "client" => {
+                "client" | "adopted" => {
                     let (client, newest) = value.split_once(' ')?;
                     let newest = (newest != "-").then(|| newest.to_owned());
-                    state.clients.insert(client.to_owned(), newest);
+                    let map = match key {
+                        "client" => &mut state.clients,
+                        _ => &mut state.adopted,
+                    };
+                    map.insert(client.to_owned(), newest);
                 }
                 _ => {}
             }
@@ -296,6 +309,96 @@ impl Completed {
     }
 }
 
+/// A replica's answer to `byteback replica-adopt`: the client it adopted,
+/// and how many snapshots of its history came with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Adopted {
+    pub client: String,
+    pub snapshots: u64,
+}
+
+impl Adopted {
+    pub fn render(&self) -> String {
+        format!("adopted={}\nsnapshots={}\n", self.client, self.snapshots)
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        let field = |key: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+        };
+        Some(Adopted {
+            client: field("adopted")?.to_owned(),
+            snapshots: field("snapshots")?.parse().ok()?,
+        })
+    }
+}
+
+/// One host key of a server, as known_hosts holds it after the host
+/// names: its type and base64 blob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostKey {
+    pub kind: String,
+    pub blob: String,
+}
+
+impl HostKey {
+    /// The key, if both words have a key's shape (a type of lower-case
+    /// letters, digits and `-.@`; a base64 blob): nothing that could be
+    /// another known_hosts field, a marker or a second line.
+    pub fn new(kind: &str, blob: &str) -> Option<HostKey> {
+        let key = crate::protocol::ClientKey::new(kind, blob)?;
+        Some(HostKey {
+            kind: key.kind,
+            blob: key.blob,
+        })
+    }
+}
+
+/// Where a moved client's backups are now: what the old server's `[moved]`
+/// refusal carries (`to=USER@HOST[:PORT] host-key=TYPE,BASE64 ...`), so
+/// the client can record the new server in its configuration and trust
+/// its host key without asking (the old server knows the key from its
+/// replication to it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redirect {
+    pub to: Destination,
+    pub host_keys: Vec<HostKey>,
+}
+
+impl Redirect {
+    /// One line of space-separated `key=value` words.
+    pub fn render(&self) -> String {
+        let mut words = vec![format!("to={}", self.to)];
+        for key in &self.host_keys {
+            words.push(format!("host-key={},{}", key.kind, key.blob));
+        }
+        words.join(" ")
+    }
+
+    /// Reads [`Redirect::render`]'s line; `None` if any word is not one
+    /// of its own, or the destination is not a server.
+    pub fn parse(text: &str) -> Option<Self> {
+        let mut to = None;
+        let mut host_keys = Vec::new();
+        for word in text.split(' ') {
+            let (key, value) = word.split_once('=')?;
+            match key {
+                "to" if to.is_none() => to = Some(value.parse::<Destination>().ok()?),
+                "host-key" => {
+                    let (kind, blob) = value.split_once(',')?;
+                    host_keys.push(HostKey::new(kind, blob)?);
+                }
+                _ => return None,
+            }
+        }
+        Some(Redirect { to: to?, host_keys })
+    }
+}
+
+/// Between a `[moved]` failure's redirect and its words.
+const MOVED_SEPARATOR: &str = " -- ";
+
 /// Why the server refused or failed a request: one line on its stderr,
 /// `byteback-server: [<kind>] <message>`, plus its exit status. The kind
 /// travels in the line because a refused transfer reaches the client
@@ -333,10 +436,12 @@ pub enum FailureKind {
     /// Refused for now, with the time from which the server takes it
     /// (outside the server's backup windows): [`Failure::retry_at`].
     RetryAfter,
+    /// The client moved to another server: the line carries a [`Redirect`].
+    Moved,
 }
 
 impl FailureKind {
-    const ALL: [FailureKind; 13] = [
+    const ALL: [FailureKind; 14] = [
         FailureKind::Failed,
         FailureKind::Usage,
         FailureKind::Partial,
@@ -350,6 +455,7 @@ impl FailureKind {
         FailureKind::Attention,
         FailureKind::Mismatch,
         FailureKind::RetryAfter,
+        FailureKind::Moved,
     ];
 
     /// Its tag on the wire.
@@ -368,6 +474,7 @@ impl FailureKind {
             FailureKind::Attention => "attention",
             FailureKind::Mismatch => "mismatch",
             FailureKind::RetryAfter => "retry-after",
+            FailureKind::Moved => "moved",
         }
     }
 
@@ -389,6 +496,7 @@ impl FailureKind {
             Error::Unsupported(_) => FailureKind::Unsupported,
             Error::Mismatch(_) => FailureKind::Mismatch,
             Error::RetryAfter { .. } => FailureKind::RetryAfter,
+            Error::Moved { .. } => FailureKind::Moved,
         }
     }
 }
@@ -398,9 +506,16 @@ const PREFIX: &str = "byteback-server: ";
 impl Failure {
     /// The failure for a server-side error.
     pub fn of(error: &Error) -> Self {
+        let message = match error {
+            // The redirect first, for the client; then the words.
+            Error::Moved { redirect, message } => {
+                format!("{redirect}{MOVED_SEPARATOR}{message}")
+            }
+            e => e.to_string(),
+        };
         Failure {
             kind: FailureKind::of(error),
-            message: error.to_string(),
+            message,
             retry_at: match error {
                 Error::RetryAfter { at, .. } => Some(*at),
                 _ => None,
@@ -469,6 +584,16 @@ impl Failure {
                 Some(at) => Error::RetryAfter { at, message: said },
                 None => Error::Refused(said),
             },
+            FailureKind::Moved => {
+                let (redirect, words) = self
+                    .message
+                    .split_once(MOVED_SEPARATOR)
+                    .unwrap_or(("", &self.message));
+                Error::Moved {
+                    redirect: redirect.to_owned(),
+                    message: format!("server: {words}"),
+                }
+            }
         }
     }
 }
@@ -526,6 +651,75 @@ mod tests {
         assert_eq!(ReplicaState::parse(&state.render()), Some(state));
         assert_eq!(ReplicaState::parse("Welcome to the machine\n"), None);
         assert_eq!(ReplicaState::parse("protocol=1\n"), None);
+    }
+
+    #[test]
+    fn adopted_clients_round_trip_in_the_state() {
+        let mut state = ReplicaState {
+            protocol: 5,
+            primary: "p".into(),
+            ..ReplicaState::default()
+        };
+        state.clients.insert("a".into(), None);
+        state
+            .adopted
+            .insert("b".into(), Some("2026-11-26T03:00:00Z".into()));
+        let text = state.render();
+        assert!(text.contains("adopted=b 2026-11-26T03:00:00Z\n"), "{text}");
+        assert_eq!(ReplicaState::parse(&text), Some(state));
+        let a = Adopted {
+            client: "c.example".into(),
+            snapshots: 3,
+        };
+        assert_eq!(Adopted::parse(&a.render()), Some(a));
+        assert_eq!(Adopted::parse("snapshot=x\n"), None);
+    }
+
+    #[test]
+    fn redirects_round_trip_and_refuse_anything_else() {
+        let r = Redirect {
+            to: "bb@new.example:2222".parse().unwrap(),
+            host_keys: vec![
+                HostKey::new("ssh-ed25519", "AAAAC3Nz+/=").unwrap(),
+                HostKey::new("ecdsa-sha2-nistp256", "AAAAE2Vj").unwrap(),
+            ],
+        };
+        assert_eq!(Redirect::parse(&r.render()), Some(r.clone()));
+        let none = Redirect {
+            host_keys: Vec::new(),
+            ..r
+        };
+        assert_eq!(Redirect::parse(&none.render()), Some(none));
+        for bad in [
+            "",
+            "host-key=ssh-ed25519,AAAA",
+            "to=/srv/backups",
+            "to=a@b to=c@d",
+            "to=a@b host-key=ssh-ed25519",
+            "to=a@b host-key=@cert-authority,AAAA",
+            "to=a@b host-key=ssh-ed25519,AA\nAA",
+            "to=a@b extra=1",
+            "to=a@b  host-key=ssh-ed25519,AAAA",
+        ] {
+            assert_eq!(Redirect::parse(bad), None, "{bad:?}");
+        }
+        // The failure line carries it, and the client gets it back by type.
+        let e = Error::Moved {
+            redirect: "to=bb@new.example:2222".into(),
+            message: "client c moved to bb@new.example:2222".into(),
+        };
+        let line = Failure::of(&e).render();
+        assert_eq!(
+            line,
+            "byteback-server: [moved] to=bb@new.example:2222 -- client c moved to bb@new.example:2222"
+        );
+        match Failure::parse(&line).unwrap().into_error() {
+            Error::Moved { redirect, message } => {
+                assert_eq!(redirect, "to=bb@new.example:2222");
+                assert_eq!(message, "server: client c moved to bb@new.example:2222");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -249,14 +249,14 @@ fn unknown(client: &ClientName, store: &Store) -> Error {
 /// The locks a change to a client holds besides the authorized_keys edit:
 /// the client's own (and, for a rename, the new name's), then the prune
 /// lock. Fields drop in order: the prune lock goes first.
-struct Held {
+pub(super) struct Held {
     _prune: Lock,
     _client: Vec<Lock>,
 }
 
 /// Takes the client's locks (refused at once if it is busy) and then the
 /// prune lock (waiting up to `lock_wait` for a running prune).
-fn hold(store: &Store, clients: &[&ClientName]) -> Result<Held> {
+pub(super) fn hold(store: &Store, clients: &[&ClientName]) -> Result<Held> {
     let mut locks = Vec::new();
     for client in clients {
         locks.extend(store.lock_client_idle(client)?);

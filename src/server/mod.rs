@@ -4,6 +4,7 @@
 pub mod clients;
 pub mod history;
 pub mod keys;
+pub mod move_client;
 pub mod privileged;
 pub mod probe;
 pub mod receive;
@@ -129,6 +130,39 @@ enum Command {
         /// Its new name (letters, digits, '.', '-', '_'), not taken by another client.
         #[arg(value_name = "NEW")]
         new: String,
+    },
+    /// Move a client, with its whole history, to another byteback server: copy, hand over, redirect.
+    ///
+    /// The target must already be this server's replica for NAME: it enrolled this store's
+    /// replication key with `byteback-server new-client --replica --clients ...,NAME` (the line
+    /// `byteback-server replicate --setup --to USER@SERVER` prints; move-client prints it too when
+    /// the target refuses). Then NAME's snapshots are copied there through the replication path
+    /// (resumable: run it again to go on), and, while no backup of NAME runs here, the target
+    /// makes its copy the client NAME, with the same key (read from this server's authorized_keys;
+    /// the target writes its own line). From then on this server refuses NAME's backups with a
+    /// redirect to USER@SERVER and its host key, which the client's `byteback backup` and
+    /// `byteback test` follow once and record in its configuration. The history stays here until
+    /// --retire. See docs/server-and-clients.md, "Moving a client to another server".
+    MoveClient {
+        /// The store directory [default: the backup user's home].
+        #[arg(long)]
+        store: Option<PathBuf>,
+        /// The server the client moves to, as this server's replication reaches it.
+        #[arg(long, value_name = "[USER@]SERVER[:PORT]")]
+        to: String,
+        /// Delete the client's copy here (its snapshots and key line, as remove-client), once
+        /// SERVER has taken a backup of it since the move; refused before that, with the reason.
+        #[arg(long)]
+        retire: bool,
+        /// Trust SERVER's host key seen for the first time; a changed key is never accepted.
+        #[arg(long)]
+        accept_new_host_key: bool,
+        /// List every file as it is sent.
+        #[arg(long, short)]
+        verbose: bool,
+        /// The client's name, as `byteback-server clients` lists it.
+        #[arg(value_name = "NAME")]
+        name: String,
     },
     /// The forced command of a client's key: serves that client's requests.
     Receive {
@@ -353,6 +387,23 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::RenameClient { store, old, new } => {
             clients::rename(&store_or_home(store)?, &old, &new).map(|()| 0)
         }
+        Command::MoveClient {
+            store,
+            to,
+            retire,
+            accept_new_host_key,
+            verbose,
+            name,
+        } => move_client::run(
+            &store_or_home(store)?,
+            &move_client::Args {
+                name,
+                to,
+                retire,
+                accept_new_host_key,
+                verbose,
+            },
+        ),
         Command::Receive {
             store,
             client,

@@ -92,6 +92,8 @@ pub fn run(store_root: &Path, name: &str, role: KeyRole, command: Option<&str>) 
         }
     };
     let client = named;
+    // A moved client's attempts are the new server's to record.
+    let attempt = attempt.filter(|_| !matches!(result, Err(Error::Moved { .. })));
     if let Some(request) = attempt {
         if let Ok(backups) = ClientBackups::open(&store, &client) {
             // rsync's 24 (files vanished while sent) is a success.
@@ -338,7 +340,21 @@ fn serve_replica(store: &Store, primary: &ClientName, request: ReplicaRequest) -
                 let newest = store.snapshots(&mapped)?.pop().map(|s| s.name.to_string());
                 state.clients.insert(client.to_owned(), newest);
             }
+            // The clients it handed over, and how their backups here go
+            // on (what its `move-client --retire` waits for).
+            for client in store.clients()? {
+                if store.adopted_from(&client).as_deref() != Some(primary.as_str()) {
+                    continue;
+                }
+                let newest = store.snapshots(&client)?.pop().map(|s| s.name.to_string());
+                state.adopted.insert(client.to_string(), newest);
+            }
             print!("{}", state.render());
+            Ok(0)
+        }
+        ReplicaRequest::Adopt { client, key } => {
+            let adopted = crate::server::setup::adopt(store, primary, &client, &key)?;
+            print!("{}", adopted.render());
             Ok(0)
         }
         ReplicaRequest::Receive { client, options } => {

@@ -52,7 +52,7 @@ pub struct Args {
     pub bwlimit: Option<Bwlimit>,
 }
 
-fn key_path(store: &Path) -> PathBuf {
+pub(super) fn key_path(store: &Path) -> PathBuf {
     dir_of(store).join("key")
 }
 
@@ -95,20 +95,7 @@ pub fn setup(store_root: &Path, name: Option<&str>, to: &[String]) -> Result<()>
         to => to.join(", "),
     };
     println!("On {where_}, as its backup user, run:");
-    // The replica creates only the clients named at enrolment.
-    let clients: Vec<String> = store
-        .clients()?
-        .iter()
-        .filter(|c| c.split_replicated().is_none())
-        .map(ToString::to_string)
-        .collect();
-    let clients = match clients.as_slice() {
-        [] => "CLIENT,...".to_owned(),
-        names => names.join(","),
-    };
-    println!(
-        "  byteback-server new-client --replica --name {primary} --clients {clients} {public}"
-    );
+    println!("  {}", enrolment_line(&store, &primary, public)?);
     println!(
         "  (--clients names the clients it may replicate there; run it again with more names when clients are added here)"
     );
@@ -121,6 +108,25 @@ pub fn setup(store_root: &Path, name: Option<&str>, to: &[String]) -> Result<()>
         Store::config_path_of(store.root()).display()
     );
     Ok(())
+}
+
+/// The command that enrols this store's replication key (`public`) on a
+/// replica as `primary`'s, for every client of this store (the replica
+/// creates, and takes over, only the clients named at enrolment).
+pub(super) fn enrolment_line(store: &Store, primary: &ClientName, public: &str) -> Result<String> {
+    let clients: Vec<String> = store
+        .clients()?
+        .iter()
+        .filter(|c| c.split_replicated().is_none())
+        .map(ToString::to_string)
+        .collect();
+    let clients = match clients.as_slice() {
+        [] => "CLIENT,...".to_owned(),
+        names => names.join(","),
+    };
+    Ok(format!(
+        "byteback-server new-client --replica --name {primary} --clients {clients} {public}"
+    ))
 }
 
 /// Runs a replication to every replica asked for (or configured).
@@ -150,7 +156,13 @@ pub fn run(store_root: &Path, args: &Args) -> Result<u8> {
         .map(|t| t.parse::<Destination>())
         .collect::<Result<Vec<_>>>()?;
     let clients = match args.clients.as_slice() {
-        [] => store.clients()?,
+        // A client that moved away is the new server's to keep (its copy
+        // here waits for `move-client --retire`).
+        [] => store
+            .clients()?
+            .into_iter()
+            .filter(|c| store.moved(c).is_none())
+            .collect(),
         names => names
             .iter()
             .map(|n| {
@@ -203,15 +215,15 @@ pub fn run(store_root: &Path, args: &Args) -> Result<u8> {
 
 /// What one replication run to one replica did.
 #[derive(Debug, Default)]
-struct Done {
-    snapshots: usize,
+pub(super) struct Done {
+    pub snapshots: usize,
     clients: usize,
     traffic: Traffic,
     attempts: u32,
 }
 
 impl Done {
-    fn line(&self, target: &Destination) -> String {
+    pub(super) fn line(&self, target: &Destination) -> String {
         if self.snapshots == 0 {
             return format!(
                 "Replica {target} is up to date ({} client(s), {} attempt(s)).",
@@ -232,7 +244,7 @@ impl Done {
 
 /// One replica, retried as configured: each attempt asks the replica what
 /// it holds and goes on from there.
-fn replicate_to(
+pub(super) fn replicate_to(
     store: &Store,
     target: &Destination,
     clients: &[ClientName],
@@ -265,7 +277,7 @@ fn retryable(e: &Error) -> bool {
 
 /// The ssh settings for a replica: this store's own key and known_hosts,
 /// never the backup user's ssh configuration.
-fn ssh_for(store: &Store, target: &Destination, policy: HostKeyPolicy) -> Result<Ssh> {
+pub(super) fn ssh_for(store: &Store, target: &Destination, policy: HostKeyPolicy) -> Result<Ssh> {
     let key = key_path(store.root());
     if !key.exists() {
         return Err(Error::Config(format!(
@@ -350,7 +362,7 @@ fn attempt_once(
 /// Sends every snapshot of `client` newer than the replica's newest
 /// (`state`), oldest first, recording each in `record`.
 #[allow(clippy::too_many_arguments)]
-fn send_client(
+pub(super) fn send_client(
     store: &Store,
     ssh: &crate::exec::ssh::Ssh,
     target: &Destination,
@@ -360,6 +372,11 @@ fn send_client(
     verbose: bool,
     done: &mut Done,
 ) -> Result<()> {
+    // Handed over there (`move-client`): a client of the replica's own
+    // now, no copy of ours to fill again.
+    if state.adopted.contains_key(client.as_str()) {
+        return Ok(());
+    }
     let theirs = state
         .clients
         .get(client.as_str())
@@ -406,7 +423,7 @@ fn send_client(
 }
 
 /// Where the shared connection's socket lives.
-fn control_socket(store: &Store) -> PathBuf {
+pub(super) fn control_socket(store: &Store) -> PathBuf {
     let name = format!("ssh-{}", std::process::id());
     let path = dir_of(store.root()).join(&name);
     // ssh adds ~20 characters while it creates the socket; Unix socket

@@ -47,11 +47,12 @@ pub enum Ask {
     ReplicaState,
     ReplicaReceive,
     ReplicaSnapshot,
+    ReplicaAdopt,
 }
 
 impl Ask {
     /// Every kind, for tests that walk the whole table.
-    pub const ALL: [Ask; 11] = [
+    pub const ALL: [Ask; 12] = [
         Ask::Ping,
         Ask::Receive,
         Ask::Incremental,
@@ -63,6 +64,7 @@ impl Ask {
         Ask::ReplicaState,
         Ask::ReplicaReceive,
         Ask::ReplicaSnapshot,
+        Ask::ReplicaAdopt,
     ];
 
     /// The request's name in refusals and logs.
@@ -79,6 +81,7 @@ impl Ask {
             Ask::ReplicaState => "replica-state",
             Ask::ReplicaReceive => "a replica transfer (rsync receiver into CLIENT/current/)",
             Ask::ReplicaSnapshot => "replica-snapshot",
+            Ask::ReplicaAdopt => "replica-adopt",
         }
     }
 }
@@ -105,6 +108,7 @@ impl Incoming {
                 ReplicaRequest::State => Ask::ReplicaState,
                 ReplicaRequest::Receive { .. } => Ask::ReplicaReceive,
                 ReplicaRequest::Snapshot { .. } => Ask::ReplicaSnapshot,
+                ReplicaRequest::Adopt { .. } => Ask::ReplicaAdopt,
             },
         }
     }
@@ -118,7 +122,12 @@ impl Incoming {
 ///   look and read back, never write: no transfer, no `incremental` (it
 ///   rolls `current` back), no `complete`.
 /// - A **replica** key (a primary server) may only report what it holds
-///   and add its clients' snapshots; it cannot restore, list or ping.
+///   and add its clients' snapshots; it cannot restore, list or ping. And
+///   it may hand one of its clients over (`replica-adopt`, the end of
+///   `move-client`): its copy here becomes that client, with the client's
+///   own key — only for a client stated at enrolment
+///   ([`ReplicaClients::admits_adoption`]), whose name and key nobody here
+///   holds yet (`server::setup::adopt`).
 /// - A **legacy** key (an original byteback client's, `import-keys`) may
 ///   do what the original's client does — ping, transfer, snapshot, list,
 ///   restore — and nothing it never asked for (no `incremental`, no
@@ -128,23 +137,21 @@ pub fn allows(role: KeyRole, ask: Ask) -> bool {
     match role {
         KeyRole::Client => match ask {
             Ping | Receive | Incremental | Complete | Snapshots | List | Digest | Send => true,
-            ReplicaState | ReplicaReceive | ReplicaSnapshot => false,
+            ReplicaState | ReplicaReceive | ReplicaSnapshot | ReplicaAdopt => false,
         },
         KeyRole::ReadOnly => match ask {
             Ping | Snapshots | List | Digest | Send => true,
-            Receive | Incremental | Complete | ReplicaState | ReplicaReceive | ReplicaSnapshot => {
-                false
-            }
+            Receive | Incremental | Complete | ReplicaState | ReplicaReceive | ReplicaSnapshot
+            | ReplicaAdopt => false,
         },
         KeyRole::Replica => match ask {
-            ReplicaState | ReplicaReceive | ReplicaSnapshot => true,
+            ReplicaState | ReplicaReceive | ReplicaSnapshot | ReplicaAdopt => true,
             Ping | Receive | Incremental | Complete | Snapshots | List | Digest | Send => false,
         },
         KeyRole::Legacy => match ask {
             Ping | Receive | Complete | List | Send => true,
-            Incremental | Snapshots | Digest | ReplicaState | ReplicaReceive | ReplicaSnapshot => {
-                false
-            }
+            Incremental | Snapshots | Digest | ReplicaState | ReplicaReceive | ReplicaSnapshot
+            | ReplicaAdopt => false,
         },
     }
 }
@@ -271,6 +278,22 @@ impl ReplicaClients {
         }
     }
 
+    /// Whether the key may hand `client` over to this server
+    /// (`replica-adopt`): only a client the administrator stated at
+    /// enrolment. A key enrolled before the list existed hands over none.
+    pub fn admits_adoption(&self, client: &ClientName) -> bool {
+        self.stated
+            .as_ref()
+            .is_some_and(|names| names.contains(client))
+    }
+
+    /// The refusal of an adoption outside the list.
+    pub fn adoption_refusal(&self, primary: &ClientName, client: &ClientName) -> Error {
+        Error::Refused(format!(
+            "refused: primary {primary} may not hand client {client} over to this server (not among the clients stated at enrolment); on this server run `byteback-server new-client --replica --name {primary} --clients NAME,... KEY` with every client it may replicate or move here"
+        ))
+    }
+
     /// The refusal for a client outside the list.
     pub fn refusal(&self, primary: &ClientName, client: &ClientName) -> Error {
         let remedy = format!(
@@ -314,7 +337,7 @@ mod tests {
                 Send,
             ],
             KeyRole::ReadOnly => &[Ping, Snapshots, List, Digest, Send],
-            KeyRole::Replica => &[ReplicaState, ReplicaReceive, ReplicaSnapshot],
+            KeyRole::Replica => &[ReplicaState, ReplicaReceive, ReplicaSnapshot, ReplicaAdopt],
             KeyRole::Legacy => &[Ping, Receive, Complete, List, Send],
         }
     }
@@ -340,6 +363,7 @@ mod tests {
             Ask::Complete,
             Ask::ReplicaReceive,
             Ask::ReplicaSnapshot,
+            Ask::ReplicaAdopt,
         ];
         for ask in writes {
             assert!(!allows(KeyRole::ReadOnly, ask), "{ask:?}");
@@ -431,6 +455,12 @@ mod tests {
                 partial: false,
             }
             .render(),
+            Ask::ReplicaAdopt => ReplicaRequest::Adopt {
+                client: ClientName::new("web1").unwrap(),
+                key: crate::protocol::ClientKey::new("ssh-ed25519", "AAAAC3NzaC1lZDI1NTE5")
+                    .unwrap(),
+            }
+            .render(),
         }
     }
 
@@ -478,5 +508,15 @@ mod tests {
         );
         let p = ClientName::new("primary").unwrap();
         assert!(stated.refusal(&p, &evil).to_string().contains("--clients"));
+        // Handing a client over needs the stated list, whatever exists.
+        assert!(stated.admits_adoption(&web));
+        assert!(!stated.admits_adoption(&evil));
+        assert!(!never.admits_adoption(&web));
+        assert!(
+            stated
+                .adoption_refusal(&p, &evil)
+                .to_string()
+                .contains("may not hand client evil1 over")
+        );
     }
 }

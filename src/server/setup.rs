@@ -5,6 +5,7 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::names::ClientName;
+use crate::protocol::{Adopted, ClientKey};
 use crate::server::keys::{self, KeyRole, Plan, PublicKey};
 use crate::store::{Backend, Store};
 use crate::sys::fs::{self, human_bytes};
@@ -118,13 +119,7 @@ pub fn new_client(
         }
         _ => store.add_client(&client),
     };
-    let exe = std::env::current_exe()
-        .and_then(std::fs::canonicalize)
-        .map_err(|e| {
-            Error::Command(format!(
-                "cannot tell where byteback-server is installed: {e}"
-            ))
-        })?;
+    let exe = server_exe()?;
     // Checked before anything is written.
     keys::authorized_line(&exe, store.root(), &client, from, &key, role)?;
     let mut authorized_keys = keys::Editing::open(&keys::default_path()?)?;
@@ -194,6 +189,134 @@ pub fn new_client(
     Ok(())
 }
 
+/// This program, as its key lines name it in their forced command.
+fn server_exe() -> Result<std::path::PathBuf> {
+    std::env::current_exe()
+        .and_then(std::fs::canonicalize)
+        .map_err(|e| {
+            Error::Command(format!(
+                "cannot tell where byteback-server is installed: {e}"
+            ))
+        })
+}
+
+/// `replica-adopt`, from `primary`'s replica key at the end of its
+/// `move-client`: the copy of `client` this store keeps for `primary`
+/// (`PRIMARY__CLIENT`) becomes the client `client` itself, and `key` its
+/// key, in a line this server writes with its own code (`restrict`, its
+/// own forced command, no `from=`, a comment of its own): nothing of the
+/// line comes from the primary but the key's type and blob, which
+/// `ssh-keygen` must read.
+///
+/// Refused unless the administrator stated `client` when enrolling the key
+/// (`--clients`), the copy holds history, and neither the name nor the key
+/// serves anything here yet — with one exception: the client's own key,
+/// enrolled `--read-only` for that very copy (to restore from it), becomes
+/// its client key. Under the authorized_keys lock, then the copy's locks
+/// and the prune lock, `current` is rolled back to the newest snapshot
+/// (nothing the primary sent after it comes along), the directory is
+/// renamed, marked as adopted from `primary` (so its `replica-state` can
+/// say how the client's backups here go on), and the key line written; if
+/// the line cannot be, the directory goes back.
+pub fn adopt(
+    store: &Store,
+    primary: &ClientName,
+    client: &ClientName,
+    key: &ClientKey,
+) -> Result<Adopted> {
+    if client.split_replicated().is_some() {
+        return Err(Error::Refused(format!(
+            "refused: {client} is a replica's name (PRIMARY{}CLIENT), not a client's",
+            crate::names::REPLICA_SEPARATOR
+        )));
+    }
+    let allowed = crate::server::roles::ReplicaClients::load(store, primary);
+    if !allowed.admits_adoption(client) {
+        return Err(allowed.adoption_refusal(primary, client));
+    }
+    let mapped = ClientName::replicated(primary, client)?;
+    let words = [key.kind.clone(), key.blob.clone()];
+    let mut key = PublicKey::from_words(&words)
+        .map_err(|e| Error::Refused(format!("refused: the key of {client}: {e}")))?;
+    key.comment = format!("root@{client} (moved from {primary})");
+    let exe = server_exe()?;
+    let line = keys::authorized_line(&exe, store.root(), client, None, &key, KeyRole::Client)?;
+    let mut authorized_keys = keys::Editing::open(&keys::default_path()?)?;
+    let lines = keys::client_lines(authorized_keys.text());
+    if lines.iter().any(|l| l.client == client.as_str()) {
+        return Err(Error::Refused(format!(
+            "refused: client name {client} is already taken by a key on this server"
+        )));
+    }
+    if std::fs::symlink_metadata(store.client_dir(client)).is_ok() {
+        return Err(Error::Refused(format!(
+            "refused: client name {client} is already taken on this server ({} exists)",
+            store.client_dir(client).display()
+        )));
+    }
+    let history = match store.has_client(&mapped) {
+        true => store.snapshots(&mapped)?.len(),
+        false => 0,
+    };
+    if history == 0 {
+        return Err(Error::Refused(format!(
+            "refused: this server holds no snapshot of {client} from {primary} ({mapped}): replicate it here first"
+        )));
+    }
+    // The client's own key, reading its copy here: it becomes its key.
+    let reader = lines.iter().find(|l| {
+        l.key.blob == key.blob
+            && l.role == KeyRole::ReadOnly
+            && l.client == mapped.as_str()
+            && l.serves(store.root())
+    });
+    let text = match reader {
+        Some(l) => keys::replace_line(authorized_keys.text(), l.index, None),
+        None => authorized_keys.text().to_owned(),
+    };
+    match keys::plan(&text, authorized_keys.path(), &key, client, false) {
+        Ok(Plan::Append) => {}
+        Ok(_) => {
+            return Err(Error::Refused(format!(
+                "refused: the key of {client} is already on this server"
+            )));
+        }
+        Err(e) => return Err(Error::Refused(format!("refused: {e}"))),
+    }
+    let _held = super::clients::hold(store, &[&mapped, client])?;
+    store.roll_back_current(&mapped)?;
+    if let Err(e) = crate::prune::growth::record_rollback(store, &mapped) {
+        store.warn(&format!("{mapped}: cannot record the rollback: {e}"));
+    }
+    store.rename_client(&mapped, client)?;
+    let written = store
+        .set_adopted_from(client, primary)
+        .and_then(|()| authorized_keys.write(keys::with_line(&text, &line)));
+    if let Err(e) = written {
+        if let Err(back) = store.rename_client(client, &mapped) {
+            return Err(Error::Command(format!(
+                "{e}; and moving {} back to {} failed too ({back}): rename it by hand",
+                store.client_dir(client).display(),
+                store.client_dir(&mapped).display()
+            )));
+        }
+        return Err(e);
+    }
+    store.log(&format!(
+        "{client}: adopted from primary {primary} ({mapped}, {history} snapshot(s)), key {}{}",
+        key.sha256().unwrap_or_default(),
+        if reader.is_some() {
+            ", its read-only key line replaced"
+        } else {
+            ""
+        }
+    ));
+    Ok(Adopted {
+        client: client.to_string(),
+        snapshots: history as u64,
+    })
+}
+
 /// `import-keys`: rewrites every original byteback client's line of the
 /// authorized_keys file at `path` into this server's `--legacy` forced
 /// command for the client its `BYTEBACK_HOST` names (key, comment and
@@ -204,13 +327,7 @@ pub fn new_client(
 pub fn import_keys(store_root: &Path, path: &Path) -> Result<()> {
     super::refuse_root()?;
     let store = crate::lifecycle::open_store(store_root)?;
-    let exe = std::env::current_exe()
-        .and_then(std::fs::canonicalize)
-        .map_err(|e| {
-            Error::Command(format!(
-                "cannot tell where byteback-server is installed: {e}"
-            ))
-        })?;
+    let exe = server_exe()?;
     let mut authorized_keys = keys::Editing::open(path)?;
     let make_line = |client: &ClientName, from: Option<&str>, key: &PublicKey| {
         keys::authorized_line(&exe, store.root(), client, from, key, KeyRole::Legacy)

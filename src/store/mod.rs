@@ -19,6 +19,7 @@ pub mod btrfs;
 #[cfg(test)]
 pub mod fake;
 pub mod keeper;
+pub mod moved;
 pub mod outcome;
 pub mod plain;
 #[cfg(test)]

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use crate::client::backups::{self, Backups, Opening};
 use crate::client::config::ConfigDir;
+use crate::client::follow::Following;
 use crate::client::hooks;
 use crate::client::settings::{Flags, Settings};
 use crate::client::state;
@@ -57,7 +58,7 @@ pub fn run(dir: &ConfigDir, args: &BackupArgs) -> Result<()> {
         sources: &args.sources,
         excludes: &args.excludes,
     };
-    let settings = Settings::resolve(dir, &flags)?;
+    let mut settings = Settings::resolve(dir, &flags)?;
     let plan = plan::plan(&settings, &dir.excludes_file())?;
     if args.dry_run {
         return print_plan(dir, &settings, &plan);
@@ -83,17 +84,38 @@ pub fn run(dir: &ConfigDir, args: &BackupArgs) -> Result<()> {
     let destination = settings.destination.to_string();
     let mut recorder = state::Recorder::start(dir, &destination);
     let started = jiff::Timestamp::now();
-    let hooks = hooks::Context {
+    let mut hooks = hooks::Context {
         destination: destination.clone(),
         client: settings.name.clone(),
         config_dir: dir.dir.clone(),
         timeout: settings.hook_timeout.to_std(),
     };
     let mut progress = Progress::default();
+    // The server may answer that this machine's backups moved to another
+    // one (`move-client`): followed once, recorded in the config, and the
+    // backup goes on there.
+    let mut following = Following::default();
     let result = hooks.before(dir).and_then(|()| {
-        let backups = backups::open(dir, &settings, Opening::BACKUP)?;
-        backup(dir, &settings, &plan, args, &*backups).run(&mut progress, recorder.as_mut())
+        loop {
+            let backups = backups::open(dir, &settings, Opening::BACKUP)?;
+            let attempts = backup(dir, &settings, &plan, args, &*backups);
+            match attempts.run(&mut progress, recorder.as_mut()) {
+                Err(e @ Error::Moved { .. }) => {
+                    let from_config = args.destination.is_none();
+                    settings.destination =
+                        following.follow(dir, &settings.destination, from_config, e)?;
+                    if let Some(r) = recorder.as_mut() {
+                        r.destination(&settings.destination.to_string());
+                    }
+                }
+                result => return result,
+            }
+        }
     });
+    // Where it went, if a redirect was followed: the post-backup hooks and
+    // the summary say so.
+    let destination = settings.destination.to_string();
+    hooks.destination = destination.clone();
     if let Some(r) = recorder.as_mut() {
         r.finish(result.as_ref().map(|(s, _)| s.as_str()), progress.traffic);
     }

@@ -862,7 +862,7 @@ fn replica_command() -> impl Strategy<Value = String> {
             )),
         (
             select(&["", "--partial "][..]),
-            name,
+            name.clone(),
             prop_oneof![
                 Just("2026-11-26T03:00:00Z".to_owned()),
                 Just("2014-03-02T23:10+0100".to_owned()),
@@ -871,6 +871,12 @@ fn replica_command() -> impl Strategy<Value = String> {
         )
             .prop_map(|(flag, who, snap)| format!("byteback replica-snapshot {flag}{who} {snap}")),
         Just("byteback replica-state".to_owned()),
+        (
+            name,
+            prop_oneof![Just("ssh-ed25519".to_owned()), hostile_word()],
+            prop_oneof![Just("AAAAC3NzaC1lZDI1NTE5".to_owned()), hostile_word()]
+        )
+            .prop_map(|(who, kind, blob)| format!("byteback replica-adopt {who} {kind} {blob}")),
     ]
 }
 
@@ -881,7 +887,7 @@ proptest! {
     #[test]
     fn parse_replica_never_panics(
         head in select(&["", "byteback replica-state", "byteback replica-snapshot ",
-            "rsync --server ", "rsync --server --sender "][..]),
+            "byteback replica-adopt ", "rsync --server ", "rsync --server --sender "][..]),
         bytes in vec(any::<u8>(), 0..300),
     ) {
         let text = format!("{head}{}", String::from_utf8_lossy(&bytes));
@@ -890,7 +896,9 @@ proptest! {
 
     /// What a replica accepts names only the primary's own clients (a
     /// mapped name under `PRIMARY__`), real snapshot names, and receivers
-    /// as confined as a client's.
+    /// as confined as a client's; an adoption names a valid client and a
+    /// bare key, one word each of a key's shape (nothing that could become
+    /// an option, a comment or a second line of authorized_keys).
     #[test]
     fn accepted_replica_requests_stay_in_the_primarys_area(cmd in replica_command()) {
         let primary = ClientName::new("primary").unwrap();
@@ -914,6 +922,17 @@ proptest! {
                 prop_assert_eq!(SnapshotName::parse(name.as_str()), Some(name));
             }
             Ok(ReplicaRequest::State) => prop_assert_eq!(cmd, "byteback replica-state"),
+            Ok(ReplicaRequest::Adopt { client, key }) => {
+                mapped(&client);
+                prop_assert_eq!(&cmd, &format!("byteback replica-adopt {client} {} {}", key.kind, key.blob));
+                for word in [&key.kind, &key.blob] {
+                    prop_assert!(!word.is_empty(), "{}", cmd);
+                    prop_assert!(
+                        word.bytes().all(|b| b.is_ascii_alphanumeric() || b"+/=-.@".contains(&b)),
+                        "{}", cmd
+                    );
+                }
+            }
             Err(_) => {}
         }
     }
