@@ -152,6 +152,16 @@ fn a_client_moves_with_its_history_and_its_next_backup_lands_on_the_new_server()
         show(&out)
     );
     assert_eq!(a.snapshots(CLIENT), old);
+    // Meanwhile A's status and check see a moved client, not a stale one.
+    let out = a.server(&["status", "--json"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("\"state\": \"moved\"") || text.contains("\"state\":\"moved\""),
+        "{text}"
+    );
+    let out = a.server(&["status", "--check"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
 
     // A one-off destination is told, not followed.
     let src = a.src.to_string_lossy().into_owned();

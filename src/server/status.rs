@@ -34,6 +34,9 @@ pub enum State {
     Partial,
     /// All well.
     Ok,
+    /// Its backups moved to another server (`move-client`): this copy is
+    /// kept until `move-client --retire`, and nothing is expected of it.
+    Moved,
 }
 
 impl State {
@@ -44,6 +47,7 @@ impl State {
             State::Stale => "stale",
             State::Partial => "partial",
             State::Ok => "ok",
+            State::Moved => "moved",
         }
     }
 }
@@ -69,6 +73,9 @@ pub struct ClientStatus {
     pub notice: Option<String>,
     /// How far each configured replica is behind (as this store last heard).
     pub replicas: Vec<ReplicaLag>,
+    /// Where its backups moved (`move-client`), if they did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub moved_to: Option<String>,
 }
 
 /// How far one replica is behind with one client.
@@ -152,14 +159,19 @@ pub fn gather(store: &Store, now: Timestamp, only: Option<&ClientName>) -> Resul
         let newest = snapshots.last();
         let last = store.last_outcome(&client);
         let g = growth::load(store, &client);
+        let moved_to = store.moved(&client).map(|m| m.to);
         out.push(ClientStatus {
             client: client.to_string(),
-            state: state_of(
-                newest.map(|s| (s.name.time(), s.partial)),
-                last.as_ref(),
-                now,
-                stale_after,
-            ),
+            state: match moved_to {
+                Some(_) => State::Moved,
+                None => state_of(
+                    newest.map(|s| (s.name.time(), s.partial)),
+                    last.as_ref(),
+                    now,
+                    stale_after,
+                ),
+            },
+            moved_to,
             snapshots: snapshots.len(),
             newest: newest.map(|s| s.name.to_string()),
             newest_age_seconds: newest.map(|s| now.duration_since(s.name.time()).as_secs()),
@@ -308,6 +320,9 @@ pub fn render_text(status: &Status) -> String {
                 ),
             };
         }
+        if let Some(to) = &c.moved_to {
+            let _ = write!(o, "; moved to {to} (kept until move-client --retire)");
+        }
         if let Some(last) = c.last_attempt.as_ref().filter(|l| !l.ok) {
             let _ = write!(
                 o,
@@ -350,6 +365,8 @@ pub fn check(status: &Status, warn: SignedDuration, crit: SignedDuration) -> (u8
         let age = c.newest_age_seconds.map(SignedDuration::from_secs);
         let name = &c.client;
         match c.state {
+            // Its backups are another server's to watch now.
+            State::Moved => {}
             State::Failing => critical.push(format!("{name} failing")),
             _ if age.is_some_and(|a| a > crit) => critical.push(format!(
                 "{name} {} old",
@@ -402,12 +419,16 @@ pub fn prometheus(status: &Status, now: Timestamp) -> String {
         let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} gauge");
     };
     let label = |c: &ClientStatus| format!("{{client=\"{}\"}}", c.client);
+    // A moved client's backups are another server's: none of its series
+    // here (so no alert about its age), only that it moved.
+    let (moved, watched): (Vec<&ClientStatus>, Vec<&ClientStatus>) =
+        status.clients.iter().partition(|c| c.state == State::Moved);
     metric(
         &mut o,
         "byteback_last_snapshot_timestamp_seconds",
         "Time of the client's newest snapshot.",
     );
-    for c in &status.clients {
+    for c in &watched {
         if let Some(newest) = c
             .newest
             .as_deref()
@@ -451,14 +472,23 @@ pub fn prometheus(status: &Status, now: Timestamp) -> String {
     ];
     for (name, help, value) in per_client {
         metric(&mut o, name, help);
-        for c in &status.clients {
+        for c in &watched {
             let _ = writeln!(o, "{name}{} {}", label(c), value(c));
         }
     }
-    let replicated: Vec<(&ClientStatus, &ReplicaLag)> = status
-        .clients
+    if !moved.is_empty() {
+        metric(
+            &mut o,
+            "byteback_client_moved",
+            "1 for a client whose backups moved to another server (move-client); its copy here waits for --retire.",
+        );
+        for c in &moved {
+            let _ = writeln!(o, "byteback_client_moved{} 1", label(c));
+        }
+    }
+    let replicated: Vec<(&ClientStatus, &ReplicaLag)> = watched
         .iter()
-        .flat_map(|c| c.replicas.iter().map(move |r| (c, r)))
+        .flat_map(|c| c.replicas.iter().map(move |r| (*c, r)))
         .collect();
     if !replicated.is_empty() {
         let name = "byteback_replica_snapshots_behind";
@@ -684,7 +714,38 @@ mod tests {
             last_attempt: None,
             notice: None,
             replicas: Vec::new(),
+            moved_to: None,
         }
+    }
+
+    /// A moved client is nobody's worry here: the check names it not, the
+    /// metrics carry only that it moved (so no alert about its age), and
+    /// the text says where it went.
+    #[test]
+    fn a_moved_client_is_not_watched_here() {
+        let now = at("2026-11-28T12:00:00Z");
+        let mut gone = client("gone.example", State::Moved, Some(30 * 86400));
+        gone.moved_to = Some("bb@new.example".into());
+        let s = status(vec![gone, client("a.example", State::Ok, Some(3600))], None);
+        let day = SignedDuration::from_hours(26);
+        let (code, line) = check(&s, day, day * 3);
+        assert_eq!(code, 0, "{line}");
+        let metrics = prometheus(&s, now);
+        assert!(metrics.contains("byteback_client_moved{client=\"gone.example\"} 1"));
+        assert!(
+            !metrics.contains("byteback_snapshots{client=\"gone.example\"}"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("byteback_snapshots{client=\"a.example\"}"),
+            "{metrics}"
+        );
+        let text = render_text(&s);
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("moved") && l.contains("moved to bb@new.example")),
+            "{text}"
+        );
     }
 
     fn status(clients: Vec<ClientStatus>, alert: Option<&str>) -> Status {

@@ -196,6 +196,7 @@ fn state_word(state: State) -> &'static str {
         State::Stale => "stale",
         State::Partial => "partial",
         State::Ok => "ok",
+        State::Moved => "moved",
     }
 }
 
@@ -207,6 +208,9 @@ fn state_meaning(state: State) -> &'static str {
         State::Stale => "its newest snapshot is older than stale_after",
         State::Partial => "its newest snapshot left some files out",
         State::Ok => "all well",
+        State::Moved => {
+            "its backups moved to another server; this copy waits for move-client --retire"
+        }
     }
 }
 

@@ -33,6 +33,7 @@ fn client_status(name: &str, state: State, snapshots: usize) -> ClientStatus {
         last_attempt: None,
         notice: None,
         replicas: Vec::new(),
+        moved_to: None,
     }
 }
 
