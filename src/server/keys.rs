@@ -63,6 +63,9 @@ impl PublicKey {
         {
             return bad("the key is not base64");
         }
+        if !is_canonical_blob(kind, blob) {
+            return bad("the key is not in the one form ssh-keygen writes it");
+        }
         let key = PublicKey {
             kind: kind.to_owned(),
             blob: blob.to_owned(),
@@ -113,6 +116,95 @@ impl PublicKey {
         let comment = self.comment.split_whitespace().next()?;
         Some(comment.rsplit_once('@').map_or(comment, |(_, host)| host))
     }
+}
+
+/// Whether `blob` is `kind`'s key in the one form `ssh-keygen` writes it:
+/// canonical base64 of exactly the key's fields, the first its type, each
+/// RSA number without a needless leading zero. OpenSSH reads other forms
+/// of the same key too (an RSA exponent `00 01 00 01`), which a comparison
+/// of blobs would take for another key: one key could then be given to two
+/// clients (`replica-adopt`, `new-client`), against "a key serves one
+/// client". A key that is not canonical is refused.
+fn is_canonical_blob(kind: &str, blob: &str) -> bool {
+    let Some(bytes) = base64_decode(blob) else {
+        return false;
+    };
+    if base64_encode(&bytes) != blob {
+        return false;
+    }
+    let mut fields = Vec::new();
+    let mut rest = bytes.as_slice();
+    while !rest.is_empty() {
+        let Some((len, tail)) = rest.split_first_chunk::<4>() else {
+            return false;
+        };
+        let len = u32::from_be_bytes(*len) as usize;
+        if tail.len() < len {
+            return false;
+        }
+        let (field, tail) = tail.split_at(len);
+        fields.push(field);
+        rest = tail;
+    }
+    if fields.first() != Some(&kind.as_bytes()) {
+        return false;
+    }
+    // The number of fields of each type: no trailing data.
+    let count = match kind {
+        "ssh-ed25519" => 2,
+        "ssh-rsa" | "sk-ssh-ed25519@openssh.com" => 3,
+        "ecdsa-sha2-nistp256" | "ecdsa-sha2-nistp384" | "ecdsa-sha2-nistp521" => 3,
+        "sk-ecdsa-sha2-nistp256@openssh.com" => 4,
+        _ => return false,
+    };
+    if fields.len() != count {
+        return false;
+    }
+    // An mpint: no leading zero byte but before a byte with its top bit set.
+    let mpint = |n: &[u8]| match n {
+        [0] | [0, 0..=0x7f, ..] => false,
+        [first, ..] => first & 0x80 == 0,
+        [] => true,
+    };
+    kind != "ssh-rsa" || fields[1..].iter().all(|n| mpint(n))
+}
+
+const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+fn base64_encode(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(BASE64[(n >> (18 - 6 * i)) as usize & 63]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Lenient decoding (padding and trailing bits are checked by encoding
+/// again); `None` if a character is not of base64's alphabet.
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len() / 4 * 3);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in text.trim_end_matches('=').bytes() {
+        let v = BASE64.iter().position(|&b| b == c)? as u32;
+        acc = acc << 6 | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
 }
 
 /// What a key line lets its key do.
@@ -743,6 +835,48 @@ impl Editing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One key has one form: another encoding of it (a needless zero in an
+    /// RSA number, trailing data, other base64) is refused, not taken for
+    /// another key.
+    #[test]
+    fn only_the_canonical_form_of_a_key_is_read() {
+        fn field(bytes: &[u8]) -> Vec<u8> {
+            let mut f = (bytes.len() as u32).to_be_bytes().to_vec();
+            f.extend_from_slice(bytes);
+            f
+        }
+        let blob = |fields: &[&[u8]]| base64_encode(&fields.concat());
+        let ed = blob(&[&field(b"ssh-ed25519"), &field(&[7; 32])]);
+        assert!(is_canonical_blob("ssh-ed25519", &ed));
+        assert_eq!(
+            base64_decode(&ed).map(|b| base64_encode(&b)),
+            Some(ed.clone())
+        );
+        assert!(!is_canonical_blob("ssh-rsa", &ed), "type differs");
+        let trailing = blob(&[&field(b"ssh-ed25519"), &field(&[7; 32]), &[0]]);
+        assert!(!is_canonical_blob("ssh-ed25519", &trailing));
+        let extra = blob(&[&field(b"ssh-ed25519"), &field(&[7; 32]), &field(b"")]);
+        assert!(!is_canonical_blob("ssh-ed25519", &extra));
+        let n: &[u8] = &[0x00, 0xc1, 0x02];
+        let rsa = blob(&[&field(b"ssh-rsa"), &field(&[1, 0, 1]), &field(n)]);
+        assert!(is_canonical_blob("ssh-rsa", &rsa));
+        let padded = blob(&[&field(b"ssh-rsa"), &field(&[0, 0, 1, 0, 1]), &field(n)]);
+        assert!(!is_canonical_blob("ssh-rsa", &padded));
+        // Base64 with its padding left out, or bits after the last byte.
+        assert!(!is_canonical_blob("ssh-rsa", rsa.trim_end_matches('=')));
+        assert!(
+            rsa.ends_with("=="),
+            "{rsa}: a last character with bits to spare"
+        );
+        let mut slop = rsa.clone().into_bytes();
+        let last = slop.iter().rposition(|&c| c != b'=').unwrap();
+        let value = BASE64.iter().position(|&c| c == slop[last]).unwrap();
+        slop[last] = BASE64[value ^ 1];
+        let slop = String::from_utf8(slop).unwrap();
+        assert_eq!(base64_decode(&slop), base64_decode(&rsa));
+        assert!(!is_canonical_blob("ssh-rsa", &slop));
+    }
 
     fn key(blob: &str, comment: &str) -> PublicKey {
         PublicKey {

@@ -22,6 +22,7 @@ const AREAS: &[(&str, &[&str])] = &[
             "hostile_client",
             "hostile_rsync",
             "attacks_2026_12",
+            "attacks_2026_12_b",
             "roles",
             "reads",
             "space_budget",
