@@ -467,7 +467,8 @@ fn receive(
             ));
         }
     }
-    let share = || budget.map(|b| b / u64::from(store.bandwidth_shares().max(1)));
+    // At least a byte a second: a share of 0 would read as no limit.
+    let share = || budget.map(|b| (b / u64::from(store.bandwidth_shares().max(1))).max(1));
     // A transfer over a limit while the disk is short is ended, rather
     // than left to fill the disk for everyone.
     let ended = run_confined(
