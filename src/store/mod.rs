@@ -22,6 +22,7 @@ pub mod keeper;
 pub mod moved;
 pub mod outcome;
 pub mod plain;
+pub mod quota;
 #[cfg(test)]
 mod props;
 pub mod replicas;
