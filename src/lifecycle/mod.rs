@@ -230,6 +230,14 @@ impl<'s> ClientBackups<'s> {
     /// reason) if this client's own unsnapshotted data had to go.
     fn make_room(&self) -> Result<()> {
         let (store, client) = (self.store, &self.client);
+        // Over its history quota (lowered, say, since its last snapshot):
+        // its own history is thinned first, while nothing unsnapshotted
+        // is counted with it.
+        if growth::load(store, client).written_since_snapshot == 0 {
+            if let Err(e) = prune::thin_to_quota(store, Timestamp::now(), client) {
+                store.warn(&format!("{client}: quota before receiving: {e}"));
+            }
+        }
         match prune::run(store, Timestamp::now(), prune::Mode::IfNeeded, Some(client)) {
             Ok(_) => Ok(()),
             Err(e @ Error::Refused(_)) => Err(e),
@@ -471,6 +479,7 @@ impl<'s> ClientBackups<'s> {
         let (store, client) = (self.store, &self.client);
         // History here ends with the move: every snapshot comes this way.
         self.check_not_moved()?;
+        self.check_quota()?;
         let name = match name {
             Some(name) => store.take_snapshot_named(client, name, note)?,
             // (In hardened mode the helper names it, by its own clock.)
@@ -485,6 +494,16 @@ impl<'s> ClientBackups<'s> {
         // What was written is history now, before pruning weighs it.
         growth::record_snapshot(store, client)?;
         store.clear_client_notice(client);
+        // Its history quota first: only its own snapshots pay for it.
+        match prune::thin_to_quota(store, now, client) {
+            Ok(q) if q.over() => store.warn(&format!(
+                "{client}: holds {} bytes, over its quota of {} bytes, with only its newest snapshot left",
+                q.after,
+                q.quota.unwrap_or_default()
+            )),
+            Ok(_) => {}
+            Err(e) => store.warn(&format!("{client}: quota after snapshot: {e}")),
+        }
         // Make room for the next backups now, while nobody is waiting on a
         // transfer.
         if let Err(e) = prune::run(store, now, prune::Mode::IfNeeded, Some(client)) {
@@ -503,6 +522,41 @@ impl<'s> ClientBackups<'s> {
             Some(moved) => Err(moved_error(&self.client, &moved)),
             None => Ok(()),
         }
+    }
+
+    /// Refuses a snapshot that alone would hold more than the client's
+    /// history quota (see [`crate::store::quota`]): no thinning of older
+    /// history could make it fit. `current` goes back to the newest
+    /// snapshot (its data would otherwise stay, unsnapshotted), the client
+    /// is told why, and the backup fails with [`Error::SpaceExhausted`]
+    /// (exit 9). The caller holds the client's lock.
+    fn check_quota(&self) -> Result<()> {
+        use crate::store::quota;
+        let (store, client) = (self.store, &self.client);
+        let Some(limit) = quota::quota(store, client) else {
+            return Ok(());
+        };
+        let current = store.client_dir(client).join("current");
+        let holds = match quota::measure(store, &current) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                store.warn(&format!(
+                    "{client}: cannot weigh current against its quota: {e}"
+                ));
+                return Ok(());
+            }
+        };
+        if holds <= limit {
+            return Ok(());
+        }
+        let msg = format!(
+            "this backup of {client} alone holds {holds} bytes, more than its history quota of {limit} bytes: no snapshot was taken and the data was discarded (current is back at the newest snapshot); back up less, or ask the administrator to raise the quota (byteback-server set-quota)"
+        );
+        store.roll_back_current(client)?;
+        growth::record_rollback(store, client)?;
+        store.set_client_notice(client, &msg);
+        store.log(&format!("quota: refused a snapshot: {msg}"));
+        Err(Error::SpaceExhausted(msg))
     }
 
     /// Refuses a snapshot of a `current` half readied for an incremental

@@ -404,6 +404,80 @@ pub fn run(
     Ok(outcome)
 }
 
+/// What [`thin_to_quota`] did.
+#[derive(Debug, Default)]
+pub struct QuotaOutcome {
+    /// The client's quota, if it has one (nothing else is filled without).
+    pub quota: Option<u64>,
+    /// What its history held before and after.
+    pub before: u64,
+    pub after: u64,
+    pub deleted: Vec<Deletion>,
+}
+
+impl QuotaOutcome {
+    /// Still over the quota: only its newest snapshot is left, and that
+    /// holds more.
+    pub fn over(&self) -> bool {
+        self.quota.is_some_and(|q| self.after > q)
+    }
+}
+
+/// Enforces `client`'s history quota (see [`crate::store::quota`]): while
+/// what its history holds is over it, deletes the client's own least
+/// important snapshot (the importance order over the whole store, read
+/// backwards and restricted to this client; never its newest, and the
+/// replication guard as for any pruning), measuring again after each. No
+/// other client's snapshot is ever deleted for it, and `min_age` does not
+/// apply: the quota is the administrator's explicit limit. In hardened
+/// mode (whose helper deletes only by its own policy) nothing is deleted;
+/// the figure is measured and reported. The caller holds the client's
+/// lock, and `current` holds nothing beyond its newest snapshot.
+pub fn thin_to_quota(store: &Store, now: Timestamp, client: &ClientName) -> Result<QuotaOutcome> {
+    use crate::store::quota;
+    let Some(limit) = quota::quota(store, client) else {
+        return Ok(QuotaOutcome::default());
+    };
+    let before = quota::measure_client(store, client)?;
+    let mut outcome = QuotaOutcome {
+        quota: Some(limit),
+        before,
+        after: before,
+        deleted: Vec::new(),
+    };
+    if before <= limit || !store.powers().deletes_on_request {
+        return Ok(outcome);
+    }
+    let _lock = lock(store, Duration::from_secs(600))?;
+    let guard = ReplicationGuard::of(store);
+    let mut remaining = all_snapshots(store)?;
+    while outcome.after > limit {
+        let Some(next) = plan_guarded(&remaining, now, guard.as_ref())
+            .into_iter()
+            .find(|d| &d.snapshot.client == client)
+        else {
+            break;
+        };
+        let next = Deletion {
+            why: format!(
+                "{client} holds {} bytes, over its quota of {limit}; {}",
+                outcome.after, next.why
+            ),
+            ..next
+        };
+        store.delete_snapshot(&next.snapshot.client, &next.snapshot.name)?;
+        let event = match next.unreplicated {
+            true => crate::store::LogEvent::UnreplicatedSnapshotDeleted,
+            false => crate::store::LogEvent::SnapshotDeleted,
+        };
+        store.log_event(event, &format!("quota: deleted {next}"));
+        remaining.retain(|s| s != &next.snapshot);
+        outcome.deleted.push(next);
+        outcome.after = quota::measure_client(store, client)?;
+    }
+    Ok(outcome)
+}
+
 /// Takes the store's prune lock, waiting up to `wait` for a running prune
 /// (or another command that deletes or moves snapshots) to end.
 pub fn lock(store: &Store, wait: Duration) -> Result<Lock> {

@@ -94,9 +94,25 @@ enum Command {
         /// PRIMARY__CLIENT), never back up.
         #[arg(long)]
         read_only: bool,
+        /// The most its history may hold exclusively, e.g. 50G (powers of 1024); over it,
+        /// pruning thins this client's own history. See docs/disk-space.md, "History quotas".
+        #[arg(long, value_name = "SIZE", value_parser = parse_quota)]
+        quota: Option<u64>,
         /// The client's public key, as `byteback setup` printed it (quoted or not).
         #[arg(required = true, num_args = 1.., allow_hyphen_values = true, value_name = "KEY")]
         key: Vec<String>,
+    },
+    /// Set or remove a client's history quota: the most its history may hold exclusively.
+    SetQuota {
+        /// The store directory [default: the backup user's home].
+        #[arg(long)]
+        store: Option<PathBuf>,
+        /// The client's name, as `byteback-server clients` lists it.
+        #[arg(long, value_name = "NAME")]
+        client: String,
+        /// The quota, e.g. 50G (powers of 1024), or `none` to remove it.
+        #[arg(value_name = "SIZE|none", value_parser = parse_quota_or_none)]
+        size: QuotaSetting,
     },
     /// List the enrolled clients: key, fingerprint, restrictions, data; and data without a key.
     Clients {
@@ -367,6 +383,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             replica,
             clients,
             read_only,
+            quota,
             key,
         } => setup::new_client(
             &store_or_home(store)?,
@@ -376,8 +393,14 @@ pub fn run(cli: Cli) -> Result<u8> {
             replace_key,
             key_role(replica, read_only),
             &clients,
+            quota,
         )
         .map(|()| 0),
+        Command::SetQuota {
+            store,
+            client,
+            size,
+        } => setup::set_quota(&store_or_home(store)?, &client, size.0).map(|()| 0),
         Command::Clients { store, json } => clients::list(&store_or_home(store)?, json).map(|()| 0),
         Command::RemoveClient {
             store,
@@ -605,5 +628,20 @@ mod tests {
             Cli::try_parse_from(["byteback-server", "replicate", "--setup", "--bwlimit", "5"])
                 .is_err()
         );
+    }
+}
+
+/// A quota as `set-quota` takes it: bytes, or none.
+#[derive(Debug, Clone, Copy)]
+struct QuotaSetting(Option<u64>);
+
+fn parse_quota(text: &str) -> std::result::Result<u64, String> {
+    crate::store::quota::parse_size(text).map_err(|e| e.to_string())
+}
+
+fn parse_quota_or_none(text: &str) -> std::result::Result<QuotaSetting, String> {
+    match text {
+        "none" => Ok(QuotaSetting(None)),
+        _ => parse_quota(text).map(|b| QuotaSetting(Some(b))),
     }
 }

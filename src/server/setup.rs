@@ -72,8 +72,14 @@ pub fn new_client(
     replace_key: bool,
     role: KeyRole,
     replica_clients: &[String],
+    quota: Option<u64>,
 ) -> Result<()> {
     super::refuse_root()?;
+    if quota.is_some() && role != KeyRole::Client {
+        return Err(Error::Usage(
+            "--quota is for a client's own key (its history on this store)".into(),
+        ));
+    }
     let key = PublicKey::from_words(key_words)?;
     // A replica key creates only the clients named here (see
     // `roles::ReplicaClients`), so the list is part of its enrolment.
@@ -185,6 +191,35 @@ pub fn new_client(
             crate::names::REPLICA_SEPARATOR
         ),
         _ => println!("Client setup for {client} done!"),
+    }
+    if let Some(bytes) = quota {
+        crate::store::quota::set_quota(&store, &client, Some(bytes))?;
+        store.log(&format!("{client}: history quota set to {bytes} bytes"));
+        println!("Its history may hold {bytes} bytes (quota).");
+    }
+    Ok(())
+}
+
+/// `set-quota`: sets (or, with `None`, removes) a client's history quota,
+/// enforced from its next backup on (see [`crate::store::quota`]).
+pub fn set_quota(store_root: &Path, name: &str, bytes: Option<u64>) -> Result<()> {
+    let client = ClientName::new(name)?;
+    let store = crate::lifecycle::open_store(store_root)?;
+    if !store.has_client(&client) {
+        return Err(crate::store::no_space(&client));
+    }
+    crate::store::quota::set_quota(&store, &client, bytes)?;
+    match bytes {
+        Some(b) => {
+            store.log(&format!("{client}: history quota set to {b} bytes"));
+            println!(
+                "The history of {client} may hold {b} bytes; enforced from its next backup on."
+            );
+        }
+        None => {
+            store.log(&format!("{client}: history quota removed"));
+            println!("{client} has no history quota.");
+        }
     }
     Ok(())
 }

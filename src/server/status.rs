@@ -67,6 +67,14 @@ pub struct ClientStatus {
     pub size_bytes: u64,
     /// Bytes written since its newest snapshot.
     pub written_since_snapshot_bytes: u64,
+    /// What its history holds exclusively, as last measured (see
+    /// [`crate::store::quota`]): after each of its snapshots while it has
+    /// a quota; `None` if never measured.
+    pub usage_bytes: Option<u64>,
+    /// When `usage_bytes` was measured.
+    pub usage_measured: Option<Timestamp>,
+    /// Its history quota (`new-client --quota`, `set-quota`), if any.
+    pub quota_bytes: Option<u64>,
     /// Since when a backup of it has been running, if one is.
     pub running_since: Option<Timestamp>,
     pub last_attempt: Option<Outcome>,
@@ -159,6 +167,7 @@ pub fn gather(store: &Store, now: Timestamp, only: Option<&ClientName>) -> Resul
         let newest = snapshots.last();
         let last = store.last_outcome(&client);
         let g = growth::load(store, &client);
+        let usage = crate::store::quota::cached_usage(store, &client);
         let moved_to = store.moved(&client).map(|m| m.to);
         out.push(ClientStatus {
             client: client.to_string(),
@@ -179,6 +188,9 @@ pub fn gather(store: &Store, now: Timestamp, only: Option<&ClientName>) -> Resul
             oldest: snapshots.first().map(|s| s.name.to_string()),
             size_bytes: g.baseline_bytes,
             written_since_snapshot_bytes: g.written_since_snapshot,
+            usage_bytes: usage.map(|u| u.0),
+            usage_measured: usage.map(|u| u.1),
+            quota_bytes: crate::store::quota::quota(store, &client),
             running_since: store.running_since(&client),
             last_attempt: last,
             notice: store.client_notice(&client),
@@ -298,6 +310,23 @@ pub fn render_text(status: &Status) -> String {
             human_bytes(c.size_bytes),
             human_bytes(c.written_since_snapshot_bytes)
         );
+        match (c.usage_bytes, c.quota_bytes) {
+            (Some(u), Some(q)) => {
+                let _ = write!(
+                    o,
+                    ", holds {} of its quota {}",
+                    human_bytes(u),
+                    human_bytes(q)
+                );
+            }
+            (None, Some(q)) => {
+                let _ = write!(o, ", quota {} (not measured yet)", human_bytes(q));
+            }
+            (Some(u), None) => {
+                let _ = write!(o, ", holds {}", human_bytes(u));
+            }
+            (None, None) => {}
+        }
         if let Some(since) = c.running_since {
             let _ = write!(
                 o,
@@ -710,6 +739,9 @@ mod tests {
             oldest: age.map(|_| "2026-11-28T03:00:00Z".into()),
             size_bytes: 10,
             written_since_snapshot_bytes: 0,
+            usage_bytes: None,
+            usage_measured: None,
+            quota_bytes: None,
             running_since: None,
             last_attempt: None,
             notice: None,

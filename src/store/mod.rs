@@ -22,9 +22,9 @@ pub mod keeper;
 pub mod moved;
 pub mod outcome;
 pub mod plain;
-pub mod quota;
 #[cfg(test)]
 mod props;
+pub mod quota;
 pub mod replicas;
 pub mod setup;
 pub mod space;

@@ -72,7 +72,10 @@ pub fn parse_size(text: &str) -> Result<u64> {
         return Err(bad());
     }
     if let Ok(n) = number.parse::<u64>() {
-        return n.checked_shl(shift).filter(|v| v >> shift == n).ok_or_else(bad);
+        return n
+            .checked_shl(shift)
+            .filter(|v| v >> shift == n)
+            .ok_or_else(bad);
     }
     let f: f64 = number.parse().map_err(|_| bad())?;
     let bytes = f * (1u64 << shift) as f64;
@@ -133,7 +136,9 @@ pub fn measure(store: &Store, dir: &Path) -> Result<u64> {
 
 /// `btrfs filesystem du -s --raw DIR`: Exclusive + Set shared.
 fn btrfs_du(dir: &Path) -> Result<u64> {
-    let cmd = Cmd::new("btrfs").args(["filesystem", "du", "-s", "--raw"]).arg(dir);
+    let cmd = Cmd::new("btrfs")
+        .args(["filesystem", "du", "-s", "--raw"])
+        .arg(dir);
     let shown = cmd.display();
     let out = cmd.output()?;
     let text = String::from_utf8_lossy(&out.stdout);
@@ -143,17 +148,18 @@ fn btrfs_du(dir: &Path) -> Result<u64> {
             String::from_utf8_lossy(&out.stderr).trim()
         )));
     }
-    parse_du(&text).ok_or_else(|| {
-        Error::Command(format!("{shown}: cannot read its output: {}", text.trim()))
-    })
+    parse_du(&text)
+        .ok_or_else(|| Error::Command(format!("{shown}: cannot read its output: {}", text.trim())))
 }
 
 /// Exclusive + Set shared from `btrfs filesystem du -s --raw`'s one
 /// summary line (after its header).
 fn parse_du(text: &str) -> Option<u64> {
-    let line = text
-        .lines()
-        .find(|l| l.split_whitespace().next().is_some_and(|w| w.parse::<u64>().is_ok()))?;
+    let line = text.lines().find(|l| {
+        l.split_whitespace()
+            .next()
+            .is_some_and(|w| w.parse::<u64>().is_ok())
+    })?;
     let mut n = line.split_whitespace().map(|w| w.parse::<u64>());
     let (_total, exclusive, shared) = (n.next()?.ok()?, n.next()?.ok()?, n.next()?.ok()?);
     exclusive.checked_add(shared)
@@ -206,7 +212,8 @@ mod tests {
 
     #[test]
     fn du_adds_exclusive_and_set_shared() {
-        let text = "     Total   Exclusive  Set shared  Filename\n  41943040    20971520    10485760  c\n";
+        let text =
+            "     Total   Exclusive  Set shared  Filename\n  41943040    20971520    10485760  c\n";
         assert_eq!(parse_du(text), Some(31457280));
         assert_eq!(parse_du("Total Exclusive\n"), None);
     }

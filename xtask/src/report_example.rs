@@ -220,6 +220,9 @@ pub fn report() -> Report {
                     oldest: e.snapshots.first().map(|m| m.name.clone()),
                     size_bytes: last.clients.get(e.name).copied().unwrap_or(0),
                     written_since_snapshot_bytes: if e.running { 3 * GIB / 2 } else { 0 },
+                    usage_bytes: None,
+                    usage_measured: None,
+                    quota_bytes: None,
                     running_since: e.running.then(|| now - SignedDuration::from_mins(12)),
                     last_attempt: e.attempt.map(|(ago, request, ok, reason)| Outcome {
                         time: now - hours(ago),
