@@ -45,7 +45,7 @@ const AREAS: &[(&str, &[&str])] = &[
         ],
     ),
     ("Incrementals", &["incremental", "attributes"]),
-    ("Space", &["prune", "prune_order"]),
+    ("Space", &["prune", "prune_order", "quota"]),
     ("Replication", &["replicate", "move_client"]),
     ("Verification", &["verify"]),
     ("Compatibility", &["compat", "legacy_client"]),
