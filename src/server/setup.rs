@@ -63,7 +63,10 @@ pub fn run(store: &Path, backend: Option<Backend>) -> Result<()> {
 /// Admits a client: backup space plus a confined key. With `replace_key`,
 /// gives a client already enrolled under that name its new key instead
 /// (a reinstalled machine): its line is replaced, its history stays, and
-/// its `from=` pattern too unless `from` gives another.
+/// its `from=` pattern too unless `from` gives another. `quota` sets its
+/// history quota (see [`crate::store::quota`]).
+// One argument per `new-client` option, each passed straight through.
+#[allow(clippy::too_many_arguments)]
 pub fn new_client(
     store_root: &Path,
     name: Option<&str>,
