@@ -210,14 +210,18 @@ fn every_role_gets_exactly_its_requests() {
     // A client enrolled as usual, then switched to push-only.
     let pusher_at = "2026-01-02T12:00:00Z";
     let pusher = w.add_client_with_file(PUSHER, "file", "data\n", pusher_at);
-    let public = std::fs::read_to_string(pusher.with_extension("pub")).unwrap();
-    let mut args = vec!["new-client", "--name", PUSHER, "--push-only"];
-    args.extend(public.split_whitespace());
-    let out = w.server(&args);
+    let public = std::fs::read_to_string(format!("{}.pub", pusher.display())).unwrap();
+    let enrol_as = |flags: &[&str]| {
+        let mut args = vec!["new-client", "--name", PUSHER];
+        args.extend_from_slice(flags);
+        args.extend(public.split_whitespace());
+        w.server(&args)
+    };
+    // Another role for the same key only on request.
+    let out = enrol_as(&["--push-only"]);
     assert_eq!(out.status.code(), Some(6), "{}", show(&out));
     assert!(stderr(&out).contains("--replace-key"), "{}", show(&out));
-    args.push("--replace-key");
-    let out = w.server(&args);
+    let out = enrol_as(&["--push-only", "--replace-key"]);
     assert!(out.status.success(), "{}", show(&out));
     let keys = [
         (

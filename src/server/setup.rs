@@ -148,7 +148,7 @@ pub fn new_client(
                 }
                 Some(old) if !replace_key => {
                     return Err(Error::Refused(format!(
-                        "client {client} already has this key, enrolled {} ({}); to switch it to {} ({}), run this again with --replace-key",
+                        "client {client} already has this key, as {} ({}); to make it {} ({}), run this again with --replace-key",
                         role_words(old.role),
                         old.role.describe(),
                         role_words(role),
@@ -234,8 +234,8 @@ pub fn new_client(
 /// A role as new-client's flags name it, for messages.
 fn role_words(role: KeyRole) -> String {
     match role.flag() {
-        Some(flag) => format!("with {flag}"),
-        None => "as a client".to_owned(),
+        Some(flag) => format!("a {flag} key"),
+        None => "a client key".to_owned(),
     }
 }
 
