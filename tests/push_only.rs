@@ -46,7 +46,7 @@ fn assert_refused(w: &World, when: &str) {
             show(&out)
         );
         assert!(
-            text.contains("--read-only"),
+            text.contains(&format!("byteback-server list --client {CLIENT}")),
             "{when}: {what}: {}",
             show(&out)
         );

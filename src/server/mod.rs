@@ -96,7 +96,7 @@ enum Command {
         read_only: bool,
         /// The key may only back up: it cannot list, restore or verify, so whoever takes the
         /// machine over cannot read its history either. A restore then needs `byteback-server
-        /// grant-restore --client NAME` (a window of reads) or a second key enrolled --read-only.
+        /// grant-restore --client NAME` (a window of reads), or a read on the server.
         /// To switch an enrolled client's key to (or back from) push-only, run new-client again
         /// with the same key, the role's flag (or none) and --replace-key.
         #[arg(long, conflicts_with = "replica")]

@@ -231,7 +231,7 @@ pub fn admit(role: KeyRole, name: &str, command: Option<&str>) -> Result<Incomin
     // A push-only key's owner needs to know how a restore is done after all.
     let remedy = match role {
         KeyRole::PushOnly { granted: false } if allows(KeyRole::Client, ask) => format!(
-            "this key may only push; to read back, on the server run `byteback-server grant-restore --client {name} --for 1h`, or enrol a --read-only key for reading; "
+            "this key may only push; to read back, on the server run `byteback-server grant-restore --client {name} --for 1h` (or read there: `byteback-server list --client {name}`); "
         ),
         _ => String::new(),
     };
@@ -477,7 +477,7 @@ mod tests {
                 e.contains("byteback-server grant-restore --client web1 --for 1h"),
                 "{e}"
             );
-            assert!(e.contains("--read-only key"), "{e}");
+            assert!(e.contains("byteback-server list --client web1"), "{e}");
             assert!(
                 admit(
                     KeyRole::PushOnly { granted: true },
