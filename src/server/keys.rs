@@ -1023,8 +1023,12 @@ mod tests {
         assert_eq!(read.from.as_deref(), Some("192.0.2.1"));
         assert!(read.restrict && read.receive_only);
         assert_eq!(read.role, KeyRole::Client);
-        // Replica and read-only lines read back with their role.
-        for role in [KeyRole::Replica, KeyRole::ReadOnly] {
+        // Replica, read-only and push-only lines read back with their role.
+        for role in [
+            KeyRole::Replica,
+            KeyRole::ReadOnly,
+            KeyRole::PushOnly { granted: false },
+        ] {
             let made = authorized_line(
                 Path::new("/usr/bin/byteback-server"),
                 Path::new("/srv/s"),
