@@ -150,7 +150,7 @@ fn render(run: &Run, tests: &[TestDoc], commit: &str, date: &str) -> String {
         "Hostile input is property-tested among the unit tests (proptest; `PROPTEST_CASES=N` \
          for a long run): the forced-command parser and rsync allow-list against a model of \
          rsync's own option parser, every known rsync option abuse by name \
-         (`src/protocol/props.rs`, `abuses.rs`), the wire encodings, the glob parser and \
+         (`src/server/boundary/props.rs`, `abuses.rs`), the wire encodings, the glob parser and \
          matcher in counted steps, the mountinfo parser and both config loaders.\n"
     );
     // Each test's place: its section, then its file's row in the table,
