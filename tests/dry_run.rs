@@ -15,6 +15,7 @@
 //! comparison that passed was able to fail.
 
 use byteback_testbed as support;
+use support::days_ago;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -96,11 +97,6 @@ const SHORT_AND_OLD: &str =
 /// Space short, and no snapshot old enough to be deleted.
 const SHORT_AND_YOUNG: &str =
     "min_free_percent = 99.5\ntarget_free_percent = 99.9\nmin_age = \"3650 days\"\n";
-
-fn days_ago(days: i64) -> String {
-    let t = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(24 * days);
-    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
 
 /// Adds a client on the server only (its own key).
 fn add_server_client(w: &World, name: &str) {

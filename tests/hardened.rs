@@ -4,6 +4,7 @@
 //! the prune policy deletes next.
 
 use byteback_testbed as support;
+use support::days_ago;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -67,11 +68,6 @@ fn dry_run(w: &World) -> Vec<String> {
         .filter_map(|l| l.split(" (").next())
         .map(str::to_owned)
         .collect()
-}
-
-fn days_ago(days: i64) -> String {
-    let t = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(24 * days);
-    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 fn path(p: &Path) -> String {

@@ -7,6 +7,7 @@
 //! status --json`, the backup's `--json` summary and the snapshots.
 
 use byteback_testbed as support;
+use support::days_ago;
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -298,11 +299,6 @@ fn a_snapshot_by_hand_restarts_the_growth_count(kind: FsKind) {
         "after `byteback-server snapshot --client {client}`:\n{}\nstatus: {after}",
         problems.join("\n")
     );
-}
-
-fn days_ago(days: i64) -> String {
-    let t = Timestamp::now() - jiff::SignedDuration::from_hours(24 * days);
-    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 /// `byteback-server prune` from the command line is counted by status's

@@ -11,6 +11,7 @@
 //! tests skip loudly, and fail under CI=true.
 
 use byteback_testbed as support;
+use support::days_ago;
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -135,11 +136,6 @@ fn the_guides_prometheus_configs_are_valid() {
         assert!(out.status.success(), "{config}\n{}", show(&out));
     }
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-fn days_ago(days: i64) -> String {
-    let t = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(24 * days);
-    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 fn now_minus(minutes: i64) -> String {

@@ -3,6 +3,7 @@
 //! when backups need room.
 
 use byteback_testbed as support;
+use support::days_ago;
 
 use std::path::Path;
 
@@ -76,11 +77,6 @@ fn all_snapshots(w: &World, clients: &[&str]) -> Vec<(String, String)> {
     }
     all.sort();
     all
-}
-
-fn days_ago(days: i64) -> String {
-    let t = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(24 * days);
-    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 /// Pruning by hand: `prune --list` gives the importance order (by rule or

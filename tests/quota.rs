@@ -5,38 +5,13 @@
 //! next to its quota, within 5 % of what `btrfs filesystem du` reports.
 
 use byteback_testbed as support;
+use support::{days_ago, random_file};
 
-use std::io::Write;
 use std::path::Path;
 
 use support::world::{World, show, stdout};
 
 const MIB: u64 = 1 << 20;
-
-/// Writes `bytes` of incompressible data to `path`.
-fn random_file(path: &Path, bytes: u64, seed: u64) {
-    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut block = vec![0u8; 64 * 1024];
-    let mut left = bytes;
-    while left > 0 {
-        for chunk in block.chunks_mut(8) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
-        }
-        let n = left.min(block.len() as u64) as usize;
-        f.write_all(&block[..n]).unwrap();
-        left -= n as u64;
-    }
-    f.flush().unwrap();
-}
-
-fn days_ago(days: i64) -> String {
-    let t = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(24 * days);
-    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
 
 /// What `btrfs filesystem du` says `dir` holds: Exclusive + Set shared.
 fn btrfs_du(dir: &Path) -> u64 {

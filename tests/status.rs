@@ -2,15 +2,11 @@
 //! state, as text, JSON, a Nagios check and a Prometheus file.
 
 use byteback_testbed as support;
+use support::days_ago;
 
 use std::process::{Command, Stdio};
 
 use support::world::{World, show, stdout};
-
-fn days_ago(days: i64) -> String {
-    let t = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(24 * days);
-    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
 
 fn now_minus(minutes: i64) -> String {
     let t = jiff::Timestamp::now() - jiff::SignedDuration::from_mins(minutes);

@@ -646,6 +646,35 @@ fn set_mode(path: &Path, mode: u32) {
     r.unwrap_or_else(|e| panic!("chmod {mode:o} {path:?}: {e}"));
 }
 
+/// The snapshot name (UTC, whole seconds) of the time `days` days ago, for
+/// history made by hand with `byteback-server snapshot --at`.
+pub fn days_ago(days: i64) -> String {
+    let t = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(24 * days);
+    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// Writes `bytes` of incompressible data to `path`, the same for the same
+/// `seed` (xorshift: no compression or deduplication shrinks it).
+pub fn random_file(path: &Path, bytes: u64, seed: u64) {
+    use std::io::Write;
+    let mut f = std::io::BufWriter::new(fs::File::create(path).unwrap());
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut block = vec![0u8; 64 * 1024];
+    let mut left = bytes;
+    while left > 0 {
+        for chunk in block.chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+        }
+        let n = left.min(block.len() as u64) as usize;
+        f.write_all(&block[..n]).unwrap();
+        left -= n as u64;
+    }
+    f.flush().unwrap();
+}
+
 /// A name part unique to this process and call: pid, a counter and microseconds, in hex.
 pub fn unique() -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
