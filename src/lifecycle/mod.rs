@@ -673,14 +673,7 @@ impl<'s> ClientBackups<'s> {
         patterns: &[Vec<u8>],
         emit: &mut dyn FnMut(catalog::Row) -> Result<()>,
     ) -> Result<()> {
-        let patterns = patterns
-            .iter()
-            .map(|p| {
-                Pattern::parse(p).map_err(|e| {
-                    Error::Usage(format!("invalid pattern {}: {e}", catalog::display_path(p)))
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let patterns = parse_patterns(patterns)?;
         let sources = catalog::sources(self.store, &self.client, snapshots)?;
         raise_open_file_limit();
         catalog::search(
@@ -724,14 +717,7 @@ impl<'s> ClientBackups<'s> {
                     snapshot.escape_debug().to_string()
                 ))
             })?;
-        let patterns = patterns
-            .iter()
-            .map(|p| {
-                Pattern::parse(p).map_err(|e| {
-                    Error::Usage(format!("invalid pattern {}: {e}", catalog::display_path(p)))
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let patterns = parse_patterns(patterns)?;
         let root = self.store.client_dir(&self.client).join(name.as_str());
         let root_dir = rustix::fs::open(
             &root,
@@ -975,6 +961,18 @@ impl Transfer<'_, '_> {
         self.backups
             .record_transfer(written.saturating_add(metadata));
     }
+}
+
+/// A request's search patterns, parsed; the first bad one refused by name.
+fn parse_patterns(patterns: &[Vec<u8>]) -> Result<Vec<Pattern>> {
+    patterns
+        .iter()
+        .map(|p| {
+            Pattern::parse(p).map_err(|e| {
+                Error::Usage(format!("invalid pattern {}: {e}", catalog::display_path(p)))
+            })
+        })
+        .collect()
 }
 
 /// The store's metadata figure, once what is pending has reached the disk
