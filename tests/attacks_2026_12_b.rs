@@ -19,27 +19,7 @@ const SNAPSHOT: &str = "2026-01-01T00:00:00Z";
 
 /// ssh's options for the key at `key` to the world's server.
 fn options(w: &World, key: &Path) -> Vec<String> {
-    [
-        "-F",
-        "none",
-        "-T",
-        "-i",
-        &key.to_string_lossy(),
-        "-o",
-        "IdentitiesOnly=yes",
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        "StrictHostKeyChecking=no",
-        "-o",
-        "UserKnownHostsFile=/dev/null",
-        "-o",
-        "LogLevel=ERROR",
-        "-p",
-        &w.sshd.port.to_string(),
-    ]
-    .map(str::to_owned)
-    .to_vec()
+    support::ssh_options_for_key(key, w.sshd.port)
 }
 
 /// ssh into the world's server with the key at `key`, running `command`.

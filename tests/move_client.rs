@@ -248,27 +248,7 @@ impl Attacker {
     }
 
     fn options(&self) -> Vec<String> {
-        [
-            "-F",
-            "none",
-            "-T",
-            "-i",
-            &self.key.to_string_lossy(),
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "LogLevel=ERROR",
-            "-p",
-            &self.port.to_string(),
-        ]
-        .map(str::to_owned)
-        .to_vec()
+        support::ssh_options_for_key(&self.key, self.port)
     }
 
     /// rsync of `dir`'s contents into `remote` on the replica.

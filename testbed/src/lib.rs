@@ -646,6 +646,34 @@ fn set_mode(path: &Path, mode: u32) {
     r.unwrap_or_else(|e| panic!("chmod {mode:o} {path:?}: {e}"));
 }
 
+/// ssh options that log in to 127.0.0.1's sshd on `port` with the key at
+/// `key` and nothing else, trusting any host key (for keys a test plays a
+/// hostile holder with).
+pub fn ssh_options_for_key(key: &Path, port: u16) -> Vec<String> {
+    let key = key.to_string_lossy();
+    [
+        "-F",
+        "none",
+        "-T",
+        "-i",
+        &key,
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "LogLevel=ERROR",
+        "-p",
+        &port.to_string(),
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
 /// The snapshot name (UTC, whole seconds) of the time `days` days ago, for
 /// history made by hand with `byteback-server snapshot --at`.
 pub fn days_ago(days: i64) -> String {
