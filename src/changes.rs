@@ -81,6 +81,8 @@ pub enum Hint {
     Data,
     /// Attributes only, or a hard link.
     Attributes,
+    /// The modification time only (a directory an entry came to or left).
+    Time,
     /// Deleted (by rsync, or by the server for an incremental backup).
     Gone,
 }
@@ -90,6 +92,7 @@ impl Hint {
         match self {
             Hint::Data => 'd',
             Hint::Attributes => 'a',
+            Hint::Time => 't',
             Hint::Gone => 'g',
         }
     }
@@ -172,7 +175,15 @@ fn hint_of(flags: &[u8]) -> Option<Hint> {
     }
     let new = attrs.iter().all(|&b| b == b'+');
     let data = matches!(y, b'<' | b'>') || attrs[0] == b'c' || (y == b'c' && new);
-    Some(if data { Hint::Data } else { Hint::Attributes })
+    let time_only = attrs
+        .iter()
+        .enumerate()
+        .all(|(i, &b)| b == b'.' || b == b' ' || (i == 2 && matches!(b, b't' | b'T')));
+    Some(match (data, time_only) {
+        (true, _) => Hint::Data,
+        (false, true) => Hint::Time,
+        (false, false) => Hint::Attributes,
+    })
 }
 
 /// Undoes rsync's `\#ooo` escapes (three octal digits).
@@ -206,11 +217,16 @@ pub fn pending_line(path: &[u8], hint: Hint) -> String {
     format!("{} {}\n", hint.letter(), encode_arg(path))
 }
 
-/// Reads the pending lines back: every touched path, with whether any
-/// line said data moved (malformed lines, which only the server writes,
-/// are skipped).
-pub fn parse_pending(text: &str) -> BTreeMap<Vec<u8>, bool> {
-    let mut touched: BTreeMap<Vec<u8>, bool> = BTreeMap::new();
+/// How much rsync said changed in a path, across its lines: 0 the time
+/// only (or nothing: deleted, or a path for the trees alone to judge), 1
+/// attributes, 2 data.
+pub type Level = u8;
+
+/// Reads the pending lines back: every touched path, with the most any
+/// line said changed ([`Level`]; malformed lines, which only the server
+/// writes, are skipped).
+pub fn parse_pending(text: &str) -> BTreeMap<Vec<u8>, Level> {
+    let mut touched: BTreeMap<Vec<u8>, Level> = BTreeMap::new();
     for line in text.lines() {
         let Some((hint, path)) = line.split_once(' ') else {
             continue;
@@ -222,8 +238,13 @@ pub fn parse_pending(text: &str) -> BTreeMap<Vec<u8>, bool> {
         {
             continue;
         }
-        let data = hint == "d";
-        *touched.entry(path).or_default() |= data;
+        let level = match hint {
+            "d" => 2,
+            "a" => 1,
+            _ => 0,
+        };
+        let seen = touched.entry(path).or_default();
+        *seen = (*seen).max(level);
     }
     touched
 }
@@ -349,40 +370,54 @@ impl ChangeLog {
 
 /// Classifies the `touched` paths (from [`parse_pending`]) by comparing
 /// `before` (the previous snapshot, if any) and `after` (`current`):
-/// see the module documentation. Paths the trees show unchanged, and
-/// directories whose only change is their mtime (an entry came or went),
-/// are left out.
+/// existence decides added and deleted; for a path in both, what rsync
+/// said decides, checked against the trees: a different type or size, or
+/// different bytes where rsync sent data, is *content* (a symlink is a
+/// file holding its target on the server, under `--fake-super`); data
+/// re-sent identical, or attributes alone, *metadata* (owners and modes
+/// live in fake-super's xattr, which rsync's flags report); a
+/// directory whose only change is its time (an entry came or went), and a
+/// path the trees show unchanged that rsync did not report, are left out.
 pub fn classify(
     before: Option<&Path>,
     after: &Path,
-    touched: &BTreeMap<Vec<u8>, bool>,
+    touched: &BTreeMap<Vec<u8>, Level>,
 ) -> BTreeMap<Vec<u8>, Kind> {
     use std::os::unix::ffi::OsStrExt;
     let stat = |root: &Path, path: &[u8]| {
         std::fs::symlink_metadata(root.join(std::ffi::OsStr::from_bytes(path))).ok()
     };
     let mut out = BTreeMap::new();
-    for (path, &data) in touched {
-        // A path below a symlink or a file is not there.
-        if !parents_are_dirs(after, path) {
-            continue;
-        }
+    for (path, &level) in touched {
         let old = before.and_then(|b| stat(b, path).filter(|_| parents_are_dirs(b, path)));
-        let new = stat(after, path);
+        let new = stat(after, path).filter(|_| parents_are_dirs(after, path));
         let kind = match (old, new) {
             (None, None) => continue,
             (None, Some(_)) => Kind::Added,
             (Some(_), None) => Kind::Deleted,
             (Some(o), Some(n)) => {
                 let os = std::ffi::OsStr::from_bytes(path);
-                match compare(&o, &n, || {
-                    let read = |r: &Path| std::fs::read_link(r.join(os)).ok();
-                    before.map(read) != Some(read(after))
-                }) {
+                let same_bytes = || match before {
+                    Some(b) => same_content(&b.join(os), &after.join(os)),
+                    None => false,
+                };
+                let targets_differ = || {
+                    n.is_symlink()
+                        && before.map(|b| std::fs::read_link(b.join(os)).ok())
+                            != Some(std::fs::read_link(after.join(os)).ok())
+                };
+                match compare(&o, &n) {
                     Some(kind) => kind,
-                    // Same as far as the trees show: a hard link rsync
-                    // made, or data re-sent identical.
-                    None if data && !n.is_dir() => Kind::Metadata,
+                    None if targets_differ() => Kind::Content,
+                    None if n.is_file() && level >= 2 && !same_bytes() => Kind::Content,
+                    None if level == TREES => {
+                        if attributes_differ(&o, &n, &b_path(before, os), &after.join(os)) {
+                            Kind::Metadata
+                        } else {
+                            continue;
+                        }
+                    }
+                    None if level >= 1 => Kind::Metadata,
                     None => continue,
                 }
             }
@@ -390,6 +425,67 @@ pub fn classify(
         out.insert(path.clone(), kind);
     }
     out
+}
+
+/// The level for a path of a tree comparison (no rsync log): the bytes
+/// and attributes of both trees decide.
+pub const TREES: Level = 3;
+
+fn b_path(before: Option<&Path>, rel: &std::ffi::OsStr) -> std::path::PathBuf {
+    before.map(|b| b.join(rel)).unwrap_or_default()
+}
+
+/// Whether mode, owner or the attributes fake-super keeps differ.
+fn attributes_differ(
+    old: &std::fs::Metadata,
+    new: &std::fs::Metadata,
+    old_path: &Path,
+    new_path: &Path,
+) -> bool {
+    let stat = |p: &Path| {
+        let mut buf = vec![0u8; 256];
+        rustix::fs::lgetxattr(p, "user.rsync.%stat", &mut buf)
+            .ok()
+            .map(|n| buf[..n].to_vec())
+    };
+    old.mode() != new.mode()
+        || old.uid() != new.uid()
+        || old.gid() != new.gid()
+        || stat(old_path) != stat(new_path)
+}
+
+/// Whether two regular files hold the same bytes (read in step; files
+/// over 1 GiB are taken to differ rather than read).
+fn same_content(a: &Path, b: &Path) -> bool {
+    use std::io::Read;
+    let (Ok(mut fa), Ok(mut fb)) = (std::fs::File::open(a), std::fs::File::open(b)) else {
+        return false;
+    };
+    if fa.metadata().map(|m| m.len()).unwrap_or(u64::MAX) > 1 << 30 {
+        return false;
+    }
+    let (mut ba, mut bb) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
+    loop {
+        let (Ok(na), Ok(nb)) = (read_full(&mut fa, &mut ba), read_full(&mut fb, &mut bb)) else {
+            return false;
+        };
+        if na != nb || ba[..na] != bb[..nb] {
+            return false;
+        }
+        if na == 0 {
+            return true;
+        }
+    }
+    fn read_full(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+        let mut n = 0;
+        while n < buf.len() {
+            match f.read(&mut buf[n..])? {
+                0 => break,
+                k => n += k,
+            }
+        }
+        Ok(n)
+    }
 }
 
 /// Whether every parent of `path` under `root` is a real directory.
@@ -406,31 +502,19 @@ fn parents_are_dirs(root: &Path, path: &[u8]) -> bool {
     true
 }
 
-/// How `new` differs from `old`, if it does.
-fn compare(
-    old: &std::fs::Metadata,
-    new: &std::fs::Metadata,
-    targets_differ: impl FnOnce() -> bool,
-) -> Option<Kind> {
+/// How `new` differs from `old` as the server's trees show it (type,
+/// size, device), if it does; the rest is rsync's to say.
+fn compare(old: &std::fs::Metadata, new: &std::fs::Metadata) -> Option<Kind> {
     let kind_of = |m: &std::fs::Metadata| m.mode() & libc::S_IFMT;
     if kind_of(old) != kind_of(new) {
         return Some(Kind::Content);
     }
     let file = new.file_type();
-    if file.is_file() && (old.size() != new.size() || old.mtime() != new.mtime()) {
-        return Some(Kind::Content);
-    }
-    if file.is_symlink() && targets_differ() {
+    if file.is_file() && old.size() != new.size() {
         return Some(Kind::Content);
     }
     if (file.is_block_device() || file.is_char_device()) && old.rdev() != new.rdev() {
         return Some(Kind::Content);
-    }
-    if old.mode() != new.mode() || old.uid() != new.uid() || old.gid() != new.gid() {
-        return Some(Kind::Metadata);
-    }
-    if file.is_file() && old.ino() != new.ino() && old.nlink() != new.nlink() {
-        return Some(Kind::Metadata);
     }
     None
 }
@@ -599,8 +683,8 @@ line\n\
         text.push_str(&pending_line(b"../etc", Hint::Data));
         let got = parse_pending(&text);
         assert_eq!(got.len(), 2);
-        assert_eq!(got[&b"a b\n".to_vec()], true);
-        assert_eq!(got[&b"x".to_vec()], false);
+        assert_eq!(got[&b"a b\n".to_vec()], 2);
+        assert_eq!(got[&b"x".to_vec()], 0);
     }
 
     /// The trees decide: added, deleted, content, metadata, unchanged.
@@ -622,19 +706,34 @@ line\n\
             .unwrap();
         std::os::unix::fs::symlink("a", old.join("link")).unwrap();
         std::os::unix::fs::symlink("b", new.join("link")).unwrap();
-        let touched: BTreeMap<Vec<u8>, bool> = [
-            "gone", "new", "data", "mode", "link", "same", "sub", "never",
+        std::fs::write(old.join("resent"), "x").unwrap();
+        std::fs::write(new.join("resent"), "x").unwrap();
+        std::fs::write(old.join("flipped"), "x").unwrap();
+        std::fs::write(new.join("flipped"), "y").unwrap();
+        let touched: BTreeMap<Vec<u8>, Level> = [
+            ("gone", 0),
+            ("new", 2),
+            ("data", 2),
+            ("mode", 1),
+            ("link", 0),
+            ("same", 0),
+            ("sub", 0),
+            ("never", 2),
+            ("resent", 2),
+            ("flipped", 2),
         ]
         .iter()
-        .map(|p| (p.as_bytes().to_vec(), false))
+        .map(|(p, l)| (p.as_bytes().to_vec(), *l))
         .collect();
         let got = classify(Some(&old), &new, &touched);
         let want: BTreeMap<Vec<u8>, Kind> = [
             ("data", Kind::Content),
+            ("flipped", Kind::Content),
             ("gone", Kind::Deleted),
             ("link", Kind::Content),
             ("mode", Kind::Metadata),
             ("new", Kind::Added),
+            ("resent", Kind::Metadata),
         ]
         .iter()
         .map(|(p, k)| (p.as_bytes().to_vec(), *k))

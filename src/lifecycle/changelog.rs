@@ -292,7 +292,7 @@ impl ClientBackups<'_> {
         if let Some(b) = &before {
             paths.extend(changes::walk(b));
         }
-        let touched = paths.into_iter().map(|p| (p, false)).collect();
+        let touched = paths.into_iter().map(|p| (p, changes::TREES)).collect();
         let classified = changes::classify(before.as_deref(), &after, &touched);
         Ok(Diff {
             from: from.map_or("(nothing)".into(), ToString::to_string),
