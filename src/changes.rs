@@ -234,7 +234,9 @@ pub fn parse_pending(text: &str) -> BTreeMap<Vec<u8>, Level> {
         let Ok(path) = decode_arg(path) else {
             continue;
         };
-        if path.is_empty() || path.starts_with(b"/") || path.split(|&b| b == b'/').any(|c| c == b"..")
+        if path.is_empty()
+            || path.starts_with(b"/")
+            || path.split(|&b| b == b'/').any(|c| c == b"..")
         {
             continue;
         }
@@ -702,8 +704,7 @@ line\n\
         std::fs::write(new.join("new"), "x").unwrap();
         std::fs::write(old.join("data"), "x").unwrap();
         std::fs::write(new.join("data"), "xy").unwrap();
-        std::fs::set_permissions(new.join("mode"), std::fs::Permissions::from_mode(0o600))
-            .unwrap();
+        std::fs::set_permissions(new.join("mode"), std::fs::Permissions::from_mode(0o600)).unwrap();
         std::os::unix::fs::symlink("a", old.join("link")).unwrap();
         std::os::unix::fs::symlink("b", new.join("link")).unwrap();
         std::fs::write(old.join("resent"), "x").unwrap();
@@ -772,13 +773,24 @@ line\n\
             )
         };
         let got = combine(&[
-            log(&[("a", Kind::Added), ("b", Kind::Metadata), ("c", Kind::Deleted)]),
-            log(&[("a", Kind::Deleted), ("b", Kind::Content), ("c", Kind::Added)]),
+            log(&[
+                ("a", Kind::Added),
+                ("b", Kind::Metadata),
+                ("c", Kind::Deleted),
+            ]),
+            log(&[
+                ("a", Kind::Deleted),
+                ("b", Kind::Content),
+                ("c", Kind::Added),
+            ]),
         ])
         .unwrap();
         assert_eq!(
             got.paths,
-            vec![(b"b".to_vec(), Kind::Content), (b"c".to_vec(), Kind::Content)]
+            vec![
+                (b"b".to_vec(), Kind::Content),
+                (b"c".to_vec(), Kind::Content)
+            ]
         );
     }
 

@@ -59,8 +59,8 @@ impl ClientBackups<'_> {
         use std::io::Read;
         let path = self.changes_file(INCOMING);
         let mut text = Vec::new();
-        let read = std::fs::File::open(&path)
-            .and_then(|f| f.take(MAX_INCOMING).read_to_end(&mut text));
+        let read =
+            std::fs::File::open(&path).and_then(|f| f.take(MAX_INCOMING).read_to_end(&mut text));
         if let Err(e) = read {
             self.store.warn(&format!(
                 "{}: cannot read the receiver's change log {}: {e}",
@@ -230,19 +230,22 @@ impl ClientBackups<'_> {
     pub fn diff(&self, from: Option<&str>, to: Option<&str>) -> Result<Diff> {
         let all = self.snapshots()?;
         let find = |name: &str| {
-            all.iter().position(|s| s.name.as_str() == name).ok_or_else(|| {
-                Error::NotFound(format!(
-                    "{} has no snapshot {}: list them with `snapshots`",
-                    self.client,
-                    crate::catalog::display_path(name.as_bytes())
-                ))
-            })
+            all.iter()
+                .position(|s| s.name.as_str() == name)
+                .ok_or_else(|| {
+                    Error::NotFound(format!(
+                        "{} has no snapshot {}: list them with `snapshots`",
+                        self.client,
+                        crate::catalog::display_path(name.as_bytes())
+                    ))
+                })
         };
         let to = match to {
             Some(n) => find(n)?,
-            None => all.len().checked_sub(1).ok_or_else(|| {
-                Error::NotFound(format!("{} has no snapshots yet", self.client))
-            })?,
+            None => all
+                .len()
+                .checked_sub(1)
+                .ok_or_else(|| Error::NotFound(format!("{} has no snapshots yet", self.client)))?,
         };
         let from = match from {
             Some(n) => Some(find(n)?),

@@ -44,7 +44,7 @@ const AREAS: &[(&str, &[&str])] = &[
             "hooks",
         ],
     ),
-    ("Incrementals", &["incremental", "attributes"]),
+    ("Incrementals", &["incremental", "attributes", "changes"]),
     ("Space", &["prune", "prune_order"]),
     ("Replication", &["replicate", "move_client"]),
     ("Verification", &["verify"]),
