@@ -1,7 +1,8 @@
 //! Every key role against every request, on a live server: what the role
 //! table (`server/roles.rs`) allows is served, and everything else is
-//! refused by name before anything in the store changes. Then the two
-//! attacks that the table and the replica's client list stop: a replica key
+//! refused by name before anything in the store changes — a push-only key
+//! both outside and inside a `grant-restore` window. Then the two attacks
+//! that the table and the replica's client list stop: a replica key
 //! inventing clients, and a read-only key rolling `current` back.
 
 use byteback_testbed as support;
@@ -16,6 +17,7 @@ use support::world::{World, show, stderr};
 
 const CLIENT: &str = "c.example";
 const PRIMARY: &str = "prim";
+const PUSHER: &str = "push.example";
 
 /// The roles a key line can give, with the flags new-client takes for them.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -25,6 +27,10 @@ enum Role {
     Replica,
     /// An original byteback client's key, imported with `import-keys`.
     Legacy,
+    /// A client's key enrolled `--push-only`, no restore window open.
+    PushOnly,
+    /// The same key while `grant-restore` allows it to read.
+    PushOnlyGranted,
 }
 
 /// Every kind of request, as each side sends it.
@@ -74,6 +80,11 @@ fn allowed(role: Role, ask: Ask) -> bool {
             ReplicaState | ReplicaReceive | ReplicaSnapshot | ReplicaAdopt
         ),
         Role::Legacy => matches!(ask, Ping | Receive | Complete | List | Send),
+        Role::PushOnly => matches!(ask, Ping | Receive | Incremental | Complete | Snapshots),
+        Role::PushOnlyGranted => matches!(
+            ask,
+            Ping | Receive | Incremental | Complete | Snapshots | List | Digest | Send
+        ),
     }
 }
 
@@ -172,9 +183,10 @@ fn reader_of_a_replicated_client(w: &World, at: &str) -> PathBuf {
 }
 
 /// Every key role (client, read-only, replica, an original client's
-/// imported line) × every request against a live server: what the role
-/// table allows is served, and everything else is refused by name (exit 6)
-/// with the store byte-identical.
+/// imported line, push-only without and with a restore window) × every
+/// request against a live server: what the role table allows is served,
+/// and everything else is refused by name (exit 6) with the store
+/// byte-identical; a push-only key's refused reads name `grant-restore`.
 #[test]
 fn every_role_gets_exactly_its_requests() {
     let Some(w) = World::new("roles") else {
@@ -195,6 +207,22 @@ fn every_role_gets_exactly_its_requests() {
     ));
     let out = w.server(&["import-keys"]);
     assert!(out.status.success(), "{}", show(&out));
+    // A client enrolled as usual, then switched to push-only.
+    let pusher_at = "2026-01-02T12:00:00Z";
+    let pusher = w.add_client_with_file(PUSHER, "file", "data\n", pusher_at);
+    let public = std::fs::read_to_string(format!("{}.pub", pusher.display())).unwrap();
+    let enrol_as = |flags: &[&str]| {
+        let mut args = vec!["new-client", "--name", PUSHER];
+        args.extend_from_slice(flags);
+        args.extend(public.split_whitespace());
+        w.server(&args)
+    };
+    // Another role for the same key only on request.
+    let out = enrol_as(&["--push-only"]);
+    assert_eq!(out.status.code(), Some(6), "{}", show(&out));
+    assert!(stderr(&out).contains("--replace-key"), "{}", show(&out));
+    let out = enrol_as(&["--push-only", "--replace-key"]);
+    assert!(out.status.success(), "{}", show(&out));
     let keys = [
         (
             Role::Client,
@@ -205,9 +233,15 @@ fn every_role_gets_exactly_its_requests() {
         (Role::ReadOnly, reader, read_at, String::new()),
         (Role::Replica, replica, read_at, String::new()),
         (Role::Legacy, legacy, read_at, String::new()),
+        (Role::PushOnly, pusher.clone(), pusher_at, String::new()),
+        (Role::PushOnlyGranted, pusher, pusher_at, String::new()),
     ];
     let mut refused = 0;
     for (role, key, snapshot, src) in &keys {
+        if *role == Role::PushOnlyGranted {
+            let out = w.server(&["grant-restore", "--client", PUSHER, "--for", "1h"]);
+            assert!(out.status.success(), "{}", show(&out));
+        }
         for ask in ASKS {
             let line = command(ask, snapshot, src);
             let before = store_state(&w);
@@ -217,7 +251,8 @@ fn every_role_gets_exactly_its_requests() {
             // own `current`), so a replica's transfer line is, from a
             // client's key, that client's own transfer.
             let ask = match (role, ask) {
-                (Role::Client | Role::ReadOnly | Role::Legacy, Ask::ReplicaReceive) => Ask::Receive,
+                (Role::Replica, _) => ask,
+                (_, Ask::ReplicaReceive) => Ask::Receive,
                 _ => ask,
             };
             if allowed(*role, ask) {
@@ -232,6 +267,10 @@ fn every_role_gets_exactly_its_requests() {
                 refused += 1;
                 assert!(by_table, "{role:?} × {ask:?} not refused: {}", show(&out));
                 assert_eq!(out.status.code(), Some(6), "{}", show(&out));
+                if *role == Role::PushOnly && matches!(ask, Ask::List | Ask::Digest | Ask::Send) {
+                    let remedy = format!("byteback-server grant-restore --client {PUSHER}");
+                    assert!(stderr(&out).contains(&remedy), "{}", show(&out));
+                }
                 manifest::assert_same(
                     &format!("the store after {role:?} × {ask:?}"),
                     &before,
@@ -242,9 +281,10 @@ fn every_role_gets_exactly_its_requests() {
     }
     // Of 12 each: 3 of the client's (the replica's transfer line is its
     // own), 7 of the read-only key's, 8 of the replica's, 6 of the
-    // original client's.
-    assert_eq!(refused, 3 + 7 + 8 + 6);
-    println!("roles: {refused} refusals of 48 requests, each leaving the store unchanged");
+    // original client's, 6 of the push-only key's (its reads and the
+    // replica's requests) and 3 of it within a window (as a client's).
+    assert_eq!(refused, 3 + 7 + 8 + 6 + 6 + 3);
+    println!("roles: {refused} refusals of 72 requests, each leaving the store unchanged");
 }
 
 /// A replica key is enrolled only with `--clients`; clients it invents are

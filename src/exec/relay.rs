@@ -154,6 +154,28 @@ fn reap_stragglers(group: Pid) {
     }
 }
 
+/// Waits until the child behind `pidfd` exits or [`TICK`] passes,
+/// whichever is first.
+fn exited_or_tick(pidfd: Option<&std::os::fd::OwnedFd>) {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let Some(fd) = pidfd else {
+        std::thread::sleep(TICK);
+        return;
+    };
+    let tick = Timespec {
+        tv_sec: 0,
+        tv_nsec: TICK.as_nanos() as _,
+    };
+    let mut fds = [PollFd::new(fd, PollFlags::IN)];
+    if poll(&mut fds, Some(&tick)).is_err() {
+        std::thread::sleep(TICK);
+    }
+}
+
+/// How often the relay looks at the child, its client and its limits when
+/// nothing else wakes it.
+const TICK: Duration = Duration::from_millis(100);
+
 /// Copies stdin to the child and its stdout to ours until the child ends,
 /// ending it early per `watch` or when `check` returns a reason, and
 /// moving at most `rate()` bytes per second (both ways together; `None`:
@@ -229,6 +251,10 @@ pub fn run(
     };
 
     let group = Pid::from_child(&child);
+    // Readable once the child has exited: the loop below wakes at once
+    // rather than on its next tick (kernels before 5.3 have no pidfd: the
+    // tick alone then).
+    let pidfd = rustix::process::pidfd_open(group, rustix::process::PidfdFlags::empty()).ok();
     // Orphans of the rsync tree come to us (see the module comment).
     let _ = rustix::process::set_child_subreaper(Some(rustix::process::getpid()));
     let mut ended_because: Option<String> = None;
@@ -278,7 +304,7 @@ pub fn run(
                 Some(_) => {}
             }
         }
-        std::thread::sleep(Duration::from_millis(100));
+        exited_or_tick(pidfd.as_ref());
     };
     // Whatever rsync wrote last (its statistics, an error) reaches the
     // client unless the client is gone, in which case this is quick.

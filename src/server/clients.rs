@@ -1,6 +1,6 @@
-//! `byteback-server clients`, `remove-client` and `rename-client`: a
-//! client's life on the server after `new-client` (whose `--replace-key`
-//! is in [`super::setup`]).
+//! `byteback-server clients`, `remove-client`, `rename-client` and
+//! `grant-restore`: a client's life on the server after `new-client`
+//! (whose `--replace-key` is in [`super::setup`]).
 //!
 //! A client is two things kept apart: its line in authorized_keys (which
 //! key may act as it) and its directory in the store (its history). Each
@@ -44,7 +44,7 @@ pub struct ClientRow {
     /// client (the forced command new-client writes).
     pub receive_only: bool,
     /// What its key may do: `client`, `replica` (a primary replicating
-    /// here) or `read-only`; for data without a key line of its own, the
+    /// here), `read-only` or `push-only`; for data without a key line of its own, the
     /// replica key it arrived through (`replicated from PRIMARY`).
     pub role: String,
     /// Whether the store holds a directory for it.
@@ -72,6 +72,7 @@ impl ClientRow {
             (false, _) => "NOT byteback's own forced command",
             (true, "replica") => keys::KeyRole::Replica.describe(),
             (true, "read-only") => keys::KeyRole::ReadOnly.describe(),
+            (true, "push-only") => keys::KeyRole::PushOnly { granted: false }.describe(),
             (true, "legacy") => keys::KeyRole::Legacy.describe(),
             (true, _) => keys::KeyRole::Client.describe(),
         });
@@ -126,6 +127,7 @@ pub fn gather(store: &Store, authorized_keys: &str) -> Result<Vec<ClientRow>> {
                 keys::KeyRole::Client => "client",
                 keys::KeyRole::Replica => "replica",
                 keys::KeyRole::ReadOnly => "read-only",
+                keys::KeyRole::PushOnly { .. } => "push-only",
                 keys::KeyRole::Legacy => "legacy",
             }
             .to_owned(),
@@ -234,6 +236,58 @@ pub fn list(store_root: &Path, json: bool) -> Result<()> {
         );
     } else {
         print!("{}", render_text(&rows));
+    }
+    Ok(())
+}
+
+/// `byteback-server grant-restore`: opens (or with `revoke`, ends) the
+/// window in which `name`'s push-only key may read back (see
+/// [`crate::store::grant`]); a new window replaces the old one. A client
+/// whose key is not push-only reads anyway: said, and recorded all the
+/// same (it holds if the key is switched to push-only meanwhile).
+pub fn grant_restore(
+    store_root: &Path,
+    name: &str,
+    window: crate::config::Duration,
+    revoke: bool,
+) -> Result<()> {
+    super::refuse_root()?;
+    let store = crate::lifecycle::open_store(store_root)?;
+    super::run_as_owner(&store)?;
+    let client = ClientName::new(name)?;
+    let text = keys::read(&keys::default_path()?)?;
+    let line = lines_of_store(&text, &store)
+        .into_iter()
+        .find(|l| l.client == client.as_str());
+    if line.is_none() && !store.has_client(&client) {
+        return Err(unknown(&client, &store));
+    }
+    if revoke {
+        store.revoke_restore_grant(&client);
+        store.log(&format!(
+            "{client}: restore window ended by grant-restore --revoke"
+        ));
+        println!("Client {client}'s key may no longer read back (if it is push-only).");
+        return Ok(());
+    }
+    let now = jiff::Timestamp::now();
+    let until = now
+        .checked_add(window.0)
+        .map_err(|e| Error::Usage(format!("--for {window}: {e}")))?;
+    store.set_restore_grant(&client, until)?;
+    store.log(&format!(
+        "{client}: restore window opened by grant-restore until {until} ({window})"
+    ));
+    println!(
+        "Client {client}'s key may list, restore and verify until {until} (for {window}); `byteback-server grant-restore --client {client} --revoke` ends it sooner."
+    );
+    match line.map(|l| l.role) {
+        Some(keys::KeyRole::PushOnly { .. }) => {}
+        Some(role) => println!(
+            "Note: {client}'s key is not push-only ({}): it reads back without a window.",
+            role.describe()
+        ),
+        None => println!("Note: {client} has no key line here."),
     }
     Ok(())
 }
@@ -362,7 +416,9 @@ pub fn rename(store_root: &Path, old: &str, new: &str) -> Result<()> {
                 crate::names::REPLICA_SEPARATOR
             )));
         }
-        Some(keys::KeyRole::Client) if new.split_replicated().is_some() => {
+        Some(keys::KeyRole::Client | keys::KeyRole::PushOnly { .. })
+            if new.split_replicated().is_some() =>
+        {
             return Err(Error::Usage(format!(
                 "invalid client name {new}: names with '{}' are a replica's copies of a primary's clients",
                 crate::names::REPLICA_SEPARATOR

@@ -218,6 +218,17 @@ pub enum KeyRole {
     Replica,
     /// List and restore only (e.g. a client's key on a replica): no backups.
     ReadOnly,
+    /// Back up only: a client whose key cannot read its history back (no
+    /// list, restore or digest), so that whoever takes the machine over
+    /// cannot read old versions of its files either — unless the
+    /// administrator allows reads for a while (`grant-restore`). `granted`
+    /// is never written in a key line: the forced command sets it from the
+    /// client's grant record ([`crate::server::roles::in_effect`]) before
+    /// the role table is consulted.
+    PushOnly {
+        /// Whether a `grant-restore` window is open now.
+        granted: bool,
+    },
     /// An original byteback client's key, imported by `import-keys`: its
     /// client's backups, snapshots, listings and restores, in the
     /// original's language (`protocol::legacy`), within the same
@@ -232,6 +243,7 @@ impl KeyRole {
             KeyRole::Client => None,
             KeyRole::Replica => Some("--replica"),
             KeyRole::ReadOnly => Some("--read-only"),
+            KeyRole::PushOnly { .. } => Some("--push-only"),
             KeyRole::Legacy => Some("--legacy"),
         }
     }
@@ -242,6 +254,8 @@ impl KeyRole {
             KeyRole::Client => "receive only",
             KeyRole::Replica => "replica of a primary",
             KeyRole::ReadOnly => "read only",
+            KeyRole::PushOnly { granted: false } => "push only",
+            KeyRole::PushOnly { granted: true } => "push only, reads granted for now",
             KeyRole::Legacy => "original byteback client",
         }
     }
@@ -398,7 +412,7 @@ pub struct KeyLine {
     /// Whether it has `restrict` (no forwarding, pty or rc files).
     pub restrict: bool,
     /// Whether its forced command is exactly `<server> receive --store S
-    /// --client NAME [--replica|--read-only]`, as new-client writes it: the
+    /// --client NAME [--replica|--read-only|--push-only]`, as new-client writes it: the
     /// key can serve that client's requests (in its role) and do nothing else.
     pub receive_only: bool,
     /// What the key may do, by its forced command's flag.
@@ -422,6 +436,7 @@ impl KeyLine {
         let role = match words.get(6).map(String::as_str) {
             Some("--replica") => KeyRole::Replica,
             Some("--read-only") => KeyRole::ReadOnly,
+            Some("--push-only") => KeyRole::PushOnly { granted: false },
             Some("--legacy") => KeyRole::Legacy,
             _ => KeyRole::Client,
         };
@@ -1008,8 +1023,12 @@ mod tests {
         assert_eq!(read.from.as_deref(), Some("192.0.2.1"));
         assert!(read.restrict && read.receive_only);
         assert_eq!(read.role, KeyRole::Client);
-        // Replica and read-only lines read back with their role.
-        for role in [KeyRole::Replica, KeyRole::ReadOnly] {
+        // Replica, read-only and push-only lines read back with their role.
+        for role in [
+            KeyRole::Replica,
+            KeyRole::ReadOnly,
+            KeyRole::PushOnly { granted: false },
+        ] {
             let made = authorized_line(
                 Path::new("/usr/bin/byteback-server"),
                 Path::new("/srv/s"),

@@ -92,8 +92,15 @@ enum Command {
         clients: Vec<String>,
         /// The key may only list and restore (e.g. a client's own key on a replica, named
         /// PRIMARY__CLIENT), never back up.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "push_only")]
         read_only: bool,
+        /// The key may only back up: it cannot list, restore or verify, so whoever takes the
+        /// machine over cannot read its history either. A restore then needs `byteback-server
+        /// grant-restore --client NAME` (a window of reads), or a read on the server.
+        /// To switch an enrolled client's key to (or back from) push-only, run new-client again
+        /// with the same key, the role's flag (or none) and --replace-key.
+        #[arg(long, conflicts_with = "replica")]
+        push_only: bool,
         /// The client's public key, as `byteback setup` printed it (quoted or not).
         #[arg(required = true, num_args = 1.., allow_hyphen_values = true, value_name = "KEY")]
         key: Vec<String>,
@@ -176,11 +183,39 @@ enum Command {
         #[arg(long, conflicts_with = "read_only")]
         replica: bool,
         /// The key may only list and restore (set by new-client --read-only).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "push_only")]
         read_only: bool,
+        /// The key may only back up, and read back only while grant-restore allows it (set by
+        /// new-client --push-only).
+        #[arg(long, conflicts_with = "replica")]
+        push_only: bool,
         /// The key is an original byteback client's, speaking its language (set by import-keys).
-        #[arg(long, conflicts_with_all = ["replica", "read_only"])]
+        #[arg(long, conflicts_with_all = ["replica", "read_only", "push_only"])]
         legacy: bool,
+    },
+    /// Let a push-only client's key list, restore and verify for a while (see new-client --push-only).
+    ///
+    /// Records beside the client, on the server, the time the window ends; the client's key reads
+    /// back until then, and is refused again after. Running it again replaces the window. See
+    /// docs/security.md, "Key roles".
+    GrantRestore {
+        /// The store directory [default: the backup user's home].
+        #[arg(long)]
+        store: Option<PathBuf>,
+        /// The client's name, as enrolled with new-client --push-only.
+        #[arg(long)]
+        client: String,
+        /// How long reads are allowed from now: 90s, 30m, 1h, 2 days.
+        #[arg(
+            long = "for",
+            value_name = "DURATION",
+            default_value = "1h",
+            conflicts_with = "revoke"
+        )]
+        window: crate::config::Duration,
+        /// End the window now instead.
+        #[arg(long)]
+        revoke: bool,
     },
     /// Rewrite the original byteback's client lines (command="byteback-receive", BYTEBACK_HOST) in authorized_keys into this server's; see docs/server-and-clients.md, "Upgrading from the original byteback".
     ImportKeys {
@@ -385,6 +420,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             replica,
             clients,
             read_only,
+            push_only,
             key,
         } => setup::new_client(
             &store_or_home(store)?,
@@ -392,7 +428,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             from.as_deref(),
             &key,
             replace_key,
-            key_role(replica, read_only),
+            key_role(replica, read_only, push_only),
             &clients,
         )
         .map(|()| 0),
@@ -427,6 +463,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             client,
             replica,
             read_only,
+            push_only,
             legacy,
         } => {
             // Bytes that are not UTF-8 are never byteback's (it encodes its
@@ -438,11 +475,17 @@ pub fn run(cli: Cli) -> Result<u8> {
                 &client,
                 match legacy {
                     true => keys::KeyRole::Legacy,
-                    false => key_role(replica, read_only),
+                    false => key_role(replica, read_only, push_only),
                 },
                 command.as_deref(),
             ))
         }
+        Command::GrantRestore {
+            store,
+            client,
+            window,
+            revoke,
+        } => clients::grant_restore(&store_or_home(store)?, &client, window, revoke).map(|()| 0),
         Command::ImportKeys { store, file } => {
             let file = match file {
                 Some(f) => absolute(&f)?,
@@ -556,10 +599,11 @@ pub fn run(cli: Cli) -> Result<u8> {
 }
 
 /// The role a key line's flags give (see [`keys::KeyRole`]).
-fn key_role(replica: bool, read_only: bool) -> keys::KeyRole {
-    match (replica, read_only) {
-        (true, _) => keys::KeyRole::Replica,
-        (_, true) => keys::KeyRole::ReadOnly,
+fn key_role(replica: bool, read_only: bool, push_only: bool) -> keys::KeyRole {
+    match (replica, read_only, push_only) {
+        (true, _, _) => keys::KeyRole::Replica,
+        (_, true, _) => keys::KeyRole::ReadOnly,
+        (_, _, true) => keys::KeyRole::PushOnly { granted: false },
         _ => keys::KeyRole::Client,
     }
 }

@@ -163,8 +163,9 @@ pub fn run(store_root: &Path, args: &Args) -> Result<u8> {
 }
 
 /// The client's key line in this server's authorized_keys: a client key's
-/// (a read-only, replica or original client's key cannot be moved: the
-/// last could not follow the redirect).
+/// (a read-only, replica, push-only or original client's key cannot be
+/// moved: the target enrols a client key, and an original client could
+/// not follow the redirect).
 fn key_line(store: &Store, client: &ClientName) -> Result<KeyLine> {
     let text = keys::read(&keys::default_path()?)?;
     let line = keys::client_lines(&text)
@@ -179,6 +180,11 @@ fn key_line(store: &Store, client: &ClientName) -> Result<KeyLine> {
         KeyRole::Client => Ok(line),
         KeyRole::Legacy => Err(Error::Refused(format!(
             "client {client} is an original byteback client (import-keys), which cannot follow a redirect: install this byteback on it first (`byteback setup`), then move it"
+        ))),
+        // The target writes a client key's line for it: moving would
+        // loosen the key behind the administrator's back.
+        KeyRole::PushOnly { .. } => Err(Error::Refused(format!(
+            "client {client}'s key is push-only, and the server it moves to would enrol it as a client key: switch it here first (`byteback-server new-client --name {client} --replace-key KEY`), move it, then switch it back there (`new-client --push-only --replace-key`)"
         ))),
         KeyRole::ReadOnly | KeyRole::Replica => Err(Error::Refused(format!(
             "{client}'s key line is a {} key's, not a client's: only a client moves",

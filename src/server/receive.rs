@@ -45,7 +45,9 @@ pub fn run(store_root: &Path, name: &str, role: KeyRole, command: Option<&str>) 
     };
     let named = match role {
         KeyRole::Replica => ClientName::primary(name),
-        KeyRole::Client | KeyRole::ReadOnly | KeyRole::Legacy => ClientName::new(name),
+        KeyRole::Client | KeyRole::ReadOnly | KeyRole::PushOnly { .. } | KeyRole::Legacy => {
+            ClientName::new(name)
+        }
     };
     let named = match named {
         Ok(c) => c,
@@ -56,12 +58,21 @@ pub fn run(store_root: &Path, name: &str, role: KeyRole, command: Option<&str>) 
             return e.exit_code().code();
         }
     };
-    let incoming = roles::admit(role, command);
+    // A push-only key's reads hang on the client's restore window: the
+    // role in effect now is what the table decides on.
+    let role = roles::in_effect(role, &store, &named, Timestamp::now());
+    let incoming = roles::admit(role, named.as_str(), command);
     // What status reports as this client's last attempt (not pings, lists;
     // nothing for a read-only or replica key, whose refusals and restores
     // say nothing about the backups of the client it reads).
     let attempt = match &incoming {
-        _ if !matches!(role, KeyRole::Client | KeyRole::Legacy) => None,
+        _ if !matches!(
+            role,
+            KeyRole::Client | KeyRole::PushOnly { .. } | KeyRole::Legacy
+        ) =>
+        {
+            None
+        }
         Ok(incoming) => match incoming.ask() {
             roles::Ask::Receive => Some("receive"),
             roles::Ask::Complete => Some("complete"),
@@ -72,8 +83,8 @@ pub fn run(store_root: &Path, name: &str, role: KeyRole, command: Option<&str>) 
         Err(_) => Some("refused"),
     };
     let result = incoming.and_then(|incoming| match incoming {
-        // The table admits a client's language only from client and
-        // read-only keys, and a primary's only from replica keys.
+        // The table admits a client's language only from client,
+        // push-only and read-only keys, and a primary's only from replica keys.
         Incoming::Client(request) => serve(&store, &named, request),
         Incoming::Replica(request) => serve_replica(&store, &named, request),
         // Only from legacy keys: the original client's requests, as ours.
@@ -84,7 +95,10 @@ pub fn run(store_root: &Path, name: &str, role: KeyRole, command: Option<&str>) 
         Err(e) => {
             let who = match role {
                 KeyRole::Replica => format!("replica of {named}"),
-                KeyRole::Client | KeyRole::ReadOnly | KeyRole::Legacy => named.to_string(),
+                KeyRole::Client
+                | KeyRole::ReadOnly
+                | KeyRole::PushOnly { .. }
+                | KeyRole::Legacy => named.to_string(),
             };
             store.warn(&format!("{who}: {e} (command {:?})", command.unwrap_or("")));
             eprintln!("{}", Failure::of(e).render());

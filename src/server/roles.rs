@@ -8,6 +8,12 @@
 //! written down, here, what it may do. The check runs before anything
 //! touches the store (`receive::run`), so a refused request changes nothing.
 //!
+//! A push-only key's reads depend on a record the administrator sets
+//! (`grant-restore`, [`crate::store::grant`]): the forced command reads it
+//! first and turns the key line's role into the role in effect now
+//! ([`in_effect`]: `PushOnly { granted }`), and only then asks the table.
+//! So the window is one more row of the same table, not a check elsewhere.
+//!
 //! Rules that are not about the kind of request (which clients a replica
 //! key may create, how much space and how many transfer slots a key may
 //! spend) belong to the key too, and are stated next to the request they
@@ -128,6 +134,12 @@ impl Incoming {
 ///   own key — only for a client stated at enrolment
 ///   ([`ReplicaClients::admits_adoption`]), whose name and key nobody here
 ///   holds yet (`server::setup::adopt`).
+/// - A **push-only** key backs up its own client (ping, transfer,
+///   `incremental`, `complete`, and `snapshots`: the names and times of
+///   its snapshots, which its incremental backups start from, but nothing
+///   of what they hold) and cannot read anything back: no `list`, no
+///   restore, no `digest` — unless the administrator has opened a window
+///   (`grant-restore`), during which it may do all a client key may.
 /// - A **legacy** key (an original byteback client's, `import-keys`) may
 ///   do what the original's client does — ping, transfer, snapshot, list,
 ///   restore — and nothing it never asked for (no `incremental`, no
@@ -148,6 +160,15 @@ pub fn allows(role: KeyRole, ask: Ask) -> bool {
             ReplicaState | ReplicaReceive | ReplicaSnapshot | ReplicaAdopt => true,
             Ping | Receive | Incremental | Complete | Snapshots | List | Digest | Send => false,
         },
+        KeyRole::PushOnly { granted: false } => match ask {
+            Ping | Receive | Incremental | Complete | Snapshots => true,
+            List | Digest | Send | ReplicaState | ReplicaReceive | ReplicaSnapshot
+            | ReplicaAdopt => false,
+        },
+        KeyRole::PushOnly { granted: true } => match ask {
+            Ping | Receive | Incremental | Complete | Snapshots | List | Digest | Send => true,
+            ReplicaState | ReplicaReceive | ReplicaSnapshot | ReplicaAdopt => false,
+        },
         KeyRole::Legacy => match ask {
             Ping | Receive | Complete | List | Send => true,
             Incremental | Snapshots | Digest | ReplicaState | ReplicaReceive | ReplicaSnapshot
@@ -165,7 +186,9 @@ pub fn parse(role: KeyRole, command: Option<&str>) -> std::result::Result<Incomi
     let as_replica = || protocol::parse_replica(command).map(Incoming::Replica);
     let as_legacy = || protocol::parse_legacy(command).map(Incoming::Legacy);
     match role {
-        KeyRole::Client | KeyRole::ReadOnly => as_client().or_else(|e| as_replica().map_err(|_| e)),
+        KeyRole::Client | KeyRole::ReadOnly | KeyRole::PushOnly { .. } => {
+            as_client().or_else(|e| as_replica().map_err(|_| e))
+        }
         KeyRole::Replica => as_replica().or_else(|e| as_client().map_err(|_| e)),
         KeyRole::Legacy => as_legacy()
             .or_else(|e| as_client().map_err(|_| e))
@@ -173,9 +196,28 @@ pub fn parse(role: KeyRole, command: Option<&str>) -> std::result::Result<Incomi
     }
 }
 
+/// The role a key line's `role` has now, for `client`: a push-only key's
+/// reads are granted while the client's restore window
+/// ([`Store::restore_granted`]) is open at `now`; every other role is what
+/// its line says.
+pub fn in_effect(
+    role: KeyRole,
+    store: &Store,
+    client: &ClientName,
+    now: jiff::Timestamp,
+) -> KeyRole {
+    match role {
+        KeyRole::PushOnly { .. } => KeyRole::PushOnly {
+            granted: store.restore_granted(client, now),
+        },
+        KeyRole::Client | KeyRole::ReadOnly | KeyRole::Replica | KeyRole::Legacy => role,
+    }
+}
+
 /// Parses and checks a command against the table: the request, or the
-/// refusal a key of `role` gets.
-pub fn admit(role: KeyRole, command: Option<&str>) -> Result<Incoming> {
+/// refusal a key of `role` gets. `name` is the client (or primary) the
+/// key line names, for a refusal's remedy.
+pub fn admit(role: KeyRole, name: &str, command: Option<&str>) -> Result<Incoming> {
     let incoming =
         parse(role, command).map_err(|refusal| Error::Refused(format!("refused: {refusal}")))?;
     let ask = incoming.ask();
@@ -186,8 +228,15 @@ pub fn admit(role: KeyRole, command: Option<&str>) -> Result<Incoming> {
         Some(flag) => format!("with {flag}"),
         None => "as a client".to_owned(),
     };
+    // A push-only key's owner needs to know how a restore is done after all.
+    let remedy = match role {
+        KeyRole::PushOnly { granted: false } if allows(KeyRole::Client, ask) => format!(
+            "this key may only push; to read back, on the server run `byteback-server grant-restore --client {name} --for 1h` (or read there: `byteback-server list --client {name}`); "
+        ),
+        _ => String::new(),
+    };
     Err(Error::Refused(format!(
-        "refused: {} is not allowed for this key: it was enrolled {enrolled} ({}); see docs/security.md, \"Key roles\"",
+        "refused: {} is not allowed for this key: it was enrolled {enrolled} ({}); {remedy}see docs/security.md, \"Key roles\"",
         ask.name(),
         role.describe()
     )))
@@ -314,9 +363,11 @@ impl ReplicaClients {
 mod tests {
     use super::*;
 
-    const ROLES: [KeyRole; 4] = [
+    const ROLES: [KeyRole; 6] = [
         KeyRole::Client,
         KeyRole::ReadOnly,
+        KeyRole::PushOnly { granted: false },
+        KeyRole::PushOnly { granted: true },
         KeyRole::Replica,
         KeyRole::Legacy,
     ];
@@ -337,6 +388,19 @@ mod tests {
                 Send,
             ],
             KeyRole::ReadOnly => &[Ping, Snapshots, List, Digest, Send],
+            KeyRole::PushOnly { granted: false } => {
+                &[Ping, Receive, Incremental, Complete, Snapshots]
+            }
+            KeyRole::PushOnly { granted: true } => &[
+                Ping,
+                Receive,
+                Incremental,
+                Complete,
+                Snapshots,
+                List,
+                Digest,
+                Send,
+            ],
             KeyRole::Replica => &[ReplicaState, ReplicaReceive, ReplicaSnapshot, ReplicaAdopt],
             KeyRole::Legacy => &[Ping, Receive, Complete, List, Send],
         }
@@ -374,7 +438,64 @@ mod tests {
             let ours = [KeyRole::Client, KeyRole::ReadOnly, KeyRole::Replica];
             assert_eq!(ours.iter().filter(|r| allows(**r, ask)).count(), 1);
             assert!(!allows(KeyRole::Legacy, ask) || allows(KeyRole::Client, ask));
+            for granted in [false, true] {
+                let push_only = KeyRole::PushOnly { granted };
+                assert!(!allows(push_only, ask) || allows(KeyRole::Client, ask));
+            }
         }
+    }
+
+    /// A push-only key is a client key without the reads, and with a
+    /// restore window open, exactly a client key; its refusals name the
+    /// two remedies.
+    #[test]
+    fn a_push_only_key_reads_only_while_granted() {
+        let reads = [Ask::List, Ask::Digest, Ask::Send];
+        for ask in Ask::ALL {
+            let pushing = allows(KeyRole::PushOnly { granted: false }, ask);
+            assert_eq!(
+                pushing,
+                allows(KeyRole::Client, ask) && !reads.contains(&ask),
+                "{ask:?}"
+            );
+            assert_eq!(
+                allows(KeyRole::PushOnly { granted: true }, ask),
+                allows(KeyRole::Client, ask),
+                "{ask:?}"
+            );
+        }
+        for ask in reads {
+            let e = admit(
+                KeyRole::PushOnly { granted: false },
+                "web1",
+                Some(&sample(ask)),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains("enrolled with --push-only"), "{e}");
+            assert!(
+                e.contains("byteback-server grant-restore --client web1 --for 1h"),
+                "{e}"
+            );
+            assert!(e.contains("byteback-server list --client web1"), "{e}");
+            assert!(
+                admit(
+                    KeyRole::PushOnly { granted: true },
+                    "web1",
+                    Some(&sample(ask))
+                )
+                .is_ok()
+            );
+        }
+        // A replica's request gets no restore remedy: no grant would allow it.
+        let e = admit(
+            KeyRole::PushOnly { granted: true },
+            "web1",
+            Some(&sample(Ask::ReplicaState)),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(!e.contains("grant-restore"), "{e}");
     }
 
     /// The original client's lines, as a legacy key's, and what they are.
@@ -396,10 +517,10 @@ mod tests {
         ];
         for (line, ask) in lines {
             let admitted =
-                admit(KeyRole::Legacy, Some(line)).unwrap_or_else(|e| panic!("{line}: {e}"));
+                admit(KeyRole::Legacy, "old", Some(line)).unwrap_or_else(|e| panic!("{line}: {e}"));
             assert_eq!(admitted.ask(), ask, "{line}");
             for role in [KeyRole::Client, KeyRole::ReadOnly, KeyRole::Replica] {
-                assert!(admit(role, Some(line)).is_err(), "{role:?} {line}");
+                assert!(admit(role, "old", Some(line)).is_err(), "{role:?} {line}");
             }
         }
         // What it never asked for is refused by name.
@@ -409,11 +530,11 @@ mod tests {
             Ask::Digest,
             Ask::ReplicaState,
         ] {
-            let e = admit(KeyRole::Legacy, Some(&sample(ask))).unwrap_err();
+            let e = admit(KeyRole::Legacy, "old", Some(&sample(ask))).unwrap_err();
             assert!(e.to_string().contains("enrolled with --legacy"), "{e}");
         }
         // Gibberish gets the original language's refusal.
-        let e = admit(KeyRole::Legacy, Some("/bin/sh")).unwrap_err();
+        let e = admit(KeyRole::Legacy, "old", Some("/bin/sh")).unwrap_err();
         assert!(e.to_string().contains("original byteback client"), "{e}");
     }
 
@@ -477,7 +598,7 @@ mod tests {
                 if allows(role, ask) {
                     assert_eq!(parsed.ask(), ask, "{line}");
                 }
-                let admitted = admit(role, Some(&line));
+                let admitted = admit(role, "web1", Some(&line));
                 assert_eq!(
                     admitted.is_ok(),
                     allows(role, parsed.ask()),

@@ -87,7 +87,9 @@ pub fn new_client(
             .iter()
             .map(|n| ClientName::new(n))
             .collect::<Result<std::collections::BTreeSet<_>>>()?,
-        KeyRole::Client | KeyRole::ReadOnly | KeyRole::Legacy => Default::default(),
+        KeyRole::Client | KeyRole::ReadOnly | KeyRole::PushOnly { .. } | KeyRole::Legacy => {
+            Default::default()
+        }
     };
     let name = match name {
         Some(n) => n,
@@ -131,8 +133,48 @@ pub fn new_client(
         replace_key,
     )? {
         Plan::AlreadyThere => {
-            add_space(&store)?;
-            println!("Client {client} already has this key; nothing to change.");
+            // The same key in another role: switched only on request
+            // (`--replace-key`, which replaces the client's line), so that
+            // enrolling again never loosens a key by accident.
+            let text = authorized_keys.text().to_owned();
+            let old = keys::client_lines(&text)
+                .into_iter()
+                .find(|l| l.key.blob == key.blob && l.client == client.as_str())
+                .filter(|l| l.role != role);
+            match old {
+                None => {
+                    add_space(&store)?;
+                    println!("Client {client} already has this key; nothing to change.");
+                }
+                Some(old) if !replace_key => {
+                    return Err(Error::Refused(format!(
+                        "client {client} already has this key, as {} ({}); to make it {} ({}), run this again with --replace-key",
+                        role_words(old.role),
+                        old.role.describe(),
+                        role_words(role),
+                        role.describe()
+                    )));
+                }
+                Some(old) => {
+                    let from = from.or(old.from.as_deref());
+                    let line =
+                        keys::authorized_line(&exe, store.root(), &client, from, &key, role)?;
+                    add_space(&store)?;
+                    authorized_keys.write(keys::replace_line(&text, old.index, Some(&line)))?;
+                    store.log(&format!(
+                        "{client}: key {} switched from {} to {}",
+                        key.sha256().unwrap_or_default(),
+                        role_words(old.role),
+                        role_words(role)
+                    ));
+                    println!(
+                        "Client {client}'s key is now {} ({}); it was {}.",
+                        role_words(role),
+                        role.describe(),
+                        role_words(old.role)
+                    );
+                }
+            }
         }
         Plan::Append => {
             let line = keys::authorized_line(&exe, store.root(), &client, from, &key, role)?;
@@ -187,6 +229,14 @@ pub fn new_client(
         _ => println!("Client setup for {client} done!"),
     }
     Ok(())
+}
+
+/// A role as new-client's flags name it, for messages.
+fn role_words(role: KeyRole) -> String {
+    match role.flag() {
+        Some(flag) => format!("a {flag} key"),
+        None => "a client key".to_owned(),
+    }
 }
 
 /// This program, as its key lines name it in their forced command.

@@ -19,6 +19,7 @@ pub mod backend;
 pub mod btrfs;
 #[cfg(test)]
 pub mod fake;
+pub mod grant;
 pub mod keeper;
 pub mod moved;
 pub mod outcome;

@@ -27,6 +27,7 @@ const AREAS: &[(&str, &[&str])] = &[
             "reads",
             "space_budget",
             "name_collisions",
+            "push_only",
         ],
     ),
     ("Hostile backup user", &["hardened"]),
