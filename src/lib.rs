@@ -4,6 +4,7 @@
 //! only parse arguments, call a command and map its error to an exit status.
 
 pub mod catalog;
+pub mod changes;
 pub mod client;
 pub mod config;
 pub mod config_reference;

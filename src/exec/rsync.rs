@@ -592,7 +592,27 @@ pub fn receiver_argv(
     side: &ServerSide,
     link_dests: &[String],
 ) -> Vec<OsString> {
+    receiver_argv_logged(client_options, side, link_dests, None)
+}
+
+/// [`receiver_argv`], with the receiver writing its itemized log of what
+/// it changed to `log_file` (`--log-file`, in `log_format`), a file the
+/// server readied outside `current` and reads after the transfer (see
+/// [`crate::changes`]). rsync opens it before it confines itself; only
+/// the server sets these options (the protocol refuses them from a client).
+pub fn receiver_argv_logged(
+    client_options: &[String],
+    side: &ServerSide,
+    link_dests: &[String],
+    log: Option<(&Path, &str)>,
+) -> Vec<OsString> {
     let mut args = server_args(client_options, side);
+    if let Some((file, format)) = log {
+        let mut a = OsString::from("--log-file=");
+        a.push(file);
+        args.push(a);
+        args.push(format!("--log-file-format={format}").into());
+    }
     args.extend(link_dests.iter().map(|d| format!("--link-dest={d}").into()));
     args.push(".".into());
     args.push(".".into());

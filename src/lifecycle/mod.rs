@@ -29,6 +29,7 @@ use crate::store::{
 use crate::sys::lock::Lock;
 use crate::window::{self, Gate, Windows};
 
+pub mod changelog;
 pub mod hardened;
 
 /// Opens the store at `root` as every command must: in hardened mode if
@@ -325,6 +326,8 @@ impl<'s> ClientBackups<'s> {
                     "cannot ready current of {client} for an incremental backup ({e}): make a full pass"
                 ))
             })?;
+        // The server's own deletions are part of the snapshot's change log.
+        self.note_deleted(&list.gone);
         if store.backend().kind() == Backend::Btrfs && list.gone.is_empty() {
             store.set_client_mark(client, CLEAN_XATTR, snapshot)?;
         }
@@ -479,7 +482,13 @@ impl<'s> ClientBackups<'s> {
         let (store, client) = (self.store, &self.client);
         // History here ends with the move: every snapshot comes this way.
         self.check_not_moved()?;
+<<<<<<< HEAD
         self.check_quota()?;
+=======
+        // The change log is classified while `current` is still writable
+        // and the previous snapshot is the newest.
+        let log = self.seal_change_log();
+>>>>>>> wt-changes
         let name = match name {
             Some(name) => store.take_snapshot_named(client, name, note)?,
             // (In hardened mode the helper names it, by its own clock.)
@@ -491,6 +500,13 @@ impl<'s> ClientBackups<'s> {
             "snapshot"
         };
         store.log(&format!("{client}: {what} {name} taken"));
+        if let Some(log) = &log {
+            self.place_change_log(&name);
+            store.log(&format!(
+                "{client}: {name}: {} added, {} deleted, {} changed in content, {} in metadata",
+                log.added, log.deleted, log.content, log.metadata
+            ));
+        }
         // What was written is history now, before pruning weighs it.
         growth::record_snapshot(store, client)?;
         store.clear_client_notice(client);

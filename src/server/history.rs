@@ -129,6 +129,27 @@ pub fn list(root: &Path, client: &str, query: &crate::listing::Query, json: bool
     Ok(0)
 }
 
+/// `byteback-server diff`: what changed between two snapshots of a client.
+pub fn diff(
+    root: &Path,
+    client: &str,
+    from: Option<&str>,
+    to: Option<&str>,
+    json: bool,
+) -> Result<u8> {
+    let store = lifecycle::open_store(root)?;
+    let client = ClientName::new(client)?;
+    let diff = ClientBackups::open(&store, &client)?.diff(from, to)?;
+    if json {
+        println!("{}", diff.json());
+    } else {
+        for line in diff.lines() {
+            println!("{line}");
+        }
+    }
+    Ok(0)
+}
+
 /// `byteback-server snapshots`: every snapshot of one client or all.
 pub fn snapshots(root: &Path, client: Option<&str>, json: bool) -> Result<u8> {
     let store = lifecycle::open_store(root)?;

@@ -377,6 +377,24 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// What changed between two snapshots of a client (default: the newest and the one before),
+    /// from the change logs the server recorded at each snapshot; snapshots without one (the
+    /// original byteback's, or older) are compared tree against tree, and the output says so.
+    Diff {
+        /// The store directory [default: the backup user's home].
+        #[arg(long)]
+        store: Option<PathBuf>,
+        /// The client.
+        #[arg(long)]
+        client: String,
+        /// The older snapshot [default: the one before the newer].
+        from: Option<String>,
+        /// The newer snapshot [default: the newest].
+        to: Option<String>,
+        /// One JSON object: `from`, `to`, `method` (`log` or `trees`), counts, `paths`.
+        #[arg(long)]
+        json: bool,
+    },
     /// List the snapshots of every client (or one).
     Snapshots {
         /// The store directory [default: the backup user's home].
@@ -582,6 +600,19 @@ pub fn run(cli: Cli) -> Result<u8> {
             scrub,
             json,
         } => verify::run(&store_or_home(store)?, client.as_deref(), scrub, json),
+        Command::Diff {
+            store,
+            client,
+            from,
+            to,
+            json,
+        } => history::diff(
+            &store_or_home(store)?,
+            &client,
+            from.as_deref(),
+            to.as_deref(),
+            json,
+        ),
         Command::Snapshots {
             store,
             client,

@@ -457,13 +457,17 @@ fn receive(
         let role = ServerRole::Receiver {
             inplace: plan.inplace,
         };
-        // The destination is the working directory, whatever the client named.
-        rsync::receiver_argv(
+        // The destination is the working directory, whatever the client
+        // named; the receiver logs what it changes beside `current`.
+        let log = seen.join(crate::lifecycle::changelog::INCOMING);
+        rsync::receiver_argv_logged(
             options,
             &server_side(store, role, confine.then_some(seen)),
             &plan.link_dests,
+            Some((&log, crate::changes::LOG_FORMAT)),
         )
     };
+    backups.ready_change_log()?;
     enter_current(store, client)?;
     store.log(&format!("{client}: receiving backup"));
     // Its share of the bandwidth budget: the budget over the transfers
@@ -493,6 +497,7 @@ fn receive(
         |pid| transfer.over_limit(pid),
         share,
     )?;
+    backups.fold_change_log();
     if let Some(why) = &ended.ended_because {
         crate::report::note(format_args!("transfer stopped: {why}"));
     }

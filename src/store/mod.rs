@@ -9,6 +9,7 @@
 //! <store>/<client>/current          subvolume the client's rsync writes into
 //! <store>/<client>/<time>           read-only snapshots
 //! <store>/<client>/<time>.partial   marker: that snapshot's transfer left files out
+//! <store>/<client>/<time>.changes   that snapshot's change log (crate::changes)
 //! ```
 //!
 //! The layout is the original byteback's, plus the `.byteback` directory
@@ -657,6 +658,14 @@ impl Store {
                 partial_markers.push(snapshot);
                 continue;
             }
+            // A snapshot's change log (see `lifecycle::changelog`).
+            if name
+                .strip_suffix(".changes")
+                .and_then(SnapshotName::parse)
+                .is_some()
+            {
+                continue;
+            }
             match SnapshotName::parse(name) {
                 // In hardened mode only the helper's snapshots (root's)
                 // count: a subvolume the user made is nobody's history.
@@ -1137,6 +1146,7 @@ impl Store {
     fn delete_snapshot_directly(&self, client: &ClientName, name: &SnapshotName) -> Result<()> {
         let dir = self.client_dir(client);
         self.backend.delete(&dir, name)?;
+        let _ = std::fs::remove_file(dir.join(format!("{name}.changes")));
         let marker = dir.join(format!("{name}.partial"));
         match std::fs::remove_file(&marker) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {

@@ -45,7 +45,7 @@ const AREAS: &[(&str, &[&str])] = &[
             "hooks",
         ],
     ),
-    ("Incrementals", &["incremental", "attributes"]),
+    ("Incrementals", &["incremental", "attributes", "changes"]),
     ("Space", &["prune", "prune_order", "quota"]),
     ("Replication", &["replicate", "move_client"]),
     ("Verification", &["verify"]),

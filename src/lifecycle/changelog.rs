@@ -1,0 +1,307 @@
+//! Where a client's change logs live and when they are written (see
+//! [`crate::changes`] for what they hold and why the client cannot forge
+//! them):
+//!
+//! ```text
+//! <client>/.changes-incoming   the receiver's rsync log of the running transfer
+//! <client>/.changes-pending    touched paths since the last snapshot (server's own lines)
+//! <client>/.changes-next       the classified log of the snapshot being taken
+//! <client>/<time>.changes      a snapshot's change log (read-only, 0444)
+//! ```
+//!
+//! The incoming file is made by the server before each transfer (the
+//! confined receiver may write into existing files beside `current`, but
+//! make none) and folded into the pending list when it ends. The log of a
+//! snapshot is classified and written before the snapshot is taken, then
+//! renamed beside it: a crash in between leaves a `.changes-next` that the
+//! next snapshot replaces, never a log under the wrong snapshot.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+
+use crate::changes::{self, ChangeLog, Hint};
+use crate::error::{Error, Result};
+use crate::names::SnapshotName;
+
+use super::ClientBackups;
+
+/// The receiver's log of the running transfer.
+pub const INCOMING: &str = ".changes-incoming";
+const PENDING: &str = ".changes-pending";
+const NEXT: &str = ".changes-next";
+
+/// The most of a receiver's log read (a larger one, far beyond
+/// [`changes::MAX_PATHS`] lines, is cut).
+const MAX_INCOMING: u64 = 1 << 30;
+
+impl ClientBackups<'_> {
+    fn changes_file(&self, name: &str) -> PathBuf {
+        self.store.client_dir(&self.client).join(name)
+    }
+
+    /// Readies an empty [`INCOMING`] file for the receiver to log into.
+    pub fn ready_change_log(&self) -> Result<()> {
+        let path = self.changes_file(INCOMING);
+        let _ = std::fs::remove_file(&path);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map(drop)
+            .map_err(|e| Error::io("cannot create", &path, e))
+    }
+
+    /// Folds the receiver's log of a transfer that ended into the pending
+    /// list, and removes it.
+    pub fn fold_change_log(&self) {
+        use std::io::Read;
+        let path = self.changes_file(INCOMING);
+        let mut text = Vec::new();
+        let read =
+            std::fs::File::open(&path).and_then(|f| f.take(MAX_INCOMING).read_to_end(&mut text));
+        if let Err(e) = read {
+            self.store.warn(&format!(
+                "{}: cannot read the receiver's change log {}: {e}",
+                self.client,
+                path.display()
+            ));
+            return;
+        }
+        let touched = changes::parse_rsync_log(&text);
+        self.append_pending(touched.iter().map(|(p, h)| (p.as_slice(), *h)));
+        let _ = std::fs::remove_file(&path);
+    }
+
+    /// Notes paths the server itself deleted from `current` (an
+    /// incremental backup's vanished paths).
+    pub fn note_deleted(&self, paths: &[Vec<u8>]) {
+        self.append_pending(paths.iter().map(|p| (p.as_slice(), Hint::Gone)));
+    }
+
+    fn append_pending<'p>(&self, touched: impl Iterator<Item = (&'p [u8], Hint)>) {
+        let path = self.changes_file(PENDING);
+        let mut text = String::new();
+        for (p, hint) in touched {
+            text.push_str(&changes::pending_line(p, hint));
+        }
+        let written = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(&path)
+            .and_then(|mut f| f.write_all(text.as_bytes()));
+        if let Err(e) = written {
+            self.store.warn(&format!(
+                "{}: cannot record changes in {}: {e}",
+                self.client,
+                path.display()
+            ));
+        }
+    }
+
+    /// Before a snapshot: classifies the pending paths against the
+    /// previous snapshot and `current` and writes the log to take its
+    /// place beside the snapshot. `None` when no transfer logged anything
+    /// since the last snapshot (a snapshot by hand of an unlogged
+    /// `current`): then there is no log, rather than a wrong one.
+    pub(super) fn seal_change_log(&self) -> Option<ChangeLog> {
+        let (store, client) = (self.store, &self.client);
+        let pending = std::fs::read_to_string(self.changes_file(PENDING)).ok()?;
+        let previous = store.snapshots(client).ok()?.pop();
+        let before = previous
+            .as_ref()
+            .map(|s| store.client_dir(client).join(s.name.as_str()));
+        let after = store.current(client);
+        let touched = changes::parse_pending(&pending);
+        let classified = changes::classify(before.as_deref(), &after, &touched);
+        let log = ChangeLog::of(classified, Some(changes::count_files(&after)));
+        let next = self.changes_file(NEXT);
+        let _ = std::fs::remove_file(&next);
+        if let Err(e) = crate::sys::fs::write_atomic(&next, log.render().as_bytes(), 0o444) {
+            store.warn(&format!("{client}: cannot write the change log: {e}"));
+            return None;
+        }
+        Some(log)
+    }
+
+    /// After the snapshot `name` was taken: its log goes beside it, and
+    /// the pending list starts again.
+    pub(super) fn place_change_log(&self, name: &SnapshotName) {
+        let target = self.changes_file(&format!("{name}.changes"));
+        if let Err(e) = std::fs::rename(self.changes_file(NEXT), &target) {
+            self.store.warn(&format!(
+                "{}: cannot place the change log of {name}: {e}",
+                self.client
+            ));
+        }
+        let _ = std::fs::remove_file(self.changes_file(PENDING));
+    }
+
+    /// The change log of snapshot `name`, if it has one.
+    pub fn change_log(&self, name: &SnapshotName) -> Result<Option<ChangeLog>> {
+        let path = self.changes_file(&format!("{name}.changes"));
+        match std::fs::read_to_string(&path) {
+            Ok(text) => ChangeLog::parse(&text)
+                .map(Some)
+                .map_err(|e| Error::Config(format!("{}: {e}", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io("cannot read", &path, e)),
+        }
+    }
+}
+
+/// What changed between two snapshots, and how it was found.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Diff {
+    pub from: String,
+    pub to: String,
+    /// `log`: from the change logs; `trees`: a snapshot in the range has
+    /// none (taken by the original byteback or before change logs), so the
+    /// two trees were compared.
+    pub method: &'static str,
+    #[serde(flatten)]
+    pub log: ChangeLog,
+}
+
+impl Diff {
+    /// The lines `byteback diff` prints: a heading, then `+`, `-`, `c`
+    /// (content) or `m` (metadata only) and the path, one a line.
+    pub fn lines(&self) -> Vec<String> {
+        let l = &self.log;
+        let mut out = vec![format!(
+            "{} -> {}: {} added, {} deleted, {} changed in content, {} in metadata only{}",
+            self.from,
+            self.to,
+            l.added,
+            l.deleted,
+            l.content,
+            l.metadata,
+            match (self.method, l.complete) {
+                ("trees", _) => " (no change log for these snapshots: compared the trees)",
+                (_, false) => " (too many to list: counts only)",
+                _ => "",
+            }
+        )];
+        for (path, kind) in &l.paths {
+            let mark = match kind {
+                changes::Kind::Added => '+',
+                changes::Kind::Deleted => '-',
+                changes::Kind::Content => 'c',
+                changes::Kind::Metadata => 'm',
+            };
+            out.push(format!("{mark} {}", crate::catalog::display_path(path)));
+        }
+        out
+    }
+
+    /// One JSON object: `from`, `to`, `method`, the counts, `files`,
+    /// `complete` and `paths` (`[path, kind]` pairs, path as text with
+    /// bytes that are not UTF-8 replaced).
+    pub fn json(&self) -> String {
+        let paths: Vec<(String, changes::Kind)> = self
+            .log
+            .paths
+            .iter()
+            .map(|(p, k)| (String::from_utf8_lossy(p).into_owned(), *k))
+            .collect();
+        let value = serde_json::json!({
+            "from": self.from,
+            "to": self.to,
+            "method": self.method,
+            "added": self.log.added,
+            "deleted": self.log.deleted,
+            "content": self.log.content,
+            "metadata": self.log.metadata,
+            "files": self.log.files,
+            "complete": self.log.complete,
+            "paths": paths,
+        });
+        value.to_string()
+    }
+}
+
+impl ClientBackups<'_> {
+    /// What changed from snapshot `from` to snapshot `to` (defaults: the
+    /// newest but one, and the newest): the change logs of the snapshots
+    /// after `from` up to `to`, combined; where one is missing, the two
+    /// trees compared.
+    pub fn diff(&self, from: Option<&str>, to: Option<&str>) -> Result<Diff> {
+        let all = self.snapshots()?;
+        let find = |name: &str| {
+            all.iter()
+                .position(|s| s.name.as_str() == name)
+                .ok_or_else(|| {
+                    Error::NotFound(format!(
+                        "{} has no snapshot {}: list them with `snapshots`",
+                        self.client,
+                        crate::catalog::display_path(name.as_bytes())
+                    ))
+                })
+        };
+        let to = match to {
+            Some(n) => find(n)?,
+            None => all
+                .len()
+                .checked_sub(1)
+                .ok_or_else(|| Error::NotFound(format!("{} has no snapshots yet", self.client)))?,
+        };
+        let from = match from {
+            Some(n) => Some(find(n)?),
+            None => to.checked_sub(1),
+        };
+        let Some(from) = from else {
+            // The first snapshot: what its own log says (all added).
+            let name = &all[to].name;
+            let log = self.change_log(name)?;
+            return Ok(match log {
+                Some(log) => Diff {
+                    from: "(nothing)".into(),
+                    to: name.to_string(),
+                    method: "log",
+                    log,
+                },
+                None => self.compare_trees(None, name)?,
+            });
+        };
+        let (from, to) = (from.min(to), from.max(to));
+        let mut logs = Vec::new();
+        for s in &all[from + 1..=to] {
+            match self.change_log(&s.name)? {
+                Some(log) => logs.push(log),
+                None => return self.compare_trees(Some(&all[from].name), &all[to].name),
+            }
+        }
+        let log = match changes::combine(&logs) {
+            Some(log) => log,
+            None if logs.len() == 1 => logs.pop().unwrap_or_default(),
+            None => return self.compare_trees(Some(&all[from].name), &all[to].name),
+        };
+        Ok(Diff {
+            from: all[from].name.to_string(),
+            to: all[to].name.to_string(),
+            method: "log",
+            log,
+        })
+    }
+
+    /// The diff of two snapshots with no logs: both trees walked.
+    fn compare_trees(&self, from: Option<&SnapshotName>, to: &SnapshotName) -> Result<Diff> {
+        let dir = self.store.client_dir(&self.client);
+        let before = from.map(|n| dir.join(n.as_str()));
+        let after = dir.join(to.as_str());
+        let mut paths = changes::walk(&after);
+        if let Some(b) = &before {
+            paths.extend(changes::walk(b));
+        }
+        let touched = paths.into_iter().map(|p| (p, changes::TREES)).collect();
+        let classified = changes::classify(before.as_deref(), &after, &touched);
+        Ok(Diff {
+            from: from.map_or("(nothing)".into(), ToString::to_string),
+            to: to.to_string(),
+            method: "trees",
+            log: ChangeLog::of(classified, Some(changes::count_files(&after))),
+        })
+    }
+}
