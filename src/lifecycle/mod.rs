@@ -482,13 +482,10 @@ impl<'s> ClientBackups<'s> {
         let (store, client) = (self.store, &self.client);
         // History here ends with the move: every snapshot comes this way.
         self.check_not_moved()?;
-<<<<<<< HEAD
         self.check_quota()?;
-=======
         // The change log is classified while `current` is still writable
         // and the previous snapshot is the newest.
         let log = self.seal_change_log();
->>>>>>> wt-changes
         let name = match name {
             Some(name) => store.take_snapshot_named(client, name, note)?,
             // (In hardened mode the helper names it, by its own clock.)
