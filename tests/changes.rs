@@ -142,3 +142,111 @@ fn a_scripted_change_is_listed_exactly() {
         assert!(paths.contains_key(p), "{p} in {value}");
     }
 }
+
+/// Incremental backups (the change index, no `--full`) on `kind`: the
+/// change log lists what each changed, the server's own deletions
+/// included; the client's `byteback diff --json` prints exactly what
+/// `byteback-server diff --json` prints, for the newest pair and for a
+/// range of three snapshots (the logs combined), and its text form too.
+fn incremental_changes_on(kind: support::FsKind) {
+    let Some(w) = World::on("chg-incr", kind) else {
+        return;
+    };
+    let client = w.enroll("chg-incr");
+    w.server_config(NO_INTERVAL);
+    let s = &w.src;
+    for name in ["keep", "edit", "gone", "chmod", "later"] {
+        fs::write(s.join(name), format!("{name}\n")).unwrap();
+    }
+    w.backup_ok();
+    fs::write(s.join("new"), "new\n").unwrap();
+    fs::remove_file(s.join("gone")).unwrap();
+    fs::write(s.join("edit"), "edited, and longer\n").unwrap();
+    fs::set_permissions(s.join("chmod"), fs::Permissions::from_mode(0o600)).unwrap();
+    let out = w.backup_ok();
+    assert!(
+        support::world::incremental_paths(&out).is_some(),
+        "the second backup was not incremental: {out}"
+    );
+    let (value, paths) = diff_json(&w, &client);
+    let want: BTreeMap<String, String> = [
+        ("new", "added"),
+        ("gone", "deleted"),
+        ("edit", "content"),
+        ("chmod", "metadata"),
+    ]
+    .iter()
+    .map(|(p, k)| (p.to_string(), k.to_string()))
+    .collect();
+    assert_eq!(paths, want, "{value}");
+    assert_eq!(value["method"], "log", "{value}");
+
+    // A third backup; then the range first..third combines both logs.
+    fs::remove_file(s.join("later")).unwrap();
+    fs::write(s.join("new"), "new, then changed again\n").unwrap();
+    w.backup_ok();
+    let snaps = w.snapshots(&client);
+    assert_eq!(snaps.len(), 3, "{snaps:?}");
+    for args in [
+        vec!["--json"],
+        vec!["--json", snaps[0].as_str(), snaps[2].as_str()],
+        vec![],
+    ] {
+        let mut server_args = vec!["diff", "--client", client.as_str()];
+        server_args.extend(&args);
+        let server = w.server(&server_args);
+        assert!(server.status.success(), "server diff: {}", show(&server));
+        let mut client_args = vec!["diff"];
+        client_args.extend(&args);
+        let mine = w.client(&client_args);
+        assert!(mine.status.success(), "client diff: {}", show(&mine));
+        assert_eq!(stdout(&mine), stdout(&server), "diff {args:?}");
+    }
+    let mut server_args = vec!["diff", "--client", client.as_str(), "--json"];
+    server_args.extend([snaps[0].as_str(), snaps[2].as_str()]);
+    let range: serde_json::Value =
+        serde_json::from_str(stdout(&w.server(&server_args)).trim()).unwrap();
+    let prefix = format!("{}/", w.src.to_string_lossy().trim_start_matches('/'));
+    let combined: BTreeMap<String, String> = range["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| {
+            let rel = p[0].as_str()?.strip_prefix(&prefix)?;
+            Some((rel.to_owned(), p[1].as_str()?.to_owned()))
+        })
+        .collect();
+    let want: BTreeMap<String, String> = [
+        ("new", "added"),
+        ("gone", "deleted"),
+        ("later", "deleted"),
+        ("edit", "content"),
+        ("chmod", "metadata"),
+    ]
+    .iter()
+    .map(|(p, k)| (p.to_string(), k.to_string()))
+    .collect();
+    assert_eq!(combined, want, "{range}");
+
+    // A name that is not a snapshot's is one clear line, exit non-zero.
+    let out = w.client(&["diff", "yesterday"]);
+    assert!(!out.status.success(), "{}", show(&out));
+    assert!(
+        support::world::stderr(&out).contains("not a snapshot name"),
+        "{}",
+        show(&out)
+    );
+}
+
+/// Incremental backups on btrfs: see [`incremental_changes_on`].
+#[test]
+fn incremental_changes_are_logged_and_the_client_diff_agrees_btrfs() {
+    incremental_changes_on(support::FsKind::Btrfs);
+}
+
+/// Incremental backups on a plain (ext4) store: see
+/// [`incremental_changes_on`].
+#[test]
+fn incremental_changes_are_logged_and_the_client_diff_agrees_plain() {
+    incremental_changes_on(support::FsKind::Ext4);
+}

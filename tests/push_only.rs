@@ -1,6 +1,6 @@
 //! End to end: a client whose key is push-only (`new-client --push-only`,
 //! or switched with `--replace-key`) backs up as usual, full and
-//! incremental, but its `list`, `restore` and `verify` are refused (exit
+//! incremental, but its `list`, `restore`, `verify` and `diff` are refused (exit
 //! 6, the remedy named) until the administrator opens a window with
 //! `byteback-server grant-restore`, and refused again when the window ends
 //! or is revoked — with real sshd and btrfs.
@@ -13,8 +13,8 @@ use support::world::{World, show, stderr};
 
 const CLIENT: &str = "push.example";
 
-/// The client's three reads: a listing, a restore, a verify.
-fn reads(w: &World) -> [(&'static str, Output); 3] {
+/// The client's four reads: a listing, a restore, a verify, a diff.
+fn reads(w: &World) -> [(&'static str, Output); 4] {
     let src = w.src.to_string_lossy().into_owned();
     let into = w.area.path.join("restored");
     let into = into.to_string_lossy().into_owned();
@@ -25,6 +25,7 @@ fn reads(w: &World) -> [(&'static str, Output); 3] {
             w.client(&["restore", "--into", &into, &format!("{src}/file")]),
         ),
         ("verify", w.client(&["verify", &src])),
+        ("diff", w.client(&["diff"])),
     ]
 }
 
@@ -54,8 +55,8 @@ fn assert_refused(w: &World, when: &str) {
 }
 
 /// A push-only client backs up (full, then incremental) without a window;
-/// its list, restore and verify are refused with the remedy and exit 6;
-/// within `grant-restore --for 30s` all three work; after `--revoke`, and
+/// its list, restore, verify and diff are refused with the remedy and
+/// exit 6; within `grant-restore --for 30s` all four work; after `--revoke`, and
 /// after a short window has run out, they are refused again; and a
 /// second backup still works throughout.
 #[test]
@@ -119,5 +120,5 @@ fn a_push_only_key_reads_only_within_a_granted_window() {
     std::fs::write(w.src.join("file"), "third\n").unwrap();
     w.backup_ok();
     assert_eq!(w.snapshots(CLIENT).len(), 3);
-    println!("push-only: 3 backups, 9 reads refused outside windows, 3 served within one");
+    println!("push-only: 3 backups, 12 reads refused outside windows, 4 served within one");
 }

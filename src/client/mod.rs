@@ -80,6 +80,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// What changed between two snapshots (default: the newest and the one before it): paths
+    /// added (+), deleted (-), changed in content (c) or in metadata only (m), from the change
+    /// log the server recorded at each snapshot; across several snapshots the logs are combined.
+    Diff {
+        /// The older snapshot [default: the one before TO].
+        from: Option<String>,
+        /// The newer snapshot [default: the newest].
+        to: Option<String>,
+        /// One JSON object: from, to, method (log or trees), added, deleted, content, metadata,
+        /// files, complete, paths ([path, kind] pairs).
+        #[arg(long)]
+        json: bool,
+    },
     /// Compare a snapshot (default: the newest) with this machine's files: what differs, is missing or extra.
     Verify {
         /// The snapshot to compare with [default: the newest].
@@ -163,6 +176,9 @@ pub fn run(cli: Cli) -> Result<()> {
             dest,
         ),
         Command::Snapshots { json } => restore::snapshots(&dir, json, dest),
+        Command::Diff { from, to, json } => {
+            restore::diff(&dir, from.as_deref(), to.as_deref(), json, dest)
+        }
         Command::ShowConfig => settings::show(&dir, dest),
         Command::Verify {
             snapshot,

@@ -189,6 +189,32 @@ pub fn snapshots(dir: &ConfigDir, json: bool, destination: Option<&str>) -> Resu
     print_snapshots(&rows, Timestamp::now(), json)
 }
 
+/// `byteback diff`.
+pub fn diff(
+    dir: &ConfigDir,
+    from: Option<&str>,
+    to: Option<&str>,
+    json: bool,
+    destination: Option<&str>,
+) -> Result<()> {
+    let name = |n: Option<&str>| {
+        n.map(|n| {
+            SnapshotName::parse(n).ok_or_else(|| {
+                Error::Usage(format!(
+                    "{n:?} is not a snapshot name: `byteback snapshots` lists them"
+                ))
+            })
+        })
+        .transpose()
+    };
+    let (from, to) = (name(from)?, name(to)?);
+    let mut out = std::io::stdout().lock();
+    connect(dir, destination)?.diff(from.as_ref(), to.as_ref(), json, &mut |line| {
+        use std::io::Write;
+        writeln!(out, "{line}").map_err(|e| Error::io("cannot write", Path::new("stdout"), e))
+    })
+}
+
 fn print_snapshots(rows: &[(SnapshotName, bool)], now: Timestamp, json: bool) -> Result<()> {
     if json {
         // A stream: one object per line, oldest first.

@@ -196,6 +196,15 @@ impl Diff {
         out
     }
 
+    /// What `diff` prints: one JSON object with `json`, else [`Self::lines`].
+    pub fn render(&self, json: bool) -> Vec<String> {
+        if json {
+            vec![self.json()]
+        } else {
+            self.lines()
+        }
+    }
+
     /// One JSON object: `from`, `to`, `method`, the counts, `files`,
     /// `complete` and `paths` (`[path, kind]` pairs, path as text with
     /// bytes that are not UTF-8 replaced).

@@ -49,7 +49,12 @@ pub use crate::exec::rsync::TransferMode;
 /// client's ping, transfer and snapshot get (carrying a [`Redirect`]), and,
 /// on a replica key, `replica-adopt` and the `adopted=` lines of
 /// `replica-state`.
-pub const PROTOCOL_VERSION: u32 = 6;
+/// 7 adds `byteback diff [--json] [FROM [TO]]` ([`Request::Diff`]): what
+/// changed between two snapshots, from the change logs the server keeps.
+pub const PROTOCOL_VERSION: u32 = 7;
+
+/// The first protocol whose servers answer [`Request::Diff`].
+pub const DIFF: u32 = 7;
 
 /// The first protocol whose servers answer a moved client with
 /// `[moved]` and whose replicas take `replica-adopt`
@@ -113,6 +118,15 @@ pub enum Request {
         options: Vec<String>,
         paths: Vec<Vec<u8>>,
     },
+    /// What changed between two snapshots (exact names; defaults: the
+    /// newest but one and the newest), from the server's change logs; the
+    /// server prints what `byteback-server diff` prints, one JSON object
+    /// with `json`.
+    Diff {
+        from: Option<String>,
+        to: Option<String>,
+        json: bool,
+    },
 }
 
 impl Request {
@@ -149,6 +163,14 @@ impl Request {
                     encode_arg(snapshot.as_bytes()),
                 ];
                 words.extend(patterns.iter().map(|p| encode_arg(p)));
+                words.join(" ")
+            }
+            Request::Diff { from, to, json } => {
+                let mut words = vec!["byteback", "diff"];
+                if *json {
+                    words.push("--json");
+                }
+                words.extend(from.iter().chain(to).map(String::as_str));
                 words.join(" ")
             }
             Request::Send { options, paths } => {
@@ -369,6 +391,7 @@ pub fn parse(command: Option<&str>) -> Result<Request, Refusal> {
         },
         ["byteback", "list", rest @ ..] => parse_list(rest),
         ["byteback", "digest", rest @ ..] => parse_digest(rest),
+        ["byteback", "diff", rest @ ..] => parse_diff(rest),
         ["rsync", "--server", "--sender", rest @ ..] => parse_sender(rest),
         ["rsync", "--server", rest @ ..] => parse_receiver(rest),
         _ => refuse(format!(
@@ -493,6 +516,26 @@ fn parse_list(words: &[&str]) -> Result<Request, Refusal> {
 /// Most patterns one digest request may carry (the command line's length
 /// bounds them anyway; this keeps the walk's automaton small).
 const MAX_DIGEST_PATTERNS: usize = 64;
+
+fn parse_diff(words: &[&str]) -> Result<Request, Refusal> {
+    let (json, names) = match words {
+        ["--json", rest @ ..] => (true, rest),
+        rest => (false, rest),
+    };
+    // Exact snapshot names only: no glob, no `current`, no path.
+    let name = |word: &str| {
+        crate::names::SnapshotName::parse(word)
+            .map(|n| n.to_string())
+            .ok_or_else(|| Refusal(format!("diff: {:?} is not a snapshot name", truncate(word))))
+    };
+    let (from, to) = match names {
+        [] => (None, None),
+        [from] => (Some(name(from)?), None),
+        [from, to] => (Some(name(from)?), Some(name(to)?)),
+        _ => return refuse("diff takes at most two snapshot names"),
+    };
+    Ok(Request::Diff { from, to, json })
+}
 
 fn parse_digest(words: &[&str]) -> Result<Request, Refusal> {
     let [snapshot, patterns @ ..] = words else {
@@ -791,6 +834,21 @@ mod tests {
             Request::Digest {
                 snapshot: "2026-11-26T03:00:12Z".into(),
                 patterns: vec![odd.clone(), b"/srv/***".to_vec()],
+            },
+            Request::Diff {
+                from: None,
+                to: None,
+                json: false,
+            },
+            Request::Diff {
+                from: Some("2026-11-25T03:00:12Z".into()),
+                to: Some("2026-11-26T03:00:12Z".into()),
+                json: true,
+            },
+            Request::Diff {
+                from: Some("2014-03-01T03:00+0000".into()),
+                to: None,
+                json: false,
             },
             Request::List {
                 all: true,

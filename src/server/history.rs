@@ -140,12 +140,8 @@ pub fn diff(
     let store = lifecycle::open_store(root)?;
     let client = ClientName::new(client)?;
     let diff = ClientBackups::open(&store, &client)?.diff(from, to)?;
-    if json {
-        println!("{}", diff.json());
-    } else {
-        for line in diff.lines() {
-            println!("{line}");
-        }
+    for line in diff.render(json) {
+        println!("{line}");
     }
     Ok(0)
 }

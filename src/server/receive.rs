@@ -214,6 +214,19 @@ fn serve(store: &Store, client: &ClientName, request: Request) -> Result<u8> {
         }
         Request::Send { options, paths } => send(&backups, &options, &paths),
         Request::Digest { snapshot, patterns } => digest(&backups, &snapshot, &patterns),
+        Request::Diff { from, to, json } => {
+            // A diff of snapshots without change logs walks both trees:
+            // bounded like a listing, by a read slot and the read timeout.
+            let _slot = store.read_slot(client)?;
+            let _watch = Watch::start(format!("the diff of {client}"), store.config.read_timeout);
+            let diff = backups.diff(from.as_deref(), to.as_deref())?;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            for line in diff.render(json) {
+                writeln!(out, "{line}").map_err(went_away)?;
+            }
+            out.flush().map_err(went_away)?;
+            Ok(0)
+        }
     }
 }
 

@@ -50,6 +50,7 @@ pub enum Ask {
     List,
     Digest,
     Send,
+    Diff,
     ReplicaState,
     ReplicaReceive,
     ReplicaSnapshot,
@@ -58,7 +59,7 @@ pub enum Ask {
 
 impl Ask {
     /// Every kind, for tests that walk the whole table.
-    pub const ALL: [Ask; 12] = [
+    pub const ALL: [Ask; 13] = [
         Ask::Ping,
         Ask::Receive,
         Ask::Incremental,
@@ -67,6 +68,7 @@ impl Ask {
         Ask::List,
         Ask::Digest,
         Ask::Send,
+        Ask::Diff,
         Ask::ReplicaState,
         Ask::ReplicaReceive,
         Ask::ReplicaSnapshot,
@@ -84,6 +86,7 @@ impl Ask {
             Ask::List => "list",
             Ask::Digest => "digest",
             Ask::Send => "a restore (rsync sender)",
+            Ask::Diff => "diff",
             Ask::ReplicaState => "replica-state",
             Ask::ReplicaReceive => "a replica transfer (rsync receiver into CLIENT/current/)",
             Ask::ReplicaSnapshot => "replica-snapshot",
@@ -104,6 +107,7 @@ impl Incoming {
             Request::List { .. } => Ask::List,
             Request::Digest { .. } => Ask::Digest,
             Request::Send { .. } => Ask::Send,
+            Request::Diff { .. } => Ask::Diff,
         };
         match self {
             Incoming::Client(r) => client(r),
@@ -122,7 +126,7 @@ impl Incoming {
 
 /// THE TABLE: whether a key of `role` may make a request of kind `ask`.
 ///
-/// - A **client** key backs up, lists, restores and verifies its own
+/// - A **client** key backs up, lists, restores, verifies and diffs its own
 ///   client; it speaks nothing of the replica language.
 /// - A **read-only** key (a client's key on a replica, or a reader) may
 ///   look and read back, never write: no transfer, no `incremental` (it
@@ -138,7 +142,8 @@ impl Incoming {
 ///   `incremental`, `complete`, and `snapshots`: the names and times of
 ///   its snapshots, which its incremental backups start from, but nothing
 ///   of what they hold) and cannot read anything back: no `list`, no
-///   restore, no `digest` — unless the administrator has opened a window
+///   restore, no `digest`, no `diff` (its paths are what it would hide) —
+///   unless the administrator has opened a window
 ///   (`grant-restore`), during which it may do all a client key may.
 /// - A **legacy** key (an original byteback client's, `import-keys`) may
 ///   do what the original's client does — ping, transfer, snapshot, list,
@@ -148,31 +153,37 @@ pub fn allows(role: KeyRole, ask: Ask) -> bool {
     use Ask::*;
     match role {
         KeyRole::Client => match ask {
-            Ping | Receive | Incremental | Complete | Snapshots | List | Digest | Send => true,
+            Ping | Receive | Incremental | Complete | Snapshots | List | Digest | Send | Diff => {
+                true
+            }
             ReplicaState | ReplicaReceive | ReplicaSnapshot | ReplicaAdopt => false,
         },
         KeyRole::ReadOnly => match ask {
-            Ping | Snapshots | List | Digest | Send => true,
+            Ping | Snapshots | List | Digest | Send | Diff => true,
             Receive | Incremental | Complete | ReplicaState | ReplicaReceive | ReplicaSnapshot
             | ReplicaAdopt => false,
         },
         KeyRole::Replica => match ask {
             ReplicaState | ReplicaReceive | ReplicaSnapshot | ReplicaAdopt => true,
-            Ping | Receive | Incremental | Complete | Snapshots | List | Digest | Send => false,
+            Ping | Receive | Incremental | Complete | Snapshots | List | Digest | Send | Diff => {
+                false
+            }
         },
         KeyRole::PushOnly { granted: false } => match ask {
             Ping | Receive | Incremental | Complete | Snapshots => true,
-            List | Digest | Send | ReplicaState | ReplicaReceive | ReplicaSnapshot
+            List | Digest | Send | Diff | ReplicaState | ReplicaReceive | ReplicaSnapshot
             | ReplicaAdopt => false,
         },
         KeyRole::PushOnly { granted: true } => match ask {
-            Ping | Receive | Incremental | Complete | Snapshots | List | Digest | Send => true,
+            Ping | Receive | Incremental | Complete | Snapshots | List | Digest | Send | Diff => {
+                true
+            }
             ReplicaState | ReplicaReceive | ReplicaSnapshot | ReplicaAdopt => false,
         },
         KeyRole::Legacy => match ask {
             Ping | Receive | Complete | List | Send => true,
-            Incremental | Snapshots | Digest | ReplicaState | ReplicaReceive | ReplicaSnapshot
-            | ReplicaAdopt => false,
+            Incremental | Snapshots | Digest | Diff | ReplicaState | ReplicaReceive
+            | ReplicaSnapshot | ReplicaAdopt => false,
         },
     }
 }
@@ -565,6 +576,11 @@ mod tests {
             Ask::Send => client(Request::Send {
                 options: vec!["-logDtpAXrRSe.iLsfxCIvu".into(), "--numeric-ids".into()],
                 paths: vec![format!("{snapshot}/etc").into_bytes()],
+            }),
+            Ask::Diff => client(Request::Diff {
+                from: None,
+                to: Some(snapshot.into()),
+                json: true,
             }),
             Ask::ReplicaState => ReplicaRequest::State.render(),
             Ask::ReplicaReceive => {

@@ -147,6 +147,19 @@ impl Backups for LocalBackups {
             .map(drop)
     }
 
+    fn diff(
+        &self,
+        from: Option<&SnapshotName>,
+        to: Option<&SnapshotName>,
+        json: bool,
+        each: &mut dyn FnMut(&str) -> Result<()>,
+    ) -> Result<()> {
+        let diff = self
+            .lifecycle()?
+            .diff(from.map(SnapshotName::as_str), to.map(SnapshotName::as_str))?;
+        diff.render(json).iter().try_for_each(|line| each(line))
+    }
+
     fn restore_from(&self) -> RestoreFrom {
         RestoreFrom::Local {
             client_dir: self.store.client_dir(&self.client),

@@ -82,6 +82,17 @@ pub trait Backups {
         each: &mut dyn FnMut(DigestLine) -> Result<()>,
     ) -> Result<()>;
 
+    /// What changed from snapshot `from` to `to` (defaults: the newest but
+    /// one, and the newest), as `byteback-server diff` prints it (one JSON
+    /// object with `json`), handed to `each` a line at a time.
+    fn diff(
+        &self,
+        from: Option<&SnapshotName>,
+        to: Option<&SnapshotName>,
+        json: bool,
+        each: &mut dyn FnMut(&str) -> Result<()>,
+    ) -> Result<()>;
+
     /// Where a restore's rsync reads from.
     fn restore_from(&self) -> RestoreFrom;
 

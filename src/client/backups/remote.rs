@@ -130,6 +130,30 @@ impl Backups for RemoteBackups {
         })
     }
 
+    fn diff(
+        &self,
+        from: Option<&SnapshotName>,
+        to: Option<&SnapshotName>,
+        json: bool,
+        each: &mut dyn FnMut(&str) -> Result<()>,
+    ) -> Result<()> {
+        // An older server would refuse the request in words: say why here.
+        let server = self.ping()?.protocol;
+        if server < crate::protocol::DIFF {
+            return Err(Error::Refused(format!(
+                "the server at {} runs byteback-server of protocol {server}, which has no diff (protocol {} and later do): upgrade it, or run `byteback-server diff --client NAME` there",
+                self.ssh.destination.host_and_port(),
+                crate::protocol::DIFF
+            )));
+        }
+        let request = Request::Diff {
+            from: from.map(ToString::to_string),
+            to: to.map(ToString::to_string),
+            json,
+        };
+        stream(&self.ssh, &request, |line| each(line))
+    }
+
     fn restore_from(&self) -> RestoreFrom {
         RestoreFrom::Remote {
             rsh: self.ssh.rsh_string(),
