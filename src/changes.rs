@@ -521,6 +521,43 @@ fn compare(old: &std::fs::Metadata, new: &std::fs::Metadata) -> Option<Kind> {
     None
 }
 
+/// The number of files (non-directory entries) in `after` once `kinds`
+/// (from [`classify`] against `before`) happened to a snapshot that held
+/// `previous`: counted from the changes alone, so a snapshot does not walk
+/// its whole tree. Where that count could be wrong, `after` is walked
+/// ([`count_files`]): no earlier count (the first log, or a snapshot the
+/// original byteback took), a deleted directory (whose files a server-side
+/// deletion need not list one by one), or a path that became or stopped
+/// being a directory.
+pub fn files_after(
+    previous: Option<u64>,
+    before: Option<&Path>,
+    after: &Path,
+    kinds: &BTreeMap<Vec<u8>, Kind>,
+) -> u64 {
+    use std::os::unix::ffi::OsStrExt;
+    let is_dir = |root: &Path, path: &[u8]| {
+        std::fs::symlink_metadata(root.join(std::ffi::OsStr::from_bytes(path)))
+            .is_ok_and(|m| m.is_dir())
+    };
+    let (Some(mut files), Some(before)) = (previous, before) else {
+        return count_files(after);
+    };
+    for (path, kind) in kinds {
+        match kind {
+            Kind::Added if !is_dir(after, path) => files += 1,
+            Kind::Added | Kind::Metadata => {}
+            Kind::Deleted if is_dir(before, path) => return count_files(after),
+            Kind::Deleted => files = files.saturating_sub(1),
+            Kind::Content if is_dir(before, path) != is_dir(after, path) => {
+                return count_files(after);
+            }
+            Kind::Content => {}
+        }
+    }
+    files
+}
+
 /// The number of non-directory entries under `root` (a walk that does not
 /// follow symlinks); used where no earlier log gives the count.
 pub fn count_files(root: &Path) -> u64 {
@@ -806,5 +843,40 @@ line\n\
         assert!(rule.judge(0.5, &[0.1, 0.1]).is_none());
         assert!(rule.judge(0.5, &[]).is_some());
         assert_eq!(median(&[3.0, 1.0, 2.0, 10.0]), 2.5);
+    }
+
+    /// The file count follows the changes, and falls back to a walk where
+    /// a directory went away.
+    #[test]
+    fn the_file_count_follows_the_changes() {
+        let root = std::env::temp_dir().join(format!("byteback-count-{}", std::process::id()));
+        let (before, after) = (root.join("before"), root.join("after"));
+        for dir in [&before, &after] {
+            std::fs::create_dir_all(dir.join("d")).unwrap();
+            std::fs::write(dir.join("a"), "a").unwrap();
+            std::fs::write(dir.join("d/x"), "x").unwrap();
+        }
+        std::fs::write(before.join("b"), "b").unwrap();
+        std::fs::write(after.join("c"), "c").unwrap();
+        std::fs::create_dir(after.join("e")).unwrap();
+        let kinds: BTreeMap<Vec<u8>, Kind> = [
+            (b"b".to_vec(), Kind::Deleted),
+            (b"c".to_vec(), Kind::Added),
+            (b"e".to_vec(), Kind::Added),
+        ]
+        .into_iter()
+        .collect();
+        // Counted from the changes: 3 - 1 + 1 (the new directory is none).
+        assert_eq!(files_after(Some(3), Some(&before), &after, &kinds), 3);
+        // A wrong earlier count shows it is not a walk.
+        assert_eq!(files_after(Some(10), Some(&before), &after, &kinds), 10);
+        // No earlier count: a walk.
+        assert_eq!(files_after(None, Some(&before), &after, &kinds), 3);
+        // A directory deleted: a walk.
+        std::fs::create_dir(before.join("gone")).unwrap();
+        let mut kinds = kinds;
+        kinds.insert(b"gone".to_vec(), Kind::Deleted);
+        assert_eq!(files_after(Some(10), Some(&before), &after, &kinds), 3);
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -180,6 +180,8 @@ fn incremental_changes_on(kind: support::FsKind) {
     .collect();
     assert_eq!(paths, want, "{value}");
     assert_eq!(value["method"], "log", "{value}");
+    // The snapshot's file count, kept from the changes without a walk.
+    assert_eq!(value["files"], 5, "{value}");
 
     // A third backup; then the range first..third combines both logs.
     fs::remove_file(s.join("later")).unwrap();
@@ -227,6 +229,7 @@ fn incremental_changes_on(kind: support::FsKind) {
     .map(|(p, k)| (p.to_string(), k.to_string()))
     .collect();
     assert_eq!(combined, want, "{range}");
+    assert_eq!(range["files"], 4, "{range}");
 
     // A name that is not a snapshot's is one clear line, exit non-zero.
     let out = w.client(&["diff", "yesterday"]);

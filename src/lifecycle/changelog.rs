@@ -116,7 +116,12 @@ impl ClientBackups<'_> {
         let after = store.current(client);
         let touched = changes::parse_pending(&pending);
         let classified = changes::classify(before.as_deref(), &after, &touched);
-        let log = ChangeLog::of(classified, Some(changes::count_files(&after)));
+        let previous_files = previous
+            .as_ref()
+            .and_then(|s| self.change_log(&s.name).ok().flatten())
+            .and_then(|log| log.files);
+        let files = changes::files_after(previous_files, before.as_deref(), &after, &classified);
+        let log = ChangeLog::of(classified, Some(files));
         let next = self.changes_file(NEXT);
         let _ = std::fs::remove_file(&next);
         if let Err(e) = crate::sys::fs::write_atomic(&next, log.render().as_bytes(), 0o444) {
