@@ -100,6 +100,17 @@ fn local_destination(kind: FsKind) {
         &manifest::read(&inside(&client_dir.join(&first[0]), &src), Reading::Plain),
     );
 
+    // The local rsync logged its change: `diff` reads it from the log.
+    let out = ok(byteback(&config, &["diff", "--json"]));
+    let diff: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(diff["method"], "log", "{diff}");
+    let hostname = format!("{}/etc/hostname", src_s.trim_start_matches('/'));
+    assert_eq!(
+        diff["paths"],
+        serde_json::json!([[hostname, "content"]]),
+        "{diff}"
+    );
+
     // list, snapshots and restore against it.
     let out = ok(byteback(
         &config,
@@ -181,7 +192,8 @@ fn local_destination(kind: FsKind) {
 
 /// A local destination on btrfs: `setup DIR` needs no key or server, the
 /// store is made on first use, backups right after one another are
-/// identical to the source, listing, restore and pruning work on it, a
+/// identical to the source, `diff` reads the change the local rsync
+/// logged, listing, restore and pruning work on it, a
 /// one-off backup needs no configuration, and a store inside the sources is
 /// never backed up into itself.
 #[test]

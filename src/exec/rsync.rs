@@ -208,6 +208,9 @@ pub enum TransferTo {
         inplace: bool,
         /// `--link-dest` directories, relative to `current`.
         link_dests: Vec<String>,
+        /// Where rsync logs what it changes (`--log-file`, in
+        /// [`crate::changes::LOG_FORMAT`]), for the snapshot's change log.
+        log_file: PathBuf,
     },
 }
 
@@ -307,8 +310,16 @@ impl BackupTransfer {
                 args.push("--rsh".into());
                 args.push(rsh.into());
             }
-            TransferTo::Local { link_dests, .. } => {
+            TransferTo::Local {
+                link_dests,
+                log_file,
+                ..
+            } => {
                 args.extend(link_dests.iter().map(|d| format!("--link-dest={d}").into()));
+                let mut a = OsString::from("--log-file=");
+                a.push(log_file);
+                args.push(a);
+                args.push(format!("--log-file-format={}", crate::changes::LOG_FORMAT).into());
             }
         }
         for pattern in &self.excludes {
@@ -859,6 +870,7 @@ mod tests {
                 current: "/var/backups/byteback/host/current".into(),
                 inplace: false,
                 link_dests: vec!["../2026-11-26T03:00:00Z".into()],
+                log_file: "/var/backups/byteback/host/.changes-incoming".into(),
             },
             sources: vec!["/etc".into()],
             excludes: vec![],
@@ -880,6 +892,9 @@ mod tests {
             .collect();
         assert!(!args.contains(&"--inplace".to_string()) && !args.contains(&"--rsh".to_string()));
         assert!(args.contains(&"--link-dest=../2026-11-26T03:00:00Z".to_string()));
+        assert!(
+            args.contains(&"--log-file=/var/backups/byteback/host/.changes-incoming".to_string())
+        );
         assert!(args.contains(&"--info=progress2".to_string()));
         assert_eq!(args.last().unwrap(), "/var/backups/byteback/host/current/");
         // A local copy is paced, but never compressed.

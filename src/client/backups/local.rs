@@ -97,14 +97,21 @@ impl LocalBackups {
             ))
         })?;
         let plan = transfer.plan();
+        // The local rsync logs what it changes beside `current`, as the
+        // server's receiver does: the snapshot's change log comes from it.
+        backups.ready_change_log()?;
         let sent = send(Receiving {
             to: TransferTo::Local {
                 current: store.current(&self.client),
                 inplace: plan.inplace,
                 link_dests: plan.link_dests.clone(),
+                log_file: store
+                    .client_dir(&self.client)
+                    .join(crate::lifecycle::changelog::INCOMING),
             },
             stop: &|pid| transfer.over_limit(pid),
         });
+        backups.fold_change_log();
         let how = match &sent {
             Ok(t) => describe_exit(t.code),
             Err(e) => e.to_string(),
