@@ -28,6 +28,7 @@ const AREAS: &[(&str, &[&str])] = &[
             "space_budget",
             "name_collisions",
             "push_only",
+            "attacks_changes",
         ],
     ),
     ("Hostile backup user", &["hardened"]),
