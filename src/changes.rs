@@ -429,6 +429,78 @@ pub fn classify(
     out
 }
 
+/// Adds to `classified` (from [`classify`]) every other name of a regular
+/// file it found changed in content that has more than one name in
+/// `after` (or raises them from metadata). rsync writes a hard-linked
+/// group once, through one name, and logs the others as links at most; on btrfs `current`'s names share the inode as
+/// the source's do, so one in-place write changes them all, and a log of
+/// the one name would let a client change many files while its log shows
+/// one. Found by one walk of `after`, only when such a file changed; a
+/// name whose inode in `before` was the changed name's too changed the
+/// same way, any other is compared once per pair of inodes, so a group's
+/// size does not multiply the bytes read.
+pub fn add_linked_names(
+    before: Option<&Path>,
+    after: &Path,
+    classified: &mut BTreeMap<Vec<u8>, Kind>,
+) {
+    use std::collections::{HashMap, HashSet};
+    use std::os::unix::ffi::OsStrExt;
+    let stat = |root: &Path, path: &[u8]| {
+        std::fs::symlink_metadata(root.join(std::ffi::OsStr::from_bytes(path))).ok()
+    };
+    // The changed inodes in `after`, each with its inode in `before`.
+    let mut changed: HashMap<(u64, u64), HashSet<u64>> = HashMap::new();
+    for (path, kind) in classified.iter() {
+        if *kind != Kind::Content {
+            continue;
+        }
+        let Some(n) = stat(after, path).filter(|m| m.is_file() && m.nlink() > 1) else {
+            continue;
+        };
+        let was = before.and_then(|b| stat(b, path)).map(|m| m.ino());
+        let entry = changed.entry((n.dev(), n.ino())).or_default();
+        entry.extend(was);
+    }
+    if changed.is_empty() {
+        return;
+    }
+    let mut compared: HashMap<(u64, u64), bool> = HashMap::new();
+    for path in walk(after) {
+        // rsync may have logged another name of the group as a hard link
+        // (metadata): its content is the group's all the same.
+        if matches!(
+            classified.get(&path),
+            Some(Kind::Added | Kind::Deleted | Kind::Content)
+        ) {
+            continue;
+        }
+        let Some(n) = stat(after, &path).filter(|m| m.is_file()) else {
+            continue;
+        };
+        let Some(was_inodes) = changed.get(&(n.dev(), n.ino())) else {
+            continue;
+        };
+        let old = before.and_then(|b| stat(b, &path).filter(|_| parents_are_dirs(b, &path)));
+        let kind = match old {
+            None => Kind::Added,
+            Some(o) if was_inodes.contains(&o.ino()) => Kind::Content,
+            Some(o) => {
+                let os = std::ffi::OsStr::from_bytes(&path);
+                let differs = compare(&o, &n).is_some()
+                    || *compared
+                        .entry((o.ino(), n.ino()))
+                        .or_insert_with(|| !same_content(&b_path(before, os), &after.join(os)));
+                if !differs {
+                    continue;
+                }
+                Kind::Content
+            }
+        };
+        classified.insert(path, kind);
+    }
+}
+
 /// The level for a path of a tree comparison (no rsync log): the bytes
 /// and attributes of both trees decide.
 pub const TREES: Level = 3;

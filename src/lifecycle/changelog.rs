@@ -115,7 +115,8 @@ impl ClientBackups<'_> {
             .map(|s| store.client_dir(client).join(s.name.as_str()));
         let after = store.current(client);
         let touched = changes::parse_pending(&pending);
-        let classified = changes::classify(before.as_deref(), &after, &touched);
+        let mut classified = changes::classify(before.as_deref(), &after, &touched);
+        changes::add_linked_names(before.as_deref(), &after, &mut classified);
         let previous_files = previous
             .as_ref()
             .and_then(|s| self.change_log(&s.name).ok().flatten())
