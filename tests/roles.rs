@@ -44,13 +44,14 @@ enum Ask {
     List,
     Digest,
     Send,
+    Diff,
     ReplicaState,
     ReplicaReceive,
     ReplicaSnapshot,
     ReplicaAdopt,
 }
 
-const ASKS: [Ask; 12] = [
+const ASKS: [Ask; 13] = [
     Ask::Ping,
     Ask::Receive,
     Ask::Incremental,
@@ -59,6 +60,7 @@ const ASKS: [Ask; 12] = [
     Ask::List,
     Ask::Digest,
     Ask::Send,
+    Ask::Diff,
     Ask::ReplicaState,
     Ask::ReplicaReceive,
     Ask::ReplicaSnapshot,
@@ -72,9 +74,9 @@ fn allowed(role: Role, ask: Ask) -> bool {
     match role {
         Role::Client => matches!(
             ask,
-            Ping | Receive | Incremental | Complete | Snapshots | List | Digest | Send
+            Ping | Receive | Incremental | Complete | Snapshots | List | Digest | Send | Diff
         ),
-        Role::ReadOnly => matches!(ask, Ping | Snapshots | List | Digest | Send),
+        Role::ReadOnly => matches!(ask, Ping | Snapshots | List | Digest | Send | Diff),
         Role::Replica => matches!(
             ask,
             ReplicaState | ReplicaReceive | ReplicaSnapshot | ReplicaAdopt
@@ -83,7 +85,7 @@ fn allowed(role: Role, ask: Ask) -> bool {
         Role::PushOnly => matches!(ask, Ping | Receive | Incremental | Complete | Snapshots),
         Role::PushOnlyGranted => matches!(
             ask,
-            Ping | Receive | Incremental | Complete | Snapshots | List | Digest | Send
+            Ping | Receive | Incremental | Complete | Snapshots | List | Digest | Send | Diff
         ),
     }
 }
@@ -115,6 +117,7 @@ fn command(ask: Ask, snapshot: &str, src: &str) -> String {
             "rsync --server --sender -logDtpAXrRSe.iLsfxCIvu --numeric-ids . {}{src}",
             snapshot.replace(':', "%3A")
         ),
+        Ask::Diff => format!("byteback diff {snapshot}"),
         Ask::ReplicaState => "byteback replica-state".into(),
         Ask::ReplicaReceive => {
             "rsync --server -lHogDtpAXrSe.iLsfxCIvu --numeric-ids . web1/current/".into()
@@ -267,7 +270,9 @@ fn every_role_gets_exactly_its_requests() {
                 refused += 1;
                 assert!(by_table, "{role:?} × {ask:?} not refused: {}", show(&out));
                 assert_eq!(out.status.code(), Some(6), "{}", show(&out));
-                if *role == Role::PushOnly && matches!(ask, Ask::List | Ask::Digest | Ask::Send) {
+                if *role == Role::PushOnly
+                    && matches!(ask, Ask::List | Ask::Digest | Ask::Send | Ask::Diff)
+                {
                     let remedy = format!("byteback-server grant-restore --client {PUSHER}");
                     assert!(stderr(&out).contains(&remedy), "{}", show(&out));
                 }
@@ -279,12 +284,12 @@ fn every_role_gets_exactly_its_requests() {
             }
         }
     }
-    // Of 12 each: 3 of the client's (the replica's transfer line is its
-    // own), 7 of the read-only key's, 8 of the replica's, 6 of the
-    // original client's, 6 of the push-only key's (its reads and the
+    // Of 13 each: 3 of the client's (the replica's transfer line is its
+    // own), 7 of the read-only key's, 9 of the replica's, 7 of the
+    // original client's, 7 of the push-only key's (its reads and the
     // replica's requests) and 3 of it within a window (as a client's).
-    assert_eq!(refused, 3 + 7 + 8 + 6 + 6 + 3);
-    println!("roles: {refused} refusals of 72 requests, each leaving the store unchanged");
+    assert_eq!(refused, 3 + 7 + 9 + 7 + 7 + 3);
+    println!("roles: {refused} refusals of 78 requests, each leaving the store unchanged");
 }
 
 /// A replica key is enrolled only with `--clients`; clients it invents are
