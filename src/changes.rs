@@ -32,9 +32,8 @@ use serde::Serialize;
 
 use crate::quote::{decode_arg, encode_arg};
 
-/// rsync's log format for the receiver: the itemized flags and the name
-/// (no `%L`: a name may contain ` -> `, and the targets are read from the
-/// trees anyway).
+/// What follows the token in rsync's log format ([`LogToken::format`]):
+/// the itemized flags and the name.
 pub const LOG_FORMAT: &str = "%i %n";
 
 /// The most paths a change log lists; beyond, it keeps the counts only.
@@ -88,53 +87,237 @@ pub enum Hint {
 }
 
 impl Hint {
-    fn letter(self) -> char {
+    /// The [`Level`] of a path rsync logged so.
+    pub fn level(self) -> Level {
         match self {
-            Hint::Data => 'd',
-            Hint::Attributes => 'a',
-            Hint::Time => 't',
-            Hint::Gone => 'g',
+            Hint::Data => 2,
+            Hint::Attributes => 1,
+            Hint::Time | Hint::Gone => 0,
         }
     }
 }
 
-/// Parses rsync's log file (written with [`LOG_FORMAT`]) into the paths
-/// it touched: lines that are not an itemized entry (rsync's own notes,
-/// statistics, errors) are skipped, and a line that does not start with
-/// rsync's `YYYY/MM/DD HH:MM:SS [PID] ` prefix continues the previous
-/// name (a newline in a file name; rsync 3.5.0 escapes it as `\#012`).
-pub fn parse_rsync_log(text: &[u8]) -> Vec<(Vec<u8>, Hint)> {
-    let mut out: Vec<(Vec<u8>, Hint)> = Vec::new();
-    let mut continues = false;
-    for line in text.split(|&b| b == b'\n') {
-        let Some(rest) = strip_prefix(line) else {
-            if continues {
-                if let Some((name, _)) = out.last_mut() {
-                    name.push(b'\n');
-                    name.extend_from_slice(&unescape(line));
+/// The most bytes of path names the pending list keeps; past it, the
+/// snapshot's log is found by comparing the trees instead
+/// ([`Touched::whole_trees`]), so a client cannot make the server hold an
+/// unbounded list by transferring again and again before a snapshot.
+pub const MAX_PENDING_BYTES: usize = 64 << 20;
+
+/// The longest line of rsync's log read as one (a path is at most 4,096
+/// bytes, escaped at most four times that); a longer one is not trusted.
+const MAX_LOG_LINE: u64 = 64 << 10;
+
+/// A transfer's log token: random text the server puts at the start of
+/// every line it has its receiver log ([`LogToken::format`]), which the
+/// client never sees. rsync 3.2.7 writes file names raw, so a name with a
+/// newline could otherwise forge a whole log line; without the token, such
+/// a line is read as what it is, the rest of that name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogToken(String);
+
+impl LogToken {
+    /// A new token (16 hex digits from the kernel's random source; if that
+    /// cannot be read, from the clock and pid, which the client cannot see
+    /// either).
+    pub fn new() -> LogToken {
+        use std::io::Read;
+        let mut bytes = [0u8; 8];
+        let random = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
+        let n = match random {
+            Ok(()) => u64::from_le_bytes(bytes),
+            Err(_) => {
+                let t = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() as u64);
+                t ^ (u64::from(std::process::id()) << 32)
+            }
+        };
+        LogToken(format!("{n:016x}"))
+    }
+
+    /// The receiver's `--log-file-format`: the token, the itemized flags,
+    /// the name (no `%L`: a name may contain ` -> `, and the targets are
+    /// read from the trees anyway), and the token again, which closes the
+    /// entry ([`Touched::read_rsync_log`]).
+    pub fn format(&self) -> String {
+        format!("{0} {LOG_FORMAT} {0}", self.0)
+    }
+}
+
+impl Default for LogToken {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The paths touched since the last snapshot, each with the most any line
+/// said changed ([`Level`]) — or, where they cannot be trusted or kept (a
+/// transfer that did not finish, a log written without a known token, more
+/// than [`MAX_PENDING_BYTES`] of names), none, with `whole_trees` set: the
+/// snapshot's log then compares the trees by their facts alone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Touched {
+    pub paths: BTreeMap<Vec<u8>, Level>,
+    pub whole_trees: bool,
+    bytes: usize,
+}
+
+/// The first line of a pending list.
+const PENDING_HEADER: &str = "byteback-pending 1";
+
+impl Touched {
+    /// Notes `path` (relative, as rsync names it) at `level`. Paths that
+    /// could leave the tree (absolute, `..`) are never kept.
+    pub fn note(&mut self, path: Vec<u8>, level: Level) {
+        if self.whole_trees
+            || path.is_empty()
+            || path.starts_with(b"/")
+            || path.split(|&b| b == b'/').any(|c| c == b"..")
+        {
+            return;
+        }
+        let len = path.len();
+        let seen = self.paths.entry(path).or_insert_with(|| {
+            // Counted once per path, with the map's own cost.
+            0
+        });
+        if *seen == 0 {
+            self.bytes += len + 48;
+        }
+        *seen = (*seen).max(level);
+        if self.bytes > MAX_PENDING_BYTES {
+            self.give_up();
+        }
+    }
+
+    /// From now on the trees are compared whole.
+    pub fn give_up(&mut self) {
+        self.whole_trees = true;
+        self.paths = BTreeMap::new();
+        self.bytes = 0;
+    }
+
+    /// The pending file: a header, then `*` (the trees whole) or one line a
+    /// path: its level, a space, the path encoded as a command-line word.
+    pub fn render(&self) -> String {
+        let mut text = format!("{PENDING_HEADER}\n");
+        if self.whole_trees {
+            text.push_str("*\n");
+            return text;
+        }
+        for (path, level) in &self.paths {
+            text.push_str(&format!("{level} {}\n", encode_arg(path)));
+        }
+        text
+    }
+
+    /// Reads a pending file back (only the server writes it; a malformed
+    /// line is skipped). The lines of the first version (a hint letter for
+    /// a level) are read too.
+    pub fn parse(text: &str) -> Touched {
+        let mut touched = Touched::default();
+        for line in text.lines() {
+            if line == PENDING_HEADER {
+                continue;
+            }
+            if line == "*" {
+                touched.give_up();
+                break;
+            }
+            let Some((level, path)) = line.split_once(' ') else {
+                continue;
+            };
+            let Ok(path) = decode_arg(path) else {
+                continue;
+            };
+            let level = match level {
+                "2" | "d" => 2,
+                "1" | "a" => 1,
+                _ => 0,
+            };
+            touched.note(path, level);
+        }
+        touched
+    }
+
+    /// Reads a receiver's log (written with `token`'s format, which
+    /// opens and closes each entry with the token) into the touched paths.
+    /// Only text between a line starting with rsync's prefix and the token
+    /// and the token closing it is an entry; everything else (rsync's own
+    /// notes, statistics, errors) is skipped. An entry may span lines: a
+    /// newline in a file name, which rsync 3.2.7 writes raw (3.5.0 escapes
+    /// it as `\#012`) — and since the client never sees the token, no name
+    /// can open or close an entry. A name with what looks like an escape is
+    /// noted both as written and unescaped (3.2.7 does not escape a literal
+    /// `\#101`): the trees decide which exists. Read line by line, at most
+    /// `limit` bytes; a cut, an overlong line or entry, an unclosed entry
+    /// or a read error gives up on the list ([`Self::give_up`]).
+    pub fn read_rsync_log(&mut self, log: impl std::io::BufRead, token: &LogToken, limit: u64) {
+        use std::io::{BufRead, Read};
+        let open = format!("{} ", token.0).into_bytes();
+        let close = format!(" {}", token.0).into_bytes();
+        let mut log = log.take(limit);
+        let mut entry: Option<Vec<u8>> = None;
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match log.by_ref().take(MAX_LOG_LINE).read_until(b'\n', &mut line) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(_) => return self.give_up(),
+            }
+            if line.last() == Some(&b'\n') {
+                line.pop();
+            } else if line.len() as u64 >= MAX_LOG_LINE || log.limit() == 0 {
+                // An overlong line, or the log cut at `limit`.
+                return self.give_up();
+            }
+            match entry.as_mut() {
+                Some(text) => {
+                    text.push(b'\n');
+                    text.extend_from_slice(&line);
+                    if text.len() as u64 > MAX_LOG_LINE {
+                        return self.give_up();
+                    }
+                }
+                None => {
+                    let Some(rest) = strip_prefix(&line).and_then(|r| r.strip_prefix(&open[..]))
+                    else {
+                        continue;
+                    };
+                    entry = Some(rest.to_vec());
                 }
             }
-            continue;
-        };
-        continues = false;
-        if rest.len() < 13 || rest[11] != b' ' {
-            continue;
+            if let Some(text) = entry.as_ref().and_then(|t| t.strip_suffix(&close[..])) {
+                if text.len() >= 13 && text[11] == b' ' {
+                    if let Some(hint) = hint_of(&text[..11]) {
+                        self.note_name(text[12..].to_vec(), hint.level());
+                    }
+                }
+                entry = None;
+            }
         }
-        let (flags, name) = (&rest[..11], &rest[12..]);
-        let Some(hint) = hint_of(flags) else {
-            continue;
-        };
-        let mut name = unescape(name);
-        while name.len() > 1 && name.ends_with(b"/") {
-            name.pop();
+        if entry.is_some() {
+            self.give_up();
         }
-        if name.is_empty() || name == b"." {
-            continue;
-        }
-        out.push((name, hint));
-        continues = true;
     }
-    out
+
+    fn note_name(&mut self, raw: Vec<u8>, level: Level) {
+        let trim = |mut n: Vec<u8>| {
+            while n.len() > 1 && n.ends_with(b"/") {
+                n.pop();
+            }
+            n
+        };
+        let unescaped = trim(unescape(&raw));
+        let raw = trim(raw);
+        if unescaped != raw && raw != b"." {
+            self.note(raw, level);
+        }
+        if unescaped != b"." {
+            self.note(unescaped, level);
+        }
+    }
 }
 
 /// The line after rsync's log prefix `YYYY/MM/DD HH:MM:SS [PID] `.
@@ -211,45 +394,10 @@ fn unescape(name: &[u8]) -> Vec<u8> {
     out
 }
 
-/// One pending line (the server's own format, appended to between a
-/// snapshot and the next): the hint letter, a space, the encoded path.
-pub fn pending_line(path: &[u8], hint: Hint) -> String {
-    format!("{} {}\n", hint.letter(), encode_arg(path))
-}
-
 /// How much rsync said changed in a path, across its lines: 0 the time
 /// only (or nothing: deleted, or a path for the trees alone to judge), 1
 /// attributes, 2 data.
 pub type Level = u8;
-
-/// Reads the pending lines back: every touched path, with the most any
-/// line said changed ([`Level`]; malformed lines, which only the server
-/// writes, are skipped).
-pub fn parse_pending(text: &str) -> BTreeMap<Vec<u8>, Level> {
-    let mut touched: BTreeMap<Vec<u8>, Level> = BTreeMap::new();
-    for line in text.lines() {
-        let Some((hint, path)) = line.split_once(' ') else {
-            continue;
-        };
-        let Ok(path) = decode_arg(path) else {
-            continue;
-        };
-        if path.is_empty()
-            || path.starts_with(b"/")
-            || path.split(|&b| b == b'/').any(|c| c == b"..")
-        {
-            continue;
-        }
-        let level = match hint {
-            "d" => 2,
-            "a" => 1,
-            _ => 0,
-        };
-        let seen = touched.entry(path).or_default();
-        *seen = (*seen).max(level);
-    }
-    touched
-}
 
 /// A snapshot's change log.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -370,16 +518,19 @@ impl ChangeLog {
     }
 }
 
-/// Classifies the `touched` paths (from [`parse_pending`]) by comparing
-/// `before` (the previous snapshot, if any) and `after` (`current`):
-/// existence decides added and deleted; for a path in both, what rsync
-/// said decides, checked against the trees: a different type or size, or
-/// different bytes where rsync sent data, is *content* (a symlink is a
-/// file holding its target on the server, under `--fake-super`); data
-/// re-sent identical, or attributes alone, *metadata* (owners and modes
-/// live in fake-super's xattr, which rsync's flags report); a
-/// directory whose only change is its time (an entry came or went), and a
-/// path the trees show unchanged that rsync did not report, are left out.
+/// Classifies the `touched` paths ([`Touched`]) by comparing `before`
+/// (the previous snapshot, if any) and `after` (`current`): existence
+/// decides added and deleted; for a path in both, a different type, size,
+/// device or symlink target is *content* (a symlink is a file holding its
+/// target on the server, under `--fake-super`); where rsync sent data, so
+/// are different bytes; and *metadata* only where the trees show it: mode,
+/// owner, the attributes fake-super keeps and every other xattr, a file's
+/// modification time or its number of links. What rsync claimed is a
+/// reason to look, never evidence: a path the trees show unchanged, and a
+/// directory whose only change is its time (an entry came or went), are
+/// left out. At [`TREES`] (no trustworthy log), a file whose size and
+/// time are the same is taken as unchanged in content, as rsync's own
+/// quick check takes it, and no bytes are read.
 pub fn classify(
     before: Option<&Path>,
     after: &Path,
@@ -399,27 +550,27 @@ pub fn classify(
             (Some(_), None) => Kind::Deleted,
             (Some(o), Some(n)) => {
                 let os = std::ffi::OsStr::from_bytes(path);
-                let same_bytes = || match before {
-                    Some(b) => same_content(&b.join(os), &after.join(os)),
-                    None => false,
-                };
+                let (old_path, new_path) = (b_path(before, os), after.join(os));
                 let targets_differ = || {
                     n.is_symlink()
-                        && before.map(|b| std::fs::read_link(b.join(os)).ok())
-                            != Some(std::fs::read_link(after.join(os)).ok())
+                        && std::fs::read_link(&old_path).ok() != std::fs::read_link(&new_path).ok()
                 };
+                let file_time_differs =
+                    || !n.is_dir() && (o.mtime(), o.mtime_nsec()) != (n.mtime(), n.mtime_nsec());
                 match compare(&o, &n) {
                     Some(kind) => kind,
                     None if targets_differ() => Kind::Content,
-                    None if n.is_file() && level >= 2 && !same_bytes() => Kind::Content,
-                    None if level == TREES => {
-                        if attributes_differ(&o, &n, &b_path(before, os), &after.join(os)) {
-                            Kind::Metadata
-                        } else {
-                            continue;
-                        }
+                    None if level == TREES && n.is_file() && file_time_differs() => Kind::Content,
+                    None if level == 2 && n.is_file() && !same_content(&old_path, &new_path) => {
+                        Kind::Content
                     }
-                    None if level >= 1 => Kind::Metadata,
+                    None if level == 0 => continue,
+                    None if file_time_differs()
+                        || (!n.is_dir() && o.nlink() != n.nlink())
+                        || attributes_differ(&o, &n, &old_path, &new_path) =>
+                    {
+                        Kind::Metadata
+                    }
                     None => continue,
                 }
             }
@@ -427,6 +578,45 @@ pub fn classify(
         out.insert(path.clone(), kind);
     }
     out
+}
+
+/// The level for a path of a tree comparison (no trustworthy log): the
+/// facts of both trees decide, without reading file contents.
+pub const TREES: Level = 3;
+
+fn b_path(before: Option<&Path>, rel: &std::ffi::OsStr) -> std::path::PathBuf {
+    before.map(|b| b.join(rel)).unwrap_or_default()
+}
+
+/// Whether mode, owner or any xattr (fake-super's `user.rsync.%stat` with
+/// the client's owner and mode, its ACLs, the file's own) differ.
+fn attributes_differ(
+    old: &std::fs::Metadata,
+    new: &std::fs::Metadata,
+    old_path: &Path,
+    new_path: &Path,
+) -> bool {
+    old.mode() != new.mode()
+        || old.uid() != new.uid()
+        || old.gid() != new.gid()
+        || xattrs(old_path) != xattrs(new_path)
+}
+
+/// Every xattr of `path` (not following a symlink), names and values;
+/// `None` where they cannot be read.
+fn xattrs(path: &Path) -> Option<BTreeMap<Vec<u8>, Vec<u8>>> {
+    let mut names = vec![0u8; 64 << 10];
+    let n = rustix::fs::llistxattr(path, &mut names).ok()?;
+    let mut out = BTreeMap::new();
+    let mut value = vec![0u8; 64 << 10];
+    for name in names[..n].split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        let name_str = std::ffi::CStr::from_bytes_with_nul(&[name, b"\0"].concat())
+            .ok()?
+            .to_owned();
+        let len = rustix::fs::lgetxattr(path, name_str.as_c_str(), &mut value).ok()?;
+        out.insert(name.to_vec(), value[..len].to_vec());
+    }
+    Some(out)
 }
 
 /// Adds to `classified` (from [`classify`]) every other name of a regular
@@ -499,33 +689,6 @@ pub fn add_linked_names(
         };
         classified.insert(path, kind);
     }
-}
-
-/// The level for a path of a tree comparison (no rsync log): the bytes
-/// and attributes of both trees decide.
-pub const TREES: Level = 3;
-
-fn b_path(before: Option<&Path>, rel: &std::ffi::OsStr) -> std::path::PathBuf {
-    before.map(|b| b.join(rel)).unwrap_or_default()
-}
-
-/// Whether mode, owner or the attributes fake-super keeps differ.
-fn attributes_differ(
-    old: &std::fs::Metadata,
-    new: &std::fs::Metadata,
-    old_path: &Path,
-    new_path: &Path,
-) -> bool {
-    let stat = |p: &Path| {
-        let mut buf = vec![0u8; 256];
-        rustix::fs::lgetxattr(p, "user.rsync.%stat", &mut buf)
-            .ok()
-            .map(|n| buf[..n].to_vec())
-    };
-    old.mode() != new.mode()
-        || old.uid() != new.uid()
-        || old.gid() != new.gid()
-        || stat(old_path) != stat(new_path)
 }
 
 /// Whether two regular files hold the same bytes (read in step; files
@@ -749,56 +912,133 @@ pub fn median(values: &[f64]) -> f64 {
 mod tests {
     use super::*;
 
-    const LOG: &[u8] = b"2026/12/06 21:58:31 [7155] receiving file list\n\
-2026/12/06 21:58:31 [7155] *deleting   gone\n\
-2026/12/06 21:58:31 [7155] >f..t...... b\n\
-2026/12/06 21:58:31 [7155] >f+++++++++ hl\n\
-2026/12/06 21:58:31 [7155] cL+++++++++ sl\n\
-2026/12/06 21:58:31 [7155] >f+++++++++ we\\#012ird\n\
-2026/12/06 21:58:31 [7155] >f+++++++++ raw\n\
-line\n\
-2026/12/06 21:58:31 [7155] cd+++++++++ d/\n\
-2026/12/06 21:58:31 [7155] .d..t...... ./\n\
-2026/12/06 21:58:31 [7155] .f...p..... a\n\
-2026/12/06 21:58:31 [7155] cLc.t...... sl2\n\
-2026/12/06 21:58:31 [7155] hf+++++++++ a2\n\
-2026/12/06 21:58:31 [7155] rsync: [receiver] failed \"x\"\n\
-2026/12/06 21:58:31 [7155] sent 116 bytes  received 337 bytes  total size 8\n";
-
-    /// rsync's log lines (both versions' escaping, rsync's own notes
-    /// skipped) become touched paths with their hints.
-    #[test]
-    fn parses_rsync_log() {
-        let got = parse_rsync_log(LOG);
-        let want: Vec<(Vec<u8>, Hint)> = vec![
-            (b"gone".to_vec(), Hint::Gone),
-            (b"b".to_vec(), Hint::Data),
-            (b"hl".to_vec(), Hint::Data),
-            (b"sl".to_vec(), Hint::Data),
-            (b"we\nird".to_vec(), Hint::Data),
-            (b"raw\nline".to_vec(), Hint::Data),
-            (b"d".to_vec(), Hint::Data),
-            (b"a".to_vec(), Hint::Attributes),
-            (b"sl2".to_vec(), Hint::Data),
-            (b"a2".to_vec(), Hint::Attributes),
-        ];
-        assert_eq!(got, want);
+    /// A log as rsync writes it with `token`'s format: each entry opened
+    /// and closed by the token; rsync's own lines between them.
+    fn log_of(token: &LogToken, entries: &[&[u8]]) -> Vec<u8> {
+        let t = &token.0;
+        let mut out = b"2026/12/06 21:58:31 [7155] receiving file list\n".to_vec();
+        for e in entries {
+            out.extend_from_slice(format!("2026/12/06 21:58:31 [7155] {t} ").as_bytes());
+            out.extend_from_slice(e);
+            out.extend_from_slice(format!(" {t}\n").as_bytes());
+        }
+        out.extend_from_slice(b"2026/12/06 21:58:31 [7155] rsync: [receiver] failed \"x\"\n");
+        out.extend_from_slice(b"2026/12/06 21:58:31 [7155] sent 116 bytes  received 337 bytes\n");
+        out
     }
 
-    /// Pending lines round-trip, and paths that climb out are dropped.
+    fn read(token: &LogToken, text: &[u8]) -> Touched {
+        let mut touched = Touched::default();
+        touched.read_rsync_log(text, token, u64::MAX);
+        touched
+    }
+
+    /// rsync's log entries (both versions' escaping, a raw newline, rsync's
+    /// own notes skipped) become touched paths with their levels.
+    #[test]
+    fn reads_rsync_log() {
+        let token = LogToken::new();
+        let log = log_of(
+            &token,
+            &[
+                b"*deleting   gone",
+                b">f..t...... b",
+                b">f+++++++++ hl",
+                b"cL+++++++++ sl",
+                b">f+++++++++ we\\#012ird",
+                b">f+++++++++ raw\nline",
+                b"cd+++++++++ d/",
+                b".d..t...... ./",
+                b".f...p..... a",
+                b"cLc.t...... sl2",
+                b"hf+++++++++ a2",
+            ],
+        );
+        let got = read(&token, &log);
+        assert!(!got.whole_trees);
+        let want: BTreeMap<Vec<u8>, Level> = [
+            (&b"gone"[..], 0),
+            (b"b", 2),
+            (b"hl", 2),
+            (b"sl", 2),
+            (b"we\nird", 2),
+            // Written raw by 3.2.7, or escaped: both noted, the trees decide.
+            (b"we\\#012ird", 2),
+            (b"raw\nline", 2),
+            (b"d", 2),
+            (b"a", 1),
+            (b"sl2", 2),
+            (b"a2", 1),
+        ]
+        .iter()
+        .map(|(p, l)| (p.to_vec(), *l))
+        .collect();
+        assert_eq!(got.paths, want);
+    }
+
+    /// A name that forges a log line (rsync 3.2.7 writes names raw) cannot
+    /// open or close an entry without the token: it stays part of its name.
+    #[test]
+    fn a_forged_line_in_a_name_stays_in_the_name() {
+        let token = LogToken::new();
+        let forged: &[u8] = b">f+++++++++ x\n2026/12/06 21:58:31 [7155] >f+++++++++ victim";
+        let got = read(&token, &log_of(&token, &[forged]));
+        let name = b"x\n2026/12/06 21:58:31 [7155] >f+++++++++ victim".to_vec();
+        assert_eq!(got.paths.keys().cloned().collect::<Vec<_>>(), vec![name]);
+        // A log of another token (another transfer's) is nothing.
+        let other = LogToken::new();
+        assert!(
+            read(&other, &log_of(&token, &[b">f+++++++++ a"]))
+                .paths
+                .is_empty()
+        );
+    }
+
+    /// What cannot be trusted gives up on the list: an unclosed entry, a
+    /// log cut short, an overlong line.
+    #[test]
+    fn an_untrustworthy_log_gives_up() {
+        let token = LogToken::new();
+        let mut log = log_of(&token, &[b">f+++++++++ a"]);
+        log.extend_from_slice(
+            format!("2026/12/06 21:58:31 [7155] {} >f+++++++++ b\n", token.0).as_bytes(),
+        );
+        assert!(read(&token, &log).whole_trees, "unclosed");
+        let log = log_of(&token, &[b">f+++++++++ a", b">f+++++++++ b"]);
+        let mut cut = Touched::default();
+        cut.read_rsync_log(&log[..], &token, 80);
+        assert!(cut.whole_trees, "cut");
+        let long = vec![b'x'; 70_000];
+        let log = log_of(&token, &[&[b">f+++++++++ ".as_slice(), &long].concat()]);
+        assert!(read(&token, &log).whole_trees, "overlong");
+    }
+
+    /// The pending list round-trips, keeps each path once at its highest
+    /// level, drops paths that climb out, reads the first version's
+    /// letters, and past its cap compares the trees.
     #[test]
     fn pending_round_trip() {
-        let mut text = pending_line(b"a b\n", Hint::Data);
-        text.push_str(&pending_line(b"a b\n", Hint::Attributes));
-        text.push_str(&pending_line(b"x", Hint::Gone));
-        text.push_str(&pending_line(b"../etc", Hint::Data));
-        let got = parse_pending(&text);
-        assert_eq!(got.len(), 2);
-        assert_eq!(got[&b"a b\n".to_vec()], 2);
-        assert_eq!(got[&b"x".to_vec()], 0);
+        let mut t = Touched::default();
+        t.note(b"a b\n".to_vec(), 2);
+        t.note(b"a b\n".to_vec(), 1);
+        t.note(b"x".to_vec(), 0);
+        t.note(b"../etc".to_vec(), 2);
+        t.note(b"/etc".to_vec(), 2);
+        let back = Touched::parse(&t.render());
+        assert_eq!(back, t);
+        assert_eq!(back.paths.len(), 2);
+        assert_eq!(back.paths[&b"a b\n".to_vec()], 2);
+        assert_eq!(Touched::parse("d a\nt b\n").paths.len(), 2);
+        let mut big = Touched::default();
+        for i in 0..(MAX_PENDING_BYTES / 100) {
+            big.note(format!("{i:0>60}").into_bytes(), 2);
+        }
+        assert!(big.whole_trees && big.paths.is_empty());
+        assert!(Touched::parse(&big.render()).whole_trees);
     }
 
-    /// The trees decide: added, deleted, content, metadata, unchanged.
+    /// The trees decide: added, deleted, content, metadata, unchanged —
+    /// what rsync claimed alone lists nothing.
     #[test]
     fn classifies_from_trees() {
         use std::os::unix::fs::PermissionsExt;
@@ -820,6 +1060,25 @@ line\n\
         std::fs::write(new.join("resent"), "x").unwrap();
         std::fs::write(old.join("flipped"), "x").unwrap();
         std::fs::write(new.join("flipped"), "y").unwrap();
+        // Re-sent with the same bytes: only its time differs.
+        let at = |p: &Path, secs: u64| {
+            let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+            std::fs::File::options()
+                .write(true)
+                .open(p)
+                .unwrap()
+                .set_modified(t)
+                .unwrap();
+        };
+        at(&old.join("resent"), 1_000_000);
+        at(&new.join("resent"), 2_000_000);
+        // Claimed changed (in data, in attributes), but the same in every way.
+        for d in [&old, &new] {
+            std::fs::write(d.join("claimed"), "x").unwrap();
+            at(&d.join("claimed"), 1_000_000);
+            std::fs::write(d.join("claimed-attrs"), "x").unwrap();
+            at(&d.join("claimed-attrs"), 1_000_000);
+        }
         let touched: BTreeMap<Vec<u8>, Level> = [
             ("gone", 0),
             ("new", 2),
@@ -831,6 +1090,8 @@ line\n\
             ("never", 2),
             ("resent", 2),
             ("flipped", 2),
+            ("claimed", 2),
+            ("claimed-attrs", 1),
         ]
         .iter()
         .map(|(p, l)| (p.as_bytes().to_vec(), *l))

@@ -163,7 +163,6 @@ fn every_hard_linked_name_changed_through_one_inode_is_listed() {
 /// after its data), then asks for `complete`. What must hold: the
 /// snapshot's log still shows the file as changed in content.
 #[test]
-#[ignore = "known weakness: a transfer that dies mid-file leaves an unlogged in-place change (see the review report)"]
 fn a_transfer_killed_mid_file_still_logs_the_change() {
     let Some((w, client)) = scene("chg-kill", FsKind::Btrfs, "") else {
         return;
@@ -327,7 +326,6 @@ fn names_that_look_like_log_lines_are_logged_as_themselves() {
 /// a newline in a name starts a new line there, and `\#101` is written as
 /// is. What must hold is the same.
 #[test]
-#[ignore = "known weakness: rsync 3.2.7 writes names raw into its log; newline and \\#ooo names hide changes and inject claims (see the review report)"]
 fn names_that_look_like_log_lines_are_logged_as_themselves_on_rsync_3_2_7() {
     if !support::require_root() {
         return;
@@ -345,7 +343,6 @@ fn names_that_look_like_log_lines_are_logged_as_themselves_on_rsync_3_2_7() {
 /// transfer. What must hold: it grows with the distinct paths touched, not
 /// with the number of transfers.
 #[test]
-#[ignore = "known weakness: .changes-pending grows with every transfer before a snapshot (see the review report)"]
 fn the_pending_list_does_not_grow_with_repeated_transfers() {
     let Some((w, client)) = scene("chg-pending", FsKind::Btrfs, "") else {
         return;

@@ -208,9 +208,11 @@ pub enum TransferTo {
         inplace: bool,
         /// `--link-dest` directories, relative to `current`.
         link_dests: Vec<String>,
-        /// Where rsync logs what it changes (`--log-file`, in
-        /// [`crate::changes::LOG_FORMAT`]), for the snapshot's change log.
+        /// Where rsync logs what it changes (`--log-file`), for the
+        /// snapshot's change log, and in what format (with the transfer's
+        /// token: [`crate::changes::LogToken::format`]).
         log_file: PathBuf,
+        log_format: String,
     },
 }
 
@@ -313,13 +315,14 @@ impl BackupTransfer {
             TransferTo::Local {
                 link_dests,
                 log_file,
+                log_format,
                 ..
             } => {
                 args.extend(link_dests.iter().map(|d| format!("--link-dest={d}").into()));
                 let mut a = OsString::from("--log-file=");
                 a.push(log_file);
                 args.push(a);
-                args.push(format!("--log-file-format={}", crate::changes::LOG_FORMAT).into());
+                args.push(format!("--log-file-format={log_format}").into());
             }
         }
         for pattern in &self.excludes {
@@ -871,6 +874,7 @@ mod tests {
                 inplace: false,
                 link_dests: vec!["../2026-11-26T03:00:00Z".into()],
                 log_file: "/var/backups/byteback/host/.changes-incoming".into(),
+                log_format: "0123456789abcdef %i %n".into(),
             },
             sources: vec!["/etc".into()],
             excludes: vec![],

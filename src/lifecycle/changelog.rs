@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! <client>/.changes-incoming   the receiver's rsync log of the running transfer
-//! <client>/.changes-pending    touched paths since the last snapshot (server's own lines)
+//! <client>/.changes-pending    touched paths since the last snapshot (the server's own list)
 //! <client>/.changes-next       the classified log of the snapshot being taken
 //! <client>/<time>.changes      a snapshot's change log (read-only, 0444)
 //! ```
@@ -16,7 +16,6 @@
 //! renamed beside it: a crash in between leaves a `.changes-next` that the
 //! next snapshot replaces, never a log under the wrong snapshot.
 
-use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
@@ -40,59 +39,60 @@ impl ClientBackups<'_> {
         self.store.client_dir(&self.client).join(name)
     }
 
-    /// Readies an empty [`INCOMING`] file for the receiver to log into.
-    pub fn ready_change_log(&self) -> Result<()> {
+    /// Readies an empty [`INCOMING`] file for the receiver to log into,
+    /// and the token its lines must carry ([`changes::LogToken`]). A log
+    /// left by a transfer whose server died before folding it is folded
+    /// first, as not to be trusted: its token is gone with that process.
+    pub fn ready_change_log(&self) -> Result<changes::LogToken> {
         let path = self.changes_file(INCOMING);
-        let _ = std::fs::remove_file(&path);
+        if path.exists() {
+            self.fold_change_log(None, false);
+        }
         std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(&path)
-            .map(drop)
-            .map_err(|e| Error::io("cannot create", &path, e))
+            .map_err(|e| Error::io("cannot create", &path, e))?;
+        Ok(changes::LogToken::new())
     }
 
-    /// Folds the receiver's log of a transfer that ended into the pending
-    /// list, and removes it.
-    pub fn fold_change_log(&self) {
-        use std::io::Read;
+    /// Folds the receiver's log of a transfer that ended (written with
+    /// `token`'s format) into the pending list, and removes it. A transfer
+    /// that did not finish (`finished` false: rsync failed or was killed,
+    /// or the server could not run it) may have changed a file in place
+    /// without logging it, so the snapshot's log will compare the trees.
+    pub fn fold_change_log(&self, token: Option<&changes::LogToken>, finished: bool) {
         let path = self.changes_file(INCOMING);
-        let mut text = Vec::new();
-        let read =
-            std::fs::File::open(&path).and_then(|f| f.take(MAX_INCOMING).read_to_end(&mut text));
-        if let Err(e) = read {
-            self.store.warn(&format!(
-                "{}: cannot read the receiver's change log {}: {e}",
-                self.client,
-                path.display()
-            ));
-            return;
-        }
-        let touched = changes::parse_rsync_log(&text);
-        self.append_pending(touched.iter().map(|(p, h)| (p.as_slice(), *h)));
+        self.update_pending(|touched| match (token, std::fs::File::open(&path)) {
+            (Some(token), Ok(file)) if finished => {
+                touched.read_rsync_log(std::io::BufReader::new(file), token, MAX_INCOMING);
+            }
+            _ => touched.give_up(),
+        });
         let _ = std::fs::remove_file(&path);
     }
 
     /// Notes paths the server itself deleted from `current` (an
     /// incremental backup's vanished paths).
     pub fn note_deleted(&self, paths: &[Vec<u8>]) {
-        self.append_pending(paths.iter().map(|p| (p.as_slice(), Hint::Gone)));
+        self.update_pending(|touched| {
+            for p in paths {
+                touched.note(p.clone(), Hint::Gone.level());
+            }
+        });
     }
 
-    fn append_pending<'p>(&self, touched: impl Iterator<Item = (&'p [u8], Hint)>) {
+    /// Reads the pending list, lets `change` add to it, and writes it back
+    /// whole (atomically: one list, each path once, however many
+    /// transfers came before the snapshot).
+    fn update_pending(&self, change: impl FnOnce(&mut changes::Touched)) {
         let path = self.changes_file(PENDING);
-        let mut text = String::new();
-        for (p, hint) in touched {
-            text.push_str(&changes::pending_line(p, hint));
-        }
-        let written = std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .open(&path)
-            .and_then(|mut f| f.write_all(text.as_bytes()));
-        if let Err(e) = written {
+        let mut touched = std::fs::read_to_string(&path)
+            .map(|text| changes::Touched::parse(&text))
+            .unwrap_or_default();
+        change(&mut touched);
+        if let Err(e) = crate::sys::fs::write_atomic(&path, touched.render().as_bytes(), 0o600) {
             self.store.warn(&format!(
                 "{}: cannot record changes in {}: {e}",
                 self.client,
@@ -114,7 +114,12 @@ impl ClientBackups<'_> {
             .as_ref()
             .map(|s| store.client_dir(client).join(s.name.as_str()));
         let after = store.current(client);
-        let touched = changes::parse_pending(&pending);
+        let touched = changes::Touched::parse(&pending);
+        let touched = if touched.whole_trees {
+            whole_trees(before.as_deref(), &after)
+        } else {
+            touched.paths
+        };
         let mut classified = changes::classify(before.as_deref(), &after, &touched);
         changes::add_linked_names(before.as_deref(), &after, &mut classified);
         let previous_files = previous
@@ -306,11 +311,7 @@ impl ClientBackups<'_> {
         let dir = self.store.client_dir(&self.client);
         let before = from.map(|n| dir.join(n.as_str()));
         let after = dir.join(to.as_str());
-        let mut paths = changes::walk(&after);
-        if let Some(b) = &before {
-            paths.extend(changes::walk(b));
-        }
-        let touched = paths.into_iter().map(|p| (p, changes::TREES)).collect();
+        let touched = whole_trees(before.as_deref(), &after);
         let classified = changes::classify(before.as_deref(), &after, &touched);
         Ok(Diff {
             from: from.map_or("(nothing)".into(), ToString::to_string),
@@ -319,4 +320,17 @@ impl ClientBackups<'_> {
             log: ChangeLog::of(classified, Some(changes::count_files(&after))),
         })
     }
+}
+
+/// Every path of both trees, to be judged by the trees' facts alone
+/// ([`changes::TREES`]).
+fn whole_trees(
+    before: Option<&std::path::Path>,
+    after: &std::path::Path,
+) -> std::collections::BTreeMap<Vec<u8>, changes::Level> {
+    let mut paths = changes::walk(after);
+    if let Some(b) = before {
+        paths.extend(changes::walk(b));
+    }
+    paths.into_iter().map(|p| (p, changes::TREES)).collect()
 }

@@ -466,6 +466,8 @@ fn receive(
         crate::report::warn(notice);
     }
     let plan = transfer.plan().clone();
+    let token = backups.ready_change_log()?;
+    let log_format = token.format();
     let args = |seen: &Path, confine: bool| {
         let role = ServerRole::Receiver {
             inplace: plan.inplace,
@@ -477,10 +479,9 @@ fn receive(
             options,
             &server_side(store, role, confine.then_some(seen)),
             &plan.link_dests,
-            Some((&log, crate::changes::LOG_FORMAT)),
+            Some((&log, log_format.as_str())),
         )
     };
-    backups.ready_change_log()?;
     enter_current(store, client)?;
     store.log(&format!("{client}: receiving backup"));
     // Its share of the bandwidth budget: the budget over the transfers
@@ -509,8 +510,14 @@ fn receive(
         args,
         |pid| transfer.over_limit(pid),
         share,
-    )?;
-    backups.fold_change_log();
+    );
+    // A transfer that did not finish may have changed a file in place
+    // without logging it: its snapshot's log will compare the trees.
+    let finished = ended
+        .as_ref()
+        .is_ok_and(|e| e.ended_because.is_none() && matches!(e.status.code(), Some(0 | 24)));
+    backups.fold_change_log(Some(&token), finished);
+    let ended = ended?;
     if let Some(why) = &ended.ended_because {
         crate::report::note(format_args!("transfer stopped: {why}"));
     }

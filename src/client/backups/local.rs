@@ -99,7 +99,7 @@ impl LocalBackups {
         let plan = transfer.plan();
         // The local rsync logs what it changes beside `current`, as the
         // server's receiver does: the snapshot's change log comes from it.
-        backups.ready_change_log()?;
+        let token = backups.ready_change_log()?;
         let sent = send(Receiving {
             to: TransferTo::Local {
                 current: store.current(&self.client),
@@ -108,10 +108,14 @@ impl LocalBackups {
                 log_file: store
                     .client_dir(&self.client)
                     .join(crate::lifecycle::changelog::INCOMING),
+                log_format: token.format(),
             },
             stop: &|pid| transfer.over_limit(pid),
         });
-        backups.fold_change_log();
+        let finished = sent
+            .as_ref()
+            .is_ok_and(|t| matches!(t.outcome, Outcome::Ok | Outcome::Vanished));
+        backups.fold_change_log(Some(&token), finished);
         let how = match &sent {
             Ok(t) => describe_exit(t.code),
             Err(e) => e.to_string(),
