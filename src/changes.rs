@@ -159,6 +159,9 @@ impl Default for LogToken {
 pub struct Touched {
     pub paths: BTreeMap<Vec<u8>, Level>,
     pub whole_trees: bool,
+    /// `current` was started empty (a plain store's full pass), so a path
+    /// of the previous snapshot the transfer did not send is deleted.
+    pub fresh: bool,
     bytes: usize,
 }
 
@@ -201,6 +204,9 @@ impl Touched {
     /// path: its level, a space, the path encoded as a command-line word.
     pub fn render(&self) -> String {
         let mut text = format!("{PENDING_HEADER}\n");
+        if self.fresh {
+            text.push_str("fresh\n");
+        }
         if self.whole_trees {
             text.push_str("*\n");
             return text;
@@ -218,6 +224,10 @@ impl Touched {
         let mut touched = Touched::default();
         for line in text.lines() {
             if line == PENDING_HEADER {
+                continue;
+            }
+            if line == "fresh" {
+                touched.fresh = true;
                 continue;
             }
             if line == "*" {
@@ -1024,6 +1034,7 @@ mod tests {
         t.note(b"x".to_vec(), 0);
         t.note(b"../etc".to_vec(), 2);
         t.note(b"/etc".to_vec(), 2);
+        t.fresh = true;
         let back = Touched::parse(&t.render());
         assert_eq!(back, t);
         assert_eq!(back.paths.len(), 2);

@@ -83,6 +83,13 @@ impl ClientBackups<'_> {
         });
     }
 
+    /// Notes that `current` was started empty (a plain store's full pass):
+    /// the snapshot's log then looks for every path of the previous
+    /// snapshot, since what the transfer did not send is deleted.
+    pub fn note_fresh_current(&self) {
+        self.update_pending(|touched| touched.fresh = true);
+    }
+
     /// Reads the pending list, lets `change` add to it, and writes it back
     /// whole (atomically: one list, each path once, however many
     /// transfers came before the snapshot).
@@ -117,6 +124,14 @@ impl ClientBackups<'_> {
         let touched = changes::Touched::parse(&pending);
         let touched = if touched.whole_trees {
             whole_trees(before.as_deref(), &after)
+        } else if let (true, Some(before)) = (touched.fresh, &before) {
+            // Every path of the previous snapshot: those not in `current`
+            // are deleted, the others judged as logged (or left out).
+            let mut paths = touched.paths;
+            for p in changes::walk(before) {
+                paths.entry(p).or_insert(0);
+            }
+            paths
         } else {
             touched.paths
         };

@@ -196,6 +196,11 @@ impl<'s> ClientBackups<'s> {
             TransferMode::Incremental => self.start_incremental()?,
             TransferMode::Full => self.prepare_transfer()?,
         };
+        if mode == TransferMode::Full && !plan.inplace {
+            // A plain full pass starts `current` empty: what it does not
+            // send is gone, though rsync deletes (and logs) nothing.
+            self.note_fresh_current();
+        }
         // From here on `current` is this key's work, whatever it held before.
         self.mark_produced_by(key)?;
         let btrfs = store.backend().kind() == Backend::Btrfs;
