@@ -441,7 +441,16 @@ impl Backup<'_> {
         let server = Server::of(&ping);
         match asked {
             Some(e) => {
-                progress.pass.reason = Some(full_pass_after(backups, e, ping.protocol)?);
+                let refused = full_pass_after(backups, e, ping.protocol)?;
+                // Where the ping's answer explains it (the index's snapshot
+                // is no longer the newest), that is the reason given, as
+                // when the ping comes first.
+                let why = self.index.why_full(
+                    survey.walked.as_deref(),
+                    survey.old.as_ref().map(|o| &o.header),
+                    ping.newest.as_deref(),
+                );
+                progress.pass.reason = Some(why.unwrap_or(refused));
                 Ok((server, false))
             }
             None => {
