@@ -112,6 +112,13 @@ pub struct Header {
     pub incrementals: u32,
     /// How many entries follow.
     pub entries: u64,
+    /// The protocol the server last said it speaks (0: not known, as in
+    /// an index written before this field): the next backup, trusting it,
+    /// asks for its incremental transfer without a ping first. A server
+    /// that has gone back to an older version meanwhile refuses that
+    /// request untyped, and the backup pings then.
+    #[serde(default)]
+    pub server_protocol: u32,
 }
 
 /// An index: its header and entries, in walk order.
@@ -631,13 +638,19 @@ pub fn compare(old: impl IntoIterator<Item = Entry>, new: &[Entry]) -> Changes {
 /// again by the next index-mode backup (a same-size change whose mtime was
 /// put back is caught then).
 pub fn mark_changed_unsure(old: impl IntoIterator<Item = Entry>, new: &mut [Entry]) {
-    let changed = compare(old, new);
+    mark_unsure(&compare(old, new).send, new);
+}
+
+/// Marks as unsure every entry of `new` named in `paths` (both in walk
+/// order): [`mark_changed_unsure`] when the comparison was already made
+/// (its [`Changes::send`]), so the old index need not be read again.
+pub fn mark_unsure(paths: &[Vec<u8>], new: &mut [Entry]) {
     let mut k = 0;
     for e in new.iter_mut() {
-        while k < changed.send.len() && cmp_paths(&changed.send[k], &e.path) == Ordering::Less {
+        while k < paths.len() && cmp_paths(&paths[k], &e.path) == Ordering::Less {
             k += 1;
         }
-        if changed.send.get(k) == Some(&e.path) {
+        if paths.get(k) == Some(&e.path) {
             e.unsure = true;
         }
     }

@@ -535,7 +535,7 @@ impl<'s> ClientBackups<'s> {
     /// transfers, incremental readying and snapshots all get the redirect
     /// to the new server, which its `byteback` follows once. Reads of the
     /// history kept here (listings, restores) are still served.
-    fn check_not_moved(&self) -> Result<()> {
+    pub fn check_not_moved(&self) -> Result<()> {
         match self.store.moved(&self.client) {
             Some(moved) => Err(moved_error(&self.client, &moved)),
             None => Ok(()),

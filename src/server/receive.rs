@@ -163,8 +163,12 @@ fn serve(store: &Store, client: &ClientName, request: Request) -> Result<u8> {
         Request::Incremental { snapshot } => {
             // A transfer that could not run is refused before `current`
             // is readied for it, and one outside the backup windows
-            // before its list is read.
+            // before its list is read. A moved client is told so first,
+            // as its ping would: a client that asks this without pinging
+            // follows the redirect at once rather than waiting for a
+            // window here.
             confinable(store, client, true)?;
+            backups.check_not_moved()?;
             backups.check_window(Timestamp::now())?;
             // The lock first: one list of this client in memory at a time.
             let _lock = store.lock_client(client, store.config.lock_wait.to_std())?;

@@ -10,6 +10,8 @@
 
 use std::collections::HashSet;
 use std::path::PathBuf;
+use std::sync::mpsc::Receiver;
+use std::thread::ScopedJoinHandle;
 
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
@@ -23,7 +25,7 @@ use crate::exec::rsync::{BackupTransfer, Outcome, Throttle, Traffic, TransferTo,
 use crate::protocol::{PingReply, ReplaceList, SERVER_DELETES_GONE, TYPED_FULL_PASS, TransferMode};
 use crate::report;
 
-use super::index_policy::IndexSettings;
+use super::index_policy::{IndexSettings, Survey};
 use super::summary::{Pass, partial_error};
 
 /// How the backup's rsync runs, wherever it sends to.
@@ -108,10 +110,56 @@ struct Unanswered {
     newest_before: Option<String>,
 }
 
-/// What the walk before a transfer found, and the index it is compared with.
-struct Walk {
-    walked: Option<Vec<index::Entry>>,
-    old: Option<index::Stored>,
+/// The walk running beside the connection; joined once.
+struct Surveying<'scope>(Option<ScopedJoinHandle<'scope, Survey>>);
+
+impl Surveying<'_> {
+    /// The walk's result (after the first call, or if the walk panicked:
+    /// none, so a full pass).
+    fn join(&mut self) -> Survey {
+        match self.0.take().map(ScopedJoinHandle::join) {
+            Some(Ok(survey)) => survey,
+            Some(Err(_)) => {
+                report::note("the change index is not used: the walk of the sources failed");
+                Survey::default()
+            }
+            None => Survey::default(),
+        }
+    }
+}
+
+/// What the attempt knows of the server: from its ping, or, without one,
+/// from the change index (the protocol it last named) and the server's
+/// acceptance of the incremental transfer (its newest snapshot is the one
+/// the index describes).
+#[derive(Debug)]
+struct Server {
+    protocol: u32,
+    newest: Option<String>,
+}
+
+impl Server {
+    fn of(ping: &PingReply) -> Server {
+        Server {
+            protocol: ping.protocol,
+            newest: ping.newest.clone(),
+        }
+    }
+}
+
+/// How an attempt begins once connected.
+enum First {
+    /// The server pinged.
+    Pinged(PingReply),
+    /// No ping: the incremental request, with the index of this header.
+    Unpinged(index::Header),
+}
+
+/// A ping's outcome for the attempt.
+enum Pinged {
+    Reply(PingReply),
+    /// The snapshot the attempt before asked for was taken: the backup's.
+    Taken(String),
 }
 
 /// After a failed attempt: try again, or stop with this error.
@@ -240,11 +288,85 @@ impl Backup<'_> {
         }
     }
 
-    /// One attempt: ping, walk, transfer (in full, or what the change index
-    /// found), snapshot, commit the index — over one connection.
+    /// One attempt: walk (and compare with the change index) while the
+    /// connection is made and the server first asked, ready the transfer,
+    /// send (in full, or what the index found), snapshot, commit the index
+    /// — over one connection.
     fn try_once(&self, last: bool, progress: &mut Progress) -> Result<String> {
+        let (loaded, header) = std::sync::mpsc::sync_channel(1);
+        std::thread::scope(|scope| {
+            // Nothing the walk finds is needed before what is sent is
+            // decided, so it runs beside the ssh handshake and the ping
+            // rather than after them. One walk at a time, as before: the
+            // memory held is the same.
+            let (index, sources) = (&self.index, &self.sending.sources);
+            let mut surveying = Surveying(Some(scope.spawn(move || {
+                index.survey(sources, |h| {
+                    let _ = loaded.send(h.cloned());
+                })
+            })));
+            let result = self.attempt(&mut surveying, &header, last, progress);
+            // An attempt that ended early still waits for its walk (a
+            // scope joins its threads anyway).
+            drop(surveying.join());
+            result
+        })
+    }
+
+    fn attempt(
+        &self,
+        surveying: &mut Surveying<'_>,
+        header: &Receiver<Option<index::Header>>,
+        last: bool,
+        progress: &mut Progress,
+    ) -> Result<String> {
         let session = self.backups.session()?;
         let backups = &*session;
+        // The index's header (read before the walk) says whether the
+        // ping's answer could change what is sent: not while the index may
+        // be used, since the incremental request itself checks that the
+        // index's snapshot is the newest, and a server refuses it (typed)
+        // for whatever a ping would have said — outside its windows,
+        // moved, no such snapshot. After a lost snapshot answer, the ping
+        // says whether it was taken.
+        let header = header.recv().ok().flatten();
+        let unpinged =
+            header.filter(|h| progress.unanswered.is_none() && self.index.may_skip_ping(h));
+        progress.pass = Pass::default();
+        let first = match unpinged {
+            Some(header) => First::Unpinged(header),
+            None => match self.ping(backups, progress)? {
+                Pinged::Reply(ping) => First::Pinged(ping),
+                Pinged::Taken(snapshot) => return Ok(snapshot),
+            },
+        };
+        let mut survey = surveying.join();
+        let (server, incremental) = match first {
+            First::Pinged(ping) => {
+                let incremental = self.ready(backups, &ping, &mut survey, &mut progress.pass)?;
+                (Server::of(&ping), incremental)
+            }
+            First::Unpinged(header) => {
+                self.ready_unpinged(backups, &header, &mut survey, progress)?
+            }
+        };
+        let changes = survey.changes.as_ref().filter(|_| incremental);
+        let transferred = self.send(backups, &server, changes, &mut progress.pass)?;
+        progress.traffic.add(transferred.traffic);
+        let snapshot = self.conclude(backups, transferred, last, &server, progress)?;
+        self.index.commit(
+            survey,
+            incremental,
+            server.newest.as_deref(),
+            &snapshot,
+            server.protocol,
+        );
+        Ok(snapshot)
+    }
+
+    /// The ping, and what its answer ends at once: a snapshot the attempt
+    /// before took after all, or a server outside its backup windows.
+    fn ping(&self, backups: &dyn Backups, progress: &mut Progress) -> Result<Pinged> {
         let ping = backups.ping()?;
         // The last attempt asked for a snapshot and lost the connection before
         // the answer: if the store took it, that is this backup's snapshot —
@@ -258,7 +380,7 @@ impl Backup<'_> {
                 ));
                 // Its walk is gone with that attempt: the index is not
                 // committed, and the next backup makes a full pass.
-                return Ok(snapshot);
+                return Ok(Pinged::Taken(snapshot));
             }
         }
         // Outside the server's backup windows nothing would be taken:
@@ -273,69 +395,104 @@ impl Backup<'_> {
                 ),
             });
         }
-        // The walk comes first: whatever changes from now on is newer than
-        // what the index records, and is sent again next time.
-        let (walked, old) = self.index.walk(&self.sending.sources);
-        let mut walk = Walk { walked, old };
-        progress.pass = Pass::default();
-        let changes = self.ready(backups, &ping, &mut walk, &mut progress.pass)?;
-        let transferred = self.send(backups, &ping, changes.as_ref(), &mut progress.pass)?;
-        progress.traffic.add(transferred.traffic);
-        let snapshot = self.conclude(backups, transferred, last, &ping, progress)?;
-        self.index.commit(
-            walk.walked,
-            walk.old.as_ref(),
-            changes.is_some(),
-            ping.newest.as_deref(),
-            &snapshot,
-        );
-        Ok(snapshot)
+        Ok(Pinged::Reply(ping))
     }
 
-    /// Readies an incremental transfer if the change index may be used:
-    /// what changed, or `None` (a full pass, its reason in `pass`).
+    /// Readies an incremental transfer without a ping first: what is known
+    /// of the server then, and whether the transfer is incremental. The
+    /// server's acceptance says its newest snapshot is the index's; a
+    /// refusal of the mode, or one a server older than the index says
+    /// would not type, is followed by the ping, for a full pass.
+    fn ready_unpinged(
+        &self,
+        backups: &dyn Backups,
+        header: &index::Header,
+        survey: &mut Survey,
+        progress: &mut Progress,
+    ) -> Result<(Server, bool)> {
+        let asked = match &survey.changes {
+            Some(changes) => {
+                let store_deletes = header.server_protocol >= SERVER_DELETES_GONE;
+                let list = replace_list(changes, store_deletes);
+                match backups.incremental(&header.snapshot, list) {
+                    Ok(()) => {
+                        let server = Server {
+                            protocol: header.server_protocol,
+                            newest: Some(header.snapshot.clone()),
+                        };
+                        return Ok((server, true));
+                    }
+                    Err(e @ (Error::FullPassNeeded(_) | Error::Refused(_))) => Some(e),
+                    Err(e) => return Err(e),
+                }
+            }
+            // The walk failed: a full pass, which the ping precedes.
+            None => None,
+        };
+        let ping = match self.ping(backups, progress)? {
+            Pinged::Reply(ping) => ping,
+            // Only after a lost answer, when the ping is never left out.
+            Pinged::Taken(_) => {
+                return Err(Error::Connection(
+                    "the server's newest snapshot changed while this backup asked it".into(),
+                ));
+            }
+        };
+        let server = Server::of(&ping);
+        match asked {
+            Some(e) => {
+                let refused = full_pass_after(backups, e, ping.protocol)?;
+                // Where the ping's answer explains it (the index's snapshot
+                // is no longer the newest), that is the reason given, as
+                // when the ping comes first.
+                let why = self.index.why_full(
+                    survey.walked.as_deref(),
+                    survey.old.as_ref().map(|o| &o.header),
+                    ping.newest.as_deref(),
+                );
+                progress.pass.reason = Some(why.unwrap_or(refused));
+                Ok((server, false))
+            }
+            None => {
+                let incremental = self.ready(backups, &ping, survey, &mut progress.pass)?;
+                Ok((server, incremental))
+            }
+        }
+    }
+
+    /// Readies an incremental transfer if the change index may be used
+    /// (`true`; what changed is the survey's), or not (a full pass, its
+    /// reason in `pass`).
     fn ready(
         &self,
         backups: &dyn Backups,
         ping: &PingReply,
-        walk: &mut Walk,
+        survey: &mut Survey,
         pass: &mut Pass,
-    ) -> Result<Option<index::Changes>> {
+    ) -> Result<bool> {
         let why = self.index.why_full(
-            walk.walked.as_deref(),
-            walk.old.as_ref(),
+            survey.walked.as_deref(),
+            survey.old.as_ref().map(|o| &o.header),
             ping.newest.as_deref(),
         );
         if let Some(why) = why {
             pass.reason = Some(why);
-            return Ok(None);
+            return Ok(false);
         }
-        let changes = index::compare(
-            walk.old.iter().flat_map(|o| o.entries()),
-            walk.walked.as_deref().unwrap_or_default(),
-        );
-        // Only the old header is needed from now on.
-        if let Some(old) = walk.old.as_mut() {
-            old.release();
-        }
+        // The survey compared whenever the index may be used with this
+        // newest snapshot; a full pass is the safe answer otherwise.
+        let Some(changes) = &survey.changes else {
+            pass.reason = Some("the change index was not compared with the walk".into());
+            return Ok(false);
+        };
         let snapshot = ping.newest.clone().unwrap_or_default();
         let store_deletes = ping.protocol >= SERVER_DELETES_GONE;
-        match backups.incremental(&snapshot, replace_list(&changes, store_deletes)) {
-            Ok(()) => Ok(Some(changes)),
-            // Refused as an incremental backup (a stale snapshot, too many
-            // paths to list): a full pass. Refused as a backup (space,
-            // growth, locks): as a full pass would be.
-            Err(Error::FullPassNeeded(why)) => {
-                pass.reason = Some(refused_incremental(backups, &why));
-                Ok(None)
+        match backups.incremental(&snapshot, replace_list(changes, store_deletes)) {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                pass.reason = Some(full_pass_after(backups, e, ping.protocol)?);
+                Ok(false)
             }
-            // An older server does not type its refusals (or does not
-            // know the request): any refusal of it is one of the mode.
-            Err(Error::Refused(why)) if ping.protocol < TYPED_FULL_PASS => {
-                pass.reason = Some(refused_incremental(backups, &why));
-                Ok(None)
-            }
-            Err(e) => Err(e),
         }
     }
 
@@ -343,7 +500,7 @@ impl Backup<'_> {
     fn send(
         &self,
         backups: &dyn Backups,
-        ping: &PingReply,
+        server: &Server,
         changes: Option<&index::Changes>,
         pass: &mut Pass,
     ) -> Result<Transferred> {
@@ -361,13 +518,13 @@ impl Backup<'_> {
             report::note(format_args!(
                 "incremental backup: {} path(s) changed since snapshot {} ({} vanished)",
                 changes.send.len(),
-                ping.newest.as_deref().unwrap_or("-"),
+                server.newest.as_deref().unwrap_or("-"),
                 changes.vanished
             ));
         }
         // A store that deleted what vanished when it readied `current`
         // (protocol 3 on) is given only what exists.
-        let store_deletes = ping.protocol >= SERVER_DELETES_GONE;
+        let store_deletes = server.protocol >= SERVER_DELETES_GONE;
         let Some(list) = files_from(changes, store_deletes) else {
             // Nothing (left) to send: `current` is ready as it is.
             return Ok(Transferred::nothing());
@@ -387,7 +544,7 @@ impl Backup<'_> {
         backups: &dyn Backups,
         transferred: Transferred,
         last: bool,
-        ping: &PingReply,
+        server: &Server,
         progress: &mut Progress,
     ) -> Result<String> {
         let Transferred {
@@ -407,7 +564,7 @@ impl Backup<'_> {
                 let result = backups.complete(None);
                 if matches!(result, Err(Error::Connection(_))) {
                     progress.unanswered = Some(Unanswered {
-                        newest_before: ping.newest.clone(),
+                        newest_before: server.newest.clone(),
                     });
                 }
                 result
@@ -441,6 +598,20 @@ impl Backup<'_> {
                 describe_exit(code)
             ))),
         }
+    }
+}
+
+/// The reason for a full pass after the server refused the incremental
+/// request with `e`, or the error to stop with: refused as an incremental
+/// backup (a stale snapshot, too many paths to list), a full pass; refused
+/// as a backup (space, growth, locks), as a full pass would be. A server of
+/// `protocol` older than [`TYPED_FULL_PASS`] does not type its refusals (or
+/// does not know the request): any refusal of it is one of the mode.
+fn full_pass_after(backups: &dyn Backups, e: Error, protocol: u32) -> Result<String> {
+    match e {
+        Error::FullPassNeeded(why) => Ok(refused_incremental(backups, &why)),
+        Error::Refused(why) if protocol < TYPED_FULL_PASS => Ok(refused_incremental(backups, &why)),
+        e => Err(e),
     }
 }
 

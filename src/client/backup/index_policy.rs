@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use crate::client::index;
 use crate::client::settings::Settings;
+use crate::protocol::TYPED_FULL_PASS;
 use crate::report;
 
 use super::plan::Plan;
@@ -81,19 +82,61 @@ impl IndexSettings {
         }
     }
 
-    /// Walks the sources (unless the index can never be used) and loads
-    /// the index; a walk that fails leaves no walk.
-    pub fn walk(&self, sources: &[PathBuf]) -> (Option<Vec<index::Entry>>, Option<index::Stored>) {
+    /// Loads the index (`loaded` gets its header at once, so the caller
+    /// can decide whether to ping meanwhile), walks the sources and, if
+    /// the index may be used should the server's newest snapshot still be
+    /// the one it describes, compares the two — the old records are freed
+    /// then, and only the header and the changes stay. Unless the index can
+    /// never be used; a walk that fails leaves no walk and no index.
+    pub fn survey(
+        &self,
+        sources: &[PathBuf],
+        loaded: impl FnOnce(Option<&index::Header>),
+    ) -> Survey {
         if self.never.is_some() {
-            return (None, None);
+            loaded(None);
+            return Survey::default();
         }
-        match index::walk(sources, &self.skip, index::now_ns()) {
-            Ok(entries) => (Some(entries), index::Stored::load(&self.file)),
+        let old = index::Stored::load(&self.file);
+        loaded(old.as_ref().map(|o| &o.header));
+        let walked = match index::walk(sources, &self.skip, index::now_ns()) {
+            Ok(entries) => entries,
             Err(index::WalkError(why)) => {
                 report::note(format_args!("the change index is not used: {why}"));
-                (None, None)
+                return Survey::default();
+            }
+        };
+        let mut survey = Survey {
+            walked: Some(walked),
+            old,
+            changes: None,
+        };
+        // The server's newest snapshot is the one thing this cannot know:
+        // assuming it, the comparison is made now, beside the connection.
+        if let (Some(walked), Some(old)) = (survey.walked.as_deref(), survey.old.as_mut()) {
+            let newest = Some(old.header.snapshot.as_str());
+            if self
+                .why_full(Some(walked), Some(&old.header), newest)
+                .is_none()
+            {
+                survey.changes = Some(index::compare(old.entries(), walked));
+                old.release();
             }
         }
+        survey
+    }
+
+    /// Whether a backup with the index whose header is `header` may ask
+    /// for its incremental transfer without pinging first: the index may
+    /// be used if the server's newest snapshot is still the one it
+    /// describes (which the server checks when asked), and the server,
+    /// when last pinged, typed its refusals of the incremental mode, so
+    /// that one is read as a reason for a full pass by its kind.
+    pub fn may_skip_ping(&self, header: &index::Header) -> bool {
+        header.server_protocol >= TYPED_FULL_PASS
+            && self
+                .why_full(Some(&[]), Some(header), Some(&header.snapshot))
+                .is_none()
     }
 
     /// Why this attempt makes a full pass; `None`: the index may be used.
@@ -101,7 +144,7 @@ impl IndexSettings {
     pub fn why_full(
         &self,
         walked: Option<&[index::Entry]>,
-        old: Option<&index::Stored>,
+        old: Option<&index::Header>,
         newest: Option<&str>,
     ) -> Option<String> {
         if let Some(never) = &self.never {
@@ -116,17 +159,17 @@ impl IndexSettings {
         let Some(old) = old else {
             return Some("no change index yet (or it was unreadable)".into());
         };
-        if old.header.fingerprint != self.fingerprint {
+        if old.fingerprint != self.fingerprint {
             return Some("the sources, exclusions or destination changed".into());
         }
-        if newest != Some(old.header.snapshot.as_str()) {
+        if newest != Some(old.snapshot.as_str()) {
             return Some(format!(
                 "the newest snapshot is {}, not {}, which the change index describes",
                 newest.unwrap_or("none"),
-                old.header.snapshot
+                old.snapshot
             ));
         }
-        if old.header.incrementals + 1 >= self.every {
+        if old.incrementals + 1 >= self.every {
             return Some(format!(
                 "one backup in {} is a full pass (full_scan_every)",
                 self.every
@@ -136,27 +179,39 @@ impl IndexSettings {
     }
 
     /// After the snapshot `snapshot` was taken: the walk becomes the index.
+    /// `incremental`: the transfer sent the survey's changes; `newest_before`
+    /// the server's newest snapshot before it, and `server_protocol` the
+    /// protocol it speaks, as far as this attempt knows them.
     pub fn commit(
         &self,
-        walked: Option<Vec<index::Entry>>,
-        old: Option<&index::Stored>,
+        survey: Survey,
         incremental: bool,
         newest_before: Option<&str>,
         snapshot: &str,
+        server_protocol: u32,
     ) {
+        let Survey {
+            walked,
+            old,
+            changes,
+        } = survey;
         let Some(mut entries) = walked else {
             return;
         };
-        let incrementals = match (incremental, old) {
+        let incrementals = match (incremental, &old) {
             (true, Some(old)) => old.header.incrementals + 1,
             _ => 0,
         };
-        if let (false, Some(old)) = (incremental, old) {
+        if let (false, Some(old)) = (incremental, &old) {
             // rsync's quick check (size, mtime) may have missed what the
             // old index saw change (an mtime put back): the next
             // incremental sends it again.
             if newest_before == Some(old.header.snapshot.as_str()) {
-                index::mark_changed_unsure(old.entries(), &mut entries);
+                match &changes {
+                    // Compared already (and the old records freed).
+                    Some(changes) => index::mark_unsure(&changes.send, &mut entries),
+                    None => index::mark_changed_unsure(old.entries(), &mut entries),
+                }
             }
         }
         let new = index::Index {
@@ -165,6 +220,7 @@ impl IndexSettings {
                 fingerprint: self.fingerprint.clone(),
                 incrementals,
                 entries: entries.len() as u64,
+                server_protocol,
             },
             entries,
         };
@@ -175,6 +231,19 @@ impl IndexSettings {
             let _ = std::fs::remove_file(&self.file);
         }
     }
+}
+
+/// What the walk before a transfer found, the index it is compared with,
+/// and what changed, if the index may be used.
+#[derive(Debug, Default)]
+pub struct Survey {
+    /// The sources' entries; `None`: not walked, or the walk failed.
+    pub walked: Option<Vec<index::Entry>>,
+    /// The index as stored (only its header, once compared).
+    pub old: Option<index::Stored>,
+    /// What changed since `old`, compared only if the index may be used
+    /// should the server's newest snapshot be the one `old` describes.
+    pub changes: Option<index::Changes>,
 }
 
 /// An absolute path rsync's `--relative` reads as written: no trailing
@@ -231,19 +300,17 @@ mod tests {
         )
     }
 
-    /// An index of the newest snapshot `snapshot`, after `incrementals`
-    /// incremental backups, with `fingerprint`.
-    fn stored(snapshot: &str, fingerprint: &str, incrementals: u32) -> index::Stored {
-        let index = index::Index {
-            header: index::Header {
-                snapshot: snapshot.into(),
-                fingerprint: fingerprint.into(),
-                incrementals,
-                entries: 0,
-            },
-            entries: Vec::new(),
-        };
-        index::Stored::parse(index.encode()).unwrap()
+    /// The header of an index of the newest snapshot `snapshot`, after
+    /// `incrementals` incremental backups, with `fingerprint`, from a
+    /// server of protocol 6.
+    fn stored(snapshot: &str, fingerprint: &str, incrementals: u32) -> index::Header {
+        index::Header {
+            snapshot: snapshot.into(),
+            fingerprint: fingerprint.into(),
+            incrementals,
+            entries: 0,
+            server_protocol: 6,
+        }
     }
 
     #[test]
@@ -255,7 +322,7 @@ mod tests {
         let good = stored("2026-01-02T03:04:05Z", &fp, 0);
         assert_eq!(p.why_full(Some(walked), Some(&good), newest), None);
         /// What was walked, the index, and the reason expected.
-        type Case<'a> = (Option<&'a [index::Entry]>, Option<index::Stored>, &'a str);
+        type Case<'a> = (Option<&'a [index::Entry]>, Option<index::Header>, &'a str);
         let cases: Vec<Case> = vec![
             (
                 None,
@@ -292,6 +359,33 @@ mod tests {
             full.why_full(Some(walked), Some(&good), newest).as_deref(),
             Some("--full")
         );
+    }
+
+    /// The ping is left out only when the index would be used if the
+    /// server's newest snapshot is the one it describes, and the server
+    /// typed its refusals of the incremental mode when last pinged.
+    #[test]
+    fn when_the_ping_is_left_out() {
+        let p = policy(7, false);
+        let fp = p.fingerprint.clone();
+        let good = stored("2026-01-02T03:04:05Z", &fp, 0);
+        assert!(p.may_skip_ping(&good));
+        let typed = index::Header {
+            server_protocol: crate::protocol::TYPED_FULL_PASS,
+            ..good.clone()
+        };
+        assert!(p.may_skip_ping(&typed));
+        for server_protocol in [0, 3] {
+            let older = index::Header {
+                server_protocol,
+                ..good.clone()
+            };
+            assert!(!p.may_skip_ping(&older), "protocol {server_protocol}");
+        }
+        assert!(!p.may_skip_ping(&stored("2026-01-02T03:04:05Z", "other", 0)));
+        assert!(!p.may_skip_ping(&stored("2026-01-02T03:04:05Z", &fp, 6)));
+        assert!(!policy(7, true).may_skip_ping(&good));
+        assert!(!policy(1, false).may_skip_ping(&good));
     }
 
     #[test]

@@ -53,6 +53,7 @@ fn round_trips_and_refuses_damage() {
             fingerprint: "v1 /etc".into(),
             incrementals: 3,
             entries: 4,
+            server_protocol: 6,
         },
         entries,
     };
@@ -73,6 +74,41 @@ fn round_trips_and_refuses_damage() {
     };
     empty.header.entries = 0;
     assert_eq!(Index::decode(&empty.encode()), Some(empty));
+}
+
+/// An index written before the header named the server's protocol is
+/// still read: the protocol is not known (0), so the next backup pings.
+#[test]
+fn an_older_header_has_no_server_protocol() {
+    let line = br#"{"snapshot":"2026-11-28T03:00:00Z","fingerprint":"v1 /etc","incrementals":2,"entries":0}"#;
+    let mut body = MAGIC.to_vec();
+    body.extend_from_slice(line);
+    body.push(b'\n');
+    let sum = fnv1a(&body);
+    body.extend_from_slice(&sum.to_le_bytes());
+    let index = Index::decode(&body).expect("an older index is read");
+    assert_eq!(index.header.server_protocol, 0);
+    assert_eq!(index.header.incrementals, 2);
+}
+
+#[test]
+fn marks_the_named_paths_unsure() {
+    let mut new = sorted(vec![
+        e("/", 2, DIR),
+        e("/a", 3, FILE),
+        e("/b", 4, FILE),
+        e("/b/c", 5, FILE),
+    ]);
+    mark_unsure(
+        &[b"/a".to_vec(), b"/b/c".to_vec(), b"/gone".to_vec()],
+        &mut new,
+    );
+    let unsure: Vec<&str> = new
+        .iter()
+        .filter(|e| e.unsure)
+        .map(|e| std::str::from_utf8(&e.path).unwrap())
+        .collect();
+    assert_eq!(unsure, ["/a", "/b/c"]);
 }
 
 #[test]
