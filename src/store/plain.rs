@@ -23,7 +23,6 @@
 use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, IoContext, Result};
@@ -100,7 +99,16 @@ pub fn prepare_incremental(
 /// Recreates the directory `from/rel` at `to/rel` (`rel` empty: the roots)
 /// with hard links to its files, skipping what `replace` names; then gives
 /// the directory the original's mode, owner, xattrs and times.
+///
+/// A snapshot is a plain tree, so the new one needs an entry of its own for
+/// every file: one `linkat` each is the floor (issue 24, see
+/// bench/PER-FILE-COSTS.md). Both directories are held open while their
+/// files are linked, so each link is resolved from a descriptor instead of
+/// walking two full paths from `/`, and a directory's own metadata is read
+/// and written through them; only the two descriptors of one directory are
+/// open at a time, however deep the tree.
 fn link_tree(from: &Path, to: &Path, rel: &mut Vec<u8>, replace: &HashSet<Vec<u8>>) -> Result<()> {
+    use rustix::fs::{AtFlags, CWD, Mode, OFlags};
     let join = |root: &Path, rel: &[u8]| -> PathBuf {
         if rel.is_empty() {
             root.to_path_buf()
@@ -109,52 +117,119 @@ fn link_tree(from: &Path, to: &Path, rel: &mut Vec<u8>, replace: &HashSet<Vec<u8
         }
     };
     let (src, dst) = (join(from, rel), join(to, rel));
-    let meta = std::fs::symlink_metadata(&src).on("cannot read", &src)?;
+    let dir_flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let src_fd = rustix::fs::openat(CWD, &src, dir_flags, Mode::empty())
+        .map_err(|e| Error::io("cannot open", &src, e.into()))?;
+    let meta = rustix::fs::fstat(&src_fd).map_err(|e| Error::io("cannot read", &src, e.into()))?;
     if !rel.is_empty() {
-        std::fs::create_dir(&dst).on("cannot create", &dst)?;
+        // Writable while it is filled; the snapshot's mode comes last.
+        rustix::fs::mkdirat(CWD, &dst, Mode::from_raw_mode(0o700))
+            .map_err(|e| Error::io("cannot create", &dst, e.into()))?;
     }
-    // Writable while it is filled.
-    std::fs::set_permissions(&dst, std::os::unix::fs::PermissionsExt::from_mode(0o700))
-        .on("cannot chmod", &dst)?;
-    let mut names: Vec<(Vec<u8>, bool)> = Vec::new();
-    for item in std::fs::read_dir(&src).on("cannot list", &src)? {
-        let item = item.on("cannot list", &src)?;
-        let is_dir = item.file_type().on("cannot read", &item.path())?.is_dir();
-        names.push((item.file_name().as_bytes().to_vec(), is_dir));
+    let dst_fd = rustix::fs::openat(CWD, &dst, dir_flags, Mode::empty())
+        .map_err(|e| Error::io("cannot open", &dst, e.into()))?;
+    if rel.is_empty() {
+        rustix::fs::fchmod(&dst_fd, Mode::from_raw_mode(0o700))
+            .map_err(|e| Error::io("cannot chmod", &dst, e.into()))?;
     }
-    for (name, is_dir) in names {
+    copy_dir_xattrs(&src_fd, &src, &dst_fd, &dst)?;
+    if rustix::process::geteuid().is_root() {
+        rustix::fs::fchown(
+            &dst_fd,
+            Some(rustix::fs::Uid::from_raw(meta.st_uid)),
+            Some(rustix::fs::Gid::from_raw(meta.st_gid)),
+        )
+        .map_err(|e| Error::io("cannot chown", &dst, e.into()))?;
+    }
+    let mut subdirs: Vec<Vec<u8>> = Vec::new();
+    let mut buf = vec![std::mem::MaybeUninit::<u8>::uninit(); 64 * 1024];
+    let mut dir = rustix::fs::RawDir::new(&src_fd, &mut buf);
+    while let Some(item) = dir.next() {
+        let item = item.map_err(|e| Error::io("cannot list", &src, e.into()))?;
+        let name = item.file_name();
+        if matches!(name.to_bytes(), b"." | b"..") {
+            continue;
+        }
+        let len = rel.len();
+        if !rel.is_empty() {
+            rel.push(b'/');
+        }
+        rel.extend_from_slice(name.to_bytes());
+        if !replace.contains(rel.as_slice()) {
+            let is_dir = match item.file_type() {
+                rustix::fs::FileType::Unknown => {
+                    rustix::fs::statat(&src_fd, name, AtFlags::SYMLINK_NOFOLLOW)
+                        .map_err(|e| Error::io("cannot read", &join(from, rel), e.into()))?
+                        .st_mode
+                        & 0o170000
+                        == 0o040000
+                }
+                kind => kind == rustix::fs::FileType::Directory,
+            };
+            if is_dir {
+                subdirs.push(name.to_bytes().to_vec());
+            } else {
+                // Without AT_SYMLINK_FOLLOW: a symlink is linked as itself.
+                rustix::fs::linkat(&src_fd, name, &dst_fd, name, AtFlags::empty())
+                    .map_err(|e| Error::io("cannot link", &join(to, rel), e.into()))?;
+            }
+        }
+        rel.truncate(len);
+    }
+    // Closed before going down, so the tree's depth costs no descriptors.
+    drop((buf, src_fd, dst_fd));
+    for name in subdirs {
         let len = rel.len();
         if !rel.is_empty() {
             rel.push(b'/');
         }
         rel.extend_from_slice(&name);
-        if !replace.contains(rel.as_slice()) {
-            if is_dir {
-                link_tree(from, to, rel, replace)?;
-            } else {
-                // linkat without following: a symlink is linked as itself.
-                let (a, b) = (join(from, rel), join(to, rel));
-                std::fs::hard_link(&a, &b).on("cannot link", &b)?;
-            }
-        }
+        link_tree(from, to, rel, replace)?;
         rel.truncate(len);
     }
-    copy_dir_metadata(&src, &dst, &meta)
+    // Mode and times last: linking and creating changed the times, and the
+    // mode may forbid writing.
+    rustix::fs::chmodat(
+        CWD,
+        &dst,
+        Mode::from_raw_mode(meta.st_mode & 0o7777),
+        AtFlags::empty(),
+    )
+    .map_err(|e| Error::io("cannot chmod", &dst, e.into()))?;
+    let times = rustix::fs::Timestamps {
+        last_access: rustix::fs::Timespec {
+            tv_sec: meta.st_atime as _,
+            tv_nsec: meta.st_atime_nsec as _,
+        },
+        last_modification: rustix::fs::Timespec {
+            tv_sec: meta.st_mtime as _,
+            tv_nsec: meta.st_mtime_nsec as _,
+        },
+    };
+    rustix::fs::utimensat(CWD, &dst, &times, AtFlags::SYMLINK_NOFOLLOW)
+        .map_err(|e| Error::io("cannot set the times of", &dst, e.into()))
 }
 
-fn copy_dir_metadata(src: &Path, dst: &Path, meta: &std::fs::Metadata) -> Result<()> {
+/// Copies a directory's xattrs (rsync's `--fake-super` keeps its owner and
+/// mode in one), through descriptors.
+fn copy_dir_xattrs(
+    src_fd: &rustix::fd::OwnedFd,
+    src: &Path,
+    dst_fd: &rustix::fd::OwnedFd,
+    dst: &Path,
+) -> Result<()> {
     let mut names = vec![0u8; 64 * 1024];
-    let n = rustix::fs::llistxattr(src, &mut names)
+    let n = rustix::fs::flistxattr(src_fd, &mut names)
         .map_err(|e| Error::io("cannot read xattrs of", src, e.into()))?;
     let mut value = vec![0u8; 64 * 1024];
     for name in names[..n].split(|&b| b == 0).filter(|n| !n.is_empty()) {
         let Ok(name) = std::ffi::CString::new(name) else {
             continue;
         };
-        let len = rustix::fs::lgetxattr(src, name.as_c_str(), &mut value)
+        let len = rustix::fs::fgetxattr(src_fd, name.as_c_str(), &mut value)
             .map_err(|e| Error::io("cannot read xattrs of", src, e.into()))?;
-        let set = rustix::fs::lsetxattr(
-            dst,
+        let set = rustix::fs::fsetxattr(
+            dst_fd,
             name.as_c_str(),
             &value[..len],
             rustix::fs::XattrFlags::empty(),
@@ -166,21 +241,7 @@ fn copy_dir_metadata(src: &Path, dst: &Path, meta: &std::fs::Metadata) -> Result
             }
         }
     }
-    if rustix::process::geteuid().is_root() {
-        std::os::unix::fs::lchown(dst, Some(meta.uid()), Some(meta.gid()))
-            .on("cannot chown", dst)?;
-    }
-    std::fs::set_permissions(
-        dst,
-        std::os::unix::fs::PermissionsExt::from_mode(meta.mode() & 0o7777),
-    )
-    .on("cannot chmod", dst)?;
-    let times = std::fs::FileTimes::new()
-        .set_accessed(meta.accessed().on("cannot read the times of", src)?)
-        .set_modified(meta.modified().on("cannot read the times of", src)?);
-    std::fs::File::open(dst)
-        .and_then(|f| f.set_times(times))
-        .on("cannot set the times of", dst)
+    Ok(())
 }
 
 /// Takes the snapshot: `current` becomes `dest` in one rename, and an empty
