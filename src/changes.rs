@@ -701,11 +701,24 @@ pub fn add_linked_names(
     }
 }
 
+/// Opens `path` to read without moving its access time (`O_NOATIME`, which
+/// the server may use on its own files): a snapshot's files are history,
+/// and reading one to compare must not change it, not even its atime.
+/// Files the server does not own are not read (`None`).
+fn open_unseen(path: &Path) -> Option<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOATIME | libc::O_NOFOLLOW)
+        .open(path)
+        .ok()
+}
+
 /// Whether two regular files hold the same bytes (read in step; files
 /// over 1 GiB are taken to differ rather than read).
 fn same_content(a: &Path, b: &Path) -> bool {
     use std::io::Read;
-    let (Ok(mut fa), Ok(mut fb)) = (std::fs::File::open(a), std::fs::File::open(b)) else {
+    let (Some(mut fa), Some(mut fb)) = (open_unseen(a), open_unseen(b)) else {
         return false;
     };
     if fa.metadata().map(|m| m.len()).unwrap_or(u64::MAX) > 1 << 30 {
