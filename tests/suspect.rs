@@ -40,7 +40,11 @@ fn a_ransomware_night_pins_the_clean_history_until_ack(kind: FsKind) {
     let client = w.enroll("suspect.example");
     w.server_config(BASE);
     for i in 0..FILES {
-        fs::write(w.src.join(format!("f{i:02}")), format!("file {i}\n").repeat(100)).unwrap();
+        fs::write(
+            w.src.join(format!("f{i:02}")),
+            format!("file {i}\n").repeat(100),
+        )
+        .unwrap();
     }
     // A first backup (all added: never judged), then four nights of small
     // changes: the client's usual is 5 %.
@@ -64,7 +68,10 @@ fn a_ransomware_night_pins_the_clean_history_until_ack(kind: FsKind) {
     assert_eq!(standing[0]["snapshot"], suspect.as_str());
     let reason = standing[0]["reason"].as_str().unwrap();
     println!("figure: {client}: {suspect} marked: {reason}");
-    assert!(reason.starts_with("90 % of files changed or deleted, against a usual 5.0 %"), "{reason}");
+    assert!(
+        reason.starts_with("90 % of files changed or deleted, against a usual 5.0 %"),
+        "{reason}"
+    );
     let pinned: Vec<String> = clean[2..].to_vec();
     let said: Vec<&str> = standing[0]["pinned"]
         .as_array()
@@ -78,9 +85,10 @@ fn a_ransomware_night_pins_the_clean_history_until_ack(kind: FsKind) {
     assert!(file.exists(), "{}", file.display());
     let log = fs::read_to_string(w.store().join(".byteback/server.log")).unwrap();
     assert!(
-        log.lines()
-            .any(|l| l.contains(&format!("{client}: snapshot {suspect} is SUSPECT"))
-                && l.contains(&format!("byteback-server ack --client {client} {suspect}"))),
+        log.lines().any(
+            |l| l.contains(&format!("{client}: snapshot {suspect} is SUSPECT"))
+                && l.contains(&format!("byteback-server ack --client {client} {suspect}"))
+        ),
         "{log}"
     );
 
@@ -89,7 +97,9 @@ fn a_ransomware_night_pins_the_clean_history_until_ack(kind: FsKind) {
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     let line = stdout(&out);
     assert!(
-        line.starts_with(&format!("BYTEBACK CRITICAL - {client} suspect snapshot {suspect}")),
+        line.starts_with(&format!(
+            "BYTEBACK CRITICAL - {client} suspect snapshot {suspect}"
+        )),
         "{line}"
     );
     let out = w.server(&["status"]);
@@ -133,7 +143,9 @@ fn a_ransomware_night_pins_the_clean_history_until_ack(kind: FsKind) {
     assert_eq!(out.status.code(), Some(9), "{}", show(&out));
     let said = show(&out);
     assert!(
-        said.contains(&format!("`byteback-server ack --client {client} {suspect}`")),
+        said.contains(&format!(
+            "`byteback-server ack --client {client} {suspect}`"
+        )),
         "{said}"
     );
     let left = w.snapshots(&client);
@@ -157,7 +169,12 @@ fn a_ransomware_night_pins_the_clean_history_until_ack(kind: FsKind) {
     for bad in [newest.as_str(), "not-a-snapshot"] {
         let out = w.server(&["ack", "--client", &client, bad]);
         assert!(!out.status.success(), "{}", show(&out));
-        assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1, "{}", show(&out));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr).lines().count(),
+            1,
+            "{}",
+            show(&out)
+        );
     }
     let out = w.server(&["ack", "--client", &client, &suspect]);
     assert!(out.status.success(), "{}", show(&out));
