@@ -115,3 +115,104 @@ impl ClientBackups<'_> {
         ));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::ServerConfig;
+    use crate::store::fake::FakeStore;
+
+    /// A log of `content` changed files among `files`.
+    fn log(content: u64, files: u64) -> ChangeLog {
+        ChangeLog {
+            content,
+            files: Some(files),
+            complete: true,
+            ..ChangeLog::default()
+        }
+    }
+
+    /// Snapshots with the given logs (`None`: no log), a day apart.
+    fn history(fake: &FakeStore, client: &crate::names::ClientName, logs: &[Option<ChangeLog>]) {
+        for (i, l) in logs.iter().enumerate() {
+            let name = fake.old_snapshot(client, &format!("2026-11-{:02}T03:00:00Z", i + 1), 1);
+            if let Some(l) = l {
+                let path = fake
+                    .store
+                    .client_dir(client)
+                    .join(format!("{name}.changes"));
+                std::fs::write(path, l.render()).unwrap();
+            }
+        }
+    }
+
+    fn now() -> Timestamp {
+        "2026-12-01T03:00:00Z".parse().unwrap()
+    }
+
+    /// The judgement over a store's real logs: a first snapshot is never
+    /// judged; the usual comes from the logs; the pins are the newest clean
+    /// snapshots, skipping one already marked; off means off.
+    #[test]
+    fn judges_against_the_logs_beside_the_snapshots() {
+        let fake = FakeStore::new(1 << 30, ServerConfig::default());
+        let c = fake.client("a.example");
+        let backups = ClientBackups {
+            store: &fake.store,
+            client: c.clone(),
+        };
+        let bad = log(90, 100);
+        // Nothing before it: nothing to judge.
+        assert!(backups.judge_suspect(&bad, now()).is_none());
+        // One snapshot, no history: min_share alone decides.
+        history(&fake, &c, &[Some(log(0, 100))]);
+        assert!(backups.judge_suspect(&log(30, 100), now()).is_none());
+        assert!(backups.judge_suspect(&bad, now()).is_some());
+        // A usual of 5 %: 40 % is not ten times that; 90 % is.
+        history(
+            &fake,
+            &c,
+            &[
+                None,
+                Some(log(5, 100)),
+                Some(log(5, 100)),
+                Some(log(5, 100)),
+                Some(log(5, 100)),
+            ],
+        );
+        assert!(backups.judge_suspect(&log(40, 100), now()).is_none());
+        let verdict = backups.judge_suspect(&bad, now()).unwrap();
+        assert!(
+            verdict.reason.contains("against a usual 5.0 %"),
+            "{}",
+            verdict.reason
+        );
+        let names: Vec<String> = fake
+            .store
+            .snapshots(&c)
+            .unwrap()
+            .into_iter()
+            .map(|s| s.name.to_string())
+            .collect();
+        let pinned: Vec<String> = verdict.pinned.iter().map(ToString::to_string).collect();
+        assert_eq!(pinned, names[names.len() - 3..]);
+        // Mark the newest: the next verdict pins the three before it.
+        let newest = SnapshotName::parse(names.last().unwrap()).unwrap();
+        backups.mark_suspect(&newest, verdict);
+        let again = backups.judge_suspect(&bad, now()).unwrap();
+        let pinned: Vec<String> = again.pinned.iter().map(ToString::to_string).collect();
+        assert_eq!(pinned, names[names.len() - 4..names.len() - 1]);
+        // Off: nothing is judged, and the standing mark stays.
+        let mut config = ServerConfig::default();
+        config.suspect.enabled = false;
+        let off = FakeStore::new(1 << 30, config);
+        let c2 = off.client("b.example");
+        history(&off, &c2, &[Some(log(0, 100)), Some(log(1, 100))]);
+        let b2 = ClientBackups {
+            store: &off.store,
+            client: c2,
+        };
+        assert!(b2.judge_suspect(&bad, now()).is_none());
+        assert_eq!(fake.store.suspect_marks(&c).unwrap().len(), 1);
+    }
+}
