@@ -327,6 +327,25 @@ impl ChangeLog {
 
     /// Reads a file made by [`Self::render`].
     pub fn parse(text: &str) -> Result<Self, String> {
+        let mut log = Self::parse_head(text)?;
+        for line in text.lines().skip(4) {
+            let (kind, path) = line.split_once(' ').ok_or("bad path line")?;
+            let kind = Kind::of_letter(kind).ok_or("bad kind")?;
+            let path = decode_arg(path).map_err(|e| e.to_string())?;
+            log.paths.push((path, kind));
+        }
+        Ok(log)
+    }
+
+    /// The longest head of a file (its first four lines) that
+    /// [`Self::parse_head`] needs.
+    pub const HEAD_BYTES: usize = 256;
+
+    /// Reads the counts of a file made by [`Self::render`] from its first
+    /// four lines (at most [`Self::HEAD_BYTES`], the rest may be cut off),
+    /// without its paths: what judging a snapshot needs of its
+    /// predecessors, without reading megabytes of paths.
+    pub fn parse_head(text: &str) -> Result<Self, String> {
         let mut lines = text.lines();
         if lines.next() != Some(HEADER) {
             return Err("not a byteback change log".into());
@@ -351,13 +370,6 @@ impl ChangeLog {
             Some("summary") => false,
             other => return Err(format!("expected paths or summary, got {other:?}")),
         };
-        let mut paths = Vec::new();
-        for line in lines {
-            let (kind, path) = line.split_once(' ').ok_or("bad path line")?;
-            let kind = Kind::of_letter(kind).ok_or("bad kind")?;
-            let path = decode_arg(path).map_err(|e| e.to_string())?;
-            paths.push((path, kind));
-        }
         Ok(ChangeLog {
             added,
             deleted,
@@ -365,7 +377,7 @@ impl ChangeLog {
             metadata,
             files,
             complete,
-            paths,
+            paths: Vec::new(),
         })
     }
 }
@@ -801,6 +813,17 @@ line\n\
         assert!(!big.complete && big.paths.is_empty());
         assert_eq!(big.content, MAX_PATHS as u64 + 1);
         assert_eq!(ChangeLog::parse(&big.render()).unwrap(), big);
+        // The head alone: the counts, no paths, from a cut-off file.
+        let text = log.render();
+        let head = ChangeLog::parse_head(&text[..text.len() - 2]).unwrap();
+        assert_eq!((head.added, head.deleted, head.files), (1, 1, Some(7)));
+        assert!(head.paths.is_empty());
+        let max = format!(
+            "{HEADER}\ncounts {m} {m} {m} {m}\nfiles {m}\nsummary\n",
+            m = u64::MAX
+        );
+        assert!(max.len() <= ChangeLog::HEAD_BYTES);
+        assert_eq!(ChangeLog::parse_head(&max).unwrap().files, Some(u64::MAX));
     }
 
     /// Logs of consecutive snapshots combine into the net change.
