@@ -485,6 +485,25 @@ impl ChangeLog {
 
     /// Reads a file made by [`Self::render`].
     pub fn parse(text: &str) -> Result<Self, String> {
+        let mut log = Self::parse_head(text)?;
+        for line in text.lines().skip(4) {
+            let (kind, path) = line.split_once(' ').ok_or("bad path line")?;
+            let kind = Kind::of_letter(kind).ok_or("bad kind")?;
+            let path = decode_arg(path).map_err(|e| e.to_string())?;
+            log.paths.push((path, kind));
+        }
+        Ok(log)
+    }
+
+    /// The longest head of a file (its first four lines) that
+    /// [`Self::parse_head`] needs.
+    pub const HEAD_BYTES: usize = 256;
+
+    /// Reads the counts of a file made by [`Self::render`] from its first
+    /// four lines (at most [`Self::HEAD_BYTES`], the rest may be cut off),
+    /// without its paths: what judging a snapshot needs of its
+    /// predecessors, without reading megabytes of paths.
+    pub fn parse_head(text: &str) -> Result<Self, String> {
         let mut lines = text.lines();
         if lines.next() != Some(HEADER) {
             return Err("not a byteback change log".into());
@@ -509,13 +528,6 @@ impl ChangeLog {
             Some("summary") => false,
             other => return Err(format!("expected paths or summary, got {other:?}")),
         };
-        let mut paths = Vec::new();
-        for line in lines {
-            let (kind, path) = line.split_once(' ').ok_or("bad path line")?;
-            let kind = Kind::of_letter(kind).ok_or("bad kind")?;
-            let path = decode_arg(path).map_err(|e| e.to_string())?;
-            paths.push((path, kind));
-        }
         Ok(ChangeLog {
             added,
             deleted,
@@ -523,7 +535,7 @@ impl ChangeLog {
             metadata,
             files,
             complete,
-            paths,
+            paths: Vec::new(),
         })
     }
 }
@@ -891,13 +903,28 @@ pub fn combine(logs: &[ChangeLog]) -> Option<ChangeLog> {
     Some(ChangeLog::of(net, logs.last().and_then(|l| l.files)))
 }
 
-/// The rule that marks a snapshot suspect: its share of files changed in
-/// content or deleted is over `min_share` and at least `factor` times the
-/// client's baseline (the median of that share over its recent logs).
+/// The rule that marks a snapshot suspect (a ransomware's night looks like
+/// this: most files rewritten, or deleted, where the client usually
+/// touches a few). A snapshot's *share* is the files it changed in
+/// content or deleted over the files of the snapshot before it (added
+/// files do not count, so a first backup, all added, is never suspect).
+/// It is suspect when its share is over `min_share` AND at least `factor`
+/// times the client's baseline: the median share of its last `history`
+/// snapshots that have a change log (and whose predecessor's file count
+/// is known), leaving out those marked suspect. With too little history
+/// (none at all) the baseline is 0, so `min_share` alone decides: a young
+/// client is judged by the absolute bar until it has a usual. The
+/// settings are `[suspect]` in `server.toml`
+/// ([`crate::store::SuspectConfig`]).
+///
+/// What it does not catch: damage spread over many nights, each under the
+/// bar, or slow enough to raise the baseline with it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Suspect {
     pub min_share: f64,
     pub factor: f64,
+    /// How many recent shares make the baseline.
+    pub history: usize,
 }
 
 impl Suspect {
@@ -907,12 +934,37 @@ impl Suspect {
         let baseline = median(history);
         if share > self.min_share && share >= self.factor * baseline {
             return Some(format!(
-                "{:.0} % of files changed or deleted, against a usual {:.1} %",
+                "{:.0} % of files changed or deleted, against a usual {:.1} % (median of {} snapshot(s)); suspect over {:.0} % and {}x the usual",
                 share * 100.0,
-                baseline * 100.0
+                baseline * 100.0,
+                history.len(),
+                self.min_share * 100.0,
+                self.factor
             ));
         }
         None
+    }
+
+    /// The baseline's shares from a client's snapshots, oldest first: each
+    /// its change log (if it has one) and whether it is left out (marked
+    /// suspect). A snapshot's share needs its own log and its
+    /// predecessor's file count; the last `history` shares are kept.
+    pub fn recent_shares(&self, snapshots: &[(Option<&ChangeLog>, bool)]) -> Vec<f64> {
+        let mut shares: Vec<f64> = snapshots
+            .windows(2)
+            .filter_map(|pair| {
+                let [(before, _), (log, left_out)] = pair else {
+                    return None;
+                };
+                if *left_out {
+                    return None;
+                }
+                log.as_ref()?.damage_share(before.as_ref()?.files)
+            })
+            .collect();
+        let keep = shares.len().saturating_sub(self.history);
+        shares.drain(..keep);
+        shares
     }
 }
 
@@ -1155,6 +1207,17 @@ mod tests {
         assert!(!big.complete && big.paths.is_empty());
         assert_eq!(big.content, MAX_PATHS as u64 + 1);
         assert_eq!(ChangeLog::parse(&big.render()).unwrap(), big);
+        // The head alone: the counts, no paths, from a cut-off file.
+        let text = log.render();
+        let head = ChangeLog::parse_head(&text[..text.len() - 2]).unwrap();
+        assert_eq!((head.added, head.deleted, head.files), (1, 1, Some(7)));
+        assert!(head.paths.is_empty());
+        let max = format!(
+            "{HEADER}\ncounts {m} {m} {m} {m}\nfiles {m}\nsummary\n",
+            m = u64::MAX
+        );
+        assert!(max.len() <= ChangeLog::HEAD_BYTES);
+        assert_eq!(ChangeLog::parse_head(&max).unwrap().files, Some(u64::MAX));
     }
 
     /// Logs of consecutive snapshots combine into the net change.
@@ -1188,18 +1251,74 @@ mod tests {
         );
     }
 
-    /// The suspect rule: over the share and far over the baseline.
+    /// The suspect rule: over the share and far over the baseline; with
+    /// no history, the share alone; the baseline from the logs.
     #[test]
     fn suspect_rule() {
         let rule = Suspect {
             min_share: 0.3,
             factor: 10.0,
+            history: 3,
         };
         assert!(rule.judge(0.9, &[0.01, 0.02, 0.01]).is_some());
         assert!(rule.judge(0.2, &[0.0]).is_none());
         assert!(rule.judge(0.5, &[0.1, 0.1]).is_none());
         assert!(rule.judge(0.5, &[]).is_some());
+        assert!(rule.judge(0.3, &[]).is_none(), "over, not at, min_share");
+        // A client that rewrites most of its files every night has a high
+        // baseline: no mark.
+        assert!(rule.judge(0.95, &[0.8, 0.9, 0.85]).is_none());
+        let why = rule.judge(0.9, &[0.01, 0.01, 0.02]).unwrap();
+        assert!(
+            why.starts_with("90 % of files changed or deleted, against a usual 1.0 %"),
+            "{why}"
+        );
         assert_eq!(median(&[3.0, 1.0, 2.0, 10.0]), 2.5);
+        assert_eq!(median(&[f64::NAN]), 0.0);
+
+        let log = |content: u64, deleted: u64, files: Option<u64>| ChangeLog {
+            content,
+            deleted,
+            added: 5,
+            files,
+            ..ChangeLog::default()
+        };
+        let (a, b, c, d, e) = (
+            log(0, 0, Some(100)),
+            log(1, 1, Some(100)),
+            log(4, 0, None),
+            log(10, 0, Some(100)),
+            log(90, 0, Some(100)),
+        );
+        let shares = |v: &[(Option<&ChangeLog>, bool)]| rule.recent_shares(v);
+        // The first has no share; b against a; c against b; d against c,
+        // whose file count is unknown: none.
+        assert_eq!(
+            shares(&[
+                (Some(&a), false),
+                (Some(&b), false),
+                (Some(&c), false),
+                (Some(&d), false)
+            ]),
+            [0.02, 0.04]
+        );
+        // A snapshot without a log has no share, nor does the next.
+        assert_eq!(
+            shares(&[(Some(&a), false), (None, false), (Some(&b), false)]),
+            Vec::<f64>::new()
+        );
+        // Marked ones are left out; only the last `history` are kept.
+        assert_eq!(
+            shares(&[
+                (Some(&a), false),
+                (Some(&b), false),
+                (Some(&b), false),
+                (Some(&e), true),
+                (Some(&b), false),
+                (Some(&b), false),
+            ]),
+            [0.02, 0.02, 0.02]
+        );
     }
 
     /// The file count follows the changes, and falls back to a walk where

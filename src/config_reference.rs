@@ -15,7 +15,7 @@ use documented::DocumentedFields;
 use serde::Serialize;
 
 use crate::client::config::ClientConfig;
-use crate::store::{LimitsConfig, ReplicateConfig, SandboxConfig, ServerConfig};
+use crate::store::{LimitsConfig, ReplicateConfig, SandboxConfig, ServerConfig, SuspectConfig};
 
 /// One key of a configuration file.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,10 +50,11 @@ pub fn client() -> Vec<Section> {
 pub fn server() -> Vec<Section> {
     let doc = |field| ServerConfig::get_field_docs(field).unwrap_or_default();
     vec![
-        section::<ServerConfig>(None, "", &["sandbox", "replicate", "limits"]),
+        section::<ServerConfig>(None, "", &["sandbox", "replicate", "limits", "suspect"]),
         section::<SandboxConfig>(Some("sandbox"), doc("sandbox"), &[]),
         section::<ReplicateConfig>(Some("replicate"), doc("replicate"), &[]),
         section::<LimitsConfig>(Some("limits"), doc("limits"), &[]),
+        section::<SuspectConfig>(Some("suspect"), doc("suspect"), &[]),
     ]
 }
 
@@ -210,6 +211,7 @@ mod tests {
                 ("sandbox", accepted::<SandboxConfig>()),
                 ("replicate", accepted::<ReplicateConfig>()),
                 ("limits", accepted::<LimitsConfig>()),
+                ("suspect", accepted::<SuspectConfig>()),
             ],
         );
         assert!(names(&server()[0]).contains(&"log_socket"));

@@ -67,6 +67,14 @@ pub enum Error {
     /// a person must add disk space (or wait for a running transfer).
     #[error("{0}")]
     SpaceExhausted(String),
+    /// The store is short of space and only snapshots a suspect mark pins
+    /// (see [`crate::store::suspect`]) could make room: a backup is
+    /// refused rather than lose them, until a person acknowledges the mark
+    /// (`byteback-server ack`) or adds space. On the wire and in the exit
+    /// status it is [`Error::SpaceExhausted`]'s: the client can do nothing
+    /// about either.
+    #[error("{0}")]
+    PinnedBySuspect(String),
     /// Everything works, but the backups need a person: the server reports
     /// a space alert, or this client's last attempt failed.
     #[error("{0}")]
@@ -157,7 +165,7 @@ impl Error {
             | Error::Moved { .. } => Exit::Refused,
             Error::Config(_) => Exit::Config,
             Error::Unsupported(_) => Exit::Unsupported,
-            Error::SpaceExhausted(_) => Exit::SpaceExhausted,
+            Error::SpaceExhausted(_) | Error::PinnedBySuspect(_) => Exit::SpaceExhausted,
             Error::Attention(_) => Exit::Attention,
             Error::Hook(_) => Exit::Hook,
             Error::Mismatch(_) => Exit::Mismatch,

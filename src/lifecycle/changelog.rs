@@ -165,6 +165,18 @@ impl ClientBackups<'_> {
         let _ = std::fs::remove_file(self.changes_file(PENDING));
     }
 
+    /// The counts of snapshot `name`'s change log (no paths: only its
+    /// head is read), if it has a readable one.
+    pub fn change_counts(&self, name: &SnapshotName) -> Option<ChangeLog> {
+        use std::io::Read;
+        let path = self.changes_file(&format!("{name}.changes"));
+        let mut head = Vec::with_capacity(ChangeLog::HEAD_BYTES);
+        std::fs::File::open(path)
+            .and_then(|f| f.take(ChangeLog::HEAD_BYTES as u64).read_to_end(&mut head))
+            .ok()?;
+        ChangeLog::parse_head(&String::from_utf8_lossy(&head)).ok()
+    }
+
     /// The change log of snapshot `name`, if it has one.
     pub fn change_log(&self, name: &SnapshotName) -> Result<Option<ChangeLog>> {
         let path = self.changes_file(&format!("{name}.changes"));

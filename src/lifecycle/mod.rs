@@ -31,6 +31,7 @@ use crate::window::{self, Gate, Windows};
 
 pub mod changelog;
 pub mod hardened;
+mod suspect;
 
 /// Opens the store at `root` as every command must: in hardened mode if
 /// root hardened it for this user (root's file decides, and its policy is
@@ -246,7 +247,14 @@ impl<'s> ClientBackups<'s> {
         }
         match prune::run(store, Timestamp::now(), prune::Mode::IfNeeded, Some(client)) {
             Ok(_) => Ok(()),
-            Err(e @ Error::Refused(_)) => Err(e),
+            // Only pinned snapshots could make room: refused rather than
+            // lose them (see `store::suspect`).
+            Err(e @ (Error::Refused(_) | Error::PinnedBySuspect(_))) => {
+                if matches!(e, Error::PinnedBySuspect(_)) {
+                    store.warn(&format!("{client}: backup refused: {e}"));
+                }
+                Err(e)
+            }
             Err(e) => {
                 store.warn(&format!("{client}: prune before receiving: {e}"));
                 crate::report::warn(&e);
@@ -491,6 +499,8 @@ impl<'s> ClientBackups<'s> {
         // The change log is classified while `current` is still writable
         // and the previous snapshot is the newest.
         let log = self.seal_change_log();
+        // Judged against the history before it, while that is all there is.
+        let verdict = log.as_ref().and_then(|log| self.judge_suspect(log, now));
         let name = match name {
             Some(name) => store.take_snapshot_named(client, name, note)?,
             // (In hardened mode the helper names it, by its own clock.)
@@ -509,13 +519,17 @@ impl<'s> ClientBackups<'s> {
                 log.added, log.deleted, log.content, log.metadata
             ));
         }
+        // Marked before anything is pruned, so the prune below keeps its pins.
+        if let Some(verdict) = verdict {
+            self.mark_suspect(&name, verdict);
+        }
         // What was written is history now, before pruning weighs it.
         growth::record_snapshot(store, client)?;
         store.clear_client_notice(client);
         // Its history quota first: only its own snapshots pay for it.
         match prune::thin_to_quota(store, now, client) {
             Ok(q) if q.over() => store.warn(&format!(
-                "{client}: holds {} bytes, over its quota of {} bytes, with only its newest snapshot left",
+                "{client}: holds {} bytes, over its quota of {} bytes, with only its newest snapshot (and any a suspect mark pins) left",
                 q.after,
                 q.quota.unwrap_or_default()
             )),

@@ -491,7 +491,7 @@ impl FailureKind {
             Error::FullPassNeeded(_) => FailureKind::FullPassNeeded,
             Error::Partial(_) => FailureKind::Partial,
             Error::Connection(_) => FailureKind::Connection,
-            Error::SpaceExhausted(_) => FailureKind::NoSpace,
+            Error::SpaceExhausted(_) | Error::PinnedBySuspect(_) => FailureKind::NoSpace,
             Error::Attention(_) => FailureKind::Attention,
             Error::Unsupported(_) => FailureKind::Unsupported,
             Error::Mismatch(_) => FailureKind::Mismatch,

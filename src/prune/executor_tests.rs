@@ -368,3 +368,103 @@ fn no_history_goes_while_a_keys_largest_client_is_still_writing() {
     let alert = fake.store.space_alert().unwrap();
     assert!(alert.contains("replica key of primary p"), "{alert}");
 }
+
+/// Snapshots a suspect mark pins are never deleted, by pruning or a
+/// quota: the others go, and when only the pinned ones could make room the
+/// prune fails with the typed refusal naming `ack`; after `ack` (the mark
+/// cleared) they go as any other.
+#[test]
+fn pinned_snapshots_stay_until_the_mark_is_cleared() {
+    use crate::names::SnapshotName;
+    use crate::store::suspect::Mark;
+    let fake = FakeStore::new(100 * MIB, config());
+    let a = fake.client("a.example");
+    let days = [
+        "2026-01-01",
+        "2026-02-01",
+        "2026-03-01",
+        "2026-04-01",
+        "2026-05-01",
+    ];
+    for day in days {
+        fake.old_snapshot(&a, &format!("{day}T00:00:00Z"), 17 * MIB);
+    }
+    let name = |day: &str| format!("{day}T00:00:00Z");
+    // The newest is suspect; the three before it are pinned.
+    let pinned: Vec<String> = days[1..4].iter().map(|d| name(d)).collect();
+    fake.store
+        .add_suspect_mark(
+            &a,
+            Mark {
+                snapshot: name(days[4]),
+                reason: "90 % of files changed or deleted".into(),
+                pinned: pinned.clone(),
+                marked: now(),
+            },
+        )
+        .unwrap();
+    assert!(fake.free_percent() < 20.0);
+    let err = run(&fake.store, now(), Mode::IfNeeded, Some(&a)).unwrap_err();
+    let Error::PinnedBySuspect(why) = &err else {
+        panic!("{err:?}")
+    };
+    assert!(
+        why.contains(&format!(
+            "`byteback-server ack --client a.example {}`",
+            name(days[4])
+        )),
+        "{why}"
+    );
+    assert_eq!(err.exit_code(), crate::error::Exit::SpaceExhausted);
+    let left: Vec<String> = fake
+        .store
+        .snapshots(&a)
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name.to_string())
+        .collect();
+    // Only the unpinned oldest went.
+    assert_eq!(left[..3], pinned[..]);
+    assert_eq!(left.len(), 4);
+    // Force too skips them, and says why.
+    let forced = run(&fake.store, now(), Mode::Force, None).unwrap_err();
+    assert!(matches!(forced, Error::Refused(_)), "{forced:?}");
+    // The dry run of what pruning would do lists none of them.
+    let dry = run(&fake.store, now(), Mode::DryRun, None).unwrap();
+    assert!(dry.deleted.is_empty(), "{:?}", dry.deleted);
+
+    let suspect = SnapshotName::parse(&name(days[4])).unwrap();
+    assert!(
+        fake.store
+            .clear_suspect_mark(&a, &suspect)
+            .unwrap()
+            .is_some()
+    );
+    // (Above min_free_percent now: only a forced prune deletes.)
+    let outcome = run(&fake.store, now(), Mode::Force, None).unwrap();
+    assert_eq!(outcome.deleted.len(), 1);
+    assert!(pinned.contains(&outcome.deleted[0].snapshot.name.to_string()));
+}
+
+/// A marks file that cannot be read pins every snapshot of its client,
+/// never none.
+#[test]
+fn unreadable_marks_pin_everything() {
+    let fake = FakeStore::new(100 * MIB, config());
+    let a = fake.client("a.example");
+    for day in [
+        "2026-01-01",
+        "2026-02-01",
+        "2026-03-01",
+        "2026-04-01",
+        "2026-05-01",
+    ] {
+        fake.old_snapshot(&a, &format!("{day}T00:00:00Z"), 17 * MIB);
+    }
+    let dir = fake.store.root().join(".byteback/suspect");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("a.example.json"), "{").unwrap();
+    let err = run(&fake.store, now(), Mode::IfNeeded, Some(&a)).unwrap_err();
+    assert!(matches!(err, Error::PinnedBySuspect(_)), "{err:?}");
+    assert_eq!(fake.store.snapshots(&a).unwrap().len(), 5);
+}

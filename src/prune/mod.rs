@@ -11,6 +11,13 @@
 //! [`ReplicationGuard`]); each such deletion is logged and left standing
 //! as the store's alert, so `status` shows it.
 //!
+//! Snapshots a suspect mark pins (see [`crate::store::suspect`]) are never
+//! candidates at all while the mark stands ([`Pins`], applied in
+//! [`plan_guarded`], where every deletion by pruning, by a quota or by
+//! hand is chosen); when only they could make room, the prune fails with
+//! [`Error::PinnedBySuspect`] and the backup that wanted the room is
+//! refused.
+//!
 //! Before any history goes, data that no snapshot holds and that is over a
 //! limit — its client's, its key's, the store's (see [`growth`]) — is
 //! reclaimed, the largest contributors first: each such client's `current`
@@ -146,14 +153,111 @@ impl ReplicationGuard {
     }
 }
 
-/// [`plan`], with the snapshots `guard` protects moved after all others
-/// (and marked): they go only once nothing else is left to delete.
+/// The snapshots suspect marks pin, with the mark that pins each: never a
+/// candidate for deletion while the mark stands.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pins {
+    /// Each pinned snapshot and the suspect snapshot whose mark pins it.
+    pinned: Vec<(StoredSnapshot, SnapshotName)>,
+    /// Clients whose marks cannot be read: every snapshot of theirs is
+    /// pinned (a mark that cannot be read must not lift its pins).
+    unreadable: Vec<ClientName>,
+}
+
+impl Pins {
+    /// The pins standing in `store`; a client whose marks cannot be read
+    /// has all its snapshots pinned, and the store's log says why.
+    pub fn of(store: &Store) -> Pins {
+        let mut pins = Pins::default();
+        for client in store.clients().unwrap_or_default() {
+            match store.suspect_marks(&client) {
+                Ok(marks) => {
+                    for mark in marks {
+                        let Some(suspect) = SnapshotName::parse(&mark.snapshot) else {
+                            continue;
+                        };
+                        for name in mark.pinned.iter().filter_map(|n| SnapshotName::parse(n)) {
+                            pins.pin(client.clone(), name, suspect.clone());
+                        }
+                    }
+                }
+                Err(e) => {
+                    store.warn(&format!("prune: {client}: every snapshot kept: {e}"));
+                    pins.unreadable.push(client);
+                }
+            }
+        }
+        pins
+    }
+
+    /// Pins `name` of `client` for the mark of `suspect`.
+    pub fn pin(&mut self, client: ClientName, name: SnapshotName, suspect: SnapshotName) {
+        self.pinned.push((StoredSnapshot { client, name }, suspect));
+    }
+
+    /// The suspect snapshot whose mark pins `s`, if one does (for a client
+    /// whose marks cannot be read, `s` itself).
+    pub fn pinned_by(&self, s: &StoredSnapshot) -> Option<SnapshotName> {
+        if self.unreadable.contains(&s.client) {
+            return Some(s.name.clone());
+        }
+        self.pinned
+            .iter()
+            .find(|(p, _)| p == s)
+            .map(|(_, by)| by.clone())
+    }
+
+    /// The line that says which pins, among `left`, kept space from being
+    /// made, and what a person can do; `None` if none of them is pinned.
+    pub fn refusal(&self, left: &[StoredSnapshot]) -> Option<String> {
+        let mut by: BTreeMap<(&ClientName, String), Vec<&SnapshotName>> = BTreeMap::new();
+        for s in left {
+            if let Some(suspect) = self.pinned_by(s) {
+                let key = match self.unreadable.contains(&s.client) {
+                    true => String::new(),
+                    false => suspect.to_string(),
+                };
+                by.entry((&s.client, key)).or_default().push(&s.name);
+            }
+        }
+        if by.is_empty() {
+            return None;
+        }
+        let marks: Vec<String> = by
+            .iter()
+            .map(|((client, suspect), pinned)| {
+                let pinned: Vec<String> = pinned.iter().map(ToString::to_string).collect();
+                if self.unreadable.contains(client) {
+                    format!("{client}: its suspect marks cannot be read, so all its snapshots are kept (see the log)")
+                } else {
+                    format!(
+                        "{client}: snapshot {suspect} is suspect and pins {} (look at it, then `byteback-server ack --client {client} {suspect}`)",
+                        pinned.join(", ")
+                    )
+                }
+            })
+            .collect();
+        Some(format!(
+            "the space could only be made by deleting snapshots a suspect mark pins, which pruning never does: {}; or add disk space",
+            marks.join("; ")
+        ))
+    }
+}
+
+/// [`plan`], less the snapshots `pins` hold, with the snapshots `guard`
+/// protects moved after all others (and marked): they go only once
+/// nothing else is left to delete. Every deletion pruning, a quota or
+/// `prune --force` makes is chosen here.
 pub fn plan_guarded(
     snapshots: &[StoredSnapshot],
     now: Timestamp,
     guard: Option<&ReplicationGuard>,
+    pins: &Pins,
 ) -> Vec<Deletion> {
-    let all = plan(snapshots, now);
+    let all: Vec<Deletion> = plan(snapshots, now)
+        .into_iter()
+        .filter(|d| pins.pinned_by(&d.snapshot).is_none())
+        .collect();
     let Some(guard) = guard else {
         return all;
     };
@@ -341,7 +445,8 @@ pub fn run(
         return Err(Error::SpaceExhausted(msg));
     }
     let guard = ReplicationGuard::of(store);
-    let candidates = plan_guarded(&snapshots, now, guard.as_ref());
+    let pins = Pins::of(store);
+    let candidates = plan_guarded(&snapshots, now, guard.as_ref(), &pins);
     if mode == Mode::DryRun {
         outcome.deleted = candidates;
         outcome.after = Some(free);
@@ -349,10 +454,24 @@ pub fn run(
     }
     let mut remaining = snapshots;
     loop {
-        let Some(next) = plan_guarded(&remaining, now, guard.as_ref())
+        let Some(next) = plan_guarded(&remaining, now, guard.as_ref(), &pins)
             .into_iter()
             .next()
         else {
+            if let Some(why) = pins.refusal(&remaining) {
+                let msg = format!(
+                    "store {} is short of space ({}, minimum {min}%): {why}",
+                    store.root().display(),
+                    space_words(&free)
+                );
+                store.record_space_alert(&msg);
+                return Err(match mode {
+                    Mode::Force if outcome.deleted.is_empty() => Error::Refused(format!(
+                        "nothing may be deleted: every snapshot is its client's newest or pinned by a suspect mark ({why})"
+                    )),
+                    _ => Error::PinnedBySuspect(msg),
+                });
+            }
             let msg = format!(
                 "store {} is short of space ({}, minimum {min}%) and every snapshot left is a client's newest: add disk space",
                 store.root().display(),
@@ -426,8 +545,8 @@ impl QuotaOutcome {
 /// Enforces `client`'s history quota (see [`crate::store::quota`]): while
 /// what its history holds is over it, deletes the client's own least
 /// important snapshot (the importance order over the whole store, read
-/// backwards and restricted to this client; never its newest, and the
-/// replication guard as for any pruning), measuring again after each. No
+/// backwards and restricted to this client; never its newest nor one a
+/// suspect mark pins, and the replication guard as for any pruning), measuring again after each. No
 /// other client's snapshot is ever deleted for it, and `min_age` does not
 /// apply: the quota is the administrator's explicit limit. In hardened
 /// mode (whose helper deletes only by its own policy) nothing is deleted;
@@ -450,9 +569,10 @@ pub fn thin_to_quota(store: &Store, now: Timestamp, client: &ClientName) -> Resu
     }
     let _lock = lock(store, Duration::from_secs(600))?;
     let guard = ReplicationGuard::of(store);
+    let pins = Pins::of(store);
     let mut remaining = all_snapshots(store)?;
     while outcome.after > limit {
-        let Some(next) = plan_guarded(&remaining, now, guard.as_ref())
+        let Some(next) = plan_guarded(&remaining, now, guard.as_ref(), &pins)
             .into_iter()
             .find(|d| &d.snapshot.client == client)
         else {
@@ -641,7 +761,7 @@ mod tests {
             snap("b", "2026-11-20T00:00:00Z"),
         ];
         let unguarded = plan(&all, now);
-        assert_eq!(plan_guarded(&all, now, None), unguarded);
+        assert_eq!(plan_guarded(&all, now, None, &Pins::default()), unguarded);
         // a is replicated up to June, b not at all.
         let guard = ReplicationGuard {
             replicated: [(
@@ -651,7 +771,7 @@ mod tests {
             .into_iter()
             .collect(),
         };
-        let guarded = plan_guarded(&all, now, Some(&guard));
+        let guarded = plan_guarded(&all, now, Some(&guard), &Pins::default());
         let shown: Vec<(String, bool)> = guarded
             .iter()
             .map(|d| {

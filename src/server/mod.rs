@@ -1,6 +1,7 @@
 //! `byteback-server`: the backup server's commands, run as the backup user
 //! (by hand, or by sshd as a client's forced command).
 
+pub mod ack;
 pub mod clients;
 pub mod history;
 pub mod keys;
@@ -208,6 +209,22 @@ enum Command {
         /// The key is an original byteback client's, speaking its language (set by import-keys).
         #[arg(long, conflicts_with_all = ["replica", "read_only", "push_only"])]
         legacy: bool,
+    },
+    /// Clear the suspect mark of a client's snapshot, once a person has looked at it.
+    ///
+    /// A snapshot that changed or deleted far more of the client's files than usual is marked
+    /// suspect (`[suspect]` in server.toml), and the snapshots before it are kept from pruning
+    /// while the mark stands; `status` shows the client critical. Only this command clears it. See
+    /// docs/disk-space.md, "Suspect snapshots".
+    Ack {
+        /// The store directory [default: the backup user's home].
+        #[arg(long)]
+        store: Option<PathBuf>,
+        /// The client's name.
+        #[arg(long)]
+        client: String,
+        /// The suspect snapshot, as status names it.
+        snapshot: String,
     },
     /// Let a push-only client's key list, restore and verify for a while (see new-client --push-only).
     ///
@@ -503,6 +520,11 @@ pub fn run(cli: Cli) -> Result<u8> {
                 command.as_deref(),
             ))
         }
+        Command::Ack {
+            store,
+            client,
+            snapshot,
+        } => ack::run(&store_or_home(store)?, &client, &snapshot).map(|()| 0),
         Command::GrantRestore {
             store,
             client,

@@ -18,6 +18,12 @@
 //! key may create, how much space and how many transfer slots a key may
 //! spend) belong to the key too, and are stated next to the request they
 //! bound — see [`ReplicaClients`] and [`KeyId`].
+//!
+//! No request of any role reads or clears a suspect mark
+//! ([`crate::store::suspect`]): there is no such request in either language,
+//! so none is in this table. A mark is made by the lifecycle's judgement of
+//! a snapshot's change log and cleared only by `byteback-server ack`, run by
+//! a person on the server; a client's backups only add snapshots to judge.
 
 use std::collections::BTreeSet;
 

@@ -24,6 +24,10 @@ use crate::sys::fs::{human_bytes, write_atomic};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
+    /// A snapshot of it is marked suspect (it changed or deleted far more
+    /// of its files than usual: `[suspect]`), and the snapshots before it
+    /// are pinned until a person runs `byteback-server ack`.
+    Suspect,
     /// Its last attempt was refused or failed.
     Failing,
     /// It has no snapshot yet.
@@ -42,6 +46,7 @@ pub enum State {
 impl State {
     fn word(self) -> &'static str {
         match self {
+            State::Suspect => "suspect",
             State::Failing => "failing",
             State::Never => "never",
             State::Stale => "stale",
@@ -84,6 +89,19 @@ pub struct ClientStatus {
     /// Where its backups moved (`move-client`), if they did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub moved_to: Option<String>,
+    /// Its standing suspect marks, oldest first (see
+    /// [`crate::store::suspect`]).
+    pub suspect: Vec<SuspectMark>,
+}
+
+/// A standing suspect mark, as status shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SuspectMark {
+    /// The suspect snapshot (`-` when the marks cannot be read).
+    pub snapshot: String,
+    pub reason: String,
+    /// The snapshots it keeps from pruning.
+    pub pinned: Vec<String>,
 }
 
 /// How far one replica is behind with one client.
@@ -169,11 +187,29 @@ pub fn gather(store: &Store, now: Timestamp, only: Option<&ClientName>) -> Resul
         let g = growth::load(store, &client);
         let usage = crate::store::quota::cached_usage(store, &client);
         let moved_to = store.moved(&client).map(|m| m.to);
+        let suspect: Vec<SuspectMark> = match store.suspect_marks(&client) {
+            Ok(marks) => marks
+                .into_iter()
+                .map(|m| SuspectMark {
+                    snapshot: m.snapshot,
+                    reason: m.reason,
+                    pinned: m.pinned,
+                })
+                .collect(),
+            // Unreadable marks pin everything: as loud as a mark.
+            Err(e) => vec![SuspectMark {
+                snapshot: "-".into(),
+                reason: e.to_string(),
+                pinned: vec!["all".into()],
+            }],
+        };
         out.push(ClientStatus {
             client: client.to_string(),
-            state: match moved_to {
-                Some(_) => State::Moved,
-                None => state_of(
+            // A mark outranks everything: its pins stand here, moved or not.
+            state: match (&moved_to, suspect.is_empty()) {
+                (_, false) => State::Suspect,
+                (Some(_), true) => State::Moved,
+                (None, true) => state_of(
                     newest.map(|s| (s.name.time(), s.partial)),
                     last.as_ref(),
                     now,
@@ -181,6 +217,7 @@ pub fn gather(store: &Store, now: Timestamp, only: Option<&ClientName>) -> Resul
                 ),
             },
             moved_to,
+            suspect,
             snapshots: snapshots.len(),
             newest: newest.map(|s| s.name.to_string()),
             newest_age_seconds: newest.map(|s| now.duration_since(s.name.time()).as_secs()),
@@ -352,6 +389,17 @@ pub fn render_text(status: &Status) -> String {
         if let Some(to) = &c.moved_to {
             let _ = write!(o, "; moved to {to} (kept until move-client --retire)");
         }
+        for m in &c.suspect {
+            let _ = write!(
+                o,
+                "; SUSPECT {}: {}; pins {} (look, then `byteback-server ack --client {} {}`)",
+                m.snapshot,
+                m.reason,
+                m.pinned.join(", "),
+                c.client,
+                m.snapshot
+            );
+        }
         if let Some(last) = c.last_attempt.as_ref().filter(|l| !l.ok) {
             let _ = write!(
                 o,
@@ -396,6 +444,10 @@ pub fn check(status: &Status, warn: SignedDuration, crit: SignedDuration) -> (u8
         match c.state {
             // Its backups are another server's to watch now.
             State::Moved => {}
+            State::Suspect => {
+                let marks: Vec<&str> = c.suspect.iter().map(|m| m.snapshot.as_str()).collect();
+                critical.push(format!("{name} suspect snapshot {}", marks.join(", ")));
+            }
             State::Failing => critical.push(format!("{name} failing")),
             _ if age.is_some_and(|a| a > crit) => critical.push(format!(
                 "{name} {} old",
@@ -427,13 +479,14 @@ pub fn check(status: &Status, warn: SignedDuration, crit: SignedDuration) -> (u8
         named.join(", ")
     };
     let line = format!(
-        "BYTEBACK {word} - {summary} | clients={} ok={} stale={} never={} failing={} partial={} free_bytes={}B;;;0;{} free_percent={:.1}%",
+        "BYTEBACK {word} - {summary} | clients={} ok={} stale={} never={} failing={} partial={} suspect={} free_bytes={}B;;;0;{} free_percent={:.1}%",
         status.clients.len(),
         count(State::Ok),
         count(State::Stale),
         count(State::Never),
         count(State::Failing),
         count(State::Partial),
+        count(State::Suspect),
         status.store.free_bytes,
         status.store.total_bytes,
         status.store.free_percent,
@@ -450,8 +503,10 @@ pub fn prometheus(status: &Status, now: Timestamp) -> String {
     let label = |c: &ClientStatus| format!("{{client=\"{}\"}}", c.client);
     // A moved client's backups are another server's: none of its series
     // here (so no alert about its age), only that it moved.
-    let (moved, watched): (Vec<&ClientStatus>, Vec<&ClientStatus>) =
-        status.clients.iter().partition(|c| c.state == State::Moved);
+    let (moved, watched): (Vec<&ClientStatus>, Vec<&ClientStatus>) = status
+        .clients
+        .iter()
+        .partition(|c| c.moved_to.is_some() && c.suspect.is_empty());
     metric(
         &mut o,
         "byteback_last_snapshot_timestamp_seconds",
@@ -472,7 +527,7 @@ pub fn prometheus(status: &Status, now: Timestamp) -> String {
         }
     }
     type Field = fn(&ClientStatus) -> u64;
-    let per_client: [(&str, &str, Field); 5] = [
+    let per_client: [(&str, &str, Field); 6] = [
         (
             "byteback_snapshots",
             "Number of the client's snapshots.",
@@ -497,6 +552,11 @@ pub fn prometheus(status: &Status, now: Timestamp) -> String {
             "byteback_client_failing",
             "1 if the client's last attempt was refused or failed.",
             |c| u64::from(c.state == State::Failing),
+        ),
+        (
+            "byteback_client_suspect",
+            "Suspect marks standing on the client's snapshots (each pins the snapshots before it until byteback-server ack).",
+            |c| c.suspect.len() as u64,
         ),
     ];
     for (name, help, value) in per_client {
@@ -747,7 +807,46 @@ mod tests {
             notice: None,
             replicas: Vec::new(),
             moved_to: None,
+            suspect: Vec::new(),
         }
+    }
+
+    /// A suspect client: critical in the check, named with its snapshot;
+    /// the text says what to run; the metric counts its marks.
+    #[test]
+    fn a_suspect_client_is_critical_everywhere() {
+        let mut c = client("a.example", State::Suspect, Some(60));
+        c.suspect = vec![SuspectMark {
+            snapshot: "2026-11-28T03:00:00Z".into(),
+            reason: "90 % of files changed or deleted".into(),
+            pinned: vec!["2026-11-27T03:00:00Z".into()],
+        }];
+        let s = status(vec![c, client("b", State::Ok, Some(60))], None);
+        let day = SignedDuration::from_hours(26);
+        let (code, line) = check(&s, day, day * 3);
+        assert_eq!(code, 2, "{line}");
+        assert!(
+            line.starts_with(
+                "BYTEBACK CRITICAL - a.example suspect snapshot 2026-11-28T03:00:00Z |"
+            ),
+            "{line}"
+        );
+        assert!(line.contains(" suspect=1 "), "{line}");
+        let text = render_text(&s);
+        assert!(
+            text.lines().any(|l| l.starts_with("suspect  a.example")
+                && l.contains("; SUSPECT 2026-11-28T03:00:00Z: 90 % of files changed or deleted; pins 2026-11-27T03:00:00Z (look, then `byteback-server ack --client a.example 2026-11-28T03:00:00Z`)")),
+            "{text}"
+        );
+        let metrics = prometheus(&s, at("2026-11-28T12:00:00Z"));
+        assert!(
+            metrics.contains("byteback_client_suspect{client=\"a.example\"} 1"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("byteback_client_suspect{client=\"b\"} 0"),
+            "{metrics}"
+        );
     }
 
     /// A moved client is nobody's worry here: the check names it not, the

@@ -30,6 +30,9 @@ pub mod quota;
 pub mod replicas;
 pub mod setup;
 pub mod space;
+pub mod suspect;
+
+pub use suspect::SuspectConfig;
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -204,6 +207,11 @@ pub struct ServerConfig {
     /// a bandwidth budget all transfers share, and the times of day at
     /// which backups are taken. Unset: no budget, any time.
     pub limits: LimitsConfig,
+    /// Ransomware-aware retention: a snapshot that changed or deleted far
+    /// more of its client's files than usual is marked suspect, and the
+    /// snapshots before it are kept (pinned) until a person runs
+    /// `byteback-server ack --client NAME SNAPSHOT`.
+    pub suspect: SuspectConfig,
 }
 
 /// The `[limits]` section: what the server allows every client, whatever
@@ -322,6 +330,7 @@ impl Default for ServerConfig {
             log_socket: None,
             replicate: Box::default(),
             limits: LimitsConfig::default(),
+            suspect: SuspectConfig::default(),
         }
     }
 }
@@ -438,6 +447,19 @@ retry_pause = "1m"
 [limits]
 # bandwidth = "50M"
 # windows = ["22:00-06:00", "12:00-13:00"]
+
+# Ransomware-aware retention (see docs/disk-space.md): a snapshot that
+# changed in content or deleted more than min_share of the previous
+# snapshot's files, and at least factor times the client's usual share (the
+# median over its last `history` snapshots), is marked suspect; the `pin`
+# newest snapshots before it are never pruned until a person runs
+# `byteback-server ack --client NAME SNAPSHOT`. enabled = false judges none.
+[suspect]
+enabled = true
+min_share = 0.3
+factor = 10.0
+history = 10
+pin = 3
 "#;
 
 /// A log line that something reads back (`status`): its kind is a tag
@@ -920,6 +942,7 @@ impl Store {
         }
         self.backend.remove_client_dir(&self.client_dir(client))?;
         self.remove_lock_files(client);
+        self.remove_suspect_marks(client);
         Ok(snapshots.len())
     }
 
@@ -949,6 +972,13 @@ impl Store {
             ),
         })?;
         self.remove_lock_files(from);
+        // Its suspect marks follow it, or its pinned snapshots would lose
+        // their pins under the new name.
+        if let Err(e) = self.rename_suspect_marks(from, to) {
+            report::warn(format_args!(
+                "{e}: move it by hand, or {to}'s suspect marks do not stand"
+            ));
+        }
         Ok(())
     }
 

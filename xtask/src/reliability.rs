@@ -47,7 +47,7 @@ const AREAS: &[(&str, &[&str])] = &[
         ],
     ),
     ("Incrementals", &["incremental", "attributes", "changes"]),
-    ("Space", &["prune", "prune_order", "quota"]),
+    ("Space", &["prune", "prune_order", "quota", "suspect"]),
     ("Replication", &["replicate", "move_client"]),
     ("Verification", &["verify"]),
     ("Compatibility", &["compat", "legacy_client"]),

@@ -233,6 +233,7 @@ pub fn report() -> Report {
                     notice: e.notice.map(str::to_owned),
                     replicas: Vec::new(),
                     moved_to: None,
+                    suspect: Vec::new(),
                 },
                 snapshots: e.snapshots.clone(),
                 more_pruned: in_plan.saturating_sub(next_pruned.len()),

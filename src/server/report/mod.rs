@@ -98,7 +98,7 @@ pub fn assemble(
 ) -> Result<Report> {
     let all = prune::all_snapshots(store)?;
     let guard = prune::ReplicationGuard::of(store);
-    let plan = prune::plan_guarded(&all, now, guard.as_ref());
+    let plan = prune::plan_guarded(&all, now, guard.as_ref(), &prune::Pins::of(store));
     let mut clients = Vec::new();
     for c in status.clients {
         let name = crate::names::ClientName::new(&c.client)?;

@@ -191,6 +191,7 @@ fn state_badge(state: State) -> String {
 
 fn state_word(state: State) -> &'static str {
     match state {
+        State::Suspect => "suspect",
         State::Failing => "failing",
         State::Never => "never",
         State::Stale => "stale",
@@ -203,6 +204,9 @@ fn state_word(state: State) -> &'static str {
 /// What a state means, as status's documentation says it.
 fn state_meaning(state: State) -> &'static str {
     match state {
+        State::Suspect => {
+            "a snapshot changed or deleted far more of its files than usual; the ones before it are kept until byteback-server ack"
+        }
         State::Failing => "its last transfer, snapshot request or restore was refused or failed",
         State::Never => "it has no snapshot yet",
         State::Stale => "its newest snapshot is older than stale_after",
@@ -220,6 +224,13 @@ fn notes(c: &ClientReport) -> Vec<String> {
     let mut notes = Vec::new();
     if let Some(notice) = &s.notice {
         notes.push(clipped(notice));
+    }
+    for m in &s.suspect {
+        notes.push(format!(
+            "SUSPECT snapshot {}: {}",
+            escape(&m.snapshot),
+            clipped(&m.reason)
+        ));
     }
     if s.newest_partial {
         notes.push("newest snapshot is partial".into());
@@ -311,6 +322,7 @@ pub fn index(report: &Report) -> String {
     );
     let mut counts = Vec::new();
     for state in [
+        State::Suspect,
         State::Failing,
         State::Never,
         State::Stale,

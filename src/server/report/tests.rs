@@ -37,6 +37,7 @@ fn client_status(name: &str, state: State, snapshots: usize) -> ClientStatus {
         notice: None,
         replicas: Vec::new(),
         moved_to: None,
+        suspect: Vec::new(),
     }
 }
 
