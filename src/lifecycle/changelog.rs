@@ -3,10 +3,18 @@
 //! them):
 //!
 //! ```text
-//! <client>/.changes-incoming   the receiver's rsync log of the running transfer
-//! <client>/.changes-pending    touched paths since the last snapshot (the server's own list)
-//! <client>/.changes-next       the classified log of the snapshot being taken
-//! <client>/<time>.changes      a snapshot's change log (read-only, 0444)
+//! <client>/.changes-incoming                the receiver's rsync log of the running transfer
+//! .byteback/changes/<client>/.changes-pending  touched paths since the last snapshot
+//! .byteback/changes/<client>/.changes-next     the classified log of the snapshot being taken
+//! .byteback/changes/<client>/<time>.changes    a snapshot's change log (read-only, 0444)
+//! ```
+//!
+//! Only the incoming log lies beside `current`, where the confined
+//! receiver can write it (and could write any existing file: see
+//! `exec::sandbox`); what the server keeps lies in the store's own
+//! directory, out of its reach.
+//!
+//! ```text
 //! ```
 //!
 //! The incoming file is made by the server before each transfer (the
@@ -35,8 +43,23 @@ const NEXT: &str = ".changes-next";
 const MAX_INCOMING: u64 = 1 << 30;
 
 impl ClientBackups<'_> {
+    /// The receiver's log, beside `current`, where the confined receiver
+    /// can write it.
+    fn incoming(&self) -> PathBuf {
+        self.store.client_dir(&self.client).join(INCOMING)
+    }
+
+    /// A file of the server's own: the pending list, the log being sealed,
+    /// a snapshot's log ([`crate::store::Store::changes_dir`]).
     fn changes_file(&self, name: &str) -> PathBuf {
-        self.store.client_dir(&self.client).join(name)
+        self.store.changes_dir(&self.client).join(name)
+    }
+
+    /// Writes one of the server's own files, atomically.
+    fn write_own(&self, name: &str, text: &str, mode: u32) -> Result<()> {
+        let dir = self.store.changes_dir(&self.client);
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io("cannot create", &dir, e))?;
+        crate::sys::fs::write_atomic(&dir.join(name), text.as_bytes(), mode)
     }
 
     /// Readies an empty [`INCOMING`] file for the receiver to log into,
@@ -44,7 +67,7 @@ impl ClientBackups<'_> {
     /// left by a transfer whose server died before folding it is folded
     /// first, as not to be trusted: its token is gone with that process.
     pub fn ready_change_log(&self) -> Result<changes::LogToken> {
-        let path = self.changes_file(INCOMING);
+        let path = self.incoming();
         if path.exists() {
             self.fold_change_log(None, false);
         }
@@ -63,7 +86,7 @@ impl ClientBackups<'_> {
     /// or the server could not run it) may have changed a file in place
     /// without logging it, so the snapshot's log will compare the trees.
     pub fn fold_change_log(&self, token: Option<&changes::LogToken>, finished: bool) {
-        let path = self.changes_file(INCOMING);
+        let path = self.incoming();
         self.update_pending(|touched| match (token, std::fs::File::open(&path)) {
             (Some(token), Ok(file)) if finished => {
                 touched.read_rsync_log(std::io::BufReader::new(file), token, MAX_INCOMING);
@@ -99,7 +122,7 @@ impl ClientBackups<'_> {
             .map(|text| changes::Touched::parse(&text))
             .unwrap_or_default();
         change(&mut touched);
-        if let Err(e) = crate::sys::fs::write_atomic(&path, touched.render().as_bytes(), 0o600) {
+        if let Err(e) = self.write_own(PENDING, &touched.render(), 0o600) {
             self.store.warn(&format!(
                 "{}: cannot record changes in {}: {e}",
                 self.client,
@@ -143,9 +166,8 @@ impl ClientBackups<'_> {
             .and_then(|log| log.files);
         let files = changes::files_after(previous_files, before.as_deref(), &after, &classified);
         let log = ChangeLog::of(classified, Some(files));
-        let next = self.changes_file(NEXT);
-        let _ = std::fs::remove_file(&next);
-        if let Err(e) = crate::sys::fs::write_atomic(&next, log.render().as_bytes(), 0o444) {
+        let _ = std::fs::remove_file(self.changes_file(NEXT));
+        if let Err(e) = self.write_own(NEXT, &log.render(), 0o444) {
             store.warn(&format!("{client}: cannot write the change log: {e}"));
             return None;
         }

@@ -80,6 +80,8 @@ pub fn classify(name: &[u8]) -> Entry {
                 || s.strip_prefix("current-").is_some_and(|d| digits(d, None))
         })
         || name == ".rollback-current"
+        // The receiver's log of a running transfer (lifecycle::changelog).
+        || name == crate::lifecycle::changelog::INCOMING
         // Hardened mode keeps the client's records here.
         || name == crate::store::RECORDS_DIR
         || name

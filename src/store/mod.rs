@@ -6,6 +6,7 @@
 //! <store>/.byteback/server.log      what happened, one line per event (rotated at 1 MiB)
 //! <store>/.byteback/locks/client/<client>  one receive or snapshot per client at a time
 //! <store>/.byteback/locks/{read,slot,key}/  read slots, transfer slots, one transfer per key
+//! <store>/.byteback/changes/<client>/  each snapshot's change log, the pending list
 //! <store>/<client>/current          subvolume the client's rsync writes into
 //! <store>/<client>/<time>           read-only snapshots
 //! <store>/<client>/<time>.partial   marker: that snapshot's transfer left files out
@@ -943,6 +944,7 @@ impl Store {
         self.backend.remove_client_dir(&self.client_dir(client))?;
         self.remove_lock_files(client);
         self.remove_suspect_marks(client);
+        let _ = std::fs::remove_dir_all(self.changes_dir(client));
         Ok(snapshots.len())
     }
 
@@ -978,6 +980,17 @@ impl Store {
             report::warn(format_args!(
                 "{e}: move it by hand, or {to}'s suspect marks do not stand"
             ));
+        }
+        // And its change logs, or `diff` would compare its trees.
+        let (old_logs, new_logs) = (self.changes_dir(from), self.changes_dir(to));
+        if old_logs.exists() {
+            if let Err(e) = std::fs::rename(&old_logs, &new_logs) {
+                report::warn(format_args!(
+                    "cannot move {} to {}: {e}; move it by hand, or {to}'s diffs compare trees",
+                    old_logs.display(),
+                    new_logs.display()
+                ));
+            }
         }
         Ok(())
     }
@@ -1169,14 +1182,26 @@ impl Store {
 
     /// Deletes a snapshot and drops its partial marker.
     pub fn delete_snapshot(&self, client: &ClientName, name: &SnapshotName) -> Result<()> {
-        self.keeper.delete(self, client, name)
+        self.keeper.delete(self, client, name)?;
+        // Its change log goes with it (whoever deleted it).
+        let _ = std::fs::remove_file(self.changes_dir(client).join(format!("{name}.changes")));
+        Ok(())
+    }
+
+    /// Where the server keeps a client's change logs and the list of paths
+    /// touched since its last snapshot (see `lifecycle::changelog`): in the
+    /// store's own directory, which the confined receiver never sees, not
+    /// beside `current`, where it may write into existing files.
+    pub fn changes_dir(&self, client: &ClientName) -> PathBuf {
+        Self::state_dir_of(self.root())
+            .join("changes")
+            .join(client.as_str())
     }
 
     /// [`Store::delete_snapshot`], done by the store itself.
     fn delete_snapshot_directly(&self, client: &ClientName, name: &SnapshotName) -> Result<()> {
         let dir = self.client_dir(client);
         self.backend.delete(&dir, name)?;
-        let _ = std::fs::remove_file(dir.join(format!("{name}.changes")));
         let marker = dir.join(format!("{name}.partial"));
         match std::fs::remove_file(&marker) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
