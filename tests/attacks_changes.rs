@@ -351,7 +351,11 @@ fn the_pending_list_does_not_grow_with_repeated_transfers() {
         fs::write(w.src.join(format!("f{i:03}")), "x\n").unwrap();
     }
     full_backup(&w);
-    let pending = w.store().join(&client).join(".changes-pending");
+    let pending = w
+        .store()
+        .join(".byteback/changes")
+        .join(&client)
+        .join(".changes-pending");
     let src = format!("{}/", w.src.display());
     let mut sizes = Vec::new();
     for round in 0..5 {

@@ -129,14 +129,22 @@ fn scripted_change(kind: support::FsKind) {
         assert!(text.lines().any(|l| l == line), "{line:?} in {text}");
     }
 
-    // The log lies beside the snapshot, read-only.
+    // The log lies in the store's own directory, out of the receiver's
+    // reach, read-only; nothing of it beside `current`.
     let snapshots = w.snapshots(&client);
     let log = w
         .store()
+        .join(".byteback/changes")
         .join(&client)
         .join(format!("{}.changes", snapshots[1]));
     let mode = fs::metadata(&log).unwrap().permissions().mode();
     assert_eq!(mode & 0o222, 0, "{}", log.display());
+    let beside: Vec<String> = fs::read_dir(w.store().join(&client))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("changes"))
+        .collect();
+    assert!(beside.is_empty(), "{beside:?}");
 
     // Snapshots without a log are compared tree against tree, and it says so.
     fs::remove_file(&log).unwrap();

@@ -31,12 +31,15 @@
 //! left running, and what it wrote is counted in this process's
 //! `getrusage(RUSAGE_CHILDREN)` (see `prune::growth`).
 
-use std::io::{Read, Write};
+use std::io::Write;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::process::{Child, ExitStatus};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use rustix::event::{PollFd, PollFlags, Timespec, poll};
+use rustix::pipe::SpliceFlags;
 use rustix::process::{Pid, Signal, WaitOptions, kill_process_group};
 
 use crate::error::{Error, Result};
@@ -60,6 +63,12 @@ pub struct Ended {
     pub status: ExitStatus,
     /// Why it was ended, if this relay ended it.
     pub ended_because: Option<String>,
+    /// Bytes passed from the client to the child, and back.
+    pub relayed_in: u64,
+    pub relayed_out: u64,
+    /// Whether every byte moved by `splice(2)`, none through this
+    /// process's memory (see [`copy`]).
+    pub spliced: bool,
 }
 
 /// Time since the relay started, in milliseconds, shared between threads.
@@ -128,8 +137,147 @@ impl Pacer {
     }
 }
 
-/// The copiers' buffer.
+/// The most a copier moves at a time (a pipe's default capacity).
 const CHUNK: usize = 64 * 1024;
+
+/// When a copier counts bytes as seen (see [`Clock`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mark {
+    /// When they arrive: the client's bytes count as a sign of life even
+    /// while the child is slow to take them.
+    OnArrival,
+    /// Once they are passed on: bytes towards a client that does not read
+    /// them are no sign of its life.
+    OnDelivery,
+}
+
+/// Why a copier stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// Its input ended (or failed): the other side is gone.
+    InputEnded,
+    /// Its output could not take more: the reader is gone.
+    OutputFailed,
+}
+
+/// How a copy ended, and how it moved the bytes.
+#[derive(Debug, Clone, Copy)]
+struct Copied {
+    stop: Stop,
+    /// Some bytes went through a buffer here: `splice` was refused.
+    copied_in_user_space: bool,
+}
+
+/// Moves bytes from `from` to `to` until the input ends or the output
+/// fails, at most [`Pacer::chunk`] at a time and each step paced, calling
+/// `seen` with each step's byte count (when per `mark`).
+///
+/// One side is always one of the child's pipes, so the kernel can move
+/// the bytes itself with `splice(2)`, without copying them into this
+/// process and out again. Where it will not (`EINVAL`: e.g. a terminal,
+/// or a file opened for appending, on the other side; `ENOSYS`), the copy
+/// goes on with read and write through a buffer, as it did before splice.
+fn copy(
+    from: &impl AsFd,
+    to: &impl AsFd,
+    pacer: &Pacer,
+    mark: Mark,
+    mut seen: impl FnMut(usize),
+) -> Copied {
+    use rustix::io::Errno;
+    let (from, to) = (from.as_fd(), to.as_fd());
+    loop {
+        let chunk = pacer.chunk();
+        match rustix::pipe::splice(from, None, to, None, chunk, SpliceFlags::MOVE) {
+            Ok(0) => {
+                return Copied {
+                    stop: Stop::InputEnded,
+                    copied_in_user_space: false,
+                };
+            }
+            Ok(n) => {
+                seen(n);
+                pacer.pass(n);
+            }
+            Err(Errno::INTR) => {}
+            // A side opened non-blocking: wait rather than spin.
+            Err(Errno::AGAIN) => {
+                wait_for(from, PollFlags::IN);
+                wait_for(to, PollFlags::OUT);
+            }
+            Err(Errno::INVAL | Errno::NOSYS) => break,
+            // The reader is gone (the child, or the connection).
+            Err(Errno::PIPE | Errno::CONNRESET) => {
+                return Copied {
+                    stop: Stop::OutputFailed,
+                    copied_in_user_space: false,
+                };
+            }
+            // As a failed read would end the copy.
+            Err(_) => {
+                return Copied {
+                    stop: Stop::InputEnded,
+                    copied_in_user_space: false,
+                };
+            }
+        }
+    }
+    Copied {
+        stop: copy_through_buffer(from, to, pacer, mark, seen),
+        copied_in_user_space: true,
+    }
+}
+
+/// Waits (at most a second) until `fd` is ready for `what`.
+fn wait_for(fd: BorrowedFd<'_>, what: PollFlags) {
+    let second = Timespec {
+        tv_sec: 1,
+        tv_nsec: 0,
+    };
+    let _ = poll(&mut [PollFd::from_borrowed_fd(fd, what)], Some(&second));
+}
+
+/// [`copy`] by read and write, where splice is refused.
+fn copy_through_buffer(
+    from: BorrowedFd<'_>,
+    to: BorrowedFd<'_>,
+    pacer: &Pacer,
+    mark: Mark,
+    mut seen: impl FnMut(usize),
+) -> Stop {
+    use rustix::io::Errno;
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let chunk = pacer.chunk();
+        let n = match rustix::io::read(from, &mut buf[..chunk]) {
+            Ok(0) => return Stop::InputEnded,
+            Ok(n) => n,
+            Err(Errno::INTR) => continue,
+            Err(Errno::AGAIN) => {
+                wait_for(from, PollFlags::IN);
+                continue;
+            }
+            Err(_) => return Stop::InputEnded,
+        };
+        if mark == Mark::OnArrival {
+            seen(n);
+        }
+        pacer.pass(n);
+        let mut rest = &buf[..n];
+        while !rest.is_empty() {
+            match rustix::io::write(to, rest) {
+                Ok(0) => return Stop::OutputFailed,
+                Ok(w) => rest = &rest[w..],
+                Err(Errno::INTR) => {}
+                Err(Errno::AGAIN) => wait_for(to, PollFlags::OUT),
+                Err(_) => return Stop::OutputFailed,
+            }
+        }
+        if mark == Mark::OnDelivery {
+            seen(n);
+        }
+    }
+}
 
 /// Waits for what rsync forked and left behind (a receiver finishing after
 /// its parent failed), ending it after a few seconds; returns when this
@@ -157,7 +305,6 @@ fn reap_stragglers(group: Pid) {
 /// Waits until the child behind `pidfd` exits or [`TICK`] passes,
 /// whichever is first.
 fn exited_or_tick(pidfd: Option<&std::os::fd::OwnedFd>) {
-    use rustix::event::{PollFd, PollFlags, Timespec, poll};
     let Some(fd) = pidfd else {
         std::thread::sleep(TICK);
         return;
@@ -194,58 +341,59 @@ pub fn run(
     let last_in = Arc::new(Clock::default());
     let last_out = Arc::new(Clock::default());
     let hung_up = Arc::new(AtomicBool::new(false));
-    let mut to_child = child
+    let to_child = child
         .stdin
         .take()
         .ok_or_else(|| Error::Command("relay: the child has no stdin pipe".into()))?;
-    let mut from_child = child
+    let from_child = child
         .stdout
         .take()
         .ok_or_else(|| Error::Command("relay: the child has no stdout pipe".into()))?;
+
+    let relayed_in = Arc::new(AtomicU64::new(0));
+    let relayed_out = Arc::new(AtomicU64::new(0));
+    let copied_in_user_space = Arc::new(AtomicBool::new(false));
 
     // The inbound copier is never joined: it may sit in a read from a
     // client that keeps its side open after the child is gone.
     {
         let (last_in, hung_up) = (Arc::clone(&last_in), Arc::clone(&hung_up));
-        let pacer = Arc::clone(&pacer);
+        let (pacer, relayed) = (Arc::clone(&pacer), Arc::clone(&relayed_in));
+        let copied = Arc::clone(&copied_in_user_space);
         std::thread::spawn(move || {
-            let mut stdin = std::io::stdin().lock();
-            let mut buf = vec![0u8; CHUNK];
-            loop {
-                let chunk = pacer.chunk();
-                match stdin.read(&mut buf[..chunk]) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        last_in.mark(start);
-                        pacer.pass(n);
-                        if to_child.write_all(&buf[..n]).is_err() {
-                            return;
-                        }
-                    }
-                }
+            // Nothing reads stdin before the relay, so its buffer is empty
+            // and the descriptor is where the client's bytes are.
+            let stdin = std::io::stdin().lock();
+            let ended = copy(&stdin, &to_child, &pacer, Mark::OnArrival, |n| {
+                last_in.mark(start);
+                relayed.fetch_add(n as u64, Ordering::Relaxed);
+            });
+            if ended.copied_in_user_space {
+                copied.store(true, Ordering::Relaxed);
             }
-            hung_up.store(true, Ordering::Relaxed);
+            if ended.stop == Stop::InputEnded {
+                hung_up.store(true, Ordering::Relaxed);
+            }
             // Dropping `to_child` passes the end of input on to rsync.
         });
     }
     let outbound = {
         let last_out = Arc::clone(&last_out);
-        let pacer = Arc::clone(&pacer);
+        let (pacer, relayed) = (Arc::clone(&pacer), Arc::clone(&relayed_out));
+        let copied = Arc::clone(&copied_in_user_space);
         std::thread::spawn(move || {
+            // Held throughout, so nothing else writes between rsync's
+            // bytes; flushed first, since the copier writes beneath it.
             let mut stdout = std::io::stdout().lock();
-            let mut buf = vec![0u8; CHUNK];
-            loop {
-                let chunk = pacer.chunk();
-                match from_child.read(&mut buf[..chunk]) {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => {
-                        pacer.pass(n);
-                        if stdout.write_all(&buf[..n]).is_err() || stdout.flush().is_err() {
-                            return;
-                        }
-                        last_out.mark(start);
-                    }
-                }
+            if stdout.flush().is_err() {
+                return;
+            }
+            let ended = copy(&from_child, &stdout, &pacer, Mark::OnDelivery, |n| {
+                last_out.mark(start);
+                relayed.fetch_add(n as u64, Ordering::Relaxed);
+            });
+            if ended.copied_in_user_space {
+                copied.store(true, Ordering::Relaxed);
             }
         })
     };
@@ -320,6 +468,9 @@ pub fn run(
     Ok(Ended {
         status,
         ended_because,
+        relayed_in: relayed_in.load(Ordering::Relaxed),
+        relayed_out: relayed_out.load(Ordering::Relaxed),
+        spliced: !copied_in_user_space.load(Ordering::Relaxed),
     })
 }
 
@@ -363,5 +514,75 @@ mod tests {
             pacer.pass(CHUNK);
         }
         assert!(start.elapsed() < Duration::from_millis(50));
+    }
+
+    /// Bytes `copy` moved from a writer thread through `from` into `to`,
+    /// and how it ended.
+    fn copy_all(
+        data: &[u8],
+        to: std::fs::File,
+        mut read_back: impl FnMut() -> Vec<u8>,
+    ) -> (Copied, Vec<u8>, usize) {
+        let (from, into) = rustix::pipe::pipe().unwrap();
+        let data_owned = data.to_vec();
+        let writer = std::thread::spawn(move || {
+            let mut into = std::fs::File::from(into);
+            into.write_all(&data_owned).unwrap();
+        });
+        let pacer = Pacer::default();
+        let mut seen = 0;
+        let copied = copy(&from, &to, &pacer, Mark::OnArrival, |n| seen += n);
+        writer.join().unwrap();
+        drop(to);
+        (copied, read_back(), seen)
+    }
+
+    /// Pipe to pipe moves every byte in the kernel, counted, and ends
+    /// with the input.
+    #[test]
+    fn splices_between_pipes() {
+        use std::io::Read;
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let (out_r, out_w) = rustix::pipe::pipe().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            std::fs::File::from(out_r).read_to_end(&mut got).unwrap();
+            got
+        });
+        let (copied, _, seen) = copy_all(&data, std::fs::File::from(out_w), Vec::new);
+        assert_eq!(copied.stop, Stop::InputEnded);
+        assert!(!copied.copied_in_user_space);
+        assert_eq!(seen, data.len());
+        assert_eq!(reader.join().unwrap(), data);
+    }
+
+    /// Where the kernel refuses splice (a file opened for appending), the
+    /// copy goes on through a buffer, losing nothing.
+    #[test]
+    fn falls_back_to_read_and_write() {
+        let dir = std::env::temp_dir().join(format!("byteback-relay-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("appended");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .unwrap();
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+        let (copied, got, seen) = copy_all(&data, file, || std::fs::read(&path).unwrap());
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(copied.stop, Stop::InputEnded);
+        assert!(copied.copied_in_user_space);
+        assert_eq!(seen, data.len());
+        assert_eq!(got, data);
+    }
+
+    /// A reader that went away ends the copy as a failed output.
+    #[test]
+    fn a_closed_reader_ends_the_copy() {
+        let (out_r, out_w) = rustix::pipe::pipe().unwrap();
+        drop(out_r);
+        let (copied, _, _) = copy_all(&[1; 1000], std::fs::File::from(out_w), Vec::new);
+        assert_eq!(copied.stop, Stop::OutputFailed);
     }
 }

@@ -157,14 +157,30 @@ impl<'s> ClientBackups<'s> {
     /// unsnapshotted data had to be discarded to make room. The caller
     /// holds the client's lock.
     pub fn prepare_transfer(&self) -> Result<TransferPlan> {
+        Ok(self.prepare_transfer_measured(false)?.0)
+    }
+
+    /// [`Self::prepare_transfer`]; on btrfs with `btrfs` set, also the
+    /// reading of the store (see [`metadata_reading`]) that the prune took
+    /// as its opening figure, if the prune then changed nothing: `current`
+    /// readied since then only had its hard links broken (metadata this
+    /// transfer may fairly be charged) or a deletion left by a crash
+    /// finished (which can only hide some of the charge, as a concurrent
+    /// deletion may, see [`space::spent`]). One launch of `btrfs
+    /// filesystem usage` instead of two.
+    fn prepare_transfer_measured(
+        &self,
+        btrfs: bool,
+    ) -> Result<(TransferPlan, Option<space::Reading>)> {
         let (store, client) = (self.store, &self.client);
-        self.make_room()?;
+        let reading = self.make_room(btrfs)?;
         store.clear_client_mark(client, INCREMENTAL_XATTR);
         store.clear_client_mark(client, CLEAN_XATTR);
         let newest = store.snapshots(client)?.pop().map(|s| s.name);
-        store
+        let plan = store
             .backend()
-            .prepare_current(&store.client_dir(client), newest.as_ref())
+            .prepare_current(&store.client_dir(client), newest.as_ref())?;
+        Ok((plan, reading))
     }
 
     /// Begins a transfer into `current` for `key`, whichever door it
@@ -193,9 +209,10 @@ impl<'s> ClientBackups<'s> {
         key_lock.share_with_children()?;
         let slot = store.backup_slot(client, waiting)?;
         slot.share_with_children()?;
-        let plan = match mode {
-            TransferMode::Incremental => self.start_incremental()?,
-            TransferMode::Full => self.prepare_transfer()?,
+        let btrfs = store.backend().kind() == Backend::Btrfs;
+        let (plan, reading) = match mode {
+            TransferMode::Incremental => (self.start_incremental()?, None),
+            TransferMode::Full => self.prepare_transfer_measured(btrfs)?,
         };
         if mode == TransferMode::Full && !plan.inplace {
             // A plain full pass starts `current` empty: what it does not
@@ -204,16 +221,19 @@ impl<'s> ClientBackups<'s> {
         }
         // From here on `current` is this key's work, whatever it held before.
         self.mark_produced_by(key)?;
-        let btrfs = store.backend().kind() == Backend::Btrfs;
+        // What the filesystem spends on metadata is charged too (see
+        // `store::space::spent`): read before and after the transfer.
+        let reading_before = reading.or_else(|| metadata_reading(store, btrfs));
         Ok(Transfer {
             backups: self,
             plan,
             btrfs,
             written_before: growth::written_by_children(),
-            // What the filesystem spends on metadata is charged too (see
-            // `store::space::spent`): read before and after the transfer.
-            reading_before: metadata_reading(store, btrfs),
-            next_check: std::cell::Cell::new(std::time::Instant::now()),
+            reading_before,
+            // The store was just measured (by the prune or the reading
+            // above) and nothing is written yet: the first look at the
+            // limits can wait its turn.
+            next_check: std::cell::Cell::new(std::time::Instant::now() + OVER_LIMIT_EVERY),
             _locks: [client_lock, key_lock, slot],
         })
     }
@@ -234,8 +254,11 @@ impl<'s> ClientBackups<'s> {
     }
 
     /// Prunes if space is short, before a transfer; refused (with the
-    /// reason) if this client's own unsnapshotted data had to go.
-    fn make_room(&self) -> Result<()> {
+    /// reason) if this client's own unsnapshotted data had to go. With
+    /// `reading`, the prune's opening figure is a [`metadata_reading`],
+    /// returned if nothing was deleted or reclaimed after it (see
+    /// [`Self::prepare_transfer_measured`]).
+    fn make_room(&self, reading: bool) -> Result<Option<space::Reading>> {
         let (store, client) = (self.store, &self.client);
         // Over its history quota (lowered, say, since its last snapshot):
         // its own history is thinned first, while nothing unsnapshotted
@@ -245,8 +268,24 @@ impl<'s> ClientBackups<'s> {
                 store.warn(&format!("{client}: quota before receiving: {e}"));
             }
         }
-        match prune::run(store, Timestamp::now(), prune::Mode::IfNeeded, Some(client)) {
-            Ok(_) => Ok(()),
+        let mut kept = None;
+        let mut measure = || match reading.then(|| metadata_reading(store, true)).flatten() {
+            Some(r) => {
+                kept = Some(r);
+                Ok(r.space)
+            }
+            None => store.space(),
+        };
+        let now = Timestamp::now();
+        match prune::run_measured(
+            store,
+            now,
+            prune::Mode::IfNeeded,
+            Some(client),
+            &mut measure,
+        ) {
+            Ok(o) if o.deleted.is_empty() && o.reclaimed.is_empty() => Ok(kept),
+            Ok(_) => Ok(None),
             // Only pinned snapshots could make room: refused rather than
             // lose them (see `store::suspect`).
             Err(e @ (Error::Refused(_) | Error::PinnedBySuspect(_))) => {
@@ -258,7 +297,7 @@ impl<'s> ClientBackups<'s> {
             Err(e) => {
                 store.warn(&format!("{client}: prune before receiving: {e}"));
                 crate::report::warn(&e);
-                Ok(())
+                Ok(None)
             }
         }
     }
@@ -303,7 +342,7 @@ impl<'s> ClientBackups<'s> {
         // Whatever happens below, `current` is no longer what another
         // key's transfer left there.
         self.mark_produced_by(key)?;
-        self.make_room()?;
+        self.make_room(false)?;
         let Some(newest) = store.snapshots(client)?.pop() else {
             return Err(Error::FullPassNeeded(format!(
                 "{client} has no snapshot for an incremental backup to start from: make a full pass"
@@ -928,6 +967,11 @@ fn round(d: SignedDuration) -> String {
     format!("{:#}", SignedDuration::from_secs(d.as_secs()))
 }
 
+/// How often a transfer looks at its limits ([`Transfer::over_limit`]):
+/// each look measures the store (on btrfs, a launch of `btrfs filesystem
+/// usage`).
+const OVER_LIMIT_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// A transfer into a client's `current` under way (see
 /// [`ClientBackups::begin_transfer`]): it holds the locks, and knows what
 /// the store looked like when it began, so its end charges what it spent.
@@ -966,7 +1010,7 @@ impl Transfer<'_, '_> {
         if now < self.next_check.get() {
             return None;
         }
-        self.next_check.set(now + std::time::Duration::from_secs(2));
+        self.next_check.set(now + OVER_LIMIT_EVERY);
         let (store, client) = (self.backups.store, &self.backups.client);
         let reading = space::read(store.root(), self.btrfs).ok()?;
         if reading.space.free_percent() >= store.config.min_free_percent {

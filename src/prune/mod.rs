@@ -400,6 +400,22 @@ pub fn run(
     mode: Mode,
     on_behalf: Option<&ClientName>,
 ) -> Result<Outcome> {
+    run_measured(store, now, mode, on_behalf, &mut || store.space())
+}
+
+/// [`run`], with the opening figure (the space before anything is done,
+/// measured under the prune lock) taken by `measure`: a caller that
+/// needs a fuller reading of the store anyway takes it there, and keeps
+/// it if the outcome says nothing was deleted or reclaimed, rather than
+/// launch a second measurement. Every figure after a deletion is
+/// measured here again.
+pub fn run_measured(
+    store: &Store,
+    now: Timestamp,
+    mode: Mode,
+    on_behalf: Option<&ClientName>,
+    measure: &mut dyn FnMut() -> Result<Space>,
+) -> Result<Outcome> {
     // A dry run reads what a running prune may be changing, and takes no
     // lock: a lock file made for it would be a write.
     let _lock = match mode {
@@ -408,7 +424,7 @@ pub fn run(
     };
     let config = &store.config;
     let mut outcome = Outcome::default();
-    let mut free = store.space()?;
+    let mut free = measure()?;
     outcome.before = Some(free);
     let min = config.min_free_percent;
     let target = config.target_free_percent;

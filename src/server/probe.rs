@@ -6,8 +6,18 @@
 //! (`rsync` in server.toml), asked inside the same confinement a transfer
 //! gets, so the answer is about the program that runs, never another one
 //! first on some PATH. The answer is kept in `.byteback/rsync-probe.json`,
-//! keyed by the binary's identity (device, inode, size, mtime), so a
-//! transfer costs no extra launch and an upgraded rsync is probed again.
+//! keyed by the binary's identity (its path with symlinks resolved, device,
+//! inode, size, mtime) and byteback's own version, so a transfer costs no
+//! extra launch, and an upgraded rsync (a new inode, size or mtime), a
+//! symlink pointed at another one, or a new byteback is probed again.
+//!
+//! Why the store's state directory rather than the server user's
+//! `~/.cache`: it is the one directory every command of this store already
+//! writes as that user (hardened mode too, where the user's home may be
+//! root's), it goes away with the store, and a store's `server.toml`
+//! names the rsync it is about. A cache only: a file that cannot be read
+//! or parsed (corrupt, from an older byteback) is probed over and written
+//! again, atomically; one that cannot be written costs a probe next time.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -29,8 +39,24 @@ pub struct RsyncFacts {
     pub version: String,
     /// Whether it has `--confine-root`.
     pub confine_root: bool,
-    /// The binary's identity when probed: device, inode, size, mtime (ns).
-    identity: (u64, u64, u64, i128),
+    /// The binary's identity when probed (see [`Identity`]).
+    identity: Identity,
+}
+
+/// What makes a cached answer still true: the binary it was about, and
+/// the byteback that asked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Identity {
+    /// The configured path with every symlink resolved.
+    resolved: PathBuf,
+    device: u64,
+    inode: u64,
+    size: u64,
+    /// Modification time, in nanoseconds since the epoch.
+    mtime_ns: i128,
+    /// byteback's version (what it asks and how it reads the answer may
+    /// change with it).
+    byteback: String,
 }
 
 impl std::fmt::Display for RsyncFacts {
@@ -55,15 +81,30 @@ fn cache_path(store: &Store) -> PathBuf {
 }
 
 /// The identity of the binary at `path`.
-fn identity(path: &Path) -> Result<(u64, u64, u64, i128)> {
-    let m = std::fs::metadata(path).map_err(|e| {
+fn identity(path: &Path) -> Result<Identity> {
+    let unusable = |e: std::io::Error| {
         Error::Config(format!(
             "the server's rsync {} cannot be used ({e}): install rsync, or set `rsync` in server.toml to its absolute path",
             path.display()
         ))
-    })?;
-    let mtime = i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec());
-    Ok((m.dev(), m.ino(), m.size(), mtime))
+    };
+    let resolved = std::fs::canonicalize(path).map_err(unusable)?;
+    let m = std::fs::metadata(&resolved).map_err(unusable)?;
+    Ok(Identity {
+        resolved,
+        device: m.dev(),
+        inode: m.ino(),
+        size: m.size(),
+        mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+        byteback: env!("CARGO_PKG_VERSION").to_owned(),
+    })
+}
+
+/// The cached answer in `bytes`, if it is about the binary `path` is now.
+fn cached(bytes: &[u8], path: &Path, identity: &Identity) -> Option<RsyncFacts> {
+    serde_json::from_slice::<RsyncFacts>(bytes)
+        .ok()
+        .filter(|k| k.path == path && &k.identity == identity)
 }
 
 /// What the configured rsync is, probed in `jail` (a transfer's own
@@ -80,8 +121,7 @@ pub fn rsync(store: &Store, jail: &Confinement) -> Result<RsyncFacts> {
     let cache = cache_path(store);
     if let Some(known) = std::fs::read(&cache)
         .ok()
-        .and_then(|b| serde_json::from_slice::<RsyncFacts>(&b).ok())
-        .filter(|k| k.path == path && k.identity == identity)
+        .and_then(|b| cached(&b, &path, &identity))
     {
         return Ok(known);
     }
@@ -166,6 +206,60 @@ pub fn layers_line(store: &Store) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A cached answer holds only for the same binary, path and byteback;
+    /// anything unreadable is no answer.
+    #[test]
+    fn the_cache_is_keyed_by_the_binary() {
+        let identity = Identity {
+            resolved: "/usr/bin/rsync".into(),
+            device: 1,
+            inode: 2,
+            size: 3,
+            mtime_ns: 4,
+            byteback: env!("CARGO_PKG_VERSION").to_owned(),
+        };
+        let facts = RsyncFacts {
+            path: "/usr/bin/rsync".into(),
+            version: "3.5.0".into(),
+            confine_root: true,
+            identity: identity.clone(),
+        };
+        let bytes = serde_json::to_vec(&facts).unwrap();
+        let path = Path::new("/usr/bin/rsync");
+        assert_eq!(cached(&bytes, path, &identity), Some(facts));
+        for changed in [
+            Identity {
+                resolved: "/opt/rsync/bin/rsync".into(),
+                ..identity.clone()
+            },
+            Identity {
+                inode: 9,
+                ..identity.clone()
+            },
+            Identity {
+                size: 9,
+                ..identity.clone()
+            },
+            Identity {
+                mtime_ns: 9,
+                ..identity.clone()
+            },
+            Identity {
+                byteback: "0.0.0-older".into(),
+                ..identity.clone()
+            },
+        ] {
+            assert_eq!(cached(&bytes, path, &changed), None, "{changed:?}");
+        }
+        assert_eq!(cached(&bytes, Path::new("/bin/rsync"), &identity), None);
+        for corrupt in [&b""[..], b"{", b"\0\0\0", &bytes[..bytes.len() / 2]] {
+            assert_eq!(cached(corrupt, path, &identity), None);
+        }
+        // A file from before the identity had its path and version.
+        let old = br#"{"path":"/usr/bin/rsync","version":"3.5.0","confine_root":true,"identity":[1,2,3,4]}"#;
+        assert_eq!(cached(old, path, &identity), None);
+    }
 
     #[test]
     fn versions_from_the_first_line() {

@@ -505,6 +505,18 @@ fn receive(
     }
     // At least a byte a second: a share of 0 would read as no limit.
     let share = || budget.map(|b| (b / u64::from(store.bandwidth_shares().max(1))).max(1));
+    // On btrfs the snapshot at the end writes back whatever the transfer
+    // left in memory: written back while it runs, the client waits less.
+    let flusher = match store.backend().kind() {
+        crate::store::Backend::Btrfs => {
+            crate::sys::fs::Flusher::start(&store.current(client), FLUSH_EVERY)
+                .map_err(|e| {
+                    store.warn(&format!("{client}: no writeback during the transfer: {e}"))
+                })
+                .ok()
+        }
+        _ => None,
+    };
     // A transfer over a limit while the disk is short is ended, rather
     // than left to fill the disk for everyone.
     let ended = run_confined(
@@ -515,6 +527,7 @@ fn receive(
         |pid| transfer.over_limit(pid),
         share,
     );
+    let flushes = flusher.map(crate::sys::fs::Flusher::stop);
     // A transfer that did not finish may have changed a file in place
     // without logging it: its snapshot's log will compare the trees.
     let finished = ended
@@ -522,6 +535,19 @@ fn receive(
         .is_ok_and(|e| e.ended_because.is_none() && matches!(e.status.code(), Some(0 | 24)));
     backups.fold_change_log(Some(&token), finished);
     let ended = ended?;
+    store.log(&format!(
+        "{client}: relayed {} bytes in, {} out ({}){}",
+        ended.relayed_in,
+        ended.relayed_out,
+        if ended.spliced {
+            "spliced"
+        } else {
+            "copied: splice refused"
+        },
+        flushes.map_or(String::new(), |n| format!(
+            ", {n} writeback(s) during the transfer"
+        ))
+    ));
     if let Some(why) = &ended.ended_because {
         crate::report::note(format_args!("transfer stopped: {why}"));
     }
@@ -531,6 +557,11 @@ fn receive(
     });
     Ok(exit_code(&ended.status))
 }
+
+/// How often a backup's filesystem is flushed while its transfer runs
+/// (see [`crate::sys::fs::Flusher`]): often enough that little is left
+/// for the snapshot, seldom enough that each flush has a good batch.
+const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// The server's side of an rsync; `confine_root` is the client's directory
 /// as the child sees it, where rsync can confine itself to it.

@@ -189,7 +189,8 @@ pub struct ServerConfig {
     /// The rsync the server runs for every transfer (an absolute path). It
     /// is made visible in the sandbox and probed there once per binary for
     /// its version and `--confine-root` (3.5.0 or later; cached in
-    /// `.byteback/rsync-probe.json`); `setup` and `status` show it.
+    /// `.byteback/rsync-probe.json`, probed again when the binary its path
+    /// resolves to or byteback changes); `setup` and `status` show it.
     pub rsync: PathBuf,
     /// How the server's rsync is confined: a private view of the filesystem
     /// (unprivileged user namespaces) and Landlock, each used where the

@@ -232,3 +232,80 @@ mod space_tests {
         assert_eq!(none.inode_bytes_used(), 0);
     }
 }
+
+/// Flushes a filesystem's dirty data to disk in the background, every so
+/// often, until dropped.
+///
+/// A btrfs snapshot commits a transaction, which first writes back
+/// everything its subvolume still holds in memory: after a large transfer
+/// that is seconds of writing the client waits for at the end. Flushing
+/// while the transfer runs overlaps that writing with the transfer, so
+/// the end has little left. `syncfs` rather than `fsync` per file: the
+/// receiver's files are rsync's, and one call covers them all.
+#[derive(Debug)]
+pub struct Flusher {
+    stop: std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+    thread: Option<std::thread::JoinHandle<u32>>,
+}
+
+impl Flusher {
+    /// Starts flushing the filesystem holding `dir` every `every`.
+    pub fn start(dir: &Path, every: std::time::Duration) -> Result<Flusher> {
+        use rustix::fs::{Mode, OFlags};
+        let fd = rustix::fs::open(
+            dir,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::io("cannot open", dir, e.into()))?;
+        let stop = std::sync::Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+        let thread = {
+            let stop = std::sync::Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let (lock, wake) = &*stop;
+                let mut flushes = 0;
+                let mut stopped = lock.lock().unwrap_or_else(|e| e.into_inner());
+                loop {
+                    stopped = wake
+                        .wait_timeout(stopped, every)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                    if *stopped {
+                        return flushes;
+                    }
+                    // Not under the lock: dropping the flusher must not
+                    // wait for a flush to begin, only for one under way.
+                    drop(stopped);
+                    let _ = rustix::fs::syncfs(&fd);
+                    flushes += 1;
+                    stopped = lock.lock().unwrap_or_else(|e| e.into_inner());
+                }
+            })
+        };
+        Ok(Flusher {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops flushing (after a flush under way) and says how many ran.
+    pub fn stop(mut self) -> u32 {
+        self.halt()
+    }
+
+    fn halt(&mut self) -> u32 {
+        let (lock, wake) = &*self.stop;
+        *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        wake.notify_all();
+        self.thread
+            .take()
+            .and_then(|t| t.join().ok())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}

@@ -121,7 +121,7 @@ const SERVER: Page = Page {
         ),
         (
             "STORE/.byteback/rsync-probe.json",
-            "what the configured `rsync` can do, probed once per binary",
+            "what the configured `rsync` can do, probed once per binary (again when it or byteback changes; safe to delete)",
         ),
         (
             "STORE/.byteback/replication/",
