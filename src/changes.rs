@@ -5,21 +5,22 @@
 //! every other (see [`Suspect`]).
 //!
 //! Where it comes from: the server's receiving rsync writes its itemized
-//! log (`--log-file`, [`LOG_FORMAT`]) to a file the server readies for it
-//! outside `current`; after each transfer the server folds that log into
-//! the pending list of touched paths ([`parse_rsync_log`]), and adds the
-//! paths it deleted itself (an incremental backup's `gone`). At the
-//! snapshot, every touched path is classified by comparing the previous
-//! snapshot and `current` ([`classify`]): only in the previous one is
-//! *deleted*, only in `current` *added*, in both *content* (type, size,
-//! mtime or symlink target differ) or *metadata* (mode, owner, or a hard
-//! link that rsync reported). So what the log claims is checked against
-//! the trees, and nothing the client sends is written as text: a file
-//! name with a newline (rsync 3.2.7 writes it raw into its log) can add a
-//! claimed path, but that path is then only listed if the trees agree, and
-//! it can never hide a real line, whose fixed prefix starts a line.
+//! log (`--log-file`, each entry between a token the client never sees:
+//! [`LogToken`]) to a file the server readies for it beside `current`;
+//! after each transfer the server folds that log into the pending list of
+//! touched paths ([`Touched::read_rsync_log`]), and adds the paths it
+//! deleted itself (an incremental backup's `gone`). At the snapshot, every
+//! touched path is classified by comparing the previous snapshot and
+//! `current` ([`classify`]): only in the previous one is *deleted*, only
+//! in `current` *added*, in both *content* (type, size or symlink target
+//! differ, or the bytes where rsync sent data) or *metadata* (mode, owner,
+//! xattrs, time, link count — as the trees show them). So what the log
+//! claims is only where to look, and nothing the client sends is written
+//! as text. Where the log cannot be trusted (a transfer that did not
+//! finish, a pending list past its cap), the trees are compared whole
+//! ([`TREES`]).
 //!
-//! The log is kept beside the snapshot as `<snapshot>.changes`
+//! The log is kept in the store's own directory as `<snapshot>.changes`
 //! ([`ChangeLog::render`]): counts, the number of files in the snapshot,
 //! and up to [`MAX_PATHS`] paths, each encoded as a command-line word
 //! ([`crate::quote::encode_arg`]); beyond that, counts only.
@@ -463,7 +464,7 @@ impl ChangeLog {
         Some((self.content + self.deleted) as f64 / before as f64)
     }
 
-    /// The file as kept beside the snapshot.
+    /// The file as the server keeps it.
     pub fn render(&self) -> String {
         let mut text = format!(
             "{HEADER}\ncounts {} {} {} {}\nfiles {}\n{}\n",

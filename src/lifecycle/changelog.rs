@@ -21,7 +21,7 @@
 //! confined receiver may write into existing files beside `current`, but
 //! make none) and folded into the pending list when it ends. The log of a
 //! snapshot is classified and written before the snapshot is taken, then
-//! renamed beside it: a crash in between leaves a `.changes-next` that the
+//! renamed to its name: a crash in between leaves a `.changes-next` that the
 //! next snapshot replaces, never a log under the wrong snapshot.
 
 use std::os::unix::fs::OpenOptionsExt;
@@ -133,7 +133,7 @@ impl ClientBackups<'_> {
 
     /// Before a snapshot: classifies the pending paths against the
     /// previous snapshot and `current` and writes the log to take its
-    /// place beside the snapshot. `None` when no transfer logged anything
+    /// place as the snapshot's. `None` when no transfer logged anything
     /// since the last snapshot (a snapshot by hand of an unlogged
     /// `current`): then there is no log, rather than a wrong one.
     pub(super) fn seal_change_log(&self) -> Option<ChangeLog> {
@@ -174,7 +174,7 @@ impl ClientBackups<'_> {
         Some(log)
     }
 
-    /// After the snapshot `name` was taken: its log goes beside it, and
+    /// After the snapshot `name` was taken: its log takes its name, and
     /// the pending list starts again.
     pub(super) fn place_change_log(&self, name: &SnapshotName) {
         let target = self.changes_file(&format!("{name}.changes"));

@@ -6,7 +6,7 @@
 //!
 //! Nothing the client sends decides it but its files: the share is read
 //! from the change log the server classified against the trees, the
-//! history from the logs beside the older snapshots, and the mark is the
+//! history from the older snapshots' change logs, and the mark is the
 //! server's own file outside the client's directory. A later backup,
 //! clean or not, adds a snapshot and may add a mark; it never removes one.
 //! Only `byteback-server ack` does.
@@ -138,11 +138,9 @@ mod tests {
         for (i, l) in logs.iter().enumerate() {
             let name = fake.old_snapshot(client, &format!("2026-11-{:02}T03:00:00Z", i + 1), 1);
             if let Some(l) = l {
-                let path = fake
-                    .store
-                    .client_dir(client)
-                    .join(format!("{name}.changes"));
-                std::fs::write(path, l.render()).unwrap();
+                let dir = fake.store.changes_dir(client);
+                std::fs::create_dir_all(&dir).unwrap();
+                std::fs::write(dir.join(format!("{name}.changes")), l.render()).unwrap();
             }
         }
     }
@@ -155,7 +153,7 @@ mod tests {
     /// judged; the usual comes from the logs; the pins are the newest clean
     /// snapshots, skipping one already marked; off means off.
     #[test]
-    fn judges_against_the_logs_beside_the_snapshots() {
+    fn judges_against_the_store_s_change_logs() {
         let fake = FakeStore::new(1 << 30, ServerConfig::default());
         let c = fake.client("a.example");
         let backups = ClientBackups {

@@ -403,8 +403,9 @@ mod tests {
                 List,
                 Digest,
                 Send,
+                Diff,
             ],
-            KeyRole::ReadOnly => &[Ping, Snapshots, List, Digest, Send],
+            KeyRole::ReadOnly => &[Ping, Snapshots, List, Digest, Send, Diff],
             KeyRole::PushOnly { granted: false } => {
                 &[Ping, Receive, Incremental, Complete, Snapshots]
             }
@@ -417,6 +418,7 @@ mod tests {
                 List,
                 Digest,
                 Send,
+                Diff,
             ],
             KeyRole::Replica => &[ReplicaState, ReplicaReceive, ReplicaSnapshot, ReplicaAdopt],
             KeyRole::Legacy => &[Ping, Receive, Complete, List, Send],
@@ -467,7 +469,7 @@ mod tests {
     /// two remedies.
     #[test]
     fn a_push_only_key_reads_only_while_granted() {
-        let reads = [Ask::List, Ask::Digest, Ask::Send];
+        let reads = [Ask::List, Ask::Digest, Ask::Send, Ask::Diff];
         for ask in Ask::ALL {
             let pushing = allows(KeyRole::PushOnly { granted: false }, ask);
             assert_eq!(
