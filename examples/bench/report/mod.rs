@@ -507,9 +507,9 @@ impl Report {
         self.ops_csv(&mut out, self.samples.len() + 1);
         // (f)'s runs and bare rsync's and restic's initial backups: phase
         // `f-<state>` (`f-initial` for those), tool as (f) names it.
-        let mut n = self.samples.len() + self.ops.samples.len() + 1;
+        let first = self.samples.len() + self.ops.samples.len() + 1;
         let f = self.index.iter().flat_map(|f| &f.samples);
-        for s in self.initial_extra.iter().chain(f) {
+        for (n, s) in (first..).zip(self.initial_extra.iter().chain(f)) {
             let _ = writeln!(
                 out,
                 "{n},f-{},{},{},,{:.4},0,,,,,,,{:.4},{},,,,,,,,,,,,,,,,,,,,{}",
@@ -521,7 +521,6 @@ impl Report {
                 s.self_hwm_kib,
                 s.server_cpu.map_or(String::new(), |v| format!("{v:.4}")),
             );
-            n += 1;
         }
         out
     }
@@ -996,13 +995,15 @@ impl Report {
         let _ = writeln!(o, "\n## Not measured\n");
         let _ = writeln!(
             o,
-            "- Server-side CPU, and server-side memory other than byteback-server's while \
-             listing (sshd, the receiving and sending rsync, byteback-server during backups).\n\
+            "- Server-side CPU other than the rsync receiver's in (f) and byteback-server's \
+             in (g), and server-side memory other than byteback-server's while listing (sshd, \
+             the receiving and sending rsync, byteback-server during backups).\n\
              - Restores of many files, or of a directory.\n\
-             - A cold page cache: every backup reads a source that is in memory (the dataset \
-             is written just before), (d) warms both sides up, and in (e) only the first run \
-             of each case reads inodes that are not cached yet (from cached metadata), so the \
-             figures are CPU, ssh and btrfs bound, not disk bound.\n\
+             - A cold page cache, except in (f)'s *cold* rounds and its cold stat walk: \
+             every other backup reads a source that is in memory (the dataset is written \
+             just before), (d) and (f)'s restores warm both sides up, and in (e) only the \
+             first run of each case reads inodes that are not cached yet (from cached \
+             metadata), so those figures are CPU, ssh and btrfs bound, not disk bound.\n\
              - A real network: ssh runs over 127.0.0.1."
         );
         o
