@@ -100,7 +100,25 @@ impl Profile {
                 log_bytes: MIB,
                 log_append: 64 * KIB,
                 churn: 50,
-                fs_mib: 10240,
+                // Room for byteback's three initial destinations, the
+                // floor's three, bare rsync's copy and restic's repository.
+                fs_mib: 12288,
+            }),
+            // A mail or build server's shape (issue 24): 200,000 small
+            // files in 10,000 directories, a few big files, a 32 MiB image.
+            "many" => Some(Profile {
+                name: "many",
+                tiny: 198_000,
+                medium: 2_000,
+                target_bytes: 600 * MIB,
+                image_bytes: 32 * MIB,
+                dirs: 10_000,
+                symlinks: 200,
+                hardlinks: 100,
+                log_bytes: MIB,
+                log_append: 64 * KIB,
+                churn: 50,
+                fs_mib: 16384,
             }),
             // How the no-change cost grows with the number of files
             // (issue 12): ten times the default's small files.
@@ -130,7 +148,7 @@ impl Profile {
                 log_bytes: 256 * KIB,
                 log_append: 16 * KIB,
                 churn: 50,
-                fs_mib: 1536,
+                fs_mib: 2048,
             }),
             _ => None,
         }

@@ -13,7 +13,9 @@ mod dataset;
 mod index;
 mod measure;
 mod ops;
+mod plain;
 mod report;
+mod sim;
 // The fixtures the end-to-end tests use (the testbed crate).
 use byteback_testbed as support;
 
@@ -45,14 +47,23 @@ struct Args {
     hundred: usize,
     hundred_runs: usize,
     index: usize,
+    /// (f): nothing-changed triples with the page cache dropped before each run.
+    cold: usize,
+    /// (g): incrementals into a plain store (ext4), per state.
+    plain: usize,
+    /// (h): sizes of the synthetic change index.
+    sim: Vec<usize>,
+    /// Only (h): no root, no fixtures.
+    only_sim: bool,
     bin_dir: Option<PathBuf>,
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: cargo run --release --example bench -- [--profile default|small|large] [--out FILE.md] \
+        "usage: cargo run --release --example bench -- [--profile default|small|many|large] [--out FILE.md] \
          [--csv FILE.csv] [--seed N] [--initial N] [--nochange N] [--generations N] \
-         [--restores N] [--lists N] [--hundred N] [--hundred-runs N] [--index N] [--bin-dir DIR]"
+         [--restores N] [--lists N] [--hundred N] [--hundred-runs N] [--index N] [--cold N] \
+         [--plain N] [--sim N,N,...|none] [--only-sim] [--bin-dir DIR]"
     );
     std::process::exit(2);
 }
@@ -71,6 +82,10 @@ fn parse_args() -> Args {
     let mut hundred = 100;
     let mut hundred_runs = 3;
     let mut index = 5;
+    let mut cold = 3;
+    let mut plain = None;
+    let mut sim = vec![250_000, 500_000, 1_000_000];
+    let mut only_sim = false;
     let mut bin_dir = None;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -88,12 +103,27 @@ fn parse_args() -> Args {
             "--hundred" => hundred = value().parse().unwrap_or_else(|_| usage()),
             "--hundred-runs" => hundred_runs = value().parse().unwrap_or_else(|_| usage()),
             "--index" => index = value().parse().unwrap_or_else(|_| usage()),
+            "--cold" => cold = value().parse().unwrap_or_else(|_| usage()),
+            "--plain" => plain = Some(value().parse().unwrap_or_else(|_| usage())),
+            "--sim" => {
+                let v = value();
+                sim = if v == "none" {
+                    Vec::new()
+                } else {
+                    v.split(',')
+                        .map(|n| n.parse().unwrap_or_else(|_| usage()))
+                        .collect()
+                }
+            }
+            "--only-sim" => only_sim = true,
             "--bin-dir" => bin_dir = Some(PathBuf::from(value())),
             "-h" | "--help" => usage(),
             _ => usage(),
         }
     }
     let profile = Profile::by_name(&profile).unwrap_or_else(|| usage());
+    // The plain store (issue 24) is asked of the many-small-files shape.
+    let plain = plain.unwrap_or(if profile.name == "many" { 3 } else { 0 });
     let out = out.unwrap_or_else(|| root.join("bench/RESULTS.md"));
     let csv = csv.unwrap_or_else(|| out.with_file_name("results.csv"));
     if initial < 1
@@ -122,6 +152,10 @@ fn parse_args() -> Args {
         hundred,
         hundred_runs,
         index,
+        cold,
+        plain,
+        sim,
+        only_sim,
         bin_dir,
     }
 }
@@ -178,10 +212,28 @@ struct Bench<'a> {
     report: Report,
     last_snapshot_secs: u64,
     runs: usize,
+    /// restic's version, when it is installed.
+    restic: Option<String>,
+    /// The measured client's newest snapshot, as (f)'s backups name it.
+    newest: String,
 }
 
 fn main() {
+    // A child of (h): one size of the synthetic change index.
+    let argv: Vec<String> = std::env::args().collect();
+    if let [_, flag, n, dir_flag, dir] = argv.as_slice() {
+        if flag == "--index-sim" && dir_flag == "--sim-dir" {
+            sim::child(n.parse().unwrap_or_else(|_| usage()), Path::new(dir));
+            return;
+        }
+    }
     let args = parse_args();
+    if args.only_sim {
+        let dir = std::env::temp_dir().join(format!("byteback-bench-sim-{}", std::process::id()));
+        let points = sim::run(&args.sim, &dir);
+        print!("{}", sim::markdown(&points));
+        return;
+    }
     if !support::require_root() {
         eprintln!("bench: must run as root with rsync, sshd, btrfs-progs and loop devices");
         std::process::exit(2);
@@ -253,7 +305,14 @@ fn main() {
         report,
         last_snapshot_secs: 0,
         runs: 0,
+        restic: index::restic_version(),
+        newest: String::new(),
     };
+    match &b.restic {
+        Some(v) => eprintln!("bench: restic: {v}"),
+        None => eprintln!("bench: restic: not installed; its column stays empty"),
+    }
+    b.report.restic = b.restic.clone();
     b.enroll(&b.client_dir.clone(), CLIENT_NAME, true);
     // Each phase measures one kind of pass: index mode unless --full.
     let config = b.client_dir.join("config.toml");
@@ -272,7 +331,14 @@ fn main() {
         b.hundred_phase(&data, args.hundred, args.hundred_runs);
     }
     if args.index > 0 {
-        b.index_phase(&mut data, args.index);
+        b.index_phase(&mut data, args.index, args.cold, args.restores);
+    }
+    if args.plain > 0 {
+        b.plain_phase(&mut data, args.plain);
+    }
+    if !args.sim.is_empty() {
+        let dir = b.logs.with_file_name("index-sim");
+        b.report.sim = sim::run(&args.sim, &dir);
     }
     b.report.total_secs = started.elapsed().as_secs_f64();
     b.report.machine.load_end = report::loadavg();
@@ -487,6 +553,7 @@ exec rsync --server --fake-super "$@"
                 args.initial
             );
             self.pair(Phase::Initial, i);
+            self.initial_extra(i);
         }
         let initial = self.space_point(0, 0);
         self.report.space.push(initial);

@@ -145,6 +145,13 @@ impl Run {
             .max_by(|a, b| a.0.total_cmp(&b.0))
     }
 
+    /// Watched processes outside the tree: how many, and their CPU
+    /// seconds summed (each as last polled).
+    pub fn watched_cpu_total(&self) -> (usize, f64) {
+        let w: Vec<&Proc> = self.procs.iter().filter(|p| p.depth == OUTSIDE).collect();
+        (w.len(), w.iter().map(|p| p.cpu).sum())
+    }
+
     /// Direct children named `name`, in order.
     pub fn children(&self, name: &str) -> Vec<&Proc> {
         self.procs
@@ -174,6 +181,32 @@ pub fn measure_watching(
     expect: &[&str],
     watch: Option<(u32, &str)>,
 ) -> Run {
+    measure_inner(cmd, log_dir, label, expect, watch, false)
+}
+
+/// [`measure_watching`] for a command that makes several requests, each
+/// served by a process of its own outside the tree (a backup: ping, ready,
+/// transfer, complete): once the watched processes found have gone, the
+/// poller scans for the next ones, and each one's CPU counts its reaped
+/// children too (`cutime` + `cstime`). [`Run::watched_cpu_total`] sums them.
+pub fn measure_watching_all(
+    cmd: &mut Command,
+    log_dir: &Path,
+    label: &str,
+    expect: &[&str],
+    watch: (u32, &str),
+) -> Run {
+    measure_inner(cmd, log_dir, label, expect, Some(watch), true)
+}
+
+fn measure_inner(
+    cmd: &mut Command,
+    log_dir: &Path,
+    label: &str,
+    expect: &[&str],
+    watch: Option<(u32, &str)>,
+    rescan: bool,
+) -> Run {
     let out_path = log_dir.join(format!("{label}.out"));
     let err_path = log_dir.join(format!("{label}.err"));
     cmd.stdin(Stdio::null())
@@ -189,7 +222,7 @@ pub fn measure_watching(
     let watch = watch.map(|(uid, name)| (uid, name.to_owned()));
     let poller = {
         let stop = Arc::clone(&stop);
-        thread::spawn(move || poll_tree(pid, t0, &stop, &expect, watch.as_ref()))
+        thread::spawn(move || poll_tree(pid, t0, &stop, &expect, watch.as_ref(), rescan))
     };
     let mut status = 0i32;
     let mut ru = Rusage::default();
@@ -238,6 +271,7 @@ fn poll_tree(
     stop: &AtomicBool,
     expect: &[String],
     watch: Option<&(u32, String)>,
+    rescan: bool,
 ) -> (Vec<Proc>, f64) {
     let mut seen: BTreeMap<(u32, String), Proc> = BTreeMap::new();
     let mut order: Vec<(u32, String)> = Vec::new();
@@ -276,13 +310,22 @@ fn poll_tree(
                     });
                     p.last = now;
                     p.hwm_kib = p.hwm_kib.max(hwm);
-                    if let Some(cpu) = process_cpu(pid) {
+                    let cpu = if rescan {
+                        process_cpu_with_children(pid)
+                    } else {
+                        process_cpu(pid)
+                    };
+                    if let Some(cpu) = cpu {
                         p.cpu = cpu;
                     }
                 }
             }
             if !found.is_empty() && !alive {
-                watching = false;
+                if rescan {
+                    found.clear();
+                } else {
+                    watching = false;
+                }
             }
         }
         let mut stack = vec![(root, 0u32)];
@@ -342,6 +385,19 @@ fn thread_cpu() -> f64 {
 /// CPU seconds (user + sys) of a live process so far.
 fn process_cpu(pid: u32) -> Option<f64> {
     stat_cpu(&format!("/proc/{pid}/stat"))
+}
+
+/// CPU seconds of a live process and the children it has reaped so far.
+fn process_cpu_with_children(pid: u32) -> Option<f64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|w| w.parse().unwrap_or(0))
+        .collect();
+    // utime, stime, cutime, cstime: fields 14–17.
+    let ticks: u64 = (11..15).map(|i| f.get(i).copied().unwrap_or(0)).sum();
+    Some(ticks as f64 / 100.0)
 }
 
 fn stat_cpu(path: &str) -> Option<f64> {

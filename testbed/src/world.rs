@@ -111,11 +111,17 @@ impl World {
 
     /// Like [`World::new`] with another store filesystem.
     pub fn with_fs(label: &str, kind: FsKind, options: &[&str]) -> Option<World> {
+        Self::sized(label, kind, options, 512)
+    }
+
+    /// Like [`World::with_fs`] with a store filesystem of `mib` MiB (a
+    /// sparse image: the benchmark's stores hold far more than a test's).
+    pub fn sized(label: &str, kind: FsKind, options: &[&str], mib: u64) -> Option<World> {
         if !require_root() {
             return None;
         }
         let area = TestArea::new(label);
-        let fs = LoopFs::new(&area, kind, 512, options);
+        let fs = LoopFs::new(&area, kind, mib, options);
         let user = TestUser::new("bbt", &fs.mount_point);
         let sshd = Sshd::start(&area, &[&user.name]);
         let bin_dir = area.path.join("bin");

@@ -334,8 +334,16 @@ pub struct Report {
     pub src_dir: String,
     /// (d) and (e).
     pub ops: crate::ops::Ops,
-    /// (f), index mode against bare rsync.
+    /// (f), index mode against bare rsync and restic.
     pub index: Option<crate::index::IndexPhase>,
+    /// Bare rsync's and restic's initial full backups beside (a)'s pairs.
+    pub initial_extra: Vec<crate::index::IndexSample>,
+    /// restic's version, `None` when it is not installed.
+    pub restic: Option<String>,
+    /// (g), the plain store.
+    pub plain: Option<crate::plain::PlainPhase>,
+    /// (h), the change index at scale.
+    pub sim: Vec<crate::sim::SimPoint>,
 }
 
 pub(crate) fn median(v: &[f64]) -> f64 {
@@ -402,6 +410,10 @@ impl Report {
             src_dir: String::new(),
             ops: crate::ops::Ops::default(),
             index: None,
+            initial_extra: Vec::new(),
+            restic: None,
+            plain: None,
+            sim: Vec::new(),
         }
     }
 
@@ -493,6 +505,23 @@ impl Report {
             );
         }
         self.ops_csv(&mut out, self.samples.len() + 1);
+        // (f)'s runs and bare rsync's and restic's initial backups: phase
+        // `f-<state>` (`f-initial` for those), tool as (f) names it.
+        let first = self.samples.len() + self.ops.samples.len() + 1;
+        let f = self.index.iter().flat_map(|f| &f.samples);
+        for (n, s) in (first..).zip(self.initial_extra.iter().chain(f)) {
+            let _ = writeln!(
+                out,
+                "{n},f-{},{},{},,{:.4},0,,,,,,,{:.4},{},,,,,,,,,,,,,,,,,,,,{}",
+                s.state,
+                s.index,
+                s.tool,
+                s.wall,
+                s.post_sync,
+                s.self_hwm_kib,
+                s.server_cpu.map_or(String::new(), |v| format!("{v:.4}")),
+            );
+        }
         out
     }
 
@@ -580,8 +609,10 @@ impl Report {
             o,
             "\nRatios are byteback's wall time over the floor's in the same pair (same \
              data state, run back to back, order alternating); the verdict uses the median \
-             ratio. Missed targets are marked **MISSED**.\n"
+             ratio. Missed targets are marked **MISSED**."
         );
+        o.push_str(&crate::index::targets_markdown(self));
+        o.push('\n');
 
         // ---- Machine --------------------------------------------------------
         let _ = writeln!(o, "## Machine\n");
@@ -955,18 +986,24 @@ impl Report {
         if let Some(index) = &self.index {
             o.push_str(&index.markdown());
         }
+        if let Some(plain) = &self.plain {
+            o.push_str(&plain.markdown());
+        }
+        o.push_str(&crate::sim::markdown(&self.sim));
 
         // ---- Not measured ---------------------------------------------------------
         let _ = writeln!(o, "\n## Not measured\n");
         let _ = writeln!(
             o,
-            "- Server-side CPU, and server-side memory other than byteback-server's while \
-             listing (sshd, the receiving and sending rsync, byteback-server during backups).\n\
+            "- Server-side CPU other than the rsync receiver's in (f) and byteback-server's \
+             in (g), and server-side memory other than byteback-server's while listing (sshd, \
+             the receiving and sending rsync, byteback-server during backups).\n\
              - Restores of many files, or of a directory.\n\
-             - A cold page cache: every backup reads a source that is in memory (the dataset \
-             is written just before), (d) warms both sides up, and in (e) only the first run \
-             of each case reads inodes that are not cached yet (from cached metadata), so the \
-             figures are CPU, ssh and btrfs bound, not disk bound.\n\
+             - A cold page cache, except in (f)'s *cold* rounds and its cold stat walk: \
+             every other backup reads a source that is in memory (the dataset is written \
+             just before), (d) and (f)'s restores warm both sides up, and in (e) only the \
+             first run of each case reads inodes that are not cached yet (from cached \
+             metadata), so those figures are CPU, ssh and btrfs bound, not disk bound.\n\
              - A real network: ssh runs over 127.0.0.1."
         );
         o
