@@ -101,6 +101,7 @@ fn header(snapshot: &str, entries: usize) -> Header {
         fingerprint: "bench-sim".to_owned(),
         incrementals: 0,
         entries: entries as u64,
+        server_protocol: byteback::protocol::PROTOCOL_VERSION,
     }
 }
 
