@@ -233,6 +233,7 @@ fn plain_snapshots_never_change() {
     std::fs::write(&file, "original\n").unwrap();
     std::fs::write(w.src.join("other"), "untouched\n").unwrap();
     set_note(&file, "first");
+    support::let_changes_settle();
     let mut history: Vec<(String, std::collections::BTreeMap<PathBuf, manifest::Entry>)> =
         Vec::new();
     let mut backup = |w: &World| {
@@ -315,6 +316,7 @@ fn plain_space_grows_with_the_changes_only() {
             std::fs::write(dir.join(format!("f{f:02}")), random(64 << 10)).unwrap();
         }
     }
+    support::let_changes_settle();
     w.backup_ok();
     let used = |w: &World| {
         support::run_ok(&["sync"]);

@@ -808,3 +808,12 @@ pub fn dir_bytes(path: &Path) -> u64 {
     }
     total
 }
+
+/// Waits until files written just now are older than the change index's
+/// racy window (`client::index::RACY_NS`, 100 ms): the index sends again
+/// whatever changed that close to its walk, which starts as soon as the
+/// backup does, so a test that counts what the *next* backup sends lets
+/// its freshly written tree settle first.
+pub fn let_changes_settle() {
+    std::thread::sleep(std::time::Duration::from_millis(250));
+}
