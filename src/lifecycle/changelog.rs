@@ -85,8 +85,10 @@ impl ClientBackups<'_> {
     /// that did not finish (`finished` false: rsync failed or was killed,
     /// or the server could not run it) may have changed a file in place
     /// without logging it, so the snapshot's log will compare the trees.
-    pub fn fold_change_log(&self, token: Option<&changes::LogToken>, finished: bool) {
+    /// Returns the log's size: the writer wrote it, and it is gone.
+    pub fn fold_change_log(&self, token: Option<&changes::LogToken>, finished: bool) -> u64 {
         let path = self.incoming();
+        let size = std::fs::symlink_metadata(&path).map_or(0, |m| m.len());
         self.update_pending(|touched| match (token, std::fs::File::open(&path)) {
             (Some(token), Ok(file)) if finished => {
                 touched.read_rsync_log(std::io::BufReader::new(file), token, MAX_INCOMING);
@@ -94,6 +96,7 @@ impl ClientBackups<'_> {
             _ => touched.give_up(),
         });
         let _ = std::fs::remove_file(&path);
+        size
     }
 
     /// Notes paths the server itself deleted from `current` (an

@@ -229,6 +229,7 @@ impl<'s> ClientBackups<'s> {
             plan,
             btrfs,
             written_before: growth::written_by_children(),
+            not_data: std::cell::Cell::new(0),
             reading_before,
             // The store was just measured (by the prune or the reading
             // above) and nothing is written yet: the first look at the
@@ -981,6 +982,9 @@ pub struct Transfer<'b, 's> {
     plan: TransferPlan,
     btrfs: bool,
     written_before: u64,
+    /// What the writer wrote that is gone again by its end (its log of
+    /// changes, folded and deleted): not the client's data.
+    not_data: std::cell::Cell<u64>,
     reading_before: Option<space::Reading>,
     next_check: std::cell::Cell<std::time::Instant>,
     _locks: [Lock; 3],
@@ -1024,12 +1028,22 @@ impl Transfer<'_, '_> {
             .map(|why| format!("{why}, while the store is short of space"))
     }
 
+    /// Notes `bytes` the writer wrote that it did not keep: its log of
+    /// changes, folded and deleted ([`ClientBackups::fold_change_log`]).
+    /// While the transfer runs they counted against its limits, as they
+    /// took space; at its end they are not charged as the client's data.
+    pub fn wrote_and_removed(&self, bytes: u64) {
+        self.not_data.set(self.not_data.get().saturating_add(bytes));
+    }
+
     /// Ends the transfer once its writer has: charges what the children
     /// wrote and the metadata the filesystem spent on it to the client's
     /// growth, logs `how` it ended, and releases the locks.
     pub fn end(self, how: &str) {
         let (store, client) = (self.backups.store, &self.backups.client);
-        let written = growth::written_by_children().saturating_sub(self.written_before);
+        let written = growth::written_by_children()
+            .saturating_sub(self.written_before)
+            .saturating_sub(self.not_data.get());
         let metadata = space::spent(self.reading_before, metadata_reading(store, self.btrfs));
         store.log(&format!(
             "{client}: receiver ended ({how}), {written} bytes written, {metadata} bytes of metadata"

@@ -533,7 +533,7 @@ fn receive(
     let finished = ended
         .as_ref()
         .is_ok_and(|e| e.ended_because.is_none() && matches!(e.status.code(), Some(0 | 24)));
-    backups.fold_change_log(Some(&token), finished);
+    transfer.wrote_and_removed(backups.fold_change_log(Some(&token), finished));
     let ended = ended?;
     store.log(&format!(
         "{client}: relayed {} bytes in, {} out ({}){}",

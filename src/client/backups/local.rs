@@ -115,7 +115,7 @@ impl LocalBackups {
         let finished = sent
             .as_ref()
             .is_ok_and(|t| matches!(t.outcome, Outcome::Ok | Outcome::Vanished));
-        backups.fold_change_log(Some(&token), finished);
+        transfer.wrote_and_removed(backups.fold_change_log(Some(&token), finished));
         let how = match &sent {
             Ok(t) => describe_exit(t.code),
             Err(e) => e.to_string(),
