@@ -350,7 +350,14 @@ fn metadata_is_charged_and_a_store_out_of_it_is_short_of_space(kind: FsKind) {
         space.free_percent(),
         space.scarce
     );
-    assert!(metadata > data, "metadata {metadata} vs data {data}");
+    // Empty files cost no data but metadata: at least 2 KiB each here
+    // (about 3.7 KiB measured on btrfs). (Not compared with the data
+    // figure: what the receiver's process tree writes besides the files
+    // varies from run to run.)
+    assert!(
+        metadata >= 2048 * made as u64,
+        "metadata {metadata} for {made} files (data {data})"
+    );
     assert!(charged_total >= data + metadata, "{g:?}");
     // status and the clients' pings see a store short of space.
     let out = w.server(&["status", "--json"]);
