@@ -658,7 +658,17 @@ fn reclaim_over_limit(
                 }
             }
         };
-        store.roll_back_current(&client)?;
+        if let Err(e) = store.roll_back_current(&client) {
+            // (A filesystem out of metadata can refuse even the new
+            // `current`.) Its data stays, and no history goes for it.
+            let msg = format!(
+                "store {} is short of space ({}); discarding {client}'s data no snapshot holds failed ({e}); no history is deleted for data no snapshot holds",
+                store.root().display(),
+                space_words(&free),
+            );
+            store.record_space_alert(&msg);
+            return Err(Error::SpaceExhausted(msg));
+        }
         growth::record_rollback(store, &client)?;
         let notice = format!(
             "{why}: on {} the server discarded it (current is back at the newest snapshot) to keep the disk from filling, rather than delete anyone's history",
