@@ -172,6 +172,15 @@ fn a_transfer_killed_mid_file_still_logs_the_change() {
     fs::write(w.src.join("small"), "small\n").unwrap();
     full_backup(&w);
     support::random_file(&big, 32 << 20, 2);
+    // Same size: a fast machine can also give it the same mtime, and then
+    // rsync's quick check would skip the file and nothing would be sent.
+    let sent_mtime = fs::metadata(&big).unwrap().modified().unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&big)
+        .unwrap()
+        .set_modified(sent_mtime + Duration::from_secs(60))
+        .unwrap();
     let server_copy = in_current(&w, &client, "big");
     let original = fs::read(&server_copy).unwrap();
     let wanted = fs::read(&big).unwrap();
