@@ -1119,7 +1119,8 @@ mod tests {
     #[test]
     fn classifies_from_trees() {
         use std::os::unix::fs::PermissionsExt;
-        let dir = std::env::temp_dir().join(format!("bb-changes-{}", std::process::id()));
+        let scratch = crate::ScratchDir::new("changes");
+        let dir = scratch.path();
         let (old, new) = (dir.join("old"), dir.join("new"));
         for d in [&old, &new] {
             std::fs::create_dir_all(d.join("sub")).unwrap();
@@ -1187,7 +1188,6 @@ mod tests {
         .map(|(p, k)| (p.as_bytes().to_vec(), *k))
         .collect();
         assert_eq!(got, want);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// A log renders and parses back; over the limit only counts remain.
@@ -1326,7 +1326,8 @@ mod tests {
     /// a directory went away.
     #[test]
     fn the_file_count_follows_the_changes() {
-        let root = std::env::temp_dir().join(format!("byteback-count-{}", std::process::id()));
+        let scratch = crate::ScratchDir::new("count");
+        let root = scratch.path().to_owned();
         let (before, after) = (root.join("before"), root.join("after"));
         for dir in [&before, &after] {
             std::fs::create_dir_all(dir.join("d")).unwrap();
@@ -1354,6 +1355,5 @@ mod tests {
         let mut kinds = kinds;
         kinds.insert(b"gone".to_vec(), Kind::Deleted);
         assert_eq!(files_after(Some(10), Some(&before), &after, &kinds), 3);
-        std::fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -140,39 +140,13 @@ mod tests {
     use super::*;
     use crate::protocol::HostKey;
 
-    fn dir_with(config: &str) -> (tempfile_dir::TempDir, ConfigDir) {
-        let tmp = tempfile_dir::TempDir::new();
+    fn dir_with(config: &str) -> (crate::ScratchDir, ConfigDir) {
+        let tmp = crate::ScratchDir::new("follow");
         let dir = ConfigDir {
             dir: tmp.path().to_owned(),
         };
         std::fs::write(dir.config_file(), config).unwrap();
         (tmp, dir)
-    }
-
-    /// A scratch directory removed on drop (no crate for one directory).
-    mod tempfile_dir {
-        pub struct TempDir(std::path::PathBuf);
-        impl TempDir {
-            pub fn new() -> Self {
-                use std::sync::atomic::{AtomicU32, Ordering};
-                static N: AtomicU32 = AtomicU32::new(0);
-                let path = std::env::temp_dir().join(format!(
-                    "byteback-follow-{}-{}",
-                    std::process::id(),
-                    N.fetch_add(1, Ordering::Relaxed)
-                ));
-                std::fs::create_dir_all(&path).unwrap();
-                TempDir(path)
-            }
-            pub fn path(&self) -> &std::path::Path {
-                &self.0
-            }
-        }
-        impl Drop for TempDir {
-            fn drop(&mut self) {
-                let _ = std::fs::remove_dir_all(&self.0);
-            }
-        }
     }
 
     const CONFIG: &str =

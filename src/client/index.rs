@@ -33,6 +33,7 @@
 use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::ffi::OsStr;
+use std::io::{BufRead, BufReader, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -138,10 +139,6 @@ fn fnv1a_from(mut h: u64, bytes: &[u8]) -> u64 {
     h
 }
 
-fn fnv1a(bytes: &[u8]) -> u64 {
-    fnv1a_from(FNV_START, bytes)
-}
-
 fn put_len(out: &mut Vec<u8>, mut n: usize) {
     loop {
         let byte = (n & 0x7f) as u8;
@@ -151,41 +148,6 @@ fn put_len(out: &mut Vec<u8>, mut n: usize) {
             return;
         }
         out.push(byte | 0x80);
-    }
-}
-
-/// Reads the index bytes in order; every read fails cleanly past the end.
-struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Option<&[u8]> {
-        let end = self.at.checked_add(n)?;
-        let slice = self.bytes.get(self.at..end)?;
-        self.at = end;
-        Some(slice)
-    }
-
-    fn len(&mut self) -> Option<usize> {
-        let mut n: usize = 0;
-        for shift in (0..64).step_by(7) {
-            let byte = *self.take(1)?.first()?;
-            n |= usize::from(byte & 0x7f).checked_shl(shift)?;
-            if byte & 0x80 == 0 {
-                return Some(n);
-            }
-        }
-        None
-    }
-
-    fn u64(&mut self) -> Option<u64> {
-        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
-    }
-
-    fn u32(&mut self) -> Option<u32> {
-        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
     }
 }
 
@@ -268,60 +230,158 @@ impl Index {
 }
 
 /// An index as read from its file: the header, and the records decoded
-/// one by one as they are merged with the walk, so the old index never
-/// sits in memory as entries.
+/// one by one from the file as they are merged with the walk, so the old
+/// index never sits in memory (at 200,000 entries it is some 15 MB).
 #[derive(Debug)]
 pub struct Stored {
     pub header: Header,
-    bytes: Vec<u8>,
-    /// Where the records start and end in `bytes`.
-    body: std::ops::Range<usize>,
+    source: Source,
+    /// Where the records start and end in the source.
+    body: std::ops::Range<u64>,
 }
 
+/// Where a [`Stored`] index's bytes are.
+#[derive(Debug)]
+enum Source {
+    /// The open file: every pass reads it with positioned reads, so the
+    /// records read are those of the file that was checked, even if a new
+    /// index replaces it meanwhile (it is renamed over, not rewritten).
+    File(std::fs::File),
+    Bytes(Vec<u8>),
+    /// [`Stored::release`]d: no records.
+    Released,
+}
+
+/// Bytes `at..end` of an open file, read with `pread`.
+struct Span<'a> {
+    file: &'a std::fs::File,
+    at: u64,
+    end: u64,
+}
+
+impl Read for Span<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let want = buf
+            .len()
+            .min(usize::try_from(self.end - self.at).unwrap_or(usize::MAX));
+        if want == 0 {
+            return Ok(0);
+        }
+        let got = self.file.read_at(&mut buf[..want], self.at)?;
+        self.at += got as u64;
+        Ok(got)
+    }
+}
+
+impl Source {
+    fn len(&self) -> Option<u64> {
+        match self {
+            Source::File(f) => f.metadata().ok().map(|m| m.len()),
+            Source::Bytes(b) => Some(b.len() as u64),
+            Source::Released => Some(0),
+        }
+    }
+
+    /// A reader of bytes `range` (which the caller keeps within `len`).
+    fn read(&self, range: std::ops::Range<u64>) -> Box<dyn Read + '_> {
+        match self {
+            Source::File(file) => Box::new(Span {
+                file,
+                at: range.start,
+                end: range.end,
+            }),
+            Source::Bytes(b) => {
+                let slice = usize::try_from(range.start)
+                    .ok()
+                    .zip(usize::try_from(range.end).ok())
+                    .and_then(|(start, end)| b.get(start..end))
+                    .unwrap_or_default();
+                Box::new(slice)
+            }
+            Source::Released => Box::new(std::io::empty()),
+        }
+    }
+}
+
+/// The most a path or the header line may take; anything longer is damage.
+const MAX_LINE: u64 = 1 << 20;
+
 impl Stored {
-    /// Checks a whole file (checksum, magic, header, every record); `None`
-    /// if it is not a whole, intact index.
+    /// Checks a whole index (checksum, magic, header, every record); `None`
+    /// if it is not a whole, intact one.
     pub fn parse(bytes: Vec<u8>) -> Option<Stored> {
-        let body_len = bytes.len().checked_sub(8)?;
-        let (body, sum) = bytes.split_at(body_len);
-        if fnv1a(body) != u64::from_le_bytes(sum.try_into().ok()?) {
+        Stored::check(Source::Bytes(bytes))
+    }
+
+    /// The index at `path`, if there is an intact one. It is read twice
+    /// (checksum, then records) and kept open, not kept in memory.
+    pub fn load(path: &Path) -> Option<Stored> {
+        Stored::check(Source::File(std::fs::File::open(path).ok()?))
+    }
+
+    fn check(source: Source) -> Option<Stored> {
+        let body_end = source.len()?.checked_sub(8)?;
+        let mut whole = source.read(0..body_end + 8);
+        let mut sum = FNV_START;
+        let mut buf = vec![0u8; 64 << 10];
+        let mut left = body_end;
+        while left > 0 {
+            let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            let got = whole.read(&mut buf[..want]).ok()?;
+            if got == 0 {
+                return None;
+            }
+            sum = fnv1a_from(sum, &buf[..got]);
+            left -= got as u64;
+        }
+        let mut stored_sum = [0u8; 8];
+        whole.read_exact(&mut stored_sum).ok()?;
+        drop(whole);
+        if sum != u64::from_le_bytes(stored_sum) {
             return None;
         }
-        let rest = body.strip_prefix(MAGIC)?;
-        let newline = rest.iter().position(|&b| b == b'\n')?;
-        let header: Header = serde_json::from_slice(&rest[..newline]).ok()?;
-        let start = MAGIC.len() + newline + 1;
+        let mut r = BufReader::new(source.read(0..body_end));
+        let mut magic = vec![0u8; MAGIC.len()];
+        r.read_exact(&mut magic).ok()?;
+        if magic != MAGIC {
+            return None;
+        }
+        let mut line = Vec::new();
+        (&mut r).take(MAX_LINE).read_until(b'\n', &mut line).ok()?;
+        if line.pop() != Some(b'\n') {
+            return None;
+        }
+        let header: Header = serde_json::from_slice(&line).ok()?;
+        let start = (MAGIC.len() + line.len() + 1) as u64;
+        drop(r);
         let stored = Stored {
             header,
-            body: start..body_len,
-            bytes,
+            source,
+            body: start..body_end,
         };
-        let mut records = stored.entries();
-        for _ in &mut records {}
-        (records.whole && records.reader.at == records.reader.bytes.len()).then_some(stored)
+        let intact = {
+            let mut records = stored.entries();
+            for _ in &mut records {}
+            records.whole && records.reader.fill_buf().is_ok_and(|rest| rest.is_empty())
+        };
+        intact.then_some(stored)
     }
 
-    /// The index at `path`, if there is an intact one.
-    pub fn load(path: &Path) -> Option<Stored> {
-        Stored::parse(std::fs::read(path).ok()?)
-    }
-
-    /// The entries, in walk order.
+    /// The entries, in walk order (one pass at a time).
     pub fn entries(&self) -> Records<'_> {
         Records {
-            reader: Reader {
-                bytes: self.bytes.get(self.body.clone()).unwrap_or_default(),
-                at: 0,
-            },
+            reader: BufReader::with_capacity(64 << 10, self.source.read(self.body.clone())),
             previous: Vec::new(),
             left: self.header.entries,
             whole: true,
         }
     }
 
-    /// Frees the records once they are no longer needed; the header stays.
+    /// Closes the file once the records are no longer needed; the header
+    /// stays.
     pub fn release(&mut self) {
-        self.bytes = Vec::new();
+        self.source = Source::Released;
         self.body = 0..0;
         self.header.entries = 0;
     }
@@ -329,24 +389,56 @@ impl Stored {
 
 /// The records of a [`Stored`] index, decoded one at a time.
 pub struct Records<'a> {
-    reader: Reader<'a>,
+    reader: BufReader<Box<dyn Read + 'a>>,
     previous: Vec<u8>,
     left: u64,
     /// Every record so far was whole.
     whole: bool,
 }
 
+/// The fixed part of a record: dev, ino (u64), mode, uid, gid (u32), nlink,
+/// size, mtime, ctime (u64), unsure (u8).
+const FIXED: usize = 8 * 2 + 4 * 3 + 8 * 4 + 1;
+
 impl Records<'_> {
+    fn len(&mut self) -> Option<usize> {
+        let mut n: usize = 0;
+        for shift in (0..64).step_by(7) {
+            let mut byte = [0u8; 1];
+            self.reader.read_exact(&mut byte).ok()?;
+            n |= usize::from(byte[0] & 0x7f).checked_shl(shift)?;
+            if byte[0] & 0x80 == 0 {
+                return Some(n);
+            }
+        }
+        None
+    }
+
     fn record(&mut self) -> Option<Entry> {
-        let r = &mut self.reader;
-        let shared = r.len()?;
-        let own = r.len()?;
-        let mut path = self.previous.get(..shared)?.to_vec();
-        path.extend_from_slice(r.take(own)?);
-        let (dev, ino) = (r.u64()?, r.u64()?);
-        let (mode, uid, gid) = (r.u32()?, r.u32()?, r.u32()?);
-        let (nlink, size, mtime, ctime) = (r.u64()?, r.u64()?, r.u64()?, r.u64()?);
-        let unsure = *r.take(1)?.first()? != 0;
+        let shared = self.len()?;
+        let own = self.len()?;
+        if own as u64 > MAX_LINE {
+            return None;
+        }
+        let mut path = Vec::with_capacity(shared + own);
+        path.extend_from_slice(self.previous.get(..shared)?);
+        path.resize(shared + own, 0);
+        self.reader.read_exact(&mut path[shared..]).ok()?;
+        let mut fixed = [0u8; FIXED];
+        self.reader.read_exact(&mut fixed).ok()?;
+        let mut at = 0;
+        let mut take = |n: usize| {
+            let bytes = &fixed[at..at + n];
+            at += n;
+            bytes
+        };
+        let u64_of = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or_default());
+        let u32_of = |b: &[u8]| u32::from_le_bytes(b.try_into().unwrap_or_default());
+        let (dev, ino) = (u64_of(take(8)), u64_of(take(8)));
+        let (mode, uid, gid) = (u32_of(take(4)), u32_of(take(4)), u32_of(take(4)));
+        let (nlink, size) = (u64_of(take(8)), u64_of(take(8)));
+        let (mtime, ctime) = (u64_of(take(8)), u64_of(take(8)));
+        let unsure = take(1)[0] != 0;
         self.previous.clone_from(&path);
         Some(Entry {
             path,
@@ -413,7 +505,11 @@ pub fn walk(
         }
         walk_tree(bytes.to_vec(), &skip, started, &mut out)?;
     }
-    out.sort_by(|a, b| cmp_paths(&a.path, &b.path));
+    // One source's walk is in order already; sorting it anyway (stable,
+    // so with a buffer of half the entries) would cost memory for nothing.
+    if !out.is_sorted_by(|a, b| cmp_paths(&a.path, &b.path) != Ordering::Greater) {
+        out.sort_unstable_by(|a, b| cmp_paths(&a.path, &b.path));
+    }
     out.dedup_by(|a, b| a.path == b.path);
     Ok(out)
 }
@@ -488,7 +584,10 @@ fn walk_tree(
     }
     names.sort_unstable();
     for (name, is_dir) in names {
-        let mut child = path.clone();
+        // Exactly as long as it needs to be: 200,000 paths grown by
+        // doubling would hold some 8 MB more.
+        let mut child = Vec::with_capacity(path.len() + 1 + name.len());
+        child.extend_from_slice(&path);
         if child.last() != Some(&b'/') {
             child.push(b'/');
         }

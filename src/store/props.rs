@@ -22,12 +22,13 @@ proptest! {
     /// also checks the percentages).
     #[test]
     fn server_store_open_never_panics(text in config_text(), bytes in vec(any::<u8>(), 0..40)) {
-        let dir = std::env::temp_dir().join(format!("byteback-props-{}", std::process::id()));
-        let path = Store::config_path_of(&dir);
+        let scratch = crate::ScratchDir::new("props");
+        let dir = scratch.path();
+        let path = Store::config_path_of(dir);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         for content in [text.as_bytes(), &bytes] {
             std::fs::write(&path, content).unwrap();
-            if let Err(e) = Store::open(&dir) {
+            if let Err(e) = Store::open(dir) {
                 let e = e.to_string();
                 prop_assert!(!e.contains(char::is_control), "{e}");
                 prop_assert!(e.contains(&path.display().to_string()), "{e}");

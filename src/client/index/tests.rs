@@ -76,6 +76,50 @@ fn round_trips_and_refuses_damage() {
     assert_eq!(Index::decode(&empty.encode()), Some(empty));
 }
 
+/// The index on disk is read from the file, not into memory: the records
+/// read are those of the file that was checked, even once a new index has
+/// been renamed over it, and a damaged file is no index.
+#[test]
+fn a_saved_index_is_read_from_its_open_file() {
+    let scratch = crate::ScratchDir::new("index");
+    let file = scratch.path().join("index");
+    let entries: Vec<Entry> = (0..5000)
+        .map(|i| e(&format!("/d{:02}/f{i:05}", i % 50), i + 10, FILE))
+        .collect();
+    let index = Index {
+        header: Header {
+            snapshot: "2026-11-28T03:00:00Z".into(),
+            fingerprint: "v1 /".into(),
+            incrementals: 1,
+            entries: 0,
+            server_protocol: 7,
+        },
+        entries: sorted(entries),
+    };
+    index.save(&file).unwrap();
+    let stored = Stored::load(&file).expect("an intact index");
+    assert_eq!(stored.header.entries, 5000);
+    let newer = Index {
+        entries: index.entries[..10].to_vec(),
+        ..index.clone()
+    };
+    newer.save(&file).unwrap();
+    assert_eq!(stored.entries().collect::<Vec<_>>(), index.entries);
+    // Twice: each pass starts from the first record.
+    assert_eq!(stored.entries().count(), 5000);
+    let mut bytes = std::fs::read(&file).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&file, &bytes).unwrap();
+    assert!(Stored::load(&file).is_none(), "a flipped byte is no index");
+    bytes[middle] ^= 0x40;
+    std::fs::write(&file, &bytes[..bytes.len() - 1]).unwrap();
+    assert!(
+        Stored::load(&file).is_none(),
+        "a truncated file is no index"
+    );
+}
+
 /// An index written before the header named the server's protocol is
 /// still read: the protocol is not known (0), so the next backup pings.
 #[test]
@@ -84,7 +128,7 @@ fn an_older_header_has_no_server_protocol() {
     let mut body = MAGIC.to_vec();
     body.extend_from_slice(line);
     body.push(b'\n');
-    let sum = fnv1a(&body);
+    let sum = fnv1a_from(FNV_START, &body);
     body.extend_from_slice(&sum.to_le_bytes());
     let index = Index::decode(&body).expect("an older index is read");
     assert_eq!(index.header.server_protocol, 0);
