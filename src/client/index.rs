@@ -27,8 +27,9 @@
 //! the length of the prefix shared with the previous path and the rest of
 //! the path (both LEB128 lengths), then the fixed fields of [`Entry`]
 //! little-endian; then an FNV-1a checksum of everything before it. Sorted,
-//! prefix-compressed paths make a million-path index some 70 MB, read in
-//! one pass.
+//! prefix-compressed paths make a million-path index some 70 MB, which is
+//! never read into memory: [`Stored`] checks the file in one streaming pass
+//! and decodes its records in another, as the comparison consumes them.
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
