@@ -125,7 +125,12 @@ fn parse_args() -> Args {
     // The plain store (issue 24) is asked of the many-small-files shape.
     let plain = plain.unwrap_or(if profile.name == "many" { 3 } else { 0 });
     let out = out.unwrap_or_else(|| root.join("bench/RESULTS.md"));
-    let csv = csv.unwrap_or_else(|| out.with_file_name("results.csv"));
+    // RESULTS.md's samples go to results.csv, RESULTS-many.md's to
+    // results-many.csv: a second report never overwrites the first's.
+    let csv = csv.unwrap_or_else(|| {
+        let stem = out.file_stem().unwrap_or_default().to_string_lossy();
+        out.with_file_name(format!("{}.csv", stem.to_lowercase()))
+    });
     if initial < 1
         || nochange < 5
         || generations < 3
