@@ -287,10 +287,11 @@ fn log_len(w: &World) -> usize {
 }
 
 /// Files with holes keep them on the server, in a full and in an
-/// incremental backup, sent in a `--sparse` run of their own; every other
-/// file goes in a run without `--sparse` (on btrfs; a plain store keeps
-/// holes in every file it writes) and arrives byte for byte, its blocks of
-/// zeros included.
+/// incremental backup, sent in a `--sparse` run of their own when 128 MiB
+/// or more of files without holes go too (in a run without `--sparse` on
+/// btrfs; a plain store keeps holes in every file it writes), in one
+/// `--sparse` run when less does; every file arrives byte for byte, blocks
+/// of zeros included.
 fn files_with_holes_keep_them_in_full_and_incremental_backups(kind: FsKind) {
     use std::os::unix::fs::{FileExt, MetadataExt};
     let Some(w) = World::on("holes", kind) else {
@@ -306,7 +307,9 @@ fn files_with_holes_keep_them_in_full_and_incremental_backups(kind: FsKind) {
     f.write_all_at(&dense_bytes(1 << 20, 7), 8 << 20).unwrap();
     f.write_all_at(&[9u8; 4096], (64 << 20) - 4096).unwrap();
     drop(f);
-    fs::write(w.src.join("dense.bin"), dense_bytes(4 << 20, 1)).unwrap();
+    // Past the size from which the files without holes get a run of their
+    // own (`SPLIT_FROM`, 128 MiB).
+    fs::write(w.src.join("dense.bin"), dense_bytes(136 << 20, 1)).unwrap();
     for i in 0..20 {
         fs::write(w.src.join(format!("small-{i}")), format!("small {i}\n")).unwrap();
     }
@@ -345,7 +348,7 @@ fn files_with_holes_keep_them_in_full_and_incremental_backups(kind: FsKind) {
         FsKind::Btrfs => vec![true, false],
         _ => vec![true, true],
     };
-    assert_eq!(runs, want, "full backup's runs (sparse?)");
+    assert_eq!(runs, want, "full backup's runs (sparse?): {out}");
 
     // Change both files (data into a hole, and in the middle of the
     // dense one), then an incremental backup.
@@ -372,11 +375,13 @@ fn files_with_holes_keep_them_in_full_and_incremental_backups(kind: FsKind) {
     );
     check(&snaps[0], &first, "full backup, after the incremental");
 
-    // Only the file with holes changed: one run, with --sparse.
+    // The file with holes and a small one changed: too little without
+    // holes for a run of its own, so one run, with --sparse.
     settle();
     let f = fs::OpenOptions::new().write(true).open(&image).unwrap();
     f.write_all_at(&[6u8; 4096], 40 << 20).unwrap();
     drop(f);
+    fs::write(w.src.join("small-3"), "changed\n").unwrap();
     settle();
     let from = log_len(&w);
     let out = backup(&w, &[]);
@@ -385,10 +390,24 @@ fn files_with_holes_keep_them_in_full_and_incremental_backups(kind: FsKind) {
     check(
         &snaps[2],
         &source(),
-        "incremental backup of the image alone",
+        "incremental backup of the image and a small file",
     );
-    let runs = receivers_since(&w, from);
-    assert!(runs.first() == Some(&true), "{runs:?}");
+    assert_eq!(receivers_since(&w, from), [true], "one --sparse run: {out}");
+
+    // Only a small file changed: one run, without --sparse on btrfs.
+    settle();
+    fs::write(w.src.join("small-4"), "changed too\n").unwrap();
+    settle();
+    let from = log_len(&w);
+    let out = backup(&w, &[]);
+    assert!(incremental_paths(&out).is_some(), "not incremental: {out}");
+    let snaps = w.snapshots(&client);
+    check(&snaps[3], &source(), "incremental backup of a small file");
+    assert_eq!(
+        receivers_since(&w, from),
+        [kind != FsKind::Btrfs],
+        "one run, --sparse only into a plain store: {out}"
+    );
 }
 
 /// An index that cannot be trusted makes a full pass: after a snapshot it

@@ -350,7 +350,13 @@ impl Bench<'_> {
                 .filter(|l| !l.trim_start().starts_with("min_snapshot_interval"))
                 .map(str::to_owned)
                 .collect();
-            lines.push("min_snapshot_interval = \"0s\"".into());
+            // A top-level key: before the first `[section]` (setup writes
+            // `[limits]` and `[sandbox]`), not after it.
+            let at = lines
+                .iter()
+                .position(|l| l.trim_start().starts_with('['))
+                .unwrap_or(lines.len());
+            lines.insert(at, "min_snapshot_interval = \"0s\"".into());
             fs::write(&cfg, lines.join("\n") + "\n").expect("write server.toml");
         }
         let dest = format!("{}@127.0.0.1:{}", self.user.name, self.sshd.port);

@@ -89,6 +89,11 @@ impl Entry {
         self.mode & S_IFMT == S_IFDIR
     }
 
+    /// A regular file.
+    pub fn is_file(&self) -> bool {
+        self.mode & S_IFMT == S_IFREG
+    }
+
     /// Whether the file is (possibly) different from what `old` recorded.
     fn differs_from(&self, old: &Entry) -> bool {
         old.unsure
@@ -456,7 +461,7 @@ pub fn has_holes(entry: &Entry) -> bool {
     if entry.short {
         return true;
     }
-    if entry.mode & S_IFMT != S_IFREG || entry.size < ASK_FOR_HOLES_FROM {
+    if !entry.is_file() || entry.size < ASK_FOR_HOLES_FROM {
         return false;
     }
     let path = OsStr::from_bytes(&entry.path);
