@@ -22,6 +22,7 @@ use support::world::{World, show, stdout};
 support::world::on_both_backends!(
     every_kind_of_change_is_in_the_next_snapshot,
     a_killed_incremental_backup_leaves_the_index_uncommitted,
+    files_with_holes_keep_them_in_full_and_incremental_backups,
 );
 
 /// Interval 0 so a test can take several snapshots in a row.
@@ -256,6 +257,202 @@ fn every_kind_of_change_is_in_the_next_snapshot(kind: FsKind) {
         stored_acl(&snapshot_tree(&w, &client, &snaps[0]).join("kinds/acl")),
         acl_before
     );
+}
+
+/// Bytes no run of zeros a `--sparse` receiver would skip could hide in:
+/// every 4 KiB block holds non-zero bytes, and some whole blocks are zero.
+fn dense_bytes(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| match (i / 4096) % 7 {
+            3 => 0,
+            _ => (i as u8).wrapping_mul(31).wrapping_add(seed) | 1,
+        })
+        .collect()
+}
+
+/// What the server logged of its receivers since `from` bytes: one entry
+/// per rsync run, whether it kept holes (`--sparse`).
+fn receivers_since(w: &World, from: usize) -> Vec<bool> {
+    let log = fs::read_to_string(w.store().join(".byteback/server.log")).unwrap_or_default();
+    log.get(from..)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(": running ") && l.contains(" --server "))
+        .map(|l| l.split(' ').any(|w| w == "--sparse"))
+        .collect()
+}
+
+fn log_len(w: &World) -> usize {
+    fs::metadata(w.store().join(".byteback/server.log")).map_or(0, |m| m.len() as usize)
+}
+
+/// Files with holes keep them on the server, in a full and in an
+/// incremental backup, sent in a `--sparse` run of their own when 128 MiB
+/// or more of files without holes go too (in a run without `--sparse` on
+/// btrfs; a plain store keeps holes in every file it writes), in one
+/// `--sparse` run when less does; every file arrives byte for byte, blocks
+/// of zeros included.
+fn files_with_holes_keep_them_in_full_and_incremental_backups(kind: FsKind) {
+    use std::os::unix::fs::{FileExt, MetadataExt};
+    let Some(w) = World::on("holes", kind) else {
+        return;
+    };
+    let client = w.enroll("holes.example");
+    w.server_config(NO_INTERVAL);
+    fs::create_dir_all(w.src.join("vm")).unwrap();
+    // 64 MiB with 1 MiB of data at 8 MiB and 4 KiB at the end.
+    let image = w.src.join("vm/disk.img");
+    let f = fs::File::create(&image).unwrap();
+    f.set_len(64 << 20).unwrap();
+    f.write_all_at(&dense_bytes(1 << 20, 7), 8 << 20).unwrap();
+    f.write_all_at(&[9u8; 4096], (64 << 20) - 4096).unwrap();
+    drop(f);
+    // Past the size from which the files without holes get a run of their
+    // own (`SPLIT_FROM`, 128 MiB).
+    fs::write(w.src.join("dense.bin"), dense_bytes(136 << 20, 1)).unwrap();
+    for i in 0..20 {
+        fs::write(w.src.join(format!("small-{i}")), format!("small {i}\n")).unwrap();
+    }
+    // The source as it is now: the two files' bytes and the manifest.
+    let source = || {
+        let bytes: Vec<Vec<u8>> = ["vm/disk.img", "dense.bin"]
+            .iter()
+            .map(|n| fs::read(w.src.join(n)).unwrap())
+            .collect();
+        (bytes, manifest::read(&w.src, Reading::Plain))
+    };
+    let check = |snapshot: &str, want: &(Vec<Vec<u8>>, Manifest), what: &str| {
+        let tree = snapshot_tree(&w, &client, snapshot);
+        for (name, bytes) in ["vm/disk.img", "dense.bin"].iter().zip(&want.0) {
+            let stored = fs::read(tree.join(name)).unwrap();
+            assert!(&stored == bytes, "{what}: {name} differs from its source");
+        }
+        let allocated = fs::metadata(tree.join("vm/disk.img")).unwrap().blocks() * 512;
+        println!(
+            "figure: {kind:?} {what}: vm/disk.img (64 MiB) allocates {allocated} bytes on the server"
+        );
+        assert!(
+            allocated < 4 << 20,
+            "{what}: vm/disk.img allocates {allocated} bytes"
+        );
+        manifest::assert_same(what, &want.1, &manifest::read(&tree, Reading::FakeSuper));
+    };
+    let from = log_len(&w);
+    let out = backup(&w, &[]);
+    assert_eq!(incremental_paths(&out), None, "{out}");
+    let snaps = w.snapshots(&client);
+    let first = source();
+    check(&snaps[0], &first, "full backup");
+    let runs = receivers_since(&w, from);
+    let want = match kind {
+        FsKind::Btrfs => vec![true, false],
+        _ => vec![true, true],
+    };
+    assert_eq!(runs, want, "full backup's runs (sparse?): {out}");
+
+    // Change both files (data into a hole, and in the middle of the
+    // dense one), then an incremental backup.
+    settle();
+    let f = fs::OpenOptions::new().write(true).open(&image).unwrap();
+    f.write_all_at(&[5u8; 8192], 32 << 20).unwrap();
+    drop(f);
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .open(w.src.join("dense.bin"))
+        .unwrap();
+    f.write_all_at(&dense_bytes(64 << 10, 3), 1 << 20).unwrap();
+    drop(f);
+    settle();
+    let from = log_len(&w);
+    let out = backup(&w, &[]);
+    assert!(incremental_paths(&out).is_some(), "not incremental: {out}");
+    let snaps = w.snapshots(&client);
+    check(&snaps[1], &source(), "incremental backup");
+    assert_eq!(
+        receivers_since(&w, from),
+        want,
+        "incremental's runs (sparse?)"
+    );
+    assert_eq!(
+        changed_below_source(&w, &client),
+        [
+            ("dense.bin".to_owned(), "content".to_owned()),
+            ("vm/disk.img".to_owned(), "content".to_owned())
+        ],
+        "the split incremental's change log"
+    );
+    check(&snaps[0], &first, "full backup, after the incremental");
+
+    // The file with holes and a small one changed: too little without
+    // holes for a run of its own, so one run, with --sparse.
+    settle();
+    let f = fs::OpenOptions::new().write(true).open(&image).unwrap();
+    f.write_all_at(&[6u8; 4096], 40 << 20).unwrap();
+    drop(f);
+    fs::write(w.src.join("small-3"), "changed\n").unwrap();
+    settle();
+    let from = log_len(&w);
+    let out = backup(&w, &[]);
+    assert!(incremental_paths(&out).is_some(), "not incremental: {out}");
+    let snaps = w.snapshots(&client);
+    check(
+        &snaps[2],
+        &source(),
+        "incremental backup of the image and a small file",
+    );
+    assert_eq!(receivers_since(&w, from), [true], "one --sparse run: {out}");
+
+    // Only a small file changed: one run, without --sparse on btrfs.
+    settle();
+    fs::write(w.src.join("small-4"), "changed too\n").unwrap();
+    settle();
+    let from = log_len(&w);
+    let out = backup(&w, &[]);
+    assert!(incremental_paths(&out).is_some(), "not incremental: {out}");
+    let snaps = w.snapshots(&client);
+    check(&snaps[3], &source(), "incremental backup of a small file");
+    assert_eq!(
+        receivers_since(&w, from),
+        [kind != FsKind::Btrfs],
+        "one run, --sparse only into a plain store: {out}"
+    );
+
+    // A full pass split in two runs: the files with holes the first run
+    // sent are up to date for the second (linked from the first's tree on a
+    // plain store, whose full pass starts `current` empty), so the
+    // snapshot's change log lists only what changed — nothing deleted.
+    settle();
+    fs::write(w.src.join("small-5"), "changed before a full pass\n").unwrap();
+    settle();
+    let from = log_len(&w);
+    let out = backup(&w, &["--full"]);
+    assert_eq!(incremental_paths(&out), None, "{out}");
+    let snaps = w.snapshots(&client);
+    check(&snaps[4], &source(), "full pass after the incremental ones");
+    assert_eq!(receivers_since(&w, from), want, "full pass's runs: {out}");
+    assert_eq!(
+        changed_below_source(&w, &client),
+        [("small-5".to_owned(), "content".to_owned())],
+        "the split full pass's change log"
+    );
+}
+
+/// The newest snapshot's change log (`byteback-server diff --json`), the
+/// paths below the source with what changed in each.
+fn changed_below_source(w: &World, client: &str) -> Vec<(String, String)> {
+    let out = w.server(&["diff", "--client", client, "--json"]);
+    assert!(out.status.success(), "diff: {}", show(&out));
+    let value: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    let prefix = format!("{}/", w.src.to_string_lossy().trim_start_matches('/'));
+    value["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|pair| {
+            let rel = pair[0].as_str()?.strip_prefix(&prefix)?;
+            Some((rel.to_owned(), pair[1].as_str()?.to_owned()))
+        })
+        .collect()
 }
 
 /// An index that cannot be trusted makes a full pass: after a snapshot it

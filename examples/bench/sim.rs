@@ -70,6 +70,7 @@ fn synth(n: usize, generation: u64) -> Vec<Entry> {
         mtime: t,
         ctime: t,
         unsure: false,
+        short: false,
     };
     out.push(entry(b"/sim".to_vec(), 1, 0o040755, 4096, base));
     let mut ino = 2u64;

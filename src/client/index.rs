@@ -60,6 +60,7 @@ pub const COARSE_RACY_NS: i64 = 3_000_000_000;
 
 const S_IFMT: u32 = 0o170000;
 const S_IFDIR: u32 = 0o040000;
+const S_IFREG: u32 = 0o100000;
 
 /// One path's facts, as the walk saw them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,11 +80,20 @@ pub struct Entry {
     pub ctime: i64,
     /// Changed too close to the walk to be trusted: always sent next time.
     pub unsure: bool,
+    /// A regular file that allocates less than its length (`st_blocks`):
+    /// it has holes (or is compressed). What the walk saw; not kept in the
+    /// index file. See [`has_holes`].
+    pub short: bool,
 }
 
 impl Entry {
     fn is_dir(&self) -> bool {
         self.mode & S_IFMT == S_IFDIR
+    }
+
+    /// A regular file.
+    pub fn is_file(&self) -> bool {
+        self.mode & S_IFMT == S_IFREG
     }
 
     /// Whether the file is (possibly) different from what `old` recorded.
@@ -453,6 +463,7 @@ impl Records<'_> {
             mtime: mtime as i64,
             ctime: ctime as i64,
             unsure,
+            short: false,
         })
     }
 }
@@ -533,7 +544,45 @@ fn entry_of(path: Vec<u8>, m: &std::fs::Metadata, started: i64) -> Entry {
         mtime,
         ctime,
         unsure: ctime >= recent || mtime >= recent,
+        short: m.file_type().is_file() && m.blocks().saturating_mul(512) < m.size(),
     }
+}
+
+/// Files at least this long are asked where their first hole is
+/// ([`has_holes`]) even when they allocate their whole length: holes
+/// smaller than the blocks a filesystem spends on a file's extent tree or
+/// speculative preallocation (XFS keeps it a while after writing) do not
+/// show in `st_blocks`. Below it, holes that small cost next to nothing.
+pub const ASK_FOR_HOLES_FROM: u64 = 1 << 20;
+
+/// Whether a walked entry is a regular file with holes, to be sent in the
+/// `--sparse` run: it allocates less than its length, or, from
+/// [`ASK_FOR_HOLES_FROM`] bytes, `SEEK_HOLE` finds a hole before its end.
+/// A file that cannot be opened (gone, unreadable) has none: rsync will
+/// say what it makes of it.
+pub fn has_holes(entry: &Entry) -> bool {
+    use rustix::fs::{Mode, OFlags, SeekFrom};
+    if entry.short {
+        return true;
+    }
+    if !entry.is_file() || entry.size < ASK_FOR_HOLES_FROM {
+        return false;
+    }
+    let path = OsStr::from_bytes(&entry.path);
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    // Without moving its atime where that is allowed (root's, or the owner's).
+    let file = rustix::fs::open(path, flags | OFlags::NOATIME, Mode::empty())
+        .or_else(|_| rustix::fs::open(path, flags, Mode::empty()));
+    let Ok(file) = file else {
+        return false;
+    };
+    // Only the file the walk saw: a name replaced since is the next
+    // backup's to look at.
+    match rustix::fs::fstat(&file) {
+        Ok(st) if st.st_ino == entry.ino && st.st_dev == entry.dev => {}
+        _ => return false,
+    }
+    rustix::fs::seek(&file, SeekFrom::Hole(0)).is_ok_and(|at| at < entry.size)
 }
 
 /// `lstat` of one path; `None` if it vanished meanwhile.

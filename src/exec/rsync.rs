@@ -143,14 +143,31 @@ pub struct BackupTransfer {
     pub progress: bool,
     /// Settings for slow or shared links.
     pub throttle: Throttle,
+    /// What is sent: everything, or the paths on rsync's standard input.
+    pub selection: Selection,
+    /// Keep holes (`--sparse`): the receiver scans every byte it writes for
+    /// runs of zeros, so only the files that have holes are sent with it
+    /// (see [`crate::client::backup`]), in a run of their own.
+    pub sparse: bool,
+}
+
+/// Which of the sources' files one backup rsync sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Selection {
+    /// Everything under the sources: `current` mirrors them.
+    All,
     /// Index mode: only the paths rsync reads on its standard input (NUL
-    /// ended, relative to `/`, the only source) are sent; see
-    /// [`crate::client::index`].
-    pub files_from: bool,
-    /// With `files_from`: the server deleted what vanished itself
+    /// ended, relative to `/`, the only source), which the change index
+    /// found changed; see [`crate::client::index`].
+    /// `server_deletes_gone`: the server deleted what vanished itself
     /// (protocol 3), so rsync is not given vanished paths nor
     /// `--delete-missing-args`, and names `incremental/` as its destination.
-    pub server_deletes_gone: bool,
+    Changed { server_deletes_gone: bool },
+    /// Only the paths on standard input, compared as a full pass compares
+    /// them (size and mtime) and deleting nothing: a full pass's files with
+    /// holes, sent in a `--sparse` run of their own before the run of
+    /// [`Selection::All`] without it, which then finds them up to date.
+    Listed,
 }
 
 /// How gently a backup uses the link and the machine (client config
@@ -237,8 +254,6 @@ impl BackupTransfer {
             "--hard-links",
             "--acls",
             "--xattrs",
-            // Store holes as holes (VM images, databases).
-            "--sparse",
             // Keep full paths, so several sources land side by side.
             "--relative",
             // Compare modification times to the nanosecond: a file
@@ -249,8 +264,20 @@ impl BackupTransfer {
         .into_iter()
         .map(OsString::from)
         .collect();
-        if self.files_from {
-            args.extend(
+        // Store holes as holes (VM images, databases): only in the run of
+        // the files that have them, since the receiver then looks for zeros
+        // in every byte it writes — except into a plain store, which writes
+        // every file it gets whole (see `server_args`).
+        if self.sparse || matches!(self.to, TransferTo::Local { inplace: false, .. }) {
+            args.push("--sparse".into());
+        }
+        match self.selection {
+            Selection::All => {
+                // `current` mirrors the source: deleted and excluded files
+                // go, while the snapshots keep history.
+                args.extend(["--delete", "--delete-excluded"].map(OsString::from));
+            }
+            Selection::Changed { .. } | Selection::Listed => args.extend(
                 [
                     // Exactly the listed paths (a directory without its
                     // contents: no recursion), read from standard input.
@@ -258,23 +285,24 @@ impl BackupTransfer {
                     "--from0",
                     // A directory replaced by a file goes, contents and all.
                     "--force",
-                    // Every listed file is sent, even when size and mtime
-                    // match: its ctime or inode said it changed (an mtime
-                    // put back by `touch -r`, `cp -p`, tar).
-                    "--ignore-times",
                 ]
                 .map(OsString::from),
-            );
-            if !self.server_deletes_gone {
+            ),
+        }
+        if let Selection::Changed {
+            server_deletes_gone,
+        } = self.selection
+        {
+            // Every listed file is sent, even when size and mtime match:
+            // its ctime or inode said it changed (an mtime put back by
+            // `touch -r`, `cp -p`, tar).
+            args.push("--ignore-times".into());
+            if !server_deletes_gone {
                 // A server before protocol 3: a listed path that vanished
                 // is deleted by rsync (which some rsync builds refuse with
                 // --files-from: see protocol::PROTOCOL_VERSION).
                 args.push("--delete-missing-args".into());
             }
-        } else {
-            // `current` mirrors the source: deleted and excluded files go,
-            // while the snapshots keep history.
-            args.extend(["--delete", "--delete-excluded"].map(OsString::from));
         }
         // Update files in place: unchanged blocks stay shared with the
         // snapshots on btrfs, and an interrupted transfer resumes. (A
@@ -337,10 +365,13 @@ impl BackupTransfer {
         }
         match &self.to {
             TransferTo::Remote { remote, .. } => {
-                let mode = if self.files_from && self.server_deletes_gone {
-                    TransferMode::Incremental
-                } else {
-                    TransferMode::Full
+                let mode = match self.selection {
+                    Selection::Changed {
+                        server_deletes_gone: true,
+                    } => TransferMode::Incremental,
+                    Selection::Changed { .. } | Selection::All | Selection::Listed => {
+                        TransferMode::Full
+                    }
                 };
                 args.push(format!("{remote}:{}", mode.destination()).into())
             }
@@ -529,6 +560,49 @@ pub struct ServerSide {
     pub io_timeout_secs: u64,
     /// `--confine-root` where the installed rsync has it: the client's directory.
     pub confine_root: Option<PathBuf>,
+    /// A receiver keeps holes (`--sparse`): the server's own decision,
+    /// taken on the client's ask ([`asks_sparse`]), whose own `S` and
+    /// `--sparse` are dropped.
+    pub sparse: bool,
+}
+
+/// Whether a client's (already allowed) options ask for a receiver that
+/// keeps holes: `--sparse`, or `S` among the letters of an option cluster
+/// (before the `e` of rsync's capability string). That is how an rsync run
+/// with `--sparse` says it, and the only form of the ask.
+pub fn asks_sparse(client_options: &[String]) -> bool {
+    client_options
+        .iter()
+        .any(|o| o == "--sparse" || cluster_letters(o).is_some_and(|(l, _)| l.contains('S')))
+}
+
+/// An option cluster's letters and the capability string after them (`e…`,
+/// or empty); `None` for a long option, `-@N` and `-BN` (whose rest is a
+/// value, not letters).
+fn cluster_letters(word: &str) -> Option<(&str, &str)> {
+    let cluster = word.strip_prefix('-')?;
+    if cluster.starts_with(['-', '@', 'B']) {
+        return None;
+    }
+    Some(match cluster.find('e') {
+        Some(at) => cluster.split_at(at),
+        None => (cluster, ""),
+    })
+}
+
+/// A client's option without its ask for `--sparse` (see [`asks_sparse`]);
+/// `None` if nothing is left of it.
+fn without_sparse(word: &str) -> Option<String> {
+    if word == "--sparse" {
+        return None;
+    }
+    match cluster_letters(word) {
+        Some((letters, caps)) if letters.contains('S') => {
+            let letters: String = letters.chars().filter(|&c| c != 'S').collect();
+            (!letters.is_empty() || !caps.is_empty()).then(|| format!("-{letters}{caps}"))
+        }
+        _ => Some(word.to_owned()),
+    }
 }
 
 /// Receiver-side xattr filter rules that keep rsync's own ACL xattrs out of
@@ -567,10 +641,20 @@ pub fn server_args(client_options: &[String], side: &ServerSide) -> Vec<OsString
             || o.starts_with("--max-alloc=")
             || (o == "--inplace" && side.role == (ServerRole::Receiver { inplace: false }))
     };
+    let receiver = matches!(side.role, ServerRole::Receiver { .. });
     args.extend(
         client_options
             .iter()
             .filter(|o| !overridden(o))
+            // A receiver's sparseness is the server's word (below); a
+            // sender writes nothing, and takes the options as they came.
+            .filter_map(|o| {
+                if receiver {
+                    without_sparse(o)
+                } else {
+                    Some(o.clone())
+                }
+            })
             .map(OsString::from),
     );
     // Ownership, modes, devices and specials live in xattrs of files the
@@ -578,8 +662,11 @@ pub fn server_args(client_options: &[String], side: &ServerSide) -> Vec<OsString
     // No --munge-links: with --fake-super on Linux, rsync stores a symlink
     // as a regular file holding its target, so nothing is ever followed.
     args.push("--fake-super".into());
-    if matches!(side.role, ServerRole::Receiver { .. }) {
+    if receiver {
         args.extend(ACL_XATTR_GUARDS.map(OsString::from));
+        if side.sparse {
+            args.push("--sparse".into());
+        }
     }
     if side.role == (ServerRole::Receiver { inplace: false }) {
         // A plain `current` starts empty, so anything already there was
@@ -730,8 +817,8 @@ mod tests {
             verbose: false,
             progress: false,
             throttle: Throttle::default(),
-            files_from: false,
-            server_deletes_gone: false,
+            selection: Selection::All,
+            sparse: false,
         };
         let args: Vec<String> = t
             .args()
@@ -815,8 +902,10 @@ mod tests {
             verbose: false,
             progress: false,
             throttle: Throttle::default(),
-            files_from: true,
-            server_deletes_gone: false,
+            selection: Selection::Changed {
+                server_deletes_gone: false,
+            },
+            sparse: true,
         };
         let args: Vec<String> = t
             .args()
@@ -849,7 +938,9 @@ mod tests {
         // A protocol 3 server deletes what vanished itself; the client
         // states the mode by its destination.
         let t = BackupTransfer {
-            server_deletes_gone: true,
+            selection: Selection::Changed {
+                server_deletes_gone: true,
+            },
             ..t
         };
         let args: Vec<String> = t
@@ -886,8 +977,8 @@ mod tests {
                 compress: true,
                 ..Throttle::default()
             },
-            files_from: false,
-            server_deletes_gone: false,
+            selection: Selection::All,
+            sparse: false,
         };
         let args: Vec<String> = t
             .args()
@@ -927,8 +1018,8 @@ mod tests {
                     io: None,
                 },
             },
-            files_from: false,
-            server_deletes_gone: false,
+            selection: Selection::All,
+            sparse: false,
         };
         let args: Vec<String> = t
             .args()
@@ -962,6 +1053,7 @@ mod tests {
             role: ServerRole::Receiver { inplace: true },
             io_timeout_secs: 600,
             confine_root: Some("/srv/store/host".into()),
+            sparse: false,
         };
         assert_eq!(
             words(&btrfs),
@@ -1014,6 +1106,114 @@ mod tests {
             "--max-alloc=1G".into(),
             "--confine-root=/srv/store/host".into()
         ]));
+    }
+
+    /// A receiver keeps holes when the server says so, whatever the
+    /// client's options: its `S` and `--sparse` are the ask, not the word.
+    #[test]
+    fn the_server_decides_a_receivers_sparseness() {
+        let client: Vec<String> = [
+            "-lHogDtpAXrRSe.iLsfxCIvu",
+            "--sparse",
+            "-S",
+            "-@-1",
+            "-B1024",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert!(asks_sparse(&client));
+        assert!(asks_sparse(&["--sparse".to_string()]));
+        assert!(asks_sparse(&["-Se.iLsfxCIvu".to_string()]));
+        // Not letters: a capability's flags, a long option, a value.
+        for no in [
+            "-lHogDtpAXrRe.iLsfxCIvuS",
+            "--stats",
+            "-@-1",
+            "-B4096",
+            "--info=S",
+        ] {
+            assert!(!asks_sparse(&[no.to_string()]), "{no}");
+        }
+        let words = |sparse: bool, role: ServerRole| -> Vec<String> {
+            let side = ServerSide {
+                role,
+                io_timeout_secs: 600,
+                confine_root: None,
+                sparse,
+            };
+            server_args(&client, &side)
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect()
+        };
+        let receiver = ServerRole::Receiver { inplace: true };
+        let dense = words(false, receiver);
+        assert_eq!(&dense[1..4], ["-lHogDtpAXrRe.iLsfxCIvu", "-@-1", "-B1024"]);
+        assert!(!dense.iter().any(|w| w == "--sparse"), "{dense:?}");
+        let sparse = words(true, receiver);
+        assert_eq!(sparse.iter().filter(|w| *w == "--sparse").count(), 1);
+        assert!(
+            !sparse
+                .iter()
+                .any(|w| w.starts_with('-') && !w.starts_with("--") && w.contains('S'))
+        );
+        // A sender writes nothing: its options pass as they came.
+        let sender = words(false, ServerRole::Sender);
+        assert_eq!(
+            &sender[2..5],
+            ["-lHogDtpAXrRSe.iLsfxCIvu", "--sparse", "-S"]
+        );
+    }
+
+    /// A full pass's files with holes go first, in a run of their own:
+    /// listed, compared by size and mtime, nothing deleted, into `current/`.
+    #[test]
+    fn listed_sparse_run_argv() {
+        let t = BackupTransfer {
+            rsync: "rsync".into(),
+            to: TransferTo::Remote {
+                rsh: "ssh".into(),
+                remote: "bb@host".into(),
+            },
+            sources: vec!["/".into()],
+            excludes: vec![],
+            io_timeout_secs: 300,
+            verbose: false,
+            progress: false,
+            throttle: Throttle::default(),
+            selection: Selection::Listed,
+            sparse: true,
+        };
+        let args: Vec<String> = t
+            .args()
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        for want in [
+            "--sparse",
+            "--files-from=-",
+            "--from0",
+            "--force",
+            "--inplace",
+        ] {
+            assert!(args.contains(&want.to_string()), "{want}: {args:?}");
+        }
+        for never in [
+            "--ignore-times",
+            "--delete",
+            "--delete-excluded",
+            "--delete-missing-args",
+        ] {
+            assert!(!args.contains(&never.to_string()), "{never}: {args:?}");
+        }
+        assert_eq!(args.last().unwrap(), "bb@host:current/");
+        // The rest of the files: no --sparse.
+        let all = BackupTransfer {
+            selection: Selection::All,
+            sparse: false,
+            ..t
+        };
+        assert!(!all.args().iter().any(|a| a == "--sparse"));
     }
 
     #[test]

@@ -191,12 +191,14 @@ impl<'s> ClientBackups<'s> {
     /// shared with the child that will write (so a killed door leaves them
     /// held until the writer ends); readies `current` for `mode` (an
     /// incremental one must have been readied by
-    /// [`Self::prepare_incremental`]); and marks `key` as what produced
-    /// `current`. End it with [`Transfer::end`].
+    /// [`Self::prepare_incremental`]; a `sparse` one, the run of a backup's
+    /// files with holes, leaves it readied for the run of the rest); and
+    /// marks `key` as what produced `current`. End it with [`Transfer::end`].
     pub fn begin_transfer(
         &self,
         key: &str,
         mode: TransferMode,
+        sparse: bool,
         waiting: &mut dyn FnMut(u32),
     ) -> Result<Transfer<'_, 's>> {
         let (store, client) = (self.store, &self.client);
@@ -211,7 +213,7 @@ impl<'s> ClientBackups<'s> {
         slot.share_with_children()?;
         let btrfs = store.backend().kind() == Backend::Btrfs;
         let (plan, reading) = match mode {
-            TransferMode::Incremental => (self.start_incremental()?, None),
+            TransferMode::Incremental => (self.start_incremental(sparse)?, None),
             TransferMode::Full => self.prepare_transfer_measured(btrfs)?,
         };
         if mode == TransferMode::Full && !plan.inplace {
@@ -393,11 +395,19 @@ impl<'s> ClientBackups<'s> {
 
     /// Starts an incremental transfer: refused unless `current` was readied
     /// for one from the client's newest snapshot (and nothing changed it
-    /// since). The caller holds the client's lock.
-    pub fn start_incremental(&self) -> Result<TransferPlan> {
+    /// since but a `sparse` incremental transfer). A `sparse` one (a
+    /// backup's files with holes, sent first in a `--sparse` run of their
+    /// own, protocol 8) leaves `current` readied for the run of the rest;
+    /// any other uses the readying up. Either way `current` is what this
+    /// key's readying and its transfers made of the snapshot, and a
+    /// snapshot, rollback or whole pass in between clears the mark. The
+    /// caller holds the client's lock.
+    pub fn start_incremental(&self, sparse: bool) -> Result<TransferPlan> {
         let (store, client) = (self.store, &self.client);
         let readied = store.client_mark(client, INCREMENTAL_XATTR);
-        store.clear_client_mark(client, INCREMENTAL_XATTR);
+        if !sparse {
+            store.clear_client_mark(client, INCREMENTAL_XATTR);
+        }
         store.clear_client_mark(client, CLEAN_XATTR);
         let newest = store.snapshots(client)?.pop().map(|s| s.name.to_string());
         if readied.is_none() || readied != newest {
@@ -1196,7 +1206,7 @@ mod tests {
         redirected(backups.ping().map(drop));
         redirected(
             backups
-                .begin_transfer(KEY, TransferMode::Full, &mut |_| {})
+                .begin_transfer(KEY, TransferMode::Full, false, &mut |_| {})
                 .map(drop),
         );
         let list = crate::protocol::ReplaceList {
@@ -1260,7 +1270,7 @@ mod tests {
         };
         refused(
             backups
-                .begin_transfer(KEY, TransferMode::Full, &mut |_| {})
+                .begin_transfer(KEY, TransferMode::Full, false, &mut |_| {})
                 .map(drop),
         );
         refused(backups.prepare_incremental("2026-11-28T03:00:00Z", Default::default(), KEY));
@@ -1278,7 +1288,7 @@ mod tests {
         let backups = ClientBackups::open(&fake.store, &client).unwrap();
         assert_eq!(backups.ping().unwrap().closed_until, None);
         let transfer = backups
-            .begin_transfer(KEY, TransferMode::Full, &mut |_| {})
+            .begin_transfer(KEY, TransferMode::Full, false, &mut |_| {})
             .unwrap();
         transfer.end("test");
     }
@@ -1405,8 +1415,10 @@ mod tests {
         let name = backups.finish(at("2026-11-28T03:00:00Z"), None).unwrap();
         let snap = fake.store.client_dir(&client).join(name.as_str());
         // An incremental receive needs a readied current.
-        let err = backups.start_incremental().unwrap_err();
-        assert!(matches!(err, Error::FullPassNeeded(_)), "{err}");
+        for sparse in [false, true] {
+            let err = backups.start_incremental(sparse).unwrap_err();
+            assert!(matches!(err, Error::FullPassNeeded(_)), "{err}");
+        }
         // Another snapshot than the newest is refused.
         let err = backups
             .prepare_incremental("2026-11-27T03:00:00Z", Default::default(), KEY)
@@ -1430,9 +1442,24 @@ mod tests {
             ino(&snap.join("d")),
             "directories are new"
         );
-        let plan = backups.start_incremental().unwrap();
+        // The run of the files with holes leaves it readied for the rest
+        // (as often as it comes: each adds to what this readying made).
+        for _ in 0..2 {
+            let plan = backups.start_incremental(true).unwrap();
+            assert!(plan.link_dests.is_empty() && !plan.inplace);
+        }
+        let plan = backups.start_incremental(false).unwrap();
         assert!(plan.link_dests.is_empty() && !plan.inplace);
-        // Once only.
-        assert!(backups.start_incremental().is_err());
+        // The rest once only, sparse or not.
+        for sparse in [false, true] {
+            assert!(backups.start_incremental(sparse).is_err());
+        }
+        // A snapshot uses any readying up.
+        backups
+            .prepare_incremental(name.as_str(), Default::default(), KEY)
+            .unwrap();
+        backups.start_incremental(true).unwrap();
+        backups.finish(at("2026-11-28T04:00:00Z"), None).unwrap();
+        assert!(backups.start_incremental(true).is_err());
     }
 }

@@ -30,6 +30,9 @@ pub use wire::{DecodeError, decode_arg, decode_found, encode_arg, encode_found};
 // part of the rsync argv, so defined beside it.
 pub use crate::exec::rsync::TransferMode;
 
+// A receiver's ask to keep holes: in the rsync options, so read beside them.
+pub use crate::exec::rsync::asks_sparse;
+
 /// Version of this language; sent in every ping reply. 2 added
 /// `list --ns` and `digest` (what `byteback verify` needs), and `***`. 3
 /// added the `incremental/` destination and `gone` lines in the replace
@@ -51,7 +54,20 @@ pub use crate::exec::rsync::TransferMode;
 /// `replica-state`.
 /// 7 adds `byteback diff [--json] [FROM [TO]]` ([`Request::Diff`]): what
 /// changed between two snapshots, from the change logs the server keeps.
-pub const PROTOCOL_VERSION: u32 = 7;
+/// 8 makes a receiver's sparseness the server's: a transfer's `S` (or
+/// `--sparse`) is the client's ask to keep holes ([`asks_sparse`]), which
+/// the server grants with its own `--sparse`, and a sparse incremental
+/// transfer leaves `current` readied for the one that follows it — so a
+/// client sends its files with holes in a `--sparse` run of their own and
+/// everything else in a run without (the receiver's scan for zeros costs
+/// CPU on every byte it writes). An older client's single run asks for
+/// `--sparse` and gets it, as before.
+pub const PROTOCOL_VERSION: u32 = 8;
+
+/// The first protocol whose servers take a backup's files with holes in a
+/// `--sparse` run of their own, before the rest (see [`PROTOCOL_VERSION`]);
+/// to an older server a backup is one `--sparse` run.
+pub const SPARSE_RUNS: u32 = 8;
 
 /// The first protocol whose servers answer [`Request::Diff`].
 pub const DIFF: u32 = 7;
@@ -430,7 +446,12 @@ fn truncate(s: &str) -> &str {
 /// (following symlinks on the server), `b` (backups elsewhere), `T` and
 /// every other option that names a path, and `U`/`N` (access and create
 /// times: on a plain store rsync would set them on a file it has just
-/// hard-linked from a snapshot, changing that snapshot).
+/// hard-linked from a snapshot, changing that snapshot). `S` (and
+/// `--sparse`) on a receiver is the client's ask for a run that keeps
+/// holes ([`asks_sparse`]): the server drops it and decides with its own
+/// `--sparse` (`exec::rsync::server_args`). Granting it costs the server
+/// only the receiver's scan for zeros, in a transfer the client's limits
+/// bound as any other.
 pub(crate) const SHORT_ALLOWED: &str = "vqlHogDtpAXrRSxczWnIJOdu";
 
 /// Long options without a value that a receiver may get.
@@ -444,6 +465,7 @@ pub(crate) const LONG_FLAGS: &[&str] = &[
     "numeric-ids",
     "inplace",
     "partial",
+    // The ask for a run that keeps holes, as `S` (see SHORT_ALLOWED).
     "sparse",
     "stats",
     "fake-super",

@@ -459,8 +459,11 @@ fn receive(
     key: &KeyId,
 ) -> Result<u8> {
     let (store, client) = (backups.store, &backups.client);
+    // The client asks for a run that keeps holes (its files with holes, or
+    // an older client's every run); granted, by the server's own option.
+    let sparse = protocol::asks_sparse(options);
     // At most max_concurrent_backups transfers at once; the others queue.
-    let transfer = backups.begin_transfer(key.as_str(), mode, &mut |busy| {
+    let transfer = backups.begin_transfer(key.as_str(), mode, sparse, &mut |busy| {
         crate::report::note(format_args!(
             "waiting for {busy} other backup(s) to finish (max_concurrent_backups = {})",
             store.config.max_concurrent_backups
@@ -479,9 +482,16 @@ fn receive(
         // The destination is the working directory, whatever the client
         // named; the receiver logs what it changes beside `current`.
         let log = seen.join(crate::lifecycle::changelog::INCOMING);
+        // A plain store writes every file it gets whole: holes kept in all
+        // of them, so a file with holes that changed between a backup's two
+        // runs is never written out dense by the second.
+        let side = rsync::ServerSide {
+            sparse: sparse || !plan.inplace,
+            ..server_side(store, role, confine.then_some(seen))
+        };
         rsync::receiver_argv_logged(
             options,
-            &server_side(store, role, confine.then_some(seen)),
+            &side,
             &plan.link_dests,
             Some((&log, log_format.as_str())),
         )
@@ -554,6 +564,7 @@ fn server_side(store: &Store, role: ServerRole, confine_root: Option<&Path>) -> 
         role,
         io_timeout_secs: store.config.io_timeout.as_secs(),
         confine_root: confine_root.map(Path::to_path_buf),
+        sparse: false,
     }
 }
 

@@ -86,11 +86,12 @@ impl LocalBackups {
     fn transfer_through(
         &self,
         mode: TransferMode,
+        sparse: bool,
         send: &mut dyn FnMut(Receiving<'_>) -> Result<Transferred>,
     ) -> Result<Transferred> {
         let store = &self.store;
         let backups = self.lifecycle()?;
-        let transfer = backups.begin_transfer(LOCAL_KEY, mode, &mut |busy| {
+        let transfer = backups.begin_transfer(LOCAL_KEY, mode, sparse, &mut |busy| {
             crate::report::note(format_args!(
                 "waiting for {busy} other backup(s) to finish (max_concurrent_backups = {})",
                 store.config.max_concurrent_backups
@@ -188,9 +189,10 @@ impl Backups for LocalBackups {
     fn transfer(
         &self,
         mode: TransferMode,
+        sparse: bool,
         send: &mut dyn FnMut(Receiving<'_>) -> Result<Transferred>,
     ) -> Result<Transferred> {
-        let result = self.transfer_through(mode, send);
+        let result = self.transfer_through(mode, sparse, send);
         // As the server counts a receive: files that vanished are a
         // success, anything else rsync says is not.
         let failed = match &result {
@@ -281,7 +283,9 @@ mod tests {
         let f = fake("steps");
         let b = &f.backups;
         assert_eq!(b.ping().unwrap().snapshots, 0);
-        let sent = b.transfer(TransferMode::Full, &mut writing("a")).unwrap();
+        let sent = b
+            .transfer(TransferMode::Full, false, &mut writing("a"))
+            .unwrap();
         assert_eq!(sent.traffic.files, 1);
         assert_eq!(last(b).request, "receive");
         assert!(last(b).ok);
@@ -298,7 +302,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(last(b).request, "incremental");
-        b.transfer(TransferMode::Incremental, &mut writing("b"))
+        b.transfer(TransferMode::Incremental, false, &mut writing("b"))
             .unwrap();
         std::thread::sleep(std::time::Duration::from_millis(1100));
         let second = b.complete(None).unwrap();
@@ -315,7 +319,7 @@ mod tests {
         let b = &f.backups;
         // An incremental transfer into a `current` nobody readied.
         let e = b
-            .transfer(TransferMode::Incremental, &mut writing("a"))
+            .transfer(TransferMode::Incremental, false, &mut writing("a"))
             .unwrap_err();
         assert!(matches!(e, Error::FullPassNeeded(_)), "{e}");
         let o = last(b);
@@ -328,7 +332,7 @@ mod tests {
                 ..Transferred::nothing()
             })
         };
-        b.transfer(TransferMode::Full, failing).unwrap();
+        b.transfer(TransferMode::Full, false, failing).unwrap();
         let o = last(b);
         assert!(!o.ok && o.reason.unwrap().contains("rsync exit 1"));
         // A snapshot of a `current` another door's key produced is refused.

@@ -105,10 +105,13 @@ pub trait Backups {
     /// One transfer into `current`, of `mode` (an incremental one only into
     /// a `current` readied by [`Backups::incremental`]): the store readies
     /// it, `send` runs rsync as [`Receiving`] says, and the store records
-    /// what was written.
+    /// what was written. `sparse`: the run of the files with holes, with
+    /// `--sparse`, which leaves an incremental readying for the run of the
+    /// rest (a server states both by rsync's own argv).
     fn transfer(
         &self,
         mode: TransferMode,
+        sparse: bool,
         send: &mut dyn FnMut(Receiving<'_>) -> Result<Transferred>,
     ) -> Result<Transferred>;
 

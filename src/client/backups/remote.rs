@@ -181,6 +181,7 @@ impl Backups for RemoteBackups {
     fn transfer(
         &self,
         _mode: TransferMode,
+        _sparse: bool,
         send: &mut dyn FnMut(Receiving<'_>) -> Result<Transferred>,
     ) -> Result<Transferred> {
         send(Receiving {

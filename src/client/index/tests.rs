@@ -13,6 +13,7 @@ fn e(path: &str, ino: u64, mode: u32) -> Entry {
         mtime: 1_000_000_000,
         ctime: 1_000_000_000,
         unsure: false,
+        short: false,
     }
 }
 

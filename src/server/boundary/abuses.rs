@@ -48,6 +48,7 @@ fn plain_side() -> ServerSide {
         role: ServerRole::Receiver { inplace: false },
         io_timeout_secs: 600,
         confine_root: Some("/client".into()),
+        sparse: true,
     }
 }
 
@@ -69,10 +70,12 @@ fn words(argv: &[OsString]) -> Vec<String> {
 
 /// What every server receiver's argv ends with: the server's settings,
 /// then `. .` — it runs in `current`, whatever the client named.
-const PLAIN_TAIL: [&str; 10] = [
+const PLAIN_TAIL: [&str; 11] = [
     "--fake-super",
     "--filter=-x user.rsync.%aacl",
     "--filter=-x user.rsync.%dacl",
+    // A plain store keeps holes in every file it writes (`receive.rs`).
+    "--sparse",
     "--ignore-existing",
     "--timeout=600",
     "--max-alloc=1G",

@@ -4,8 +4,8 @@
 //! builders' own tests, which need no parser, stay beside them.)
 
 use crate::exec::rsync::{
-    ACL_XATTR_GUARDS, BackupTransfer, ReplicaTransfer, ServerRole, ServerSide, Throttle,
-    TransferTo, receiver_argv,
+    ACL_XATTR_GUARDS, BackupTransfer, ReplicaTransfer, Selection, ServerRole, ServerSide, Throttle,
+    TransferTo, asks_sparse, receiver_argv,
 };
 use crate::protocol::{ReplicaRequest, Request, TransferMode, parse, parse_replica};
 
@@ -37,6 +37,46 @@ fn a_replica_transfer_is_what_a_replica_key_accepts() {
     assert!(parse_replica(Some(&remote)).is_ok(), "{remote}");
 }
 
+/// A backup's run of its files with holes asks the server for a
+/// receiver that keeps them; the run of the rest does not ask.
+#[test]
+fn only_the_run_of_files_with_holes_asks_to_keep_them() {
+    for sparse in [true, false] {
+        let t = BackupTransfer {
+            rsync: "rsync".into(),
+            to: TransferTo::Remote {
+                rsh: "ssh".into(),
+                remote: "bb@host".into(),
+            },
+            sources: vec!["/".into()],
+            excludes: vec![],
+            io_timeout_secs: 300,
+            verbose: false,
+            progress: false,
+            throttle: Throttle::default(),
+            selection: Selection::Listed,
+            sparse,
+        };
+        // rsync puts --sparse in its option cluster as `S`.
+        let letters = if sparse { "lHogDtpAXRS" } else { "lHogDtpAXR" };
+        let remote = format!(
+            "rsync --server -{letters}e.iLsfxCIvu --inplace --numeric-ids . {}",
+            &as_strings(&t.args()).last().unwrap()["bb@host:".len()..]
+        );
+        let Ok(Request::Receive { options, mode }) = parse(Some(&remote)) else {
+            panic!("{remote} refused")
+        };
+        assert_eq!(mode, TransferMode::Full, "{remote}");
+        assert_eq!(asks_sparse(&options), sparse, "{remote}");
+        assert_eq!(
+            t.args().iter().any(|a| a == "--sparse"),
+            sparse,
+            "{:?}",
+            t.args()
+        );
+    }
+}
+
 /// An index-mode transfer to a protocol 3 server is read as incremental
 /// by its destination.
 #[test]
@@ -53,8 +93,10 @@ fn an_index_mode_transfer_is_read_as_incremental() {
         verbose: false,
         progress: false,
         throttle: Throttle::default(),
-        files_from: true,
-        server_deletes_gone: true,
+        selection: Selection::Changed {
+            server_deletes_gone: true,
+        },
+        sparse: true,
     };
     let args = as_strings(&t.args());
     let remote = format!(
@@ -99,6 +141,7 @@ fn every_receiver_guards_the_acl_xattrs() {
                 role: ServerRole::Receiver { inplace },
                 io_timeout_secs: 600,
                 confine_root: None,
+                sparse: !inplace,
             };
             let w = words(options, &side);
             for guard in ACL_XATTR_GUARDS {

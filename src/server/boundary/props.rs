@@ -256,6 +256,11 @@ fn assert_confined(
             "{argv:?}"
         );
     }
+    // Whether a receiver keeps holes is the server's word alone, whatever
+    // the client asked.
+    if matches!(side.role, ServerRole::Receiver { .. }) {
+        assert_eq!(view.has("sparse"), side.sparse, "{argv:?}");
+    }
     for caps in view.values("rsh") {
         let ok = caps.split_once('.').is_some_and(|(v, f)| {
             v.bytes().all(|b| b.is_ascii_digit()) && f.bytes().all(|b| b.is_ascii_alphabetic())
@@ -279,16 +284,22 @@ fn assert_confined(
 }
 
 /// The server's sides a receiver or sender may run with.
-fn sides() -> [(ServerSide, Vec<String>); 3] {
+fn sides() -> [(ServerSide, Vec<String>); 4] {
     let btrfs = ServerSide {
         role: ServerRole::Receiver { inplace: true },
         io_timeout_secs: 600,
         confine_root: Some("/client".into()),
+        sparse: false,
+    };
+    let btrfs_sparse = ServerSide {
+        sparse: true,
+        ..btrfs.clone()
     };
     let plain = ServerSide {
         role: ServerRole::Receiver { inplace: false },
         io_timeout_secs: 30,
         confine_root: None,
+        sparse: true,
     };
     let sender = ServerSide {
         role: ServerRole::Sender,
@@ -296,6 +307,7 @@ fn sides() -> [(ServerSide, Vec<String>); 3] {
     };
     [
         (btrfs, vec![]),
+        (btrfs_sparse, vec![]),
         (plain, vec!["../2026-11-28T03:00:00Z".into()]),
         (sender, vec![]),
     ]
