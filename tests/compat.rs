@@ -201,7 +201,13 @@ fn status_line(w: &World) -> String {
 
 /// Sets up a world whose server runs `rsync`: the store and its settings.
 fn world(label: &str, rsync: &ServerRsync) -> Option<World> {
-    let w = World::new(label)?;
+    // Room for each client's file of SPLIT_FROM bytes and their changes.
+    let w = World::sized(
+        label,
+        support::FsKind::Btrfs,
+        &["user_subvol_rm_allowed"],
+        2048,
+    )?;
     let out = w.server(&["setup"]);
     assert!(out.status.success(), "setup: {}", show(&out));
     w.server_config(&server_toml(rsync, &SANDBOXES[0]));
@@ -239,11 +245,16 @@ fn rsync_cell(w: &mut World, rsync: &ServerRsync, client_rsync: Option<&Path>, l
     fs::create_dir_all(w.src.join("going/deep")).unwrap();
     fs::write(w.src.join("going/deep/f"), "going\n").unwrap();
     fs::write(w.src.join("going-file"), "going too\n").unwrap();
+    // A file with holes and enough without them for the two runs of a
+    // backup (`--sparse` for the first only), each rsync on each side.
+    write_holes_and_dense(&w.src, 1);
     past_racy_window(Instant::now());
     let first = manifest::read(&w.src, Reading::Plain);
 
+    let from = log_len(w);
     let out = backup(w, client_rsync);
     assert_eq!(incremental_paths(&out), None, "{cell}: {out}");
+    assert_eq!(receivers_sparse(w, from), [true, false], "{cell}: {out}");
     let snaps = w.snapshots(&name);
     assert_eq!(snaps.len(), 1, "{cell}");
     manifest::assert_same(
@@ -256,8 +267,11 @@ fn rsync_cell(w: &mut World, rsync: &ServerRsync, client_rsync: Option<&Path>, l
     fs::remove_dir_all(w.src.join("going")).unwrap();
     fs::write(w.src.join("etc/hostname"), "renamed.example\n").unwrap();
     fs::write(w.src.join("new-file"), "new\n").unwrap();
+    write_holes_and_dense(&w.src, 2);
     let second = manifest::read(&w.src, Reading::Plain);
+    let from = log_len(w);
     let out = backup(w, client_rsync);
+    assert_eq!(receivers_sparse(w, from), [true, false], "{cell}: {out}");
     let sent = incremental_paths(&out).unwrap_or_else(|| panic!("{cell}: not incremental: {out}"));
     assert!(
         sent < first.len() / 2,
@@ -275,6 +289,15 @@ fn rsync_cell(w: &mut World, rsync: &ServerRsync, client_rsync: Option<&Path>, l
     let stored = snapshot_manifest(w, &name, &snaps[1]);
     manifest::assert_same(&format!("{cell}: incremental snapshot"), &second, &stored);
     assert!(!stored.keys().any(|p| p.starts_with("going")), "{cell}");
+    for snapshot in &snaps {
+        let image = inside(&w.store().join(&name).join(snapshot), &w.src).join("holes.img");
+        let allocated =
+            std::os::unix::fs::MetadataExt::blocks(&fs::metadata(&image).unwrap()) * 512;
+        assert!(
+            allocated < HOLES_LEN / 4,
+            "{cell}: {snapshot}'s holes.img allocates {allocated} of {HOLES_LEN} bytes"
+        );
+    }
 
     restore_matches(w, client_rsync, &name, &cell);
 
@@ -296,6 +319,51 @@ fn rsync_cell(w: &mut World, rsync: &ServerRsync, client_rsync: Option<&Path>, l
         "{cell}: {status}"
     );
     report(&cell, "ok: enroll, full, incremental, restore", start);
+}
+
+/// The length of `holes.img`, most of it holes.
+const HOLES_LEN: u64 = 16 << 20;
+
+/// `holes.img` (data at one more place of [`HOLES_LEN`] each
+/// `generation`, the rest holes) and `dense.bin` (no run of zeros, just
+/// past the size from which the files without holes get an rsync run of
+/// their own; 64 KiB of it changed from the second `generation`).
+fn write_holes_and_dense(src: &Path, generation: u8) {
+    use std::os::unix::fs::FileExt;
+    let image = fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(false)
+        .open(src.join("holes.img"))
+        .unwrap();
+    image.set_len(HOLES_LEN).unwrap();
+    let at = u64::from(generation) << 20;
+    image.write_all_at(&[generation; 64 << 10], at).unwrap();
+    // Written whole the first time; then 64 KiB of it changes in place,
+    // which an incremental backup sends as the whole file's length.
+    let dense = src.join("dense.bin");
+    let bytes = |len: usize| -> Vec<u8> {
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(7).wrapping_add(generation) | 1)
+            .collect()
+    };
+    if generation == 1 {
+        let len = byteback::client::backup::attempts::SPLIT_FROM as usize + (1 << 20);
+        fs::write(&dense, bytes(len)).unwrap();
+    } else {
+        let file = fs::OpenOptions::new().write(true).open(&dense).unwrap();
+        file.write_all_at(&bytes(64 << 10), at).unwrap();
+    }
+}
+
+/// Whether each rsync receiver the server ran since `from` bytes of its
+/// log kept holes (`--sparse`).
+fn receivers_sparse(w: &World, from: usize) -> Vec<bool> {
+    log_since(w, from)
+        .lines()
+        .filter(|l| l.contains(": running ") && l.contains(" --server "))
+        .map(|l| l.split(' ').any(|word| word == "--sparse"))
+        .collect()
 }
 
 /// The filter-rule attack of tests/hostile_rsync.rs: a merge rule naming

@@ -406,7 +406,7 @@ fn plain_pushes_cannot_change_snapshot_inodes() {
 
 support::world::on_both_backends!(one_clients_flood_cannot_cost_another_its_history);
 
-/// One client that never snapshots and floods the disk with sparse files is
+/// One client that never snapshots and floods the disk with files is
 /// reclaimed before anyone's history is pruned: the victim's next backup
 /// succeeds with all of its snapshots kept, and the attacker is told why.
 fn one_clients_flood_cannot_cost_another_its_history(kind: FsKind) {
@@ -443,19 +443,15 @@ fn one_clients_flood_cannot_cost_another_its_history(kind: FsKind) {
     let history = w.snapshots(&victim);
 
     // The attacker: enrolled with its own key, never snapshots, and pushes
-    // sparse files that cost it nothing to send but are written out in
-    // full on the server, until the disk is full (and keeps what was cut
-    // short, --partial).
+    // files until the disk is full (and keeps what was cut short,
+    // --partial). Not zeros: a plain store's receiver keeps runs of zeros
+    // as holes (`--sparse`), which cost no space.
     let key = w.add_client_with_file("attacker.example", "x", "x\n", "2026-01-01T00:00:00Z");
     let flood = w.area.path.join("flood");
     std::fs::create_dir(&flood).unwrap();
+    let bytes = vec![0x5au8; 16 << 20];
     for i in 0..48 {
-        support::run_ok(&[
-            "truncate",
-            "-s",
-            "16M",
-            &flood.join(format!("f{i}")).to_string_lossy(),
-        ]);
+        std::fs::write(flood.join(format!("f{i}")), &bytes).unwrap();
     }
     let rsh = format!(
         "ssh -F none -T -i {} -o IdentitiesOnly=yes -o BatchMode=yes -o UserKnownHostsFile={}/known_hosts -o StrictHostKeyChecking=yes -p {}",
