@@ -679,15 +679,26 @@ exec rsync --server --fake-super "$@"
         self.report.samples.push(sample);
     }
 
-    /// byteback's rsync argv as it ran (read from /proc), with the floor key
-    /// in place of the client's.
+    /// byteback's rsync argv as it ran its full pass (read from /proc), with
+    /// the floor key in place of the client's, and with `--sparse`: a full
+    /// pass may come in two runs (the files with holes listed first, with
+    /// `--sparse`; then the pass, without), and the floor keeps holes in
+    /// one, as byteback's two do.
     fn floor_command(&self, run: &Run) -> Vec<String> {
         let rsync = run
             .procs
             .iter()
-            .find(|p| p.depth == 1 && p.name == "rsync")
-            .expect("saw byteback's rsync");
+            .find(|p| {
+                p.depth == 1
+                    && p.name == "rsync"
+                    && !p.cmdline.iter().any(|a| a.starts_with("--files-from"))
+            })
+            .expect("saw byteback's full-pass rsync");
         let mut argv = rsync.cmdline.clone();
+        if !argv.iter().any(|a| a == "--sparse") {
+            let at = argv.iter().position(|a| a == "--relative").unwrap_or(1);
+            argv.insert(at, "--sparse".into());
+        }
         assert!(
             argv.len() > 3,
             "byteback's rsync argv not captured: {argv:?}"

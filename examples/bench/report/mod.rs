@@ -155,7 +155,16 @@ impl Sample {
             Tool::Byteback => {
                 let rsync = run.children("rsync");
                 let ssh = run.children("ssh");
-                if let Some(r) = rsync.first() {
+                // A backup may run rsync twice (its files with holes with
+                // `--sparse`, then the rest): *rsync* spans both.
+                let span = rsync.first().map(|first| {
+                    let last = rsync.iter().map(|p| p.last).fold(first.last, f64::max);
+                    Span {
+                        first: first.first,
+                        last,
+                    }
+                });
+                if let Some(r) = span {
                     // An ssh alive from before rsync until after it is a
                     // shared connection (ControlMaster), not a request.
                     let master = ssh.iter().find(|p| p.first < r.first && p.last > r.last);
@@ -182,6 +191,12 @@ impl Sample {
         }
         s
     }
+}
+
+/// When a process (or a run of them) was first and last seen, seconds.
+struct Span {
+    first: f64,
+    last: f64,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -723,8 +738,10 @@ impl Report {
         let _ = writeln!(o, "\n## The floor\n");
         let _ = writeln!(
             o,
-            "Bare rsync with byteback's own argv (read from /proc while byteback's first \
-             backup ran), the same ssh options, the same sshd and server user, into the plain \
+            "Bare rsync with byteback's own argv (its full pass's, read from /proc while \
+             byteback's first backup ran, with `--sparse`: byteback sends files with holes in \
+             a `--sparse` run of their own before the pass, so the floor keeps holes too, in \
+             one run), the same ssh options, the same sshd and server user, into the plain \
              directory `<store>/floor/current` on the same btrfs. Only the key differs: the \
              floor's key has a forced command that `cd`s into `<store>/floor` and `exec`s \
              `rsync --server --fake-super <rsync's own options>` — no ping, no snapshot, no \
