@@ -665,7 +665,9 @@ mod tests {
     #[test]
     fn a_backup_changes_only_current_and_still_links() {
         use std::os::unix::fs::MetadataExt;
-        let base = std::env::temp_dir().join(format!("byteback-plain-{}", std::process::id()));
+        // Removed however the test ends.
+        let scratch = crate::ScratchDir::new("plain");
+        let base = scratch.path().to_path_buf();
         let snap = base.join("2026-11-26T03:00:00Z");
         std::fs::create_dir_all(base.join("current")).unwrap();
         std::fs::create_dir_all(snap.join("sub")).unwrap();
@@ -683,7 +685,6 @@ mod tests {
         assert!(ok, "{err}");
         if !enforcement.landlock {
             eprintln!("*** Landlock is not available on this kernel: not tested ***");
-            std::fs::remove_dir_all(&base).unwrap();
             return;
         }
         let s = "../2026-11-26T03:00:00Z";
@@ -718,7 +719,6 @@ mod tests {
             .collect();
         names.sort();
         assert_eq!(names, ["f", "sub"]);
-        std::fs::remove_dir_all(&base).unwrap();
     }
 
     #[test]
@@ -768,7 +768,9 @@ mod tests {
 
     #[test]
     fn child_reads_only_its_directory() {
-        let base = std::env::temp_dir().join(format!("byteback-sandbox-{}", std::process::id()));
+        // Removed however the test ends.
+        let scratch = crate::ScratchDir::new("sandbox");
+        let base = scratch.path().to_path_buf();
         let inside = base.join("client");
         let outside = base.join("other");
         std::fs::create_dir_all(&inside).unwrap();
@@ -826,6 +828,5 @@ mod tests {
             std::fs::read_to_string(outside.join("secret")).unwrap(),
             "secret\n"
         );
-        std::fs::remove_dir_all(&base).unwrap();
     }
 }

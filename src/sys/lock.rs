@@ -119,8 +119,9 @@ mod tests {
 
     #[test]
     fn second_taker_waits_then_gives_up() {
-        let dir = std::env::temp_dir().join(format!("byteback-lock-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        // Removed however the test ends.
+        let scratch = crate::ScratchDir::new("lock-test");
+        let dir = scratch.path();
         let path = dir.join("lock");
         let first = Lock::acquire(&path, Duration::ZERO)
             .unwrap()
@@ -140,15 +141,15 @@ mod tests {
                 .unwrap()
                 .is_some()
         );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// An announced lock is seen, by this process too, without being
     /// taken; it goes with the lock.
     #[test]
     fn announced_locks_are_seen_without_taking_them() {
-        let dir = std::env::temp_dir().join(format!("byteback-ofd-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        // Removed however the test ends.
+        let scratch = crate::ScratchDir::new("ofd-test");
+        let dir = scratch.path();
         let path = dir.join("slot");
         assert!(!is_announced(&path), "no file, no lock");
         let held = Lock::acquire(&path, Duration::ZERO).unwrap().unwrap();
@@ -173,6 +174,5 @@ mod tests {
                 .unwrap()
                 .is_some()
         );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
