@@ -234,6 +234,26 @@ pub enum TransferTo {
 }
 
 impl BackupTransfer {
+    /// The transfer the argv tests read: `/` to `bb@host` over plain `ssh`,
+    /// everything else default, of `selection` and `sparse`.
+    #[cfg(test)]
+    pub(crate) fn to_test_host(selection: Selection, sparse: bool) -> BackupTransfer {
+        BackupTransfer {
+            rsync: "rsync".into(),
+            to: TransferTo::Remote {
+                rsh: "ssh".into(),
+                remote: "bb@host".into(),
+            },
+            sources: vec!["/".into()],
+            excludes: vec![],
+            io_timeout_secs: 300,
+            verbose: false,
+            progress: false,
+            throttle: Throttle::default(),
+            selection,
+            sparse,
+        }
+    }
     /// The rsync to run, at the configured priority.
     pub fn command(&self) -> super::Cmd {
         let priority = self.throttle.priority;
@@ -890,23 +910,12 @@ mod tests {
 
     #[test]
     fn index_mode_argv_lists_paths_and_never_deletes_by_walking() {
-        let t = BackupTransfer {
-            rsync: "rsync".into(),
-            to: TransferTo::Remote {
-                rsh: "ssh".into(),
-                remote: "bb@host".into(),
-            },
-            sources: vec!["/".into()],
-            excludes: vec![],
-            io_timeout_secs: 300,
-            verbose: false,
-            progress: false,
-            throttle: Throttle::default(),
-            selection: Selection::Changed {
+        let t = BackupTransfer::to_test_host(
+            Selection::Changed {
                 server_deletes_gone: false,
             },
-            sparse: true,
-        };
+            true,
+        );
         let args: Vec<String> = t
             .args()
             .iter()
@@ -1169,21 +1178,7 @@ mod tests {
     /// listed, compared by size and mtime, nothing deleted, into `current/`.
     #[test]
     fn listed_sparse_run_argv() {
-        let t = BackupTransfer {
-            rsync: "rsync".into(),
-            to: TransferTo::Remote {
-                rsh: "ssh".into(),
-                remote: "bb@host".into(),
-            },
-            sources: vec!["/".into()],
-            excludes: vec![],
-            io_timeout_secs: 300,
-            verbose: false,
-            progress: false,
-            throttle: Throttle::default(),
-            selection: Selection::Listed,
-            sparse: true,
-        };
+        let t = BackupTransfer::to_test_host(Selection::Listed, true);
         let args: Vec<String> = t
             .args()
             .iter()

@@ -4,8 +4,8 @@
 //! builders' own tests, which need no parser, stay beside them.)
 
 use crate::exec::rsync::{
-    ACL_XATTR_GUARDS, BackupTransfer, ReplicaTransfer, Selection, ServerRole, ServerSide, Throttle,
-    TransferTo, asks_sparse, receiver_argv,
+    ACL_XATTR_GUARDS, BackupTransfer, ReplicaTransfer, Selection, ServerRole, ServerSide,
+    asks_sparse, receiver_argv,
 };
 use crate::protocol::{ReplicaRequest, Request, TransferMode, parse, parse_replica};
 
@@ -42,21 +42,7 @@ fn a_replica_transfer_is_what_a_replica_key_accepts() {
 #[test]
 fn only_the_run_of_files_with_holes_asks_to_keep_them() {
     for sparse in [true, false] {
-        let t = BackupTransfer {
-            rsync: "rsync".into(),
-            to: TransferTo::Remote {
-                rsh: "ssh".into(),
-                remote: "bb@host".into(),
-            },
-            sources: vec!["/".into()],
-            excludes: vec![],
-            io_timeout_secs: 300,
-            verbose: false,
-            progress: false,
-            throttle: Throttle::default(),
-            selection: Selection::Listed,
-            sparse,
-        };
+        let t = BackupTransfer::to_test_host(Selection::Listed, sparse);
         // rsync puts --sparse in its option cluster as `S`.
         let letters = if sparse { "lHogDtpAXRS" } else { "lHogDtpAXR" };
         let remote = format!(
@@ -81,23 +67,12 @@ fn only_the_run_of_files_with_holes_asks_to_keep_them() {
 /// by its destination.
 #[test]
 fn an_index_mode_transfer_is_read_as_incremental() {
-    let t = BackupTransfer {
-        rsync: "rsync".into(),
-        to: TransferTo::Remote {
-            rsh: "ssh".into(),
-            remote: "bb@host".into(),
-        },
-        sources: vec!["/".into()],
-        excludes: vec![],
-        io_timeout_secs: 300,
-        verbose: false,
-        progress: false,
-        throttle: Throttle::default(),
-        selection: Selection::Changed {
+    let t = BackupTransfer::to_test_host(
+        Selection::Changed {
             server_deletes_gone: true,
         },
-        sparse: true,
-    };
+        true,
+    );
     let args = as_strings(&t.args());
     let remote = format!(
         "rsync --server -lHogDtpAXIRSe.iLsfxCIvu --inplace --numeric-ids . {}",
